@@ -1,0 +1,772 @@
+//! The state machine of one WebSocket connection, either side (RFC 6455 §5, §7).
+//!
+//! A [`Connection`] turns bytes from the peer into [`Message`]s and messages from the
+//! application into bytes for the peer. It never touches a socket: the caller moves the bytes.
+//!
+//! Invariants:
+//! - Every rule a frame header can break is checked as soon as the header is complete, before
+//!   any of its payload is buffered: a header announcing more than a limit costs nothing.
+//! - Text is validated as its bytes arrive, so invalid UTF-8 fails the connection at the first
+//!   bad byte even in the middle of a frame.
+//! - When input breaks the protocol, the Close frame with the matching code is queued before
+//!   [`Connection::poll_message`] returns the error; nothing more is read or sent afterwards.
+//! - After a Close frame has been sent, no data frame is sent (§5.5.1); after one has been
+//!   received, no frame is read (§5.5.1: data after Close is ignored).
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, OpCode};
+use crate::mask::apply_mask;
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+
+/// Which side of the connection this endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The side that opened the connection; masks every frame it sends.
+    Client,
+    /// The side that accepted the connection; sends unmasked frames.
+    Server,
+}
+
+/// Server payloads up to this size are copied behind their header, so that small frames leave in
+/// one contiguous buffer; larger ones are queued as their own `Bytes`, without a copy.
+const INLINE_PAYLOAD: usize = 1024;
+
+/// Where the closing handshake stands (RFC 6455 §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a Close frame and wait for the peer's.
+    CloseSent,
+    /// Both Close frames were exchanged, or the connection failed: only flushing is left.
+    Closed,
+}
+
+/// The frame whose payload is being received.
+#[derive(Clone, Copy, Debug)]
+struct InFrame {
+    header: FrameHeader,
+    /// How many payload bytes at the front of the input buffer are already unmasked (and, for
+    /// text, validated).
+    processed: usize,
+    /// Whether the payload is text to validate.
+    text: bool,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: BytesMut,
+    fragments: usize,
+}
+
+/// One side of a WebSocket connection, without I/O.
+///
+/// Method families, in the order a driver calls them:
+/// - input: [`read_buffer`](Self::read_buffer) (read straight into the connection's buffer),
+///   or [`handle_input`](Self::handle_input) (copy a slice in);
+/// - application: [`send`](Self::send), [`close`](Self::close),
+///   [`send_encoded`](Self::send_encoded) (a frame encoded once for many connections);
+/// - output: [`poll_message`](Self::poll_message) until `None` (each message may prompt the
+///   application to send), then [`poll_transmit`](Self::poll_transmit) until `None`, writing
+///   every buffer to the peer.
+///
+/// The `poll_*` methods return `Option`, not `Poll`: `None` means "nothing now", and more may
+/// appear after the next input or send.
+///
+/// ```
+/// use switchboard_proto::{Config, Connection, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Config::default());
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// client.send(Message::text("hello")).unwrap();
+/// while let Some(bytes) = client.poll_transmit() {
+///     server.handle_input(&bytes);
+/// }
+/// assert_eq!(server.poll_message(), Some(Ok(Message::text("hello"))));
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    input: BytesMut,
+    frame: Option<InFrame>,
+    partial: Option<Partial>,
+    utf8: Utf8Validator,
+    transmit: VecDeque<Bytes>,
+    /// Bytes queued in `transmit`.
+    transmit_len: usize,
+    /// Frames encoded after the last entry of `transmit`; leaves as one buffer.
+    pending: BytesMut,
+    rng: MaskRng,
+}
+
+impl Connection {
+    /// A connection whose opening handshake is complete.
+    pub fn new(role: Role, config: Config) -> Self {
+        let rng = MaskRng::new(config.rng_seed);
+        Self {
+            role,
+            config,
+            state: State::Open,
+            input: BytesMut::new(),
+            frame: None,
+            partial: None,
+            utf8: Utf8Validator::new(),
+            transmit: VecDeque::new(),
+            transmit_len: 0,
+            pending: BytesMut::new(),
+            rng,
+        }
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The buffer that received bytes go into before [`poll_message`](Self::poll_message).
+    ///
+    /// Reading into it directly saves a copy: received payloads are slices of this buffer.
+    /// It may already hold the start of an incomplete frame; append only.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// Appends bytes received from the peer (a copy of them) for
+    /// [`poll_message`](Self::poll_message) to process. Input after the closing handshake or a
+    /// failure is discarded.
+    pub fn handle_input(&mut self, data: &[u8]) {
+        if self.state != State::Closed {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    /// Processes received bytes up to the next complete message: text, binary, or a control
+    /// frame of the peer's (pings are answered automatically; a Close is answered automatically
+    /// and is the last message). `None` when more input is needed, or after the connection
+    /// closed.
+    ///
+    /// Input is processed one message at a time, so that an application's reply to a message
+    /// goes out before the Close frame of a violation that followed it in the same read.
+    /// Incomplete frames are still checked as far as they arrived: call this after every read.
+    ///
+    /// # Errors
+    ///
+    /// The peer broke the protocol or a limit. The Close frame that says so is queued: flush
+    /// [`poll_transmit`](Self::poll_transmit), then close the transport. The error is returned
+    /// once; `None` follows.
+    pub fn poll_message(&mut self) -> Option<Result<Message, ProtocolError>> {
+        if self.state == State::Closed {
+            return None;
+        }
+        match self.process() {
+            Ok(message) => message.map(Ok),
+            Err(e) => {
+                self.fail(&e);
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The next bytes to write to the peer, in order.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(bytes) = self.transmit.pop_front() {
+            self.transmit_len -= bytes.len();
+            return Some(bytes);
+        }
+        if self.pending.is_empty() {
+            None
+        } else {
+            Some(self.pending.split().freeze())
+        }
+    }
+
+    /// How many bytes are queued for the peer and not yet taken by
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn buffered_amount(&self) -> usize {
+        self.transmit_len + self.pending.len()
+    }
+
+    /// Whether a Close frame was sent or the connection failed: no more messages may be sent.
+    pub fn is_closing(&self) -> bool {
+        self.state != State::Open
+    }
+
+    /// Whether the closing handshake is over (both Close frames exchanged) or the connection
+    /// failed. Once the remaining output is flushed, the transport can close: a server closes
+    /// TCP first (RFC 6455 §7.1.1), a client waits briefly for the server to do so.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Queues a message for the peer.
+    ///
+    /// A [`Message::Close`] starts the closing handshake; the connection keeps receiving until
+    /// the peer's Close arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] after a Close was sent or the connection failed; a control payload
+    /// over 125 bytes; a close code that may not be sent, or a reason over 123 bytes.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        match message {
+            Message::Text(text) => self.write_frame(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.write_frame(OpCode::Binary, data),
+            Message::Ping(data) => {
+                check_control_len(&data)?;
+                self.write_frame(OpCode::Ping, data);
+            }
+            Message::Pong(data) => {
+                check_control_len(&data)?;
+                self.write_frame(OpCode::Pong, data);
+            }
+            Message::Close(frame) => {
+                if let Some(f) = &frame {
+                    if !f.code.is_allowed_on_wire() {
+                        return Err(SendError::InvalidCloseCode { code: f.code.0 });
+                    }
+                    if f.reason.len() > 123 {
+                        return Err(SendError::CloseReasonTooLong {
+                            len: f.reason.len(),
+                        });
+                    }
+                }
+                self.write_close(frame.as_ref());
+                self.state = State::CloseSent;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` and `reason`; see [`send`](Self::send).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) for a [`Message::Close`].
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        let reason = Utf8Bytes::from(reason.to_owned());
+        self.send(Message::Close(Some(CloseFrame { code, reason })))
+    }
+
+    /// Queues a data frame encoded once for many server connections (a broadcast), sharing its
+    /// bytes instead of copying them.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] after a Close was sent; [`SendError::EncodedFrameOnClient`] on a
+    /// client, whose frames must each be masked with a fresh key.
+    pub fn send_encoded(&mut self, frame: &EncodedFrame) -> Result<(), SendError> {
+        if self.role == Role::Client {
+            return Err(SendError::EncodedFrameOnClient);
+        }
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        self.push_transmit(frame.0.clone());
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<Option<Message>, ProtocolError> {
+        while self.state != State::Closed {
+            let mut frame = match self.frame.take() {
+                Some(frame) => frame,
+                None => {
+                    let Some((header, len)) = FrameHeader::decode(&self.input)? else {
+                        return Ok(None);
+                    };
+                    let text = self.check_header(&header)?;
+                    if header.opcode == OpCode::Text {
+                        self.utf8.reset();
+                    }
+                    self.input.advance(len);
+                    InFrame {
+                        header,
+                        processed: 0,
+                        text,
+                    }
+                }
+            };
+            // Fits: check_header bounded it by max_frame_size, a usize.
+            let len = frame.header.len as usize;
+            let available = self.input.len().min(len);
+            if available > frame.processed {
+                let fresh = &mut self.input[frame.processed..available];
+                if let Some(key) = frame.header.mask {
+                    apply_mask(fresh, key, frame.processed);
+                }
+                if frame.text {
+                    self.utf8
+                        .feed(fresh)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.processed = available;
+            }
+            if available < len {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            let payload = self.input.split_to(len).freeze();
+            if let Some(message) = self.handle_frame(frame.header, frame.text, payload)? {
+                return Ok(Some(message));
+            }
+        }
+        self.input.clear();
+        Ok(None)
+    }
+
+    /// Checks what the connection's state says about a new frame header; returns whether its
+    /// payload is text.
+    fn check_header(&self, header: &FrameHeader) -> Result<bool, ProtocolError> {
+        // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
+        // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
+        // WebSocket Connection_."
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // RFC 6455 §5.1: "The server MUST close the connection upon receiving a frame that is
+        // not masked" and "A client MUST close a connection if it detects a masked frame."
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if header.len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                len: header.len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let too_large = |so_far: usize| {
+            if so_far as u64 + header.len > self.config.max_message_size as u64 {
+                Err(ProtocolError::MessageTooLarge {
+                    limit: self.config.max_message_size,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match (header.opcode, &self.partial) {
+            // RFC 6455 §5.4: a fragmented message is a first frame with FIN clear, then
+            // continuation frames; control frames may be interleaved, nothing else.
+            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(partial)) => {
+                if partial.fragments >= self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        limit: self.config.max_fragments,
+                    });
+                }
+                too_large(partial.data.len())?;
+                Ok(partial.text)
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, None) => {
+                too_large(0)?;
+                Ok(header.opcode == OpCode::Text)
+            }
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => Ok(false),
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        header: FrameHeader,
+        text: bool,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let message = match header.opcode {
+            OpCode::Text | OpCode::Binary if header.fin => self.complete(text, payload)?,
+            OpCode::Text | OpCode::Binary => {
+                let mut data = BytesMut::with_capacity(payload.len());
+                data.extend_from_slice(&payload);
+                self.partial = Some(Partial {
+                    text,
+                    data,
+                    fragments: 1,
+                });
+                return Ok(None);
+            }
+            OpCode::Continuation => {
+                // check_header refused a continuation without a partial message.
+                let Some(partial) = &mut self.partial else {
+                    return Ok(None);
+                };
+                partial.data.extend_from_slice(&payload);
+                partial.fragments += 1;
+                if !header.fin {
+                    return Ok(None);
+                }
+                let data = std::mem::take(&mut partial.data).freeze();
+                self.partial = None;
+                self.complete(text, data)?
+            }
+            OpCode::Ping => {
+                // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
+                // frame in response, unless it already received a Close frame." Once our own
+                // Close is out, nothing more may follow it.
+                if self.state == State::Open {
+                    self.write_frame(OpCode::Pong, payload.clone());
+                }
+                Message::Ping(payload)
+            }
+            OpCode::Pong => Message::Pong(payload),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(payload)?;
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not
+                    // previously send a Close frame, the endpoint MUST send a Close frame in
+                    // response. [...] typically echos the status code it received."
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.write_close(reply.as_ref());
+                }
+                self.state = State::Closed;
+                self.input.clear();
+                Message::Close(frame)
+            }
+        };
+        Ok(Some(message))
+    }
+
+    fn complete(&mut self, text: bool, data: Bytes) -> Result<Message, ProtocolError> {
+        let message = if text {
+            // RFC 6455 §8.1: a text message whose bytes end inside a code point is invalid.
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        };
+        Ok(message)
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): queues the Close frame for `error` and stops
+    /// reading.
+    fn fail(&mut self, error: &ProtocolError) {
+        if self.state == State::Open {
+            let mut reason = error.to_string();
+            reason.truncate(123);
+            let frame = CloseFrame::new(error.close_code(), reason);
+            self.write_close(Some(&frame));
+        }
+        self.state = State::Closed;
+        self.input.clear();
+        self.frame = None;
+        self.partial = None;
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        if let Some(frame) = frame {
+            frame.encode(&mut payload);
+        }
+        self.write_frame(OpCode::Close, payload.freeze());
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        match self.role {
+            Role::Client => {
+                let key = self.rng.next_key();
+                header.mask = Some(key);
+                header.encode(&mut self.pending);
+                let start = self.pending.len();
+                self.pending.extend_from_slice(&payload);
+                apply_mask(&mut self.pending[start..], key, 0);
+            }
+            Role::Server if payload.len() <= INLINE_PAYLOAD => {
+                header.encode(&mut self.pending);
+                self.pending.extend_from_slice(&payload);
+            }
+            Role::Server => {
+                header.encode(&mut self.pending);
+                self.push_transmit(payload);
+            }
+        }
+    }
+
+    /// Queues `bytes` after everything encoded so far.
+    fn push_transmit(&mut self, bytes: Bytes) {
+        if !self.pending.is_empty() {
+            let head = self.pending.split().freeze();
+            self.transmit_len += head.len();
+            self.transmit.push_back(head);
+        }
+        self.transmit_len += bytes.len();
+        self.transmit.push_back(bytes);
+    }
+}
+
+fn check_control_len(data: &Bytes) -> Result<(), SendError> {
+    if data.len() > 125 {
+        return Err(SendError::ControlFrameTooLong { len: data.len() });
+    }
+    Ok(())
+}
+
+/// A server-to-client data frame, encoded once and sent to many connections with
+/// [`Connection::send_encoded`]: server frames are unmasked, so every recipient gets the same
+/// bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedFrame(Bytes);
+
+impl EncodedFrame {
+    /// Encodes a text message.
+    pub fn text(text: &Utf8Bytes) -> Self {
+        Self::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// Encodes a binary message.
+    pub fn binary(data: &[u8]) -> Self {
+        Self::encode(OpCode::Binary, data)
+    }
+
+    /// Encodes a text or binary message; `None` for control messages, which belong to one
+    /// connection's state.
+    pub fn from_message(message: &Message) -> Option<Self> {
+        match message {
+            Message::Text(t) => Some(Self::text(t)),
+            Message::Binary(b) => Some(Self::binary(b)),
+            _ => None,
+        }
+    }
+
+    /// The encoded frame, header and payload.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> Self {
+        let header = FrameHeader::new(opcode, payload.len() as u64);
+        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+        header.encode(&mut buf);
+        buf.extend_from_slice(payload);
+        Self(buf.freeze())
+    }
+}
+
+/// Masking keys: from the operating system in batches, or from a seed in tests.
+#[derive(Debug)]
+enum MaskRng {
+    /// Keys drawn in batches; allocated on first use, so servers (which never mask) carry none.
+    Os(Option<Box<KeyBatch>>),
+    Seeded(u64),
+}
+
+#[derive(Debug)]
+struct KeyBatch {
+    bytes: [u8; 64],
+    used: usize,
+}
+
+impl MaskRng {
+    fn new(seed: Option<u64>) -> Self {
+        match seed {
+            Some(seed) => Self::Seeded(seed),
+            None => Self::Os(None),
+        }
+    }
+
+    fn next_key(&mut self) -> [u8; 4] {
+        match self {
+            Self::Os(batch) => {
+                let batch = batch.get_or_insert_with(|| {
+                    Box::new(KeyBatch {
+                        bytes: [0; 64],
+                        used: 64,
+                    })
+                });
+                if batch.used + 4 > batch.bytes.len() {
+                    if getrandom::fill(&mut batch.bytes).is_err() {
+                        // No OS randomness (practically never): fall back to std's randomly
+                        // keyed hasher so that keys stay unpredictable to the peer.
+                        fill_from_hasher(&mut batch.bytes);
+                    }
+                    batch.used = 0;
+                }
+                let at = batch.used;
+                batch.used += 4;
+                [
+                    batch.bytes[at],
+                    batch.bytes[at + 1],
+                    batch.bytes[at + 2],
+                    batch.bytes[at + 3],
+                ]
+            }
+            Self::Seeded(state) => {
+                // splitmix64: deterministic and well mixed, for tests only.
+                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = *state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                let z = z ^ (z >> 31);
+                (z as u32).to_le_bytes()
+            }
+        }
+    }
+}
+
+fn fill_from_hasher(buf: &mut [u8]) {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        let word = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Connection {
+        Connection::new(Role::Server, Config::default())
+    }
+
+    fn client() -> Connection {
+        Connection::new(
+            Role::Client,
+            Config {
+                rng_seed: Some(7),
+                ..Config::default()
+            },
+        )
+    }
+
+    fn feed(conn: &mut Connection, data: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+        conn.handle_input(data);
+        std::iter::from_fn(|| conn.poll_message()).collect()
+    }
+
+    fn drain(conn: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = conn.poll_transmit() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn rfc_6455_single_frame_messages() {
+        // §5.7: unmasked "Hello" as received by a client.
+        let mut c = client();
+        let got = feed(&mut c, &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(got, Ok(vec![Message::text("Hello")]));
+        // §5.7: masked "Hello" as received by a server.
+        let mut s = server();
+        let got = feed(
+            &mut s,
+            &[
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ],
+        );
+        assert_eq!(got, Ok(vec![Message::text("Hello")]));
+    }
+
+    #[test]
+    fn rfc_6455_fragmented_message_and_ping() {
+        // §5.7: "Hel" + "lo" as two unmasked frames, with an unmasked ping between them.
+        let mut c = client();
+        assert_eq!(feed(&mut c, &[0x01, 0x03, 0x48, 0x65, 0x6c]), Ok(vec![]));
+        let ping = feed(&mut c, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(ping, Ok(vec![Message::Ping(Bytes::from_static(b"Hello"))]));
+        assert_eq!(
+            feed(&mut c, &[0x80, 0x02, 0x6c, 0x6f]),
+            Ok(vec![Message::text("Hello")])
+        );
+        // The ping was answered with a masked pong carrying the same payload.
+        let out = drain(&mut c);
+        assert_eq!(&out[..2], &[0x8a, 0x85]);
+        let mut pong = out[6..].to_vec();
+        apply_mask(&mut pong, out[2..6].try_into().unwrap(), 0);
+        assert_eq!(pong, b"Hello");
+    }
+
+    #[test]
+    fn server_encodes_rfc_6455_unmasked_hello() {
+        let mut s = server();
+        s.send(Message::text("Hello")).unwrap();
+        assert_eq!(drain(&mut s), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        let shared = EncodedFrame::text(&"Hello".into());
+        assert_eq!(
+            &shared.as_bytes()[..],
+            [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        );
+    }
+
+    #[test]
+    fn unmasked_frame_to_server_fails_with_1002() {
+        let mut s = server();
+        let err = feed(&mut s, &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']).unwrap_err();
+        assert_eq!(err, ProtocolError::UnmaskedFrame);
+        let out = drain(&mut s);
+        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xea]);
+        assert!(s.is_closed());
+        assert_eq!(s.send(Message::text("late")), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn oversized_frame_header_is_refused_before_its_payload() {
+        let mut s = Connection::new(
+            Role::Server,
+            Config {
+                max_frame_size: 1000,
+                ..Config::default()
+            },
+        );
+        // A header announcing 1 GiB, and no payload at all.
+        let header = [0x82, 0xff, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4];
+        let err = feed(&mut s, &header).unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+    }
+
+    #[test]
+    fn close_is_echoed_and_ends_the_connection() {
+        let mut c = client();
+        let got = feed(&mut c, &[0x88, 0x02, 0x03, 0xe8]);
+        assert_eq!(
+            got,
+            Ok(vec![Message::Close(Some(CloseFrame::new(
+                CloseCode::NORMAL,
+                ""
+            )))])
+        );
+        assert!(c.is_closed());
+        let out = drain(&mut c);
+        assert_eq!(&out[..2], &[0x88, 0x82]);
+        // Data after Close is ignored.
+        assert_eq!(feed(&mut c, &[0x81, 0x01, b'x']), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_reply_goes_out_before_the_close_of_a_later_violation() {
+        // A valid message, then a frame with RSV2 set, in one read.
+        let mut s = server();
+        s.handle_input(&[0x81, 0x81, 0, 0, 0, 0, b'a', 0xa1, 0x80, 0, 0, 0, 0]);
+        let first = s.poll_message();
+        assert_eq!(first, Some(Ok(Message::text("a"))));
+        s.send(Message::text("a")).unwrap();
+        assert_eq!(s.poll_message(), Some(Err(ProtocolError::ReservedBits)));
+        assert_eq!(s.poll_message(), None);
+        let out = drain(&mut s);
+        assert_eq!(&out[..3], &[0x81, 0x01, b'a']);
+        assert_eq!(&out[3..4], &[0x88]);
+    }
+}

@@ -1,0 +1,713 @@
+//! The server side of the opening handshake: reading the client's request (RFC 6455 §4.2.1) and
+//! sending the server's response (RFC 6455 §4.2.2).
+//!
+//! A server reads into a buffer until [`parse_request`] returns a head, checks it with
+//! [`accept_response`] (which runs [`validate_request`]), and writes the 101 with
+//! [`write_response`]. On an error it writes [`reject_response`] instead and closes the
+//! connection. The bytes after the head are the client's first frames.
+//!
+//! Invariants: a request is accepted only if it passes every check of §4.2.1; the 101 names only a
+//! subprotocol the client offered; rejections carry `Connection: close`, because after a failed
+//! upgrade the rest of the stream cannot be trusted to be HTTP.
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+
+use super::{
+    HandshakeError, MAX_HEADERS, VERSION, accept_key, has_token, head_window, header_map,
+    http_version, incomplete, list_items, parse_error, single, version_str, write_headers,
+};
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+
+/// Decodes a `Sec-WebSocket-Key`. Unlike the strict engine it ignores non-zero bits after the last
+/// byte: RFC 6455 §4.1 item 7 itself gives the key `AQIDBAUGBwgJCgsMDQ4PEC==`, whose final `C`
+/// carries such bits, and the key is only ever hashed as sent, so nothing depends on them.
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// Parses the head of a client's request from the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete; read more and call again with the whole
+/// buffer. On success returns the request and the length of its head: `buf[len..]` is not part
+/// of the handshake (it may hold the client's first frames) and must be handed to the framing
+/// layer. The request carries the method, the request target as sent, the version (HTTP/1.0 or
+/// HTTP/1.1) and the headers, repeated ones in order. It is not yet checked against RFC 6455;
+/// [`validate_request`] does that.
+///
+/// Each call parses from the start of `buf`, at most `max_head` bytes of it.
+///
+/// # Errors
+///
+/// - [`HandshakeError::HeadTooLarge`] if the head does not end within `max_head` bytes: at once
+///   when `buf` is longer than `max_head` without a complete head.
+/// - [`HandshakeError::TooManyHeaders`] if the head has more than [`MAX_HEADERS`] fields.
+/// - [`HandshakeError::MalformedHttp`] if the head is not a valid HTTP/1.x request.
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+    let mut raw_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut raw = httparse::Request::new(&mut raw_headers);
+    let len = match raw.parse(head_window(buf, max_head)).map_err(parse_error)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return incomplete(buf, max_head),
+    };
+    let (Some(method), Some(target), Some(minor)) = (raw.method, raw.path, raw.version) else {
+        return Err(HandshakeError::MalformedHttp(
+            "incomplete request line".into(),
+        ));
+    };
+
+    let mut request = Request::new(());
+    *request.method_mut() = Method::from_bytes(method.as_bytes())
+        .map_err(|_| HandshakeError::MalformedHttp("invalid method".into()))?;
+    *request.uri_mut() = target
+        .parse::<Uri>()
+        .map_err(|_| HandshakeError::MalformedHttp("invalid request target".into()))?;
+    *request.version_mut() = http_version(minor)?;
+    *request.headers_mut() = header_map(raw.headers)?;
+    Ok(Some((request, len)))
+}
+
+/// Whether `req` asks for a WebSocket upgrade at all: its `Upgrade` header lists `websocket`.
+///
+/// A server that also serves plain HTTP routes requests for which this is `false` elsewhere. A
+/// `true` says nothing about the rest of the handshake; [`validate_request`] checks that.
+pub fn is_upgrade_request(req: &Request<()>) -> bool {
+    has_token(req.headers(), &UPGRADE, "websocket")
+}
+
+/// Checks `req` against the client handshake of RFC 6455 §4.2.1.
+///
+/// The checks run in the order of the RFC, except that the version is checked before the key: a
+/// client speaking another version should learn which one this server speaks (a 426), whatever
+/// its key looks like. `Origin`, the resource name and authentication are left to the caller.
+///
+/// # Errors
+///
+/// The first violation found, as one of [`HandshakeError::MethodNotGet`],
+/// [`HttpVersion`](HandshakeError::HttpVersion), [`MissingHost`](HandshakeError::MissingHost),
+/// [`MissingUpgrade`](HandshakeError::MissingUpgrade),
+/// [`UpgradeNotWebSocket`](HandshakeError::UpgradeNotWebSocket),
+/// [`ConnectionNotUpgrade`](HandshakeError::ConnectionNotUpgrade),
+/// [`MissingVersion`](HandshakeError::MissingVersion),
+/// [`UnsupportedVersion`](HandshakeError::UnsupportedVersion),
+/// [`MissingKey`](HandshakeError::MissingKey), [`InvalidKey`](HandshakeError::InvalidKey) or
+/// [`DuplicateHeader`](HandshakeError::DuplicateHeader). [`HandshakeError::status`] gives the
+/// status to answer with.
+pub fn validate_request(req: &Request<()>) -> Result<(), HandshakeError> {
+    checked_key(req).map(|_| ())
+}
+
+/// The subprotocols the client offers, in its order of preference: the trimmed items of every
+/// `Sec-WebSocket-Protocol` header (RFC 6455 §4.2.1 item 8, §11.3.4).
+///
+/// Items that are not UTF-8 cannot be tokens, so they are skipped.
+pub fn requested_protocols(req: &Request<()>) -> impl Iterator<Item = &str> {
+    list_items(req.headers(), &SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|item| std::str::from_utf8(item).ok())
+}
+
+/// Validates `req` and builds the `101 Switching Protocols` that accepts it (RFC 6455 §4.2.2
+/// step 5), naming `protocol` as the subprotocol if one is given.
+///
+/// The caller chooses `protocol` from [`requested_protocols`], or passes `None` to speak none.
+///
+/// # Errors
+///
+/// - Any error of [`validate_request`]; answer it with [`reject_response`].
+/// - [`HandshakeError::ProtocolNotOffered`] if `protocol` is not one the client offered. That is
+///   a bug in the caller, not the client's fault; its status is 500.
+pub fn accept_response(
+    req: &Request<()>,
+    protocol: Option<&str>,
+) -> Result<Response<()>, HandshakeError> {
+    let key = checked_key(req)?;
+
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.version_mut() = Version::HTTP_11;
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    // Base64 output is made of A-Z, a-z, 0-9, '+', '/' and '=', all valid in a header value.
+    let accept = HeaderValue::try_from(accept_key(key)).expect("base64 is a valid header value");
+    headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+
+    if let Some(protocol) = protocol {
+        // RFC 6455 §4.2.2 step 4: "The value chosen MUST be derived from the client's handshake,
+        // specifically by selecting one of the values from the |Sec-WebSocket-Protocol| field".
+        if !requested_protocols(req).any(|offered| offered == protocol) {
+            return Err(HandshakeError::ProtocolNotOffered(protocol.to_owned()));
+        }
+        let value = HeaderValue::from_str(protocol)
+            .map_err(|_| HandshakeError::ProtocolNotOffered(protocol.to_owned()))?;
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    Ok(response)
+}
+
+/// Builds the error response for a request that failed with `err`, and its body.
+///
+/// The status is [`HandshakeError::status`]; the body is the error's text and a newline, sent as
+/// `text/plain; charset=utf-8` with its `Content-Length` and `Connection: close`. A 426 also
+/// carries `Sec-WebSocket-Version: 13` and `Upgrade: websocket`. Write both with
+/// [`write_response`], then close the connection.
+pub fn reject_response(err: &HandshakeError) -> (Response<()>, String) {
+    let status = err.status();
+    let body = format!("{err}\n");
+
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = Version::HTTP_11;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if status == StatusCode::UPGRADE_REQUIRED {
+        // RFC 6455 §4.2.2 step 4: "the server MUST abort the WebSocket handshake [...] and instead
+        // send an appropriate HTTP error code (such as 426 Upgrade Required) and a
+        // |Sec-WebSocket-Version| header field indicating the version(s) the server is capable
+        // of understanding."
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static(VERSION));
+        // RFC 9110 §7.8: "A server that sends a 426 (Upgrade Required) response MUST send an
+        // Upgrade header field to indicate the acceptable protocols" and "When Upgrade is sent,
+        // the sender MUST also send a Connection header field [...] that contains the "upgrade"
+        // connection option".
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade, close"));
+    } else {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    (response, body)
+}
+
+/// Serializes `resp` and `body` into `out`: the status line with the canonical reason phrase, the
+/// headers, a blank line, then `body`.
+///
+/// The response is written as HTTP/1.1 unless its version is HTTP/1.0. The caller is responsible
+/// for a `Content-Length` that matches `body`; [`reject_response`] sets one.
+pub fn write_response(resp: &Response<()>, body: &[u8], out: &mut Vec<u8>) {
+    let status = resp.status();
+    out.extend_from_slice(version_str(resp.version()).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(resp.headers(), out);
+    out.extend_from_slice(body);
+}
+
+/// Runs the checks of §4.2.1 and returns the trimmed `Sec-WebSocket-Key`, which the accept value
+/// is computed from.
+fn checked_key(req: &Request<()>) -> Result<&[u8], HandshakeError> {
+    let headers = req.headers();
+
+    // RFC 6455 §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
+    if req.method() != Method::GET {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if req.version() < Version::HTTP_11 {
+        return Err(HandshakeError::HttpVersion);
+    }
+
+    // RFC 6455 §4.2.1 item 2: "A |Host| header field containing the server's authority."
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+    // request message that lacks a Host header field and to any request message that contains
+    // more than one Host header field line".
+    if single(headers, &HOST)?.is_none() {
+        return Err(HandshakeError::MissingHost);
+    }
+
+    // RFC 6455 §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket",
+    // treated as an ASCII case-insensitive value."
+    if !headers.contains_key(UPGRADE) {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !has_token(headers, &UPGRADE, "websocket") {
+        return Err(HandshakeError::UpgradeNotWebSocket);
+    }
+
+    // RFC 6455 §4.2.1 item 4: "A |Connection| header field that includes the token "Upgrade",
+    // treated as an ASCII case-insensitive value."
+    if !has_token(headers, &CONNECTION, "upgrade") {
+        return Err(HandshakeError::ConnectionNotUpgrade);
+    }
+
+    // RFC 6455 §4.2.1 item 6: "A |Sec-WebSocket-Version| header field, with a value of 13."
+    // §11.3.5: "the |Sec-WebSocket-Version| header field MUST NOT appear more than once in an
+    // HTTP request."
+    let Some(version) = single(headers, &SEC_WEBSOCKET_VERSION)? else {
+        return Err(HandshakeError::MissingVersion);
+    };
+    if version.as_bytes().trim_ascii() != VERSION.as_bytes() {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+
+    // RFC 6455 §4.2.1 item 5: "A |Sec-WebSocket-Key| header field with a base64-encoded [...]
+    // value that, when decoded, is 16 bytes in length."
+    // §11.3.1: "The |Sec-WebSocket-Key| header field MUST NOT appear more than once in an HTTP
+    // request."
+    let Some(key) = single(headers, &SEC_WEBSOCKET_KEY)? else {
+        return Err(HandshakeError::MissingKey);
+    };
+    let key = key.as_bytes().trim_ascii();
+    // 16 bytes encode to 24 characters with padding; checking the length first bounds the work.
+    // The buffer has room for the 18 bytes 24 characters could hold without padding.
+    let mut nonce = [0; 18];
+    if key.len() != 24 || !matches!(KEY_BASE64.decode_slice(key, &mut nonce), Ok(16)) {
+        return Err(HandshakeError::InvalidKey);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::client;
+    use proptest::prelude::*;
+
+    /// The client handshake of RFC 6455 §1.3.
+    const RFC_REQUEST: &str = "GET /chat HTTP/1.1\r\n\
+        Host: server.example.com\r\n\
+        Upgrade: websocket\r\n\
+        Connection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\n\
+        Sec-WebSocket-Protocol: chat, superchat\r\n\
+        Sec-WebSocket-Version: 13\r\n\
+        \r\n";
+
+    /// A masked "Hello" text frame (RFC 6455 §5.7).
+    const MASKED_HELLO: &[u8] = &[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+
+    fn parse(head: &str) -> Request<()> {
+        let (req, len) = parse_request(head.as_bytes(), 8192)
+            .expect("valid http")
+            .expect("complete head");
+        assert_eq!(len, head.len());
+        req
+    }
+
+    /// `head` with the line starting with `prefix` replaced by `line`, or removed when `line` is
+    /// empty.
+    fn replace_line(head: &str, prefix: &str, line: &str) -> String {
+        let mut out = String::new();
+        for l in head.split_inclusive("\r\n") {
+            if !l.starts_with(prefix) {
+                out.push_str(l);
+            } else if !line.is_empty() {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+
+    fn rfc_request_with(prefix: &str, line: &str) -> String {
+        replace_line(RFC_REQUEST, prefix, line)
+    }
+
+    fn written(resp: &Response<()>, body: &[u8]) -> String {
+        let mut out = Vec::new();
+        write_response(resp, body, &mut out);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn rfc_example_request_is_accepted_with_rfc_accept_value() {
+        let req = parse(RFC_REQUEST);
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), "/chat");
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert!(is_upgrade_request(&req));
+        validate_request(&req).expect("valid handshake");
+
+        let resp = accept_response(&req, Some("chat")).expect("accepted");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            resp.headers()[SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert_eq!(
+            written(&resp, b""),
+            "HTTP/1.1 101 Switching Protocols\r\n\
+             upgrade: websocket\r\n\
+             connection: Upgrade\r\n\
+             sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             sec-websocket-protocol: chat\r\n\
+             \r\n"
+        );
+    }
+
+    #[test]
+    fn accept_without_protocol_sends_no_protocol_header() {
+        let resp = accept_response(&parse(RFC_REQUEST), None).expect("accepted");
+        assert!(!resp.headers().contains_key(SEC_WEBSOCKET_PROTOCOL));
+    }
+
+    #[test]
+    fn accepting_a_protocol_the_client_did_not_offer_is_a_caller_error() {
+        let err = accept_response(&parse(RFC_REQUEST), Some("mqtt")).expect_err("not offered");
+        assert!(matches!(&err, HandshakeError::ProtocolNotOffered(p) if p == "mqtt"));
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// A request head, a test for the error it must give, and the status that error maps to.
+    type Case = (String, fn(&HandshakeError) -> bool, u16);
+
+    #[test]
+    fn each_violation_gives_its_variant_and_status() {
+        use HandshakeError as E;
+        let cases: Vec<Case> = vec![
+            (
+                RFC_REQUEST.replacen("GET", "POST", 1),
+                |e| matches!(e, E::MethodNotGet),
+                400,
+            ),
+            (
+                RFC_REQUEST.replacen("HTTP/1.1", "HTTP/1.0", 1),
+                |e| matches!(e, E::HttpVersion),
+                400,
+            ),
+            (
+                rfc_request_with("Host:", ""),
+                |e| matches!(e, E::MissingHost),
+                400,
+            ),
+            (
+                rfc_request_with("Host:", "Host: a\r\nHost: b"),
+                |e| matches!(e, E::DuplicateHeader(h) if h == HOST),
+                400,
+            ),
+            (
+                rfc_request_with("Upgrade:", ""),
+                |e| matches!(e, E::MissingUpgrade),
+                400,
+            ),
+            (
+                rfc_request_with("Upgrade:", "Upgrade: h2c"),
+                |e| matches!(e, E::UpgradeNotWebSocket),
+                400,
+            ),
+            (
+                rfc_request_with("Upgrade:", "Upgrade: websocket2"),
+                |e| matches!(e, E::UpgradeNotWebSocket),
+                400,
+            ),
+            (
+                rfc_request_with("Connection:", ""),
+                |e| matches!(e, E::ConnectionNotUpgrade),
+                400,
+            ),
+            (
+                rfc_request_with("Connection:", "Connection: keep-alive"),
+                |e| matches!(e, E::ConnectionNotUpgrade),
+                400,
+            ),
+            (
+                rfc_request_with("Sec-WebSocket-Version:", ""),
+                |e| matches!(e, E::MissingVersion),
+                426,
+            ),
+            (
+                rfc_request_with("Sec-WebSocket-Version:", "Sec-WebSocket-Version: 8"),
+                |e| matches!(e, E::UnsupportedVersion),
+                426,
+            ),
+            (
+                rfc_request_with("Sec-WebSocket-Version:", "Sec-WebSocket-Version: 13, 8"),
+                |e| matches!(e, E::UnsupportedVersion),
+                426,
+            ),
+            (
+                rfc_request_with(
+                    "Sec-WebSocket-Version:",
+                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13",
+                ),
+                |e| matches!(e, E::DuplicateHeader(h) if h == SEC_WEBSOCKET_VERSION),
+                400,
+            ),
+            (
+                rfc_request_with("Sec-WebSocket-Key:", ""),
+                |e| matches!(e, E::MissingKey),
+                400,
+            ),
+            (
+                rfc_request_with("Sec-WebSocket-Key:", "Sec-WebSocket-Key: not base64!"),
+                |e| matches!(e, E::InvalidKey),
+                400,
+            ),
+            (
+                // base64 of 15 bytes
+                rfc_request_with(
+                    "Sec-WebSocket-Key:",
+                    "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA",
+                ),
+                |e| matches!(e, E::InvalidKey),
+                400,
+            ),
+            (
+                // base64 of 17 bytes
+                rfc_request_with(
+                    "Sec-WebSocket-Key:",
+                    "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                |e| matches!(e, E::InvalidKey),
+                400,
+            ),
+            (
+                rfc_request_with(
+                    "Sec-WebSocket-Key:",
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                ),
+                |e| matches!(e, E::DuplicateHeader(h) if h == SEC_WEBSOCKET_KEY),
+                400,
+            ),
+        ];
+        for (head, is_expected, status) in cases {
+            let req = parse(&head);
+            let err = validate_request(&req).expect_err(&head);
+            assert!(is_expected(&err), "{head:?} gave {err:?}");
+            assert_eq!(err.status(), status, "{head:?}");
+            // accept_response runs the same checks.
+            let err = accept_response(&req, None).expect_err(&head);
+            assert!(is_expected(&err), "{head:?} gave {err:?}");
+
+            let (resp, body) = reject_response(&err);
+            assert_eq!(resp.status(), status);
+            assert_eq!(body, format!("{err}\n"));
+            let version = resp.headers().get(SEC_WEBSOCKET_VERSION);
+            if status == 426 {
+                assert_eq!(version.expect("version header"), "13");
+                assert_eq!(resp.headers()[UPGRADE], "websocket");
+            } else {
+                assert!(version.is_none());
+                assert_eq!(resp.headers()[CONNECTION], "close");
+            }
+        }
+    }
+
+    #[test]
+    fn connection_token_list_and_lower_case_values_are_accepted() {
+        let head = rfc_request_with("Connection:", "Connection: keep-alive, Upgrade");
+        validate_request(&parse(&head)).expect("token in a list");
+
+        let head = rfc_request_with("Upgrade:", "upgrade: WebSocket");
+        let head = replace_line(&head, "Connection:", "connection: upgrade");
+        validate_request(&parse(&head)).expect("lower-case values and names");
+
+        let head = rfc_request_with("Upgrade:", "Upgrade: h2c, websocket");
+        validate_request(&parse(&head)).expect("websocket among other protocols");
+    }
+
+    #[test]
+    fn key_with_surrounding_whitespace_is_trimmed_before_hashing() {
+        let head = rfc_request_with(
+            "Sec-WebSocket-Key:",
+            "Sec-WebSocket-Key:   dGhlIHNhbXBsZSBub25jZQ==  ",
+        );
+        let resp = accept_response(&parse(&head), None).expect("accepted");
+        assert_eq!(
+            resp.headers()[SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn rfc_section_4_1_example_key_with_trailing_bits_is_accepted() {
+        let head = rfc_request_with(
+            "Sec-WebSocket-Key:",
+            "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEC==",
+        );
+        validate_request(&parse(&head)).expect("16-byte key");
+    }
+
+    #[test]
+    fn is_upgrade_request_is_false_for_plain_http() {
+        let req = parse("GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert!(!is_upgrade_request(&req));
+        let req = parse("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n");
+        assert!(!is_upgrade_request(&req));
+    }
+
+    #[test]
+    fn requested_protocols_lists_all_headers_in_order_trimmed() {
+        let head = rfc_request_with(
+            "Sec-WebSocket-Protocol:",
+            "Sec-WebSocket-Protocol: chat ,superchat\r\nSec-WebSocket-Protocol:  v2.mqtt, ",
+        );
+        let req = parse(&head);
+        let offered: Vec<&str> = requested_protocols(&req).collect();
+        assert_eq!(offered, ["chat", "superchat", "v2.mqtt"]);
+        let resp = accept_response(&req, Some("v2.mqtt")).expect("offered");
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "v2.mqtt");
+    }
+
+    #[test]
+    fn every_partial_head_is_incomplete() {
+        let bytes = RFC_REQUEST.as_bytes();
+        for end in 0..bytes.len() {
+            let parsed = parse_request(&bytes[..end], 8192).expect("no error on a prefix");
+            assert!(parsed.is_none(), "prefix of {end} bytes");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_left_for_the_caller() {
+        let mut buf = RFC_REQUEST.as_bytes().to_vec();
+        buf.extend_from_slice(MASKED_HELLO);
+        let (_, len) = parse_request(&buf, 8192).expect("valid").expect("complete");
+        assert_eq!(len, RFC_REQUEST.len());
+        assert_eq!(&buf[len..], MASKED_HELLO);
+    }
+
+    #[test]
+    fn head_longer_than_the_limit_is_too_large() {
+        let bytes = RFC_REQUEST.as_bytes();
+        let limit = bytes.len() - 1;
+
+        // Complete, but one byte too long.
+        let err = parse_request(bytes, limit).expect_err("too large");
+        assert!(matches!(err, HandshakeError::HeadTooLarge { limit: l } if l == limit));
+        assert_eq!(err.status(), 431);
+        assert_eq!(reject_response(&err).0.status(), 431);
+
+        // Incomplete, and already past the limit.
+        let endless = format!("GET / HTTP/1.1\r\nX-Padding: {}", "a".repeat(100));
+        let err = parse_request(endless.as_bytes(), 64).expect_err("too large");
+        assert!(matches!(err, HandshakeError::HeadTooLarge { limit: 64 }));
+
+        // Exactly at the limit is fine.
+        assert!(parse_request(bytes, bytes.len()).expect("fits").is_some());
+        // Incomplete but within the limit: wait for more.
+        assert!(parse_request(&bytes[..10], 10).expect("fits").is_none());
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut head = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..=MAX_HEADERS {
+            head.push_str(&format!("X-{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        let err = parse_request(head.as_bytes(), 1 << 16).expect_err("too many");
+        assert!(matches!(err, HandshakeError::TooManyHeaders));
+        assert_eq!(err.status(), 431);
+    }
+
+    #[test]
+    fn malformed_head_is_400() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            // The start of a TLS ClientHello, as sent to a plain-text port.
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ] {
+            let err = parse_request(head, 8192).expect_err("malformed");
+            assert!(matches!(err, HandshakeError::MalformedHttp(_)), "{err:?}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn reject_response_serializes_with_length_and_close() {
+        let (resp, body) = reject_response(&HandshakeError::UnsupportedVersion);
+        let text = written(&resp, body.as_bytes());
+        assert!(
+            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nsec-websocket-version: 13\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nconnection: Upgrade, close\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("\r\n\r\n{body}")), "{text}");
+        assert!(body.ends_with('\n') && !body.trim_end().contains('\n'));
+        assert!(!resp.headers().contains_key(http::header::ALLOW));
+    }
+
+    #[test]
+    fn request_built_by_the_client_passes_validation() {
+        let uri: Uri = "ws://example.com:9001/chat?room=1".parse().expect("uri");
+        let (req, _key) =
+            client::build_request(&uri, &["chat"], &http::HeaderMap::new()).expect("request");
+        let mut wire = Vec::new();
+        client::write_request(&req, &mut wire);
+        let (parsed, len) = parse_request(&wire, 8192)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(len, wire.len());
+        assert_eq!(parsed.uri(), "/chat?room=1");
+        assert_eq!(parsed.headers(), req.headers());
+        validate_request(&parsed).expect("valid handshake");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_request_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(Some((req, len))) = parse_request(&buf, 256) {
+                prop_assert!(len <= buf.len() && len <= 256);
+                match accept_response(&req, requested_protocols(&req).next()) {
+                    Ok(resp) => write_response(&resp, b"", &mut Vec::new()),
+                    Err(err) => {
+                        let (resp, body) = reject_response(&err);
+                        write_response(&resp, body.as_bytes(), &mut Vec::new());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_header_values_never_panic(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 8),
+        ) {
+            let names = [
+                "Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+                "Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
+            ];
+            let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+            for (name, value) in names.iter().zip(&values) {
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend(value.iter().filter(|&&b| b != b'\r' && b != b'\n'));
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"\r\n");
+            if let Ok(Some((req, _))) = parse_request(&head, 4096) {
+                let _ = accept_response(&req, requested_protocols(&req).next());
+            }
+        }
+
+        #[test]
+        fn trailing_bytes_never_change_the_head(
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut buf = RFC_REQUEST.as_bytes().to_vec();
+            buf.extend_from_slice(&tail);
+            let (req, len) = parse_request(&buf, 8192).expect("valid").expect("complete");
+            prop_assert_eq!(len, RFC_REQUEST.len());
+            prop_assert!(validate_request(&req).is_ok());
+        }
+    }
+}

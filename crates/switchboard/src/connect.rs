@@ -1,0 +1,132 @@
+//! The client side: connecting to a `ws://` URL.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderMap, Response, Uri};
+use proto::handshake::client;
+use proto::{Config, Role};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::Error;
+use crate::websocket::WebSocket;
+
+/// Options for [`connect_with`].
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Limits of the connection.
+    pub config: Config,
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// Extra request headers (`Origin`, `Authorization`, cookies, ...).
+    pub headers: HeaderMap,
+    /// The longest response head accepted, in bytes.
+    pub max_head_size: usize,
+    /// How long connecting and the handshake may take together.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            protocols: Vec::new(),
+            headers: HeaderMap::new(),
+            max_head_size: 16 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connects to a `ws://` URL and completes the opening handshake.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard::Error> {
+/// use switchboard::Message;
+///
+/// let (mut ws, _response) = switchboard::connect("ws://127.0.0.1:8080/ws").await?;
+/// ws.send(Message::text("hello")).await?;
+/// while let Some(message) = ws.recv().await {
+///     println!("{:?}", message?);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Url`] for a URL that is not `ws://host[:port]/...`, [`Error::Io`] when the TCP
+/// connection fails, [`Error::Handshake`] when the server refuses the upgrade or answers
+/// wrongly, [`Error::Timeout`].
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response<()>), Error> {
+    connect_with(url, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with options.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_with(
+    url: &str,
+    options: &ConnectOptions,
+) -> Result<(WebSocket<TcpStream>, Response<()>), Error> {
+    let uri: Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
+    match uri.scheme_str() {
+        Some("ws" | "http") => {}
+        Some("wss" | "https") => {
+            return Err(Error::Url(format!("{url}: wss:// is not supported yet")));
+        }
+        _ => return Err(Error::Url(format!("{url}: expected ws://"))),
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| Error::Url(format!("{url}: no host")))?;
+    // An IPv6 literal comes as "[::1]"; the socket address wants it bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let handshake = async {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        client_handshake(&uri, stream, options).await
+    };
+    tokio::time::timeout(options.timeout, handshake)
+        .await
+        .map_err(|_| Error::Timeout("connect and handshake"))?
+}
+
+/// Runs the client handshake for `uri` over an established stream.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn client_handshake<S>(
+    uri: &Uri,
+    mut stream: S,
+    options: &ConnectOptions,
+) -> Result<(WebSocket<S>, Response<()>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
+    let (request, key) = client::build_request(uri, &protocols, &options.headers)?;
+    let mut out = Vec::with_capacity(256);
+    client::write_request(&request, &mut out);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+
+    let mut buf = BytesMut::with_capacity(1024);
+    let (response, len) = loop {
+        if let Some(parsed) = client::parse_response(&buf, options.max_head_size)? {
+            break parsed;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    };
+    let protocol = client::validate_response(&response, &key, &protocols)?;
+    let rest = buf.split_off(len);
+    let ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
+    Ok((ws.with_protocol(protocol), response))
+}

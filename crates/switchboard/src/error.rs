@@ -1,0 +1,44 @@
+//! The runtime's error type.
+
+use std::io;
+
+use proto::handshake::HandshakeError;
+use proto::{ProtocolError, SendError};
+
+/// What can go wrong with a WebSocket connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed, or the peer went away without a closing handshake.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke RFC 6455 or a configured limit; the matching Close frame was sent.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A message could not be sent (closed connection, oversized control frame, ...).
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
+    /// The connection is closed: the driver task ended or the closing handshake is over.
+    #[error("connection closed")]
+    Closed,
+    /// The URL is not a `ws://` (or, with TLS, `wss://`) URL this client can connect to.
+    #[error("invalid url: {0}")]
+    Url(String),
+    /// An operation took longer than its configured timeout.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            Error::Timeout(_) => Self::new(io::ErrorKind::TimedOut, e),
+            Error::Closed => Self::new(io::ErrorKind::NotConnected, e),
+            e => Self::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! WebSocket server and client on tokio, on the sans-IO engine of `switchboard-proto`.
+//!
+//! - [`connect`] opens a client connection to a `ws://` URL;
+//! - [`accept`] and [`accept_request`] turn a server-side stream (or a request someone else
+//!   parsed, as with hyper/axum upgrades) into a connection;
+//! - [`Server`] listens, accepts, and runs a handler per connection;
+//! - [`WebSocket`] is one connection: [`recv`](WebSocket::recv) (`None` after a clean close),
+//!   [`send`](WebSocket::send), [`close`](WebSocket::close), and [`split`](WebSocket::split)
+//!   into a [`Receiver`] and cloneable [`Sender`]s driven by a task of their own;
+//! - [`Topics`] fans messages out to subscribers, encoding each frame once.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchboard::Error> {
+//! use switchboard::Message;
+//!
+//! let (mut ws, _response) = switchboard::connect("ws://127.0.0.1:9001/chat").await?;
+//! ws.send(Message::text("hello")).await?;
+//! while let Some(message) = ws.recv().await {
+//!     println!("{:?}", message?);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod accept;
+mod connect;
+mod error;
+mod server;
+mod split;
+mod topics;
+mod websocket;
+
+pub use accept::{
+    AcceptOptions, accept, accept_request, accept_with, read_request, write_response,
+};
+pub use connect::{ConnectOptions, client_handshake, connect, connect_with};
+pub use error::Error;
+pub use proto::{
+    CloseCode, CloseFrame, Config, EncodedFrame, Message, ProtocolError, Role, SendError, Utf8Bytes,
+};
+pub use server::{Server, ServerBuilder};
+pub use split::{Receiver, Sender, TrySendError};
+pub use topics::Topics;
+pub use websocket::WebSocket;
+
+/// The protocol engine, for callers that need the lower-level pieces (handshake helpers, frame
+/// headers).
+pub use proto;

@@ -1,0 +1,341 @@
+//! [`WebSocket`]: one connection over any `AsyncRead + AsyncWrite` transport.
+//!
+//! The socket is driven by the caller's calls: [`WebSocket::recv`] reads, answers pings and
+//! Close frames, and flushes whatever is queued; [`WebSocket::send`] queues and flushes. All the
+//! state lives in the struct, so every method can be cancelled at an `.await` without losing
+//! bytes (see each method's "Cancel safety").
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::error::Error;
+
+/// How much free space a read asks for.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+/// How long to wait for the peer's part of the closing handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an upgraded
+/// HTTP connection, or an in-memory duplex in tests).
+///
+/// Receive with [`recv`](Self::recv) (or as a [`Stream`](futures_core::Stream)), send with
+/// [`send`](Self::send). To receive and send from different tasks, [`split`](Self::split) it.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    /// Bytes taken from `conn` and not yet written; the front may be partly written.
+    out: VecDeque<Bytes>,
+    /// The connection failed; this error is reported after the Close frame went out.
+    failed: Option<ProtocolError>,
+    /// The peer's Close, reported after our reply went out.
+    close_received: Option<Message>,
+    /// Limits the wait for the peer's part of the closing handshake.
+    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Set once the transport is finished with; `recv` then returns `None`.
+    done: bool,
+    protocol: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport whose opening handshake is complete.
+    ///
+    /// `read_buf` holds bytes already read past the handshake (the first frames may share a
+    /// read with it); pass an empty buffer if there are none. This is the entry point for
+    /// callers that did the HTTP upgrade themselves (hyper, axum).
+    pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let mut conn = Connection::new(role, config);
+        conn.read_buffer().extend_from_slice(&read_buf);
+        Self {
+            io,
+            conn,
+            out: VecDeque::new(),
+            failed: None,
+            close_received: None,
+            close_timer: None,
+            done: false,
+            protocol: None,
+        }
+    }
+
+    pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount() + self.out.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Receives the next message.
+    ///
+    /// Pings are answered and a Close is answered as they arrive. A Close from the peer is
+    /// returned as [`Message::Close`]; after it, and after any error, `recv` returns `None`. A
+    /// clean close is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the peer broke the protocol (the Close frame with the matching
+    /// code was sent before this returns), [`Error::Io`] when the transport failed or the peer
+    /// vanished without a Close frame.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no message is lost if the future is dropped before it completes.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Sends a message and waits until it is written to the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Send`] after a Close was sent, or for a control payload over 125 bytes;
+    /// [`Error::Io`] when the transport failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// The message is queued before the first `.await`: if the future is dropped, it is still
+    /// sent, in full, by the next operation on this socket.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.feed(message)?;
+        self.flush().await
+    }
+
+    /// Queues a message without writing it; [`flush`](Self::flush) (or any other operation)
+    /// writes it. Queue several messages and flush once to send them in one system call.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), without the I/O errors.
+    pub fn feed(&mut self, message: Message) -> Result<(), Error> {
+        self.conn.send(message)?;
+        Ok(())
+    }
+
+    /// Queues a frame encoded once for many connections (a broadcast); see
+    /// [`EncodedFrame`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Send`] after a Close was sent, or on a client.
+    pub fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
+        self.conn.send_encoded(frame)?;
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the transport failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: what was not written yet stays queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_write_out(cx))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Closes the connection: sends a Close frame with `code` and `reason`, waits for the
+    /// peer's Close (messages that arrive meanwhile are discarded) and ends the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Send`] for a code that may not be sent or a reason over 123 bytes;
+    /// [`Error::Io`] when the transport failed. A peer that does not answer within 5 seconds
+    /// is not an error: the transport is closed anyway.
+    ///
+    /// # Cancel safety
+    ///
+    /// The Close frame is queued before the first `.await`; if cancelled, the closing handshake
+    /// continues with the next [`recv`](Self::recv).
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !self.conn.is_closing() {
+            self.conn.close(code, reason)?;
+        }
+        while let Some(result) = self.recv().await {
+            match result {
+                Ok(_) => {}
+                Err(Error::Protocol(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls for the next message; see [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if !self.conn.is_closed() {
+                match self.conn.poll_message() {
+                    Some(Ok(Message::Close(frame))) => {
+                        self.close_received = Some(Message::Close(frame));
+                        continue;
+                    }
+                    Some(Ok(message)) => return Poll::Ready(Some(Ok(message))),
+                    Some(Err(e)) => {
+                        self.failed = Some(e);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            if self.conn.is_closing() {
+                // Waiting for the peer's Close, or for our last bytes and the end of the
+                // transport: bounded by the close timeout.
+                let timer = self
+                    .close_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(self.finish(None));
+                }
+            }
+            if self.conn.is_closed() {
+                if let Err(e) = ready!(self.poll_write_out(cx)) {
+                    return Poll::Ready(self.finish(Some(e)));
+                }
+                // RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP connection
+                // first"; a client waits for that by reading to the end, below.
+                if self.conn.role() == Role::Server {
+                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    return Poll::Ready(self.finish(None));
+                }
+            }
+            // Before waiting for input, write what is queued (replies, pongs, messages fed
+            // since), all of it in one go; a transport that is not writable does not hold up
+            // reading.
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                return Poll::Ready(self.finish(Some(e)));
+            }
+            match ready!(self.poll_read(cx)) {
+                Ok(0) => {
+                    let eof = (!self.conn.is_closed()).then(|| {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "peer closed the connection without a close frame",
+                        )
+                    });
+                    return Poll::Ready(self.finish(eof));
+                }
+                Ok(_) => {
+                    if self.conn.is_closed() {
+                        // A client reading to the end after the handshake: discard.
+                        self.conn.read_buffer().clear();
+                    }
+                }
+                Err(e) => return Poll::Ready(self.finish(Some(e))),
+            }
+        }
+    }
+
+    /// Ends the connection, reporting (in order of precedence) the protocol error, the Close
+    /// received, or `io_error`.
+    fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
+        self.done = true;
+        self.close_timer = None;
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e.into()));
+        }
+        if let Some(close) = self.close_received.take() {
+            return Some(Ok(close));
+        }
+        io_error.map(|e| Err(e.into()))
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let buf = self.conn.read_buffer();
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = self.io.read_buf(buf);
+        tokio::pin!(read);
+        read.poll(cx)
+    }
+
+    /// Writes everything queued, in as few system calls as the transport allows.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            while let Some(bytes) = self.conn.poll_transmit() {
+                self.out.push_back(bytes);
+            }
+            if self.out.is_empty() {
+                return Pin::new(&mut self.io).poll_flush(cx);
+            }
+            let n = if self.out.len() == 1 || !self.io.is_write_vectored() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[0]))?
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.out.len().min(MAX_IOVECS);
+                for (slice, bytes) in slices.iter_mut().zip(&self.out) {
+                    *slice = IoSlice::new(bytes);
+                }
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.consume_out(n);
+        }
+    }
+
+    fn consume_out(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.out.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.out.pop_front();
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.conn.is_closing()
+    }
+
+    pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !self.conn.is_closing() {
+            self.conn.close(code, reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# scripts/test.sh: run every test of the workspace, stopping at the first failure.
+# This is what CI runs (.ci/run). Works from any directory, on a fresh Debian machine
+# with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
+# already there).
+#
+#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs
+#                (steps a, g, h)
+#   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
+#                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
+#   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
+
+skip_e2e=
+case ${SKIP_E2E:-} in "" | 0) ;; *) skip_e2e=1 ;; esac
+wstest_home=${WSTEST_HOME:-/opt/wstest}
+
+# --- step bookkeeping: a header per step, a summary at the end (also on failure) ----
+summary=()
+current=
+started=$SECONDS
+step() {  # step ID TITLE CMD [ARG..]
+  local id=$1 title=$2 t=$SECONDS
+  shift 2
+  current="$id. $title"
+  printf '\n==> %s\n' "$current"
+  "$@"
+  summary+=("$(printf '  %-46s ok   %4ds' "$current" $((SECONDS - t)))")
+  current=
+}
+skip() {  # skip ID TITLE
+  summary+=("$(printf '  %-46s skipped (SKIP_E2E)' "$1. $2")")
+}
+# shellcheck disable=SC2317  # called by the trap
+report() {
+  local rc=$?
+  [ -n "$current" ] && summary+=("$(printf '  %-46s FAILED (exit %d)' "$current" "$rc")")
+  printf '\n==> summary (%ds)\n' $((SECONDS - started))
+  [ ${#summary[@]} -eq 0 ] || printf '%s\n' "${summary[@]}"
+  if [ "$rc" -eq 0 ]; then echo "all tests passed"; else echo "TESTS FAILED"; fi
+}
+trap report EXIT
+
+# --- prerequisites that a bare Rust machine may lack (quiet when present) -------------
+prereqs() {
+  local comps=()
+  cargo fmt --version >/dev/null 2>&1 || comps+=(rustfmt)
+  cargo clippy --version >/dev/null 2>&1 || comps+=(clippy)
+  [ ${#comps[@]} -eq 0 ] || rustup component add "${comps[@]}"
+  # python3 runs autobahn-run and compare.py; its pip bootstraps autobahn-install
+  if [ -z "$skip_e2e" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
+  fi
+}
+
+install_autobahn() {
+  if "$wstest_home/bin/wstest" --help >/dev/null 2>&1; then
+    echo "wstest already installed: $wstest_home/bin/wstest"
+  else
+    e2e/autobahn/autobahn-install
+  fi
+}
+
+step 0 "prerequisites (rustfmt, clippy, python3)" prereqs
+if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
+else skip a "install Autobahn (wstest)"; fi
+step b "cargo fmt --check" cargo fmt --all --check
+step c "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step d "cargo test" cargo test --workspace
+step e "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+# release binary + examples (autobahn_client is an example of crate switchboard) for e2e
+step f "cargo build --release (bins, examples)" \
+  cargo build --release -p switchboard-cli -p switchboard --bins --examples
+if [ -z "$skip_e2e" ]; then
+  step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
+  step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+else
+  skip g "Autobahn: switchboard as server"
+  skip h "Autobahn: switchboard as client"
+fi
