@@ -12,13 +12,19 @@
 //!   [`Connection::poll_message`] returns the error; nothing more is read or sent afterwards.
 //! - After a Close frame has been sent, no data frame is sent (§5.5.1); after one has been
 //!   received, no frame is read (§5.5.1: data after Close is ignored).
+//! - With permessage-deflate (RFC 7692), RSV1 marks a compressed message on its first frame
+//!   only; control frames are never compressed. A compressed message is inflated frame by frame
+//!   and stops at `max_message_size` inflated bytes; text is validated as it inflates. Without
+//!   the extension nothing changes: payloads stay views of the read buffer.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
+use crate::deflate::{self, DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
@@ -60,12 +66,23 @@ struct InFrame {
     text: bool,
 }
 
-/// A fragmented message being reassembled.
+/// A fragmented or compressed message being reassembled.
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// The message is compressed: its bytes are inflated into `inflated`, not `data`.
+    compressed: bool,
     data: BytesMut,
+    inflated: Vec<u8>,
     fragments: usize,
+}
+
+/// permessage-deflate's state for one connection: this side's compressor and the inflater for
+/// the peer's messages.
+#[derive(Debug)]
+struct PerMessageDeflate {
+    deflater: Deflater,
+    inflater: Inflater,
 }
 
 /// One side of a WebSocket connection, without I/O.
@@ -108,6 +125,8 @@ pub struct Connection {
     /// Frames encoded after the last entry of `transmit`; leaves as one buffer.
     pending: BytesMut,
     rng: MaskRng,
+    /// `None` unless permessage-deflate was negotiated: the uncompressed path pays nothing.
+    deflate: Option<Box<PerMessageDeflate>>,
 }
 
 impl Connection {
@@ -126,7 +145,63 @@ impl Connection {
             transmit_len: 0,
             pending: BytesMut::new(),
             rng,
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters agreed in the handshake (`params`, see
+    /// [`deflate`](crate::deflate)) and this side's compression settings (`config`: level and
+    /// threshold; its negotiation preferences are not used here). Call it before the first
+    /// message.
+    ///
+    /// ```
+    /// use switchboard_proto::deflate::{DeflateConfig, DeflateParams};
+    /// use switchboard_proto::{Config, Connection, Message, Role};
+    ///
+    /// let config = DeflateConfig { threshold: 0, ..DeflateConfig::default() };
+    /// let mut client = Connection::new(Role::Client, Config::default());
+    /// let mut server = Connection::new(Role::Server, Config::default());
+    /// client.enable_deflate(&DeflateParams::default(), &config);
+    /// server.enable_deflate(&DeflateParams::default(), &config);
+    /// client.send(Message::text("hello hello hello hello")).unwrap();
+    /// while let Some(bytes) = client.poll_transmit() {
+    ///     assert!(bytes.len() < 23 + 6); // compressed: shorter than the text and the header
+    ///     server.handle_input(&bytes);
+    /// }
+    /// assert_eq!(server.poll_message(), Some(Ok(Message::text("hello hello hello hello"))));
+    /// ```
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        let (own_bits, own_reset, peer_bits, peer_reset) = match self.role {
+            Role::Server => (
+                params.server_window_bits(),
+                params.server_no_context_takeover,
+                params.client_window_bits(),
+                params.client_no_context_takeover,
+            ),
+            Role::Client => (
+                params.client_window_bits(),
+                params.client_no_context_takeover,
+                params.server_window_bits(),
+                params.server_no_context_takeover,
+            ),
+        };
+        self.deflate = Some(Box::new(PerMessageDeflate {
+            deflater: Deflater::new(config.level, own_bits, config.threshold, own_reset),
+            inflater: Inflater::new(peer_bits, peer_reset),
+        }));
+    }
+
+    /// Whether permessage-deflate is on.
+    pub fn is_deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Whether zlib state is held right now (for memory accounting: with context takeover a
+    /// compressor or decompressor stays once used; without, none is held between messages).
+    pub fn holds_deflate_state(&self) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|d| d.deflater.holds_state() || d.inflater.holds_state())
     }
 
     /// This endpoint's role.
@@ -228,8 +303,8 @@ impl Connection {
             return Err(SendError::Closed);
         }
         match message {
-            Message::Text(text) => self.write_frame(OpCode::Text, text.into_bytes()),
-            Message::Binary(data) => self.write_frame(OpCode::Binary, data),
+            Message::Text(text) => self.write_data(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.write_data(OpCode::Binary, data),
             Message::Ping(data) => {
                 check_control_len(&data)?;
                 self.write_frame(OpCode::Ping, data);
@@ -269,6 +344,11 @@ impl Connection {
     /// Queues a data frame encoded once for many server connections (a broadcast), sharing its
     /// bytes instead of copying them.
     ///
+    /// With permessage-deflate, a connection without context takeover shares the frame's
+    /// compressed variant too (compressed by the first connection that needs it); one with
+    /// context takeover compresses the payload itself, as its compressor's history differs
+    /// from every other connection's.
+    ///
     /// # Errors
     ///
     /// [`SendError::Closed`] after a Close was sent; [`SendError::EncodedFrameOnClient`] on a
@@ -280,7 +360,28 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        self.push_transmit(frame.0.clone());
+        let payload_len = frame.plain.len() - frame.header_len;
+        match &mut self.deflate {
+            Some(d) if d.deflater.wants(payload_len) => {
+                let (level, bits) = (d.deflater.level(), d.deflater.bits());
+                let shared = d.deflater.can_share(level, bits).then(|| {
+                    frame.compressed.get_or_init(|| {
+                        let compressed = deflate::compress_once(level, bits, frame.payload());
+                        (level, bits, encode_frame(frame.opcode, true, &compressed))
+                    })
+                });
+                match shared {
+                    Some((l, b, bytes)) if d.deflater.can_share(*l, *b) => {
+                        self.push_transmit(bytes.clone());
+                    }
+                    _ => {
+                        let compressed = d.deflater.compress(frame.payload());
+                        self.write_frame_rsv1(frame.opcode, compressed, true);
+                    }
+                }
+            }
+            _ => self.push_transmit(frame.plain.clone()),
+        }
         Ok(())
     }
 
@@ -338,7 +439,14 @@ impl Connection {
         // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
         // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
         // WebSocket Connection_."
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv2 || header.rsv3 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+        // frames and non-first fragments of a data message."
+        if header.rsv1
+            && (self.deflate.is_none() || !matches!(header.opcode, OpCode::Text | OpCode::Binary))
+        {
             return Err(ProtocolError::ReservedBits);
         }
         // RFC 6455 §5.1: "The server MUST close the connection upon receiving a frame that is
@@ -373,10 +481,15 @@ impl Connection {
                         limit: self.config.max_fragments,
                     });
                 }
+                // A compressed message is limited by its inflated size, as it inflates.
+                if partial.compressed {
+                    return Ok(false);
+                }
                 too_large(partial.data.len())?;
                 Ok(partial.text)
             }
             (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, None) if header.rsv1 => Ok(false),
             (OpCode::Text | OpCode::Binary, None) => {
                 too_large(0)?;
                 Ok(header.opcode == OpCode::Text)
@@ -392,13 +505,26 @@ impl Connection {
         payload: Bytes,
     ) -> Result<Option<Message>, ProtocolError> {
         let message = match header.opcode {
+            OpCode::Text | OpCode::Binary if header.rsv1 => {
+                self.partial = Some(Partial {
+                    text: header.opcode == OpCode::Text,
+                    compressed: true,
+                    data: BytesMut::new(),
+                    inflated: Vec::new(),
+                    fragments: 1,
+                });
+                self.utf8.reset();
+                return self.inflate(&payload, header.fin);
+            }
             OpCode::Text | OpCode::Binary if header.fin => self.complete(text, payload)?,
             OpCode::Text | OpCode::Binary => {
                 let mut data = BytesMut::with_capacity(payload.len());
                 data.extend_from_slice(&payload);
                 self.partial = Some(Partial {
                     text,
+                    compressed: false,
                     data,
+                    inflated: Vec::new(),
                     fragments: 1,
                 });
                 return Ok(None);
@@ -408,6 +534,10 @@ impl Connection {
                 let Some(partial) = &mut self.partial else {
                     return Ok(None);
                 };
+                if partial.compressed {
+                    partial.fragments += 1;
+                    return self.inflate(&payload, header.fin);
+                }
                 partial.data.extend_from_slice(&payload);
                 partial.fragments += 1;
                 if !header.fin {
@@ -444,6 +574,39 @@ impl Connection {
         Ok(Some(message))
     }
 
+    /// Inflates the next frame of a compressed message; returns the message after its last.
+    fn inflate(&mut self, payload: &[u8], fin: bool) -> Result<Option<Message>, ProtocolError> {
+        let (Some(partial), Some(d)) = (&mut self.partial, &mut self.deflate) else {
+            return Ok(None); // check_header allows RSV1 only with deflate on
+        };
+        let before = partial.inflated.len();
+        d.inflater
+            .inflate(
+                payload,
+                fin,
+                &mut partial.inflated,
+                self.config.max_message_size,
+            )
+            .map_err(|e| match e {
+                InflateError::TooLarge => ProtocolError::MessageTooLarge {
+                    limit: self.config.max_message_size,
+                },
+                InflateError::Invalid => ProtocolError::InvalidCompressedData,
+            })?;
+        if partial.text {
+            self.utf8
+                .feed(&partial.inflated[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !fin {
+            return Ok(None);
+        }
+        let text = partial.text;
+        let data = Bytes::from(std::mem::take(&mut partial.inflated));
+        self.partial = None;
+        self.complete(text, data).map(Some)
+    }
+
     fn complete(&mut self, text: bool, data: Bytes) -> Result<Message, ProtocolError> {
         let message = if text {
             // RFC 6455 §8.1: a text message whose bytes end inside a code point is invalid.
@@ -468,6 +631,9 @@ impl Connection {
         self.input.clear();
         self.frame = None;
         self.partial = None;
+        if let Some(d) = &mut self.deflate {
+            d.inflater.abandon();
+        }
     }
 
     fn write_close(&mut self, frame: Option<&CloseFrame>) {
@@ -478,8 +644,25 @@ impl Connection {
         self.write_frame(OpCode::Close, payload.freeze());
     }
 
+    /// Queues a text or binary message, compressed when permessage-deflate is on and the
+    /// message reaches the threshold.
+    fn write_data(&mut self, opcode: OpCode, payload: Bytes) {
+        match &mut self.deflate {
+            Some(d) if d.deflater.wants(payload.len()) => {
+                let compressed = d.deflater.compress(&payload);
+                self.write_frame_rsv1(opcode, compressed, true);
+            }
+            _ => self.write_frame(opcode, payload),
+        }
+    }
+
     fn write_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        self.write_frame_rsv1(opcode, payload, false);
+    }
+
+    fn write_frame_rsv1(&mut self, opcode: OpCode, payload: Bytes, rsv1: bool) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        header.rsv1 = rsv1;
         match self.role {
             Role::Client => {
                 let key = self.rng.next_key();
@@ -522,8 +705,19 @@ fn check_control_len(data: &Bytes) -> Result<(), SendError> {
 /// A server-to-client data frame, encoded once and sent to many connections with
 /// [`Connection::send_encoded`]: server frames are unmasked, so every recipient gets the same
 /// bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedFrame(Bytes);
+///
+/// With permessage-deflate, the frame also holds a compressed variant, made by the first
+/// connection that needs it and shared by every connection without context takeover (see
+/// [`Connection::send_encoded`]). Clones share both.
+#[derive(Clone, Debug)]
+pub struct EncodedFrame {
+    opcode: OpCode,
+    /// Header and payload, uncompressed.
+    plain: Bytes,
+    header_len: usize,
+    /// Level, window bits, and the compressed frame (header with RSV1, and payload).
+    compressed: Arc<OnceLock<(u32, u8, Bytes)>>,
+}
 
 impl EncodedFrame {
     /// Encodes a text message.
@@ -546,18 +740,47 @@ impl EncodedFrame {
         }
     }
 
-    /// The encoded frame, header and payload.
+    /// The encoded frame, header and payload, uncompressed.
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        &self.plain
+    }
+
+    /// The compressed frame, once a connection has made it.
+    pub fn compressed_bytes(&self) -> Option<&Bytes> {
+        self.compressed.get().map(|(_, _, bytes)| bytes)
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.plain[self.header_len..]
     }
 
     fn encode(opcode: OpCode, payload: &[u8]) -> Self {
-        let header = FrameHeader::new(opcode, payload.len() as u64);
-        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
-        header.encode(&mut buf);
-        buf.extend_from_slice(payload);
-        Self(buf.freeze())
+        let header_len = FrameHeader::new(opcode, payload.len() as u64).encoded_len();
+        Self {
+            opcode,
+            plain: encode_frame(opcode, false, payload),
+            header_len,
+            compressed: Arc::default(),
+        }
     }
+}
+
+impl PartialEq for EncodedFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.plain == other.plain
+    }
+}
+
+impl Eq for EncodedFrame {}
+
+/// An unmasked frame with `payload`, RSV1 set when it is compressed.
+fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
+    let mut header = FrameHeader::new(opcode, payload.len() as u64);
+    header.rsv1 = rsv1;
+    let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+    header.encode(&mut buf);
+    buf.extend_from_slice(payload);
+    buf.freeze()
 }
 
 /// Masking keys: from the operating system in batches, or from a seed in tests.

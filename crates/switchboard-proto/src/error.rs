@@ -10,7 +10,9 @@ use crate::close::CloseCode;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// RSV1, RSV2 or RSV3 was set without an extension that defines it (§5.2).
+    /// RSV1, RSV2 or RSV3 was set without an extension that defines it (§5.2), or RSV1 where
+    /// permessage-deflate does not allow it (RFC 7692 §6.1: only on the first frame of a data
+    /// message).
     #[error("reserved bits set without a negotiated extension")]
     ReservedBits,
     /// The opcode is reserved (0x3–0x7, 0xB–0xF, §5.2).
@@ -63,6 +65,9 @@ pub enum ProtocolError {
     /// A new text or binary frame arrived while a fragmented message was in progress (§5.4).
     #[error("new data frame while a fragmented message is in progress")]
     ExpectedContinuation,
+    /// A compressed message is not a valid DEFLATE stream (RFC 7692 §7.2.2).
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
     /// A text message (or close reason) was not valid UTF-8 (§8.1).
     #[error("invalid utf-8 in a text message")]
     InvalidUtf8,
@@ -84,7 +89,9 @@ impl ProtocolError {
     /// The status code of the Close frame this error sends (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
             _ => CloseCode::PROTOCOL_ERROR,

@@ -1,5 +1,6 @@
 //! Sans-IO WebSocket protocol: RFC 6455 framing, masking, UTF-8 validation, the closing
-//! handshake and the opening handshake, as state machines over byte buffers.
+//! handshake and the opening handshake, as state machines over byte buffers; RFC 7692
+//! permessage-deflate in [`deflate`].
 //!
 //! ```text
 //!            bytes from the peer                      bytes to the peer
@@ -45,6 +46,7 @@
 mod close;
 mod config;
 mod connection;
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;

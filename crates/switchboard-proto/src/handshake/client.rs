@@ -20,6 +20,7 @@ use super::{
     BASE64, HandshakeError, MAX_HEADERS, VERSION, accept_key, has_token, head_window, header_map,
     http_version, incomplete, list_items, parse_error, single, version_str, write_headers,
 };
+use crate::deflate::{DeflateConfig, DeflateParams, EXTENSION_NAME};
 use base64::Engine as _;
 
 /// Headers the handshake sets itself, which `extra_headers` may therefore not contain.
@@ -141,6 +142,32 @@ pub fn validate_response(
     key: &str,
     protocols: &[&str],
 ) -> Result<Option<String>, HandshakeError> {
+    validate_response_with(resp, key, protocols, None).map(|agreed| agreed.protocol)
+}
+
+/// What the client and the server agreed on in the opening handshake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Agreed {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters, if the server accepted the extension.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// [`validate_response`] for a request that offered permessage-deflate as `deflate`
+/// configures it (the request carries [`DeflateConfig::offer`] in `Sec-WebSocket-Extensions`).
+///
+/// # Errors
+///
+/// As [`validate_response`], and [`HandshakeError::InvalidExtension`] when the server's
+/// permessage-deflate answer is one the offer did not allow.
+pub fn validate_response_with(
+    resp: &Response<()>,
+    key: &str,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Agreed, HandshakeError> {
     let headers = resp.headers();
 
     // RFC 6455 §4.1 response check 1: "If the status code received from the server is not 101,
@@ -184,8 +211,18 @@ pub fn validate_response(
         return Err(HandshakeError::AcceptMismatch);
     }
 
-    // Check 5. No extension is offered yet; permessage-deflate will pass its name here.
-    check_extensions(headers, &[])?;
+    // Check 5, and RFC 7692 §5.1: the client fails the connection if the answer's
+    // permessage-deflate parameters are ones its offer did not allow.
+    let deflate = match deflate {
+        Some(config) => {
+            check_extensions(headers, &[EXTENSION_NAME])?;
+            config.accept_response(headers)?
+        }
+        None => {
+            check_extensions(headers, &[])?;
+            None
+        }
+    };
 
     // Check 6: "If the response includes a |Sec-WebSocket-Protocol| header field and this header
     // field indicates the use of a subprotocol that was not present in the client's handshake
@@ -193,13 +230,19 @@ pub fn validate_response(
     // §11.3.4: "the |Sec-WebSocket-Protocol| header field MUST NOT appear more than once in an
     // HTTP response."
     let Some(protocol) = single(headers, &SEC_WEBSOCKET_PROTOCOL)? else {
-        return Ok(None);
+        return Ok(Agreed {
+            protocol: None,
+            deflate,
+        });
     };
     let protocol = String::from_utf8_lossy(protocol.as_bytes().trim_ascii());
     if !protocols.contains(&&*protocol) {
         return Err(HandshakeError::UnrequestedProtocol(protocol.into_owned()));
     }
-    Ok(Some(protocol.into_owned()))
+    Ok(Agreed {
+        protocol: Some(protocol.into_owned()),
+        deflate,
+    })
 }
 
 /// [`build_request`] with a given nonce, so tests can be deterministic.
@@ -613,6 +656,58 @@ mod tests {
             matches!(&err, HandshakeError::UnrequestedExtension(e) if e == "permessage-deflate"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn deflate_offer_and_answer_round_trip_through_the_server() {
+        let config = DeflateConfig {
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        };
+        let (mut req, key) =
+            build_request(&uri("ws://localhost/"), &[], &HeaderMap::new()).expect("request");
+        req.headers_mut()
+            .insert(SEC_WEBSOCKET_EXTENSIONS, config.offer());
+        let mut wire = Vec::new();
+        write_request(&req, &mut wire);
+        let (received, _) = server::parse_request(&wire, 8192)
+            .expect("valid")
+            .expect("head");
+        let agreed = DeflateConfig::default()
+            .negotiate(received.headers())
+            .expect("accepted");
+        let mut resp = server::accept_response(&received, None).expect("accepted");
+        resp.headers_mut()
+            .insert(SEC_WEBSOCKET_EXTENSIONS, agreed.to_header());
+        let mut reply = Vec::new();
+        server::write_response(&resp, b"", &mut reply);
+        let (answer, _) = parse_response(&reply, 8192).expect("valid").expect("head");
+        let got = validate_response_with(&answer, &key, &[], Some(&config)).expect("valid");
+        assert_eq!(got.deflate, Some(agreed));
+        assert!(agreed.client_no_context_takeover);
+
+        // Without an offer, the same answer is an unrequested extension.
+        let err = validate_response(&answer, &key, &[]).expect_err("not offered");
+        assert!(
+            matches!(err, HandshakeError::UnrequestedExtension(_)),
+            "{err:?}"
+        );
+        // An answer the offer did not allow fails the handshake.
+        let mut bad = answer.clone();
+        bad.headers_mut().insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate; server_max_window_bits=16"),
+        );
+        let err = validate_response_with(&bad, &key, &[], Some(&config)).expect_err("invalid");
+        assert!(
+            matches!(err, HandshakeError::InvalidExtension(_)),
+            "{err:?}"
+        );
+        // A server that declines leaves the connection uncompressed.
+        let mut declined = answer;
+        declined.headers_mut().remove(SEC_WEBSOCKET_EXTENSIONS);
+        let got = validate_response_with(&declined, &key, &[], Some(&config)).expect("valid");
+        assert_eq!(got.deflate, None);
     }
 
     #[test]

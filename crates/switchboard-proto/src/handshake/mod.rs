@@ -151,6 +151,10 @@ pub enum HandshakeError {
     /// The server chose an extension the client did not offer (RFC 6455 §4.1 response check 5).
     #[error("server chose extension {0:?}, which the client did not offer")]
     UnrequestedExtension(String),
+    /// The server's permessage-deflate answer is one the client's offer did not allow
+    /// (RFC 7692 §5.1, §7.1).
+    #[error("invalid permessage-deflate answer: {0}")]
+    InvalidExtension(#[from] crate::deflate::DeflateError),
     /// The server chose a subprotocol the client did not offer (RFC 6455 §4.1 response check 6).
     #[error("server chose subprotocol {0:?}, which the client did not offer")]
     UnrequestedProtocol(String),
@@ -208,6 +212,7 @@ impl HandshakeError {
             | Self::MissingAccept
             | Self::AcceptMismatch
             | Self::UnrequestedExtension(_)
+            | Self::InvalidExtension(_)
             | Self::UnrequestedProtocol(_)
             | Self::InvalidUri(_)
             | Self::InvalidProtocol(_)
