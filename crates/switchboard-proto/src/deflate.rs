@@ -224,8 +224,8 @@ impl DeflateConfig {
         })
     }
 
-    /// Client side: checks the server's `Sec-WebSocket-Extensions` answer to [`offer`]
-    /// (Self::offer) and returns the agreed parameters, or `None` when the server declined
+    /// Client side: checks the server's `Sec-WebSocket-Extensions` answer to
+    /// [`offer`](Self::offer) and returns the agreed parameters, or `None` when the server declined
     /// (no permessage-deflate in the answer; other extensions are not this module's concern).
     ///
     /// # Errors
