@@ -4,23 +4,34 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard::{CloseCode, Message};
+use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
+    /// Offer permessage-deflate (compression), as browsers do.
+    #[arg(long)]
+    deflate: bool,
 }
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let (ws, _response) = switchboard::connect(&args.url)
+    let options = ConnectOptions {
+        deflate: args.deflate.then(DeflateConfig::default),
+        ..ConnectOptions::default()
+    };
+    let (ws, _response) = switchboard::connect_with(&args.url, &options)
         .await
         .with_context(|| format!("cannot connect to {}", args.url))?;
     eprintln!(
         "connected to {} (type lines to send; end input to close)",
         args.url
     );
+    if let Some(params) = ws.deflate() {
+        let agreed = params.to_header();
+        eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
+    }
     let (sender, mut receiver) = ws.split();
     let input = tokio::spawn({
         let sender = sender.clone();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use switchboard::Server;
+use switchboard::{DeflateConfig, Server};
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
@@ -24,6 +24,9 @@ pub(crate) struct ServeArgs {
     /// Most fragments per message (more close with 1008).
     #[arg(long, default_value_t = 131_072)]
     max_fragments: usize,
+    /// Do not accept permessage-deflate (compression is on by default for clients that offer it).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -39,6 +42,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_frame_size)
         .max_fragments(args.max_fragments)
+        .deflate((!args.no_deflate).then(|| DeflateConfig {
+            // Broadcast: compress each message once for every recipient.
+            server_no_context_takeover: matches!(args.mode, Mode::Broadcast),
+            ..DeflateConfig::default()
+        }))
         .bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

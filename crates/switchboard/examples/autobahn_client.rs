@@ -5,7 +5,7 @@
 //! cargo run --release -p switchboard --example autobahn_client -- ws://127.0.0.1:9001
 //! ```
 
-use switchboard::{Error, Message, connect};
+use switchboard::{ConnectOptions, DeflateConfig, Error, Message, connect, connect_with};
 
 const AGENT: &str = "switchboard";
 
@@ -31,7 +31,16 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn run_case(base: &str, case: u32) -> Result<(), Error> {
-    let (mut ws, _) = connect(&format!("{base}/runCase?case={case}&agent={AGENT}")).await?;
+    // Offer permessage-deflate (sections 12 and 13), and compress every echo, however short.
+    let options = ConnectOptions {
+        deflate: Some(DeflateConfig {
+            threshold: 0,
+            ..DeflateConfig::default()
+        }),
+        ..ConnectOptions::default()
+    };
+    let url = format!("{base}/runCase?case={case}&agent={AGENT}");
+    let (mut ws, _) = connect_with(&url, &options).await?;
     while let Some(message) = ws.recv().await {
         let message = message?;
         if message.is_data() {

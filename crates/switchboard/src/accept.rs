@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use http::header::SEC_WEBSOCKET_EXTENSIONS;
 use http::{Request, Response};
+use proto::deflate::DeflateConfig;
 use proto::handshake::{HandshakeError, server};
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,6 +25,9 @@ pub struct AcceptOptions {
     pub max_head_size: usize,
     /// How long a client may take to send its request head.
     pub handshake_timeout: Duration,
+    /// permessage-deflate (RFC 7692): accepted when the client offers it and this is `Some`
+    /// (the default is `None`: no compression).
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for AcceptOptions {
@@ -32,6 +37,7 @@ impl Default for AcceptOptions {
             protocols: Vec::new(),
             max_head_size: 8 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            deflate: None,
         }
     }
 }
@@ -133,15 +139,25 @@ where
         .iter()
         .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
         .cloned();
-    let response = match server::accept_response(request, protocol.as_deref()) {
+    let mut response = match server::accept_response(request, protocol.as_deref()) {
         Ok(response) => response,
         Err(e) => {
             reject(&mut stream, &e).await;
             return Err(e.into());
         }
     };
+    let deflate = options.deflate.as_ref().and_then(|config| {
+        let params = config.negotiate(request.headers())?;
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_EXTENSIONS, params.to_header());
+        Some((params, config))
+    });
     write_response(&mut stream, &response, b"").await?;
-    let ws = WebSocket::from_raw(stream, Role::Server, options.config.clone(), read_buf);
+    let mut ws = WebSocket::from_raw(stream, Role::Server, options.config.clone(), read_buf);
+    if let Some((params, config)) = deflate {
+        ws.enable_deflate(&params, config);
+    }
     Ok(ws.with_protocol(protocol))
 }
 

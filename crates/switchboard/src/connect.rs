@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use http::header::SEC_WEBSOCKET_EXTENSIONS;
 use http::{HeaderMap, Response, Uri};
+use proto::deflate::DeflateConfig;
 use proto::handshake::client;
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,6 +27,9 @@ pub struct ConnectOptions {
     pub max_head_size: usize,
     /// How long connecting and the handshake may take together.
     pub timeout: Duration,
+    /// permessage-deflate (RFC 7692): offered when `Some` (the default is `None`); the
+    /// server may decline it.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for ConnectOptions {
@@ -35,6 +40,7 @@ impl Default for ConnectOptions {
             headers: HeaderMap::new(),
             max_head_size: 16 * 1024,
             timeout: Duration::from_secs(30),
+            deflate: None,
         }
     }
 }
@@ -110,7 +116,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let (request, key) = client::build_request(uri, &protocols, &options.headers)?;
+    let (mut request, key) = client::build_request(uri, &protocols, &options.headers)?;
+    if let Some(config) = &options.deflate {
+        request
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_EXTENSIONS, config.offer());
+    }
     let mut out = Vec::with_capacity(256);
     client::write_request(&request, &mut out);
     stream.write_all(&out).await?;
@@ -125,8 +136,12 @@ where
             return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     };
-    let protocol = client::validate_response(&response, &key, &protocols)?;
+    let agreed =
+        client::validate_response_with(&response, &key, &protocols, options.deflate.as_ref())?;
     let rest = buf.split_off(len);
-    let ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
-    Ok((ws.with_protocol(protocol), response))
+    let mut ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
+    if let (Some(params), Some(config)) = (&agreed.deflate, &options.deflate) {
+        ws.enable_deflate(params, config);
+    }
+    Ok((ws.with_protocol(agreed.protocol), response))
 }

@@ -35,6 +35,7 @@ pub use accept::{
 };
 pub use connect::{ConnectOptions, client_handshake, connect, connect_with};
 pub use error::Error;
+pub use proto::deflate::{DeflateConfig, DeflateParams};
 pub use proto::{
     CloseCode, CloseFrame, Config, EncodedFrame, Message, ProtocolError, Role, SendError, Utf8Bytes,
 };

@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use proto::deflate::{DeflateConfig, DeflateParams};
 use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Sleep;
@@ -46,6 +47,7 @@ pub struct WebSocket<S> {
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     protocol: Option<String>,
+    deflate: Option<DeflateParams>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -66,7 +68,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timer: None,
             done: false,
             protocol: None,
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters agreed in the handshake, for callers
+    /// that did the handshake themselves (see [`from_raw`](Self::from_raw)); `config` gives
+    /// the compression level and threshold. Call it before any message is sent or received.
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        self.conn.enable_deflate(params, config);
+        self.deflate = Some(*params);
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake; `None` when messages are
+    /// not compressed.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
     }
 
     pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {

@@ -407,7 +407,7 @@ mod deflate {
     #[test]
     fn compression_bomb_closes_with_1009_after_at_most_the_limit() {
         let bomb = compressed(&vec![b'a'; 2_000_000]);
-        assert!(bomb.len() < 5_000, "{}", bomb.len());
+        assert!(bomb.len() < 40_000, "{}", bomb.len());
         let config = Config {
             max_message_size: 64 * 1024,
             ..Config::default()
