@@ -4,8 +4,8 @@
 # with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
 # already there).
 #
-#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs
-#                (steps a, g, h)
+#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs,
+#                and the interop e2e with Node's ws and Chromium (steps a, g, h, i)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
@@ -63,9 +63,26 @@ install_autobahn() {
   fi
 }
 
+# node, npm and chromium (Debian packages) and e2e/interop's npm packages, for step i
+install_interop() {
+  local pkgs=()
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  fi
+  (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
+}
+
 step 0 "prerequisites (rustfmt, clippy, python3)" prereqs
 if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
-else skip a "install Autobahn (wstest)"; fi
+  step a2 "install node, npm, chromium (interop)" install_interop
+else
+  skip a "install Autobahn (wstest)"
+  skip a2 "install node, npm, chromium (interop)"
+fi
 step b "cargo fmt --check" cargo fmt --all --check
 step c "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step d "cargo test" cargo test --workspace
@@ -76,7 +93,9 @@ step f "cargo build --release (bins, examples)" \
 if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  step i "interop: permessage-deflate, ws and Chromium" e2e/interop/run.sh
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
+  skip i "interop: permessage-deflate, ws and Chromium"
 fi
