@@ -654,6 +654,8 @@ pub(crate) struct Inflater {
     /// The decompressor: kept between messages with context takeover, else only while a
     /// message is being inflated.
     state: Option<Box<Decompress>>,
+    /// The current message ended a DEFLATE stream (a block with BFINAL set).
+    stream_ended: bool,
 }
 
 impl Inflater {
@@ -662,6 +664,7 @@ impl Inflater {
             bits: zlib_bits(bits),
             no_context_takeover,
             state: None,
+            stream_ended: false,
         }
     }
 
@@ -687,9 +690,17 @@ impl Inflater {
                 self.state.insert(fresh)
             }
         };
-        inflate_into(state, input, out, limit)?;
+        self.stream_ended |= inflate_into(state, input, out, limit)?;
         if fin {
-            inflate_into(state, &TRAILER, out, limit)?;
+            if self.stream_ended {
+                // §7.2.3.4: a message may end its DEFLATE stream with BFINAL set; the sender
+                // then starts the next message with a new stream, so this side does too
+                // (and the trailer, which closes an open stream's last block, is not added).
+                state.reset(false);
+                self.stream_ended = false;
+            } else {
+                inflate_into(state, &TRAILER, out, limit)?;
+            }
             self.end_message();
         }
         Ok(())
@@ -708,6 +719,7 @@ impl Inflater {
     /// Forgets a message that will not complete (the connection failed).
     pub(crate) fn abandon(&mut self) {
         self.state = None;
+        self.stream_ended = false;
     }
 
     pub(crate) fn holds_state(&self) -> bool {
@@ -715,21 +727,30 @@ impl Inflater {
     }
 }
 
+/// Inflates `input` into `out`, at most `limit` bytes in all; returns whether a DEFLATE stream
+/// ended on the way.
 fn inflate_into(
     state: &mut Decompress,
     mut input: &[u8],
     out: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), InflateError> {
+) -> Result<bool, InflateError> {
+    let mut ended = false;
     loop {
         if out.len() == out.capacity() {
             // Room for one byte past the limit, so that going over it shows; growth doubles
-            // but never reserves beyond that.
+            // but never reserves beyond that. A first guess sized by the input keeps small
+            // messages small (they live on as the received message's bytes).
             let room = (limit + 1).saturating_sub(out.len());
             if room == 0 {
                 return Err(InflateError::TooLarge);
             }
-            out.reserve_exact(out.capacity().max(INFLATE_STEP).min(room));
+            let grow = if out.capacity() == 0 {
+                input.len().saturating_mul(4).clamp(256, INFLATE_STEP)
+            } else {
+                out.capacity()
+            };
+            out.reserve_exact(grow.min(room));
         }
         let (in_before, out_before) = (state.total_in(), out.len());
         let status = state
@@ -744,18 +765,19 @@ fn inflate_into(
             // A block with BFINAL set ends the DEFLATE stream (§7.2.3.4 allows it); whatever
             // follows starts a new one.
             state.reset(false);
+            ended = true;
             if input.is_empty() {
-                return Ok(());
+                return Ok(ended);
             }
             continue;
         }
         let progress = consumed > 0 || out.len() > out_before;
         if input.is_empty() && out.len() < out.capacity() {
-            return Ok(());
+            return Ok(ended);
         }
         if !progress && out.len() < out.capacity() {
             // zlib wants more input than this piece holds.
-            return Ok(());
+            return Ok(ended);
         }
     }
 }
@@ -1098,10 +1120,21 @@ mod tests {
         // §7.2.3.4: a final block (BFINAL set) is fine too: f3 48 cd c9 c9 07 00 00.
         let mut out = Vec::new();
         let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
-        Inflater::new(15, false)
-            .inflate(&bfinal, true, &mut out, 100)
-            .unwrap();
+        let mut inflater = Inflater::new(15, false);
+        inflater.inflate(&bfinal, true, &mut out, 100).unwrap();
         assert_eq!(out, b"Hello");
+        // Without the padding octet, and followed by a message that starts a new stream.
+        let mut out = Vec::new();
+        inflater.inflate(&bfinal[..7], true, &mut out, 100).unwrap();
+        inflater
+            .inflate(
+                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                true,
+                &mut out,
+                100,
+            )
+            .unwrap();
+        assert_eq!(out, b"HelloHello");
     }
 
     #[test]
