@@ -9,7 +9,8 @@
 pub struct Config {
     /// The largest frame payload accepted, in bytes; beyond it the connection closes with 1009.
     pub max_frame_size: usize,
-    /// The largest message accepted (all fragments together), in bytes; beyond it, 1009.
+    /// The largest message accepted (all fragments together), in bytes; beyond it, 1009. A
+    /// compressed message (permessage-deflate) is measured inflated, and inflating stops there.
     pub max_message_size: usize,
     /// The most frames one message may be split into; beyond it, 1008. Bounds the work a flood
     /// of tiny fragments can cause.

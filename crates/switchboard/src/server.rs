@@ -36,6 +36,7 @@ impl std::fmt::Debug for ServerBuilder {
 
 impl ServerBuilder {
     /// The largest message accepted, in bytes (default 16 MiB); larger ones close with 1009.
+    /// A compressed message counts with its inflated size.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.options.config.max_message_size = bytes;
         self
