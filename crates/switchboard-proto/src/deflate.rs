@@ -89,9 +89,11 @@ impl Default for DeflateConfig {
     }
 }
 
-/// The parameters both ends agreed on: the extension as the server's response names it.
+/// The parameters both ends agreed on: the extension as the server's response names it
+/// ([`to_header`](Self::to_header)); on the client, with the window it offered to keep to when
+/// the server named none.
 ///
-/// A window of `None` means the parameter is absent, and the window is 15 bits.
+/// A window of `None` means no limit: 15 bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DeflateParams {
     /// The server resets its compressor after every message (§7.1.1.1).
@@ -267,7 +269,9 @@ impl DeflateConfig {
             // §7.1.2.2: in a response, client_max_window_bits must have a value.
             bits.ok_or_else(|| DeflateError::InvalidValue("client_max_window_bits".into()))
         }) else {
-            return self.check_server_side(&offer, None);
+            // No limit from the server: the client keeps to the window it offered.
+            let own = clamp_bits(self.client_max_window_bits);
+            return self.check_server_side(&offer, (own < MAX_WINDOW_BITS).then_some(own));
         };
         // The offer always carries client_max_window_bits, so the server may name any window:
         // the client then uses the smaller of that and its own.
@@ -643,6 +647,12 @@ fn compress_message(compress: &mut Compress, mut input: &[u8]) -> Bytes {
     if out.ends_with(&TRAILER) {
         out.truncate(out.len() - TRAILER.len());
     }
+    if out.is_empty() {
+        // An empty message right after another flush makes zlib write nothing at all; send
+        // the empty stored block's first octet, as §7.2.3.6 does, so that the receiver's
+        // trailer completes a block instead of starting one.
+        out.push(0x00);
+    }
     Bytes::from(out)
 }
 
@@ -656,6 +666,8 @@ pub(crate) struct Inflater {
     state: Option<Box<Decompress>>,
     /// The current message ended a DEFLATE stream (a block with BFINAL set).
     stream_ended: bool,
+    /// Compressed bytes of the current message so far.
+    message_len: usize,
 }
 
 impl Inflater {
@@ -665,6 +677,7 @@ impl Inflater {
             no_context_takeover,
             state: None,
             stream_ended: false,
+            message_len: 0,
         }
     }
 
@@ -691,8 +704,12 @@ impl Inflater {
             }
         };
         self.stream_ended |= inflate_into(state, input, out, limit)?;
+        self.message_len += input.len();
         if fin {
-            if self.stream_ended {
+            if self.message_len == 0 {
+                // An empty payload holds no block at all (a sender whose compressor wrote
+                // nothing): the message is empty and the stream unchanged.
+            } else if self.stream_ended {
                 // §7.2.3.4: a message may end its DEFLATE stream with BFINAL set; the sender
                 // then starts the next message with a new stream, so this side does too
                 // (and the trailer, which closes an open stream's last block, is not added).
@@ -701,6 +718,7 @@ impl Inflater {
             } else {
                 inflate_into(state, &TRAILER, out, limit)?;
             }
+            self.message_len = 0;
             self.end_message();
         }
         Ok(())
@@ -720,6 +738,7 @@ impl Inflater {
     pub(crate) fn abandon(&mut self) {
         self.state = None;
         self.stream_ended = false;
+        self.message_len = 0;
     }
 
     pub(crate) fn holds_state(&self) -> bool {
@@ -835,6 +854,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -1154,8 +1174,19 @@ mod tests {
             );
         }
         assert!(!reset.holds_state() && !inflater.holds_state());
-        // An empty message compresses to one byte (an empty block), and back.
+        // An empty message compresses to one byte (an empty block), and back, also right
+        // after another message with context takeover (zlib itself writes nothing then).
         assert_eq!(&round_trip(&mut reset, &mut inflater, b"")[..], [0x00]);
+        let mut deflater = Deflater::new(1, 15, 0, false);
+        let mut inflater = Inflater::new(15, false);
+        for message in [&b""[..], b"", b"Hello", b"", b"Hello"] {
+            round_trip(&mut deflater, &mut inflater, message);
+        }
+        // A peer that sends an empty payload sends an empty message.
+        let mut out = Vec::new();
+        inflater.inflate(&[], true, &mut out, 100).unwrap();
+        assert!(out.is_empty());
+        round_trip(&mut deflater, &mut inflater, b"Hello");
     }
 
     #[test]
@@ -1230,6 +1261,50 @@ mod tests {
             .inflate(&exact, true, &mut out, limit)
             .unwrap();
         assert_eq!(out.len(), limit);
+    }
+
+    fn any_config() -> impl Strategy<Value = DeflateConfig> {
+        (any::<[bool; 2]>(), 8u8..=15, 8u8..=15).prop_map(|([snct, cnct], sbits, cbits)| {
+            DeflateConfig {
+                server_no_context_takeover: snct,
+                client_no_context_takeover: cnct,
+                server_max_window_bits: sbits,
+                client_max_window_bits: cbits,
+                ..DeflateConfig::default()
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn our_client_accepts_every_answer_of_our_server(
+            client in any_config(),
+            server in any_config(),
+        ) {
+            let offer = client.offer();
+            let agreed = server.negotiate(&headers(&[offer.to_str().unwrap()]));
+            let agreed = agreed.expect("a valid offer is accepted");
+            let answer = agreed.to_header();
+            let got = client.accept_response(&headers(&[answer.to_str().unwrap()]));
+            let got = got.expect("our server's answer is valid").expect("accepted");
+            // What each side then uses stays within what the other allowed.
+            let server_bits = client.server_max_window_bits.min(server.server_max_window_bits);
+            prop_assert!(got.server_window_bits() <= server_bits);
+            let client_bits = client.client_max_window_bits.min(server.client_max_window_bits);
+            prop_assert!(got.client_window_bits() <= client_bits);
+            prop_assert_eq!(got.server_no_context_takeover,
+                client.server_no_context_takeover || server.server_no_context_takeover);
+        }
+
+        #[test]
+        fn arbitrary_extension_headers_never_panic(value in "[ -~]{0,80}") {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                let mut map = HeaderMap::new();
+                map.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+                let _ = DeflateConfig::default().negotiate(&map);
+                let _ = DeflateConfig::default().accept_response(&map);
+            }
+        }
     }
 
     #[test]
