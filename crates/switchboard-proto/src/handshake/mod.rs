@@ -13,6 +13,13 @@
 //! [`server::write_response`]. Client side: [`client::build_request`], [`client::write_request`],
 //! [`client::parse_response`], [`client::validate_response`].
 //!
+//! permessage-deflate (RFC 7692) rides on the same functions: a client adds
+//! [`DeflateConfig::offer`](crate::deflate::DeflateConfig::offer) to the request's
+//! `Sec-WebSocket-Extensions` and checks the answer with [`client::validate_response_with`]; a
+//! server picks an offer with
+//! [`DeflateConfig::negotiate`](crate::deflate::DeflateConfig::negotiate) and adds
+//! [`DeflateParams::to_header`](crate::deflate::DeflateParams::to_header) to its 101.
+//!
 //! What the module does not decide: the resource name (404), the `Origin` policy (403) and
 //! authentication (401) belong to the application, which inspects the parsed request before it
 //! accepts (RFC 6455 §4.2.2 steps 2–4).
