@@ -24,7 +24,8 @@ pub(crate) struct ServeArgs {
     /// Most fragments per message (more close with 1008).
     #[arg(long, default_value_t = 131_072)]
     max_fragments: usize,
-    /// Do not accept permessage-deflate (compression is on by default for clients that offer it).
+    /// Do not accept permessage-deflate (compression is on by default for clients that offer
+    /// it).
     #[arg(long)]
     no_deflate: bool,
 }
@@ -43,8 +44,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .max_frame_size(args.max_frame_size)
         .max_fragments(args.max_fragments)
         .deflate((!args.no_deflate).then(|| DeflateConfig {
-            // Broadcast: compress each message once for every recipient.
-            server_no_context_takeover: matches!(args.mode, Mode::Broadcast),
+            // No compressor per connection (about 28 KiB per connection instead of 340), and
+            // a broadcast is compressed once for every recipient.
+            server_no_context_takeover: true,
             ..DeflateConfig::default()
         }))
         .bind(args.listen)

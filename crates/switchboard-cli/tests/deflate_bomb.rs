@@ -125,7 +125,9 @@ fn open(addr: &str) -> TcpStream {
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
-        head.contains("sec-websocket-extensions: permessage-deflate\r\n"),
+        head.contains(
+            "sec-websocket-extensions: permessage-deflate; server_no_context_takeover\r\n"
+        ),
         "{head}"
     );
     stream

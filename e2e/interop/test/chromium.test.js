@@ -67,8 +67,9 @@ test("Chromium negotiates permessage-deflate and gets echoes of text and binary"
     Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v]),
   );
   assert.equal(response.status, 101);
-  assert.equal(headers["sec-websocket-extensions"], "permessage-deflate");
-  assert.equal(result.extensions, "permessage-deflate");
+  const agreed = "permessage-deflate; server_no_context_takeover";
+  assert.equal(headers["sec-websocket-extensions"], agreed);
+  assert.equal(result.extensions, agreed);
   assert.deepEqual(result.checks, {
     "small text": true,
     "small binary": true,
