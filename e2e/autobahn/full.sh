@@ -24,6 +24,9 @@ esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/../.."
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+# The commit under test, as built now (marked when the work tree has changes).
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 cargo build --release -q -p switchboard-cli --bin switchboard
 cargo build --release -q -p switchboard --example autobahn_client
 
@@ -76,10 +79,11 @@ done
 {
   echo "# Autobahn|Testsuite, complete run"
   echo
-  echo "Written by \`e2e/autobahn/full.sh\` on $(date -u +%Y-%m-%d) at commit"
-  echo "$(git rev-parse --short HEAD 2>/dev/null || echo unknown): every case of sections 1-7, 9, 10,"
-  echo "12 and 13, permessage-deflate included (\`switchboard serve --mode echo\` with its"
-  echo "defaults; \`examples/autobahn_client.rs\` offering deflate and compressing every echo)."
+  echo "Written by \`e2e/autobahn/full.sh\` on $(date -u +%Y-%m-%d), commit $commit."
+  echo
+  echo "Every case of sections 1-7, 9, 10, 12 and 13, permessage-deflate included:"
+  echo "\`switchboard serve --mode echo\` with its defaults as the server,"
+  echo "\`examples/autobahn_client.rs\` (offers deflate, compresses every echo) as the client."
   echo "Passed = OK, NON-STRICT or INFORMATIONAL."
   echo
   printf '%s\n' "${summaries[@]}"
