@@ -287,8 +287,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
                     Poll::Pending => {}
                 }
             } else {
-                // Keep writing while the receiver catches up; a failure shows on the next
-                // receive.
+                // Keep writing and keep the timers running while the receiver catches up; a
+                // failure shows on the next receive.
+                if this.ws.poll_timer(cx).is_ready() {
+                    progress = true;
+                }
                 let _ = this.ws.poll_write_out(cx);
             }
             if !progress {

@@ -10,12 +10,11 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 
@@ -23,8 +22,6 @@ use crate::error::Error;
 const READ_CHUNK: usize = 16 * 1024;
 /// The most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
-/// How long to wait for the peer's part of the closing handshake.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an upgraded
 /// HTTP connection, or an in-memory duplex in tests).
@@ -41,8 +38,8 @@ pub struct WebSocket<S> {
     failed: Option<ProtocolError>,
     /// The peer's Close, reported after our reply went out.
     close_received: Option<Message>,
-    /// Limits the wait for the peer's part of the closing handshake.
-    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     protocol: Option<String>,
@@ -57,13 +54,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
         let mut conn = Connection::new(role, config);
         conn.read_buffer().extend_from_slice(&read_buf);
+        conn.handle_timeout(Instant::now().into_std());
         Self {
             io,
             conn,
             out: VecDeque::new(),
             failed: None,
             close_received: None,
-            close_timer: None,
+            timer: None,
             done: false,
             protocol: None,
         }
@@ -167,8 +165,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     ///
     /// [`Error::Send`] for a code that may not be sent or a reason over 123 bytes;
-    /// [`Error::Io`] when the transport failed. A peer that does not answer within 5 seconds
-    /// is not an error: the transport is closed anyway.
+    /// [`Error::Io`] when the transport failed. A peer that does not answer within the close
+    /// timeout ([`Config::close_timeout`], 5 s by default) is not an error: the transport is
+    /// closed anyway.
     ///
     /// # Cancel safety
     ///
@@ -208,15 +207,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     None => {}
                 }
             }
-            if self.conn.is_closing() {
-                // Waiting for the peer's Close, or for our last bytes and the end of the
-                // transport: bounded by the close timeout.
-                let timer = self
-                    .close_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(self.finish(None));
-                }
+            if self.conn.is_abandoned() {
+                // The closing handshake outlived the close timeout: drop the transport.
+                return Poll::Ready(self.finish(None));
+            }
+            if self.poll_timer(cx).is_ready() {
+                continue;
             }
             if self.conn.is_closed() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
@@ -260,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// received, or `io_error`.
     fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
         self.done = true;
-        self.close_timer = None;
+        self.timer = None;
         if let Some(e) = self.failed.take() {
             return Some(Err(e.into()));
         }
@@ -268,6 +264,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Some(Ok(close));
         }
         io_error.map(|e| Err(e.into()))
+    }
+
+    /// Runs the engine's timers: `Ready` after a deadline came due and was handled (a ping may
+    /// be queued, or the connection may have failed or given up on its close).
+    pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.conn.poll_timeout() else {
+            return Poll::Pending;
+        };
+        let deadline = Instant::from_std(deadline);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        ready!(timer.as_mut().poll(cx));
+        self.conn.handle_timeout(Instant::now().into_std());
+        Poll::Ready(())
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
