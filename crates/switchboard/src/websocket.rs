@@ -17,6 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::server::ServerLink;
+use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
@@ -43,6 +46,10 @@ pub struct WebSocket<S> {
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     protocol: Option<String>,
+    /// Set on connections accepted by a [`Server`](crate::Server).
+    link: Option<Box<ServerLink>>,
+    /// The send queue of [`split`](Self::split), when not the server's or the default.
+    send_queue: Option<SendQueue>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -64,7 +71,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer: None,
             done: false,
             protocol: None,
+            link: None,
+            send_queue: None,
         }
+    }
+
+    pub(crate) fn attach(&mut self, link: ServerLink) {
+        self.link = Some(Box::new(link));
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.link.as_deref().map(ServerLink::metrics)
+    }
+
+    pub(crate) fn send_queue(&self) -> SendQueue {
+        self.send_queue
+            .or_else(|| self.link.as_deref().map(ServerLink::send_queue))
+            .unwrap_or(DEFAULT_SEND_QUEUE)
+    }
+
+    /// Bounds what [`split`](Self::split) senders may queue for the peer to `limit` bytes,
+    /// with `policy` for [`Sender::try_send`](crate::Sender::try_send) when full. Connections
+    /// accepted by a [`Server`](crate::Server) take the server's settings; others default to
+    /// 1 MiB and [`Backpressure::Drop`].
+    pub fn set_send_queue(&mut self, limit: usize, policy: Backpressure) {
+        self.send_queue = Some(SendQueue { limit, policy });
     }
 
     pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
@@ -129,7 +160,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// As [`send`](Self::send), without the I/O errors.
     pub fn feed(&mut self, message: Message) -> Result<(), Error> {
+        let close = match &message {
+            Message::Close(frame) => Some(frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code)),
+            _ => None,
+        };
+        let data = message.is_data();
         self.conn.send(message)?;
+        if let Some(link) = &mut self.link {
+            if data {
+                link.tally.messages_out += 1;
+            }
+            if let Some(code) = close {
+                link.note_close(code);
+            }
+        }
         Ok(())
     }
 
@@ -141,6 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Error::Send`] after a Close was sent, or on a client.
     pub fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
         self.conn.send_encoded(frame)?;
+        if let Some(link) = &mut self.link {
+            link.tally.messages_out += 1;
+        }
         Ok(())
     }
 
@@ -174,9 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The Close frame is queued before the first `.await`; if cancelled, the closing handshake
     /// continues with the next [`recv`](Self::recv).
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if !self.conn.is_closing() {
-            self.conn.close(code, reason)?;
-        }
+        self.start_close(code, reason)?;
         while let Some(result) = self.recv().await {
             match result {
                 Ok(_) => {}
@@ -189,12 +234,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let result = self.poll_recv_inner(cx);
+        if let Some(link) = &mut self.link {
+            if result.is_pending() {
+                // Waiting for input: a good moment to publish this connection's counts.
+                link.flush();
+            }
+        }
+        result
+    }
+
+    fn poll_recv_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
-            if !self.conn.is_closed() {
-                match self.conn.poll_message() {
+            if let Some(link) = &mut self.link {
+                if !self.conn.is_closing() && link.poll_shutdown(cx) {
+                    let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
+                }
+            }
+            {
+                // Also after the engine closed: a keepalive failure is reported then.
+                let message = self.conn.poll_message();
+                if let (Some(link), Some(result)) = (&mut self.link, &message) {
+                    match result {
+                        Ok(message) => link.note_received(message),
+                        Err(e) => link.note_close(e.close_code()),
+                    }
+                }
+                match message {
                     Some(Ok(Message::Close(frame))) => {
                         self.close_received = Some(Message::Close(frame));
                         continue;
@@ -296,7 +365,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let read = self.io.read_buf(buf);
         tokio::pin!(read);
-        read.poll(cx)
+        let result = read.poll(cx);
+        if let (Some(link), Poll::Ready(Ok(n))) = (&mut self.link, &result) {
+            link.tally.bytes_in += *n as u64;
+        }
+        result
     }
 
     /// Writes everything queued, in as few system calls as the transport allows.
@@ -320,6 +393,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if let Some(link) = &mut self.link {
+                link.tally.bytes_out += n as u64;
             }
             self.consume_out(n);
         }
@@ -346,6 +422,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if !self.conn.is_closing() {
             self.conn.close(code, reason)?;
+            if let Some(link) = &mut self.link {
+                link.note_close(code);
+            }
         }
         Ok(())
     }
