@@ -1,20 +1,35 @@
 //! `switchboard connect`: a terminal WebSocket client.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard::{CloseCode, Message};
+use switchboard::tls::ClientTls;
+use switchboard::{CloseCode, ConnectOptions, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 pub(crate) struct ConnectArgs {
-    /// The server's URL, e.g. ws://127.0.0.1:8080/ws
+    /// The server's URL, e.g. ws://127.0.0.1:8080/ws or wss://example.com/ws
     url: String,
+    /// Trust the certificates of this PEM file (instead of the Mozilla roots) for wss://
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// Do not verify the server's certificate (development only: anyone on the path can
+    /// impersonate the server)
+    #[arg(long, short = 'k')]
+    insecure: bool,
 }
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let (ws, _response) = switchboard::connect(&args.url)
+    let mut options = ConnectOptions::default();
+    if args.insecure {
+        options.tls = Some(ClientTls::dangerous_insecure());
+    } else if let Some(ca) = &args.ca {
+        options.tls = Some(ClientTls::from_ca_file(ca)?);
+    }
+    let (ws, _response) = switchboard::connect_with(&args.url, &options)
         .await
         .with_context(|| format!("cannot connect to {}", args.url))?;
     eprintln!(

@@ -1,0 +1,192 @@
+//! `switchboard serve` as a process: graceful drain on SIGTERM, wss:// with a self-signed
+//! certificate, settings from a config file.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use switchboard::tls::ClientTls;
+use switchboard::{CloseCode, ConnectOptions, Message};
+
+/// A running `switchboard serve`, killed (by PID) if the test ends before it exits.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchboard binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The URL the server listens on, from its log.
+    fn url(&self) -> String {
+        let line = self.line("listening on ");
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
+        line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
+            .collect()
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (at most 30 s) for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("switchboard serve did not exit");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn sigterm_drains(mode: &str) {
+    let mut serve = Serve::start(&["--mode", mode]);
+    let url = serve.url();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = switchboard::connect(&format!("{url}/")).await.unwrap();
+        clients.push(ws);
+    }
+    // Each connection is up and served before the signal.
+    clients[0].send(Message::text("hello")).await.unwrap();
+    if mode == "echo" {
+        assert_eq!(
+            clients[0].recv().await.unwrap().unwrap(),
+            Message::text("hello")
+        );
+    } else {
+        for ws in &mut clients[1..] {
+            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("hello"));
+        }
+    }
+    serve.terminate();
+    for mut ws in clients {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .expect("a close within 10 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
+            other => panic!("{mode}: expected close 1001, got {other:?}"),
+        }
+        assert!(ws.recv().await.is_none());
+    }
+    assert_eq!(serve.wait(), Some(0), "{mode}: exit status");
+    serve.line("stopped");
+}
+
+#[tokio::test]
+async fn sigterm_sends_1001_to_every_client_and_exits_0() {
+    sigterm_drains("echo").await;
+    sigterm_drains("broadcast").await;
+}
+
+#[tokio::test]
+async fn serves_wss_with_a_self_signed_certificate_and_logs_its_fingerprint() {
+    let serve = Serve::start(&["--tls-self-signed"]);
+    let line = serve.line("fingerprint");
+    let fingerprint = line.rsplit(' ').next().unwrap();
+    assert_eq!(fingerprint.len(), 95, "{line}");
+    let url = serve.url();
+    assert!(url.starts_with("wss://"), "{url}");
+    // Not trusted by default...
+    assert!(switchboard::connect(&format!("{url}/")).await.is_err());
+    // ...but usable for development.
+    let options = ConnectOptions {
+        tls: Some(ClientTls::dangerous_insecure()),
+        ..ConnectOptions::default()
+    };
+    let (mut ws, _) = switchboard::connect_with(&format!("{url}/"), &options)
+        .await
+        .unwrap();
+    ws.send(Message::text("secure echo")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("secure echo")
+    );
+}
+
+#[tokio::test]
+async fn settings_come_from_the_config_file_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("switchboard-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, "max-connections = 1\nmode = \"broadcast\"\n").unwrap();
+    let config = path.to_str().unwrap();
+
+    // The file's limit of one connection applies.
+    let serve = Serve::start(&["--config", config, "--mode", "echo"]);
+    let url = format!("{}/", serve.url());
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    let err = switchboard::connect(&url).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    // The flag's mode wins over the file's.
+    ws.send(Message::text("echoed")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("echoed"));
+    drop(serve);
+
+    // A mistake in the file stops the server with a message that names the key.
+    std::fs::write(&path, "max-conections = 1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max-conections"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
