@@ -4,10 +4,14 @@
 //!   certificates and trust settings);
 //! - [`accept`] and [`accept_request`] turn a server-side stream (or a request someone else
 //!   parsed, as with hyper/axum upgrades) into a connection;
-//! - [`Server`] listens, accepts, and runs a handler per connection;
+//! - [`Server`] listens (`ws://` or `wss://`), accepts, and runs a handler per connection,
+//!   within limits and timeouts, with an accept hook ([`Accept`], [`Reject`]), plain HTTP
+//!   routes, [`Metrics`] and a graceful drain;
+//! - [`PreparedUpgrade`] serves WebSockets from another HTTP server (hyper, axum);
 //! - [`WebSocket`] is one connection: [`recv`](WebSocket::recv) (`None` after a clean close),
 //!   [`send`](WebSocket::send), [`close`](WebSocket::close), and [`split`](WebSocket::split)
-//!   into a [`Receiver`] and cloneable [`Sender`]s driven by a task of their own;
+//!   into a [`Receiver`] and cloneable [`Sender`]s driven by a task of their own, whose send
+//!   queue is bounded in bytes ([`Backpressure`]);
 //! - [`Topics`] fans messages out to subscribers, encoding each frame once.
 //!
 //! ```no_run

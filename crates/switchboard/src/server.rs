@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -571,6 +571,9 @@ pub(crate) struct ServerLink {
     close_code: Option<CloseCode>,
     /// Completes when the server starts shutting down; `None` once it has.
     shutdown: Option<Pin<Box<OwnedNotified>>>,
+    /// The waker `shutdown` was last polled with: polling it takes the notifier's lock, which
+    /// every connection shares, so it is polled again only for a new waker.
+    shutdown_waker: Option<Waker>,
 }
 
 impl std::fmt::Debug for ServerLink {
@@ -594,22 +597,31 @@ impl ServerLink {
             tally: Tally::default(),
             close_code: None,
             shutdown,
+            shutdown_waker: None,
         }
     }
 
     /// Whether the server is shutting down; registers for the wake-up if not.
     pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.shutdown {
-            None => true,
-            Some(notified) => {
-                if notified.as_mut().poll(cx) == Poll::Ready(()) {
-                    self.shutdown = None;
-                    true
-                } else {
-                    false
-                }
-            }
+        let Some(notified) = &mut self.shutdown else {
+            return true;
+        };
+        let same_waker = self
+            .shutdown_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        let shutting_down = if same_waker {
+            self.active.shared.shutting_down.load(Ordering::Acquire)
+        } else {
+            self.shutdown_waker = Some(cx.waker().clone());
+            notified.as_mut().poll(cx).is_ready()
+                || self.active.shared.shutting_down.load(Ordering::Acquire)
+        };
+        if shutting_down {
+            self.shutdown = None;
+            self.shutdown_waker = None;
         }
+        shutting_down
     }
 
     pub(crate) fn note_close(&mut self, code: CloseCode) {
