@@ -77,9 +77,11 @@ step f "cargo build --release (bins, examples)" \
 if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
+  skip j "hostile clients against switchboard serve"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then

@@ -167,6 +167,8 @@ async fn unmasked_client_frame_closes_with_1002() {
     let mut raw = raw_client(addr).await;
     raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
     expect_close(&mut raw, CloseCode::PROTOCOL_ERROR).await;
+    // The server waits (bounded) for our end of the TCP connection before it reports.
+    drop(raw);
     let server_saw = ended.recv().await.unwrap();
     assert!(matches!(
         server_saw,
