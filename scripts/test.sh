@@ -9,6 +9,7 @@
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (default 5; 0 skips it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 
@@ -76,7 +77,15 @@ step f "cargo build --release (bins, examples)" \
 if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
+  skip j "hostile clients against switchboard serve"
+fi
+fuzz_seconds=${FUZZ_SECONDS:-5}
+if [ "$fuzz_seconds" != 0 ]; then
+  step i "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+else
+  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "i. fuzz smoke")")
 fi

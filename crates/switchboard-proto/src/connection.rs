@@ -557,8 +557,13 @@ impl Connection {
     /// reading.
     fn fail(&mut self, error: &ProtocolError) {
         if self.state == State::Open {
+            // Error texts are short ASCII; cut at a char boundary all the same.
             let mut reason = error.to_string();
-            reason.truncate(123);
+            let mut end = reason.len().min(123);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
             let frame = CloseFrame::new(error.close_code(), reason);
             self.write_close(Some(&frame));
         }

@@ -25,6 +25,8 @@ use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 const READ_CHUNK: usize = 16 * 1024;
 /// The most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
+/// Output that may wait for a slow peer before reading pauses.
+const READ_PAUSE: usize = 1 << 20;
 
 /// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an upgraded
 /// HTTP connection, or an in-memory duplex in tests).
@@ -45,6 +47,8 @@ pub struct WebSocket<S> {
     timer: Option<Pin<Box<Sleep>>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
+    /// Set once a server has shut down its sending side after the closing handshake.
+    shut_down: bool,
     protocol: Option<String>,
     /// Set on connections accepted by a [`Server`](crate::Server).
     link: Option<Box<ServerLink>>,
@@ -70,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_received: None,
             timer: None,
             done: false,
+            shut_down: false,
             protocol: None,
             link: None,
             send_queue: None,
@@ -289,19 +294,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 // RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP connection
                 // first"; a client waits for that by reading to the end, below.
-                if self.conn.role() == Role::Server {
+                // Then read to the end, discarding: closing a socket with unread input makes
+                // the kernel send a reset, which can destroy the Close frame before the peer
+                // reads it. The close timer bounds the wait.
+                if self.conn.role() == Role::Server && !self.shut_down {
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                    return Poll::Ready(self.finish(None));
+                    self.shut_down = true;
                 }
             }
             // Before waiting for input, write what is queued (replies, pongs, messages fed
             // since), all of it in one go; a transport that is not writable does not hold up
             // reading.
-            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                return Poll::Ready(self.finish(Some(e)));
+            match self.poll_write_out(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(self.finish(Some(e))),
+                Poll::Ready(Ok(())) => {}
+                // A peer that does not read what we send (pongs to a ping flood, echoes) must
+                // not make us buffer without bound: stop reading until it catches up.
+                Poll::Pending if self.buffered_amount() > READ_PAUSE => return Poll::Pending,
+                Poll::Pending => {}
             }
             match ready!(self.poll_read(cx)) {
                 Ok(0) => {
+                    if self.conn.is_closed() && !self.shut_down {
+                        // The client's end of the handshake: answer the server's FIN with ours,
+                        // so it need not wait for the socket to be dropped.
+                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                        self.shut_down = true;
+                    }
                     let eof = (!self.conn.is_closed()).then(|| {
                         io::Error::new(
                             io::ErrorKind::UnexpectedEof,
