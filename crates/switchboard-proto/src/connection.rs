@@ -117,7 +117,7 @@ pub struct Connection {
     /// `input.len()` when `poll_message` last returned: a longer buffer means new input.
     input_seen: usize,
     /// A keepalive failure, reported by the next `poll_message`.
-    timed_out: Option<ProtocolError>,
+    timed_out: bool,
     /// The closing handshake was given up on after the close timeout.
     abandoned: bool,
 }
@@ -140,7 +140,7 @@ impl Connection {
             rng,
             timers: Timers::default(),
             input_seen: 0,
-            timed_out: None,
+            timed_out: false,
             abandoned: false,
         }
     }
@@ -190,8 +190,8 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit), then close the transport. The error is returned
     /// once; `None` follows.
     pub fn poll_message(&mut self) -> Option<Result<Message, ProtocolError>> {
-        if let Some(e) = self.timed_out.take() {
-            return Some(Err(e));
+        if std::mem::take(&mut self.timed_out) {
+            return Some(Err(ProtocolError::KeepaliveTimeout));
         }
         if self.state == State::Closed {
             return None;
@@ -258,9 +258,8 @@ impl Connection {
             Due::Nothing => {}
             Due::Ping => self.write_frame(OpCode::Ping, Bytes::new()),
             Due::PongOverdue => {
-                let e = ProtocolError::KeepaliveTimeout;
-                self.fail(&e);
-                self.timed_out = Some(e);
+                self.fail(&ProtocolError::KeepaliveTimeout);
+                self.timed_out = true;
             }
             Due::CloseOverdue => {
                 self.abandoned = true;

@@ -134,3 +134,33 @@ fn without_an_idle_timeout_only_the_close_timeout_runs() {
     assert!(pair.server.is_closed());
     assert!(pair.server.poll_timeout().is_some());
 }
+
+proptest::proptest! {
+    /// A driver that calls `handle_timeout` whenever `poll_timeout` is due never spins: at most
+    /// two calls at the same instant leave the next deadline in the future, or none.
+    #[test]
+    fn due_timers_settle_after_at_most_two_calls(
+        ops in proptest::collection::vec((0u8..4, 0u64..20_000), 1..40),
+    ) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut pair = keepalive_pair();
+        pair.server.handle_timeout(now);
+        for (op, millis) in ops {
+            match op {
+                0 => now += Duration::from_millis(millis * 3),
+                1 => pair.server.handle_input(&[0x89]),
+                2 => { let _ = pair.server.close(CloseCode::NORMAL, ""); }
+                _ => { let _ = pair.server.poll_message(); }
+            }
+            for _ in 0..2 {
+                if pair.server.poll_timeout().is_some_and(|at| at <= now) {
+                    pair.server.handle_timeout(now);
+                }
+                while pair.server.poll_message().is_some() {}
+            }
+            let next = pair.server.poll_timeout();
+            proptest::prop_assert!(next.is_none_or(|at| at > now), "{next:?} at {now:?}");
+        }
+    }
+}
