@@ -4,8 +4,8 @@
 # with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
 # already there).
 #
-#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs
-#                (steps a, g, h)
+#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs and
+#                the browser test (steps a, g, h, i)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
@@ -80,3 +80,6 @@ else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
 fi
+# the chat page in Chromium (installs chromium and the npm packages when missing)
+if [ -z "$skip_e2e" ]; then step i "browser: chat page in Chromium" e2e/browser/run.sh
+else skip i "browser: chat page in Chromium"; fi

@@ -220,6 +220,14 @@ impl Hub {
         };
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
+        session
+            .send(
+                Reply::Connected {
+                    client: &session.info,
+                }
+                .to_json(),
+            )
+            .await;
         let expiry = identity.expires_in.map(|d| tokio::time::Instant::now() + d);
         loop {
             tokio::select! {

@@ -10,7 +10,8 @@
 //! {"op":"history","channel":"room","limit":50,"id":5}
 //! ```
 //!
-//! Server to client, by `type`: `subscribed`, `unsubscribed`, `ack`, `presence`, `history`,
+//! Server to client, by `type`: first `connected` (the client's user and connection id, as
+//! others will see them), then `subscribed`, `unsubscribed`, `ack`, `presence`, `history`,
 //! `error` (replies, carrying the request's `id` when it had one), and `message`, `join`,
 //! `leave` (events of a subscribed channel). `id` is a number or a string chosen by the client.
 //! Unknown fields are ignored, so that clients written for a later version still work.
@@ -261,6 +262,9 @@ pub(crate) enum RecoveryFailure {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Reply<'a> {
+    Connected {
+        client: &'a ClientInfo,
+    },
     Subscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RequestId>,

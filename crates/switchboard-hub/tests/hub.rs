@@ -54,6 +54,8 @@ struct Client<S> {
     ws: WebSocket<S>,
     /// Frames read while waiting for a particular reply, handed out by `next` first.
     backlog: std::collections::VecDeque<Value>,
+    /// The first frame of the connection (`connected`, or the error of a refused client).
+    hello: Value,
 }
 
 impl<S> Client<S> {
@@ -61,6 +63,7 @@ impl<S> Client<S> {
         Self {
             ws,
             backlog: Default::default(),
+            hello: Value::Null,
         }
     }
 }
@@ -72,7 +75,9 @@ impl Client<tokio::net::TcpStream> {
             .await
             .unwrap()
             .unwrap();
-        Self::new(ws)
+        let mut client = Self::new(ws);
+        client.hello = client.read().await;
+        client
     }
 }
 
@@ -445,6 +450,7 @@ async fn presence_lists_subscribers_and_announces_joins_and_leaves() {
     ann.subscribe("room", None).await;
     let own_join = ann.next().await;
     assert_eq!(own_join["type"], "join");
+    assert_eq!(own_join["client"], ann.hello["client"]);
     assert_eq!(own_join["client"]["user"], "Ann Lee");
     let ann_conn = own_join["client"]["conn"].clone();
 
@@ -600,6 +606,11 @@ async fn tokens_name_the_user_and_rules_decide_who_reads_and_publishes() {
     );
     let mut alice = Client::connect(&server, &query).await;
     let mut guest = Client::connect(&server, "name=guest").await;
+    assert_eq!(alice.hello["type"], "connected");
+    assert_eq!(alice.hello["client"]["user"], "alice");
+    assert_eq!(alice.hello["client"]["authenticated"], true);
+    assert_eq!(guest.hello["client"]["user"], "guest");
+    assert!(guest.hello["client"].get("authenticated").is_none());
 
     alice.subscribe("staff:ops", None).await;
     alice.publish("staff:ops", json!("secret"), 1).await;
@@ -647,7 +658,7 @@ async fn bad_or_expired_tokens_are_refused_with_1008() {
         ("garbage".to_owned(), "malformed token"),
     ] {
         let mut client = Client::connect(&server, &format!("token={token}")).await;
-        let error = client.next().await;
+        let error = client.hello.clone();
         assert_eq!(error["code"], "unauthorized");
         assert!(
             error["reason"].as_str().unwrap().starts_with(reason),
@@ -658,7 +669,7 @@ async fn bad_or_expired_tokens_are_refused_with_1008() {
     // A server without a key refuses tokens rather than ignoring them.
     let open = start_default().await;
     let mut client = Client::connect(&open, &format!("token={}", token(&key, "ann", None))).await;
-    assert_eq!(client.next().await["code"], "unauthorized");
+    assert_eq!(client.hello["code"], "unauthorized");
     assert_eq!(client.closed().await, Some(1008));
 }
 
@@ -718,6 +729,7 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
         .await
         .unwrap();
     let mut slow = Client::new(ws);
+    assert_eq!(slow.next().await["type"], "connected");
     let subscribed = slow.subscribe("firehose", None).await;
 
     let mut writer = Client::connect(&server, "name=writer").await;
