@@ -773,3 +773,23 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
     let recovered = offsets(&reply["publications"]);
     assert_eq!(recovered, ((last + 1)..=TOTAL).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_connection_is_closed_when_its_token_expires() {
+    let key = JwtKey::hs256("the server's secret");
+    let mut config = HubConfig::default();
+    config.jwt = Some(key.clone());
+    let server = start(config, HistoryConfig::default()).await;
+    // Valid for one or two more seconds, counting the leeway for clock skew.
+    let exp = now_secs() + 2 - switchboard_hub::auth::LEEWAY.as_secs();
+    let mut ann =
+        Client::connect(&server, &format!("token={}", token(&key, "ann", Some(exp)))).await;
+    assert_eq!(ann.hello["type"], "connected", "{}", ann.hello);
+    ann.subscribe("room", None).await;
+    let error = ann.reply().await;
+    assert_eq!(
+        (error["code"].as_str(), error["reason"].as_str()),
+        (Some("unauthorized"), Some("token expired"))
+    );
+    assert_eq!(ann.closed().await, Some(1008));
+}
