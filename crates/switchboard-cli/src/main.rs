@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod connect;
 mod serve;
+mod web;
 
 #[derive(Parser, Debug)]
 #[command(

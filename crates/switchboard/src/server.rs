@@ -18,12 +18,14 @@ use crate::error::Error;
 use crate::websocket::WebSocket;
 
 type HttpHandler = dyn Fn(&Request<()>) -> Response<Bytes> + Send + Sync;
+type UpgradeCheck = dyn Fn(&Request<()>) -> Option<Response<Bytes>> + Send + Sync;
 
 /// Builds a [`Server`]: limits first, then [`bind`](Self::bind).
 #[derive(Clone, Default)]
 pub struct ServerBuilder {
     options: AcceptOptions,
     http: Option<Arc<HttpHandler>>,
+    check_upgrade: Option<Arc<UpgradeCheck>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -81,6 +83,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Looks at each upgrade request before it is accepted: `None` upgrades it, `Some(response)`
+    /// answers with that response instead (404 for a path that is not a WebSocket endpoint, 403
+    /// for an origin that is not allowed). Without a check every valid upgrade is accepted,
+    /// whatever its path.
+    pub fn check_upgrade<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Option<Response<Bytes>> + Send + Sync + 'static,
+    {
+        self.check_upgrade = Some(Arc::new(check));
+        self
+    }
+
     /// Listens on `addr` (port 0 picks a free port; see [`Server::local_addr`]).
     ///
     /// # Errors
@@ -92,6 +106,7 @@ impl ServerBuilder {
             listener,
             options: Arc::new(self.options),
             http: self.http,
+            check_upgrade: self.check_upgrade,
         })
     }
 }
@@ -116,6 +131,7 @@ pub struct Server {
     listener: TcpListener,
     options: Arc<AcceptOptions>,
     http: Option<Arc<HttpHandler>>,
+    check_upgrade: Option<Arc<UpgradeCheck>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -166,9 +182,11 @@ impl Server {
             };
             let options = self.options.clone();
             let http = self.http.clone();
+            let check_upgrade = self.check_upgrade.clone();
             let handler = handler.clone();
             tokio::spawn(async move {
-                match handshake(stream, &options, http.as_deref()).await {
+                let routes = (http.as_deref(), check_upgrade.as_deref());
+                match handshake(stream, &options, routes).await {
                     Ok(Some((ws, request))) => handler(ws, request).await,
                     Ok(None) => {}
                     Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
@@ -182,15 +200,19 @@ impl Server {
 async fn handshake(
     mut stream: TcpStream,
     options: &AcceptOptions,
-    http: Option<&HttpHandler>,
+    (http, check_upgrade): (Option<&HttpHandler>, Option<&UpgradeCheck>),
 ) -> Result<Option<(WebSocket<TcpStream>, Request<()>)>, Error> {
     stream.set_nodelay(true)?;
     let (request, read_buf) = read_request(&mut stream, options).await?;
-    if !is_upgrade_request(&request) {
-        let response = match http {
+    let refusal = if is_upgrade_request(&request) {
+        check_upgrade.and_then(|check| check(&request))
+    } else {
+        Some(match http {
             Some(handler) => handler(&request),
             None => upgrade_required(),
-        };
+        })
+    };
+    if let Some(response) = refusal {
         let (parts, body) = response.into_parts();
         let mut head = Response::from_parts(parts, ());
         head.headers_mut()
