@@ -4,8 +4,8 @@
 # with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
 # already there).
 #
-#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs
-#                (steps a, g, h)
+#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs and
+#                the browser test, the hostile clients (steps a, g, h, i, j)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
@@ -77,15 +77,18 @@ step f "cargo build --release (bins, examples)" \
 if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  # the chat page in Chromium (installs chromium and the npm packages when missing)
+  step i "browser: chat page in Chromium" e2e/browser/run.sh
   step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
+  skip i "browser: chat page in Chromium"
   skip j "hostile clients against switchboard serve"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
-  step i "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+  step k "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
 else
-  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "i. fuzz smoke")")
+  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "k. fuzz smoke")")
 fi

@@ -13,6 +13,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use switchboard_hub::ChannelRule;
+
 use crate::serve::Mode;
 
 /// Every setting of `serve`, each optional: `None` is "not said here".
@@ -78,6 +80,45 @@ pub(crate) struct ServeOptions {
     /// On SIGINT/SIGTERM, how long to wait for clients to close after 1001 [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub(crate) shutdown_grace: Option<Span>,
+
+    /// Messages kept per channel, for history and recovery after a reconnect (0: none)
+    /// [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Hub mode")]
+    pub(crate) history_size: Option<usize>,
+    /// Drop messages older than this from history (0: keep until pushed out) [default: 0]
+    #[arg(long, value_name = "DURATION", help_heading = "Hub mode")]
+    pub(crate) history_ttl: Option<Span>,
+    /// Largest `data` of a publish, in bytes of JSON [default: 65536]
+    #[arg(long, value_name = "BYTES", help_heading = "Hub mode")]
+    pub(crate) max_data_size: Option<usize>,
+    /// Secret that verifies HS256 tokens passed as ?token=JWT (`sub` becomes the user).
+    /// Without it, clients are anonymous and tokens are refused
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_SECRET",
+        hide_env_values = true,
+        help_heading = "Hub mode"
+    )]
+    pub(crate) jwt_secret: Option<String>,
+    /// Channel rule PATTERN=POLICY, first match wins; POLICY is public, authenticated or
+    /// public-read; PATTERN is a name or a prefix and '*'. Repeat for more rules
+    #[arg(
+        long = "rule",
+        value_name = "PATTERN=POLICY",
+        help_heading = "Hub mode"
+    )]
+    #[serde(default, deserialize_with = "rules")]
+    pub(crate) rules: Option<Vec<ChannelRule>>,
+}
+
+/// Channel rules in a file: `rules = ["team:*=authenticated"]`, as `--rule` reads them.
+fn rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ChannelRule>>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| t.parse().map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// `--backpressure`.
@@ -139,6 +180,11 @@ impl ServeOptions {
             backpressure,
             allowed_origins,
             shutdown_grace,
+            history_size,
+            history_ttl,
+            max_data_size,
+            jwt_secret,
+            rules,
         )
     }
 }
@@ -212,6 +258,8 @@ mod tests {
             backpressure = "drop"
             allowed-origins = ["https://example.com"]
             tls-self-signed = true
+            history-ttl = "1h"
+            rules = ["team:*=authenticated"]
             "#,
         )
         .unwrap();
@@ -222,6 +270,8 @@ mod tests {
         assert_eq!(options.pong_timeout, Some(Span(Duration::from_secs(3))));
         assert_eq!(options.backpressure, Some(Policy::Drop));
         assert_eq!(options.tls_self_signed, Some(true));
+        assert_eq!(options.history_ttl, Some(Span(Duration::from_secs(3600))));
+        assert_eq!(options.rules.map(|r| r.len()), Some(1));
     }
 
     #[test]
@@ -239,6 +289,7 @@ mod tests {
             ("idle-timeout = \"10 parsecs\"", "idle-timeout"),
             ("backpressure = \"sometimes\"", "backpressure"),
             ("listen = \"nowhere\"", "listen"),
+            ("rules = [\"team:*=sometimes\"]", "rules"),
         ] {
             let text = format!("{:#}", ServeOptions::from_toml(toml).unwrap_err());
             assert!(text.contains(key), "{toml}: {text}");

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod connect;
 mod serve;
+mod web;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use switchboard::tls::ServerTls;
 use switchboard::{Backpressure, Server};
+use switchboard_hub::{HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Policy, ServeOptions};
+use crate::web;
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
@@ -25,10 +28,41 @@ pub(crate) struct ServeArgs {
 #[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Mode {
-    /// Send every message back to its sender.
+    /// Channels with presence, history and recovery: the chat page at /, WebSocket at /ws.
+    Hub,
+    /// Send every message back to its sender (upgrades on any path).
     Echo,
-    /// Send every message to every other client.
+    /// Send every message to every other client (upgrades on any path).
     Broadcast,
+}
+
+/// What the server runs, built from the mode before the listener binds.
+enum Service {
+    Hub(Hub),
+    Echo,
+    Broadcast(switchboard_hub::Broadcast),
+}
+
+/// The hub as `options` say.
+async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
+    let history = HistoryConfig {
+        size: options.history_size.unwrap_or(100),
+        ttl: options
+            .history_ttl
+            .map(|ttl| ttl.0)
+            .filter(|ttl| !ttl.is_zero()),
+    };
+    let mut config = HubConfig::default();
+    if let Some(size) = options.max_data_size {
+        config.max_data_size = size;
+    }
+    config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
+    config.rules = options.rules.clone().unwrap_or_default();
+    config.allowed_origins = options.allowed_origins.clone().unwrap_or_default();
+    let broker = Arc::new(LocalBroker::new(history));
+    Hub::new(broker, config)
+        .await
+        .context("cannot start the hub")
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -39,23 +73,56 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listen = options
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mode = options.mode.unwrap_or(Mode::Echo);
+    let mode = options.mode.unwrap_or(Mode::Hub);
     let tls = tls(&options, listen)?;
-    let scheme = if tls.is_some() { "wss" } else { "ws" };
-    let server = builder(&options, tls)
+    let (scheme, http) = if tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    let mut builder = builder(&options, tls);
+    let service = match mode {
+        Mode::Hub => {
+            let hub = hub(&options).await?;
+            let checker = hub.clone();
+            builder = builder.http(web::respond).check_upgrade(move |request| {
+                if request.uri().path() == "/ws" {
+                    checker.check_origin(request)
+                } else {
+                    Some(web::not_found())
+                }
+            });
+            Service::Hub(hub)
+        }
+        Mode::Echo => Service::Echo,
+        Mode::Broadcast => Service::Broadcast(switchboard_hub::Broadcast::new()),
+    };
+    let server = builder
         .bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr()?;
-    tracing::info!(?mode, "listening on {scheme}://{addr}");
-    match mode {
-        Mode::Echo => {
+    match service {
+        Service::Hub(hub) => {
+            tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
+            server
+                .serve_with_shutdown(
+                    move |ws, request| {
+                        let hub = hub.clone();
+                        async move { hub.serve(ws, &request).await }
+                    },
+                    shutdown_signal(),
+                )
+                .await?;
+        }
+        Service::Echo => {
+            tracing::info!(mode = "echo", "listening on {scheme}://{addr}");
             server
                 .serve_with_shutdown(|ws, _| switchboard_hub::echo(ws), shutdown_signal())
                 .await?;
         }
-        Mode::Broadcast => {
-            let group = switchboard_hub::Broadcast::new();
+        Service::Broadcast(group) => {
+            tracing::info!(mode = "broadcast", "listening on {scheme}://{addr}");
             server
                 .serve_with_shutdown(
                     move |ws, _| {

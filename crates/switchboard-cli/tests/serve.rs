@@ -53,14 +53,20 @@ impl Serve {
         }
     }
 
-    /// The URL the server listens on, from its log.
+    /// The WebSocket URL the server logs (`ws://ADDR` in echo and broadcast modes,
+    /// `ws://ADDR/ws` in hub mode), with a path.
     fn url(&self) -> String {
-        let line = self.line("listening on ");
-        let start = line.find("listening on ").unwrap() + "listening on ".len();
-        line[start..]
+        let line = self.line("s://");
+        let start = line.find("wss://").or_else(|| line.find("ws://")).unwrap();
+        let url: String = line[start..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
-            .collect()
+            .collect();
+        if url.ends_with("/ws") {
+            url
+        } else {
+            format!("{url}/")
+        }
     }
 
     fn terminate(&self) {
@@ -100,26 +106,54 @@ async fn sigterm_drains(mode: &str) {
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let (ws, _) = switchboard::connect(&format!("{url}/")).await.unwrap();
+        let (ws, _) = switchboard::connect(&url).await.unwrap();
         clients.push(ws);
     }
     // Each connection is up and served before the signal.
-    clients[0].send(Message::text("hello")).await.unwrap();
-    if mode == "echo" {
+    if mode == "hub" {
+        for ws in &mut clients {
+            let Some(Ok(Message::Text(hello))) = ws.recv().await else {
+                panic!("the hub greets first")
+            };
+            assert!(hello.as_str().contains("connected"), "{hello:?}");
+        }
+    } else if mode == "echo" {
+        clients[0].send(Message::text("hello")).await.unwrap();
         assert_eq!(
             clients[0].recv().await.unwrap().unwrap(),
             Message::text("hello")
         );
     } else {
-        for ws in &mut clients[1..] {
-            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("hello"));
+        clients[0].send(Message::text("hello")).await.unwrap();
+        // A client is subscribed shortly after its handshake: repeat until each one hears.
+        let (first, rest) = clients.split_at_mut(1);
+        for ws in rest {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                assert!(tries <= 50, "broadcast never arrived");
+                first[0].send(Message::text("hello")).await.unwrap();
+                match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
+                    Ok(Some(Ok(_))) | Err(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
         }
     }
     serve.terminate();
     for mut ws in clients {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.recv())
-            .await
-            .expect("a close within 10 s");
+        let message = tokio::time::timeout(Duration::from_secs(10), async {
+            // Broadcasts sent before the signal may come first.
+            loop {
+                match ws.recv().await {
+                    Some(Ok(m)) if m.is_data() => {}
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("a close within 10 s");
         match message {
             Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
             other => panic!("{mode}: expected close 1001, got {other:?}"),
@@ -132,28 +166,27 @@ async fn sigterm_drains(mode: &str) {
 
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_client_and_exits_0() {
+    sigterm_drains("hub").await;
     sigterm_drains("echo").await;
     sigterm_drains("broadcast").await;
 }
 
 #[tokio::test]
 async fn serves_wss_with_a_self_signed_certificate_and_logs_its_fingerprint() {
-    let serve = Serve::start(&["--tls-self-signed"]);
+    let serve = Serve::start(&["--tls-self-signed", "--mode", "echo"]);
     let line = serve.line("fingerprint");
     let fingerprint = line.rsplit(' ').next().unwrap();
     assert_eq!(fingerprint.len(), 95, "{line}");
     let url = serve.url();
     assert!(url.starts_with("wss://"), "{url}");
     // Not trusted by default...
-    assert!(switchboard::connect(&format!("{url}/")).await.is_err());
+    assert!(switchboard::connect(&url).await.is_err());
     // ...but usable for development.
     let options = ConnectOptions {
         tls: Some(ClientTls::dangerous_insecure()),
         ..ConnectOptions::default()
     };
-    let (mut ws, _) = switchboard::connect_with(&format!("{url}/"), &options)
-        .await
-        .unwrap();
+    let (mut ws, _) = switchboard::connect_with(&url, &options).await.unwrap();
     ws.send(Message::text("secure echo")).await.unwrap();
     assert_eq!(
         ws.recv().await.unwrap().unwrap(),
@@ -171,7 +204,7 @@ async fn settings_come_from_the_config_file_and_flags_win() {
 
     // The file's limit of one connection applies.
     let serve = Serve::start(&["--config", config, "--mode", "echo"]);
-    let url = format!("{}/", serve.url());
+    let url = serve.url();
     let (mut ws, _) = switchboard::connect(&url).await.unwrap();
     let err = switchboard::connect(&url).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");

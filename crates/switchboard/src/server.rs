@@ -45,6 +45,7 @@ use crate::websocket::WebSocket;
 type Hook = dyn Fn(&Request<()>) -> Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>
     + Send
     + Sync;
+type UpgradeCheck = dyn Fn(&Request<()>) -> Option<Response<Bytes>> + Send + Sync;
 
 /// Builds a [`Server`]: limits, TLS, hooks and routes first, then [`bind`](Self::bind).
 ///
@@ -59,6 +60,7 @@ pub struct ServerBuilder {
     tls: Option<ServerTls>,
     router: Router,
     hook: Option<Arc<Hook>>,
+    check: Option<Arc<UpgradeCheck>>,
     origins: Vec<String>,
     max_connections: usize,
     send_queue: SendQueue,
@@ -75,6 +77,7 @@ impl Default for ServerBuilder {
             tls: None,
             router: Router::default(),
             hook: None,
+            check: None,
             origins: Vec::new(),
             max_connections: 25_000,
             send_queue: SendQueue {
@@ -254,6 +257,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Looks at each upgrade request before anything else about it: `None` goes on with the
+    /// handshake, `Some(response)` answers with that response instead (404 for a path that is
+    /// not a WebSocket endpoint, say). Synchronous and first; for checks that need to wait or
+    /// to attach data, see [`on_upgrade`](Self::on_upgrade).
+    pub fn check_upgrade<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Option<Response<Bytes>> + Send + Sync + 'static,
+    {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
     /// Answers plain HTTP requests for `path` (exact match, any method) with `handler`;
     /// `HEAD` requests get its headers without the body.
     pub fn route<F>(mut self, path: &str, handler: F) -> Self
@@ -320,6 +335,7 @@ impl ServerBuilder {
             tls: self.tls.map(|tls| tls.acceptor()),
             router: self.router,
             hook: self.hook,
+            check: self.check,
             origins: self.origins,
             max_connections: self.max_connections,
             send_queue: self.send_queue,
@@ -383,6 +399,7 @@ struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     hook: Option<Arc<Hook>>,
+    check: Option<Arc<UpgradeCheck>>,
     origins: Vec<String>,
     max_connections: usize,
     send_queue: SendQueue,
@@ -690,6 +707,14 @@ async fn handshake(
             .await
             .map_err(|e| (HandshakeFailure::Io, e.to_string()))?;
         return Ok(None);
+    }
+    if let Some(response) = shared.check.as_ref().and_then(|check| check(&request)) {
+        let status = response.status();
+        let _ = respond(&mut stream, &request, response).await;
+        return Err((
+            HandshakeFailure::Rejected,
+            format!("check answered {status}"),
+        ));
     }
     if let Err(e) = validate_request(&request) {
         return Err(refuse(&mut stream, e).await);
