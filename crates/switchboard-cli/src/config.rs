@@ -275,6 +275,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let options =
+            ServeOptions::from_toml(include_str!("../../../docs/serve.example.toml")).unwrap();
+        assert!(matches!(options.mode, Some(Mode::Hub)));
+        assert_eq!(options.max_connections, Some(25_000));
+        assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(30))));
+        assert_eq!(options.backpressure, Some(Policy::Disconnect));
+        assert_eq!(options.rules.map(|r| r.len()), Some(0));
+    }
+
+    #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = ServeOptions::from_toml("max-conections = 5").unwrap_err();
         let text = format!("{err:#}");
