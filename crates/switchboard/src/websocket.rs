@@ -5,6 +5,7 @@
 //! state lives in the struct, so every method can be cancelled at an `.await` without losing
 //! bytes (see each method's "Cancel safety").
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -23,6 +24,14 @@ use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
+/// The size of each block of a thread's scratch read buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer that the connections polled on this thread share while they hold no
+    /// partial frame; see `WebSocket::poll_read`.
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 /// The most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// Output that may wait for a slow peer before reading pauses.
@@ -378,13 +387,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let buf = self.conn.read_buffer();
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        let read = self.io.read_buf(buf);
-        tokio::pin!(read);
-        let result = read.poll(cx);
+        let result = if self.conn.read_buffer().is_empty() {
+            // No partial frame: read into this thread's scratch buffer and hand the connection
+            // the bytes read. An idle connection holds no read buffer at all, and received
+            // payloads stay zero-copy slices of the scratch block, which is freed when the last
+            // of them is dropped.
+            *self.conn.read_buffer() = BytesMut::new();
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.capacity() - scratch.len() < READ_CHUNK {
+                    scratch.reserve(SCRATCH_SIZE);
+                }
+                let read = self.io.read_buf(&mut *scratch);
+                tokio::pin!(read);
+                let result = read.poll(cx);
+                if let Poll::Ready(Ok(n)) = result
+                    && n > 0
+                {
+                    *self.conn.read_buffer() = scratch.split();
+                }
+                result
+            })
+        } else {
+            // The rest of a partial frame goes into the connection's own buffer; the first
+            // reserve copies the partial frame out of the shared scratch block.
+            let buf = self.conn.read_buffer();
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = self.io.read_buf(buf);
+            tokio::pin!(read);
+            read.poll(cx)
+        };
         if let (Some(link), Poll::Ready(Ok(n))) = (&mut self.link, &result) {
             link.tally.bytes_in += *n as u64;
         }
