@@ -4,11 +4,13 @@
 # with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
 # already there).
 #
-#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs,
-#                and the interop e2e with Node's ws and Chromium (steps a, g, h, i)
+#   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
+#                interop e2e with Node's ws and Chromium, the browser test and the hostile
+#                clients (steps a, a2, g, h, i, j, k)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (default 5; 0 skips it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 
@@ -94,8 +96,19 @@ if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
   step i "interop: deflate with ws and Chromium" e2e/interop/run.sh
+  # the chat page in Chromium (installs chromium and the npm packages when missing)
+  step j "browser: chat page in Chromium" e2e/browser/run.sh
+  step k "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
   skip i "interop: deflate with ws and Chromium"
+  skip j "browser: chat page in Chromium"
+  skip k "hostile clients against switchboard serve"
+fi
+fuzz_seconds=${FUZZ_SECONDS:-5}
+if [ "$fuzz_seconds" != 0 ]; then
+  step l "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+else
+  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "l. fuzz smoke")")
 fi

@@ -1,76 +1,399 @@
-//! `switchboard connect`: a terminal WebSocket client.
+//! `switchboard connect`: a terminal WebSocket client, in the spirit of wscat and websocat.
+//!
+//! Lines typed (or piped) are sent as messages; messages received are printed. In a terminal
+//! there is a prompt and received messages are marked `< `; piped, stdout carries only what was
+//! received, one message per line, so scripts can read it. Binary messages are shown as hex.
+//! Status (connected, closed) goes to stderr.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Parser;
-use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use http::{HeaderName, HeaderValue};
+use switchboard::tls::ClientTls;
+use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
+use tokio::sync::mpsc;
+
+/// Exit statuses, as `--help` lists them.
+const EXIT_CLOSED_ABNORMALLY: u8 = 3;
 
 #[derive(Parser, Debug)]
+#[command(after_help = "\
+Exit status: 0 when the connection closed normally (1000, 1001, or no code), 1 when it could \
+not be opened or failed (I/O error, protocol error, no close frame), 2 for bad arguments, 3 when \
+the server closed it with another code.
+
+Examples:
+  switchboard connect ws://127.0.0.1:8080/ws
+  echo hello | switchboard connect ws://127.0.0.1:8080/
+  switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30")]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
-    /// Offer permessage-deflate (compression), as browsers do.
+    /// Add a request header (repeat for more), e.g. -H 'Authorization: Bearer abc'
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Offer a subprotocol (repeat for more, in order of preference)
+    #[arg(short = 's', long = "subprotocol", value_name = "PROTOCOL")]
+    subprotocols: Vec<String>,
+    /// Send MESSAGE once connected (repeat for more), then close after --wait; stdin is not read
+    #[arg(short = 'x', long = "execute", value_name = "MESSAGE")]
+    execute: Vec<String>,
+    /// Keep receiving for SECONDS after the last message was sent (after --execute, or at the
+    /// end of input) before closing
+    #[arg(short = 'w', long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
+    wait: f64,
+    /// Send lines and --execute messages as binary messages (their UTF-8 bytes)
+    #[arg(short = 'b', long)]
+    binary: bool,
+    /// Send a ping every SECONDS (0: never)
+    #[arg(short = 'p', long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
+    ping_interval: f64,
+    /// Print the pings and pongs received
+    #[arg(long)]
+    show_ping_pong: bool,
+    /// Lines starting with '/' are commands: /ping [TEXT], /close [CODE [REASON]]
+    #[arg(long)]
+    slash: bool,
+    /// Print the handshake response (status line and headers) to stderr
+    #[arg(short, long)]
+    verbose: bool,
+    /// Offer permessage-deflate (compression), as browsers do
     #[arg(long)]
     deflate: bool,
+    /// Give up connecting after SECONDS
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
+    connect_timeout: f64,
+    /// For wss://, trust the certificates of this PEM file instead of the Mozilla roots
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// For wss://, do not verify the server's certificate (development only: anyone on the
+    /// path can impersonate the server)
+    #[arg(short = 'k', long)]
+    insecure: bool,
+}
+
+fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected 'Name: value', got {s:?}"))?;
+    let name = HeaderName::try_from(name.trim()).map_err(|e| format!("header name: {e}"))?;
+    let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("header value: {e}"))?;
+    Ok((name, value))
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number of seconds, got {s:?}")),
+    }
+}
+
+/// How to print: with a prompt and markers in a terminal, bare when piped.
+#[derive(Clone, Copy)]
+struct Display {
+    interactive: bool,
+}
+
+impl Display {
+    fn received(self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        // Printing fails only when stdout is closed: nothing left to show then.
+        let _ = if self.interactive {
+            // Clear the prompt line, print, and draw the prompt again.
+            write!(out, "\r\x1b[2K< {line}\n> ")
+        } else {
+            writeln!(out, "{line}")
+        };
+        let _ = out.flush();
+    }
+
+    fn prompt(self) {
+        if self.interactive {
+            print!("> ");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn status(self, line: &str) {
+        if self.interactive {
+            print!("\r\x1b[2K");
+            let _ = std::io::stdout().flush();
+        }
+        eprintln!("{line}");
+    }
 }
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let options = ConnectOptions {
-        deflate: args.deflate.then(DeflateConfig::default),
-        ..ConnectOptions::default()
+    let options = connect_options(&args)?;
+    let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            eprintln!("error: cannot connect to {}: {e}", args.url);
+            return Ok(ExitCode::FAILURE);
+        }
     };
-    let (ws, _response) = switchboard::connect_with(&args.url, &options)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.url))?;
-    eprintln!(
-        "connected to {} (type lines to send; end input to close)",
-        args.url
-    );
+    let display = Display {
+        interactive: args.execute.is_empty()
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal(),
+    };
+    if args.verbose {
+        eprintln!("{:?} {}", response.version(), response.status());
+        for (name, value) in response.headers() {
+            eprintln!("{name}: {}", String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    let protocol = ws
+        .protocol()
+        .map(|p| format!(" (subprotocol {p})"))
+        .unwrap_or_default();
+    if display.interactive {
+        eprintln!(
+            "connected to {}{protocol}; type lines to send, Ctrl+D or Ctrl+C to close",
+            args.url
+        );
+    } else {
+        eprintln!("connected to {}{protocol}", args.url);
+    }
     if let Some(params) = ws.deflate() {
         let agreed = params.to_header();
         eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
+    } else if args.deflate {
+        eprintln!("compression: declined by the server");
     }
+    display.prompt();
+
     let (sender, mut receiver) = ws.split();
-    let input = tokio::spawn({
+    let input = tokio::spawn(send_input(
+        sender.clone(),
+        InputOptions::new(&args, display),
+    ));
+    let pinger = (args.ping_interval > 0.0).then(|| {
         let sender = sender.clone();
-        async move {
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if sender.send(Message::text(line)).await.is_err() {
+        let every = Duration::from_secs_f64(args.ping_interval);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                if sender.send(Message::Ping(Bytes::new())).await.is_err() {
                     return;
                 }
             }
-            let _ = sender.close(CloseCode::NORMAL, "").await;
-        }
+        })
     });
-    let mut code = ExitCode::FAILURE;
+    let interrupt = {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = sender.close(CloseCode::NORMAL, "").await;
+            }
+        })
+    };
+    drop(sender);
+
+    let mut exit = Exit::Vanished;
     while let Some(message) = receiver.recv().await {
         match message {
-            Ok(Message::Text(text)) => println!("{text}"),
-            Ok(Message::Binary(data)) => println!("{}", hex(&data)),
+            Ok(Message::Text(text)) => display.received(&text),
+            Ok(Message::Binary(data)) => display.received(&hex(&data)),
+            Ok(Message::Ping(data)) if args.show_ping_pong => {
+                display.received(&control("ping", &data))
+            }
+            Ok(Message::Pong(data)) if args.show_ping_pong => {
+                display.received(&control("pong", &data))
+            }
             Ok(Message::Close(frame)) => {
-                let normal = [CloseCode::NORMAL, CloseCode::GOING_AWAY];
-                code = match &frame {
-                    None => ExitCode::SUCCESS,
-                    Some(f) if normal.contains(&f.code) => ExitCode::SUCCESS,
-                    Some(_) => ExitCode::FAILURE,
+                exit = match frame {
+                    Some(f) => {
+                        display.status(&format!("closed: {} {}", f.code, f.reason));
+                        Exit::Closed(f.code)
+                    }
+                    None => {
+                        display.status("closed");
+                        Exit::Closed(CloseCode::NO_STATUS)
+                    }
                 };
-                match frame {
-                    Some(f) => eprintln!("closed: {} {}", f.code, f.reason),
-                    None => eprintln!("closed"),
-                }
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("error: {e}");
-                code = ExitCode::FAILURE;
+                display.status(&format!("error: {e}"));
+                exit = Exit::Failed;
             }
         }
     }
     input.abort();
-    Ok(code)
+    interrupt.abort();
+    if let Some(pinger) = pinger {
+        pinger.abort();
+    }
+    if matches!(exit, Exit::Vanished) {
+        display.status("connection lost without a close frame");
+    }
+    Ok(exit.code())
+}
+
+/// How the connection ended.
+enum Exit {
+    Closed(CloseCode),
+    Failed,
+    Vanished,
+}
+
+impl Exit {
+    fn code(&self) -> ExitCode {
+        match self {
+            Self::Closed(CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS) => {
+                ExitCode::SUCCESS
+            }
+            Self::Closed(_) => ExitCode::from(EXIT_CLOSED_ABNORMALLY),
+            Self::Failed | Self::Vanished => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Everything about the connection besides the URL.
+fn connect_options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
+    let mut options = ConnectOptions {
+        protocols: args.subprotocols.clone(),
+        timeout: Duration::from_secs_f64(args.connect_timeout),
+        deflate: args.deflate.then(DeflateConfig::default),
+        ..ConnectOptions::default()
+    };
+    for (name, value) in &args.headers {
+        options.headers.append(name.clone(), value.clone());
+    }
+    if args.insecure {
+        options.tls = Some(ClientTls::dangerous_insecure());
+    } else if let Some(ca) = &args.ca {
+        options.tls = Some(ClientTls::from_ca_file(ca)?);
+    }
+    Ok(options)
+}
+
+struct InputOptions {
+    execute: Vec<String>,
+    wait: Duration,
+    binary: bool,
+    slash: bool,
+    display: Display,
+}
+
+impl InputOptions {
+    fn new(args: &ConnectArgs, display: Display) -> Self {
+        Self {
+            execute: args.execute.clone(),
+            wait: Duration::from_secs_f64(args.wait),
+            binary: args.binary,
+            slash: args.slash,
+            display,
+        }
+    }
+}
+
+/// Sends the --execute messages or the lines of stdin; at the end, waits and closes.
+async fn send_input(sender: Sender, options: InputOptions) {
+    let display = options.display;
+    if options.execute.is_empty() {
+        let mut lines = stdin_lines();
+        while let Some(line) = lines.recv().await {
+            if !send_line(&sender, &line, &options).await {
+                return;
+            }
+            display.prompt();
+        }
+    } else {
+        for message in &options.execute {
+            if sender.send(data(message, options.binary)).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::time::sleep(options.wait).await;
+    let _ = sender.close(CloseCode::NORMAL, "").await;
+}
+
+/// Sends one line (or runs it, with --slash); false once the connection is gone or closing.
+async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool {
+    let message = match line.strip_prefix('/').filter(|_| options.slash) {
+        Some(command) => match parse_command(command) {
+            Ok(Command::Ping(text)) => Message::Ping(Bytes::from(text)),
+            Ok(Command::Close(code, reason)) => {
+                let _ = sender.close(code, reason).await;
+                return false;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return true;
+            }
+        },
+        None => data(line, options.binary),
+    };
+    sender.send(message).await.is_ok()
+}
+
+enum Command {
+    Ping(String),
+    Close(CloseCode, String),
+}
+
+fn parse_command(command: &str) -> Result<Command, String> {
+    let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+    match name {
+        "ping" if rest.len() <= 125 => Ok(Command::Ping(rest.to_owned())),
+        "ping" => Err("a ping carries at most 125 bytes".into()),
+        "close" => {
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            let code = match code {
+                "" => CloseCode::NORMAL,
+                code => CloseCode(
+                    code.parse()
+                        .map_err(|_| format!("bad close code {code:?}"))?,
+                ),
+            };
+            if !code.is_allowed_on_wire() {
+                return Err(format!("close code {code} may not be sent"));
+            }
+            Ok(Command::Close(code, reason.to_owned()))
+        }
+        _ => Err(format!(
+            "unknown command /{name}; commands: /ping [TEXT], /close [CODE [REASON]]"
+        )),
+    }
+}
+
+fn data(text: &str, binary: bool) -> Message {
+    if binary {
+        Message::Binary(Bytes::copy_from_slice(text.as_bytes()))
+    } else {
+        Message::text(text.to_owned())
+    }
+}
+
+/// Lines of stdin, read on a thread of their own: a blocking read must not keep the process
+/// alive once the connection is over.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn control(kind: &str, data: &[u8]) -> String {
+    if data.is_empty() {
+        format!("[{kind}]")
+    } else {
+        format!("[{kind}] {}", hex(data))
+    }
 }
 
 fn hex(data: &[u8]) -> String {
@@ -78,4 +401,29 @@ fn hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_commands_parse() {
+        let (name, value) = parse_header("X-Trace:  abc ").unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-trace", "abc"));
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+        assert!(matches!(parse_command("ping hi"), Ok(Command::Ping(t)) if t == "hi"));
+        assert!(matches!(
+            parse_command("close"),
+            Ok(Command::Close(CloseCode::NORMAL, _))
+        ));
+        assert!(
+            matches!(parse_command("close 4000 bye now"), Ok(Command::Close(CloseCode(4000), r)) if r == "bye now")
+        );
+        assert!(parse_command("close 1005").is_err());
+        assert!(parse_command("close abc").is_err());
+        assert!(parse_command("dance").is_err());
+        assert_eq!(hex(b"\x00\xffA"), "00 ff 41");
+    }
 }

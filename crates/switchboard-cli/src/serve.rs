@@ -1,70 +1,254 @@
 //! `switchboard serve`: run a WebSocket server.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use switchboard::{DeflateConfig, Server};
+use serde::Deserialize;
+use switchboard::tls::ServerTls;
+use switchboard::{Backpressure, DeflateConfig, Server};
+use switchboard_hub::{HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
+
+use crate::config::{Policy, ServeOptions};
+use crate::web;
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, short, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// What the server does with messages.
-    #[arg(long, value_enum, default_value_t = Mode::Echo)]
-    mode: Mode,
-    /// Largest message accepted, in bytes (larger ones close with 1009).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_message_size: usize,
-    /// Largest frame accepted, in bytes (larger ones close with 1009).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_frame_size: usize,
-    /// Most fragments per message (more close with 1008).
-    #[arg(long, default_value_t = 131_072)]
-    max_fragments: usize,
-    /// Do not accept permessage-deflate (compression is on by default for clients that offer
-    /// it).
-    #[arg(long)]
-    no_deflate: bool,
+    /// Read settings from a TOML file (keys as the flags, without the dashes in front:
+    /// `max-connections = 1000`); flags given here win
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    options: ServeOptions,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Mode {
-    /// Send every message back to its sender.
+    /// Channels with presence, history and recovery: the chat page at /, WebSocket at /ws.
+    Hub,
+    /// Send every message back to its sender (upgrades on any path).
     Echo,
-    /// Send every message to every other client.
+    /// Send every message to every other client (upgrades on any path).
     Broadcast,
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let server = Server::builder()
-        .max_message_size(args.max_message_size)
-        .max_frame_size(args.max_frame_size)
-        .max_fragments(args.max_fragments)
-        .deflate((!args.no_deflate).then(|| DeflateConfig {
-            // No compressor per connection (about 28 KiB per connection instead of 340), and
-            // a broadcast is compressed once for every recipient.
-            server_no_context_takeover: true,
-            ..DeflateConfig::default()
-        }))
-        .bind(args.listen)
+/// What the server runs, built from the mode before the listener binds.
+enum Service {
+    Hub(Hub),
+    Echo,
+    Broadcast(switchboard_hub::Broadcast),
+}
+
+/// The hub as `options` say.
+async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
+    let history = HistoryConfig {
+        size: options.history_size.unwrap_or(100),
+        ttl: options
+            .history_ttl
+            .map(|ttl| ttl.0)
+            .filter(|ttl| !ttl.is_zero()),
+    };
+    let mut config = HubConfig::default();
+    if let Some(size) = options.max_data_size {
+        config.max_data_size = size;
+    }
+    config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
+    config.rules = options.rules.clone().unwrap_or_default();
+    config.allowed_origins = options.allowed_origins.clone().unwrap_or_default();
+    let broker = Arc::new(LocalBroker::new(history));
+    Hub::new(broker, config)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .context("cannot start the hub")
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let options = match &args.config {
+        Some(path) => args.options.or(ServeOptions::from_file(path)?),
+        None => args.options,
+    };
+    let listen = options
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let mode = options.mode.unwrap_or(Mode::Hub);
+    let tls = tls(&options, listen)?;
+    let (scheme, http) = if tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    let mut builder = builder(&options, tls);
+    let service = match mode {
+        Mode::Hub => {
+            let hub = hub(&options).await?;
+            let checker = hub.clone();
+            builder = builder.http(web::respond).check_upgrade(move |request| {
+                if request.uri().path() == "/ws" {
+                    checker.check_origin(request)
+                } else {
+                    Some(web::not_found())
+                }
+            });
+            Service::Hub(hub)
+        }
+        Mode::Echo => Service::Echo,
+        Mode::Broadcast => Service::Broadcast(switchboard_hub::Broadcast::new()),
+    };
+    let server = builder
+        .bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr()?;
-    tracing::info!(mode = ?args.mode, "listening on ws://{addr}");
-    match args.mode {
-        Mode::Echo => server.serve(|ws, _| switchboard_hub::echo(ws)).await?,
-        Mode::Broadcast => {
-            let group = switchboard_hub::Broadcast::new();
+    match service {
+        Service::Hub(hub) => {
+            tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
             server
-                .serve(move |ws, _| {
-                    let group = group.clone();
-                    async move { group.serve(ws).await }
-                })
+                .serve_with_shutdown(
+                    move |ws, request| {
+                        let hub = hub.clone();
+                        async move { hub.serve(ws, &request).await }
+                    },
+                    shutdown_signal(),
+                )
+                .await?;
+        }
+        Service::Echo => {
+            tracing::info!(mode = "echo", "listening on {scheme}://{addr}");
+            server
+                .serve_with_shutdown(|ws, _| switchboard_hub::echo(ws), shutdown_signal())
+                .await?;
+        }
+        Service::Broadcast(group) => {
+            tracing::info!(mode = "broadcast", "listening on {scheme}://{addr}");
+            server
+                .serve_with_shutdown(
+                    move |ws, _| {
+                        let group = group.clone();
+                        async move { group.serve(ws).await }
+                    },
+                    shutdown_signal(),
+                )
                 .await?;
         }
     }
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server as `options` say, with `/healthz` and `/metrics`.
+fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::ServerBuilder {
+    let mut builder = Server::builder()
+        .health_endpoint("/healthz")
+        .metrics_endpoint("/metrics");
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    macro_rules! set {
+        ($($field:ident),* $(,)?) => {
+            $(if let Some(value) = options.$field {
+                builder = builder.$field(value);
+            })*
+        };
+    }
+    set!(
+        max_connections,
+        max_message_size,
+        max_frame_size,
+        max_fragments,
+        max_head_size,
+        max_send_queue,
+    );
+    macro_rules! set_span {
+        ($($field:ident),* $(,)?) => {
+            $(if let Some(value) = options.$field {
+                builder = builder.$field(value.0);
+            })*
+        };
+    }
+    set_span!(
+        handshake_timeout,
+        pong_timeout,
+        close_timeout,
+        shutdown_grace
+    );
+    if let Some(idle) = options.idle_timeout {
+        builder = builder.idle_timeout((!idle.0.is_zero()).then_some(idle.0));
+    }
+    if let Some(policy) = options.backpressure {
+        builder = builder.backpressure(match policy {
+            Policy::Drop => Backpressure::Drop,
+            Policy::Disconnect => Backpressure::Disconnect,
+        });
+    }
+    if let Some(origins) = &options.allowed_origins {
+        builder = builder.allowed_origins(origins.iter().cloned());
+    }
+    builder.deflate(options.deflate_enabled().then(|| {
+        let defaults = DeflateConfig::default();
+        DeflateConfig {
+            level: options
+                .deflate_level
+                .map_or(defaults.level, |level| level.0),
+            threshold: options.deflate_threshold.unwrap_or(defaults.threshold),
+            // No compressor per connection (about 28 KiB per connection instead of 340), and
+            // a broadcast is compressed once for every recipient.
+            server_no_context_takeover: true,
+            ..defaults
+        }
+    }))
+}
+
+/// The TLS identity from `--tls-cert/--tls-key` or `--tls-self-signed`.
+fn tls(options: &ServeOptions, listen: SocketAddr) -> anyhow::Result<Option<ServerTls>> {
+    let self_signed = options.tls_self_signed.unwrap_or(false);
+    match (&options.tls_cert, &options.tls_key) {
+        (Some(_), Some(_)) if self_signed => {
+            anyhow::bail!("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+        }
+        (Some(cert), Some(key)) => Ok(Some(ServerTls::from_pem_files(cert, key)?)),
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
+        (None, None) if self_signed => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+            if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+                names.push(listen.ip().to_string());
+            }
+            let tls = ServerTls::self_signed(names.clone())?;
+            let fingerprint = tls.fingerprint().unwrap_or_default();
+            let names = names.join(", ");
+            tracing::info!(
+                "self-signed certificate for {names}: SHA-256 fingerprint {fingerprint}"
+            );
+            Ok(Some(tls))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
 }

@@ -1,68 +1,49 @@
-//! Messaging modes on top of `switchboard`: what a server does with its connections.
+//! Messaging on top of `switchboard`: what a server does with its connections.
 //!
+//! - [`Hub`]: channels (rooms) over a JSON protocol ([`protocol`]): publish and subscribe with
+//!   per-channel offsets, history, recovery of missed messages after a reconnect, presence with
+//!   join/leave, optional JWT authentication ([`auth`]) and per-channel [`rules`]. The hub runs
+//!   on a [`Broker`]: [`LocalBroker`] in-process, or one shared by several nodes.
 //! - [`echo`]: every message goes back to its sender (the first program of every WebSocket
 //!   tutorial, and what conformance suites test against);
 //! - [`Broadcast`]: every message goes to every other open client, as-is.
 //!
-//! Channels with presence, history and recovery come with the hub proper.
+//! # Design
+//!
+//! The hub knows WebSocket messages and JSON, never sockets: connections come from the
+//! `switchboard` runtime, and everything that must be shared between nodes (offsets, history,
+//! presence, delivery) goes through the [`Broker`] trait.
 
-use switchboard::{Message, Topics, WebSocket};
-use tokio::io::{AsyncRead, AsyncWrite};
+pub mod auth;
+pub mod broker;
+mod hub;
+mod local;
+pub mod protocol;
+mod raw;
+pub mod rules;
 
-/// Output that may pile up for a peer that does not read before `echo` waits for it.
-const ECHO_HIGH_WATER: usize = 1 << 20;
+pub use auth::{Claims, JwtKey, TokenError};
+pub use broker::{
+    Broker, BrokerError, ClientInfo, History, HistoryRange, Publication, StreamPosition,
+};
+pub use hub::{Hub, HubConfig};
+pub use local::{HistoryConfig, LocalBroker};
+pub use protocol::ErrorCode;
+pub use raw::{Broadcast, echo};
+pub use rules::{ChannelRule, Policy};
 
-/// Echoes every text and binary message back to its sender until the connection ends.
-///
-/// Echoes of messages that arrived together leave together, in one write.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
-    while let Some(Ok(message)) = ws.recv().await {
-        if !message.is_data() {
-            continue;
-        }
-        if ws.feed(message).is_err() {
-            break;
-        }
-        // `recv` writes what is queued before it waits for input; wait here only when the
-        // peer has stopped reading.
-        if ws.buffered_amount() > ECHO_HIGH_WATER && ws.flush().await.is_err() {
-            break;
+/// `bytes` random bytes from the operating system, in hex (epochs, connection ids).
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS randomness: fall back to the clock, which still differs between restarts
+        // (all an epoch needs) and between nodes started apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (nanos >> ((i % 16) * 8)) as u8;
         }
     }
-}
-
-/// Sends every message of every client to every other connected client.
-#[derive(Clone, Debug, Default)]
-pub struct Broadcast {
-    everyone: Topics,
-}
-
-const ALL: &str = "all";
-
-impl Broadcast {
-    /// A broadcast group with no clients yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Serves one client until it leaves: what it sends goes to the others, what they send
-    /// comes to it. Each message is encoded once for all recipients.
-    pub async fn serve<S>(&self, ws: WebSocket<S>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (sender, mut receiver) = ws.split();
-        self.everyone.subscribe(ALL, &sender);
-        while let Some(Ok(message)) = receiver.recv().await {
-            if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                self.everyone.publish(ALL, &message, Some(&sender));
-            }
-        }
-        self.everyone.unsubscribe_all(&sender);
-    }
-
-    /// How many clients are connected.
-    pub fn clients(&self) -> usize {
-        self.everyone.subscriber_count(ALL)
-    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,5 +1,7 @@
 //! Limits and options of one connection.
 
+use std::time::Duration;
+
 /// Limits and options for a [`Connection`](crate::Connection).
 ///
 /// The defaults accept what RFC 6455 conformance needs (Autobahn|Testsuite 9.*: a 16 MiB message
@@ -19,6 +21,15 @@ pub struct Config {
     /// default, draws keys from the operating system's random source, as RFC 6455 §5.3 requires
     /// ("derived from a strong source of entropy").
     pub rng_seed: Option<u64>,
+    /// Keepalive: after this long without a byte from the peer, send it a Ping. `None`, the
+    /// default, never pings. Needs [`Connection::handle_timeout`](crate::Connection).
+    pub idle_timeout: Option<Duration>,
+    /// How long after a keepalive Ping the peer has to send anything (its Pong, usually)
+    /// before the connection fails with 1011. Default 10 s.
+    pub pong_timeout: Duration,
+    /// How long the closing handshake may take, from the first Close frame (sent or received)
+    /// to the end of the transport, before it is abandoned. Default 5 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for Config {
@@ -28,6 +39,9 @@ impl Default for Config {
             max_message_size: 16 << 20,
             max_fragments: 131_072,
             rng_seed: None,
+            idle_timeout: None,
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -29,6 +30,7 @@ use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{Message, Utf8Bytes};
+use crate::timer::{Due, Timers};
 use crate::utf8::Utf8Validator;
 
 /// Which side of the connection this endpoint is.
@@ -94,7 +96,10 @@ struct PerMessageDeflate {
 ///   [`send_encoded`](Self::send_encoded) (a frame encoded once for many connections);
 /// - output: [`poll_message`](Self::poll_message) until `None` (each message may prompt the
 ///   application to send), then [`poll_transmit`](Self::poll_transmit) until `None`, writing
-///   every buffer to the peer.
+///   every buffer to the peer;
+/// - time: [`handle_timeout`](Self::handle_timeout) once at the start and whenever
+///   [`poll_timeout`](Self::poll_timeout) comes due (keepalive pings, the close timeout), then
+///   the output methods again. The connection never reads a clock: the caller passes `now`.
 ///
 /// The `poll_*` methods return `Option`, not `Poll`: `None` means "nothing now", and more may
 /// appear after the next input or send.
@@ -127,6 +132,13 @@ pub struct Connection {
     rng: MaskRng,
     /// `None` unless permessage-deflate was negotiated: the uncompressed path pays nothing.
     deflate: Option<Box<PerMessageDeflate>>,
+    timers: Timers,
+    /// `input.len()` when `poll_message` last returned: a longer buffer means new input.
+    input_seen: usize,
+    /// A keepalive failure, reported by the next `poll_message`.
+    timed_out: bool,
+    /// The closing handshake was given up on after the close timeout.
+    abandoned: bool,
 }
 
 impl Connection {
@@ -146,6 +158,10 @@ impl Connection {
             pending: BytesMut::new(),
             rng,
             deflate: None,
+            timers: Timers::default(),
+            input_seen: 0,
+            timed_out: false,
+            abandoned: false,
         }
     }
 
@@ -228,6 +244,9 @@ impl Connection {
     pub fn handle_input(&mut self, data: &[u8]) {
         if self.state != State::Closed {
             self.input.extend_from_slice(data);
+            if !data.is_empty() {
+                self.timers.on_input();
+            }
         }
     }
 
@@ -246,16 +265,94 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit), then close the transport. The error is returned
     /// once; `None` follows.
     pub fn poll_message(&mut self) -> Option<Result<Message, ProtocolError>> {
+        if std::mem::take(&mut self.timed_out) {
+            return Some(Err(ProtocolError::KeepaliveTimeout));
+        }
         if self.state == State::Closed {
             return None;
         }
-        match self.process() {
+        if self.input.len() != self.input_seen {
+            self.timers.on_input();
+        }
+        let result = match self.process() {
             Ok(message) => message.map(Ok),
             Err(e) => {
                 self.fail(&e);
                 Some(Err(e))
             }
+        };
+        self.input_seen = self.input.len();
+        result
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if ever.
+    ///
+    /// While the connection is open that is the keepalive check (with
+    /// [`Config::idle_timeout`]); once closing, the close timeout. `None` before the first
+    /// `handle_timeout`, which arms the timers, and once the closing handshake was abandoned.
+    /// A time in the past means "now".
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.abandoned {
+            return None;
         }
+        self.timers
+            .next(self.state != State::Open, self.config.idle_timeout)
+    }
+
+    /// Tells the connection that the time is `now`: arms the timers and acts on those due.
+    ///
+    /// - Keepalive ([`Config::idle_timeout`]): when nothing has arrived from the peer for that
+    ///   long, a Ping is queued; when nothing arrives within [`Config::pong_timeout`] after it,
+    ///   the connection fails: the next [`poll_message`](Self::poll_message) returns
+    ///   [`ProtocolError::KeepaliveTimeout`] and a Close frame with 1011 is queued.
+    /// - Close ([`Config::close_timeout`], from the first `handle_timeout` after the closing
+    ///   handshake started): past it the handshake is abandoned ([`is_abandoned`]): queued
+    ///   output is discarded and the transport should be dropped without waiting further.
+    ///
+    /// Call it once when the connection starts and then whenever [`poll_timeout`] comes due;
+    /// calling it early does no harm. Afterwards, poll the output methods.
+    ///
+    /// [`is_abandoned`]: Self::is_abandoned
+    /// [`poll_timeout`]: Self::poll_timeout
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.abandoned {
+            return;
+        }
+        if self.input.len() != self.input_seen {
+            self.timers.on_input();
+            self.input_seen = self.input.len();
+        }
+        let due = self.timers.on_timeout(
+            now,
+            self.state != State::Open,
+            self.config.idle_timeout,
+            self.config.pong_timeout,
+            self.config.close_timeout,
+        );
+        match due {
+            Due::Nothing => {}
+            Due::Ping => self.write_frame(OpCode::Ping, Bytes::new()),
+            Due::PongOverdue => {
+                self.fail(&ProtocolError::KeepaliveTimeout);
+                self.timed_out = true;
+            }
+            Due::CloseOverdue => {
+                self.abandoned = true;
+                self.state = State::Closed;
+                self.input.clear();
+                self.frame = None;
+                self.partial = None;
+                self.transmit.clear();
+                self.transmit_len = 0;
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// Whether the closing handshake ran past [`Config::close_timeout`] and was given up on:
+    /// nothing more is sent or received; drop the transport.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
     }
 
     /// The next bytes to write to the peer, in order.
@@ -622,8 +719,13 @@ impl Connection {
     /// reading.
     fn fail(&mut self, error: &ProtocolError) {
         if self.state == State::Open {
+            // Error texts are short ASCII; cut at a char boundary all the same.
             let mut reason = error.to_string();
-            reason.truncate(123);
+            let mut end = reason.len().min(123);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
             let frame = CloseFrame::new(error.close_code(), reason);
             self.write_close(Some(&frame));
         }

@@ -83,6 +83,10 @@ pub enum ProtocolError {
     /// A Close frame's reason was not valid UTF-8 (§5.5.1).
     #[error("invalid utf-8 in a close reason")]
     InvalidCloseReason,
+    /// Nothing arrived from the peer within [`Config::pong_timeout`](crate::Config) of a
+    /// keepalive Ping (§5.5.2): it is presumed dead.
+    #[error("keepalive ping timeout")]
+    KeepaliveTimeout,
 }
 
 impl ProtocolError {
@@ -94,6 +98,7 @@ impl ProtocolError {
             }
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
+            Self::KeepaliveTimeout => CloseCode::INTERNAL_ERROR,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

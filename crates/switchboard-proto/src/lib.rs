@@ -52,6 +52,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 mod message;
+mod timer;
 pub mod utf8;
 
 #[cfg(test)]

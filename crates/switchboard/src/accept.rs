@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::header::SEC_WEBSOCKET_EXTENSIONS;
 use http::{Request, Response};
-use proto::deflate::DeflateConfig;
+use proto::deflate::{DeflateConfig, DeflateParams};
 use proto::handshake::{HandshakeError, server};
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -90,22 +90,7 @@ pub async fn read_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(1024);
-    let read = async {
-        loop {
-            match server::parse_request(&buf, options.max_head_size) {
-                Ok(Some((request, len))) => {
-                    let rest = buf.split_off(len);
-                    return Ok((request, rest));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
-    };
+    let read = read_head(stream, options.max_head_size);
     match tokio::time::timeout(options.handshake_timeout, read).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(Error::Handshake(e))) => {
@@ -114,6 +99,26 @@ where
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Timeout("request head")),
+    }
+}
+
+/// Reads a request head of at most `max_head` bytes, without a timeout or an answer.
+pub(crate) async fn read_head<S>(
+    stream: &mut S,
+    max_head: usize,
+) -> Result<(Request<()>, BytesMut), Error>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if let Some((request, len)) = server::parse_request(&buf, max_head)? {
+            let rest = buf.split_off(len);
+            return Ok((request, rest));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
     }
 }
 
@@ -133,32 +138,115 @@ pub async fn accept_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let offered: Vec<&str> = server::requested_protocols(request).collect();
-    let protocol = options
-        .protocols
-        .iter()
-        .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
-        .cloned();
-    let mut response = match server::accept_response(request, protocol.as_deref()) {
-        Ok(response) => response,
+    let protocol = choose_protocol(request, &options.protocols);
+    let upgrade = match PreparedUpgrade::with_protocol(request, options, protocol) {
+        Ok(upgrade) => upgrade,
         Err(e) => {
             reject(&mut stream, &e).await;
             return Err(e.into());
         }
     };
-    let deflate = options.deflate.as_ref().and_then(|config| {
-        let params = config.negotiate(request.headers())?;
-        response
-            .headers_mut()
-            .insert(SEC_WEBSOCKET_EXTENSIONS, params.to_header());
-        Some((params, config))
-    });
-    write_response(&mut stream, &response, b"").await?;
-    let mut ws = WebSocket::from_raw(stream, Role::Server, options.config.clone(), read_buf);
-    if let Some((params, config)) = deflate {
-        ws.enable_deflate(&params, config);
+    write_response(&mut stream, &upgrade.response, b"").await?;
+    Ok(upgrade.into_websocket(stream, read_buf))
+}
+
+/// The first of the server's `protocols` that the client offers (RFC 6455 §4.2.2 step 4: the
+/// server picks; the client's order is only a hint).
+pub(crate) fn choose_protocol(request: &Request<()>, protocols: &[String]) -> Option<String> {
+    let offered: Vec<&str> = server::requested_protocols(request).collect();
+    protocols
+        .iter()
+        .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
+        .map(|p| {
+            // Answer with the client's spelling: the value must be one it sent.
+            offered
+                .iter()
+                .find(|o| o.eq_ignore_ascii_case(p))
+                .map_or_else(|| p.clone(), |o| (*o).to_owned())
+        })
+}
+
+/// An upgrade validated for a server that writes the `101` itself (hyper, axum): send
+/// [`response`](Self::response) as the answer to the request, then wrap the upgraded connection
+/// with [`into_websocket`](Self::into_websocket).
+///
+/// See `examples/axum_upgrade.rs`.
+#[derive(Debug)]
+pub struct PreparedUpgrade {
+    response: Response<()>,
+    protocol: Option<String>,
+    config: Config,
+    /// The agreed permessage-deflate parameters and the server's settings, when negotiated.
+    deflate: Option<(DeflateParams, DeflateConfig)>,
+}
+
+impl PreparedUpgrade {
+    /// Validates `request` (RFC 6455 §4.2.1) and builds the `101 Switching Protocols`, with
+    /// the first of `options.protocols` that the client offers, and permessage-deflate when
+    /// `options.deflate` is set and the client offers it acceptably (RFC 7692 §5).
+    ///
+    /// # Errors
+    ///
+    /// The request is not a valid upgrade: answer with
+    /// [`proto::handshake::server::reject_response`] (its [`status`](HandshakeError::status)
+    /// and reason).
+    pub fn new(request: &Request<()>, options: &AcceptOptions) -> Result<Self, HandshakeError> {
+        Self::with_protocol(
+            request,
+            options,
+            choose_protocol(request, &options.protocols),
+        )
     }
-    Ok(ws.with_protocol(protocol))
+
+    pub(crate) fn with_protocol(
+        request: &Request<()>,
+        options: &AcceptOptions,
+        protocol: Option<String>,
+    ) -> Result<Self, HandshakeError> {
+        let mut response = server::accept_response(request, protocol.as_deref())?;
+        let deflate = options.deflate.as_ref().and_then(|config| {
+            let params = config.negotiate(request.headers())?;
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_EXTENSIONS, params.to_header());
+            Some((params, config.clone()))
+        });
+        Ok(Self {
+            response,
+            protocol,
+            config: options.config.clone(),
+            deflate,
+        })
+    }
+
+    /// The `101` response (status and headers) to send.
+    pub fn response(&self) -> &Response<()> {
+        &self.response
+    }
+
+    /// The subprotocol chosen, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed, if any (also in the response's
+    /// `Sec-WebSocket-Extensions`).
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref().map(|(params, _)| params)
+    }
+
+    /// Wraps the connection once the `101` is sent; `read_buf` holds any bytes already read
+    /// past the request (empty for hyper's upgrades).
+    pub fn into_websocket<S>(self, io: S, read_buf: BytesMut) -> WebSocket<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut ws = WebSocket::from_raw(io, Role::Server, self.config, read_buf);
+        if let Some((params, config)) = &self.deflate {
+            ws.enable_deflate(params, config);
+        }
+        ws.with_protocol(self.protocol)
+    }
 }
 
 /// Writes an HTTP response (and body) and flushes it.
@@ -183,7 +271,7 @@ where
 
 /// Answers a failed handshake with its status and reason, then ends the stream. Best effort:
 /// the peer may already be gone.
-async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &HandshakeError) {
+pub(crate) async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &HandshakeError) {
     let (response, body) = server::reject_response(error);
     if write_response(stream, &response, body.as_bytes())
         .await

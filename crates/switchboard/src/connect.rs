@@ -1,4 +1,4 @@
-//! The client side: connecting to a `ws://` URL.
+//! The client side: connecting to a `ws://` or `wss://` URL.
 
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
+use crate::stream::MaybeTlsStream;
+use crate::tls::{self, ClientTls};
 use crate::websocket::WebSocket;
 
 /// Options for [`connect_with`].
@@ -30,6 +32,9 @@ pub struct ConnectOptions {
     /// permessage-deflate (RFC 7692): offered when `Some` (the default is `None`); the
     /// server may decline it.
     pub deflate: Option<DeflateConfig>,
+    /// Which servers to trust for `wss://`; `None` trusts the Mozilla roots
+    /// ([`ClientTls::webpki_roots`]).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -41,11 +46,12 @@ impl Default for ConnectOptions {
             max_head_size: 16 * 1024,
             timeout: Duration::from_secs(30),
             deflate: None,
+            tls: None,
         }
     }
 }
 
-/// Connects to a `ws://` URL and completes the opening handshake.
+/// Connects to a `ws://` or `wss://` URL and completes the opening handshake.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), switchboard::Error> {
@@ -62,10 +68,11 @@ impl Default for ConnectOptions {
 ///
 /// # Errors
 ///
-/// [`Error::Url`] for a URL that is not `ws://host[:port]/...`, [`Error::Io`] when the TCP
-/// connection fails, [`Error::Handshake`] when the server refuses the upgrade or answers
-/// wrongly, [`Error::Timeout`].
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response<()>), Error> {
+/// [`Error::Url`] for a URL that is not `ws[s]://host[:port]/...`, [`Error::Io`] when the TCP
+/// connection or the TLS handshake fails (an untrusted certificate included),
+/// [`Error::Handshake`] when the server refuses the upgrade or answers wrongly,
+/// [`Error::Timeout`].
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
     connect_with(url, &ConnectOptions::default()).await
 }
 
@@ -77,24 +84,38 @@ pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response<()>), 
 pub async fn connect_with(
     url: &str,
     options: &ConnectOptions,
-) -> Result<(WebSocket<TcpStream>, Response<()>), Error> {
+) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
     let uri: Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
-    match uri.scheme_str() {
-        Some("ws" | "http") => {}
-        Some("wss" | "https") => {
-            return Err(Error::Url(format!("{url}: wss:// is not supported yet")));
-        }
-        _ => return Err(Error::Url(format!("{url}: expected ws://"))),
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws" | "http") => false,
+        Some("wss" | "https") => true,
+        _ => return Err(Error::Url(format!("{url}: expected ws:// or wss://"))),
+    };
     let host = uri
         .host()
         .ok_or_else(|| Error::Url(format!("{url}: no host")))?;
-    // An IPv6 literal comes as "[::1]"; the socket address wants it bare.
+    // An IPv6 literal comes as "[::1]"; the socket address and the server name want it bare.
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let server_name = if secure {
+        Some(tls::server_name(host).map_err(Error::Url)?)
+    } else {
+        None
+    };
     let handshake = async {
-        let stream = TcpStream::connect((host, port)).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match server_name {
+            None => MaybeTlsStream::Plain(tcp),
+            Some(name) => {
+                let connector = match &options.tls {
+                    Some(tls) => tls.connector(),
+                    None => ClientTls::webpki_roots().connector(),
+                };
+                let tls = connector.connect(name, tcp).await?;
+                MaybeTlsStream::Tls(Box::new(tls.into()))
+            }
+        };
         client_handshake(&uri, stream, options).await
     };
     tokio::time::timeout(options.timeout, handshake)

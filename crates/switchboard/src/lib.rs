@@ -1,12 +1,17 @@
 //! WebSocket server and client on tokio, on the sans-IO engine of `switchboard-proto`.
 //!
-//! - [`connect`] opens a client connection to a `ws://` URL;
+//! - [`connect`] opens a client connection to a `ws://` or `wss://` URL ([`tls`] has the
+//!   certificates and trust settings);
 //! - [`accept`] and [`accept_request`] turn a server-side stream (or a request someone else
 //!   parsed, as with hyper/axum upgrades) into a connection;
-//! - [`Server`] listens, accepts, and runs a handler per connection;
+//! - [`Server`] listens (`ws://` or `wss://`), accepts, and runs a handler per connection,
+//!   within limits and timeouts, with an accept hook ([`Accept`], [`Reject`]), plain HTTP
+//!   routes, [`Metrics`] and a graceful drain;
+//! - [`PreparedUpgrade`] serves WebSockets from another HTTP server (hyper, axum);
 //! - [`WebSocket`] is one connection: [`recv`](WebSocket::recv) (`None` after a clean close),
 //!   [`send`](WebSocket::send), [`close`](WebSocket::close), and [`split`](WebSocket::split)
-//!   into a [`Receiver`] and cloneable [`Sender`]s driven by a task of their own;
+//!   into a [`Receiver`] and cloneable [`Sender`]s driven by a task of their own, whose send
+//!   queue is bounded in bytes ([`Backpressure`]);
 //! - [`Topics`] fans messages out to subscribers, encoding each frame once.
 //!
 //! ```no_run
@@ -25,25 +30,36 @@
 mod accept;
 mod connect;
 mod error;
+mod hook;
+mod metrics;
+mod router;
 mod server;
 mod split;
+mod stream;
+pub mod tls;
 mod topics;
 mod websocket;
 
 pub use accept::{
-    AcceptOptions, accept, accept_request, accept_with, read_request, write_response,
+    AcceptOptions, PreparedUpgrade, accept, accept_request, accept_with, read_request,
+    write_response,
 };
 pub use connect::{ConnectOptions, client_handshake, connect, connect_with};
 pub use error::Error;
+pub use hook::{Accept, PeerAddr, Reject};
+pub use metrics::{HandshakeFailure, Metrics};
 pub use proto::deflate::{DeflateConfig, DeflateParams};
 pub use proto::{
     CloseCode, CloseFrame, Config, EncodedFrame, Message, ProtocolError, Role, SendError, Utf8Bytes,
 };
 pub use server::{Server, ServerBuilder};
-pub use split::{Receiver, Sender, TrySendError};
+pub use split::{Backpressure, Receiver, Sender, TrySendError};
+pub use stream::MaybeTlsStream;
 pub use topics::Topics;
 pub use websocket::WebSocket;
 
+/// The `http` crate, whose types the handshake and the routes use.
+pub use http;
 /// The protocol engine, for callers that need the lower-level pieces (handshake helpers, frame
 /// headers).
 pub use proto;

@@ -2,48 +2,125 @@
 //! socket.
 //!
 //! The driver answers pings and Close frames and writes queued messages whether or not the
-//! application is receiving, without locks: the halves talk to it through bounded channels. A
-//! receiver that falls behind makes the driver stop reading (TCP flow control then slows the
-//! peer); senders wait when the outgoing queue is full.
+//! application is receiving, without locks: the halves talk to it through channels. A receiver
+//! that falls behind makes the driver stop reading (TCP flow control then slows the peer).
+//!
+//! ## Backpressure
+//!
+//! What senders queue for the peer is bounded in bytes: the messages waiting for the driver and
+//! the bytes the socket has not taken yet count together against the connection's limit
+//! ([`ServerBuilder::max_send_queue`](crate::ServerBuilder::max_send_queue), 1 MiB by default).
+//! [`Sender::send`] waits for room; [`Sender::try_send`] never waits and applies the
+//! connection's [`Backpressure`] policy when there is none, so that a peer that reads slower
+//! than it is written to never makes the process's memory grow without bound.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use proto::{CloseCode, EncodedFrame, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::websocket::WebSocket;
 
 /// Messages the driver buffers for a receiver that is not keeping up.
 const RECEIVE_QUEUE: usize = 64;
-/// Commands senders can queue before `send` waits.
-const SEND_QUEUE: usize = 256;
-/// Bytes the driver lets pile up in front of a slow transport before it stops taking commands.
-const WRITE_HIGH_WATER: usize = 1 << 20;
+/// The send queue limit of a connection not accepted by a [`Server`](crate::Server).
+pub(crate) const DEFAULT_SEND_QUEUE: SendQueue = SendQueue {
+    limit: 1 << 20,
+    policy: Backpressure::Drop,
+};
+/// A frame header is at most 14 bytes: what a queued message costs beyond its payload.
+const FRAME_OVERHEAD: usize = 14;
 
 type Item = Result<Message, Error>;
 type Reserve = Pin<
     Box<dyn Future<Output = Result<mpsc::OwnedPermit<Item>, mpsc::error::SendError<()>>> + Send>,
 >;
 
+/// What [`Sender::try_send`] does when a connection's send queue is full (a peer that reads
+/// slower than it is written to).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backpressure {
+    /// Drop the message; the connection stays open and misses it.
+    Drop,
+    /// Close the connection with `1013 Try Again Later`: the client reconnects when it can
+    /// keep up (and, with the hub, recovers what it missed). The default on a server.
+    #[default]
+    Disconnect,
+}
+
+/// A connection's send queue limit and policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendQueue {
+    pub(crate) limit: usize,
+    pub(crate) policy: Backpressure,
+}
+
 #[derive(Debug)]
 enum Command {
-    Message(Message),
-    Encoded(EncodedFrame),
+    /// A message and what it was counted as in `Outgoing::queued`.
+    Message(Message, usize),
+    Encoded(EncodedFrame, usize),
     Close(CloseCode, String),
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The send queue's accounting, shared by the senders and the driver.
+#[derive(Debug)]
+struct Outgoing {
+    /// Bytes of messages sent to the driver and not yet handed to the connection.
+    queued: AtomicUsize,
+    /// Bytes the connection holds that the socket has not taken (published by the driver).
+    buffered: AtomicUsize,
+    /// Woken when `buffered` shrinks or the driver ends.
+    room: Notify,
+    queue: SendQueue,
+    /// The disconnect policy fired (once).
+    overflowed: AtomicBool,
+    metrics: Option<Metrics>,
+}
+
+impl Outgoing {
+    fn total(&self) -> usize {
+        self.queued.load(Ordering::Acquire) + self.buffered.load(Ordering::Acquire)
+    }
+
+    /// Counts `cost` more bytes if they fit: the total stays within the limit, except that
+    /// one message of any size fits an empty queue.
+    fn reserve(&self, cost: usize) -> bool {
+        let mut queued = self.queued.load(Ordering::Acquire);
+        loop {
+            let total = queued + self.buffered.load(Ordering::Acquire);
+            if total > 0 && total + cost > self.queue.limit {
+                return false;
+            }
+            match self.queued.compare_exchange_weak(
+                queued,
+                queued + cost,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => queued = now,
+            }
+        }
+    }
+}
+
 /// The sending half of a split [`WebSocket`]. Cheap to clone; every clone feeds the same
 /// connection, in the order the sends happen.
 #[derive(Clone, Debug)]
 pub struct Sender {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
+    outgoing: Arc<Outgoing>,
     id: u64,
 }
 
@@ -60,21 +137,39 @@ where
     /// Splits the connection into a receiver and a sender, and spawns a task that drives the
     /// socket until the connection ends.
     ///
+    /// The send queue is bounded as the [`Server`](crate::Server) that accepted the
+    /// connection says, or by [`set_send_queue`](Self::set_send_queue) (1 MiB, policy
+    /// [`Backpressure::Drop`], for other connections).
+    ///
     /// # Panics
     ///
     /// When called outside a tokio runtime.
     pub fn split(self) -> (Sender, Receiver) {
-        let (cmd_tx, cmd_rx) = mpsc::channel(SEND_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (msg_tx, msg_rx) = mpsc::channel(RECEIVE_QUEUE);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let outgoing = Arc::new(Outgoing {
+            queued: AtomicUsize::new(0),
+            buffered: AtomicUsize::new(self.buffered_amount()),
+            room: Notify::new(),
+            queue: self.send_queue(),
+            overflowed: AtomicBool::new(false),
+            metrics: self.metrics().cloned(),
+        });
         tokio::spawn(Driver {
             ws: self,
             commands: Some(cmd_rx),
             messages: Some(msg_tx),
             permit: None,
             reserve: None,
+            outgoing: outgoing.clone(),
         });
-        (Sender { tx: cmd_tx, id }, Receiver { rx: msg_rx })
+        let sender = Sender {
+            tx: cmd_tx,
+            outgoing,
+            id,
+        };
+        (sender, Receiver { rx: msg_rx })
     }
 }
 
@@ -84,7 +179,14 @@ impl Sender {
         self.id
     }
 
-    /// Queues a message for the connection, waiting while the queue is full.
+    /// Bytes queued for the peer and not yet taken by the socket: messages waiting for the
+    /// connection's task and the frames it holds. At most the send queue limit (or one
+    /// message larger than it).
+    pub fn buffered_amount(&self) -> usize {
+        self.outgoing.total()
+    }
+
+    /// Queues a message for the connection, waiting while its send queue is full.
     ///
     /// # Errors
     ///
@@ -94,13 +196,14 @@ impl Sender {
     ///
     /// Cancel safe: if the future is dropped, the message was not queued.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        self.tx
-            .send(Command::Message(message.into()))
-            .await
+        let message = message.into();
+        let cost = message.len() + FRAME_OVERHEAD;
+        self.wait_for_room(cost).await?;
+        self.push(Command::Message(message, cost), cost)
             .map_err(|_| Error::Closed)
     }
 
-    /// Queues a frame encoded once for many connections, waiting while the queue is full.
+    /// Queues a frame encoded once for many connections, waiting while the send queue is full.
     ///
     /// # Errors
     ///
@@ -110,29 +213,39 @@ impl Sender {
     ///
     /// Cancel safe: if the future is dropped, the frame was not queued.
     pub async fn send_encoded(&self, frame: EncodedFrame) -> Result<(), Error> {
-        self.tx
-            .send(Command::Encoded(frame))
-            .await
+        let cost = frame.as_bytes().len();
+        self.wait_for_room(cost).await?;
+        self.push(Command::Encoded(frame, cost), cost)
             .map_err(|_| Error::Closed)
     }
 
-    /// Queues a frame encoded once for many connections without waiting.
+    /// Queues a message without waiting.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when the connection has ended; [`TrySendError::Full`] when its queue
-    /// is full (a slow reader): the frame is not queued.
+    /// [`TrySendError::Closed`] when the connection has ended; [`TrySendError::Full`] when its
+    /// send queue is full (a slow reader): the message is not queued, and the connection's
+    /// [`Backpressure`] policy applies (counted in the server's metrics): with
+    /// [`Backpressure::Disconnect`] the connection is closed with 1013.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        let message = message.into();
+        let cost = message.len() + FRAME_OVERHEAD;
+        self.try_push(Command::Message(message, cost), cost)
+    }
+
+    /// Queues a frame encoded once for many connections without waiting; as
+    /// [`try_send`](Self::try_send).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send).
     pub fn try_send_encoded(&self, frame: EncodedFrame) -> Result<(), TrySendError> {
-        self.tx
-            .try_send(Command::Encoded(frame))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => TrySendError::Full,
-                mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
-            })
+        let cost = frame.as_bytes().len();
+        self.try_push(Command::Encoded(frame, cost), cost)
     }
 
     /// Starts the closing handshake with `code` and `reason`; the receiver sees the peer's
-    /// Close and then `None`.
+    /// Close and then `None`. Queued messages go out first.
     ///
     /// # Errors
     ///
@@ -140,7 +253,6 @@ impl Sender {
     pub async fn close(&self, code: CloseCode, reason: impl Into<String>) -> Result<(), Error> {
         self.tx
             .send(Command::Close(code, reason.into()))
-            .await
             .map_err(|_| Error::Closed)
     }
 
@@ -148,13 +260,69 @@ impl Sender {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    async fn wait_for_room(&self, cost: usize) -> Result<(), Error> {
+        loop {
+            let room = self.outgoing.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.tx.is_closed() {
+                return Err(Error::Closed);
+            }
+            if self.outgoing.reserve(cost) {
+                return Ok(());
+            }
+            room.await;
+        }
+    }
+
+    /// Sends a command whose `cost` is already reserved.
+    fn push(&self, command: Command, cost: usize) -> Result<(), ()> {
+        self.tx.send(command).map_err(|_| {
+            self.outgoing.queued.fetch_sub(cost, Ordering::AcqRel);
+        })
+    }
+
+    fn try_push(&self, command: Command, cost: usize) -> Result<(), TrySendError> {
+        if self.tx.is_closed() {
+            return Err(TrySendError::Closed);
+        }
+        if self.outgoing.reserve(cost) {
+            return self.push(command, cost).map_err(|()| TrySendError::Closed);
+        }
+        let outgoing = &self.outgoing;
+        match outgoing.queue.policy {
+            Backpressure::Drop => {
+                if let Some(metrics) = &outgoing.metrics {
+                    metrics.backpressure_drop();
+                }
+            }
+            Backpressure::Disconnect => {
+                if !outgoing.overflowed.swap(true, Ordering::AcqRel) {
+                    if let Some(metrics) = &outgoing.metrics {
+                        metrics.backpressure_disconnect();
+                    }
+                    tracing::debug!(
+                        id = self.id,
+                        queued = outgoing.total(),
+                        "send queue full: closing with 1013"
+                    );
+                    let reason = "send queue full: reading too slowly".to_owned();
+                    let _ = self
+                        .tx
+                        .send(Command::Close(CloseCode::TRY_AGAIN_LATER, reason));
+                }
+            }
+        }
+        Err(TrySendError::Full)
+    }
 }
 
-/// Why [`Sender::try_send_encoded`] did not queue a frame.
+/// Why [`Sender::try_send`] did not queue a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrySendError {
-    /// The connection's queue is full.
+    /// The connection's send queue is full.
     #[error("send queue full")]
     Full,
     /// The connection has ended.
@@ -189,26 +357,48 @@ impl futures_core::Stream for Receiver {
 struct Driver<S> {
     ws: WebSocket<S>,
     /// `None` once every sender is gone.
-    commands: Option<mpsc::Receiver<Command>>,
+    commands: Option<mpsc::UnboundedReceiver<Command>>,
     /// `None` once the receiver is gone: messages are then read and dropped.
     messages: Option<mpsc::Sender<Item>>,
     /// Room for the next message in the receiver's queue.
     permit: Option<mpsc::OwnedPermit<Item>>,
     /// Waits for room when the receiver's queue is full.
     reserve: Option<Reserve>,
+    outgoing: Arc<Outgoing>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn apply(&mut self, command: Command) {
         // Errors here are the application's (a send after close, a long ping): the message
         // is dropped, and the connection's end shows on the receiver.
-        let _ = match command {
-            Command::Message(m) => self.ws.feed(m),
-            Command::Encoded(f) => self.ws.feed_encoded(&f),
-            Command::Close(code, reason) => self.ws.start_close(code, &reason),
+        let cost = match command {
+            Command::Message(m, cost) => {
+                let _ = self.ws.feed(m);
+                cost
+            }
+            Command::Encoded(f, cost) => {
+                let _ = self.ws.feed_encoded(&f);
+                cost
+            }
+            Command::Close(code, reason) => {
+                let _ = self.ws.start_close(code, &reason);
+                0
+            }
         };
+        // The bytes move from `queued` to `buffered`: publish the new home first, so the
+        // total never reads low.
+        self.publish_buffered();
+        self.outgoing.queued.fetch_sub(cost, Ordering::AcqRel);
     }
 
+    /// Publishes the connection's buffered bytes; wakes waiting senders when they shrank.
+    fn publish_buffered(&self) {
+        let now = self.ws.buffered_amount();
+        let before = self.outgoing.buffered.swap(now, Ordering::AcqRel);
+        if now < before {
+            self.outgoing.room.notify_waiters();
+        }
+    }
     /// Gets room in the receiver's queue; `Ready(true)` when there is room or nobody listens.
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         if self.permit.is_some() {
@@ -258,12 +448,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
         let this = self.get_mut();
         loop {
             let mut progress = false;
-            // Take no more commands while the socket is backed up; the write's wake-up resumes
-            // them.
-            while this.ws.buffered_amount() < WRITE_HIGH_WATER {
-                let Some(commands) = &mut this.commands else {
-                    break;
-                };
+            // Every command fits: senders reserved its bytes against the send queue limit.
+            while let Some(commands) = &mut this.commands {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(command)) => this.apply(command),
                     Poll::Ready(None) => this.commands = None,
@@ -283,17 +469,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
                         }
                         progress = true;
                     }
-                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Ready(None) => {
+                        this.end();
+                        return Poll::Ready(());
+                    }
                     Poll::Pending => {}
                 }
             } else {
-                // Keep writing while the receiver catches up; a failure shows on the next
-                // receive.
+                // Keep writing and keep the timers running while the receiver catches up; a
+                // failure shows on the next receive.
+                if this.ws.poll_timer(cx).is_ready() {
+                    progress = true;
+                }
                 let _ = this.ws.poll_write_out(cx);
             }
             if !progress {
+                this.publish_buffered();
                 return Poll::Pending;
             }
         }
+    }
+}
+
+impl<S> Driver<S> {
+    /// The connection is over: senders waiting for room learn it.
+    fn end(&mut self) {
+        self.commands = None;
+        self.outgoing.buffered.store(0, Ordering::Release);
+        self.outgoing.room.notify_waiters();
+    }
+}
+
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        self.end();
     }
 }

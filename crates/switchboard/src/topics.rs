@@ -15,7 +15,8 @@ use crate::split::{Sender, TrySendError};
 ///
 /// Publishing never waits for a subscriber: a subscriber whose send queue is full (it reads
 /// slower than messages arrive) misses that message, and the miss is counted in
-/// [`dropped`](Self::dropped).
+/// [`dropped`](Self::dropped). The connection's [`Backpressure`](crate::Backpressure) policy
+/// then applies: under `Disconnect` (a server's default) it is closed with 1013.
 #[derive(Clone, Debug, Default)]
 pub struct Topics {
     inner: Arc<Inner>,

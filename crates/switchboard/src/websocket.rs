@@ -5,27 +5,38 @@
 //! state lives in the struct, so every method can be cancelled at an `.await` without losing
 //! bytes (see each method's "Cancel safety").
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto::deflate::{DeflateConfig, DeflateParams};
 use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::server::ServerLink;
+use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
+/// The size of each block of a thread's scratch read buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer that the connections polled on this thread share while they hold no
+    /// partial frame; see `WebSocket::poll_read`.
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 /// The most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
-/// How long to wait for the peer's part of the closing handshake.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Output that may wait for a slow peer before reading pauses.
+const READ_PAUSE: usize = 1 << 20;
 
 /// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an upgraded
 /// HTTP connection, or an in-memory duplex in tests).
@@ -42,12 +53,18 @@ pub struct WebSocket<S> {
     failed: Option<ProtocolError>,
     /// The peer's Close, reported after our reply went out.
     close_received: Option<Message>,
-    /// Limits the wait for the peer's part of the closing handshake.
-    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
+    /// Set once a server has shut down its sending side after the closing handshake.
+    shut_down: bool,
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
+    /// Set on connections accepted by a [`Server`](crate::Server).
+    link: Option<Box<ServerLink>>,
+    /// The send queue of [`split`](Self::split), when not the server's or the default.
+    send_queue: Option<SendQueue>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -59,17 +76,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
         let mut conn = Connection::new(role, config);
         conn.read_buffer().extend_from_slice(&read_buf);
+        conn.handle_timeout(Instant::now().into_std());
         Self {
             io,
             conn,
             out: VecDeque::new(),
             failed: None,
             close_received: None,
-            close_timer: None,
+            timer: None,
             done: false,
+            shut_down: false,
             protocol: None,
             deflate: None,
+            link: None,
+            send_queue: None,
         }
+    }
+
+    pub(crate) fn attach(&mut self, link: ServerLink) {
+        self.link = Some(Box::new(link));
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.link.as_deref().map(ServerLink::metrics)
+    }
+
+    pub(crate) fn send_queue(&self) -> SendQueue {
+        self.send_queue
+            .or_else(|| self.link.as_deref().map(ServerLink::send_queue))
+            .unwrap_or(DEFAULT_SEND_QUEUE)
+    }
+
+    /// Bounds what [`split`](Self::split) senders may queue for the peer to `limit` bytes,
+    /// with `policy` for [`Sender::try_send`](crate::Sender::try_send) when full. Connections
+    /// accepted by a [`Server`](crate::Server) take the server's settings; others default to
+    /// 1 MiB and [`Backpressure::Drop`].
+    pub fn set_send_queue(&mut self, limit: usize, policy: Backpressure) {
+        self.send_queue = Some(SendQueue { limit, policy });
     }
 
     /// Turns on permessage-deflate with the parameters agreed in the handshake, for callers
@@ -148,7 +191,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// As [`send`](Self::send), without the I/O errors.
     pub fn feed(&mut self, message: Message) -> Result<(), Error> {
+        let close = match &message {
+            Message::Close(frame) => Some(frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code)),
+            _ => None,
+        };
+        let data = message.is_data();
         self.conn.send(message)?;
+        if let Some(link) = &mut self.link {
+            if data {
+                link.tally.messages_out += 1;
+            }
+            if let Some(code) = close {
+                link.note_close(code);
+            }
+        }
         Ok(())
     }
 
@@ -160,6 +216,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Error::Send`] after a Close was sent, or on a client.
     pub fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
         self.conn.send_encoded(frame)?;
+        if let Some(link) = &mut self.link {
+            link.tally.messages_out += 1;
+        }
         Ok(())
     }
 
@@ -184,17 +243,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     ///
     /// [`Error::Send`] for a code that may not be sent or a reason over 123 bytes;
-    /// [`Error::Io`] when the transport failed. A peer that does not answer within 5 seconds
-    /// is not an error: the transport is closed anyway.
+    /// [`Error::Io`] when the transport failed. A peer that does not answer within the close
+    /// timeout ([`Config::close_timeout`], 5 s by default) is not an error: the transport is
+    /// closed anyway.
     ///
     /// # Cancel safety
     ///
     /// The Close frame is queued before the first `.await`; if cancelled, the closing handshake
     /// continues with the next [`recv`](Self::recv).
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if !self.conn.is_closing() {
-            self.conn.close(code, reason)?;
-        }
+        self.start_close(code, reason)?;
         while let Some(result) = self.recv().await {
             match result {
                 Ok(_) => {}
@@ -207,12 +265,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let result = self.poll_recv_inner(cx);
+        if let Some(link) = &mut self.link {
+            if result.is_pending() {
+                // Waiting for input: a good moment to publish this connection's counts.
+                link.flush();
+            }
+        }
+        result
+    }
+
+    fn poll_recv_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
-            if !self.conn.is_closed() {
-                match self.conn.poll_message() {
+            if let Some(link) = &mut self.link {
+                if !self.conn.is_closing() && link.poll_shutdown(cx) {
+                    let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
+                }
+            }
+            {
+                // Also after the engine closed: a keepalive failure is reported then.
+                let message = self.conn.poll_message();
+                if let (Some(link), Some(result)) = (&mut self.link, &message) {
+                    match result {
+                        Ok(message) => link.note_received(message),
+                        Err(e) => link.note_close(e.close_code()),
+                    }
+                }
+                match message {
                     Some(Ok(Message::Close(frame))) => {
                         self.close_received = Some(Message::Close(frame));
                         continue;
@@ -225,15 +307,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     None => {}
                 }
             }
-            if self.conn.is_closing() {
-                // Waiting for the peer's Close, or for our last bytes and the end of the
-                // transport: bounded by the close timeout.
-                let timer = self
-                    .close_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(self.finish(None));
-                }
+            if self.conn.is_abandoned() {
+                // The closing handshake outlived the close timeout: drop the transport.
+                return Poll::Ready(self.finish(None));
+            }
+            if self.poll_timer(cx).is_ready() {
+                continue;
             }
             if self.conn.is_closed() {
                 if let Err(e) = ready!(self.poll_write_out(cx)) {
@@ -241,19 +320,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 // RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP connection
                 // first"; a client waits for that by reading to the end, below.
-                if self.conn.role() == Role::Server {
+                // Then read to the end, discarding: closing a socket with unread input makes
+                // the kernel send a reset, which can destroy the Close frame before the peer
+                // reads it. The close timer bounds the wait.
+                if self.conn.role() == Role::Server && !self.shut_down {
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                    return Poll::Ready(self.finish(None));
+                    self.shut_down = true;
                 }
             }
             // Before waiting for input, write what is queued (replies, pongs, messages fed
             // since), all of it in one go; a transport that is not writable does not hold up
             // reading.
-            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                return Poll::Ready(self.finish(Some(e)));
+            match self.poll_write_out(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(self.finish(Some(e))),
+                Poll::Ready(Ok(())) => {}
+                // A peer that does not read what we send (pongs to a ping flood, echoes) must
+                // not make us buffer without bound: stop reading until it catches up.
+                Poll::Pending if self.buffered_amount() > READ_PAUSE => return Poll::Pending,
+                Poll::Pending => {}
             }
             match ready!(self.poll_read(cx)) {
                 Ok(0) => {
+                    if self.conn.is_closed() && !self.shut_down {
+                        // The client's end of the handshake: answer the server's FIN with ours,
+                        // so it need not wait for the socket to be dropped.
+                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                        self.shut_down = true;
+                    }
                     let eof = (!self.conn.is_closed()).then(|| {
                         io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -277,7 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// received, or `io_error`.
     fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
         self.done = true;
-        self.close_timer = None;
+        self.timer = None;
         if let Some(e) = self.failed.take() {
             return Some(Err(e.into()));
         }
@@ -287,14 +380,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         io_error.map(|e| Err(e.into()))
     }
 
+    /// Runs the engine's timers: `Ready` after a deadline came due and was handled (a ping may
+    /// be queued, or the connection may have failed or given up on its close).
+    pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.conn.poll_timeout() else {
+            return Poll::Pending;
+        };
+        let deadline = Instant::from_std(deadline);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        ready!(timer.as_mut().poll(cx));
+        self.conn.handle_timeout(Instant::now().into_std());
+        Poll::Ready(())
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let buf = self.conn.read_buffer();
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        let result = if self.conn.read_buffer().is_empty() {
+            // No partial frame: read into this thread's scratch buffer and hand the connection
+            // the bytes read. An idle connection holds no read buffer at all, and received
+            // payloads stay zero-copy slices of the scratch block, which is freed when the last
+            // of them is dropped.
+            *self.conn.read_buffer() = BytesMut::new();
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.capacity() - scratch.len() < READ_CHUNK {
+                    scratch.reserve(SCRATCH_SIZE);
+                }
+                let read = self.io.read_buf(&mut *scratch);
+                tokio::pin!(read);
+                let result = read.poll(cx);
+                if let Poll::Ready(Ok(n)) = result
+                    && n > 0
+                {
+                    *self.conn.read_buffer() = scratch.split();
+                }
+                result
+            })
+        } else {
+            // The rest of a partial frame goes into the connection's own buffer; the first
+            // reserve copies the partial frame out of the shared scratch block.
+            let buf = self.conn.read_buffer();
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = self.io.read_buf(buf);
+            tokio::pin!(read);
+            read.poll(cx)
+        };
+        if let (Some(link), Poll::Ready(Ok(n))) = (&mut self.link, &result) {
+            link.tally.bytes_in += *n as u64;
         }
-        let read = self.io.read_buf(buf);
-        tokio::pin!(read);
-        read.poll(cx)
+        result
     }
 
     /// Writes everything queued, in as few system calls as the transport allows.
@@ -318,6 +463,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if let Some(link) = &mut self.link {
+                link.tally.bytes_out += n as u64;
             }
             self.consume_out(n);
         }
@@ -344,6 +492,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if !self.conn.is_closing() {
             self.conn.close(code, reason)?;
+            if let Some(link) = &mut self.link {
+                link.note_close(code);
+            }
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use switchboard::tls::{ClientTls, ServerTls};
 use switchboard::{
-    CloseCode, ConnectOptions, DeflateConfig, DeflateParams, Message, Server, Topics, connect_with,
+    Accept, CloseCode, ConnectOptions, DeflateConfig, DeflateParams, Message, Server, Topics,
+    connect_with,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -161,6 +163,69 @@ async fn broadcast_reaches_compressing_and_plain_subscribers() {
         for ws in &mut clients {
             assert_eq!(ws.recv().await.unwrap().unwrap(), message);
         }
+    })
+    .await
+    .unwrap();
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct User(String);
+
+#[tokio::test]
+async fn wss_through_the_accept_hook_negotiates_and_compresses() {
+    tokio::time::timeout(LIMIT, async {
+        let tls = ServerTls::self_signed(["localhost"]).unwrap();
+        let ca = tls.self_signed_pem().unwrap().to_owned();
+        let server = Server::builder()
+            .tls(tls)
+            .protocols(["chat"])
+            .deflate(Some(DeflateConfig {
+                server_no_context_takeover: true,
+                ..DeflateConfig::default()
+            }))
+            .on_upgrade(|request| {
+                let user = request.uri().query().unwrap_or("").to_owned();
+                async move { Ok(Accept::new().extension(User(user))) }
+            })
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let url = format!(
+            "wss://localhost:{}/?ada",
+            server.local_addr().unwrap().port()
+        );
+        tokio::spawn(server.serve(|mut ws, request| async move {
+            let user = request.extensions().get::<User>().cloned();
+            while let Some(Ok(message)) = ws.recv().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let reply = format!("{user:?} tls={} {text}", ws.get_ref().is_tls());
+                if ws.send(Message::text(reply)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let options = ConnectOptions {
+            protocols: vec!["chat".into()],
+            tls: Some(ClientTls::from_ca_pem(ca.as_bytes()).unwrap()),
+            deflate: Some(DeflateConfig::default()),
+            ..ConnectOptions::default()
+        };
+        let (mut ws, response) = connect_with(&url, &options).await.unwrap();
+        assert_eq!(
+            response.headers()["sec-websocket-extensions"],
+            "permessage-deflate; server_no_context_takeover"
+        );
+        assert_eq!(ws.protocol(), Some("chat"));
+        assert!(ws.deflate().unwrap().server_no_context_takeover);
+        for n in [1, 100, 10_000] {
+            let text = "compressible ".repeat(n);
+            ws.send(Message::text(text.clone())).await.unwrap();
+            let expected = format!("Some(User(\"ada\")) tls=true {text}");
+            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(expected));
+        }
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
     })
     .await
     .unwrap();

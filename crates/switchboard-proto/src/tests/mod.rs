@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 
+mod timers;
+
 use crate::{CloseCode, CloseFrame, Config, Connection, Message, ProtocolError, Role};
 
 /// A client and a server joined back to back.

@@ -1,0 +1,463 @@
+//! `switchboard serve`'s settings: every flag, also readable from a TOML file (`--config`)
+//! under the same name (`--max-connections` is `max-connections = 10000`). A flag given on
+//! the command line wins over the file; the file wins over the defaults. An unknown key or a
+//! bad value in the file is an error that names it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use switchboard_hub::ChannelRule;
+
+use crate::serve::Mode;
+
+/// Every setting of `serve`, each optional: `None` is "not said here".
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ServeOptions {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, short)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// What the server does with messages [default: echo]
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<Mode>,
+
+    /// Certificate chain (PEM) for wss://; needs --tls-key
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Serve wss:// with a generated self-signed certificate (local development); its
+    /// SHA-256 fingerprint is logged
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) tls_self_signed: Option<bool>,
+
+    /// Most connections at once; more get 503 [default: 25000]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// Largest message accepted, in bytes; larger ones close with 1009 [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_message_size: Option<usize>,
+    /// Largest frame accepted, in bytes; larger ones close with 1009 [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_frame_size: Option<usize>,
+    /// Most fragments per message; more close with 1008 [default: 131072]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_fragments: Option<usize>,
+    /// Longest request head, in bytes; longer ones get 431 [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_head_size: Option<usize>,
+    /// Time for the whole opening handshake, TLS included [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) handshake_timeout: Option<Span>,
+    /// Ping a client silent for this long; 0 never pings [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) idle_timeout: Option<Span>,
+    /// Close a pinged client (1011) that sends nothing for this long [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) pong_timeout: Option<Span>,
+    /// Time for a closing handshake before the connection is dropped [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) close_timeout: Option<Span>,
+    /// Bytes queued for one slow client before the backpressure policy applies
+    /// [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_send_queue: Option<usize>,
+    /// What happens to a message for a client whose queue is full [default: disconnect]
+    #[arg(long, value_enum)]
+    pub(crate) backpressure: Option<Policy>,
+    /// Accept upgrades from browser pages of this origin only (repeat for more; default:
+    /// any)
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    /// On SIGINT/SIGTERM, how long to wait for clients to close after 1001 [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) shutdown_grace: Option<Span>,
+
+    /// Accept permessage-deflate (compression) from clients that offer it [default: true]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        conflicts_with = "no_deflate",
+        help_heading = "Compression"
+    )]
+    pub(crate) deflate: Option<bool>,
+    /// Do not accept permessage-deflate: the same as --deflate=false (in a file:
+    /// `deflate = false`)
+    #[arg(long, help_heading = "Compression")]
+    #[serde(skip)]
+    pub(crate) no_deflate: bool,
+    /// zlib level, 0 (store) to 9 (smallest); 1 compresses fastest [default: 1]
+    #[arg(long, value_name = "0-9", help_heading = "Compression")]
+    pub(crate) deflate_level: Option<Level>,
+    /// Send messages shorter than this uncompressed, in bytes [default: 128]
+    #[arg(long, value_name = "BYTES", help_heading = "Compression")]
+    pub(crate) deflate_threshold: Option<usize>,
+
+    /// Messages kept per channel, for history and recovery after a reconnect (0: none)
+    /// [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Hub mode")]
+    pub(crate) history_size: Option<usize>,
+    /// Drop messages older than this from history (0: keep until pushed out) [default: 0]
+    #[arg(long, value_name = "DURATION", help_heading = "Hub mode")]
+    pub(crate) history_ttl: Option<Span>,
+    /// Largest `data` of a publish, in bytes of JSON [default: 65536]
+    #[arg(long, value_name = "BYTES", help_heading = "Hub mode")]
+    pub(crate) max_data_size: Option<usize>,
+    /// Secret that verifies HS256 tokens passed as ?token=JWT (`sub` becomes the user).
+    /// Without it, clients are anonymous and tokens are refused
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_SECRET",
+        hide_env_values = true,
+        help_heading = "Hub mode"
+    )]
+    pub(crate) jwt_secret: Option<String>,
+    /// Channel rule PATTERN=POLICY, first match wins; POLICY is public, authenticated or
+    /// public-read; PATTERN is a name or a prefix and '*'. Repeat for more rules
+    #[arg(
+        long = "rule",
+        value_name = "PATTERN=POLICY",
+        help_heading = "Hub mode"
+    )]
+    #[serde(default, deserialize_with = "rules")]
+    pub(crate) rules: Option<Vec<ChannelRule>>,
+}
+
+/// Channel rules in a file: `rules = ["team:*=authenticated"]`, as `--rule` reads them.
+fn rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ChannelRule>>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| t.parse().map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// `--backpressure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Policy {
+    /// Drop the message; the client misses it.
+    Drop,
+    /// Close the client's connection with 1013 (try again later).
+    Disconnect,
+}
+
+impl ServeOptions {
+    /// Reads a TOML file of settings.
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in the config file {}", path.display()))
+    }
+
+    pub(crate) fn from_toml(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message quotes the offending line; say which key it is, too.
+            let key = e.span().and_then(|span| {
+                let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+                let (key, _) = text[start..].split_once('=')?;
+                Some(key.trim().to_owned())
+            });
+            match key {
+                Some(key) if !key.is_empty() => anyhow::anyhow!("`{key}`: {e}"),
+                _ => anyhow::anyhow!("{e}"),
+            }
+        })
+    }
+
+    /// Whether permessage-deflate is accepted: yes unless `--no-deflate` or `deflate = false`.
+    pub(crate) fn deflate_enabled(&self) -> bool {
+        !self.no_deflate && self.deflate.unwrap_or(true)
+    }
+
+    /// These settings, with `other`'s where these say nothing.
+    pub(crate) fn or(mut self, other: Self) -> Self {
+        if self.no_deflate {
+            self.deflate = Some(false);
+        }
+        macro_rules! pick {
+            ($($field:ident),* $(,)?) => {
+                Self { $($field: self.$field.or(other.$field)),*, no_deflate: false }
+            };
+        }
+        pick!(
+            listen,
+            mode,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            max_connections,
+            max_message_size,
+            max_frame_size,
+            max_fragments,
+            max_head_size,
+            handshake_timeout,
+            idle_timeout,
+            pong_timeout,
+            close_timeout,
+            max_send_queue,
+            backpressure,
+            allowed_origins,
+            shutdown_grace,
+            deflate,
+            deflate_level,
+            deflate_threshold,
+            history_size,
+            history_ttl,
+            max_data_size,
+            jwt_secret,
+            rules,
+        )
+    }
+}
+
+/// A zlib compression level, 0 to 9 (`--deflate-level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Level(pub(crate) u32);
+
+impl FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<u32>() {
+            Ok(level) if level <= 9 => Ok(Self(level)),
+            _ => Err(format!("invalid compression level {s:?}: expected 0 to 9")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let level = u64::deserialize(deserializer)?;
+        u32::try_from(level)
+            .ok()
+            .filter(|level| *level <= 9)
+            .map(Self)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("compression level {level}: expected 0 to 9"))
+            })
+    }
+}
+
+/// A duration written `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds; in TOML, a
+/// string or an integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span(pub(crate) Duration);
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms, 2m"))?;
+        let duration = match unit.trim() {
+            "" | "s" => Duration::from_secs(number),
+            "ms" => Duration::from_millis(number),
+            "m" | "min" => Duration::from_secs(number * 60),
+            "h" => Duration::from_secs(number * 3600),
+            other => {
+                return Err(format!(
+                    "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
+                ));
+            }
+        };
+        Ok(Self(duration))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a duration such as \"10s\" or a number of seconds")
+        })? {
+            Raw::Seconds(s) => Ok(Self(Duration::from_secs(s))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_mirrors_the_flags() {
+        let options = ServeOptions::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            mode = "broadcast"
+            max-connections = 100
+            idle-timeout = "45s"
+            pong-timeout = 3
+            backpressure = "drop"
+            allowed-origins = ["https://example.com"]
+            tls-self-signed = true
+            history-ttl = "1h"
+            rules = ["team:*=authenticated"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(options.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert!(matches!(options.mode, Some(Mode::Broadcast)));
+        assert_eq!(options.max_connections, Some(100));
+        assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(45))));
+        assert_eq!(options.pong_timeout, Some(Span(Duration::from_secs(3))));
+        assert_eq!(options.backpressure, Some(Policy::Drop));
+        assert_eq!(options.tls_self_signed, Some(true));
+        assert_eq!(options.history_ttl, Some(Span(Duration::from_secs(3600))));
+        assert_eq!(options.rules.map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let options =
+            ServeOptions::from_toml(include_str!("../../../docs/serve.example.toml")).unwrap();
+        assert!(matches!(options.mode, Some(Mode::Hub)));
+        assert_eq!(options.max_connections, Some(25_000));
+        assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(30))));
+        assert_eq!(options.backpressure, Some(Policy::Disconnect));
+        assert_eq!(options.rules.map(|r| r.len()), Some(0));
+        assert_eq!(options.deflate, Some(true));
+        assert_eq!(options.deflate_level, Some(Level(1)));
+        assert_eq!(options.deflate_threshold, Some(128));
+        let defaults = switchboard::DeflateConfig::default();
+        assert_eq!(
+            (defaults.level, defaults.threshold),
+            (1, 128),
+            "the example file states the library's defaults"
+        );
+    }
+
+    #[test]
+    fn deflate_is_on_unless_turned_off_by_flag_or_file() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        let flags = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map(|cli| cli.options)
+        };
+        let file = |text: &str| ServeOptions::from_toml(text).unwrap();
+
+        assert!(flags(&[]).unwrap().or(file("")).deflate_enabled());
+        assert!(
+            !flags(&["--no-deflate"])
+                .unwrap()
+                .or(file(""))
+                .deflate_enabled()
+        );
+        assert!(
+            !flags(&["--deflate=false"])
+                .unwrap()
+                .or(file(""))
+                .deflate_enabled()
+        );
+        assert!(
+            !flags(&[])
+                .unwrap()
+                .or(file("deflate = false"))
+                .deflate_enabled()
+        );
+        // A flag wins over the file, both ways.
+        assert!(
+            flags(&["--deflate"])
+                .unwrap()
+                .or(file("deflate = false"))
+                .deflate_enabled()
+        );
+        assert!(
+            !flags(&["--no-deflate"])
+                .unwrap()
+                .or(file("deflate = true"))
+                .deflate_enabled()
+        );
+        assert!(flags(&["--deflate", "--no-deflate"]).is_err());
+
+        let options = flags(&["--deflate-level", "9", "--deflate-threshold", "0"]).unwrap();
+        assert_eq!(options.deflate_level, Some(Level(9)));
+        assert_eq!(options.deflate_threshold, Some(0));
+        assert!(flags(&["--deflate-level", "10"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = ServeOptions::from_toml("max-conections = 5").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("max-conections"), "{text}");
+        assert!(text.contains("unknown field"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_that_names_its_key() {
+        for (toml, key) in [
+            ("max-connections = \"many\"", "max-connections"),
+            ("idle-timeout = \"10 parsecs\"", "idle-timeout"),
+            ("backpressure = \"sometimes\"", "backpressure"),
+            ("listen = \"nowhere\"", "listen"),
+            ("rules = [\"team:*=sometimes\"]", "rules"),
+            ("deflate-level = 12", "deflate-level"),
+            ("deflate = \"yes\"", "deflate"),
+        ] {
+            let text = format!("{:#}", ServeOptions::from_toml(toml).unwrap_err());
+            assert!(text.contains(key), "{toml}: {text}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let flags = ServeOptions {
+            max_connections: Some(7),
+            ..ServeOptions::default()
+        };
+        let file = ServeOptions::from_toml("max-connections = 100\nmax-head-size = 4096").unwrap();
+        let merged = flags.or(file);
+        assert_eq!(merged.max_connections, Some(7));
+        assert_eq!(merged.max_head_size, Some(4096));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        for (text, expected) in [
+            ("10", Duration::from_secs(10)),
+            ("10s", Duration::from_secs(10)),
+            ("250ms", Duration::from_millis(250)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+        ] {
+            assert_eq!(text.parse::<Span>(), Ok(Span(expected)), "{text}");
+        }
+        assert!("ten".parse::<Span>().is_err());
+        assert!("5d".parse::<Span>().is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! `switchboard serve` as a process: graceful drain on SIGTERM, wss:// with a self-signed
+//! certificate, settings from a config file, compression.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use switchboard::tls::ClientTls;
+use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
+
+/// A running `switchboard serve`, killed (by PID) if the test ends before it exits.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchboard binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The WebSocket URL the server logs (`ws://ADDR` in echo and broadcast modes,
+    /// `ws://ADDR/ws` in hub mode), with a path.
+    fn url(&self) -> String {
+        let line = self.line("s://");
+        let start = line.find("wss://").or_else(|| line.find("ws://")).unwrap();
+        let url: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
+            .collect();
+        if url.ends_with("/ws") {
+            url
+        } else {
+            format!("{url}/")
+        }
+    }
+
+    fn terminate(&self) {
+        // The shell's built-in kill: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (at most 30 s) for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("switchboard serve did not exit");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn sigterm_drains(mode: &str) {
+    let mut serve = Serve::start(&["--mode", mode]);
+    let url = serve.url();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = switchboard::connect(&url).await.unwrap();
+        clients.push(ws);
+    }
+    // Each connection is up and served before the signal.
+    if mode == "hub" {
+        for ws in &mut clients {
+            let Some(Ok(Message::Text(hello))) = ws.recv().await else {
+                panic!("the hub greets first")
+            };
+            assert!(hello.as_str().contains("connected"), "{hello:?}");
+        }
+    } else if mode == "echo" {
+        clients[0].send(Message::text("hello")).await.unwrap();
+        assert_eq!(
+            clients[0].recv().await.unwrap().unwrap(),
+            Message::text("hello")
+        );
+    } else {
+        clients[0].send(Message::text("hello")).await.unwrap();
+        // A client is subscribed shortly after its handshake: repeat until each one hears.
+        let (first, rest) = clients.split_at_mut(1);
+        for ws in rest {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                assert!(tries <= 50, "broadcast never arrived");
+                first[0].send(Message::text("hello")).await.unwrap();
+                match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
+                    Ok(Some(Ok(_))) | Err(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    serve.terminate();
+    for mut ws in clients {
+        let message = tokio::time::timeout(Duration::from_secs(10), async {
+            // Broadcasts sent before the signal may come first.
+            loop {
+                match ws.recv().await {
+                    Some(Ok(m)) if m.is_data() => {}
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("a close within 10 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
+            other => panic!("{mode}: expected close 1001, got {other:?}"),
+        }
+        assert!(ws.recv().await.is_none());
+    }
+    assert_eq!(serve.wait(), Some(0), "{mode}: exit status");
+    serve.line("stopped");
+}
+
+#[tokio::test]
+async fn sigterm_sends_1001_to_every_client_and_exits_0() {
+    sigterm_drains("hub").await;
+    sigterm_drains("echo").await;
+    sigterm_drains("broadcast").await;
+}
+
+#[tokio::test]
+async fn serves_wss_with_a_self_signed_certificate_and_logs_its_fingerprint() {
+    let serve = Serve::start(&["--tls-self-signed", "--mode", "echo"]);
+    let line = serve.line("fingerprint");
+    let fingerprint = line.rsplit(' ').next().unwrap();
+    assert_eq!(fingerprint.len(), 95, "{line}");
+    let url = serve.url();
+    assert!(url.starts_with("wss://"), "{url}");
+    // Not trusted by default...
+    assert!(switchboard::connect(&url).await.is_err());
+    // ...but usable for development.
+    let options = ConnectOptions {
+        tls: Some(ClientTls::dangerous_insecure()),
+        ..ConnectOptions::default()
+    };
+    let (mut ws, _) = switchboard::connect_with(&url, &options).await.unwrap();
+    ws.send(Message::text("secure echo")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("secure echo")
+    );
+}
+
+#[tokio::test]
+async fn settings_come_from_the_config_file_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("switchboard-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, "max-connections = 1\nmode = \"broadcast\"\n").unwrap();
+    let config = path.to_str().unwrap();
+
+    // The file's limit of one connection applies.
+    let serve = Serve::start(&["--config", config, "--mode", "echo"]);
+    let url = serve.url();
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    let err = switchboard::connect(&url).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    // The flag's mode wins over the file's.
+    ws.send(Message::text("echoed")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("echoed"));
+    drop(serve);
+
+    // A mistake in the file stops the server with a message that names the key.
+    std::fs::write(&path, "max-conections = 1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max-conections"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Connects offering permessage-deflate; the parameters agreed, after a message went both
+/// ways.
+async fn agreed_deflate(url: &str) -> Option<String> {
+    let options = ConnectOptions {
+        deflate: Some(DeflateConfig::default()),
+        tls: Some(ClientTls::dangerous_insecure()),
+        ..ConnectOptions::default()
+    };
+    let (mut ws, response) = switchboard::connect_with(url, &options).await.unwrap();
+    let agreed = response
+        .headers()
+        .get("sec-websocket-extensions")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(agreed.is_some(), ws.deflate().is_some());
+    // Long enough to be compressed both ways.
+    let long = "compress me ".repeat(50);
+    if url.ends_with("/ws") {
+        let subscribe = r#"{"op":"subscribe","channel":"lobby","id":1}"#;
+        ws.send(Message::text(subscribe)).await.unwrap();
+        let publish = format!(r#"{{"op":"publish","channel":"lobby","data":"{long}","id":2}}"#);
+        ws.send(Message::text(publish)).await.unwrap();
+        // The greeting, the subscription, then the message as published.
+        loop {
+            let Message::Text(text) = ws.recv().await.unwrap().unwrap() else {
+                panic!("the hub speaks text")
+            };
+            if text.as_str().contains(r#""type":"message""#) {
+                assert!(text.as_str().contains(&long), "{text}");
+                break;
+            }
+        }
+    } else {
+        ws.send(Message::text(long.clone())).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(long));
+    }
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+    agreed
+}
+
+#[tokio::test]
+async fn compression_is_on_in_every_mode_and_over_wss_unless_turned_off() {
+    let expected = Some("permessage-deflate; server_no_context_takeover".to_owned());
+    for args in [
+        &["--mode", "hub"][..],
+        &["--mode", "echo", "--tls-self-signed"],
+    ] {
+        let serve = Serve::start(args);
+        assert_eq!(agreed_deflate(&serve.url()).await, expected, "{args:?}");
+    }
+    let serve = Serve::start(&["--mode", "echo", "--no-deflate"]);
+    assert_eq!(agreed_deflate(&serve.url()).await, None);
+    drop(serve);
+
+    let dir = std::env::temp_dir().join(format!("switchboard-deflate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serve.toml");
+    std::fs::write(
+        &path,
+        "mode = \"echo\"\ndeflate = false\ndeflate-level = 9\n",
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let serve = Serve::start(&["--config", config]);
+    assert_eq!(agreed_deflate(&serve.url()).await, None);
+    drop(serve);
+    // The flag wins over the file.
+    let serve = Serve::start(&["--config", config, "--deflate"]);
+    assert_eq!(agreed_deflate(&serve.url()).await, expected);
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,185 @@
+//! The [`Broker`] trait: where publications get their offsets, where history and presence
+//! live, and how a node hears about what happens on the channels its clients follow.
+//!
+//! The hub talks to one broker. The in-process [`LocalBroker`](crate::LocalBroker) serves a
+//! single node; a broker over Redis lets several nodes share channels (publish through Redis
+//! so every node delivers; offsets, history and presence in Redis so a client may reconnect to
+//! any node).
+//!
+//! What a broker promises, and the hub relies on for recovery without gap or duplicate:
+//! - offsets of a channel are assigned once, strictly increasing by one from 1, within an
+//!   epoch; a new epoch (history lost) restarts them;
+//! - every publication, join and leave of a channel the node has [`subscribe`](Broker::subscribe)d
+//!   to reaches [`BrokerEvents`] once, in offset order, from the moment `subscribe` returns;
+//! - [`history`](Broker::history) sees every publication whose [`publish`](Broker::publish)
+//!   returned before it was called, while it is retained.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A boxed future, as broker methods return (so that hubs can hold `Arc<dyn Broker>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A place in a channel's stream: the epoch of its history, and an offset in it.
+///
+/// A client that saw everything up to `offset` in `epoch` subscribes again with it as `since`
+/// to get what it missed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// Changes whenever the channel's history is lost; offsets are comparable only within one.
+    pub epoch: String,
+    /// The offset of the latest publication (0 before the first).
+    pub offset: u64,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The user: a token's `sub`, or the name an anonymous client chose.
+    pub user: String,
+    /// The connection's id, unique across nodes.
+    pub conn: String,
+    /// Whether `user` comes from a verified token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authenticated: bool,
+}
+
+/// A message published to a channel, as stored and delivered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Publication {
+    /// Its place in the channel's stream.
+    pub offset: u64,
+    /// When the broker accepted it, in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Who published it.
+    pub from: ClientInfo,
+    /// The JSON the publisher sent, as it sent it.
+    pub data: Box<RawValue>,
+}
+
+/// Which publications [`Broker::history`] returns, always oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The latest `n` publications (0: none, just the position).
+    Latest(usize),
+    /// The first `limit` publications with an offset above `offset`: what a client that saw
+    /// `offset` missed.
+    After {
+        /// The last offset the client saw.
+        offset: u64,
+        /// The most publications to return.
+        limit: usize,
+    },
+}
+
+/// The answer of [`Broker::history`].
+#[derive(Clone, Debug)]
+pub struct History {
+    /// The stream's current position: its epoch and latest offset.
+    pub position: StreamPosition,
+    /// The publications asked for that are still retained, oldest first.
+    pub publications: Vec<Arc<Publication>>,
+}
+
+/// A broker failed; the request may succeed later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker's backing service cannot be reached or answered with an error.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the hub does with channel events: the broker calls these for every channel the node
+/// subscribed to, in order per channel. They must not block (the hub only queues).
+pub trait BrokerEvents: Send + Sync + 'static {
+    /// A publication was accepted.
+    fn publication(&self, channel: &str, publication: &Arc<Publication>);
+    /// A client joined the channel.
+    fn join(&self, channel: &str, client: &ClientInfo);
+    /// A client left the channel.
+    fn leave(&self, channel: &str, client: &ClientInfo);
+}
+
+impl std::fmt::Debug for dyn BrokerEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerEvents")
+    }
+}
+
+/// Channels' streams, history and presence, shared by the nodes of a deployment.
+///
+/// The hub calls [`start`](Self::start) once, then the rest from many tasks at once.
+pub trait Broker: Send + Sync + 'static {
+    /// Starts delivering channel events to `events`.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn start(&self, events: Arc<dyn BrokerEvents>) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Makes this node receive `channel`'s events from now on (a Redis broker subscribes to
+    /// the channel's Pub/Sub). Returns once events flow. The hub calls it when the node's
+    /// first client subscribes to the channel.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Stops `channel`'s events to this node (its last client left).
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Appends `data` from `from` to `channel`'s stream and history, delivers it to every node
+    /// subscribed to the channel, and returns the position it was given.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached; then the publication was not delivered.
+    fn publish(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>>;
+
+    /// The channel's position and the publications of `range` still retained.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn history(
+        &self,
+        channel: &str,
+        range: HistoryRange,
+    ) -> BoxFuture<'_, Result<History, BrokerError>>;
+
+    /// Adds `client` to the channel's presence and tells the channel's nodes it joined.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Removes `client` from the channel's presence and tells the channel's nodes it left.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// The clients present on the channel, on every node.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>>;
+}

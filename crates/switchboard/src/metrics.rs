@@ -1,0 +1,320 @@
+//! [`Metrics`]: what a [`Server`](crate::Server) counts, rendered in the Prometheus text
+//! exposition format (version 0.0.4) for a `/metrics` endpoint.
+//!
+//! Counters are plain atomics; a connection adds its message and byte counts in batches (when
+//! it waits for input, and when it ends), not once per message, so that connections on
+//! different cores do not contend on every frame.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why an opening handshake did not produce a connection; the `reason` label of
+/// `switchboard_handshake_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// The TLS handshake failed.
+    Tls,
+    /// The handshake did not complete within the handshake timeout (a slow or stalled client).
+    Timeout,
+    /// The request head was over the size limit (431).
+    HeadTooLarge,
+    /// The request was not a valid WebSocket upgrade (400).
+    BadRequest,
+    /// The client asked for a WebSocket version other than 13 (426).
+    UnsupportedVersion,
+    /// The `Origin` was not on the allow-list (403).
+    Origin,
+    /// The accept hook refused the request.
+    Rejected,
+    /// The server was at its connection limit (503).
+    OverCapacity,
+    /// The transport failed or the client went away mid-handshake.
+    Io,
+    /// Anything else (a server-side mistake, such as a subprotocol the client did not offer).
+    Other,
+}
+
+impl HandshakeFailure {
+    const ALL: [Self; 10] = [
+        Self::Tls,
+        Self::Timeout,
+        Self::HeadTooLarge,
+        Self::BadRequest,
+        Self::UnsupportedVersion,
+        Self::Origin,
+        Self::Rejected,
+        Self::OverCapacity,
+        Self::Io,
+        Self::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::HeadTooLarge => "head_too_large",
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::Origin => "origin",
+            Self::Rejected => "rejected",
+            Self::OverCapacity => "over_capacity",
+            Self::Io => "io",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The counters of a server. Cheap to clone; clones share the counters.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    http_requests: AtomicU64,
+    backpressure_drops: AtomicU64,
+    backpressure_disconnects: AtomicU64,
+    handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
+    closes: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// A connection's counts, added to [`Metrics`] in one go.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl Metrics {
+    /// Counters at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// WebSocket connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.inner.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// WebSocket connections opened since the start.
+    pub fn connections_total(&self) -> u64 {
+        self.inner.connections_total.load(Ordering::Relaxed)
+    }
+
+    /// Messages not queued for a slow reader under the drop policy.
+    pub fn backpressure_drops(&self) -> u64 {
+        self.inner.backpressure_drops.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed for reading too slowly under the disconnect policy.
+    pub fn backpressure_disconnects(&self) -> u64 {
+        self.inner.backpressure_disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Handshakes that failed for `reason`.
+    pub fn handshake_failures(&self, reason: HandshakeFailure) -> u64 {
+        self.inner.handshake_failures[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Connections that ended with close code `code` (see `switchboard_closes_total` in
+    /// [`render`](Self::render)).
+    pub fn closes(&self, code: u16) -> u64 {
+        self.closes_map().get(&code).copied().unwrap_or(0)
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let i = &self.inner;
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        metric(
+            "switchboard_connections_open",
+            "gauge",
+            "WebSocket connections open now.",
+            get(&i.connections_open),
+        );
+        metric(
+            "switchboard_connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            get(&i.connections_total),
+        );
+        metric(
+            "switchboard_messages_received_total",
+            "counter",
+            "Text and binary messages received.",
+            get(&i.messages_in),
+        );
+        metric(
+            "switchboard_messages_sent_total",
+            "counter",
+            "Text and binary messages queued for sending.",
+            get(&i.messages_out),
+        );
+        metric(
+            "switchboard_bytes_received_total",
+            "counter",
+            "WebSocket bytes received (frames, headers included).",
+            get(&i.bytes_in),
+        );
+        metric(
+            "switchboard_bytes_sent_total",
+            "counter",
+            "WebSocket bytes sent (frames, headers included).",
+            get(&i.bytes_out),
+        );
+        metric(
+            "switchboard_http_requests_total",
+            "counter",
+            "Plain HTTP requests answered (not upgrades).",
+            get(&i.http_requests),
+        );
+        metric(
+            "switchboard_backpressure_dropped_total",
+            "counter",
+            "Messages dropped because a connection's send queue was full.",
+            get(&i.backpressure_drops),
+        );
+        metric(
+            "switchboard_backpressure_disconnects_total",
+            "counter",
+            "Connections closed because their send queue was full.",
+            get(&i.backpressure_disconnects),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_closes_total Connections ended, by the close code of the \
+             handshake's first Close frame (1006: no closing handshake).\n\
+             # TYPE switchboard_closes_total counter"
+        );
+        for (code, count) in self.closes_map() {
+            let _ = writeln!(out, "switchboard_closes_total{{code=\"{code}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_handshake_failures_total Opening handshakes that failed, by \
+             reason.\n# TYPE switchboard_handshake_failures_total counter"
+        );
+        for reason in HandshakeFailure::ALL {
+            let count = self.handshake_failures(reason);
+            let _ = writeln!(
+                out,
+                "switchboard_handshake_failures_total{{reason=\"{}\"}} {count}",
+                reason.as_str()
+            );
+        }
+        out
+    }
+
+    fn closes_map(&self) -> BTreeMap<u16, u64> {
+        // Every update is one insert: a poisoned lock still holds a consistent map.
+        self.inner
+            .closes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.inner.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.inner.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, code: u16) {
+        self.inner.connections_open.fetch_sub(1, Ordering::Relaxed);
+        *self
+            .inner
+            .closes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    pub(crate) fn add(&self, tally: &mut Tally) {
+        let i = &self.inner;
+        for (counter, value) in [
+            (&i.messages_in, &mut tally.messages_in),
+            (&i.messages_out, &mut tally.messages_out),
+            (&i.bytes_in, &mut tally.bytes_in),
+            (&i.bytes_out, &mut tally.bytes_out),
+        ] {
+            if *value > 0 {
+                counter.fetch_add(std::mem::take(value), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.inner.handshake_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn http_request(&self) {
+        self.inner.http_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn backpressure_drop(&self) {
+        self.inner
+            .backpressure_drops
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn backpressure_disconnect(&self) {
+        self.inner
+            .backpressure_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_labels() {
+        let m = Metrics::new();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed(1000);
+        m.handshake_failed(HandshakeFailure::Timeout);
+        let mut tally = Tally {
+            messages_in: 3,
+            bytes_in: 40,
+            ..Tally::default()
+        };
+        m.add(&mut tally);
+        assert_eq!(tally.messages_in, 0, "the tally is emptied");
+        let text = m.render();
+        for line in [
+            "switchboard_connections_open 1",
+            "switchboard_connections_total 2",
+            "switchboard_messages_received_total 3",
+            "switchboard_bytes_received_total 40",
+            "switchboard_closes_total{code=\"1000\"} 1",
+            "switchboard_handshake_failures_total{reason=\"timeout\"} 1",
+            "switchboard_handshake_failures_total{reason=\"tls\"} 0",
+            "# TYPE switchboard_connections_open gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# e2e/browser/run.sh: the chat page in Debian's Chromium (Playwright), against the release
+# binary. Installs what it needs (chromium, the npm packages) when missing; expects
+# target/release/switchboard to be built (scripts/test.sh does).
+#
+#   UPDATE_SCREENSHOTS=1   write docs/chat.png and docs/chat-phone.png (else target/e2e/)
+#   CHROMIUM, SWITCHBOARD_BIN   see chat.test.mjs
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+if ! [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# Reinstall only when the lock file changed since the last install (a copy marks it).
+if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.installed-from-lock
+fi
+exec node --test --test-timeout=180000 chat.test.mjs

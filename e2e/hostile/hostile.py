@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Hostile clients against `switchboard serve --mode echo`.
+
+Starts the server on a free loopback port, then runs each attack for a bounded time while a
+well-behaved client keeps checking that echoes still come back intact:
+
+  tiny-fragments    a message in endless empty continuation frames (the ws 2026 advisory)
+  endless-message   continuation frames of 1 KiB until the message limit is passed
+  ping-flood        pings as fast as possible, pongs never read
+  never-read        clients that send and never read what is echoed
+  cut-mid-frame     connections dropped (RST) in the middle of a frame
+  cut-mid-handshake connections dropped in the middle of the request head
+  malformed         garbage and broken handshakes
+
+Checks: every attack that breaks a rule gets the right close code or HTTP status; the server
+stays up and keeps serving; its RSS stays under a bound during the attacks; no panic appears
+in its log. Prints "N passed, M failed" and exits non-zero on a failure.
+
+  hostile.py [--binary target/release/switchboard] [--seconds 4]
+"""
+import argparse, asyncio, os, random, signal, socket, struct, subprocess, sys, time
+
+KEY_REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+MAX_MESSAGE = 1 << 20
+RSS_BOUND_MB = 400
+
+
+def frame(opcode, payload=b"", fin=True):
+    """A client frame, masked with a random key (RFC 6455 §5.3)."""
+    key = os.urandom(4)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    return head + key + masked
+
+
+async def open_ws(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(KEY_REQUEST)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def read_frame(reader):
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return b0 & 0x0F, await reader.readexactly(n)
+
+
+async def close_code(reader, timeout=10):
+    """Reads frames until a Close; returns its code (None if the connection just ended)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                op, payload = await read_frame(reader)
+                if op == 8:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Run:
+    def __init__(self, port, pid, seconds):
+        self.port, self.pid, self.seconds = port, pid, seconds
+        self.passed = self.failed = 0
+        self.peak_rss = 0.0
+
+    def check(self, ok, what):
+        print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    async def watch(self, stop):
+        """A well-behaved client echoing throughout; counts its good round trips."""
+        good = bad = 0
+        reader, writer = await open_ws(self.port)
+        while not stop.is_set():
+            payload = os.urandom(random.randint(1, 2000))
+            writer.write(frame(2, payload))
+            try:
+                async with asyncio.timeout(5):
+                    op, echoed = await read_frame(reader)
+                good += op == 2 and echoed == payload
+                bad += not (op == 2 and echoed == payload)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                bad += 1
+                break
+            self.peak_rss = max(self.peak_rss, rss_mb(self.pid))
+            await asyncio.sleep(0.01)
+        writer.close()
+        return good, bad
+
+    async def attack(self, name, coro):
+        self.peak_rss = rss_mb(self.pid)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(self.watch(stop))
+        print(f"{name}:", flush=True)
+        try:
+            await coro
+        except Exception as e:  # an attack that errors out is a failed check, not a crash
+            self.check(False, f"{name} raised {e!r}")
+        stop.set()
+        good, bad = await watcher
+        self.check(good > 0 and bad == 0, f"well-behaved client served during {name} ({good} echoes, {bad} bad)")
+        self.check(self.peak_rss < RSS_BOUND_MB,
+                   f"server RSS peak during {name} {self.peak_rss:.0f} MB < {RSS_BOUND_MB} MB")
+
+    async def tiny_fragments(self):
+        async def one():
+            reader, writer = await open_ws(self.port)
+            writer.write(frame(1, b"x", fin=False))
+            chunk = frame(0, b"", fin=False) * 1000
+            code = None
+            try:
+                for _ in range(400):  # up to 400k fragments; the limit is 131,072
+                    writer.write(chunk)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            code = await close_code(reader)
+            writer.close()
+            return code
+        codes = await asyncio.gather(*(one() for _ in range(8)))
+        self.check(all(c in (1008, None) for c in codes) and 1008 in codes,
+                   f"fragment floods closed with 1008 (got {codes})")
+
+    async def endless_message(self):
+        reader, writer = await open_ws(self.port)
+        writer.write(frame(2, b"x" * 1024, fin=False))
+        try:
+            for _ in range(MAX_MESSAGE // 1024 + 64):
+                writer.write(frame(0, b"x" * 1024, fin=False))
+                await writer.drain()
+        except ConnectionError:
+            pass
+        code = await close_code(reader)
+        self.check(code == 1009, f"endless message closed with 1009 (got {code})")
+        writer.close()
+
+    async def ping_flood(self):
+        async def one():
+            _, writer = await open_ws(self.port)
+            deadline = time.monotonic() + self.seconds
+            ping = frame(9, b"p" * 125) * 100
+            try:
+                while time.monotonic() < deadline:
+                    writer.write(ping)
+                    async with asyncio.timeout(1):
+                        await writer.drain()  # blocks once the server stops reading us
+            except (TimeoutError, ConnectionError):
+                pass
+            writer.transport.abort()
+        await asyncio.gather(*(one() for _ in range(20)))
+
+    async def never_read(self):
+        async def one():
+            _, writer = await open_ws(self.port)
+            deadline = time.monotonic() + self.seconds
+            msg = frame(2, os.urandom(60000))
+            try:
+                while time.monotonic() < deadline:
+                    writer.write(msg)
+                    async with asyncio.timeout(1):
+                        await writer.drain()
+            except (TimeoutError, ConnectionError):
+                pass
+            return writer
+        writers = await asyncio.gather(*(one() for _ in range(50)))
+        self.peak_rss = max(self.peak_rss, rss_mb(self.pid))
+        for w in writers:
+            w.transport.abort()
+
+    async def cut_mid_frame(self):
+        for i in range(300):
+            reader, writer = await open_ws(self.port)
+            whole = frame(1 + (i & 1), os.urandom(random.randint(10, 5000)))
+            writer.write(whole[: random.randint(1, len(whole) - 1)])
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST
+
+    async def cut_mid_handshake(self):
+        for _ in range(300):
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.write(KEY_REQUEST[: random.randint(1, len(KEY_REQUEST) - 1)])
+            await writer.drain()
+            writer.transport.abort()
+
+    async def malformed(self):
+        cases = [
+            (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + os.urandom(64) + b"\r\n\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
+            (KEY_REQUEST.replace(b"Version: 13", b"Version: 7"), b"426"),
+            (KEY_REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short"), b"400"),
+            (b"GET / HTTP/1.1\r\n" + b"X-Fill: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", b"400"),
+        ]
+        for _ in range(200):
+            cases.append((os.urandom(random.randint(1, 300)) + b"\r\n\r\n", b"400"))
+        wrong = []
+        for request, status in cases:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.write(request)
+            try:
+                async with asyncio.timeout(15):
+                    answer = await reader.read(200)
+            except (TimeoutError, ConnectionError):
+                answer = b""
+            if not answer.startswith(b"HTTP/1.1 " + status):
+                wrong.append((request[:40], answer[:40]))
+            writer.close()
+        self.check(not wrong, f"{len(cases)} malformed handshakes got their 4xx ({len(wrong)} wrong: {wrong[:3]})")
+
+
+async def main_async(args, port, server):
+    run = Run(port, server.pid, args.seconds)
+    for name in ("tiny_fragments", "endless_message", "ping_flood", "never_read",
+                 "cut_mid_frame", "cut_mid_handshake", "malformed"):
+        await run.attack(name.replace("_", "-"), getattr(run, name)())
+        run.check(server.poll() is None, "server still running")
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default="target/release/switchboard")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of the timed attacks")
+    args = ap.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = os.path.join(os.path.dirname(os.path.abspath(args.binary)), "hostile-server.log")
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [args.binary, "serve", "--mode", "echo", "--listen", f"127.0.0.1:{port}",
+         "--max-message-size", str(MAX_MESSAGE)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info"))
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        run = asyncio.run(main_async(args, port, server))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+    panics = [l for l in open(log_path) if "panicked" in l]
+    run.check(not panics, f"no panic in the server log ({len(panics)} found)")
+    print(f"{run.passed} passed, {run.failed} failed")
+    sys.exit(1 if run.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
