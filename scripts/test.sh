@@ -5,11 +5,12 @@
 # already there).
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs and
-#                the browser test, the hostile clients (steps a, g, h, i, j)
+#                the browser test, the hostile clients, the soak (steps a, g-j, l)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
 #   FUZZ_SECONDS seconds per fuzz target in the smoke run (default 5; 0 skips it)
+#   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 
@@ -80,11 +81,14 @@ if [ -z "$skip_e2e" ]; then
   # the chat page in Chromium (installs chromium and the npm packages when missing)
   step i "browser: chat page in Chromium" e2e/browser/run.sh
   step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
+  step l "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
+    python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
   skip i "browser: chat page in Chromium"
   skip j "hostile clients against switchboard serve"
+  skip l "soak: hub pub/sub with churn"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
