@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, ValueEnum};
 use switchboard::Server;
-use switchboard_hub::{ChannelRule, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
+use switchboard_hub::{Broker, ChannelRule, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::web;
 
@@ -58,6 +58,10 @@ pub(crate) struct HubArgs {
     /// Without any, every origin may.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Share channels, history and presence with other nodes through Redis
+    /// (redis://HOST:PORT[/DB]); without it, channels live in this process.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -88,11 +92,32 @@ impl HubArgs {
         config.jwt = self.jwt_secret.map(JwtKey::hs256);
         config.rules = self.rules;
         config.allowed_origins = self.allowed_origins;
-        let broker = Arc::new(LocalBroker::new(history));
+        let broker: Arc<dyn Broker> = match &self.broker {
+            None => Arc::new(LocalBroker::new(history)),
+            Some(url) => redis_broker(url, history).await?,
+        };
         Hub::new(broker, config)
             .await
             .context("cannot start the hub")
     }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_broker(url: &str, history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+    let mut config = switchboard_hub::RedisConfig::new(url);
+    config.history = history;
+    let broker = switchboard_hub::RedisBroker::connect(config).await?;
+    tracing::info!(
+        broker = url,
+        node = broker.node(),
+        "channels shared through redis"
+    );
+    Ok(Arc::new(broker))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_broker(_url: &str, _history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+    anyhow::bail!("this build has no Redis broker (cargo feature `redis`)")
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
