@@ -23,25 +23,41 @@ const STEP: Duration = Duration::from_secs(10);
 /// A `redis-server` of this test's own, killed (by PID) when dropped.
 struct Redis {
     port: u16,
+    /// Where a `SAVE` writes its dump (`None`: the current directory, never saved).
+    dir: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
 impl Redis {
     fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// With `dir`, a `SAVE` keeps the data for the next `run`.
+    fn start_in(dir: Option<std::path::PathBuf>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut redis = Self { port, child: None };
+        let mut redis = Self {
+            port,
+            dir,
+            child: None,
+        };
         redis.run();
         redis
     }
 
-    /// Starts the server on its port (again, after `stop`), with no persistence.
+    /// Starts the server on its port (again, after `stop`); it never saves by itself.
     fn run(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(dir) = &self.dir {
+            command.arg("--dir").arg(dir);
+        }
+        let child = command
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
@@ -428,4 +444,38 @@ async fn presence_spans_nodes_and_a_silent_node_leaves_after_its_timeout() {
     .await
     .expect("presence registered again");
     assert_eq!(conns(b.presence("room").await.unwrap()), ["on-b"]);
+}
+
+#[tokio::test]
+async fn presence_changes_lost_to_an_outage_are_made_good_when_redis_is_back() {
+    let dir = std::env::temp_dir().join(format!("switchboard-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Redis::start_in(Some(dir.clone()));
+    let mut fast = config(&redis);
+    fast.node_timeout = Duration::from_millis(900);
+    let (a, _) = node(fast.clone()).await;
+    let (b, _) = node(fast).await;
+    a.join("room", client("stays")).await.unwrap();
+    a.join("room", client("leaves")).await.unwrap();
+    // Redis goes down with its data saved; a leave and a join fail meanwhile.
+    redis.command(&["SAVE"]).await;
+    redis.stop();
+    assert!(a.leave("room", client("leaves")).await.is_err());
+    assert!(a.join("room", client("late")).await.is_err());
+    redis.run();
+    let conns = |clients: Vec<ClientInfo>| clients.into_iter().map(|c| c.conn).collect::<Vec<_>>();
+    tokio::time::timeout(STEP, async {
+        loop {
+            if let Ok(clients) = b.presence("room").await {
+                if conns(clients) == ["late", "stays"] {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("presence made good");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -116,24 +116,36 @@ impl Follower {
     async fn command(&mut self, command: Command) {
         match command {
             Command::Subscribe(channel, done) => {
+                if done.is_closed() {
+                    return; // the hub stopped waiting (timed out)
+                }
+                let fresh = !self.followed.contains_key(&channel);
                 let result = self.subscribe(&channel).await;
-                let _ = done.send(result);
+                if done.send(result).is_err() && fresh {
+                    // Nobody counts this subscription: undo it.
+                    self.unsubscribe(&channel).await.ok();
+                }
             }
             Command::Unsubscribe(channel, done) => {
-                self.followed.remove(&channel);
-                let pubsub = self.shared.keys.pubsub(&channel);
-                let result = match &mut self.connection {
-                    // Without a connection there is nothing to undo: the next one will not
-                    // subscribe to the channel.
-                    None => Ok(()),
-                    Some((sink, _)) => self.shared.bounded(sink.unsubscribe(&pubsub)).await,
-                };
-                if let Err(e) = &result {
-                    self.lost(&e.to_string());
-                }
+                let result = self.unsubscribe(&channel).await;
                 let _ = done.send(result);
             }
         }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> Result<(), BrokerError> {
+        self.followed.remove(channel);
+        let pubsub = self.shared.keys.pubsub(channel);
+        let result = match &mut self.connection {
+            // Without a connection there is nothing to undo: the next one will not subscribe
+            // to the channel.
+            None => Ok(()),
+            Some((sink, _)) => self.shared.bounded(sink.unsubscribe(&pubsub)).await,
+        };
+        if let Err(e) = &result {
+            self.lost(&e.to_string());
+        }
+        result
     }
 
     async fn subscribe(&mut self, channel: &str) -> Result<(), BrokerError> {

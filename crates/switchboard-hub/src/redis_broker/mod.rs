@@ -13,8 +13,10 @@
 //! - **Presence** entries name the node that made them. Every node refreshes its own
 //!   deadline in Redis and sweeps the nodes whose deadline passed, removing their clients and
 //!   announcing each leave: a crashed node's clients disappear after
-//!   [`RedisConfig::node_timeout`]. After Redis lost its data, nodes register their clients
-//!   again.
+//!   [`RedisConfig::node_timeout`]. After Redis lost its data, or a join or leave failed
+//!   during an outage, a node makes Redis's entries match its clients again. Join and leave
+//!   events are not kept: a node whose Pub/Sub connection was down misses those of that
+//!   time (a `presence` query is always current).
 //! - **Outages**: every request to Redis is bounded by [`RedisConfig::timeout`] and fails
 //!   with [`BrokerError::Unavailable`] meanwhile (a publish is then not acknowledged); the
 //!   connections come back by themselves, with backoff.
@@ -27,10 +29,13 @@ mod scripts;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use redis::IntoConnectionInfo as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::TcpSettings;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -117,9 +122,11 @@ struct Shared {
     scripts: Scripts,
     /// This node's name in presence entries.
     node: String,
-    /// Presence entries this node made, by (channel, connection id): registered again after
-    /// Redis lost them.
+    /// Presence entries this node made, by (channel, connection id): what Redis is made to
+    /// match after it lost them or an outage.
     present: Mutex<HashMap<(String, String), ClientInfo>>,
+    /// A join or leave failed: Redis's presence entries may differ from `present`.
+    unsure: AtomicBool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
@@ -191,24 +198,24 @@ impl Shared {
         Ok(())
     }
 
-    async fn leave(&self, channel: &str, client: &ClientInfo) -> Result<(), BrokerError> {
-        let json = serde_json::to_string(client).map_err(unavailable)?;
+    /// Removes a presence entry; announces it when there was one.
+    async fn leave(&self, channel: &str, conn: &str) -> Result<(), BrokerError> {
         let mut con = self.con.clone();
         let mut invocation = self.scripts.leave.prepare_invoke();
         invocation
             .key(self.keys.presence(channel))
             .key(self.keys.node(&self.node))
-            .arg(&client.conn)
-            .arg(json)
+            .arg(conn)
             .arg(self.keys.pubsub(channel))
-            .arg(format!("{} {channel}", client.conn));
+            .arg(format!("{conn} {channel}"));
         let _gone: i64 = self.bounded(invocation.invoke_async(&mut con)).await?;
         Ok(())
     }
 
-    /// Beats, sweeps gone nodes, and registers this node's presence again when Redis did not
-    /// know the node (it lost its data, or swept the node after a long silence).
-    async fn heartbeat(&self, reregister: &mut bool) -> Result<(), BrokerError> {
+    /// Beats, sweeps gone nodes, and makes Redis's presence entries of this node match its
+    /// clients again when they may differ: Redis did not know the node (it lost its data, or
+    /// swept the node after a long silence), or joins and leaves failed during an outage.
+    async fn heartbeat(&self, reconcile: &mut bool) -> Result<(), BrokerError> {
         let mut con = self.con.clone();
         let mut invocation = self.scripts.heartbeat.prepare_invoke();
         invocation
@@ -217,32 +224,42 @@ impl Shared {
             .arg(millis(self.config.node_timeout))
             .arg(self.keys.prefix());
         let fresh: i64 = self.bounded(invocation.invoke_async(&mut con)).await?;
-        // The first beat always finds the node new; there is nothing to register again yet.
-        *reregister |= fresh == 1;
-        if *reregister {
-            let entries: Vec<_> = self.present().clone().into_iter().collect();
-            for ((channel, _), client) in &entries {
-                self.join(channel, client).await?;
-            }
-            // A client that left while this ran may have been registered again after its
-            // leave went to Redis: take it out once more.
-            for ((channel, conn), client) in &entries {
-                let still = self
-                    .present()
-                    .contains_key(&(channel.clone(), conn.clone()));
-                if !still {
-                    self.leave(channel, client).await?;
-                }
-            }
-            if !entries.is_empty() {
-                tracing::info!(
-                    node = %self.node,
-                    entries = entries.len(),
-                    "presence registered again in redis"
-                );
-            }
-            *reregister = false;
+        *reconcile |= fresh == 1 || self.unsure.swap(false, Ordering::Relaxed);
+        if *reconcile {
+            self.reconcile().await?;
+            *reconcile = false;
         }
+        Ok(())
+    }
+
+    async fn reconcile(&self) -> Result<(), BrokerError> {
+        let entries: Vec<_> = self.present().clone().into_iter().collect();
+        for ((channel, _), client) in &entries {
+            self.join(channel, client).await?;
+        }
+        // Entries of clients that are gone: a leave that failed, or a client that left while
+        // the joins above ran (and was registered again after its leave).
+        let mut con = self.con.clone();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(self.keys.node(&self.node));
+        let members: Vec<String> = self.bounded(members.query_async(&mut con)).await?;
+        let mut removed = 0;
+        for member in members {
+            let Some((conn, channel)) = member.split_once(' ') else {
+                continue;
+            };
+            let key = (channel.to_owned(), conn.to_owned());
+            if !self.present().contains_key(&key) {
+                self.leave(channel, conn).await?;
+                removed += 1;
+            }
+        }
+        tracing::debug!(
+            node = %self.node,
+            entries = entries.len(),
+            removed,
+            "presence reconciled with redis"
+        );
         Ok(())
     }
 }
@@ -259,8 +276,15 @@ impl RedisBroker {
     ///
     /// When the URL is invalid or Redis cannot be reached within the configured timeout.
     pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| unavailable(format!("invalid redis url {:?}: {e}", config.url)))?;
+        let invalid = |e| unavailable(format!("invalid redis url {:?}: {e}", config.url));
+        // Requests are small and latency matters: no Nagle delay behind an unacknowledged one.
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(invalid)?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(invalid)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -284,6 +308,7 @@ impl RedisBroker {
                 scripts: Scripts::new(),
                 node: crate::random_hex(8),
                 present: Mutex::new(HashMap::new()),
+                unsure: AtomicBool::new(false),
             }),
             commands,
             pending: Mutex::new(Some(pending)),
@@ -301,13 +326,21 @@ impl RedisBroker {
         command: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Command,
     ) -> Result<(), BrokerError> {
         let (done, result) = oneshot::channel();
-        self.commands
-            .send(command(done))
+        // The follower may be busy reconnecting: the wait is bounded, and a command it has
+        // not started when the wait ends is dropped (one it finished is undone).
+        let wait = self.shared.config.timeout * 2;
+        let request = async {
+            self.commands
+                .send(command(done))
+                .await
+                .map_err(|_| unavailable("the broker is not running"))?;
+            result
+                .await
+                .map_err(|_| unavailable("the broker is not running"))?
+        };
+        tokio::time::timeout(wait, request)
             .await
-            .map_err(|_| unavailable("the broker is not running"))?;
-        result
-            .await
-            .map_err(|_| unavailable("the broker is not running"))?
+            .map_err(|_| unavailable(format!("redis pub/sub did not answer within {wait:?}")))?
     }
 }
 
@@ -338,21 +371,24 @@ impl Broker for RedisBroker {
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(beat.config.node_timeout / 3);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut reregister = false;
+                let mut reconcile = false;
                 let mut failing = false;
                 loop {
                     every.tick().await;
-                    match beat.heartbeat(&mut reregister).await {
+                    match beat.heartbeat(&mut reconcile).await {
                         Ok(()) if failing => {
                             failing = false;
                             tracing::info!("redis heartbeat works again");
                         }
                         Ok(()) => {}
-                        Err(e) if !failing => {
-                            failing = true;
-                            tracing::warn!(error = %e, "redis heartbeat failed");
+                        Err(e) => {
+                            // Joins and leaves may have failed too: reconcile once it works.
+                            reconcile = true;
+                            if !failing {
+                                failing = true;
+                                tracing::warn!(error = %e, "redis heartbeat failed");
+                            }
                         }
-                        Err(_) => {}
                     }
                 }
             }));
@@ -427,7 +463,11 @@ impl Broker for RedisBroker {
             self.shared
                 .present()
                 .insert((channel.clone(), client.conn.clone()), client.clone());
-            self.shared.join(&channel, &client).await
+            let joined = self.shared.join(&channel, &client).await;
+            if joined.is_err() {
+                self.shared.unsure.store(true, Ordering::Relaxed);
+            }
+            joined
         })
     }
 
@@ -437,7 +477,11 @@ impl Broker for RedisBroker {
             self.shared
                 .present()
                 .remove(&(channel.clone(), client.conn.clone()));
-            self.shared.leave(&channel, &client).await
+            let left = self.shared.leave(&channel, &client.conn).await;
+            if left.is_err() {
+                self.shared.unsure.store(true, Ordering::Relaxed);
+            }
+            left
         })
     }
 

@@ -30,6 +30,9 @@ use crate::broker::{ClientInfo, Publication};
 
 /// Lua helpers shared by the scripts that read or write a channel's stream.
 const STREAM_HELPERS: &str = r"
+-- Redis 7 replicates a script's effects, not the script; before 7 this asks for it, so that
+-- TIME may precede writes.
+redis.replicate_commands()
 local function int(n) return string.format('%.0f', n) end
 local function now_ms()
   local t = redis.call('TIME')
@@ -118,13 +121,17 @@ if fresh == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[3]) end
 return fresh
 ";
 
-/// KEYS: presence, node set. ARGV: connection id, client JSON, Pub/Sub channel, node set
-/// member. Announces the leave when there was an entry; returns 1 then, else 0.
+/// KEYS: presence, node set. ARGV: connection id, Pub/Sub channel, node set member.
+/// Announces the leave (with the client as stored) when there was an entry; returns 1 then,
+/// else 0.
 const LEAVE: &str = r"
-local gone = redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[4])
-if gone == 1 then redis.call('PUBLISH', ARGV[3], 'l' .. ARGV[2]) end
-return gone
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[3])
+if not v then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local sp = string.find(v, ' ', 1, true)
+if sp then redis.call('PUBLISH', ARGV[2], 'l' .. string.sub(v, sp + 1)) end
+return 1
 ";
 
 /// KEYS: presence, nodes. The client JSON of every entry whose node has not timed out.
