@@ -5,7 +5,8 @@
 # already there).
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs and
-#                the browser test, the hostile clients, the soak (steps a, g-j, l)
+#                the browser test, the hostile clients, the cluster, the soak
+#                (steps a, g-j, l, m)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
@@ -55,6 +56,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
   fi
+  # redis-server: the Redis broker's tests (cargo test) and the cluster e2e start their own
+  if ! command -v redis-server >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+  fi
 }
 
 install_autobahn() {
@@ -65,7 +71,7 @@ install_autobahn() {
   fi
 }
 
-step 0 "prerequisites (rustfmt, clippy, python3)" prereqs
+step 0 "prerequisites (rustfmt, clippy, python3, redis)" prereqs
 if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
 else skip a "install Autobahn (wstest)"; fi
 step b "cargo fmt --check" cargo fmt --all --check
@@ -81,14 +87,16 @@ if [ -z "$skip_e2e" ]; then
   # the chat page in Chromium (installs chromium and the npm packages when missing)
   step i "browser: chat page in Chromium" e2e/browser/run.sh
   step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
-  step l "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
+  step l "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+  step m "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
     python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 else
   skip g "Autobahn: switchboard as server"
   skip h "Autobahn: switchboard as client"
   skip i "browser: chat page in Chromium"
   skip j "hostile clients against switchboard serve"
-  skip l "soak: hub pub/sub with churn"
+  skip l "cluster: nodes sharing channels via Redis"
+  skip m "soak: hub pub/sub with churn"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
