@@ -1,9 +1,10 @@
-//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal.
+//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal, measure one.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod connect;
 mod serve;
 
@@ -24,6 +25,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: lines typed are sent, messages received are printed.
     Connect(connect::ConnectArgs),
+    /// Measure a WebSocket server: echo, broadcast, idle connections, handshakes.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let command = match cli.command {
+        // The load generator sizes its own runtime.
+        Command::Bench(args) => return exit_code(bench::main(args)),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,11 +53,16 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
+            Command::Bench(_) => unreachable!("run before the runtime starts"),
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
