@@ -73,6 +73,7 @@ step e "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --worksp
 # release binary + examples (autobahn_client is an example of crate switchboard) for e2e
 step f "cargo build --release (bins, examples)" \
   cargo build --release -p switchboard-cli -p switchboard --bins --examples
+step i "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 if [ -z "$skip_e2e" ]; then
   step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
   step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client

@@ -31,8 +31,8 @@ use super::{
 
 /// Sequence number and send time, 8 hex digits each.
 const HEAD: usize = 16;
-/// How often the publisher sends a probe while subscribers are being registered.
-const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// How long the publisher waits for more subscribers to receive a probe before it sends another.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// How long registering every subscriber may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The publisher gives up when no message completes for this long.
@@ -118,10 +118,18 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         subscribers.spawn(subscribe(ws, shared.clone(), stopped.clone()));
     }
 
-    // Probe until every subscriber is registered and receiving.
+    // Probe until every subscriber is registered and receiving. A probe is repeated only when
+    // the last one reached no one new for a while, so a slow server is not flooded with them.
     let probe = message(&shared, Bytes::from(probe_payload(args.size)))?;
     let deadline = Instant::now() + READY_TIMEOUT;
+    let mut seen = usize::MAX;
     while shared.ready.load(Ordering::Relaxed) < args.connections {
+        let ready = shared.ready.load(Ordering::Relaxed);
+        if ready != seen {
+            seen = ready;
+            tokio::time::sleep(PROBE_EVERY).await;
+            continue;
+        }
         if Instant::now() > deadline {
             bail!(
                 "only {} of {} subscribers received anything in {} s: does the server broadcast?",
@@ -134,6 +142,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             .send(probe.clone())
             .await
             .context("publisher: sending a probe")?;
+        seen = usize::MAX;
         tokio::time::sleep(PROBE_EVERY).await;
     }
 
