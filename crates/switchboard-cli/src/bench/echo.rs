@@ -413,6 +413,15 @@ impl RawLink {
             if read.capacity() - read.len() < 4096 {
                 read.reserve(16 * 1024);
             }
+            // Write without waiting first, as the WebSocket client does: usually it all goes.
+            while !write.is_empty() {
+                match writer.as_ref().try_write(write) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => write.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
             let n = if write.is_empty() {
                 reader.read_buf(read).await?
             } else {
