@@ -6,7 +6,7 @@
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs and
 #                the browser test, the hostile clients, the cluster, the soak
-#                (steps a, g-j, l, m)
+#                (steps a, h-m)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
@@ -81,26 +81,27 @@ step e "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --worksp
 # release binary + examples (autobahn_client is an example of crate switchboard) for e2e
 step f "cargo build --release (bins, examples)" \
   cargo build --release -p switchboard-cli -p switchboard --bins --examples
+step g "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 if [ -z "$skip_e2e" ]; then
-  step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
-  step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  step h "Autobahn: switchboard as server" e2e/autobahn/run.sh server
+  step i "Autobahn: switchboard as client" e2e/autobahn/run.sh client
   # the chat page in Chromium (installs chromium and the npm packages when missing)
-  step i "browser: chat page in Chromium" e2e/browser/run.sh
-  step j "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
+  step j "browser: chat page in Chromium" e2e/browser/run.sh
+  step k "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
   step l "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
   step m "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
     python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 else
-  skip g "Autobahn: switchboard as server"
-  skip h "Autobahn: switchboard as client"
-  skip i "browser: chat page in Chromium"
-  skip j "hostile clients against switchboard serve"
+  skip h "Autobahn: switchboard as server"
+  skip i "Autobahn: switchboard as client"
+  skip j "browser: chat page in Chromium"
+  skip k "hostile clients against switchboard serve"
   skip l "cluster: nodes sharing channels via Redis"
   skip m "soak: hub pub/sub with churn"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
-  step k "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+  step n "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
 else
-  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "k. fuzz smoke")")
+  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "n. fuzz smoke")")
 fi

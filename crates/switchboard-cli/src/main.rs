@@ -1,9 +1,10 @@
-//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal.
+//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal, measure one.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod config;
 mod connect;
 mod serve;
@@ -26,6 +27,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Connect to a WebSocket server: lines typed are sent, messages received are printed.
     Connect(connect::ConnectArgs),
+    /// Measure a WebSocket server: echo, broadcast, idle connections, handshakes.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    match cli.command {
+        // The load generator sizes its own runtime.
+        Command::Bench(args) => exit_code(bench::main(args)),
+        Command::Serve(args) => block_on(serve::run(*args)),
+        Command::Connect(args) => block_on(connect::run(args)),
+    }
+}
+
+/// Runs a command on a multi-threaded runtime.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,12 +59,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Connect(args) => connect::run(args).await,
-        }
-    });
+    exit_code(runtime.block_on(command))
+}
+
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
