@@ -89,6 +89,7 @@ if [ -z "$skip_e2e" ]; then
   step j "browser: chat page in Chromium" e2e/browser/run.sh
   step k "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
   step l "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+  step o "10,000 connections on one server" e2e/scale/connections.sh 10000
   step m "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
     python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 else
@@ -97,6 +98,7 @@ else
   skip j "browser: chat page in Chromium"
   skip k "hostile clients against switchboard serve"
   skip l "cluster: nodes sharing channels via Redis"
+  skip o "10,000 connections on one server"
   skip m "soak: hub pub/sub with churn"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
