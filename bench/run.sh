@@ -87,6 +87,9 @@ start_server() {  # start_server NAME MODE: sets server_pid and server_addr
     ws) cmd=(node bench/peers/node/server.js 127.0.0.1:0 "$mode") ;;
     raw) cmd=(bench/target/raw-echo 127.0.0.1:0) ;;
   esac
+  # Emptied here, not by the redirection below (which runs in the child, later): the
+  # previous server's address must not be read back.
+  : >"$out/server.out"
   # nice and taskset exec the server: $! is the server's own PID (what /proc is read for).
   nice -n "$nice" taskset -c 0 "${cmd[@]}" >"$out/server.out" 2>&1 &
   server_pid=$!
@@ -200,6 +203,7 @@ measure() {  # measure ROUND WORKLOAD SERVER
   echo "rustc: $(rustc --version)"
   echo "node: $(node --version), ws $(node -p 'require("./bench/peers/node/node_modules/ws/package.json").version')"
   echo "rounds: $rounds, duration: ${duration}s, warm-up: ${warmup}s, nice: $nice"
+  echo "retry when others use more than $max_other cores (up to $retries attempts; quiet wait ${quiet_wait}s)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/conditions.txt"
 cat "$out/conditions.txt"

@@ -223,7 +223,9 @@ fn cell(s: Option<Stat>) -> String {
 
 fn ratio(a: Option<Stat>, b: Option<Stat>) -> Option<f64> {
     let (a, b) = (a?.median, b?.median);
-    (b > 0.0).then(|| a / b)
+    // A denominator of (nearly) nothing, like the raw echo's memory per connection, has no
+    // meaningful ratio.
+    (b > 1e-3).then(|| a / b)
 }
 
 fn ratio_cell(r: Option<f64>) -> String {
@@ -416,6 +418,36 @@ fn render(results: &Results, conditions: &str, chart: &str) -> String {
             s.median, s.max
         );
     }
+    out.push_str(
+        "Other programs' CPU use during the kept runs, median over the rounds, in cores (a \
+         disturbed row is less trustworthy; CPU per message suffers least from it):\n\n",
+    );
+    header(&mut out, "workload");
+    for w in WORKLOADS.iter().filter(|w| w.id != "f") {
+        let _ = write!(out, "| ({}) |", w.id);
+        for (server, _) in SERVERS {
+            let share = results
+                .get(w.id)
+                .and_then(|s| s.get(server))
+                .and_then(|runs| {
+                    Stat::of(
+                        runs.iter()
+                            .filter_map(|r| {
+                                Some(get(r, &["cpu", "other_s"])? / get(r, &["cpu", "window_s"])?)
+                            })
+                            .collect(),
+                    )
+                });
+            match share {
+                Some(s) => {
+                    let _ = write!(out, " {:.2} |", s.median);
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
     out.push_str("Errors over all runs (connections that failed a check or did not open):");
     for (name, n) in errors {
         let _ = write!(out, " {name} {n};");
@@ -430,9 +462,10 @@ const METHOD: &str = "## How it is measured
 - `bench/run.sh [--rounds N] [--duration S] [--warmup S] [--workloads abcdefg]` builds everything,
   then runs round after round; within a round, each workload runs against every server in turn
   (A B C D E, A B C D E, …), each in a fresh server process pinned to CPU 0 with `taskset`,
-  the load generator pinned to CPU 1. Before each run the script waits for the machine to be
-  quiet; a run during which other programs used more than 0.15 of a core is retried (up to 3
-  times) and the least disturbed attempt kept.
+  the load generator pinned to CPU 1, both at nice -10. Before each run the script waits (a
+  while) for the machine to be quiet; a run during which other programs used more than
+  `MAX_OTHER_LOAD` of a core is retried (up to `RETRIES` times) and the least disturbed attempt
+  kept (the values are under Conditions).
 - Peers, each written as its project's own example: tokio-tungstenite 0.30
   (`examples/echo-server.rs`: the read half forwarded into the write half; broadcast as
   `examples/server.rs`), fastwebsockets 0.10 (`examples/echo_server.rs`: hyper upgrade,
@@ -445,6 +478,10 @@ const METHOD: &str = "## How it is measured
   unmasked and compared), so the load generator does the same work per message on every row.
   The WebSocket rows' client also validates UTF-8 and runs the full client engine, so the
   floor is slightly kinder to the load generator than the other rows are.
+- Reading the rows: with 1 in flight (a) both sides wait on each other and every server pays
+  a wake-up per message; on the pipelined rows (b, c) the load generator saturates its core
+  first, and in `--raw` mode it also unmasks every echo, so there the raw row is no ceiling on
+  throughput (a ratio above 1× says the client was the limit): compare server CPU per message.
 - Server CPU per message: utime + stime of the server process from `/proc/PID/stat` at the
   start and end of the measured window (10 ms ticks), divided by the messages counted in it.
 - (e): the publisher keeps 8 messages out that not every subscriber has received (closed loop,
