@@ -15,9 +15,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-serve() {  # serve MODE: starts the server, sets $server and $addr
+serve() {  # serve MODE [ARGS..]: starts the server, sets $server and $addr
   [ -z "$server" ] || { kill "$server"; wait "$server" 2>/dev/null || true; }
-  RUST_LOG=info "$bin" serve --mode "$1" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+  RUST_LOG=info "$bin" serve --mode "$@" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
   server=$!
   addr=
   for _ in $(seq 100); do
@@ -33,7 +33,7 @@ serve() {  # serve MODE: starts the server, sets $server and $addr
 check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no error
   local name=$1 json messages errors
   shift
-  json=$(timeout 60 "$bin" bench "ws://$addr/" --json --server-pid "$server" "$@")
+  json=$(timeout 60 "$bin" bench "${scheme:-ws}://$addr/" --json --server-pid "$server" "$@")
   messages=$(grep -o '"messages": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
   errors=$(grep -o '"errors": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
   if [ "${messages:-0}" -eq 0 ] || [ "${errors:-1}" -ne 0 ]; then
@@ -51,3 +51,5 @@ check "idle connections" --mode idle -c 50 -d 200ms
 check "handshakes" --mode handshakes -c 4 -d 1s --warmup 200ms
 serve broadcast
 check "broadcast, 20 subscribers" --mode broadcast -c 20 -k 4 -d 1s --warmup 200ms
+serve echo --tls-self-signed
+scheme=wss check "echo over wss://, self-signed" -c 4 -k 4 -d 1s --warmup 200ms --insecure

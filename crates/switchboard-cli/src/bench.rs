@@ -27,6 +27,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use switchboard::tls::ClientTls;
 use switchboard::{ConnectOptions, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
@@ -86,6 +87,12 @@ pub(crate) struct BenchArgs {
     /// Threads of the load generator (1: a single-threaded runtime, best when it has one core).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// For wss://, trust the certificates in this PEM file instead of the public roots
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    ca: Option<std::path::PathBuf>,
+    /// For wss://, do not verify the server's certificate (development only)
+    #[arg(long)]
+    insecure: bool,
     /// Connections being opened at any one time during setup.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
@@ -115,6 +122,16 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.in_flight == 0 {
         bail!("--in-flight must be at least 1");
     }
+    let tls = if args.insecure {
+        Some(ClientTls::dangerous_insecure())
+    } else {
+        args.ca
+            .as_deref()
+            .map(ClientTls::from_ca_file)
+            .transpose()?
+    };
+    // Set once, before any connection opens.
+    let _ = CLIENT_TLS.set(tls);
     let runtime = match args.threads {
         0 => bail!("--threads must be at least 1"),
         1 => tokio::runtime::Builder::new_current_thread()
@@ -147,6 +164,11 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// How wss:// connections verify the server (`--ca`, `--insecure`); `None`: the public roots.
+/// Every connection of a run opens through [`open`], deep in the workload modules, so the
+/// choice is made once here rather than threaded through each of them.
+static CLIENT_TLS: std::sync::OnceLock<Option<ClientTls>> = std::sync::OnceLock::new();
+
 /// A transport [`switchboard::connect_with`] may hand back (plain TCP; TLS for `wss://`).
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
@@ -157,6 +179,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, switchboard::Error> {
     let options = ConnectOptions {
         timeout: CONNECT_TIMEOUT,
+        tls: CLIENT_TLS.get().cloned().flatten(),
         ..ConnectOptions::default()
     };
     let (ws, _response) = switchboard::connect_with(&url, &options).await?;
