@@ -47,8 +47,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a command on a multi-threaded runtime.
-fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+/// Runs a command on a multi-threaded runtime, as a task of its own: on the main thread it
+/// would compete with the worker threads for the cores (a server's accept loop did, measured).
+fn block_on<F>(command: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>> + Send + 'static,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,7 +63,12 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>
             return ExitCode::FAILURE;
         }
     };
-    exit_code(runtime.block_on(command))
+    let result = runtime.block_on(async {
+        tokio::spawn(command)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}")))
+    });
+    exit_code(result)
 }
 
 fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
