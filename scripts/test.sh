@@ -5,12 +5,13 @@
 # already there).
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
-#                interop e2e with Node's ws and Chromium, the browser test and the hostile
-#                clients (steps a, a2, g, h, i, j, k)
+#                interop e2e with Node's ws and Chromium, the browser test, the hostile
+#                clients, the cluster, the soak (steps a, a2, h-o, i2)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
 #   FUZZ_SECONDS seconds per fuzz target in the smoke run (default 5; 0 skips it)
+#   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 
@@ -55,6 +56,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
   fi
+  # redis-server: the Redis broker's tests (cargo test) and the cluster e2e start their own
+  if ! command -v redis-server >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+  fi
 }
 
 install_autobahn() {
@@ -65,7 +71,7 @@ install_autobahn() {
   fi
 }
 
-# node, npm and chromium (Debian packages) and e2e/interop's npm packages, for step i
+# node, npm and chromium (Debian packages) and e2e/interop's npm packages, for step i2
 install_interop() {
   local pkgs=()
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -78,7 +84,7 @@ install_interop() {
   (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 }
 
-step 0 "prerequisites (rustfmt, clippy, python3)" prereqs
+step 0 "prerequisites (rustfmt, clippy, python3, redis)" prereqs
 if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
   step a2 "install node, npm, chromium (interop)" install_interop
 else
@@ -92,23 +98,31 @@ step e "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --worksp
 # release binary + examples (autobahn_client is an example of crate switchboard) for e2e
 step f "cargo build --release (bins, examples)" \
   cargo build --release -p switchboard-cli -p switchboard --bins --examples
+step g "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 if [ -z "$skip_e2e" ]; then
-  step g "Autobahn: switchboard as server" e2e/autobahn/run.sh server
-  step h "Autobahn: switchboard as client" e2e/autobahn/run.sh client
-  step i "interop: deflate with ws and Chromium" e2e/interop/run.sh
+  step h "Autobahn: switchboard as server" e2e/autobahn/run.sh server
+  step i "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+  step i2 "interop: deflate with ws and Chromium" e2e/interop/run.sh
   # the chat page in Chromium (installs chromium and the npm packages when missing)
   step j "browser: chat page in Chromium" e2e/browser/run.sh
   step k "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
+  step l "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+  step o "10,000 connections on one server" e2e/scale/connections.sh 10000
+  step m "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
+    python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 else
-  skip g "Autobahn: switchboard as server"
-  skip h "Autobahn: switchboard as client"
-  skip i "interop: deflate with ws and Chromium"
+  skip h "Autobahn: switchboard as server"
+  skip i "Autobahn: switchboard as client"
+  skip i2 "interop: deflate with ws and Chromium"
   skip j "browser: chat page in Chromium"
   skip k "hostile clients against switchboard serve"
+  skip l "cluster: nodes sharing channels via Redis"
+  skip o "10,000 connections on one server"
+  skip m "soak: hub pub/sub with churn"
 fi
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
-  step l "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+  step n "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
 else
-  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "l. fuzz smoke")")
+  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "n. fuzz smoke")")
 fi

@@ -20,43 +20,11 @@ in its log. Prints "N passed, M failed" and exits non-zero on a failure.
 """
 import argparse, asyncio, os, random, signal, socket, struct, subprocess, sys, time
 
-KEY_REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from wsclient import KEY_REQUEST, frame, free_port, open_ws, read_frame, rss_mb, wait_listening  # noqa: E402
+
 MAX_MESSAGE = 1 << 20
 RSS_BOUND_MB = 400
-
-
-def frame(opcode, payload=b"", fin=True):
-    """A client frame, masked with a random key (RFC 6455 §5.3)."""
-    key = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
-    return head + key + masked
-
-
-async def open_ws(port):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(KEY_REQUEST)
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
-
-
-async def read_frame(reader):
-    b0, b1 = await reader.readexactly(2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", await reader.readexactly(2))[0]
-    elif n == 127:
-        n = struct.unpack("!Q", await reader.readexactly(8))[0]
-    return b0 & 0x0F, await reader.readexactly(n)
 
 
 async def close_code(reader, timeout=10):
@@ -69,14 +37,6 @@ async def close_code(reader, timeout=10):
                     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Run:
@@ -249,9 +209,7 @@ def main():
     ap.add_argument("--binary", default="target/release/switchboard")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the timed attacks")
     args = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log_path = os.path.join(os.path.dirname(os.path.abspath(args.binary)), "hostile-server.log")
     log = open(log_path, "w")
     server = subprocess.Popen(
@@ -259,13 +217,7 @@ def main():
          "--max-message-size", str(MAX_MESSAGE)],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info"))
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_listening(port)
         run = asyncio.run(main_async(args, port, server))
     finally:
         server.send_signal(signal.SIGTERM)

@@ -4,7 +4,7 @@
 //! whole payload (flate2) says, whatever the fragments and reads: the same bytes, or a failure
 //! with the same close code (1009 past the limit, 1007 for invalid data or text). An input
 //! whose flag byte says "raw" is fed as wire bytes instead, and only the connection's
-//! invariants are checked.
+//! invariants are checked (as in the connection targets).
 //!
 //! Layout: a flag byte (bit 0: client role, bit 1: no context takeover, bits 2-4: window bits
 //! minus 8, bit 5: raw), a read size, then messages, each a header byte (bit 0: text, bits 1-2:
@@ -17,8 +17,10 @@ use libfuzzer_sys::fuzz_target;
 use switchboard_proto::deflate::{DeflateConfig, DeflateParams};
 use switchboard_proto::{CloseCode, Config, Connection, Message, ProtocolError, Role};
 
+mod common;
+
 /// The inflated size limit: small, so that bombs are cheap to find.
-const LIMIT: usize = 16 * 1024;
+const LIMIT: usize = common::MAX_MESSAGE;
 /// What the sender strips from every message and the receiver adds back (RFC 7692 §7.2.2).
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -26,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let [flags, chunk, rest @ ..] = data else {
         return;
     };
+    let raw_input = &data[1..]; // the read size, then wire bytes
     let role = if flags & 1 == 0 {
         Role::Server
     } else {
@@ -33,9 +36,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let no_context_takeover = flags & 2 != 0;
     let bits = 8 + ((flags >> 2) & 7);
+    // The shared small limits, but frames as long as a message of this target's layout.
     let config = Config {
-        max_message_size: LIMIT,
-        ..Config::default()
+        max_frame_size: 1 << 16,
+        ..common::config()
     };
     let mut conn = Connection::new(role, config);
     let params = DeflateParams {
@@ -45,36 +49,13 @@ fuzz_target!(|data: &[u8]| {
         client_max_window_bits: Some(bits),
     };
     conn.enable_deflate(&params, &DeflateConfig::default());
-    let chunk = usize::from(*chunk).max(1);
     if flags & 0x20 != 0 {
-        raw(conn, rest, chunk);
+        common::drive(conn, raw_input);
     } else {
+        let chunk = usize::from(*chunk).max(1);
         messages(conn, role, bits, no_context_takeover, rest, chunk);
     }
 });
-
-/// Wire bytes as they come: an error comes once, with a Close queued, and nothing after it.
-fn raw(mut conn: Connection, data: &[u8], chunk: usize) {
-    let mut failed = false;
-    for piece in data.chunks(chunk) {
-        conn.handle_input(piece);
-        while let Some(event) = conn.poll_message() {
-            assert!(!failed, "message after an error");
-            match event {
-                Ok(Message::Text(t)) => assert!(std::str::from_utf8(t.as_bytes()).is_ok()),
-                Ok(Message::Binary(b)) => assert!(b.len() <= LIMIT),
-                Ok(Message::Ping(b) | Message::Pong(b)) => assert!(b.len() <= 125),
-                Ok(Message::Close(_)) => assert!(conn.is_closed()),
-                Err(_) => {
-                    failed = true;
-                    assert!(conn.is_closed());
-                    assert!(conn.buffered_amount() > 0, "no close frame queued");
-                }
-            }
-        }
-        while conn.poll_transmit().is_some() {}
-    }
-}
 
 /// What the reference expects of one message.
 #[derive(Debug)]

@@ -8,7 +8,9 @@ use switchboard_proto::deflate::DeflateConfig;
 use switchboard_proto::handshake::{accept_key, server};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Some((request, len))) = server::parse_request(data, 4096) else { return };
+    let Ok(Some((request, len))) = server::parse_request(data, 4096) else {
+        return;
+    };
     assert!(len <= data.len() && len <= 4096);
     let _ = server::is_upgrade_request(&request);
     let _ = server::requested_protocols(&request).count();
@@ -30,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(response) => {
             assert_eq!(response.status(), 101);
             let key = request.headers()["sec-websocket-key"].as_bytes();
-            assert_eq!(response.headers()["sec-websocket-accept"], accept_key(key).as_str());
+            assert_eq!(
+                response.headers()["sec-websocket-accept"],
+                accept_key(key).as_str()
+            );
             let mut out = Vec::new();
             server::write_response(&response, b"", &mut out);
         }

@@ -10,10 +10,14 @@ use switchboard_proto::handshake::{accept_key, client};
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Some((response, len))) = client::parse_response(data, 4096) else { return };
+    let Ok(Some((response, len))) = client::parse_response(data, 4096) else {
+        return;
+    };
     assert!(len <= data.len());
     if client::validate_response(&response, KEY, &["chat"]).is_ok() {
-        let accept = response.headers()["sec-websocket-accept"].to_str().unwrap_or("");
+        let accept = response.headers()["sec-websocket-accept"]
+            .to_str()
+            .unwrap_or("");
         assert_eq!(accept.trim(), accept_key(KEY.as_bytes()));
     }
     // Offered: server_max_window_bits=10, client_max_window_bits (any value).

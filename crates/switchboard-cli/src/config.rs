@@ -131,6 +131,10 @@ pub(crate) struct ServeOptions {
     )]
     #[serde(default, deserialize_with = "rules")]
     pub(crate) rules: Option<Vec<ChannelRule>>,
+    /// Share channels, history and presence with other nodes through Redis
+    /// (redis://HOST:PORT[/DB]); without it, channels live in this process
+    #[arg(long, value_name = "URL", help_heading = "Hub mode")]
+    pub(crate) broker: Option<String>,
 }
 
 /// Channel rules in a file: `rules = ["team:*=authenticated"]`, as `--rule` reads them.
@@ -218,6 +222,7 @@ impl ServeOptions {
             max_data_size,
             jwt_secret,
             rules,
+            broker,
         )
     }
 }

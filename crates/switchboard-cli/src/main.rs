@@ -1,9 +1,10 @@
-//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal.
+//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal, measure one.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod config;
 mod connect;
 mod serve;
@@ -26,6 +27,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Connect to a WebSocket server: lines typed are sent, messages received are printed.
     Connect(connect::ConnectArgs),
+    /// Measure a WebSocket server: echo, broadcast, idle connections, handshakes.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,20 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    match cli.command {
+        // The load generator sizes its own runtime.
+        Command::Bench(args) => exit_code(bench::main(args)),
+        Command::Serve(args) => block_on(serve::run(*args)),
+        Command::Connect(args) => block_on(connect::run(args)),
+    }
+}
+
+/// Runs a command on a multi-threaded runtime, as a task of its own: on the main thread it
+/// would compete with the worker threads for the cores (a server's accept loop did, measured).
+fn block_on<F>(command: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>> + Send + 'static,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,11 +64,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Connect(args) => connect::run(args).await,
-        }
+        tokio::spawn(command)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the command's task failed: {e}")))
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use switchboard::tls::ServerTls;
 use switchboard::{Backpressure, DeflateConfig, Server};
-use switchboard_hub::{HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
+use switchboard_hub::{Broker, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Policy, ServeOptions};
 use crate::web;
@@ -59,10 +59,31 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
     config.allowed_origins = options.allowed_origins.clone().unwrap_or_default();
-    let broker = Arc::new(LocalBroker::new(history));
+    let broker: Arc<dyn Broker> = match &options.broker {
+        None => Arc::new(LocalBroker::new(history)),
+        Some(url) => redis_broker(url, history).await?,
+    };
     Hub::new(broker, config)
         .await
         .context("cannot start the hub")
+}
+
+#[cfg(feature = "redis")]
+async fn redis_broker(url: &str, history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+    let mut config = switchboard_hub::RedisConfig::new(url);
+    config.history = history;
+    let broker = switchboard_hub::RedisBroker::connect(config).await?;
+    tracing::info!(
+        broker = url,
+        node = broker.node(),
+        "channels shared through redis"
+    );
+    Ok(Arc::new(broker))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_broker(_url: &str, _history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+    anyhow::bail!("this build has no Redis broker (cargo feature `redis`)")
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,8 @@
 //!   epoch; a new epoch (history lost) restarts them;
 //! - every publication, join and leave of a channel the node has [`subscribe`](Broker::subscribe)d
 //!   to reaches [`BrokerEvents`] once, in offset order, from the moment `subscribe` returns;
+//!   when a broker cannot keep this (its backing service lost data), it says so with
+//!   [`BrokerEvents::stream_lost`] before the next event of the channel;
 //! - [`history`](Broker::history) sees every publication whose [`publish`](Broker::publish)
 //!   returned before it was called, while it is retained.
 
@@ -103,6 +105,12 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn join(&self, channel: &str, client: &ClientInfo);
     /// A client left the channel.
     fn leave(&self, channel: &str, client: &ClientInfo);
+    /// The node can no longer deliver the channel without a gap: publications it did not
+    /// deliver are gone (the broker's backing service lost its data and the channel has a
+    /// new epoch, or more was missed during an outage than history holds). Events after this
+    /// continue from the channel's current position; subscribers from before must recover
+    /// (the hub closes their connections so that they subscribe again with `since`).
+    fn stream_lost(&self, channel: &str);
 }
 
 impl std::fmt::Debug for dyn BrokerEvents {

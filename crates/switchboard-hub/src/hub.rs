@@ -19,6 +19,14 @@
 //! anything more: the hub closes its connection with 1013 (try again later), and the client
 //! recovers what it missed when it reconnects with `since`. Dropping messages silently would
 //! break the promise above.
+//!
+//! ## Lost streams
+//!
+//! When the broker can no longer deliver a channel without a gap (Redis lost its data, so the
+//! channel has a new epoch; or more was published during an outage than history holds), the
+//! hub closes the connections of the channel's subscribers with 1012 (service restart). They
+//! subscribe again with `since` and learn from the reply what happened (`epoch_changed`,
+//! `history_truncated`), or recover what history still holds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -215,7 +223,7 @@ impl Hub {
                 authenticated: identity.authenticated,
             },
             sender,
-            lag: Arc::new(Notify::new()),
+            kick: Arc::new(Kick::default()),
             subscriptions: HashSet::new(),
         };
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
@@ -241,14 +249,15 @@ impl Hub {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
-                () = session.lag.notified() => {
-                    tracing::debug!(conn = %session.info.conn, "closing a lagging client");
+                () = session.kick.notify.notified() => {
+                    let (code, reason) = session.kick.close_frame();
+                    tracing::debug!(conn = %session.info.conn, reason, "closing a client");
                     let sender = session.sender.clone();
                     session.end().await;
                     self.inner.connections.fetch_sub(1, Ordering::Relaxed);
                     // The Close queues behind what the client has yet to read: a client that
-                    // reads again gets a gap-free prefix, then 1013.
-                    let close = sender.close(CloseCode::TRY_AGAIN_LATER, "too slow");
+                    // reads again gets a gap-free prefix, then the close.
+                    let close = sender.close(code, reason);
                     let _ = tokio::time::timeout(LAGGING_CLOSE, close).await;
                     return;
                 }
@@ -316,9 +325,42 @@ struct Session<'h> {
     id: u64,
     info: ClientInfo,
     sender: Sender,
-    /// Woken by the fan-out when this connection's queue overflowed.
-    lag: Arc<Notify>,
+    /// Set by the fan-out when the connection must end (see [`Kick`]).
+    kick: Arc<Kick>,
     subscriptions: HashSet<String>,
+}
+
+/// Why the hub ends a connection of its own accord.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KickReason {
+    /// Its send queue is full (see "Lagging").
+    Lagging,
+    /// A channel it follows lost its stream (see "Lost streams").
+    StreamLost,
+}
+
+/// Tells a session to end its connection; the first reason wins.
+#[derive(Debug, Default)]
+struct Kick {
+    notify: Notify,
+    reason: std::sync::OnceLock<KickReason>,
+}
+
+impl Kick {
+    fn kick(&self, reason: KickReason) {
+        let _ = self.reason.set(reason);
+        self.notify.notify_one();
+    }
+
+    fn close_frame(&self) -> (CloseCode, &'static str) {
+        match self.reason.get() {
+            Some(KickReason::StreamLost) => (
+                CloseCode::SERVICE_RESTART,
+                "channel stream lost; subscribe again with since",
+            ),
+            Some(KickReason::Lagging) | None => (CloseCode::TRY_AGAIN_LATER, "too slow"),
+        }
+    }
 }
 
 impl Session<'_> {
@@ -461,7 +503,7 @@ impl Session<'_> {
             ));
         }
         let fanout = &self.hub.fanout;
-        fanout.add_pending(&channel, self.id, &self.sender, &self.lag);
+        fanout.add_pending(&channel, self.id, &self.sender, &self.kick);
         if let Err(e) = self.hub.attach(&channel).await {
             fanout.remove(&channel, self.id);
             return Err(unavailable(id, &e));
@@ -613,7 +655,7 @@ struct Subscriber {
     sender: Sender,
     /// `Some` while the subscription is pending: events held until `subscribed` is sent.
     pending: Option<Vec<Held>>,
-    lag: Arc<Notify>,
+    kick: Arc<Kick>,
 }
 
 #[derive(Debug)]
@@ -629,11 +671,11 @@ impl Fanout {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add_pending(&self, channel: &str, id: u64, sender: &Sender, lag: &Arc<Notify>) {
+    fn add_pending(&self, channel: &str, id: u64, sender: &Sender, kick: &Arc<Kick>) {
         let subscriber = Subscriber {
             sender: sender.clone(),
             pending: Some(Vec::new()),
-            lag: lag.clone(),
+            kick: kick.clone(),
         };
         self.lock()
             .entry(channel.to_owned())
@@ -700,7 +742,7 @@ impl Fanout {
 
     fn lag(&self, subscriber: &Subscriber) {
         self.lagged.fetch_add(1, Ordering::Relaxed);
-        subscriber.lag.notify_one();
+        subscriber.kick.kick(KickReason::Lagging);
     }
 
     /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
@@ -758,6 +800,14 @@ impl BrokerEvents for Fanout {
     fn leave(&self, channel: &str, client: &ClientInfo) {
         let frame = presence_frame(&Reply::Leave { channel, client });
         self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
+    }
+
+    fn stream_lost(&self, channel: &str) {
+        // Pending subscribers go too: their reply may predate the loss.
+        let subscribers = self.lock().remove(channel);
+        for subscriber in subscribers.into_iter().flat_map(HashMap::into_values) {
+            subscriber.kick.kick(KickReason::StreamLost);
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! - [`Hub`]: channels (rooms) over a JSON protocol ([`protocol`]): publish and subscribe with
 //!   per-channel offsets, history, recovery of missed messages after a reconnect, presence with
 //!   join/leave, optional JWT authentication ([`auth`]) and per-channel [`rules`]. The hub runs
-//!   on a [`Broker`]: [`LocalBroker`] in-process, or one shared by several nodes.
+//!   on a [`Broker`]: [`LocalBroker`] in-process, or `RedisBroker` (feature `redis`) shared by
+//!   several nodes.
 //! - [`echo`]: every message goes back to its sender (the first program of every WebSocket
 //!   tutorial, and what conformance suites test against);
 //! - [`Broadcast`]: every message goes to every other open client, as-is.
@@ -20,6 +21,8 @@ mod hub;
 mod local;
 pub mod protocol;
 mod raw;
+#[cfg(feature = "redis")]
+mod redis_broker;
 pub mod rules;
 
 pub use auth::{Claims, JwtKey, TokenError};
@@ -30,6 +33,8 @@ pub use hub::{Hub, HubConfig};
 pub use local::{HistoryConfig, LocalBroker};
 pub use protocol::ErrorCode;
 pub use raw::{Broadcast, echo};
+#[cfg(feature = "redis")]
+pub use redis_broker::{RedisBroker, RedisConfig};
 pub use rules::{ChannelRule, Policy};
 
 /// `bytes` random bytes from the operating system, in hex (epochs, connection ids).

@@ -225,6 +225,22 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
     })
 }
 
+/// Reads one text frame as the hub does, without acting on it: the op of a well-formed request,
+/// or the refusal the client would get. The same decoder the hub runs, for tests and fuzzers.
+///
+/// # Errors
+///
+/// The [`RequestError`] (code and reason) of the `error` reply the hub would send.
+pub fn check_request(text: &str) -> Result<&'static str, RequestError> {
+    Ok(match parse_request(text)? {
+        Request::Subscribe { .. } => "subscribe",
+        Request::Unsubscribe { .. } => "unsubscribe",
+        Request::Publish { .. } => "publish",
+        Request::Presence { .. } => "presence",
+        Request::History { .. } => "history",
+    })
+}
+
 /// Channel names: 1 to [`MAX_CHANNEL_LEN`] bytes, no whitespace or control characters (they
 /// are shown to people and used as keys by brokers).
 pub(crate) fn check_channel(channel: &str) -> Result<(), String> {

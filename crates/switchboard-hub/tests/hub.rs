@@ -793,3 +793,68 @@ async fn a_connection_is_closed_when_its_token_expires() {
     );
     assert_eq!(ann.closed().await, Some(1008));
 }
+
+/// The local broker, keeping the hub's event sink so a test can report a lost stream.
+struct Reporting(LocalBroker, std::sync::OnceLock<Arc<dyn BrokerEvents>>);
+
+impl Broker for Reporting {
+    fn start(&self, events: Arc<dyn BrokerEvents>) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let _ = self.1.set(events.clone());
+        self.0.start(events)
+    }
+    fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.0.subscribe(channel)
+    }
+    fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.0.unsubscribe(channel)
+    }
+    fn publish(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        self.0.publish(channel, from, data)
+    }
+    fn history(
+        &self,
+        channel: &str,
+        range: HistoryRange,
+    ) -> BoxFuture<'_, Result<switchboard_hub::History, BrokerError>> {
+        self.0.history(channel, range)
+    }
+    fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.0.join(channel, client)
+    }
+    fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.0.leave(channel, client)
+    }
+    fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
+        self.0.presence(channel)
+    }
+}
+
+#[tokio::test]
+async fn a_lost_stream_closes_its_subscribers_with_1012_and_leaves_others_alone() {
+    let broker = Arc::new(Reporting(LocalBroker::default(), Default::default()));
+    let server = start_on(broker.clone(), HubConfig::default()).await;
+    let mut ann = Client::connect(&server, "name=ann").await;
+    let reply = ann.subscribe("room", None).await;
+    ann.subscribe("other", None).await;
+    let mut bob = Client::connect(&server, "name=bob").await;
+    bob.subscribe("other", None).await;
+    let ack = bob.publish("room", json!("before"), 1).await;
+    assert_eq!(ack["offset"], 1);
+
+    broker.1.get().unwrap().stream_lost("room");
+    assert_eq!(ann.closed().await, Some(1012));
+    // Bob follows only the other channel: still served.
+    let ack = bob.publish("other", json!("still here"), 2).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    // Ann comes back and recovers what history holds.
+    let mut ann = Client::connect(&server, "name=ann").await;
+    let since = json!({"epoch": reply["epoch"], "offset": 0});
+    let reply = ann.subscribe("room", Some(since)).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    assert_eq!(offsets(&reply["publications"]), [1]);
+}

@@ -1,0 +1,102 @@
+//! `switchboard bench` against in-process servers: correct echoes count, wrong ones are caught.
+
+use std::process::Command;
+
+use switchboard::{Message, Server};
+
+/// Starts an echo server on a free port that answers message number `corrupt_every` (and every
+/// multiple of it) with its last byte changed; 0 never corrupts.
+fn spawn_echo(corrupt_every: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+            tx.send(server.local_addr().unwrap()).unwrap();
+            let serve = server.serve(move |mut ws, _| async move {
+                let mut n = 0;
+                while let Some(Ok(message)) = ws.recv().await {
+                    n += 1;
+                    let message = match message {
+                        Message::Binary(data) if corrupt_every > 0 && n % corrupt_every == 0 => {
+                            let mut data = data.to_vec();
+                            if let Some(last) = data.last_mut() {
+                                *last ^= 1;
+                            }
+                            Message::Binary(data.into())
+                        }
+                        m if m.is_data() => m,
+                        _ => continue,
+                    };
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // The test process ends the server by exiting.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), serve).await;
+        });
+    });
+    (rx.recv().unwrap(), thread)
+}
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--duration", "1s", "--warmup", "200ms"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn checked_echoes_count_and_report_latency() {
+    let (addr, _server) = spawn_echo(0);
+    let url = format!("ws://{addr}/");
+    let report = bench(&[&url, "-c", "4", "-k", "4", "-s", "100", "--binary"]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["latency_us"]["p99"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let mb = report["mb_per_sec"].as_f64().unwrap();
+    let msgs = report["msgs_per_sec"].as_f64().unwrap();
+    assert!((mb * 1e6 - msgs * 100.0).abs() < 1.0, "{report}");
+}
+
+#[test]
+fn a_wrong_echo_is_an_error_and_ends_its_connection() {
+    let (addr, _server) = spawn_echo(50);
+    let url = format!("ws://{addr}/");
+    let report = bench(&[&url, "-c", "2", "-k", "1", "-s", "64", "--binary"]);
+    // Each connection fails at its 50th message, before the warm-up is over.
+    assert_eq!(report["errors"], 2, "{report}");
+    assert!(
+        report["error_samples"][0]
+            .as_str()
+            .unwrap()
+            .contains("differs from the message sent, from byte 63"),
+        "{report}"
+    );
+    assert_eq!(report["messages"], 0, "{report}");
+}
+
+#[test]
+fn idle_connections_are_held_and_counted() {
+    let (addr, _server) = spawn_echo(0);
+    let url = format!("ws://{addr}/");
+    let pid = std::process::id().to_string();
+    let report = bench(&[&url, "--mode", "idle", "-c", "20", "--server-pid", &pid]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["messages"], 20, "{report}");
+    assert!(
+        report["memory"]["rss_after_kib"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}

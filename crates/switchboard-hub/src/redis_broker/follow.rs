@@ -1,0 +1,337 @@
+//! The follower: one task that owns the node's Pub/Sub connection, subscribes it to the
+//! channels the hub asks for, and hands their events to the hub in offset order, with no gap.
+//!
+//! Being one task, it handles the hub's commands and the messages of every channel in one
+//! order, so a channel's position (the last offset delivered) needs no lock. Redis delivers a
+//! Pub/Sub connection's messages in publish order; the only way to miss some is to lose the
+//! connection, so after a reconnect every followed channel is read back from its stream, and
+//! a publication that skips offsets makes the follower read the missing ones first.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream as _;
+use redis::Msg;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::scripts::{self, Event};
+use super::{Shared, unavailable};
+use crate::broker::{BrokerError, BrokerEvents, HistoryRange};
+
+/// First wait before connecting again after the Pub/Sub connection was lost.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the broker asks of the follower.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Deliver the channel's events from now on; answer once they flow.
+    Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+    /// Stop delivering the channel's events.
+    Unsubscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+}
+
+/// Where delivery of a channel stands.
+#[derive(Debug)]
+struct Position {
+    epoch: String,
+    /// The last offset delivered (or known to be in history when delivery started).
+    offset: u64,
+}
+
+pub(super) struct Follower {
+    shared: Arc<Shared>,
+    events: Arc<dyn BrokerEvents>,
+    connection: Option<(PubSubSink, PubSubStream)>,
+    followed: HashMap<String, Position>,
+}
+
+impl Follower {
+    /// Opens the Pub/Sub connection.
+    pub(super) async fn connect(
+        shared: Arc<Shared>,
+        events: Arc<dyn BrokerEvents>,
+    ) -> Result<Self, BrokerError> {
+        let connection = shared.bounded(shared.client.get_async_pubsub()).await?;
+        Ok(Self {
+            shared,
+            events,
+            connection: Some(connection.split()),
+            followed: HashMap::new(),
+        })
+    }
+
+    /// Serves commands and delivers events until the broker is dropped.
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut backoff = MIN_BACKOFF;
+        let mut retry_at = Instant::now();
+        // Pings find a connection that died silently; they also keep followed channels'
+        // positions from expiring in Redis while nothing is published.
+        let mut tick = tokio::time::interval(self.shared.config.node_timeout / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Some((_, stream)) = &mut self.connection {
+                tokio::select! {
+                    command = commands.recv() => match command {
+                        Some(command) => self.command(command).await,
+                        None => return,
+                    },
+                    message = next(stream) => match message {
+                        Some(message) => self.message(&message).await,
+                        None => self.lost("redis closed the pub/sub connection"),
+                    },
+                    _ = tick.tick() => self.tick().await,
+                }
+            } else {
+                tokio::select! {
+                    command = commands.recv() => match command {
+                        Some(command) => self.command(command).await,
+                        None => return,
+                    },
+                    () = tokio::time::sleep_until(retry_at) => {
+                        if self.reconnect().await {
+                            backoff = MIN_BACKOFF;
+                        } else {
+                            retry_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops a failed Pub/Sub connection; `run` makes a new one.
+    fn lost(&mut self, why: &str) {
+        if self.connection.take().is_some() {
+            tracing::warn!(reason = why, "redis pub/sub connection lost; reconnecting");
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Subscribe(channel, done) => {
+                if done.is_closed() {
+                    return; // the hub stopped waiting (timed out)
+                }
+                let fresh = !self.followed.contains_key(&channel);
+                let result = self.subscribe(&channel).await;
+                if done.send(result).is_err() && fresh {
+                    // Nobody counts this subscription: undo it.
+                    self.unsubscribe(&channel).await.ok();
+                }
+            }
+            Command::Unsubscribe(channel, done) => {
+                let result = self.unsubscribe(&channel).await;
+                let _ = done.send(result);
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> Result<(), BrokerError> {
+        self.followed.remove(channel);
+        let pubsub = self.shared.keys.pubsub(channel);
+        let result = match &mut self.connection {
+            // Without a connection there is nothing to undo: the next one will not subscribe
+            // to the channel.
+            None => Ok(()),
+            Some((sink, _)) => self.shared.bounded(sink.unsubscribe(&pubsub)).await,
+        };
+        if let Err(e) = &result {
+            self.lost(&e.to_string());
+        }
+        result
+    }
+
+    async fn subscribe(&mut self, channel: &str) -> Result<(), BrokerError> {
+        if self.followed.contains_key(channel) {
+            return Ok(());
+        }
+        let Some((sink, _)) = &mut self.connection else {
+            return Err(unavailable("redis pub/sub is reconnecting"));
+        };
+        let pubsub = self.shared.keys.pubsub(channel);
+        if let Err(e) = self.shared.bounded(sink.subscribe(&pubsub)).await {
+            self.lost(&e.to_string());
+            return Err(e);
+        }
+        // Every publication from here on comes through Pub/Sub; the position read now says
+        // where delivery starts (the hub reads what came before from history).
+        match self.shared.stream(channel, HistoryRange::Latest(0)).await {
+            Ok(stream) => {
+                let position = Position {
+                    epoch: stream.epoch,
+                    offset: stream.top,
+                };
+                self.followed.insert(channel.to_owned(), position);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some((sink, _)) = &mut self.connection {
+                    if self
+                        .shared
+                        .bounded(sink.unsubscribe(&pubsub))
+                        .await
+                        .is_err()
+                    {
+                        self.lost("unsubscribe failed");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn message(&mut self, message: &Msg) {
+        let Some(channel) = self.shared.keys.channel_of(message.get_channel_name()) else {
+            return;
+        };
+        if !self.followed.contains_key(channel) {
+            return; // unsubscribed meanwhile
+        }
+        let event = match scripts::event(message.get_payload_bytes()) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "unreadable pub/sub message");
+                return;
+            }
+        };
+        let channel = channel.to_owned();
+        match event {
+            Event::Join(client) => self.events.join(&channel, &client),
+            Event::Leave(client) => self.events.leave(&channel, &client),
+            Event::Publication { epoch, publication } => {
+                let in_order =
+                    |p: &Position| p.epoch == epoch && p.offset + 1 == publication.offset;
+                let seen = |p: &Position| p.epoch == epoch && p.offset >= publication.offset;
+                let Some(position) = self.followed.get(&channel) else {
+                    return;
+                };
+                if seen(position) {
+                    return;
+                }
+                if !in_order(position) {
+                    // A gap, or another epoch: catch up from the stream, which holds this
+                    // publication too (or tells that the stream was lost).
+                    if let Err(e) = self.catch_up(&channel).await {
+                        self.lost(&e.to_string());
+                    }
+                    return;
+                }
+                if let Some(position) = self.followed.get_mut(&channel) {
+                    position.offset = publication.offset;
+                }
+                self.events.publication(&channel, &publication);
+            }
+        }
+    }
+
+    /// Delivers what the channel's stream holds past the delivered position. When that is
+    /// not everything that was missed (another epoch, or history too short), the hub is told
+    /// the stream was lost, and delivery goes on from the stream's current position.
+    async fn catch_up(&mut self, channel: &str) -> Result<(), BrokerError> {
+        let Some(position) = self.followed.get(channel) else {
+            return Ok(());
+        };
+        let range = HistoryRange::After {
+            offset: position.offset,
+            limit: self.shared.config.history.size,
+        };
+        let stream = self.shared.stream(channel, range).await?;
+        let Some(position) = self.followed.get_mut(channel) else {
+            return Ok(());
+        };
+        let whole = stream.epoch == position.epoch
+            && stream.top >= position.offset
+            && stream.publications.len() as u64 == stream.top - position.offset
+            && stream
+                .publications
+                .iter()
+                .zip(position.offset + 1..)
+                .all(|(p, offset)| p.offset == offset);
+        if whole {
+            for publication in &stream.publications {
+                self.events.publication(channel, publication);
+            }
+        } else {
+            tracing::warn!(
+                %channel,
+                epoch = %position.epoch,
+                offset = position.offset,
+                now_epoch = %stream.epoch,
+                now_offset = stream.top,
+                "channel stream lost (redis lost its data, or more was missed than history holds)"
+            );
+            self.events.stream_lost(channel);
+        }
+        position.epoch = stream.epoch;
+        position.offset = stream.top;
+        Ok(())
+    }
+
+    /// Connects Pub/Sub again, subscribes to every followed channel and catches up each.
+    async fn reconnect(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let connection = match shared.bounded(shared.client.get_async_pubsub()).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::debug!(error = %e, "redis pub/sub reconnect failed");
+                return false;
+            }
+        };
+        let (mut sink, stream) = connection.split();
+        for channel in self.followed.keys() {
+            let pubsub = shared.keys.pubsub(channel);
+            if let Err(e) = shared.bounded(sink.subscribe(&pubsub)).await {
+                tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
+                return false;
+            }
+        }
+        self.connection = Some((sink, stream));
+        let channels: Vec<String> = self.followed.keys().cloned().collect();
+        for channel in &channels {
+            if let Err(e) = self.catch_up(channel).await {
+                tracing::debug!(error = %e, "redis catch-up failed");
+                self.connection = None;
+                return false;
+            }
+        }
+        tracing::info!(channels = channels.len(), "redis pub/sub connected again");
+        true
+    }
+
+    async fn tick(&mut self) {
+        let Some((sink, _)) = &mut self.connection else {
+            return;
+        };
+        if let Err(e) = self.shared.bounded(sink.ping::<redis::Value>()).await {
+            self.lost(&e.to_string());
+            return;
+        }
+        let ttl = super::millis(self.shared.config.position_ttl());
+        if ttl == 0 || self.followed.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for channel in self.followed.keys() {
+            pipe.cmd("PEXPIRE")
+                .arg(self.shared.keys.meta(channel))
+                .arg(ttl)
+                .ignore();
+        }
+        let mut con = self.shared.con.clone();
+        if let Err(e) = self.shared.bounded(pipe.query_async::<()>(&mut con)).await {
+            tracing::debug!(error = %e, "refreshing channel positions failed");
+        }
+    }
+}
+
+/// The next Pub/Sub message; `None` when the connection ended.
+async fn next(stream: &mut PubSubStream) -> Option<Msg> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+}

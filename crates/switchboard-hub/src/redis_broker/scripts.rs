@@ -1,0 +1,442 @@
+//! The Lua scripts the Redis broker runs, the keys they touch, and the decoding of what they
+//! store and publish.
+//!
+//! Each script runs atomically in Redis, so an offset is assigned, stored in history and
+//! published in one step: every node sees a channel's publications in offset order on its
+//! Pub/Sub connection, and a history read sees every publication that got an offset before it.
+//!
+//! Keys, under the configured prefix `P` (channel names have no whitespace, so a channel's
+//! keys never collide with another's):
+//!
+//! ```text
+//! P:meta:CH       hash    epoch, offset (the latest one given)
+//! P:history:CH    stream  entry id 0-OFFSET, fields t (ms, Redis clock) and b (body)
+//! P:presence:CH   hash    connection id -> "NODE CLIENT_JSON"
+//! P:node:NODE     set     "CONN CH" for every presence entry the node made
+//! P:nodes         zset    node -> when it counts as gone (ms, Redis clock)
+//! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "j CLIENT_JSON" | "l CLIENT_JSON"
+//! ```
+//!
+//! A body is `{"from":CLIENT,"data":DATA}` with `DATA` the publisher's exact JSON text.
+//! Presence and history scripts also touch keys they compute from `P` (the sweep of gone
+//! nodes), so the broker needs a single Redis (with replicas or Sentinel), not Redis Cluster.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::broker::{ClientInfo, Publication};
+
+/// Lua helpers shared by the scripts that read or write a channel's stream.
+const STREAM_HELPERS: &str = r"
+-- Redis 7 replicates a script's effects, not the script; before 7 this asks for it, so that
+-- TIME may precede writes.
+redis.replicate_commands()
+local function int(n) return string.format('%.0f', n) end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- The channel's epoch; a missing one (new channel, or history lost) is created with an
+-- empty history, so offsets restart at 1 under a name nobody has seen.
+local function epoch_of(meta, hist, candidate)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    epoch = candidate
+    redis.call('DEL', hist)
+    redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+  end
+  return epoch
+end
+-- Keeps the channel's position for idle_ms more (0: for ever).
+local function keep(meta, idle_ms)
+  if idle_ms > 0 then redis.call('PEXPIRE', meta, idle_ms) end
+end
+-- Drops history entries older than ttl_ms (0: none).
+local function expire(hist, ttl_ms, now)
+  if ttl_ms <= 0 then return end
+  local cutoff = now - ttl_ms
+  while true do
+    local first = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)[1]
+    if not first or tonumber(first[2][2]) > cutoff then break end
+    redis.call('XDEL', hist, first[1])
+  end
+end
+";
+
+/// KEYS: meta, history. ARGV: Pub/Sub channel, epoch candidate, body, history size,
+/// history ttl (ms), position ttl (ms). Returns `{epoch, offset}`.
+const PUBLISH: &str = r"
+local meta, hist = KEYS[1], KEYS[2]
+local epoch = epoch_of(meta, hist, ARGV[2])
+local offset = int(redis.call('HINCRBY', meta, 'offset', 1))
+local now = int(now_ms())
+local size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+if size > 0 then
+  redis.call('XADD', hist, 'MAXLEN', size, '0-' .. offset, 't', now, 'b', ARGV[3])
+  if ttl > 0 then
+    expire(hist, ttl, tonumber(now))
+    redis.call('PEXPIRE', hist, ttl)
+  end
+end
+keep(meta, tonumber(ARGV[6]))
+redis.call('PUBLISH', ARGV[1], 'm' .. epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. ARGV[3])
+return {epoch, offset}
+";
+
+/// KEYS: meta, history. ARGV: epoch candidate, `latest` or `after`, then for `latest` how
+/// many, for `after` the first entry id wanted; the most entries; history ttl (ms); position
+/// ttl (ms). Returns `{epoch, top, id, time, body, id, time, body, ...}`, oldest first.
+const HISTORY: &str = r"
+local meta, hist = KEYS[1], KEYS[2]
+local epoch = epoch_of(meta, hist, ARGV[1])
+local top = redis.call('HGET', meta, 'offset')
+keep(meta, tonumber(ARGV[6]))
+expire(hist, tonumber(ARGV[5]), now_ms())
+local entries = {}
+if ARGV[2] == 'latest' then
+  if tonumber(ARGV[3]) > 0 then
+    local newest = redis.call('XREVRANGE', hist, '+', '-', 'COUNT', ARGV[3])
+    for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
+  end
+elseif tonumber(ARGV[4]) > 0 then
+  entries = redis.call('XRANGE', hist, ARGV[3], '+', 'COUNT', ARGV[4])
+end
+local out = {epoch, top}
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2][2]
+  out[#out + 1] = e[2][4]
+end
+return out
+";
+
+/// KEYS: presence, node set. ARGV: connection id, node, client JSON, Pub/Sub channel, node
+/// set member. Announces the join when the entry is new; returns 1 then, else 0.
+const JOIN: &str = r"
+local fresh = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[5])
+if fresh == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[3]) end
+return fresh
+";
+
+/// KEYS: presence, node set. ARGV: connection id, Pub/Sub channel, node set member.
+/// Announces the leave (with the client as stored) when there was an entry; returns 1 then,
+/// else 0.
+const LEAVE: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[3])
+if not v then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local sp = string.find(v, ' ', 1, true)
+if sp then redis.call('PUBLISH', ARGV[2], 'l' .. string.sub(v, sp + 1)) end
+return 1
+";
+
+/// KEYS: presence, nodes. The client JSON of every entry whose node has not timed out.
+const PRESENCE: &str = r"
+local now = now_ms()
+local all = redis.call('HGETALL', KEYS[1])
+local alive, out = {}, {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sp = string.find(v, ' ', 1, true)
+  if sp then
+    local node = string.sub(v, 1, sp - 1)
+    local ok = alive[node]
+    if ok == nil then
+      local deadline = redis.call('ZSCORE', KEYS[2], node)
+      ok = (not deadline) or tonumber(deadline) > now
+      alive[node] = ok
+    end
+    if ok then out[#out + 1] = string.sub(v, sp + 1) end
+  end
+end
+return out
+";
+
+/// KEYS: nodes. ARGV: node, timeout (ms), key prefix (with its colon). Marks the node alive
+/// for the timeout, then removes up to 16 timed-out nodes: their presence entries go, with a
+/// leave announced for each. Returns 1 when the node was not registered (new, or swept).
+const HEARTBEAT: &str = r"
+local now = now_ms()
+local fresh = redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[2])), ARGV[1])
+local p = ARGV[3]
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 16)) do
+  local set = p .. 'node:' .. node
+  for _, member in ipairs(redis.call('SMEMBERS', set)) do
+    local sp = string.find(member, ' ', 1, true)
+    if sp then
+      local conn, channel = string.sub(member, 1, sp - 1), string.sub(member, sp + 1)
+      local pres = p .. 'presence:' .. channel
+      local v = redis.call('HGET', pres, conn)
+      if v and string.sub(v, 1, #node + 1) == node .. ' ' then
+        redis.call('HDEL', pres, conn)
+        redis.call('PUBLISH', p .. 'channel:' .. channel, 'l' .. string.sub(v, #node + 2))
+      end
+    end
+  end
+  redis.call('DEL', set)
+  redis.call('ZREM', KEYS[1], node)
+end
+return fresh
+";
+
+/// The scripts, loaded by hash (EVALSHA; reloaded by the client after a Redis restart).
+#[derive(Debug)]
+pub(super) struct Scripts {
+    pub(super) publish: redis::Script,
+    pub(super) history: redis::Script,
+    pub(super) join: redis::Script,
+    pub(super) leave: redis::Script,
+    pub(super) presence: redis::Script,
+    pub(super) heartbeat: redis::Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        let stream = |body: &str| redis::Script::new(&format!("{STREAM_HELPERS}{body}"));
+        Self {
+            publish: stream(PUBLISH),
+            history: stream(HISTORY),
+            join: redis::Script::new(JOIN),
+            leave: redis::Script::new(LEAVE),
+            presence: stream(PRESENCE),
+            heartbeat: stream(HEARTBEAT),
+        }
+    }
+}
+
+/// Key and Pub/Sub names under a prefix.
+#[derive(Clone, Debug)]
+pub(super) struct Keys {
+    /// The prefix with its colon.
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: format!("{prefix}:"),
+        }
+    }
+
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(super) fn meta(&self, channel: &str) -> String {
+        format!("{}meta:{channel}", self.prefix)
+    }
+
+    pub(super) fn history(&self, channel: &str) -> String {
+        format!("{}history:{channel}", self.prefix)
+    }
+
+    pub(super) fn presence(&self, channel: &str) -> String {
+        format!("{}presence:{channel}", self.prefix)
+    }
+
+    pub(super) fn node(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    pub(super) fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    pub(super) fn pubsub(&self, channel: &str) -> String {
+        format!("{}channel:{channel}", self.prefix)
+    }
+
+    /// The hub channel a Pub/Sub channel name stands for.
+    pub(super) fn channel_of<'a>(&self, pubsub: &'a str) -> Option<&'a str> {
+        pubsub.strip_prefix(&self.prefix)?.strip_prefix("channel:")
+    }
+}
+
+/// A publication's body as stored and published.
+#[derive(Serialize)]
+pub(super) struct Body<'a> {
+    pub(super) from: &'a ClientInfo,
+    pub(super) data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct OwnedBody {
+    from: ClientInfo,
+    data: Box<RawValue>,
+}
+
+/// Why something read from Redis could not be used (another program wrote there, or a
+/// different version of the broker).
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected data in redis: {0}")]
+pub(super) struct Malformed(String);
+
+fn malformed(what: impl Into<String>) -> Malformed {
+    Malformed(what.into())
+}
+
+pub(super) fn publication(offset: u64, time: u64, body: &str) -> Result<Publication, Malformed> {
+    let body: OwnedBody =
+        serde_json::from_str(body).map_err(|e| malformed(format!("publication body: {e}")))?;
+    Ok(Publication {
+        offset,
+        time,
+        from: body.from,
+        data: body.data,
+    })
+}
+
+fn number(text: &str, what: &str) -> Result<u64, Malformed> {
+    text.parse()
+        .map_err(|_| malformed(format!("{what} {text:?} is not a number")))
+}
+
+/// What arrived on a channel's Pub/Sub.
+#[derive(Debug)]
+pub(super) enum Event {
+    Publication {
+        epoch: String,
+        publication: Arc<Publication>,
+    },
+    Join(ClientInfo),
+    Leave(ClientInfo),
+}
+
+/// Decodes a Pub/Sub payload (see the module docs).
+pub(super) fn event(payload: &[u8]) -> Result<Event, Malformed> {
+    let text = std::str::from_utf8(payload).map_err(|_| malformed("payload is not utf-8"))?;
+    let client = |json: &str| {
+        serde_json::from_str::<ClientInfo>(json).map_err(|e| malformed(format!("client: {e}")))
+    };
+    match text.split_at_checked(1) {
+        Some(("m", rest)) => {
+            let mut parts = rest.splitn(4, ' ');
+            let (Some(epoch), Some(offset), Some(time), Some(body)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed("publication without its four parts"));
+            };
+            let offset = number(offset, "offset")?;
+            let time = number(time, "time")?;
+            Ok(Event::Publication {
+                epoch: epoch.to_owned(),
+                publication: Arc::new(publication(offset, time, body)?),
+            })
+        }
+        Some(("j", json)) => Ok(Event::Join(client(json)?)),
+        Some(("l", json)) => Ok(Event::Leave(client(json)?)),
+        _ => Err(malformed("unknown event kind")),
+    }
+}
+
+/// The reply of the history script: the position, then the entries asked for.
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) epoch: String,
+    pub(super) top: u64,
+    pub(super) publications: Vec<Arc<Publication>>,
+}
+
+/// Decodes the history script's reply.
+pub(super) fn stream(reply: Vec<String>) -> Result<Stream, Malformed> {
+    let mut items = reply.into_iter();
+    let (Some(epoch), Some(top)) = (items.next(), items.next()) else {
+        return Err(malformed("history reply without a position"));
+    };
+    let top = number(&top, "offset")?;
+    let mut publications = Vec::new();
+    while let Some(id) = items.next() {
+        let (Some(time), Some(body)) = (items.next(), items.next()) else {
+            return Err(malformed("history entry without time or body"));
+        };
+        let offset = id
+            .strip_prefix("0-")
+            .ok_or_else(|| malformed(format!("history entry id {id:?}")))?;
+        let offset = number(offset, "entry offset")?;
+        let time = number(&time, "time")?;
+        publications.push(Arc::new(publication(offset, time, &body)?));
+    }
+    Ok(Stream {
+        epoch,
+        top,
+        publications,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_decode_and_garbage_is_an_error() {
+        let Event::Publication { epoch, publication } =
+            event(br#"m9f2c 7 1700000000000 {"from":{"user":"ann","conn":"c1"},"data":{"a": 1}}"#)
+                .unwrap()
+        else {
+            panic!("not a publication")
+        };
+        assert_eq!(epoch, "9f2c");
+        assert_eq!(publication.offset, 7);
+        assert_eq!(publication.time, 1_700_000_000_000);
+        assert_eq!(publication.from.user, "ann");
+        assert_eq!(
+            publication.data.get(),
+            r#"{"a": 1}"#,
+            "data keeps its exact text"
+        );
+        assert!(matches!(
+            event(br#"j{"user":"bob","conn":"c2"}"#),
+            Ok(Event::Join(c)) if c.conn == "c2"
+        ));
+        assert!(matches!(
+            event(br#"l{"user":"bob","conn":"c2"}"#),
+            Ok(Event::Leave(_))
+        ));
+        for bad in [
+            &b""[..],
+            b"x{}",
+            b"m9f2c 7",
+            b"m9f2c seven 1 {}",
+            b"m9f2c 7 1 {not json",
+            b"j[]",
+            b"\xff\xfe",
+        ] {
+            assert!(event(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn history_replies_decode() {
+        let body = r#"{"from":{"user":"u","conn":"c"},"data":"x"}"#;
+        let s = stream(vec![
+            "e1".into(),
+            "5".into(),
+            "0-4".into(),
+            "10".into(),
+            body.into(),
+            "0-5".into(),
+            "11".into(),
+            body.into(),
+        ])
+        .unwrap();
+        assert_eq!((s.epoch.as_str(), s.top), ("e1", 5));
+        let offsets: Vec<u64> = s.publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [4, 5]);
+        assert!(stream(vec!["e1".into()]).is_err());
+        assert!(stream(vec!["e1".into(), "5".into(), "4".into()]).is_err());
+        assert!(stream(vec!["e1".into(), "x".into()]).is_err());
+    }
+
+    #[test]
+    fn pubsub_names_map_back_to_channels() {
+        let keys = Keys::new("sb");
+        assert_eq!(keys.pubsub("a:b"), "sb:channel:a:b");
+        assert_eq!(keys.channel_of("sb:channel:a:b"), Some("a:b"));
+        assert_eq!(keys.channel_of("other:channel:a"), None);
+        assert_eq!(keys.meta("x"), "sb:meta:x");
+    }
+}

@@ -1,0 +1,481 @@
+//! The Redis broker against a real `redis-server` (started here on a free loopback port, with
+//! no persistence): delivery across brokers in offset order, gaps filled after the Pub/Sub
+//! connection is lost, lost streams reported after Redis loses its data, errors while Redis
+//! is down, history limits, and presence across nodes with expiry.
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use switchboard_hub::broker::BrokerEvents;
+use switchboard_hub::{
+    Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Publication, RedisBroker,
+    RedisConfig,
+};
+use tokio::sync::Notify;
+
+/// Every wait in these tests is bounded by this.
+const STEP: Duration = Duration::from_secs(10);
+
+/// A `redis-server` of this test's own, killed (by PID) when dropped.
+struct Redis {
+    port: u16,
+    /// Where a `SAVE` writes its dump (`None`: the current directory, never saved).
+    dir: Option<std::path::PathBuf>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// With `dir`, a `SAVE` keeps the data for the next `run`.
+    fn start_in(dir: Option<std::path::PathBuf>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self {
+            port,
+            dir,
+            child: None,
+        };
+        redis.run();
+        redis
+    }
+
+    /// Starts the server on its port (again, after `stop`); it never saves by itself.
+    fn run(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(dir) = &self.dir {
+            command.arg("--dir").arg(dir);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + STEP;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command on a connection of its own.
+    async fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut con).await.unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Publication(String, u64),
+    Join(String, String),
+    Leave(String, String),
+    Lost(String),
+}
+
+/// Records what a broker delivers.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+    changed: Notify,
+}
+
+impl Recorder {
+    fn push(&self, event: Event) {
+        self.events.lock().unwrap().push(event);
+        self.changed.notify_waiters();
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The offsets delivered for `channel`, in delivery order.
+    fn offsets(&self, channel: &str) -> Vec<u64> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Publication(c, offset) if c == channel => Some(offset),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `done` holds for the events, or fails after [`STEP`].
+    async fn until(&self, what: &str, done: impl Fn(&[Event]) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let changed = self.changed.notified();
+            if done(&self.events()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("timed out waiting for {what}; events: {:?}", self.events());
+            }
+        }
+    }
+}
+
+impl BrokerEvents for Recorder {
+    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
+        self.push(Event::Publication(channel.into(), publication.offset));
+    }
+    fn join(&self, channel: &str, client: &ClientInfo) {
+        self.push(Event::Join(channel.into(), client.conn.clone()));
+    }
+    fn leave(&self, channel: &str, client: &ClientInfo) {
+        self.push(Event::Leave(channel.into(), client.conn.clone()));
+    }
+    fn stream_lost(&self, channel: &str) {
+        self.push(Event::Lost(channel.into()));
+    }
+}
+
+fn config(redis: &Redis) -> RedisConfig {
+    let mut config = RedisConfig::new(redis.url());
+    config.timeout = Duration::from_secs(1);
+    config
+}
+
+async fn node(config: RedisConfig) -> (RedisBroker, Arc<Recorder>) {
+    let broker = RedisBroker::connect(config).await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+    broker.start(recorder.clone()).await.unwrap();
+    (broker, recorder)
+}
+
+fn client(conn: &str) -> ClientInfo {
+    ClientInfo {
+        user: format!("user-{conn}"),
+        conn: conn.into(),
+        authenticated: false,
+    }
+}
+
+fn data(n: u64) -> Box<RawValue> {
+    RawValue::from_string(format!(r#"{{"n": {n}}}"#)).unwrap()
+}
+
+async fn publish(broker: &RedisBroker, channel: &str, n: u64) -> Result<u64, BrokerError> {
+    Ok(broker.publish(channel, client("p"), data(n)).await?.offset)
+}
+
+fn offsets(publications: &[Arc<Publication>]) -> Vec<u64> {
+    publications.iter().map(|p| p.offset).collect()
+}
+
+#[tokio::test]
+async fn publications_reach_every_subscribed_node_once_in_offset_order() {
+    let redis = Redis::start();
+    let (a, seen_a) = node(config(&redis)).await;
+    let (b, seen_b) = node(config(&redis)).await;
+    a.subscribe("room").await.unwrap();
+    b.subscribe("room").await.unwrap();
+    // Both nodes publish at once: offsets interleave, and each is given once.
+    let (from_a, from_b) = tokio::join!(
+        async {
+            let mut offsets = Vec::new();
+            for n in 0..50 {
+                offsets.push(publish(&a, "room", n).await.unwrap());
+            }
+            offsets
+        },
+        async {
+            let mut offsets = Vec::new();
+            for n in 0..50 {
+                offsets.push(publish(&b, "room", n).await.unwrap());
+            }
+            offsets
+        }
+    );
+    let mut given: Vec<u64> = from_a.into_iter().chain(from_b).collect();
+    given.sort_unstable();
+    assert_eq!(given, (1..=100).collect::<Vec<_>>());
+    for seen in [&seen_a, &seen_b] {
+        seen.until("100 publications", |e| e.len() >= 100).await;
+        assert_eq!(seen.offsets("room"), (1..=100).collect::<Vec<_>>());
+    }
+    // The data comes back as it was sent; positions agree across nodes.
+    let history = b.history("room", HistoryRange::Latest(1)).await.unwrap();
+    assert_eq!(history.publications[0].data.get(), r#"{"n": 49}"#);
+    let on_a = a.history("room", HistoryRange::Latest(0)).await.unwrap();
+    assert_eq!(on_a.position, history.position);
+    assert_eq!(on_a.position.offset, 100);
+    // A channel nobody on a node follows never reaches it; unsubscribing stops delivery.
+    publish(&a, "elsewhere", 1).await.unwrap();
+    b.unsubscribe("room").await.unwrap();
+    publish(&a, "room", 101).await.unwrap();
+    seen_a.until("offset 101", |e| e.len() >= 101).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen_b.events().len(), 100);
+    assert!(seen_a.offsets("elsewhere").is_empty());
+}
+
+#[tokio::test]
+async fn history_keeps_the_last_n_and_drops_expired_entries() {
+    let redis = Redis::start();
+    let mut small = config(&redis);
+    small.history = HistoryConfig { size: 3, ttl: None };
+    let (broker, _) = node(small).await;
+    for n in 0..5 {
+        publish(&broker, "c", n).await.unwrap();
+    }
+    let latest = broker.history("c", HistoryRange::Latest(10)).await.unwrap();
+    assert_eq!(latest.position.offset, 5);
+    assert_eq!(offsets(&latest.publications), [3, 4, 5]);
+    let after = |offset, limit| HistoryRange::After { offset, limit };
+    let h = broker.history("c", after(3, 10)).await.unwrap();
+    assert_eq!(offsets(&h.publications), [4, 5]);
+    let h = broker.history("c", after(1, 10)).await.unwrap();
+    assert_eq!(offsets(&h.publications), [3, 4, 5], "what is left");
+    let h = broker.history("c", after(3, 1)).await.unwrap();
+    assert_eq!(offsets(&h.publications), [4]);
+    let h = broker.history("c", after(5, 10)).await.unwrap();
+    assert!(h.publications.is_empty());
+    let other = broker.history("d", HistoryRange::Latest(1)).await.unwrap();
+    assert_eq!(other.position.offset, 0);
+    assert_ne!(other.position.epoch, latest.position.epoch);
+
+    let mut expiring = config(&redis);
+    expiring.prefix = "ttl".into();
+    expiring.history = HistoryConfig {
+        size: 100,
+        ttl: Some(Duration::from_millis(600)),
+    };
+    let (broker, _) = node(expiring).await;
+    publish(&broker, "c", 1).await.unwrap();
+    publish(&broker, "c", 2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    publish(&broker, "c", 3).await.unwrap();
+    let h = broker.history("c", HistoryRange::Latest(10)).await.unwrap();
+    assert_eq!(offsets(&h.publications), [3]);
+    assert_eq!(h.position.offset, 3, "expiry keeps the offset");
+}
+
+#[tokio::test]
+async fn publications_missed_while_pubsub_reconnects_are_delivered_from_history() {
+    let redis = Redis::start();
+    let (follower, seen) = node(config(&redis)).await;
+    let (publisher, _) = node(config(&redis)).await;
+    follower.subscribe("room").await.unwrap();
+    publish(&publisher, "room", 1).await.unwrap();
+    seen.until("offset 1", |e| e.len() == 1).await;
+    // Both nodes' Pub/Sub connections are cut; publishing goes on meanwhile.
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    for n in 2..=20 {
+        publish(&publisher, "room", n).await.unwrap();
+    }
+    seen.until("offset 20", |e| e.len() >= 20).await;
+    for n in 21..=25 {
+        publish(&publisher, "room", n).await.unwrap();
+    }
+    seen.until("offset 25", |e| e.len() >= 25).await;
+    assert_eq!(seen.offsets("room"), (1..=25).collect::<Vec<_>>());
+    assert!(!seen.events().contains(&Event::Lost("room".into())));
+}
+
+#[tokio::test]
+async fn redis_losing_its_data_is_reported_as_a_lost_stream_and_delivery_goes_on() {
+    let redis = Redis::start();
+    let (a, seen) = node(config(&redis)).await;
+    a.subscribe("room").await.unwrap();
+    a.subscribe("quiet").await.unwrap();
+    publish(&a, "room", 1).await.unwrap();
+    seen.until("offset 1", |e| e.len() == 1).await;
+    let before = a.history("room", HistoryRange::Latest(0)).await.unwrap();
+
+    // Data lost while the connection stays: the next publication has another epoch.
+    redis.command(&["FLUSHALL"]).await;
+    publish(&a, "room", 2).await.unwrap();
+    seen.until("the loss", |e| e.contains(&Event::Lost("room".into())))
+        .await;
+    let after = a.history("room", HistoryRange::Latest(0)).await.unwrap();
+    assert_ne!(after.position.epoch, before.position.epoch);
+    assert_eq!(after.position.offset, 1);
+    publish(&a, "room", 3).await.unwrap();
+    seen.until("offset 2 of the new epoch", |e| {
+        e.last() == Some(&Event::Publication("room".into(), 2))
+    })
+    .await;
+
+    // A restart without persistence: the node reconnects and finds every followed channel
+    // in a new epoch, published to or not.
+    let mut redis = redis;
+    redis.stop();
+    redis.run();
+    seen.until("both channels lost", |e| {
+        e.iter()
+            .filter(|e| **e == Event::Lost("room".into()))
+            .count()
+            == 2
+            && e.contains(&Event::Lost("quiet".into()))
+    })
+    .await;
+    let offset = tokio::time::timeout(STEP, async {
+        loop {
+            match publish(&a, "room", 4).await {
+                Ok(offset) => return offset,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(offset, 1);
+    seen.until("offset 1 after the restart", |e| {
+        e.last() == Some(&Event::Publication("room".into(), 1))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_fail_as_unavailable_while_redis_is_down_and_work_when_it_is_back() {
+    let mut redis = Redis::start();
+    let (a, _) = node(config(&redis)).await;
+    publish(&a, "room", 1).await.unwrap();
+    redis.stop();
+    let started = std::time::Instant::now();
+    let e = publish(&a, "room", 2).await.unwrap_err();
+    assert!(matches!(e, BrokerError::Unavailable(_)), "{e}");
+    assert!(
+        started.elapsed() < STEP,
+        "the error comes within the timeout"
+    );
+    assert!(a.subscribe("other").await.is_err());
+    assert!(a.presence("room").await.is_err());
+    redis.run();
+    tokio::time::timeout(STEP, async {
+        while publish(&a, "room", 3).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("publishing works again");
+    tokio::time::timeout(STEP, async {
+        while a.subscribe("other").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("subscribing works again");
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_a_silent_node_leaves_after_its_timeout() {
+    let redis = Redis::start();
+    let mut fast = config(&redis);
+    fast.node_timeout = Duration::from_millis(900);
+    let (a, _) = node(fast.clone()).await;
+    let (b, seen_b) = node(fast).await;
+    b.subscribe("room").await.unwrap();
+    a.join("room", client("on-a")).await.unwrap();
+    b.join("room", client("on-b")).await.unwrap();
+    seen_b
+        .until("both joins", |e| {
+            e.contains(&Event::Join("room".into(), "on-a".into()))
+                && e.contains(&Event::Join("room".into(), "on-b".into()))
+        })
+        .await;
+    let conns = |clients: Vec<ClientInfo>| clients.into_iter().map(|c| c.conn).collect::<Vec<_>>();
+    assert_eq!(conns(b.presence("room").await.unwrap()), ["on-a", "on-b"]);
+    assert_eq!(conns(a.presence("room").await.unwrap()), ["on-a", "on-b"]);
+    // A leave is announced once, even when repeated.
+    b.leave("room", client("on-b")).await.unwrap();
+    b.leave("room", client("on-b")).await.unwrap();
+    b.join("room", client("on-b")).await.unwrap();
+    // Node A stops beating (as if it crashed): its client leaves after the timeout.
+    drop(a);
+    seen_b
+        .until("on-a's leave", |e| {
+            e.contains(&Event::Leave("room".into(), "on-a".into()))
+        })
+        .await;
+    assert_eq!(conns(b.presence("room").await.unwrap()), ["on-b"]);
+    let leaves = seen_b
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Leave(..)))
+        .count();
+    assert_eq!(leaves, 2, "{:?}", seen_b.events());
+
+    // After Redis lost its data, the node registers its clients again.
+    redis.command(&["FLUSHALL"]).await;
+    tokio::time::timeout(STEP, async {
+        while conns(b.presence("room").await.unwrap()).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("presence registered again");
+    assert_eq!(conns(b.presence("room").await.unwrap()), ["on-b"]);
+}
+
+#[tokio::test]
+async fn presence_changes_lost_to_an_outage_are_made_good_when_redis_is_back() {
+    let dir = std::env::temp_dir().join(format!("switchboard-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Redis::start_in(Some(dir.clone()));
+    let mut fast = config(&redis);
+    fast.node_timeout = Duration::from_millis(900);
+    let (a, _) = node(fast.clone()).await;
+    let (b, _) = node(fast).await;
+    a.join("room", client("stays")).await.unwrap();
+    a.join("room", client("leaves")).await.unwrap();
+    // Redis goes down with its data saved; a leave and a join fail meanwhile.
+    redis.command(&["SAVE"]).await;
+    redis.stop();
+    assert!(a.leave("room", client("leaves")).await.is_err());
+    assert!(a.join("room", client("late")).await.is_err());
+    redis.run();
+    let conns = |clients: Vec<ClientInfo>| clients.into_iter().map(|c| c.conn).collect::<Vec<_>>();
+    tokio::time::timeout(STEP, async {
+        loop {
+            if let Ok(clients) = b.presence("room").await {
+                if conns(clients) == ["late", "stays"] {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("presence made good");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# e2e/bench-smoke.sh: a seconds-long run of every `switchboard bench` mode against
+# `switchboard serve`, checking that each counted something and saw no error. (The full
+# comparison with the peers is bench/run.sh; it is not part of the tests.)
+#
+#   e2e/bench-smoke.sh [PATH_TO_SWITCHBOARD]   default: target/release/switchboard
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
+bin=${1:-target/release/switchboard}
+work=$(mktemp -d)
+server=
+cleanup() {
+  [ -z "$server" ] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+serve() {  # serve MODE [ARGS..]: starts the server, sets $server and $addr
+  [ -z "$server" ] || { kill "$server"; wait "$server" 2>/dev/null || true; }
+  RUST_LOG=info "$bin" serve --mode "$@" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+  server=$!
+  addr=
+  for _ in $(seq 100); do
+    addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/serve.log" | head -1 || true)
+    [ -n "$addr" ] && return 0
+    sleep 0.05
+  done
+  echo "switchboard serve did not start:" >&2
+  cat "$work/serve.log" >&2
+  return 1
+}
+
+check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no error
+  local name=$1 json messages errors
+  shift
+  json=$(timeout 60 "$bin" bench "${scheme:-ws}://$addr/" --json --server-pid "$server" "$@")
+  messages=$(grep -o '"messages": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
+  errors=$(grep -o '"errors": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
+  if [ "${messages:-0}" -eq 0 ] || [ "${errors:-1}" -ne 0 ]; then
+    echo "FAILED: $name: $messages counted, $errors errors" >&2
+    echo "$json" >&2
+    return 1
+  fi
+  echo "ok: $name: $messages counted, 0 errors"
+}
+
+serve echo
+check "echo, 16 B text, 4 in flight" -c 4 -k 4 -d 2s --warmup 500ms
+check "echo, 64 KiB binary" -c 2 -s 65536 --binary -d 1s --warmup 200ms
+check "idle connections" --mode idle -c 50 -d 200ms
+check "handshakes" --mode handshakes -c 4 -d 1s --warmup 200ms
+serve broadcast
+check "broadcast, 20 subscribers" --mode broadcast -c 20 -k 4 -d 1s --warmup 200ms
+serve echo --tls-self-signed
+scheme=wss check "echo over wss://, self-signed" -c 4 -k 4 -d 1s --warmup 200ms --insecure

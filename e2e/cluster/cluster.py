@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Several `switchboard serve --broker redis://..` nodes sharing channels through one Redis.
+
+Starts Debian's `redis-server` on a free loopback port with no persistence, and the nodes on
+free ports, then checks what a user of a cluster relies on:
+
+  a  fan-out      three nodes, subscribers on each; messages published on every node reach
+                  every subscriber exactly once, in offset order
+  b  recovery     a client leaves node A, messages are published on node B, it comes back on
+                  node C with `since` and gets exactly the ones it missed
+  c  node crash   a node is killed with SIGKILL while its clients publish and read; they
+                  reconnect to another node and lose no message that had been acked; the dead
+                  node's clients leave presence after the node timeout
+  d  redis restart Redis is killed and started again empty: publishes meanwhile get an
+                  `unavailable` error; nodes reconnect, close their subscribers with 1012, and
+                  the clients, subscribing again with `since`, are told of the new epoch
+
+Every wait is bounded; every process started here is stopped by PID at the end. Prints
+"N passed, M failed" and exits non-zero on a failure.
+
+  cluster.py [--binary target/release/switchboard]
+"""
+import argparse, asyncio, base64, json, os, signal, socket, struct, subprocess, sys, time
+
+STEP = 10.0          # seconds any single wait may take
+NODE_TIMEOUT = 10.0  # the broker's default: a silent node's clients leave after this
+
+
+# ---- processes --------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.monotonic() + STEP
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+class Cluster:
+    def __init__(self, binary, logdir):
+        self.binary, self.logdir = binary, logdir
+        self.redis_port = free_port()
+        self.redis = None
+        self.nodes = {}  # name -> (port, Popen)
+
+    def start_redis(self):
+        log = open(os.path.join(self.logdir, "redis.log"), "ab")
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.redis_port, self.redis, "redis-server")
+
+    def kill_redis(self):
+        self.redis.send_signal(signal.SIGKILL)
+        self.redis.wait()
+
+    def start_node(self, name):
+        port = free_port()
+        log = open(os.path.join(self.logdir, f"node-{name}.log"), "ab")
+        proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", f"127.0.0.1:{port}",
+             "--broker", f"redis://127.0.0.1:{self.redis_port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": "info"})
+        wait_port(port, proc, f"node {name}")
+        self.nodes[name] = (port, proc)
+        return port
+
+    def port(self, name):
+        return self.nodes[name][0]
+
+    def kill_node(self, name):
+        _, proc = self.nodes[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop(self):
+        procs = [p for _, p in self.nodes.values()] + ([self.redis] if self.redis else [])
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def check_logs(self):
+        """Nothing may panic in any node."""
+        for name in self.nodes:
+            with open(os.path.join(self.logdir, f"node-{name}.log"), errors="replace") as f:
+                text = f.read()
+            assert "panicked" not in text, f"node {name} panicked:\n{text[-2000:]}"
+
+
+# ---- a minimal WebSocket client (RFC 6455) -----------------------------------------------
+
+class Closed(Exception):
+    """The server closed the connection (code None: the TCP connection just ended)."""
+
+    def __init__(self, code):
+        super().__init__(f"closed with {code}")
+        self.code = code
+
+
+class Client:
+    def __init__(self, reader, writer, hello):
+        self.reader, self.writer, self.hello = reader, writer, hello
+        self.backlog = []  # frames read while waiting for a reply
+        self.next_id = 0
+
+    @classmethod
+    async def connect(cls, port, name):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), STEP)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws?name={name} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), STEP)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        client = cls(reader, writer, None)
+        client.hello = await client.read()
+        assert client.hello["type"] == "connected", client.hello
+        return client
+
+    def _frame(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        return head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+
+    def send(self, obj):
+        self.writer.write(self._frame(0x1, json.dumps(obj).encode()))
+
+    async def _read_frame(self):
+        b0, b1 = await self.reader.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        return b0 & 0x80, b0 & 0x0F, await self.reader.readexactly(n)
+
+    async def read(self, timeout=STEP):
+        """The next JSON frame from the server; raises Closed when the connection ends."""
+        async def one():
+            data = b""
+            while True:
+                try:
+                    fin, opcode, payload = await self._read_frame()
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    raise Closed(None)
+                if opcode == 0x8:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                    raise Closed(code)
+                if opcode == 0x9:
+                    self.writer.write(self._frame(0xA, payload))
+                    continue
+                if opcode in (0x1, 0x0):
+                    data += payload
+                    if fin:
+                        return json.loads(data)
+        return await asyncio.wait_for(one(), timeout)
+
+    async def next(self, timeout=STEP):
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self.read(timeout)
+
+    async def request(self, obj):
+        """Sends a request with a fresh id; returns its reply, keeping other frames."""
+        self.next_id += 1
+        obj = {**obj, "id": self.next_id}
+        self.send(obj)
+        while True:
+            frame = await self.read()
+            if frame.get("id") == obj["id"]:
+                return frame
+            self.backlog.append(frame)
+
+    async def subscribe(self, channel, since=None):
+        request = {"op": "subscribe", "channel": channel}
+        if since is not None:
+            request["since"] = since
+        reply = await self.request(request)
+        assert reply["type"] == "subscribed", reply
+        return reply
+
+    async def publish(self, channel, data):
+        return await self.request({"op": "publish", "channel": channel, "data": data})
+
+    def close(self):
+        self.writer.close()
+
+
+class Reader:
+    """A subscriber that follows one channel and keeps what it receives, reconnecting (to
+    `fallback` nodes in turn) with `since` when its connection ends."""
+
+    def __init__(self, name, channel):
+        self.name, self.channel = name, channel
+        self.messages = []  # (offset, data) in arrival order
+        self.epoch, self.offset = None, 0
+        self.closes = []    # close codes seen
+        self.replies = []   # subscribed replies after a reconnect
+
+    async def start(self, port):
+        self.client = await Client.connect(port, self.name)
+        reply = await self.client.subscribe(self.channel)
+        self.epoch, self.offset = reply["epoch"], reply["offset"]
+        return self
+
+    def _take(self, frame):
+        if frame["type"] == "message" and frame["channel"] == self.channel:
+            self.messages.append((frame["offset"], frame["data"]))
+            self.offset = frame["offset"]
+
+    async def run(self, ports):
+        """Reads until cancelled; after a close, reconnects to the next of `ports`."""
+        turn = 0
+        while True:
+            try:
+                self._take(await self.client.next(timeout=3600))
+            except Closed as e:
+                self.closes.append(e.code)
+                deadline = time.monotonic() + 3 * STEP
+                while True:
+                    port = ports[turn % len(ports)]
+                    turn += 1
+                    try:
+                        self.client = await Client.connect(port, self.name)
+                        since = {"epoch": self.epoch, "offset": self.offset}
+                        reply = await self.client.subscribe(self.channel, since)
+                        break
+                    except (OSError, Closed, asyncio.TimeoutError, AssertionError):
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)
+                self.replies.append(reply)
+                if reply.get("recovered"):
+                    for p in reply["publications"]:
+                        self.messages.append((p["offset"], p["data"]))
+                self.epoch, self.offset = reply["epoch"], reply["offset"]
+                for frame in self.client.backlog:
+                    self._take(frame)
+                self.client.backlog.clear()
+
+
+async def until(what, condition, timeout=STEP):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def stop_all(tasks):
+    for t in tasks:
+        t.cancel()
+
+
+# ---- the checks ---------------------------------------------------------------------------
+
+async def fan_out(cluster):
+    """(a) every message published on one node arrives exactly once at every subscriber, in
+    offset order."""
+    names = ["A", "B", "C"]
+    readers = [await Reader(f"r{n}{i}", "a-room").start(cluster.port(n))
+               for n in names for i in range(2)]
+    tasks = [asyncio.create_task(r.run([cluster.port(n) for n in names])) for r in readers]
+    per_node = 100
+    publishers = [await Client.connect(cluster.port(n), f"p{n}") for n in names]
+
+    async def publish_all(client, node):
+        acked = []
+        for i in range(per_node):
+            ack = await client.publish("a-room", {"node": node, "i": i})
+            assert ack["type"] == "ack", ack
+            acked.append(ack["offset"])
+        return acked
+
+    acks = await asyncio.gather(*(publish_all(c, n) for c, n in zip(publishers, names)))
+    total = per_node * len(names)
+    assert sorted(sum(acks, [])) == list(range(1, total + 1)), "each offset given once"
+    for r in readers:
+        await until(f"{r.name} to get {total} messages", lambda r=r: len(r.messages) >= total)
+    await asyncio.sleep(0.3)  # time for a duplicate to show up
+    stop_all(tasks)
+    for r in readers:
+        offsets = [o for o, _ in r.messages]
+        assert offsets == list(range(1, total + 1)), f"{r.name}: {offsets[:20]}..."
+        sent = {(n, i) for n in names for i in range(per_node)}
+        got = [(d["node"], d["i"]) for _, d in r.messages]
+        assert len(got) == len(set(got)) and set(got) == sent, f"{r.name} data"
+        assert not r.closes, f"{r.name} was closed: {r.closes}"
+        # From each publisher, its messages arrive in the order it sent them.
+        for n in names:
+            mine = [d["i"] for _, d in r.messages if d["node"] == n]
+            assert mine == sorted(mine), f"{r.name}: {n}'s messages out of order"
+    for c in publishers:
+        c.close()
+
+
+async def recovery_on_another_node(cluster):
+    """(b) leave node A, messages published on node B, come back on node C with `since`."""
+    reader = await Client.connect(cluster.port("A"), "wanderer")
+    reply = await reader.subscribe("b-room")
+    writer = await Client.connect(cluster.port("B"), "writer")
+    for i in range(3):
+        assert (await writer.publish("b-room", {"i": i}))["type"] == "ack"
+    seen = []
+    while len(seen) < 3:
+        frame = await reader.next()
+        if frame["type"] == "message":
+            seen.append(frame["offset"])
+    position = {"epoch": reply["epoch"], "offset": seen[-1]}
+    reader.close()
+
+    missed = []
+    for i in range(3, 23):
+        ack = await writer.publish("b-room", {"i": i})
+        missed.append(ack["offset"])
+    back = await Client.connect(cluster.port("C"), "wanderer")
+    reply = await back.subscribe("b-room", position)
+    assert reply["recovered"] is True, reply
+    assert [p["offset"] for p in reply["publications"]] == missed, reply
+    assert [p["data"]["i"] for p in reply["publications"]] == list(range(3, 23))
+    # Live delivery resumes right after, without a duplicate.
+    ack = await writer.publish("b-room", {"i": 23})
+    while True:
+        frame = await back.next()
+        if frame["type"] == "message":
+            assert frame["offset"] == ack["offset"] == missed[-1] + 1, frame
+            break
+    back.close()
+    writer.close()
+
+
+async def node_crash(cluster):
+    """(c) SIGKILL a node: its clients reconnect elsewhere and lose no acked message; the dead
+    node's clients leave presence after the node timeout."""
+    d = cluster.start_node("D")
+    others = [cluster.port("A"), cluster.port("B")]
+    reader = await Reader("crash-reader", "c-room").start(d)
+    task = asyncio.create_task(reader.run(others))
+    observer = await Client.connect(cluster.port("C"), "observer")
+    await observer.subscribe("c-room")
+    acked = []
+    stop = asyncio.Event()
+
+    async def publisher(port, name, reconnect_to):
+        client = await Client.connect(port, name)
+        i = 0
+        while not stop.is_set():
+            try:
+                ack = await client.publish("c-room", {"from": name, "i": i})
+                assert ack["type"] == "ack", ack
+                acked.append(ack["offset"])
+            except (Closed, ConnectionError, asyncio.TimeoutError):
+                # Not acked: it may or may not have been published. Go on elsewhere.
+                client = await Client.connect(reconnect_to, name)
+            i += 1
+            await asyncio.sleep(0.005)
+        client.close()
+
+    publishers = [asyncio.create_task(publisher(d, "on-d", others[0])),
+                  asyncio.create_task(publisher(cluster.port("A"), "on-a", others[1]))]
+    await until("some traffic", lambda: len(acked) >= 60)
+    present = await observer.request({"op": "presence", "channel": "c-room"})
+    assert "crash-reader" in {c["user"] for c in present["clients"]}, present
+    cluster.kill_node("D")
+    killed_at = time.monotonic()
+    await until("the reader to come back", lambda: reader.replies, timeout=2 * STEP)
+    count = len(acked)
+    await until("more traffic", lambda: len(acked) >= count + 60)
+    stop.set()
+    await asyncio.gather(*publishers)
+    top = max(acked)
+    await until("every acked message", lambda: reader.offset >= top)
+    stop_all([task])
+    offsets = [o for o, _ in reader.messages]
+    assert reader.closes == [None], reader.closes
+    assert reader.replies[0]["recovered"] is True, reader.replies[0]
+    assert offsets == list(range(1, offsets[-1] + 1)), "no gap, no duplicate"
+    assert set(acked) <= set(offsets), "every acked message arrived"
+    # The killed node's clients leave presence once its heartbeat is overdue.
+    async def gone():
+        while True:
+            present = await observer.request({"op": "presence", "channel": "c-room"})
+            users = [c["user"] for c in present["clients"]]
+            if users.count("crash-reader") == 1:  # only the reconnected one, on a live node
+                return time.monotonic() - killed_at
+            await asyncio.sleep(0.25)
+    after = await asyncio.wait_for(gone(), NODE_TIMEOUT + 2 * STEP)
+    observer.close()
+    return f"{len(acked)} acked, all delivered; dead node's client left presence after {after:.1f}s"
+
+
+async def redis_restart(cluster):
+    """(d) Redis killed and started again without its data."""
+    names = ["A", "B", "C"]
+    readers = [await Reader(f"d{n}", "d-room").start(cluster.port(n)) for n in names]
+    tasks = [asyncio.create_task(r.run([cluster.port(n)])) for r, n in zip(readers, names)]
+    writer = await Client.connect(cluster.port("A"), "d-writer")
+    for i in range(5):
+        assert (await writer.publish("d-room", {"i": i}))["type"] == "ack"
+    for r in readers:
+        await until(f"{r.name} to read 5", lambda r=r: len(r.messages) == 5)
+    old_epoch = readers[0].epoch
+
+    cluster.kill_redis()
+    reply = await writer.publish("d-room", {"i": "during the outage"})
+    assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+    await asyncio.sleep(0.5)
+    cluster.start_redis()
+
+    for r in readers:
+        await until(f"{r.name} to be told of the new epoch", lambda r=r: r.replies, 3 * STEP)
+    for r in readers:
+        assert r.closes == [1012], f"{r.name}: {r.closes}"
+        reply = r.replies[0]
+        assert reply["recovered"] is False and reply["code"] == "epoch_changed", reply
+        assert reply["epoch"] != old_epoch, reply
+    # Publishing works again (the writer's node may need a moment to reconnect), and every
+    # node delivers in the new epoch.
+    deadline = time.monotonic() + 2 * STEP
+    while True:
+        try:
+            ack = await writer.publish("d-room", {"i": "after"})
+        except Closed:
+            writer = await Client.connect(cluster.port("A"), "d-writer")
+            continue
+        if ack["type"] == "ack":
+            break
+        assert time.monotonic() < deadline, ack
+        await asyncio.sleep(0.2)
+    for r in readers:
+        await until(f"{r.name} to read in the new epoch",
+                    lambda r=r: r.messages[-1][1] == {"i": "after"})
+        assert r.messages[-1][0] == ack["offset"], r.messages[-1]
+    stop_all(tasks)
+    writer.close()
+
+
+async def main(binary, logdir):
+    cluster = Cluster(binary, logdir)
+    checks = [("a. fan-out across three nodes", fan_out),
+              ("b. recovery on another node", recovery_on_another_node),
+              ("c. a node killed with SIGKILL", node_crash),
+              ("d. redis restarted without its data", redis_restart)]
+    passed = failed = 0
+    try:
+        cluster.start_redis()
+        for name in "ABC":
+            cluster.start_node(name)
+        for title, check in checks:
+            started = time.monotonic()
+            try:
+                note = await asyncio.wait_for(check(cluster), 120)
+                passed += 1
+                extra = f" ({note})" if note else ""
+                print(f"ok    {title}  {time.monotonic() - started:.1f}s{extra}", flush=True)
+            except Exception as e:  # report every check, then fail
+                failed += 1
+                print(f"FAIL  {title}: {type(e).__name__}: {e}", flush=True)
+        cluster.check_logs()
+    finally:
+        cluster.stop()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--binary", default="target/release/switchboard")
+    parser.add_argument("--logs", default=None, help="where node and redis logs go")
+    args = parser.parse_args()
+    import tempfile
+    logdir = args.logs or tempfile.mkdtemp(prefix="switchboard-cluster-")
+    os.makedirs(logdir, exist_ok=True)
+    print(f"logs in {logdir}")
+    sys.exit(asyncio.run(main(args.binary, logdir)))

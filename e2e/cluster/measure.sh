@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# e2e/cluster/measure.sh: throughput and latency of the hub alone and through Redis.
+#
+# Starts redis-server (free loopback port, no persistence) and switchboard nodes on free
+# ports, runs the hub_bench example against them, and stops everything by PID:
+#
+#   - one node, in-process broker: publishers and a subscriber on the same node
+#   - one node, Redis broker: the same, every message through Redis
+#   - three nodes, Redis broker: publishers on A, subscribers on B and C
+#   each at the highest rate acknowledgements allow, then at a fixed rate (RATE, default
+#   2000/s) for latency below saturation.
+#
+#   DURATION=5 SIZE=64 RATE=2000 e2e/cluster/measure.sh
+# Not a test: numbers depend on the machine and on what else runs on it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+duration=${DURATION:-5}
+size=${SIZE:-64}
+rate=${RATE:-2000}
+
+cargo build --release -q -p switchboard-cli
+cargo build --release -q -p switchboard-hub --features redis --example hub_bench
+bin=target/release/switchboard
+bench=target/release/examples/hub_bench
+logs=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$logs/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+node() {  # node PORT [serve args..]
+  local port=$1; shift
+  RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" "$@" >>"$logs/node-$port.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+}
+local_port=$(free_port); node "$local_port"
+a=$(free_port); node "$a" --broker "redis://127.0.0.1:$redis_port"
+b=$(free_port); node "$b" --broker "redis://127.0.0.1:$redis_port"
+c=$(free_port); node "$c" --broker "redis://127.0.0.1:$redis_port"
+
+run() {  # run TITLE [hub_bench args..]
+  echo
+  echo "== $1"
+  shift
+  "$bench" --duration "$duration" --size "$size" "$@"
+}
+# The hub serves each connection's requests in order, so one publisher connection has one
+# publish in flight: through Redis, one round trip each. PUBLISHERS connections (default 16)
+# show what a node does with many. (In-process, many publishers outrun one subscriber, which
+# is then closed with 1013.)
+many=${PUBLISHERS:-16}
+several() { local i; for ((i = 0; i < many; i++)); do echo --publish "$1"; done; }
+run "one node, in-process broker, 1 publisher (max rate)" --channel m1 \
+  --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
+run "one node, Redis broker, 1 publisher (max rate)" --channel m3 \
+  --publish "ws://127.0.0.1:$a/ws" --subscribe "ws://127.0.0.1:$a/ws"
+# shellcheck disable=SC2046
+run "one node, Redis broker, $many publishers (max rate)" --channel m4 --window 8 \
+  $(several "ws://127.0.0.1:$a/ws") --subscribe "ws://127.0.0.1:$a/ws"
+# shellcheck disable=SC2046
+run "three nodes, Redis broker: $many publishers on A, subscribers on B and C (max rate)" \
+  --channel m5 --window 8 $(several "ws://127.0.0.1:$a/ws") \
+  --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
+run "one node, in-process broker, $rate/s" --channel l1 --rate "$rate" \
+  --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
+run "three nodes, Redis broker, $rate/s: publish on A, subscribe on B and C" --channel l3 \
+  --rate "$rate" --publish "ws://127.0.0.1:$a/ws" \
+  --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
