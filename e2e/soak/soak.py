@@ -35,8 +35,11 @@ class Client:
             op, payload = await read_frame(self.reader)
             if op == 1:
                 return json.loads(payload)
-            if op == 8:
-                raise ConnectionError(f"closed by server: {payload[:2].hex()}")
+            if op == 9:  # the server pings clients that stay silent: answer, as browsers do
+                self.writer.write(frame(10, payload))
+            elif op == 8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                raise ConnectionError(f"closed by the server with {code}")
 
     async def request(self, obj, until):
         """Sends obj with a fresh id; returns (reply, other messages received meanwhile)."""
@@ -64,6 +67,7 @@ class Soak:
         self.acked = {ch: set() for ch in CHANNELS}
         self.publish_errors = 0
         self.churn_cycles = 0
+        self.dropped = []  # steady subscribers the server disconnected
         self.stop = asyncio.Event()
 
     async def steady(self, i):
@@ -81,6 +85,9 @@ class Soak:
                 m = await asyncio.wait_for(c.recv(), 0.5)
             except asyncio.TimeoutError:
                 continue
+            except (ConnectionError, asyncio.IncompleteReadError) as e:
+                self.dropped.append(f"steady{i}: {e}")
+                return start, got
             if m.get("type") == "message" and m["channel"] in got:
                 got[m["channel"]].append(m["offset"])
         # Drain what is still in flight after the publishers stopped.
@@ -185,6 +192,7 @@ def main():
           f"{delivered} deliveries to {len(results)} steady subscribers, {soak.churn_cycles} churn cycles")
     print(f"server RSS after warm-up {rss_warm:.1f} MB, at the end {rss_end:.1f} MB")
     check(published > 0 and soak.publish_errors == 0, "every publish acked")
+    check(not soak.dropped, f"steady subscribers stayed connected ({soak.dropped[:3]})")
     check(not bad, f"steady subscribers got every message once, in order ({len(bad)} bad: {bad[:3]})")
     check(rss_end <= rss_warm * 1.10, "RSS at the end within 10% of after warm-up")
     panics = [l for l in open(log_path) if "panicked" in l]
