@@ -11,6 +11,8 @@ well-behaved client keeps checking that echoes still come back intact:
   cut-mid-frame     connections dropped (RST) in the middle of a frame
   cut-mid-handshake connections dropped in the middle of the request head
   malformed         garbage and broken handshakes
+  half-open         peers that vanish without a FIN (never send, never read): the server's
+                    keepalive pings them and closes them with 1011
 
 Checks: every attack that breaks a rule gets the right close code or HTTP status; the server
 stays up and keeps serving; its RSS stays under a bound during the attacks; no panic appears
@@ -169,6 +171,15 @@ class Run:
             await writer.drain()
             writer.transport.abort()
 
+    async def half_open(self):
+        conns = [await open_ws(self.port) for _ in range(20)]
+        # Silent for longer than the server's idle + pong timeouts (1 s + 1 s here).
+        await asyncio.sleep(3.5)
+        codes = await asyncio.gather(*(close_code(reader) for reader, _ in conns))
+        for _, writer in conns:
+            writer.transport.abort()
+        self.check(all(c == 1011 for c in codes), f"silent peers closed with 1011 (got {set(codes)})")
+
     async def malformed(self):
         cases = [
             (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + os.urandom(64) + b"\r\n\r\n", b"400"),
@@ -198,7 +209,7 @@ class Run:
 async def main_async(args, port, server):
     run = Run(port, server.pid, args.seconds)
     for name in ("tiny_fragments", "endless_message", "ping_flood", "never_read",
-                 "cut_mid_frame", "cut_mid_handshake", "malformed"):
+                 "cut_mid_frame", "cut_mid_handshake", "malformed", "half_open"):
         await run.attack(name.replace("_", "-"), getattr(run, name)())
         run.check(server.poll() is None, "server still running")
     return run
@@ -214,7 +225,7 @@ def main():
     log = open(log_path, "w")
     server = subprocess.Popen(
         [args.binary, "serve", "--mode", "echo", "--listen", f"127.0.0.1:{port}",
-         "--max-message-size", str(MAX_MESSAGE)],
+         "--max-message-size", str(MAX_MESSAGE), "--idle-timeout", "1s", "--pong-timeout", "1s"],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info"))
     try:
         wait_listening(port)
