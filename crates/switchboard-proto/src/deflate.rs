@@ -142,13 +142,10 @@ impl DeflateConfig {
     /// assert_eq!(offer, "permessage-deflate; client_max_window_bits");
     /// ```
     pub fn offer(&self) -> HeaderValue {
-        let mut value = String::from(EXTENSION_NAME);
-        if self.server_no_context_takeover {
-            value.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            value.push_str("; client_no_context_takeover");
-        }
+        let mut value = header_start(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+        );
         let server_bits = clamp_bits(self.server_max_window_bits);
         if server_bits < MAX_WINDOW_BITS {
             value.push_str(&format!("; server_max_window_bits={server_bits}"));
@@ -313,17 +310,26 @@ impl DeflateConfig {
     }
 }
 
+/// The start of an offer or answer: the extension name and the takeover flags.
+fn header_start(server_no_context_takeover: bool, client_no_context_takeover: bool) -> String {
+    let mut value = String::from(EXTENSION_NAME);
+    if server_no_context_takeover {
+        value.push_str("; server_no_context_takeover");
+    }
+    if client_no_context_takeover {
+        value.push_str("; client_no_context_takeover");
+    }
+    value
+}
+
 impl DeflateParams {
     /// The `Sec-WebSocket-Extensions` value of a server's response that accepts these
     /// parameters.
     pub fn to_header(&self) -> HeaderValue {
-        let mut value = String::from(EXTENSION_NAME);
-        if self.server_no_context_takeover {
-            value.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            value.push_str("; client_no_context_takeover");
-        }
+        let mut value = header_start(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+        );
         if let Some(bits) = self.server_max_window_bits {
             value.push_str(&format!("; server_max_window_bits={bits}"));
         }

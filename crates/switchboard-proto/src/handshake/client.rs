@@ -377,6 +377,7 @@ fn check_extensions(headers: &HeaderMap, offered: &[&str]) -> Result<(), Handsha
 mod tests {
     use super::*;
     use crate::handshake::server;
+    use crate::handshake::test_support::replace_line;
     use proptest::prelude::*;
 
     /// The server handshake of RFC 6455 §1.2, answering the key `dGhlIHNhbXBsZSBub25jZQ==`.
@@ -405,21 +406,6 @@ mod tests {
             .expect("complete head");
         assert_eq!(len, head.len());
         resp
-    }
-
-    /// `head` with the line starting with `prefix` replaced by `line`, or removed when `line` is
-    /// empty.
-    fn replace_line(head: &str, prefix: &str, line: &str) -> String {
-        let mut out = String::new();
-        for l in head.split_inclusive("\r\n") {
-            if !l.starts_with(prefix) {
-                out.push_str(l);
-            } else if !line.is_empty() {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-        }
-        out
     }
 
     fn validate(head: &str, protocols: &[&str]) -> Result<Option<String>, HandshakeError> {

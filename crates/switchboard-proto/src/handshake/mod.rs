@@ -333,6 +333,25 @@ fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Helpers the client and server tests share.
+#[cfg(test)]
+mod test_support {
+    /// `head` with the line starting with `prefix` replaced by `line`, or removed when `line` is
+    /// empty.
+    pub(super) fn replace_line(head: &str, prefix: &str, line: &str) -> String {
+        let mut out = String::new();
+        for l in head.split_inclusive("\r\n") {
+            if !l.starts_with(prefix) {
+                out.push_str(l);
+            } else if !line.is_empty() {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,6 +275,7 @@ fn checked_key(req: &Request<()>) -> Result<&[u8], HandshakeError> {
 mod tests {
     use super::*;
     use crate::handshake::client;
+    use crate::handshake::test_support::replace_line;
     use proptest::prelude::*;
 
     /// The client handshake of RFC 6455 §1.3.
@@ -299,21 +300,6 @@ mod tests {
             .expect("complete head");
         assert_eq!(len, head.len());
         req
-    }
-
-    /// `head` with the line starting with `prefix` replaced by `line`, or removed when `line` is
-    /// empty.
-    fn replace_line(head: &str, prefix: &str, line: &str) -> String {
-        let mut out = String::new();
-        for l in head.split_inclusive("\r\n") {
-            if !l.starts_with(prefix) {
-                out.push_str(l);
-            } else if !line.is_empty() {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-        }
-        out
     }
 
     fn rfc_request_with(prefix: &str, line: &str) -> String {
