@@ -190,11 +190,26 @@ impl Hub {
     ///
     /// A token that does not verify gets an `unauthorized` error and a close with 1008; so
     /// does a connection whose token expires while it is open.
-    pub async fn serve<S>(&self, ws: WebSocket<S>, request: &Request<()>)
+    pub fn serve<'a, S>(
+        &'a self,
+        ws: WebSocket<S>,
+        request: &'a Request<()>,
+    ) -> impl Future<Output = ()> + Send + 'a
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, mut receiver) = ws.split();
+        // Split here, not in an `async fn`: its future would keep room for the socket (twice)
+        // for the connection's whole life, though the socket's own task owns it.
+        let (sender, receiver) = ws.split();
+        self.session(sender, receiver, request)
+    }
+
+    async fn session(
+        &self,
+        sender: Sender,
+        mut receiver: switchboard::Receiver,
+        request: &Request<()>,
+    ) {
         let query = request.uri().query().unwrap_or("");
         let identity = match self.identify(query) {
             Ok(identity) => identity,

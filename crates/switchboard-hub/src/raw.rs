@@ -10,18 +10,30 @@ const ECHO_HIGH_WATER: usize = 1 << 20;
 /// Echoes every text and binary message back to its sender until the connection ends.
 ///
 /// Echoes of messages that arrived together leave together, in one write.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
-    while let Some(Ok(message)) = ws.recv().await {
-        if !message.is_data() {
-            continue;
-        }
-        if ws.feed(message).is_err() {
-            break;
-        }
-        // `recv` writes what is queued before it waits for input; wait here only when the
-        // peer has stopped reading.
-        if ws.buffered_amount() > ECHO_HIGH_WATER && ws.flush().await.is_err() {
-            break;
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn's future holds its argument twice"
+)]
+pub fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> impl Future<Output = ()> {
+    // Not an `async fn`: its future would hold the argument and a copy of it for the
+    // connection's whole life (an idle connection's memory is mostly this future).
+    async move {
+        loop {
+            // Not `while let`: its scrutinee would keep room in the future across the flush.
+            let Some(Ok(message)) = ws.recv().await else {
+                break;
+            };
+            if !message.is_data() {
+                continue;
+            }
+            if ws.feed(message).is_err() {
+                break;
+            }
+            // `recv` writes what is queued before it waits for input; wait here only when the
+            // peer has stopped reading.
+            if ws.buffered_amount() > ECHO_HIGH_WATER && ws.flush().await.is_err() {
+                break;
+            }
         }
     }
 }
@@ -42,22 +54,47 @@ impl Broadcast {
 
     /// Serves one client until it leaves: what it sends goes to the others, what they send
     /// comes to it. Each message is encoded once for all recipients.
-    pub async fn serve<S>(&self, ws: WebSocket<S>)
+    pub fn serve<S>(&self, ws: WebSocket<S>) -> impl Future<Output = ()> + Send + '_
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Split here, not in an `async fn`: its future would keep room for the socket (twice)
+        // for the connection's whole life, though the socket's own task owns it.
         let (sender, mut receiver) = ws.split();
-        self.everyone.subscribe(ALL, &sender);
-        while let Some(Ok(message)) = receiver.recv().await {
-            if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                self.everyone.publish(ALL, &message, Some(&sender));
+        async move {
+            self.everyone.subscribe(ALL, &sender);
+            while let Some(Ok(message)) = receiver.recv().await {
+                if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                    self.everyone.publish(ALL, &message, Some(&sender));
+                }
             }
+            self.everyone.unsubscribe_all(&sender);
         }
-        self.everyone.unsubscribe_all(&sender);
     }
 
     /// How many clients are connected.
     pub fn clients(&self) -> usize {
         self.everyone.subscriber_count(ALL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard::{Config, Role};
+    use tokio::io::DuplexStream;
+
+    use super::*;
+
+    /// An idle echo connection is its task: the future must not hold the socket twice.
+    #[test]
+    fn the_echo_future_is_little_more_than_its_socket() {
+        let (io, _peer) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(io, Role::Server, Config::default(), Default::default());
+        let socket = size_of::<WebSocket<DuplexStream>>();
+        let future = size_of_val(&echo(ws));
+        assert!(
+            future <= socket + 96,
+            "{future} bytes for a {socket}-byte socket"
+        );
     }
 }

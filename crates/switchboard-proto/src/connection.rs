@@ -18,6 +18,7 @@
 //!   the extension nothing changes: payloads stay views of the read buffer.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -45,6 +46,9 @@ pub enum Role {
 /// Server payloads up to this size are copied behind their header, so that small frames leave in
 /// one contiguous buffer; larger ones are queued as their own `Bytes`, without a copy.
 const INLINE_PAYLOAD: usize = 1024;
+/// The most output buffer a connection keeps once everything is written: enough for a batch of
+/// small frames, so that echoing them allocates nothing, while idle connections stay small.
+pub(crate) const RETAINED_OUTPUT: usize = 512;
 
 /// Where the closing handshake stands (RFC 6455 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,11 +122,13 @@ struct PerMessageDeflate {
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared: a server's connections have one configuration.
+    config: Arc<Config>,
     state: State,
     input: BytesMut,
     frame: Option<InFrame>,
-    partial: Option<Partial>,
+    /// Boxed: most connections never receive a fragmented or compressed message.
+    partial: Option<Box<Partial>>,
     utf8: Utf8Validator,
     transmit: VecDeque<Bytes>,
     /// Bytes queued in `transmit`.
@@ -142,8 +148,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection whose opening handshake is complete.
-    pub fn new(role: Role, config: Config) -> Self {
+    /// A connection whose opening handshake is complete. Pass an `Arc<Config>` to share one
+    /// configuration among many connections.
+    pub fn new(role: Role, config: impl Into<Arc<Config>>) -> Self {
+        let config = config.into();
         let rng = MaskRng::new(config.rng_seed);
         Self {
             role,
@@ -368,8 +376,61 @@ impl Connection {
         }
     }
 
+    /// The bytes queued for the peer, in order, as slices for one vectored write: fills up to
+    /// `slices.len()` of them and returns how many it filled (0 when nothing is queued).
+    /// Nothing is taken off the queue: report what the transport accepted with
+    /// [`advance_transmit`](Self::advance_transmit).
+    ///
+    /// Unlike [`poll_transmit`](Self::poll_transmit), the bytes stay in the connection until
+    /// written, so its buffer is reused from one write to the next.
+    pub fn transmit_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let pending = (!self.pending.is_empty()).then_some(&self.pending[..]);
+        let queued = self.transmit.iter().map(|b| &b[..]).chain(pending);
+        let mut filled = 0;
+        for (slot, bytes) in slices.iter_mut().zip(queued) {
+            *slot = IoSlice::new(bytes);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Takes the first `n` queued bytes off the queue, after the transport wrote them (see
+    /// [`transmit_slices`](Self::transmit_slices)).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than [`buffered_amount`](Self::buffered_amount).
+    pub fn advance_transmit(&mut self, mut n: usize) {
+        while let Some(front) = self.transmit.front_mut() {
+            if n < front.len() {
+                front.advance(n);
+                self.transmit_len -= n;
+                return;
+            }
+            n -= front.len();
+            self.transmit_len -= front.len();
+            self.transmit.pop_front();
+        }
+        assert!(n <= self.pending.len(), "advanced past the queued bytes");
+        if n < self.pending.len() {
+            self.pending.advance(n);
+        } else if self.pending.capacity() > RETAINED_OUTPUT {
+            // All written: a connection keeps a small buffer for its next frames, not the
+            // largest batch it ever sent.
+            self.pending = BytesMut::new();
+        } else {
+            self.pending.clear();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// How many bytes are queued for the peer and not yet taken by
-    /// [`poll_transmit`](Self::poll_transmit).
+    /// [`poll_transmit`](Self::poll_transmit) or written (see
+    /// [`advance_transmit`](Self::advance_transmit)).
     pub fn buffered_amount(&self) -> usize {
         self.transmit_len + self.pending.len()
     }
@@ -603,13 +664,13 @@ impl Connection {
     ) -> Result<Option<Message>, ProtocolError> {
         let message = match header.opcode {
             OpCode::Text | OpCode::Binary if header.rsv1 => {
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text: header.opcode == OpCode::Text,
                     compressed: true,
                     data: BytesMut::new(),
                     inflated: Vec::new(),
                     fragments: 1,
-                });
+                }));
                 self.utf8.reset();
                 return self.inflate(&payload, header.fin);
             }
@@ -617,13 +678,13 @@ impl Connection {
             OpCode::Text | OpCode::Binary => {
                 let mut data = BytesMut::with_capacity(payload.len());
                 data.extend_from_slice(&payload);
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text,
                     compressed: false,
                     data,
                     inflated: Vec::new(),
                     fragments: 1,
-                });
+                }));
                 return Ok(None);
             }
             OpCode::Continuation => {

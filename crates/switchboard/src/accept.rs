@@ -1,5 +1,6 @@
 //! The server side of the opening handshake over a tokio transport.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -139,7 +140,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let protocol = choose_protocol(request, &options.protocols);
-    let upgrade = match PreparedUpgrade::with_protocol(request, options, protocol) {
+    let config = Arc::new(options.config.clone());
+    let upgrade = match PreparedUpgrade::with_protocol(request, options, config, protocol) {
         Ok(upgrade) => upgrade,
         Err(e) => {
             reject(&mut stream, &e).await;
@@ -175,7 +177,7 @@ pub(crate) fn choose_protocol(request: &Request<()>, protocols: &[String]) -> Op
 pub struct PreparedUpgrade {
     response: Response<()>,
     protocol: Option<String>,
-    config: Config,
+    config: Arc<Config>,
     /// The agreed permessage-deflate parameters and the server's settings, when negotiated.
     deflate: Option<(DeflateParams, DeflateConfig)>,
 }
@@ -194,13 +196,17 @@ impl PreparedUpgrade {
         Self::with_protocol(
             request,
             options,
+            Arc::new(options.config.clone()),
             choose_protocol(request, &options.protocols),
         )
     }
 
+    /// As [`new`](Self::new), with the protocol chosen and `config` (`options.config`,
+    /// shared by the caller's connections).
     pub(crate) fn with_protocol(
         request: &Request<()>,
         options: &AcceptOptions,
+        config: Arc<Config>,
         protocol: Option<String>,
     ) -> Result<Self, HandshakeError> {
         let mut response = server::accept_response(request, protocol.as_deref())?;
@@ -214,7 +220,7 @@ impl PreparedUpgrade {
         Ok(Self {
             response,
             protocol,
-            config: options.config.clone(),
+            config,
             deflate,
         })
     }

@@ -344,6 +344,7 @@ impl ServerBuilder {
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).
     pub fn from_listener(self, listener: TcpListener) -> Server {
         let shared = Arc::new(Shared {
+            config: Arc::new(self.options.config.clone()),
             options: self.options,
             tls: self.tls.map(|tls| tls.acceptor()),
             router: self.router,
@@ -408,6 +409,8 @@ impl std::fmt::Debug for Server {
 
 /// What every connection task of a server shares.
 struct Shared {
+    /// `options.config`, shared by every connection.
+    config: Arc<proto::Config>,
     options: AcceptOptions,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
@@ -511,25 +514,7 @@ impl Server {
                 continue;
             };
             let handler = handler.clone();
-            tasks.spawn(async move {
-                let shared = guard.shared.clone();
-                let handshake = handshake(tcp, peer, &shared);
-                match tokio::time::timeout(shared.options.handshake_timeout, handshake).await {
-                    Ok(Ok(Some((mut ws, request)))) => {
-                        ws.attach(ServerLink::new(guard));
-                        handler(ws, request).await;
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err((reason, e))) => {
-                        shared.metrics.handshake_failed(reason);
-                        tracing::debug!(%peer, reason = reason.as_str(), "handshake failed: {e}");
-                    }
-                    Err(_) => {
-                        shared.metrics.handshake_failed(HandshakeFailure::Timeout);
-                        tracing::debug!(%peer, "handshake timed out");
-                    }
-                }
-            });
+            tasks.spawn(connection(guard, tcp, peer, handler));
         }
 
         // Drain.
@@ -561,6 +546,33 @@ impl Server {
         }
         tasks.shutdown().await;
         Ok(())
+    }
+}
+
+/// The task of one admitted connection: the handshake, then the handler.
+fn connection<H, F>(
+    guard: Active,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<H>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Fn(WebSocket<MaybeTlsStream>, Request<()>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    // The handshake runs boxed, and is freed before the handler runs: its state (TLS, the
+    // request being parsed, the hook) is several times a connection's, and the task would
+    // otherwise keep room for it, and for what it captures, for the connection's whole life.
+    let start = Box::pin(async move {
+        let (mut ws, request) = upgrade(tcp, peer, guard.shared.clone()).await?;
+        ws.attach(ServerLink::new(guard));
+        Some(handler(ws, request))
+    });
+    async move {
+        let Some(handling) = start.await else {
+            return;
+        };
+        handling.await;
     }
 }
 
@@ -691,6 +703,28 @@ impl Drop for ServerLink {
 
 type Failure = (HandshakeFailure, String);
 
+/// The handshake within the server's time limit; a failure is counted and logged.
+async fn upgrade(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Option<(WebSocket<MaybeTlsStream>, Request<()>)> {
+    let handshake = handshake(tcp, peer, &shared);
+    match tokio::time::timeout(shared.options.handshake_timeout, handshake).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err((reason, e))) => {
+            shared.metrics.handshake_failed(reason);
+            tracing::debug!(%peer, reason = reason.as_str(), "handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            shared.metrics.handshake_failed(HandshakeFailure::Timeout);
+            tracing::debug!(%peer, "handshake timed out");
+            None
+        }
+    }
+}
+
 /// Runs the opening handshake: TLS, the request head, then either a plain HTTP answer
 /// (`Ok(None)`) or the checks, the hook and the `101`.
 async fn handshake(
@@ -757,7 +791,12 @@ async fn handshake(
             }
         }
     }
-    let upgrade = match PreparedUpgrade::with_protocol(&request, &shared.options, protocol) {
+    let upgrade = match PreparedUpgrade::with_protocol(
+        &request,
+        &shared.options,
+        shared.config.clone(),
+        protocol,
+    ) {
         Ok(upgrade) => upgrade,
         Err(e) => return Err(refuse(&mut stream, e).await),
     };
@@ -864,4 +903,38 @@ fn is_transient(e: &io::Error) -> bool {
     ) || e
         .raw_os_error()
         .is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection's memory is mostly its task, so the handshake's state must not stay
+    /// in it: the task is little more than the handler's future.
+    #[tokio::test]
+    async fn a_connection_task_is_little_more_than_its_handler() {
+        let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let peer = tcp.local_addr().unwrap();
+        let guard = Active::admit(&server.shared).unwrap();
+        let handler = Arc::new(|ws: WebSocket<MaybeTlsStream>, _: Request<()>| async move {
+            drop(ws);
+        });
+        let handler_size = size_of_val(&handler(
+            WebSocket::from_raw(
+                MaybeTlsStream::Plain(TcpStream::connect(addr).await.unwrap()),
+                proto::Role::Server,
+                proto::Config::default(),
+                bytes::BytesMut::new(),
+            ),
+            Request::new(()),
+        ));
+        let task = connection(guard, tcp, peer, handler);
+        assert!(
+            size_of_val(&task) <= handler_size + 16,
+            "task {} bytes, handler {handler_size}",
+            size_of_val(&task)
+        );
+    }
 }

@@ -6,13 +6,13 @@
 //! bytes (see each method's "Cancel safety").
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use proto::deflate::{DeflateConfig, DeflateParams};
 use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -47,8 +47,6 @@ const READ_PAUSE: usize = 1 << 20;
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    /// Bytes taken from `conn` and not yet written; the front may be partly written.
-    out: VecDeque<Bytes>,
     /// The connection failed; this error is reported after the Close frame went out.
     failed: Option<ProtocolError>,
     /// The peer's Close, reported after our reply went out.
@@ -73,14 +71,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `read_buf` holds bytes already read past the handshake (the first frames may share a
     /// read with it); pass an empty buffer if there are none. This is the entry point for
     /// callers that did the HTTP upgrade themselves (hyper, axum).
-    pub fn from_raw(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+    pub fn from_raw(io: S, role: Role, config: impl Into<Arc<Config>>, read_buf: BytesMut) -> Self {
         let mut conn = Connection::new(role, config);
         conn.read_buffer().extend_from_slice(&read_buf);
         conn.handle_timeout(Instant::now().into_std());
         Self {
             io,
             conn,
-            out: VecDeque::new(),
             failed: None,
             close_received: None,
             timer: None,
@@ -146,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Bytes queued for the peer and not yet written.
     pub fn buffered_amount(&self) -> usize {
-        self.conn.buffered_amount() + self.out.iter().map(Bytes::len).sum::<usize>()
+        self.conn.buffered_amount()
     }
 
     /// Receives the next message.
@@ -445,21 +442,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Writes everything queued, in as few system calls as the transport allows.
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            while let Some(bytes) = self.conn.poll_transmit() {
-                self.out.push_back(bytes);
-            }
-            if self.out.is_empty() {
-                return Pin::new(&mut self.io).poll_flush(cx);
-            }
-            let n = if self.out.len() == 1 || !self.io.is_write_vectored() {
-                ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[0]))?
-            } else {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let count = self.out.len().min(MAX_IOVECS);
-                for (slice, bytes) in slices.iter_mut().zip(&self.out) {
-                    *slice = IoSlice::new(bytes);
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = self.conn.transmit_slices(&mut slices);
+            let n = match count {
+                0 => return Pin::new(&mut self.io).poll_flush(cx),
+                1 => ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?,
+                _ if !self.io.is_write_vectored() => {
+                    ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
                 }
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+                _ => ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?,
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -467,21 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(link) = &mut self.link {
                 link.tally.bytes_out += n as u64;
             }
-            self.consume_out(n);
-        }
-    }
-
-    fn consume_out(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.out.front_mut() else {
-                return;
-            };
-            if n < front.len() {
-                front.advance(n);
-                return;
-            }
-            n -= front.len();
-            self.out.pop_front();
+            self.conn.advance_transmit(n);
         }
     }
 

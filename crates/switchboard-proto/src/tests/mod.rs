@@ -223,6 +223,83 @@ proptest! {
     }
 }
 
+/// What a transport that accepts at most `writes[i]` bytes per call, over at most `iovecs`
+/// slices, receives from `conn` through `transmit_slices`/`advance_transmit`.
+fn write_in_pieces(conn: &mut Connection, writes: &[usize], iovecs: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    let mut writes = writes.iter().cycle();
+    loop {
+        let mut slices = vec![std::io::IoSlice::new(&[]); iovecs];
+        let count = conn.transmit_slices(&mut slices);
+        if count == 0 {
+            assert_eq!(conn.buffered_amount(), 0);
+            return wire;
+        }
+        let mut budget = *writes.next().unwrap();
+        let mut written = 0;
+        for slice in &slices[..count] {
+            let n = budget.min(slice.len());
+            wire.extend_from_slice(&slice[..n]);
+            written += n;
+            budget -= n;
+        }
+        let before = conn.buffered_amount();
+        conn.advance_transmit(written);
+        assert_eq!(conn.buffered_amount(), before - written);
+    }
+}
+
+proptest! {
+    #[test]
+    fn partial_writes_send_the_same_bytes_as_poll_transmit(
+        messages in proptest::collection::vec(
+            (0usize..3000, any::<bool>(), any::<bool>()), 1..12),
+        writes in proptest::collection::vec(1usize..2500, 1..6),
+        iovecs in 1usize..5,
+    ) {
+        let mut conns = [
+            Connection::new(Role::Server, Config::default()),
+            Connection::new(Role::Server, Config::default()),
+        ];
+        for (i, (len, encoded, flush_between)) in messages.into_iter().enumerate() {
+            let payload = Bytes::from(vec![i as u8; len]);
+            for conn in &mut conns {
+                if encoded {
+                    conn.send_encoded(&crate::EncodedFrame::binary(&payload)).unwrap();
+                } else {
+                    conn.send(Message::Binary(payload.clone())).unwrap();
+                }
+            }
+            if flush_between {
+                let sliced = write_in_pieces(&mut conns[0], &writes, iovecs);
+                prop_assert_eq!(sliced, wire(&mut conns[1]));
+            }
+        }
+        let sliced = write_in_pieces(&mut conns[0], &writes, iovecs);
+        prop_assert_eq!(sliced, wire(&mut conns[1]));
+    }
+}
+
+#[test]
+fn an_idle_connection_keeps_a_small_output_buffer() {
+    let mut server = Connection::new(Role::Server, Config::default());
+    for _ in 0..8 {
+        server
+            .send(Message::Binary(Bytes::from(vec![7; 1000])))
+            .unwrap();
+    }
+    let queued = {
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let count = server.transmit_slices(&mut slices);
+        slices[..count].iter().map(|s| s.len()).sum::<usize>()
+    };
+    assert_eq!(queued, server.buffered_amount());
+    server.advance_transmit(queued);
+    assert_eq!(server.buffered_amount(), 0);
+    assert_eq!(server.transmit_slices(&mut [std::io::IoSlice::new(&[])]), 0);
+    assert!(server.pending_capacity() <= super::connection::RETAINED_OUTPUT);
+}
+
 #[test]
 fn payloads_are_views_of_the_read_buffer() {
     let mut server = Connection::new(Role::Server, Config::default());
