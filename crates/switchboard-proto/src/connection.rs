@@ -145,6 +145,8 @@ pub struct Connection {
     timed_out: bool,
     /// The closing handshake was given up on after the close timeout.
     abandoned: bool,
+    /// The peer's Close came first: ours answered it.
+    closed_by_peer: bool,
 }
 
 impl Connection {
@@ -170,6 +172,7 @@ impl Connection {
             input_seen: 0,
             timed_out: false,
             abandoned: false,
+            closed_by_peer: false,
         }
     }
 
@@ -244,6 +247,17 @@ impl Connection {
     /// It may already hold the start of an incomplete frame; append only.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.input
+    }
+
+    /// How many more bytes complete the frame being received, as far as
+    /// [`poll_message`](Self::poll_message) has seen: its header announced the length, and
+    /// the limits accepted it. 0 when no frame is in progress. A hint for sizing reads: a
+    /// large frame can be read into one buffer, in large reads, without regrowing it.
+    pub fn frame_remaining(&self) -> usize {
+        self.frame.as_ref().map_or(0, |frame| {
+            // Fits: check_header bounded it by max_frame_size, a usize.
+            (frame.header.len as usize).saturating_sub(self.input.len())
+        })
     }
 
     /// Appends bytes received from the peer (a copy of them) for
@@ -361,6 +375,13 @@ impl Connection {
     /// nothing more is sent or received; drop the transport.
     pub fn is_abandoned(&self) -> bool {
         self.abandoned
+    }
+
+    /// Whether the peer started the closing handshake: its Close came first and ours answered
+    /// it. The peer sends nothing after its Close (RFC 6455 §5.5.1), so a server need not read
+    /// to the end before closing the transport.
+    pub fn is_closed_by_peer(&self) -> bool {
+        self.closed_by_peer
     }
 
     /// The next bytes to write to the peer, in order.
@@ -723,6 +744,7 @@ impl Connection {
                     // response. [...] typically echos the status code it received."
                     let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
                     self.write_close(reply.as_ref());
+                    self.closed_by_peer = true;
                 }
                 self.state = State::Closed;
                 self.input.clear();

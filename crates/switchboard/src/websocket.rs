@@ -25,6 +25,8 @@ use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most room made at once for the rest of a large frame.
+const MAX_RESERVE: usize = 4 << 20;
 /// The size of each block of a thread's scratch read buffer.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
@@ -317,12 +319,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 // RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP connection
                 // first"; a client waits for that by reading to the end, below.
-                // Then read to the end, discarding: closing a socket with unread input makes
-                // the kernel send a reset, which can destroy the Close frame before the peer
-                // reads it. The close timer bounds the wait.
                 if self.conn.role() == Role::Server && !self.shut_down {
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
                     self.shut_down = true;
+                }
+                // A server that started the handshake then reads to the end, discarding:
+                // closing a socket with unread input makes the kernel send a reset, which can
+                // destroy the Close frame before the peer reads it (the close timer bounds the
+                // wait). A peer that started it sends nothing after its Close: done.
+                if self.conn.role() == Role::Server && self.conn.is_closed_by_peer() {
+                    return Poll::Ready(self.finish(None));
                 }
             }
             // Before waiting for input, write what is queued (replies, pongs, messages fed
@@ -424,10 +430,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             })
         } else {
             // The rest of a partial frame goes into the connection's own buffer; the first
-            // reserve copies the partial frame out of the shared scratch block.
+            // reserve copies the partial frame out of the shared scratch block. Room for the
+            // whole frame (its length was within the limits) is made at once, up to a bound,
+            // so a large frame arrives in large reads without the buffer regrowing.
+            let wanted = self.conn.frame_remaining().clamp(READ_CHUNK, MAX_RESERVE);
             let buf = self.conn.read_buffer();
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
+                buf.reserve(wanted);
             }
             let read = self.io.read_buf(buf);
             tokio::pin!(read);

@@ -143,6 +143,25 @@ async fn clean_close_from_the_client_ends_both_sides_without_error() {
 }
 
 #[tokio::test]
+async fn a_close_started_by_the_client_ends_the_server_side_without_waiting_for_its_fin() {
+    let (addr, mut ended) = echo_server().await;
+    let mut stream = raw_client(addr).await;
+    stream
+        .write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    // The reply, then the server's FIN; the client keeps its side open.
+    expect_close(&mut stream, CloseCode::NORMAL).await;
+    // Well within the close timeout (5 s) that a server reading to the end would wait for.
+    let server_saw = tokio::time::timeout(Duration::from_secs(2), ended.recv())
+        .await
+        .expect("the server's connection ended while the client's side is open");
+    let expected = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+    assert_eq!(server_saw.unwrap().unwrap().unwrap(), expected);
+    drop(stream);
+}
+
+#[tokio::test]
 async fn close_from_the_server_is_reported_then_none() {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();

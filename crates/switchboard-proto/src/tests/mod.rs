@@ -107,6 +107,7 @@ fn echo_round_trip_and_clean_close() {
     let echoed = Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "")));
     assert_eq!(at_client, [echoed]);
     assert!(pair.client.is_closed() && pair.server.is_closed());
+    assert!(pair.server.is_closed_by_peer() && !pair.client.is_closed_by_peer());
 }
 
 #[test]
