@@ -139,7 +139,14 @@ fn main() {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let markdown = render(&results, &conditions, &chart_name);
+    // Why a target is not met (profiles, memory breakdown): written by hand beside the report,
+    // kept in it below the targets.
+    let analysis = Path::new(report)
+        .parent()
+        .map(|dir| dir.join("ANALYSIS.md"))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let markdown = render(&results, &conditions, &analysis, &chart_name);
     if let Err(e) = std::fs::write(report, markdown) {
         eprintln!("bench-report: cannot write {report}: {e}");
         std::process::exit(1);
@@ -245,7 +252,7 @@ fn header(out: &mut String, first: &str) {
     out.push('\n');
 }
 
-fn render(results: &Results, conditions: &str, chart: &str) -> String {
+fn render(results: &Results, conditions: &str, analysis: &str, chart: &str) -> String {
     let mut out = String::new();
     let rounds = results
         .values()
@@ -386,6 +393,12 @@ fn render(results: &Results, conditions: &str, chart: &str) -> String {
             worst,
             &|v| v > 1.0,
         );
+    }
+
+    if !analysis.trim().is_empty() {
+        out.push('\n');
+        out.push_str(analysis.trim_end());
+        out.push('\n');
     }
 
     out.push_str("\n## Conditions\n\n```\n");

@@ -49,14 +49,20 @@ fn main() -> ExitCode {
 
 /// Runs a command on a multi-threaded runtime, as a task of its own: on the main thread it
 /// would compete with the worker threads for the cores (a server's accept loop did, measured).
+/// With one core to run on, a single-threaded runtime does the same work without the
+/// scheduler's cross-thread bookkeeping.
 fn block_on<F>(command: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<ExitCode>> + Send + 'static,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Counts the CPUs this process may run on (its affinity, its cgroup's quota).
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
