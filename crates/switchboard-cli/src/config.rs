@@ -39,6 +39,11 @@ pub(crate) struct ServeOptions {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) tls_self_signed: Option<bool>,
 
+    /// Thread per core: N threads, each with a single-threaded runtime and a listener of its
+    /// own on the address (SO_REUSEPORT), the kernel spreading connections among them; the
+    /// connection limit is shared out. 0 or 1: one runtime on every core [default: 0]
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Most connections at once; more get 503 [default: 25000]
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
@@ -201,6 +206,7 @@ impl ServeOptions {
             tls_cert,
             tls_key,
             tls_self_signed,
+            threads,
             max_connections,
             max_message_size,
             max_frame_size,

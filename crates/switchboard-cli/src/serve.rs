@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
+use switchboard::http::Request;
 use switchboard::tls::ServerTls;
-use switchboard::{Backpressure, DeflateConfig, Server};
+use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBuilder, WebSocket};
 use switchboard_hub::{Broker, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Policy, ServeOptions};
@@ -118,45 +119,125 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Mode::Echo => Service::Echo,
         Mode::Broadcast => Service::Broadcast(switchboard_hub::Broadcast::new()),
     };
-    let server = builder
-        .bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = server.local_addr()?;
+    let threads = options.threads.unwrap_or(0);
     match service {
         Service::Hub(hub) => {
-            tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
-            server
-                .serve_with_shutdown(
-                    move |ws, request| {
-                        let hub = hub.clone();
-                        async move { hub.serve(ws, &request).await }
-                    },
-                    shutdown_signal(),
-                )
-                .await?;
+            let handler = move |ws, request: Request<()>| {
+                let hub = hub.clone();
+                async move { hub.serve(ws, &request).await }
+            };
+            serve(builder, listen, threads, handler, |addr| {
+                tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
+            })
+            .await?;
         }
         Service::Echo => {
-            tracing::info!(mode = "echo", "listening on {scheme}://{addr}");
-            server
-                .serve_with_shutdown(|ws, _| switchboard_hub::echo(ws), shutdown_signal())
-                .await?;
+            let handler = |ws, _| switchboard_hub::echo(ws);
+            serve(builder, listen, threads, handler, |addr| {
+                tracing::info!(mode = "echo", "listening on {scheme}://{addr}");
+            })
+            .await?;
         }
         Service::Broadcast(group) => {
-            tracing::info!(mode = "broadcast", "listening on {scheme}://{addr}");
-            server
-                .serve_with_shutdown(
-                    move |ws, _| {
-                        let group = group.clone();
-                        async move { group.serve(ws).await }
-                    },
-                    shutdown_signal(),
-                )
-                .await?;
+            let handler = move |ws, _| {
+                let group = group.clone();
+                async move { group.serve(ws).await }
+            };
+            serve(builder, listen, threads, handler, |addr| {
+                tracing::info!(mode = "broadcast", "listening on {scheme}://{addr}");
+            })
+            .await?;
         }
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `handler` on `listen` until SIGINT or SIGTERM, then drains: on this runtime, or with
+/// `threads` > 1 thread per core, each thread with a runtime and a listener of its own on the
+/// one address (`SO_REUSEPORT`). `listening` is told the address once every listener is bound.
+async fn serve<H, F>(
+    builder: ServerBuilder,
+    listen: SocketAddr,
+    threads: usize,
+    handler: H,
+    listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()>
+where
+    H: Fn(WebSocket<MaybeTlsStream>, Request<()>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    if threads <= 1 {
+        let server = builder
+            .bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        listening(server.local_addr()?);
+        server
+            .serve_with_shutdown(handler, shutdown_signal())
+            .await?;
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        // Each thread admits its share of the connection limit.
+        let per_thread = builder.connection_limit().div_ceil(threads);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut addr = listen;
+        let mut running = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let (bound_tx, bound) = tokio::sync::oneshot::channel();
+            let builder = builder.clone().max_connections(per_thread);
+            let handler = handler.clone();
+            let mut stopped = stopped.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("switchboard-{index}"))
+                .spawn(move || -> std::io::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let server = match builder.bind_reuse_port(addr).await {
+                            Ok(server) => server,
+                            Err(e) => {
+                                let _ = bound_tx.send(Err(e));
+                                return Ok(());
+                            }
+                        };
+                        let _ = bound_tx.send(server.local_addr());
+                        let stop = async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        server.serve_with_shutdown(handler, stop).await
+                    })
+                })
+                .context("cannot start a server thread")?;
+            running.push(thread);
+            // The first listener may have picked the port; the others take the same.
+            addr = bound
+                .await
+                .context("a server thread ended early")?
+                .with_context(|| format!("cannot listen on {addr}"))?;
+        }
+        tracing::info!(threads, "thread per core");
+        listening(addr);
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("a server thread panicked")))
+                })
+                .collect::<std::io::Result<Vec<()>>>()
+        });
+        joined.await??;
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    anyhow::bail!("--threads needs SO_REUSEPORT (Unix)")
 }
 
 /// The server as `options` say, with `/healthz` and `/metrics`.

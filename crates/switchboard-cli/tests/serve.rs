@@ -100,8 +100,8 @@ impl Drop for Serve {
     }
 }
 
-async fn sigterm_drains(mode: &str) {
-    let mut serve = Serve::start(&["--mode", mode]);
+async fn sigterm_drains(mode: &str, extra: &[&str]) {
+    let mut serve = Serve::start(&[&["--mode", mode], extra].concat());
     let url = serve.url();
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
     let mut clients = Vec::new();
@@ -166,9 +166,18 @@ async fn sigterm_drains(mode: &str) {
 
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_client_and_exits_0() {
-    sigterm_drains("hub").await;
-    sigterm_drains("echo").await;
-    sigterm_drains("broadcast").await;
+    sigterm_drains("hub", &[]).await;
+    sigterm_drains("echo", &[]).await;
+    sigterm_drains("broadcast", &[]).await;
+}
+
+/// `--threads`: one listener per thread on one port; a broadcast reaches clients of every
+/// thread, and SIGTERM drains them all.
+#[tokio::test]
+async fn thread_per_core_serves_every_mode_and_drains() {
+    for mode in ["hub", "echo", "broadcast"] {
+        sigterm_drains(mode, &["--threads", "3"]).await;
+    }
 }
 
 #[tokio::test]

@@ -156,6 +156,11 @@ impl ServerBuilder {
         self
     }
 
+    /// The connection limit set with [`max_connections`](Self::max_connections).
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+    }
+
     /// After this long without hearing from a client, ping it (default 30 s); `None` never
     /// pings. A client that then sends nothing within the [`pong_timeout`](Self::pong_timeout)
     /// is closed with 1011.
@@ -339,6 +344,29 @@ impl ServerBuilder {
     pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         Ok(self.from_listener(listener))
+    }
+
+    /// Listens on `addr` with `SO_REUSEPORT`: several servers, one per thread (each on a
+    /// runtime of its own), may listen on the same address, and the kernel spreads new
+    /// connections among them. Bind the first to port 0 if you like, then the others to the
+    /// port it got. Each server counts its connections against
+    /// [`max_connections`](Self::max_connections) on its own; clones of one builder share
+    /// their [`Metrics`].
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, or already is by a socket without `SO_REUSEPORT`.
+    #[cfg(unix)]
+    pub async fn bind_reuse_port(self, addr: SocketAddr) -> io::Result<Server> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        Ok(self.from_listener(socket.listen(1024)?))
     }
 
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).

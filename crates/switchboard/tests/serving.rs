@@ -354,3 +354,36 @@ async fn shutdown_gives_up_on_clients_after_the_grace_period() {
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
     assert!(waited < Duration::from_secs(4), "{waited:?}");
 }
+
+/// Thread-per-core serving: servers on one port with SO_REUSEPORT share the connections.
+#[cfg(unix)]
+#[tokio::test]
+async fn servers_with_reuse_port_share_one_address() {
+    let first = Server::builder()
+        .bind_reuse_port("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = first.local_addr().unwrap();
+    let second = Server::builder().bind_reuse_port(addr).await.unwrap();
+    for (index, server) in [first, second].into_iter().enumerate() {
+        tokio::spawn(server.serve(move |mut ws, _| async move {
+            // Tells the client which server it reached.
+            let _ = ws.send(Message::text(index.to_string())).await;
+            while let Some(Ok(_)) = ws.recv().await {}
+        }));
+    }
+    let mut reached = [0; 2];
+    for _ in 0..64 {
+        let (mut ws, _) = switchboard::connect(&format!("ws://{addr}/"))
+            .await
+            .unwrap();
+        match ws.recv().await {
+            Some(Ok(Message::Text(text))) => reached[text.parse::<usize>().unwrap()] += 1,
+            other => panic!("expected the server's index, got {other:?}"),
+        }
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    }
+    // The kernel spreads connections by their addresses: 64 all on one side would be a
+    // one-in-2^63 chance.
+    assert!(reached[0] > 0 && reached[1] > 0, "{reached:?}");
+}
