@@ -1,6 +1,9 @@
 //! Raw modes, as in the classic examples: [`echo`] sends every message back, [`Broadcast`]
 //! sends every message to every other client. No protocol on top of WebSocket messages.
 
+use std::future::poll_fn;
+use std::task::{Poll, ready};
+
 use switchboard::{Message, Topics, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -15,26 +18,26 @@ const ECHO_HIGH_WATER: usize = 1 << 20;
     reason = "an async fn's future holds its argument twice"
 )]
 pub fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> impl Future<Output = ()> {
-    // Not an `async fn`: its future would hold the argument and a copy of it for the
-    // connection's whole life (an idle connection's memory is mostly this future).
+    // Not an `async fn`, and one poll loop rather than awaits: each would keep room of its own
+    // in the future (an `async fn` holds its argument twice) for the connection's whole life,
+    // and an idle connection's memory is mostly this future.
     async move {
-        loop {
-            // Not `while let`: its scrutinee would keep room in the future across the flush.
-            let Some(Ok(message)) = ws.recv().await else {
-                break;
-            };
-            if !message.is_data() {
-                continue;
+        poll_fn(|cx| {
+            loop {
+                // `poll_recv` writes what is queued before it waits for input; wait here only
+                // when the peer has stopped reading.
+                if ws.buffered_amount() > ECHO_HIGH_WATER && ready!(ws.poll_flush(cx)).is_err() {
+                    return Poll::Ready(());
+                }
+                let Some(Ok(message)) = ready!(ws.poll_recv(cx)) else {
+                    return Poll::Ready(());
+                };
+                if message.is_data() && ws.feed(message).is_err() {
+                    return Poll::Ready(());
+                }
             }
-            if ws.feed(message).is_err() {
-                break;
-            }
-            // `recv` writes what is queued before it waits for input; wait here only when the
-            // peer has stopped reading.
-            if ws.buffered_amount() > ECHO_HIGH_WATER && ws.flush().await.is_err() {
-                break;
-            }
-        }
+        })
+        .await;
     }
 }
 
@@ -93,7 +96,7 @@ mod tests {
         let socket = size_of::<WebSocket<DuplexStream>>();
         let future = size_of_val(&echo(ws));
         assert!(
-            future <= socket + 96,
+            future <= socket + 32,
             "{future} bytes for a {socket}-byte socket"
         );
     }

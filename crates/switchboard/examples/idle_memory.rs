@@ -80,13 +80,21 @@ async fn main() -> std::io::Result<()> {
             );
         }
     });
+    // The same loop as `switchboard serve --mode echo` (switchboard_hub::echo): one poll loop,
+    // so the connection's future is the socket and little more.
     server
         .serve(|mut ws, _request| async move {
-            while let Some(Ok(message)) = ws.recv().await {
-                if message.is_data() && ws.send(message).await.is_err() {
-                    break;
+            std::future::poll_fn(|cx| {
+                loop {
+                    let Some(Ok(message)) = std::task::ready!(ws.poll_recv(cx)) else {
+                        return std::task::Poll::Ready(());
+                    };
+                    if message.is_data() && ws.feed(message).is_err() {
+                        return std::task::Poll::Ready(());
+                    }
                 }
-            }
+            })
+            .await;
         })
         .await
 }

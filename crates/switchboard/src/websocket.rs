@@ -49,21 +49,36 @@ const READ_PAUSE: usize = 1 << 20;
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    /// The connection failed; this error is reported after the Close frame went out.
-    failed: Option<ProtocolError>,
-    /// The peer's Close, reported after our reply went out.
-    close_received: Option<Message>,
+    /// How the connection ended, reported once the transport is finished with (boxed: only
+    /// the end needs it).
+    ending: Option<Box<Ending>>,
     /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use.
     timer: Option<Pin<Box<Sleep>>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     /// Set once a server has shut down its sending side after the closing handshake.
     shut_down: bool,
-    protocol: Option<String>,
-    deflate: Option<DeflateParams>,
+    /// What the handshake agreed and settings few connections change; boxed, and absent
+    /// when there are none.
+    extras: Option<Box<Extras>>,
     /// Set on connections accepted by a [`Server`](crate::Server).
     link: Option<Box<ServerLink>>,
-    /// The send queue of [`split`](Self::split), when not the server's or the default.
+}
+
+/// How a connection ended, in order of precedence.
+#[derive(Debug)]
+enum Ending {
+    /// It failed; reported after the Close frame went out.
+    Failed(ProtocolError),
+    /// The peer's Close, reported after our reply went out.
+    Closed(Message),
+}
+
+#[derive(Debug, Default)]
+struct Extras {
+    protocol: Option<String>,
+    deflate: Option<DeflateParams>,
+    /// The send queue of [`split`](WebSocket::split), when not the server's or the default.
     send_queue: Option<SendQueue>,
 }
 
@@ -80,15 +95,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Self {
             io,
             conn,
-            failed: None,
-            close_received: None,
+            ending: None,
             timer: None,
             done: false,
             shut_down: false,
-            protocol: None,
-            deflate: None,
+            extras: None,
             link: None,
-            send_queue: None,
         }
     }
 
@@ -101,7 +113,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn send_queue(&self) -> SendQueue {
-        self.send_queue
+        self.extras
+            .as_ref()
+            .and_then(|extras| extras.send_queue)
             .or_else(|| self.link.as_deref().map(ServerLink::send_queue))
             .unwrap_or(DEFAULT_SEND_QUEUE)
     }
@@ -111,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// accepted by a [`Server`](crate::Server) take the server's settings; others default to
     /// 1 MiB and [`Backpressure::Drop`].
     pub fn set_send_queue(&mut self, limit: usize, policy: Backpressure) {
-        self.send_queue = Some(SendQueue { limit, policy });
+        self.extras_mut().send_queue = Some(SendQueue { limit, policy });
     }
 
     /// Turns on permessage-deflate with the parameters agreed in the handshake, for callers
@@ -119,23 +133,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the compression level and threshold. Call it before any message is sent or received.
     pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
         self.conn.enable_deflate(params, config);
-        self.deflate = Some(*params);
+        self.extras_mut().deflate = Some(*params);
     }
 
     /// The permessage-deflate parameters agreed in the handshake; `None` when messages are
     /// not compressed.
     pub fn deflate(&self) -> Option<&DeflateParams> {
-        self.deflate.as_ref()
+        self.extras.as_ref()?.deflate.as_ref()
     }
 
     pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
-        self.protocol = protocol;
+        if protocol.is_some() {
+            self.extras_mut().protocol = protocol;
+        }
         self
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_default()
     }
 
     /// The subprotocol agreed in the handshake, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.extras.as_ref()?.protocol.as_deref()
     }
 
     /// The transport.
@@ -231,9 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// Cancel safe: what was not written yet stays queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_write_out(cx))
-            .await
-            .map_err(Error::from)
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Polls for everything queued to be written; see [`flush`](Self::flush).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_write_out(cx).map_err(Error::from)
     }
 
     /// Closes the connection: sends a Close frame with `code` and `reason`, waits for the
@@ -295,12 +318,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 match message {
                     Some(Ok(Message::Close(frame))) => {
-                        self.close_received = Some(Message::Close(frame));
+                        // A failure reported before takes precedence.
+                        self.ending
+                            .get_or_insert_with(|| Box::new(Ending::Closed(Message::Close(frame))));
                         continue;
                     }
                     Some(Ok(message)) => return Poll::Ready(Some(Ok(message))),
                     Some(Err(e)) => {
-                        self.failed = Some(e);
+                        self.ending = Some(Box::new(Ending::Failed(e)));
                         continue;
                     }
                     None => {}
@@ -374,13 +399,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
         self.done = true;
         self.timer = None;
-        if let Some(e) = self.failed.take() {
-            return Some(Err(e.into()));
+        match self.ending.take().map(|ending| *ending) {
+            Some(Ending::Failed(e)) => Some(Err(e.into())),
+            Some(Ending::Closed(close)) => Some(Ok(close)),
+            None => io_error.map(|e| Err(e.into())),
         }
-        if let Some(close) = self.close_received.take() {
-            return Some(Ok(close));
-        }
-        io_error.map(|e| Err(e.into()))
     }
 
     /// Runs the engine's timers: `Ready` after a deadline came due and was handled (a ping may
