@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use switchboard::tls::ClientTls;
-use switchboard::{ConnectOptions, WebSocket};
+use switchboard::{ConnectOptions, DeflateConfig, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
@@ -99,6 +99,10 @@ pub(crate) struct BenchArgs {
     /// Idle mode: open the connections without exchanging a message on each first.
     #[arg(long)]
     no_echo: bool,
+    /// Offer permessage-deflate, as browsers do; the report says how many connections the
+    /// server agreed it on.
+    #[arg(long, conflicts_with = "raw")]
+    deflate: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -131,7 +135,12 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .transpose()?
     };
     // Set once, before any connection opens.
-    let _ = CLIENT_TLS.set(tls);
+    let _ = CONNECT_OPTIONS.set(ConnectOptions {
+        timeout: CONNECT_TIMEOUT,
+        tls,
+        deflate: args.deflate.then(DeflateConfig::default),
+        ..ConnectOptions::default()
+    });
     let runtime = match args.threads {
         0 => bail!("--threads must be at least 1"),
         1 => tokio::runtime::Builder::new_current_thread()
@@ -142,7 +151,7 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .enable_all()
             .build()?,
     };
-    let report = runtime.block_on(async {
+    let mut report = runtime.block_on(async {
         match args.mode {
             Mode::Echo => echo::run(&args).await,
             Mode::Broadcast => broadcast::run(&args).await,
@@ -152,6 +161,9 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })?;
     // Connections still closing are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if args.deflate {
+        report.deflate_agreed = Some(DEFLATE_AGREED.load(Ordering::Relaxed));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -164,10 +176,13 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// How wss:// connections verify the server (`--ca`, `--insecure`); `None`: the public roots.
-/// Every connection of a run opens through [`open`], deep in the workload modules, so the
-/// choice is made once here rather than threaded through each of them.
-static CLIENT_TLS: std::sync::OnceLock<Option<ClientTls>> = std::sync::OnceLock::new();
+/// How connections open: how wss:// verifies the server (`--ca`, `--insecure`), whether
+/// permessage-deflate is offered. Every connection of a run opens through [`open`], deep in
+/// the workload modules, so the choice is made once here rather than threaded through each of
+/// them.
+static CONNECT_OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
+/// Connections on which the server agreed permessage-deflate.
+static DEFLATE_AGREED: AtomicU64 = AtomicU64::new(0);
 
 /// A transport [`switchboard::connect_with`] may hand back (plain TCP; TLS for `wss://`).
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -177,12 +192,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 ///
 /// Takes the URL by value so that the transport's type borrows nothing.
 pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, switchboard::Error> {
-    let options = ConnectOptions {
+    let options = CONNECT_OPTIONS.get_or_init(|| ConnectOptions {
         timeout: CONNECT_TIMEOUT,
-        tls: CLIENT_TLS.get().cloned().flatten(),
         ..ConnectOptions::default()
-    };
-    let (ws, _response) = switchboard::connect_with(&url, &options).await?;
+    });
+    let (ws, _response) = switchboard::connect_with(&url, options).await?;
+    if ws.deflate().is_some() {
+        DEFLATE_AGREED.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(ws)
 }
 
@@ -377,6 +394,10 @@ pub(crate) struct Report {
     pub(crate) cpu: Option<CpuUsage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) memory: Option<Memory>,
+    /// With `--deflate`: connections (warm-up and setup included) on which the server agreed
+    /// permessage-deflate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deflate_agreed: Option<u64>,
 }
 
 impl Report {
@@ -400,6 +421,7 @@ impl Report {
             missed: None,
             cpu: None,
             memory: None,
+            deflate_agreed: None,
         }
     }
 
@@ -462,6 +484,9 @@ impl Report {
                 micros(l.p999),
                 micros(l.max)
             );
+        }
+        if let Some(agreed) = self.deflate_agreed {
+            println!("  deflate     agreed on {agreed} connections");
         }
         println!("  errors      {}", self.errors);
         for e in &self.error_samples {
