@@ -24,8 +24,35 @@ pub struct Topics {
 
 #[derive(Debug, Default)]
 struct Inner {
-    topics: Mutex<HashMap<String, HashMap<u64, Sender>>>,
+    topics: Mutex<HashMap<String, Topic>>,
     dropped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    subscribers: HashMap<u64, Sender>,
+    /// The subscribers as publishing walks them, shared by every publish until one
+    /// subscribes or leaves: publishing neither copies the list nor clones each sender.
+    snapshot: Option<Arc<[Sender]>>,
+}
+
+impl Topic {
+    fn insert(&mut self, sender: &Sender) {
+        self.subscribers.insert(sender.id(), sender.clone());
+        self.snapshot = None;
+    }
+
+    fn remove(&mut self, sender: &Sender) {
+        if self.subscribers.remove(&sender.id()).is_some() {
+            self.snapshot = None;
+        }
+    }
+
+    fn snapshot(&mut self) -> Arc<[Sender]> {
+        self.snapshot
+            .get_or_insert_with(|| self.subscribers.values().cloned().collect())
+            .clone()
+    }
 }
 
 impl Topics {
@@ -34,7 +61,7 @@ impl Topics {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Sender>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
         // A panic while holding the lock leaves the map consistent (every operation is one
         // insert or remove), so a poisoned lock is still usable.
         self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
@@ -45,15 +72,15 @@ impl Topics {
         self.lock()
             .entry(topic.to_owned())
             .or_default()
-            .insert(sender.id(), sender.clone());
+            .insert(sender);
     }
 
     /// Unsubscribes a connection from `topic`.
     pub fn unsubscribe(&self, topic: &str, sender: &Sender) {
         let mut topics = self.lock();
         if let Some(subscribers) = topics.get_mut(topic) {
-            subscribers.remove(&sender.id());
-            if subscribers.is_empty() {
+            subscribers.remove(sender);
+            if subscribers.subscribers.is_empty() {
                 topics.remove(topic);
             }
         }
@@ -62,14 +89,16 @@ impl Topics {
     /// Unsubscribes a connection from every topic (when it closes).
     pub fn unsubscribe_all(&self, sender: &Sender) {
         self.lock().retain(|_, subscribers| {
-            subscribers.remove(&sender.id());
-            !subscribers.is_empty()
+            subscribers.remove(sender);
+            !subscribers.subscribers.is_empty()
         });
     }
 
     /// How many connections are subscribed to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.lock().get(topic).map_or(0, HashMap::len)
+        self.lock()
+            .get(topic)
+            .map_or(0, |subscribers| subscribers.subscribers.len())
     }
 
     /// Sends a text or binary message to every subscriber of `topic` except `skip` (the
@@ -79,8 +108,8 @@ impl Topics {
         let Some(frame) = EncodedFrame::from_message(message) else {
             return 0;
         };
-        let subscribers: Vec<Sender> = match self.lock().get(topic) {
-            Some(subscribers) => subscribers.values().cloned().collect(),
+        let subscribers = match self.lock().get_mut(topic) {
+            Some(subscribers) => subscribers.snapshot(),
             None => return 0,
         };
         self.deliver(&frame, subscribers.iter(), skip)
@@ -93,7 +122,7 @@ impl Topics {
         };
         let mut everyone: HashMap<u64, Sender> = HashMap::new();
         for subscribers in self.lock().values() {
-            for (id, s) in subscribers {
+            for (id, s) in &subscribers.subscribers {
                 everyone.entry(*id).or_insert_with(|| s.clone());
             }
         }
