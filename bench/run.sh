@@ -198,6 +198,7 @@ measure() {  # measure ROUND WORKLOAD SERVER
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates bench/peers 2>/dev/null || echo ' (with local changes)')"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
   echo "kernel: $(uname -r)"
   echo "rustc: $(rustc --version)"
