@@ -60,4 +60,3 @@ async fn a_broadcast_allocates_the_same_for_10_or_1000_subscribers() {
     // frame's compressed variant.
     assert!(many <= 3, "{many} allocations per publish");
 }
-
