@@ -38,6 +38,7 @@ mod split;
 mod stream;
 pub mod tls;
 mod topics;
+mod wakeups;
 mod websocket;
 
 pub use accept::{

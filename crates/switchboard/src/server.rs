@@ -26,8 +26,6 @@ use proto::{CloseCode, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::accept::{
@@ -40,6 +38,7 @@ use crate::router::{self, Router};
 use crate::split::{Backpressure, SendQueue};
 use crate::stream::MaybeTlsStream;
 use crate::tls::ServerTls;
+use crate::wakeups::{SlotId, Wakeups};
 use crate::websocket::WebSocket;
 
 type Hook = dyn Fn(&Request<()>) -> Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>
@@ -371,6 +370,16 @@ impl ServerBuilder {
 
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).
     pub fn from_listener(self, listener: TcpListener) -> Server {
+        let config = &self.options.config;
+        let shortest = [
+            Some(config.pong_timeout),
+            Some(config.close_timeout),
+            config.idle_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(config.close_timeout);
         let shared = Arc::new(Shared {
             config: Arc::new(self.options.config.clone()),
             options: self.options,
@@ -384,8 +393,8 @@ impl ServerBuilder {
             metrics: self.metrics,
             active: AtomicUsize::new(0),
             idle: Notify::new(),
-            shutdown: Arc::new(Notify::new()),
             shutting_down: AtomicBool::new(false),
+            wakeups: Wakeups::new(shortest),
         });
         Server {
             listener,
@@ -452,9 +461,9 @@ struct Shared {
     active: AtomicUsize,
     /// Notified when `active` drops to zero.
     idle: Notify,
-    /// Notified once, when the server starts shutting down.
-    shutdown: Arc<Notify>,
     shutting_down: AtomicBool,
+    /// How the server reaches its connections: shutdown, deadlines, cancellation.
+    wakeups: Wakeups,
 }
 
 impl Server {
@@ -516,12 +525,11 @@ impl Server {
             shutdown_grace,
         } = self;
         let handler = Arc::new(handler);
-        let mut tasks = JoinSet::new();
+        let sweeper = Sweeper::start(&shared);
         tokio::pin!(signal);
         loop {
             let (tcp, peer) = tokio::select! {
                 () = &mut signal => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) if is_transient(&e) => {
@@ -538,11 +546,13 @@ impl Server {
                     .metrics
                     .handshake_failed(HandshakeFailure::OverCapacity);
                 tracing::debug!(%peer, "at the connection limit: 503");
-                tasks.spawn(over_capacity(tcp));
+                // Bounded by its own timeout.
+                tokio::spawn(over_capacity(tcp));
                 continue;
             };
-            let handler = handler.clone();
-            tasks.spawn(connection(guard, tcp, peer, handler));
+            let slot = guard.slot;
+            let task = tokio::spawn(connection(guard, tcp, peer, handler.clone()));
+            shared.wakeups.set_abort(slot, task.abort_handle());
         }
 
         // Drain.
@@ -553,27 +563,68 @@ impl Server {
             "shutting down: closing connections with 1001"
         );
         shared.shutting_down.store(true, Ordering::Release);
-        shared.shutdown.notify_waiters();
-        let deadline = Instant::now() + shutdown_grace;
+        shared.wakeups.wake_all();
+        if !shared.wait_idle(Instant::now() + shutdown_grace).await {
+            let left = shared.active.load(Ordering::Acquire);
+            tracing::warn!(
+                connections = left,
+                "grace period over: dropping connections"
+            );
+            shared.wakeups.abort_all();
+            // Aborted tasks end at their next turn; a split connection's own task may take
+            // a closing handshake longer, and is not waited for.
+            shared
+                .wait_idle(Instant::now() + Duration::from_secs(1))
+                .await;
+        }
+        drop(sweeper);
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Waits until no connection is left (`true`) or `deadline` passes (`false`).
+    async fn wait_idle(&self, deadline: Instant) -> bool {
         loop {
-            let idle = shared.idle.notified();
+            let idle = self.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if shared.active.load(Ordering::Acquire) == 0 {
-                break;
+            if self.active.load(Ordering::Acquire) == 0 {
+                return true;
             }
             tokio::select! {
                 () = idle => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    let left = shared.active.load(Ordering::Acquire);
-                    tracing::warn!(connections = left, "grace period over: dropping connections");
-                    break;
-                }
+                () = tokio::time::sleep_until(deadline) => return false,
             }
         }
-        tasks.shutdown().await;
-        Ok(())
+    }
+}
+
+/// The task that fires a server's deadlines, for as long as the server serves and then for as
+/// long as connections are left. Dropped with `serve` (cancelled), it cancels every connection,
+/// as a `JoinSet` would.
+struct Sweeper {
+    shared: Arc<Shared>,
+}
+
+impl Sweeper {
+    fn start(shared: &Arc<Shared>) -> Self {
+        tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.wakeups.sweep().await }
+        });
+        Self {
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        if !self.shared.shutting_down.load(Ordering::Acquire) {
+            self.shared.wakeups.abort_all();
+        }
+        self.shared.wakeups.close();
     }
 }
 
@@ -604,9 +655,11 @@ where
     }
 }
 
-/// One admitted connection, counted in `Shared::active` until dropped.
+/// One admitted connection, counted in `Shared::active` and holding a slot of
+/// `Shared::wakeups` until dropped.
 struct Active {
     shared: Arc<Shared>,
+    slot: SlotId,
 }
 
 impl Active {
@@ -619,12 +672,14 @@ impl Active {
             .is_ok();
         admitted.then(|| Self {
             shared: shared.clone(),
+            slot: shared.wakeups.insert(),
         })
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
+        self.shared.wakeups.remove(self.slot);
         if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.shared.idle.notify_waiters();
         }
@@ -632,18 +687,17 @@ impl Drop for Active {
 }
 
 /// What a WebSocket accepted by a [`Server`] carries: the server's counters, its shutdown
-/// signal and send-queue settings, and its admission.
+/// signal and deadlines, its send-queue settings, and its admission.
 pub(crate) struct ServerLink {
     active: Active,
     /// Counts not yet added to the server's metrics.
     pub(crate) tally: Tally,
     /// The code of the first Close frame, sent or received.
     close_code: Option<CloseCode>,
-    /// Completes when the server starts shutting down; `None` once it has.
-    shutdown: Option<Pin<Box<OwnedNotified>>>,
-    /// The waker `shutdown` was last polled with: polling it takes the notifier's lock, which
-    /// every connection shares, so it is polled again only for a new waker.
-    shutdown_waker: Option<Waker>,
+    /// The waker and the deadline last given to the connection's slot: the slot is locked
+    /// again only when one of them changes.
+    waker: Option<Waker>,
+    armed: Option<u64>,
 }
 
 impl std::fmt::Debug for ServerLink {
@@ -658,40 +712,48 @@ impl std::fmt::Debug for ServerLink {
 impl ServerLink {
     fn new(active: Active) -> Self {
         active.shared.metrics.connection_opened();
-        let mut shutdown = Box::pin(active.shared.shutdown.clone().notified_owned());
-        // Registered before the flag is read, so a shutdown in between is not missed.
-        shutdown.as_mut().enable();
-        let shutdown = (!active.shared.shutting_down.load(Ordering::Acquire)).then_some(shutdown);
         Self {
             active,
             tally: Tally::default(),
             close_code: None,
-            shutdown,
-            shutdown_waker: None,
+            waker: None,
+            armed: None,
         }
     }
 
-    /// Whether the server is shutting down; registers for the wake-up if not.
+    /// Whether the server is shutting down; if not, its start wakes `cx`.
     pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(notified) = &mut self.shutdown else {
+        // Registered before the flag is read, so a shutdown in between is not missed.
+        self.watch(cx.waker(), self.armed);
+        self.active.shared.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Whether `deadline` has come, by the server's clock; if not, it wakes `cx` then.
+    pub(crate) fn poll_deadline(
+        &mut self,
+        deadline: std::time::Instant,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let wakeups = &self.active.shared.wakeups;
+        let at = wakeups.deadline_ms(deadline);
+        if wakeups.is_due(at) {
             return true;
-        };
-        let same_waker = self
-            .shutdown_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()));
-        let shutting_down = if same_waker {
-            self.active.shared.shutting_down.load(Ordering::Acquire)
-        } else {
-            self.shutdown_waker = Some(cx.waker().clone());
-            notified.as_mut().poll(cx).is_ready()
-                || self.active.shared.shutting_down.load(Ordering::Acquire)
-        };
-        if shutting_down {
-            self.shutdown = None;
-            self.shutdown_waker = None;
         }
-        shutting_down
+        self.watch(cx.waker(), Some(at));
+        false
+    }
+
+    fn watch(&mut self, waker: &Waker, deadline: Option<u64>) {
+        let same_waker = self.waker.as_ref().is_some_and(|w| w.will_wake(waker));
+        if same_waker && deadline == self.armed {
+            return;
+        }
+        let slot = self.active.slot;
+        self.active.shared.wakeups.register(slot, waker, deadline);
+        if !same_waker {
+            self.waker = Some(waker.clone());
+        }
+        self.armed = deadline;
     }
 
     pub(crate) fn note_close(&mut self, code: CloseCode) {

@@ -52,7 +52,8 @@ pub struct WebSocket<S> {
     /// How the connection ended, reported once the transport is finished with (boxed: only
     /// the end needs it).
     ending: Option<Box<Ending>>,
-    /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use.
+    /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use,
+    /// and never on a server's connections (see `ServerLink::poll_deadline`).
     timer: Option<Pin<Box<Sleep>>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
@@ -412,6 +413,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(deadline) = self.conn.poll_timeout() else {
             return Poll::Pending;
         };
+        if let Some(link) = &mut self.link {
+            // A server's connections share its sweeper instead of a timer each.
+            if !link.poll_deadline(deadline, cx) {
+                return Poll::Pending;
+            }
+            self.conn.handle_timeout(Instant::now().into_std());
+            return Poll::Ready(());
+        }
         let deadline = Instant::from_std(deadline);
         let timer = match &mut self.timer {
             Some(timer) => {

@@ -1,0 +1,324 @@
+//! [`Wakeups`]: what a server keeps for each of its connections to reach it from outside: a slot
+//! with the waker of whoever polls the connection, its next deadline (keepalive, closing
+//! handshake) and the handle that cancels its task.
+//!
+//! One slab per server instead of a tokio timer, a `Notify` registration and a `JoinSet` entry
+//! per connection: an idle connection's memory is mostly what it holds to be woken, and a slot
+//! is 40 bytes where those were about 270 in four allocations. One task per server (the
+//! sweeper) fires the deadlines: it ticks while any deadline is set, every `tick` (a sixteenth
+//! of the shortest timeout, between 5 and 250 ms), so a deadline fires up to one tick late and
+//! never early. Shutdown wakes every slot; cancelling aborts every task.
+//!
+//! A connection touches the lock only when its waker changes (once per task) or its deadline
+//! does (once per keepalive period, and when it starts closing): it learns that a deadline is
+//! due from the sweeper's clock, an atomic.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// No deadline.
+const NEVER: u64 = u64::MAX;
+
+/// Which slot is a connection's; the generation tells a reused slot from its earlier owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotId {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    occupied: bool,
+    /// Milliseconds after `Wakeups::epoch`; `NEVER` when none.
+    deadline: u64,
+    waker: Option<Waker>,
+    abort: Option<AbortHandle>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots with a deadline.
+    armed: usize,
+    /// The sweeper waits for a deadline to be set.
+    parked: bool,
+    /// The server is done: the sweeper ends once the last connection has.
+    closed: bool,
+}
+
+/// The connections of one server, as the server reaches them; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Wakeups {
+    slots: Mutex<Slots>,
+    epoch: Instant,
+    /// The sweeper's clock: milliseconds after `epoch` at its last tick, never ahead of time.
+    now_ms: AtomicU64,
+    tick: Duration,
+    /// Wakes the parked sweeper.
+    unpark: Notify,
+}
+
+impl Wakeups {
+    /// Slots for a server whose shortest timeout is `shortest`.
+    pub(crate) fn new(shortest: Duration) -> Self {
+        Self {
+            slots: Mutex::default(),
+            epoch: Instant::now(),
+            now_ms: AtomicU64::new(0),
+            tick: (shortest / 16).clamp(Duration::from_millis(5), Duration::from_millis(250)),
+            unpark: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // Nothing done under the lock can leave the slots inconsistent: a panic elsewhere
+        // while holding it does not make them unusable.
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for a new connection.
+    pub(crate) fn insert(&self) -> SlotId {
+        let mut slots = self.lock();
+        let index = match slots.free.pop() {
+            Some(index) => index,
+            None => {
+                slots.slots.push(Slot::default());
+                // A server's connections are bounded far below u32::MAX.
+                u32::try_from(slots.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let slot = &mut slots.slots[index as usize];
+        slot.occupied = true;
+        slot.deadline = NEVER;
+        SlotId {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    /// Frees a connection's slot.
+    pub(crate) fn remove(&self, id: SlotId) {
+        let mut slots = self.lock();
+        let slots = &mut *slots;
+        let Some(slot) = slots.slots.get_mut(id.index as usize) else {
+            return;
+        };
+        if !slot.occupied || slot.generation != id.generation {
+            return;
+        }
+        if slot.deadline != NEVER {
+            slots.armed -= 1;
+        }
+        *slot = Slot {
+            generation: slot.generation.wrapping_add(1),
+            ..Slot::default()
+        };
+        slots.free.push(id.index);
+    }
+
+    /// Gives the slot the handle that cancels its connection's task; nothing if the task has
+    /// already ended.
+    pub(crate) fn set_abort(&self, id: SlotId, abort: AbortHandle) {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.slots.get_mut(id.index as usize)
+            && slot.occupied
+            && slot.generation == id.generation
+        {
+            slot.abort = Some(abort);
+        }
+    }
+
+    /// Wakes `waker` (from now on) at shutdown, and at `deadline` (milliseconds, see
+    /// [`deadline_ms`](Self::deadline_ms); `None` for none).
+    pub(crate) fn register(&self, id: SlotId, waker: &Waker, deadline: Option<u64>) {
+        let mut slots = self.lock();
+        let slots = &mut *slots;
+        let Some(slot) = slots.slots.get_mut(id.index as usize) else {
+            return;
+        };
+        if !slot.occupied || slot.generation != id.generation {
+            return;
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            slot.waker = Some(waker.clone());
+        }
+        let deadline = deadline.unwrap_or(NEVER);
+        match (slot.deadline == NEVER, deadline == NEVER) {
+            (true, false) => slots.armed += 1,
+            (false, true) => slots.armed -= 1,
+            _ => {}
+        }
+        slot.deadline = deadline;
+        if deadline != NEVER && slots.parked {
+            slots.parked = false;
+            self.unpark.notify_one();
+        }
+    }
+
+    /// `deadline` in the slots' unit: whole milliseconds after the epoch, rounded up, so that
+    /// it is never due early.
+    pub(crate) fn deadline_ms(&self, deadline: std::time::Instant) -> u64 {
+        let after = Instant::from_std(deadline).saturating_duration_since(self.epoch);
+        let ms = after.as_nanos().div_ceil(1_000_000);
+        u64::try_from(ms).unwrap_or(NEVER - 1)
+    }
+
+    /// Whether the sweeper's clock has passed `deadline_ms`.
+    pub(crate) fn is_due(&self, deadline_ms: u64) -> bool {
+        deadline_ms <= self.now_ms.load(Ordering::Acquire)
+    }
+
+    /// Wakes every connection (the server is shutting down).
+    pub(crate) fn wake_all(&self) {
+        for slot in &self.lock().slots {
+            if let Some(waker) = &slot.waker {
+                waker.wake_by_ref();
+            }
+        }
+    }
+
+    /// Cancels every connection's task.
+    pub(crate) fn abort_all(&self) {
+        for slot in &self.lock().slots {
+            if let Some(abort) = &slot.abort {
+                abort.abort();
+            }
+        }
+    }
+
+    /// The server stops serving: the sweeper goes on only while connections are left.
+    pub(crate) fn close(&self) {
+        let mut slots = self.lock();
+        slots.closed = true;
+        if slots.parked {
+            slots.parked = false;
+            self.unpark.notify_one();
+        }
+    }
+
+    /// Fires the deadlines due, for as long as the server runs and then until its last
+    /// connection is gone.
+    pub(crate) async fn sweep(&self) {
+        loop {
+            let parked = {
+                let mut slots = self.lock();
+                let slots = &mut *slots;
+                if slots.closed && slots.free.len() == slots.slots.len() {
+                    return;
+                }
+                let elapsed = self.epoch.elapsed().as_millis();
+                let now = u64::try_from(elapsed).unwrap_or(NEVER - 1);
+                self.now_ms.store(now, Ordering::Release);
+                if slots.armed > 0 {
+                    for slot in &mut slots.slots {
+                        if slot.deadline <= now {
+                            slot.deadline = NEVER;
+                            slots.armed -= 1;
+                            if let Some(waker) = &slot.waker {
+                                waker.wake_by_ref();
+                            }
+                        }
+                    }
+                }
+                slots.parked = slots.armed == 0 && !slots.closed;
+                slots.parked
+            };
+            if parked {
+                self.unpark.notified().await;
+            } else {
+                tokio::time::sleep(self.tick).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn a_freed_slot_ignores_its_former_owner() {
+        let wakeups = Wakeups::new(Duration::from_secs(1));
+        let first = wakeups.insert();
+        wakeups.remove(first);
+        let second = wakeups.insert();
+        assert_eq!(first.index, second.index);
+        let (count, waker) = waker();
+        wakeups.register(first, &waker, Some(0));
+        wakeups.remove(first);
+        wakeups.wake_all();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "stale id reached the new slot"
+        );
+        wakeups.register(second, &waker, None);
+        wakeups.wake_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_deadline_is_never_due_early() {
+        let wakeups = Wakeups::new(Duration::from_secs(1));
+        let at = (wakeups.epoch + Duration::from_micros(1500)).into_std();
+        assert_eq!(wakeups.deadline_ms(at), 2);
+        assert!(!wakeups.is_due(2));
+        wakeups.now_ms.store(2, Ordering::Release);
+        assert!(wakeups.is_due(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeper_fires_deadlines_and_parks_without_any() {
+        let wakeups = Arc::new(Wakeups::new(Duration::from_millis(160)));
+        assert_eq!(wakeups.tick, Duration::from_millis(10));
+        let sweeper = tokio::spawn({
+            let wakeups = wakeups.clone();
+            async move { wakeups.sweep().await }
+        });
+        let id = wakeups.insert();
+        let (count, waker) = waker();
+        let at = wakeups.deadline_ms((Instant::now() + Duration::from_millis(100)).into_std());
+        wakeups.register(id, &waker, Some(at));
+        tokio::time::sleep(Duration::from_millis(95)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "fired early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "not fired within a tick");
+        assert!(wakeups.is_due(at));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(wakeups.lock().parked, "still ticking without a deadline");
+        // Parked, it wakes for a new deadline.
+        let at = wakeups.deadline_ms((Instant::now() + Duration::from_millis(30)).into_std());
+        wakeups.register(id, &waker, Some(at));
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        sweeper.abort();
+    }
+}
