@@ -32,7 +32,7 @@ pub use broker::{
 pub use hub::{Hub, HubConfig};
 pub use local::{HistoryConfig, LocalBroker};
 pub use protocol::ErrorCode;
-pub use raw::{Broadcast, echo};
+pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig};
 pub use rules::{ChannelRule, Policy};

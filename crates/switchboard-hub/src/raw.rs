@@ -1,8 +1,8 @@
 //! Raw modes, as in the classic examples: [`echo`] sends every message back, [`Broadcast`]
 //! sends every message to every other client. No protocol on top of WebSocket messages.
 
-use std::future::poll_fn;
-use std::task::{Poll, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use switchboard::{Message, Topics, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -13,31 +13,37 @@ const ECHO_HIGH_WATER: usize = 1 << 20;
 /// Echoes every text and binary message back to its sender until the connection ends.
 ///
 /// Echoes of messages that arrived together leave together, in one write.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn's future holds its argument twice"
-)]
-pub fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) -> impl Future<Output = ()> {
-    // Not an `async fn`, and one poll loop rather than awaits: each would keep room of its own
-    // in the future (an `async fn` holds its argument twice) for the connection's whole life,
-    // and an idle connection's memory is mostly this future.
-    async move {
-        poll_fn(|cx| {
-            loop {
-                // `poll_recv` writes what is queued before it waits for input; wait here only
-                // when the peer has stopped reading.
-                if ws.buffered_amount() > ECHO_HIGH_WATER && ready!(ws.poll_flush(cx)).is_err() {
-                    return Poll::Ready(());
-                }
-                let Some(Ok(message)) = ready!(ws.poll_recv(cx)) else {
-                    return Poll::Ready(());
-                };
-                if message.is_data() && ws.feed(message).is_err() {
-                    return Poll::Ready(());
-                }
+pub fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocket<S>) -> Echo<S> {
+    Echo { ws }
+}
+
+/// The future of [`echo`]: the socket and nothing else. Written out rather than as an `async`
+/// block, whose state would take room beside the socket's (and hide the niches that let the
+/// server's task hold it without a tag of its own): an idle connection's memory is mostly this
+/// future.
+#[derive(Debug)]
+pub struct Echo<S> {
+    ws: WebSocket<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Echo<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ws = &mut self.get_mut().ws;
+        loop {
+            // `poll_recv` writes what is queued before it waits for input; wait here only when
+            // the peer has stopped reading.
+            if ws.buffered_amount() > ECHO_HIGH_WATER && ready!(ws.poll_flush(cx)).is_err() {
+                return Poll::Ready(());
             }
-        })
-        .await;
+            let Some(Ok(message)) = ready!(ws.poll_recv(cx)) else {
+                return Poll::Ready(());
+            };
+            if message.is_data() && ws.feed(message).is_err() {
+                return Poll::Ready(());
+            }
+        }
     }
 }
 

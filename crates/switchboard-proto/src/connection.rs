@@ -61,15 +61,34 @@ enum State {
     Closed,
 }
 
-/// The frame whose payload is being received.
+/// The frame whose payload is being received: what its header said (RSV2 and RSV3 were
+/// clear, or the header was refused), in 32 bytes rather than a header's 24 and 16 more.
 #[derive(Clone, Copy, Debug)]
 struct InFrame {
-    header: FrameHeader,
+    len: u64,
     /// How many payload bytes at the front of the input buffer are already unmasked (and, for
     /// text, validated).
     processed: usize,
+    mask: Option<[u8; 4]>,
+    opcode: OpCode,
+    fin: bool,
+    rsv1: bool,
     /// Whether the payload is text to validate.
     text: bool,
+}
+
+impl InFrame {
+    fn header(&self) -> FrameHeader {
+        FrameHeader {
+            fin: self.fin,
+            rsv1: self.rsv1,
+            rsv2: false,
+            rsv3: false,
+            opcode: self.opcode,
+            mask: self.mask,
+            len: self.len,
+        }
+    }
 }
 
 /// A fragmented or compressed message being reassembled.
@@ -139,8 +158,9 @@ pub struct Connection {
     /// `None` unless permessage-deflate was negotiated: the uncompressed path pays nothing.
     deflate: Option<Box<PerMessageDeflate>>,
     timers: Timers,
-    /// `input.len()` when `poll_message` last returned: a longer buffer means new input.
-    input_seen: usize,
+    /// `input.len()` when `poll_message` last returned, truncated (it is only compared): a
+    /// buffer of another length means new input.
+    input_seen: u32,
     /// A keepalive failure, reported by the next `poll_message`.
     timed_out: bool,
     /// The closing handshake was given up on after the close timeout.
@@ -154,7 +174,6 @@ impl Connection {
     /// configuration among many connections.
     pub fn new(role: Role, config: impl Into<Arc<Config>>) -> Self {
         let config = config.into();
-        let rng = MaskRng::new(config.rng_seed);
         Self {
             role,
             config,
@@ -166,7 +185,7 @@ impl Connection {
             transmit: VecDeque::new(),
             transmit_len: 0,
             pending: BytesMut::new(),
-            rng,
+            rng: MaskRng::default(),
             deflate: None,
             timers: Timers::default(),
             input_seen: 0,
@@ -256,7 +275,7 @@ impl Connection {
     pub fn frame_remaining(&self) -> usize {
         self.frame.as_ref().map_or(0, |frame| {
             // Fits: check_header bounded it by max_frame_size, a usize.
-            (frame.header.len as usize).saturating_sub(self.input.len())
+            (frame.len as usize).saturating_sub(self.input.len())
         })
     }
 
@@ -293,7 +312,7 @@ impl Connection {
         if self.state == State::Closed {
             return None;
         }
-        if self.input.len() != self.input_seen {
+        if self.input.len() as u32 != self.input_seen {
             self.timers.on_input();
         }
         let result = match self.process() {
@@ -303,7 +322,7 @@ impl Connection {
                 Some(Err(e))
             }
         };
-        self.input_seen = self.input.len();
+        self.input_seen = self.input.len() as u32;
         result
     }
 
@@ -340,9 +359,9 @@ impl Connection {
         if self.abandoned {
             return;
         }
-        if self.input.len() != self.input_seen {
+        if self.input.len() as u32 != self.input_seen {
             self.timers.on_input();
-            self.input_seen = self.input.len();
+            self.input_seen = self.input.len() as u32;
         }
         let due = self.timers.on_timeout(
             now,
@@ -578,18 +597,22 @@ impl Connection {
                     }
                     self.input.advance(len);
                     InFrame {
-                        header,
+                        len: header.len,
                         processed: 0,
+                        mask: header.mask,
+                        opcode: header.opcode,
+                        fin: header.fin,
+                        rsv1: header.rsv1,
                         text,
                     }
                 }
             };
             // Fits: check_header bounded it by max_frame_size, a usize.
-            let len = frame.header.len as usize;
+            let len = frame.len as usize;
             let available = self.input.len().min(len);
             if available > frame.processed {
                 let fresh = &mut self.input[frame.processed..available];
-                if let Some(key) = frame.header.mask {
+                if let Some(key) = frame.mask {
                     apply_mask(fresh, key, frame.processed);
                 }
                 if frame.text {
@@ -604,7 +627,7 @@ impl Connection {
                 return Ok(None);
             }
             let payload = self.input.split_to(len).freeze();
-            if let Some(message) = self.handle_frame(frame.header, frame.text, payload)? {
+            if let Some(message) = self.handle_frame(frame.header(), frame.text, payload)? {
                 return Ok(Some(message));
             }
         }
@@ -850,7 +873,7 @@ impl Connection {
         header.rsv1 = rsv1;
         match self.role {
             Role::Client => {
-                let key = self.rng.next_key();
+                let key = self.rng.next_key(self.config.rng_seed);
                 header.mask = Some(key);
                 header.encode(&mut self.pending);
                 let start = self.pending.len();
@@ -968,55 +991,43 @@ fn encode_frame(opcode: OpCode, rsv1: bool, payload: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-/// Masking keys: from the operating system in batches, or from a seed in tests.
+/// Masking keys: from the operating system in batches, or from a seed in tests. Made on first
+/// use, so servers (which never mask) carry one empty pointer.
+#[derive(Debug, Default)]
+struct MaskRng(Option<Box<KeySource>>);
+
 #[derive(Debug)]
-enum MaskRng {
-    /// Keys drawn in batches; allocated on first use, so servers (which never mask) carry none.
-    Os(Option<Box<KeyBatch>>),
+enum KeySource {
+    Os { bytes: [u8; 64], used: usize },
     Seeded(u64),
 }
 
-#[derive(Debug)]
-struct KeyBatch {
-    bytes: [u8; 64],
-    used: usize,
-}
-
 impl MaskRng {
-    fn new(seed: Option<u64>) -> Self {
-        match seed {
-            Some(seed) => Self::Seeded(seed),
-            None => Self::Os(None),
-        }
-    }
-
-    fn next_key(&mut self) -> [u8; 4] {
-        match self {
-            Self::Os(batch) => {
-                let batch = batch.get_or_insert_with(|| {
-                    Box::new(KeyBatch {
-                        bytes: [0; 64],
-                        used: 64,
-                    })
-                });
-                if batch.used + 4 > batch.bytes.len() {
-                    if getrandom::fill(&mut batch.bytes).is_err() {
+    fn next_key(&mut self, seed: Option<u64>) -> [u8; 4] {
+        let source = self.0.get_or_insert_with(|| {
+            Box::new(match seed {
+                Some(seed) => KeySource::Seeded(seed),
+                None => KeySource::Os {
+                    bytes: [0; 64],
+                    used: 64,
+                },
+            })
+        });
+        match &mut **source {
+            KeySource::Os { bytes, used } => {
+                if *used + 4 > bytes.len() {
+                    if getrandom::fill(bytes).is_err() {
                         // No OS randomness (practically never): fall back to std's randomly
                         // keyed hasher so that keys stay unpredictable to the peer.
-                        fill_from_hasher(&mut batch.bytes);
+                        fill_from_hasher(bytes);
                     }
-                    batch.used = 0;
+                    *used = 0;
                 }
-                let at = batch.used;
-                batch.used += 4;
-                [
-                    batch.bytes[at],
-                    batch.bytes[at + 1],
-                    batch.bytes[at + 2],
-                    batch.bytes[at + 3],
-                ]
+                let at = *used;
+                *used += 4;
+                [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
             }
-            Self::Seeded(state) => {
+            KeySource::Seeded(state) => {
                 // splitmix64: deterministic and well mixed, for tests only.
                 *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
                 let mut z = *state;

@@ -31,14 +31,15 @@ pub(crate) enum Due {
 pub(crate) struct Timers {
     /// The latest time the caller reported.
     now: Option<Instant>,
-    /// When the keepalive is next checked.
-    keepalive: Option<Instant>,
+    /// While open, when the keepalive is next checked; once `closing`, when the closing
+    /// handshake is given up on. One field for both: a connection never reopens.
+    deadline: Option<Instant>,
+    /// `deadline` is the close timeout's.
+    closing: bool,
     /// A keepalive Ping is out and unanswered.
     awaiting_pong: bool,
     /// Input arrived since the keepalive deadline was armed.
     received: bool,
-    /// When the closing handshake is given up on.
-    close: Option<Instant>,
 }
 
 impl Timers {
@@ -52,9 +53,9 @@ impl Timers {
     pub(crate) fn next(&self, closing: bool, idle_timeout: Option<Duration>) -> Option<Instant> {
         let now = self.now?;
         if closing {
-            Some(self.close.unwrap_or(now))
+            Some(self.deadline.filter(|_| self.closing).unwrap_or(now))
         } else {
-            idle_timeout.map(|_| self.keepalive.unwrap_or(now))
+            idle_timeout.map(|_| self.deadline.unwrap_or(now))
         }
     }
 
@@ -71,19 +72,23 @@ impl Timers {
         let now = self.now.map_or(now, |last| last.max(now));
         self.now = Some(now);
         if closing {
-            let deadline = *self.close.get_or_insert(now + close_timeout);
+            if !self.closing {
+                self.closing = true;
+                self.deadline = None;
+            }
+            let deadline = *self.deadline.get_or_insert(now + close_timeout);
             return if now >= deadline {
-                self.close = None;
+                self.deadline = None;
                 Due::CloseOverdue
             } else {
                 Due::Nothing
             };
         }
         let Some(idle_timeout) = idle_timeout else {
-            self.keepalive = None;
+            self.deadline = None;
             return Due::Nothing;
         };
-        let Some(deadline) = self.keepalive else {
+        let Some(deadline) = self.deadline else {
             self.arm_keepalive(now + idle_timeout);
             return Due::Nothing;
         };
@@ -96,7 +101,7 @@ impl Timers {
             self.arm_keepalive(now + idle_timeout);
             Due::Nothing
         } else if self.awaiting_pong {
-            self.keepalive = None;
+            self.deadline = None;
             Due::PongOverdue
         } else {
             self.awaiting_pong = true;
@@ -106,7 +111,7 @@ impl Timers {
     }
 
     fn arm_keepalive(&mut self, at: Instant) {
-        self.keepalive = Some(at);
+        self.deadline = Some(at);
         self.received = false;
     }
 }

@@ -10,7 +10,9 @@
 //! is made of, beside the kernel's socket buffers (not in RSS) and the allocator's overhead.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use switchboard::Server;
@@ -80,21 +82,27 @@ async fn main() -> std::io::Result<()> {
             );
         }
     });
-    // The same loop as `switchboard serve --mode echo` (switchboard_hub::echo): one poll loop,
-    // so the connection's future is the socket and little more.
-    server
-        .serve(|mut ws, _request| async move {
-            std::future::poll_fn(|cx| {
-                loop {
-                    let Some(Ok(message)) = std::task::ready!(ws.poll_recv(cx)) else {
-                        return std::task::Poll::Ready(());
-                    };
-                    if message.is_data() && ws.feed(message).is_err() {
-                        return std::task::Poll::Ready(());
-                    }
-                }
-            })
-            .await;
-        })
-        .await
+    // The same loop as `switchboard serve --mode echo` (switchboard_hub::echo), as a future
+    // of its own: the connection's task is the socket and nothing more.
+    server.serve(|ws, _request| Echo { ws }).await
+}
+
+struct Echo {
+    ws: switchboard::WebSocket<switchboard::MaybeTlsStream>,
+}
+
+impl Future for Echo {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ws = &mut self.get_mut().ws;
+        loop {
+            let Some(Ok(message)) = std::task::ready!(ws.poll_recv(cx)) else {
+                return Poll::Ready(());
+            };
+            if message.is_data() && ws.feed(message).is_err() {
+                return Poll::Ready(());
+            }
+        }
+    }
 }

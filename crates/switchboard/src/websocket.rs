@@ -49,21 +49,33 @@ const READ_PAUSE: usize = 1 << 20;
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    /// How the connection ended, reported once the transport is finished with (boxed: only
-    /// the end needs it).
-    ending: Option<Box<Ending>>,
-    /// Fires at the engine's next deadline (keepalive, close timeout); allocated on first use,
-    /// and never on a server's connections (see `ServerLink::poll_deadline`).
-    timer: Option<Pin<Box<Sleep>>>,
+    /// What the hot path does not touch, in one box made when first needed: a server's
+    /// connections have it from the start, for their link to the server. One pointer rather
+    /// than four keeps a connection's task in a smaller allocation.
+    cold: Option<Box<Cold>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     /// Set once a server has shut down its sending side after the closing handshake.
     shut_down: bool,
-    /// What the handshake agreed and settings few connections change; boxed, and absent
-    /// when there are none.
-    extras: Option<Box<Extras>>,
+}
+
+#[derive(Debug, Default)]
+struct Cold {
     /// Set on connections accepted by a [`Server`](crate::Server).
-    link: Option<Box<ServerLink>>,
+    link: Option<ServerLink>,
+    /// How the connection ended, reported once the transport is finished with.
+    ending: Option<Box<Ending>>,
+    /// Fires at the engine's next deadline (keepalive, close timeout); made on first use, and
+    /// never on a server's connections (see `ServerLink::poll_deadline`).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// What the handshake agreed and settings few connections change.
+    extras: Option<Box<Extras>>,
+}
+
+/// The server link in `cold`, if any (a function of the field, so that the rest of the
+/// connection stays free to borrow).
+fn link(cold: &mut Option<Box<Cold>>) -> Option<&mut ServerLink> {
+    cold.as_deref_mut()?.link.as_mut()
 }
 
 /// How a connection ended, in order of precedence.
@@ -96,28 +108,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Self {
             io,
             conn,
-            ending: None,
-            timer: None,
+            cold: None,
             done: false,
             shut_down: false,
-            extras: None,
-            link: None,
         }
     }
 
     pub(crate) fn attach(&mut self, link: ServerLink) {
-        self.link = Some(Box::new(link));
+        self.cold_mut().link = Some(link);
+    }
+
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_default()
     }
 
     pub(crate) fn metrics(&self) -> Option<&Metrics> {
-        self.link.as_deref().map(ServerLink::metrics)
+        self.cold.as_ref()?.link.as_ref().map(ServerLink::metrics)
     }
 
     pub(crate) fn send_queue(&self) -> SendQueue {
-        self.extras
+        let Some(cold) = &self.cold else {
+            return DEFAULT_SEND_QUEUE;
+        };
+        cold.extras
             .as_ref()
             .and_then(|extras| extras.send_queue)
-            .or_else(|| self.link.as_deref().map(ServerLink::send_queue))
+            .or_else(|| cold.link.as_ref().map(ServerLink::send_queue))
             .unwrap_or(DEFAULT_SEND_QUEUE)
     }
 
@@ -140,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The permessage-deflate parameters agreed in the handshake; `None` when messages are
     /// not compressed.
     pub fn deflate(&self) -> Option<&DeflateParams> {
-        self.extras.as_ref()?.deflate.as_ref()
+        self.cold.as_ref()?.extras.as_ref()?.deflate.as_ref()
     }
 
     pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
@@ -151,12 +167,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn extras_mut(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_default()
+        self.cold_mut().extras.get_or_insert_default()
     }
 
     /// The subprotocol agreed in the handshake, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.extras.as_ref()?.protocol.as_deref()
+        self.cold.as_ref()?.extras.as_ref()?.protocol.as_deref()
     }
 
     /// The transport.
@@ -217,7 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         };
         let data = message.is_data();
         self.conn.send(message)?;
-        if let Some(link) = &mut self.link {
+        if let Some(link) = link(&mut self.cold) {
             if data {
                 link.tally.messages_out += 1;
             }
@@ -236,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Error::Send`] after a Close was sent, or on a client.
     pub fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
         self.conn.send_encoded(frame)?;
-        if let Some(link) = &mut self.link {
+        if let Some(link) = link(&mut self.cold) {
             link.tally.messages_out += 1;
         }
         Ok(())
@@ -289,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let result = self.poll_recv_inner(cx);
-        if let Some(link) = &mut self.link {
+        if let Some(link) = link(&mut self.cold) {
             if result.is_pending() {
                 // Waiting for input: a good moment to publish this connection's counts.
                 link.flush();
@@ -303,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(link) = &mut self.link {
+            if let Some(link) = link(&mut self.cold) {
                 if !self.conn.is_closing() && link.poll_shutdown(cx) {
                     let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
                 }
@@ -311,7 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             {
                 // Also after the engine closed: a keepalive failure is reported then.
                 let message = self.conn.poll_message();
-                if let (Some(link), Some(result)) = (&mut self.link, &message) {
+                if let (Some(link), Some(result)) = (link(&mut self.cold), &message) {
                     match result {
                         Ok(message) => link.note_received(message),
                         Err(e) => link.note_close(e.close_code()),
@@ -320,13 +336,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 match message {
                     Some(Ok(Message::Close(frame))) => {
                         // A failure reported before takes precedence.
-                        self.ending
+                        self.cold_mut()
+                            .ending
                             .get_or_insert_with(|| Box::new(Ending::Closed(Message::Close(frame))));
                         continue;
                     }
                     Some(Ok(message)) => return Poll::Ready(Some(Ok(message))),
                     Some(Err(e)) => {
-                        self.ending = Some(Box::new(Ending::Failed(e)));
+                        self.cold_mut().ending = Some(Box::new(Ending::Failed(e)));
                         continue;
                     }
                     None => {}
@@ -399,8 +416,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// received, or `io_error`.
     fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
         self.done = true;
-        self.timer = None;
-        match self.ending.take().map(|ending| *ending) {
+        let ending = self.cold.as_deref_mut().and_then(|cold| {
+            cold.timer = None;
+            cold.ending.take()
+        });
+        match ending.map(|ending| *ending) {
             Some(Ending::Failed(e)) => Some(Err(e.into())),
             Some(Ending::Closed(close)) => Some(Ok(close)),
             None => io_error.map(|e| Err(e.into())),
@@ -413,7 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(deadline) = self.conn.poll_timeout() else {
             return Poll::Pending;
         };
-        if let Some(link) = &mut self.link {
+        if let Some(link) = link(&mut self.cold) {
             // A server's connections share its sweeper instead of a timer each.
             if !link.poll_deadline(deadline, cx) {
                 return Poll::Pending;
@@ -422,16 +442,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(());
         }
         let deadline = Instant::from_std(deadline);
-        let timer = match &mut self.timer {
+        let timer = &mut self.cold_mut().timer;
+        let timer = match timer {
             Some(timer) => {
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);
                 }
                 timer
             }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         ready!(timer.as_mut().poll(cx));
         self.conn.handle_timeout(Instant::now().into_std());
@@ -474,7 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             tokio::pin!(read);
             read.poll(cx)
         };
-        if let (Some(link), Poll::Ready(Ok(n))) = (&mut self.link, &result) {
+        if let (Some(link), Poll::Ready(Ok(n))) = (link(&mut self.cold), &result) {
             link.tally.bytes_in += *n as u64;
         }
         result
@@ -496,7 +515,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            if let Some(link) = &mut self.link {
+            if let Some(link) = link(&mut self.cold) {
                 link.tally.bytes_out += n as u64;
             }
             self.conn.advance_transmit(n);
@@ -510,7 +529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if !self.conn.is_closing() {
             self.conn.close(code, reason)?;
-            if let Some(link) = &mut self.link {
+            if let Some(link) = link(&mut self.cold) {
                 link.note_close(code);
             }
         }
