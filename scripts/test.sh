@@ -56,6 +56,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
   fi
+  # jemalloc, the binary's allocator, builds from its C sources with make and cc
+  if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make gcc libc6-dev
+  fi
   # redis-server: the Redis broker's tests (cargo test) and the cluster e2e start their own
   if ! command -v redis-server >/dev/null 2>&1; then
     apt-get update -qq
@@ -84,7 +89,7 @@ install_interop() {
   (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 }
 
-step 0 "prerequisites (rustfmt, clippy, python3, redis)" prereqs
+step 0 "prerequisites (rustfmt, clippy, make, python3, redis)" prereqs
 if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
   step a2 "install node, npm, chromium (interop)" install_interop
 else
