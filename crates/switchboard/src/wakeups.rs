@@ -54,6 +54,13 @@ struct Slots {
     closed: bool,
 }
 
+/// The slot `id` names, unless it was freed (and perhaps reused) since.
+fn owned(slots: &mut [Slot], id: SlotId) -> Option<&mut Slot> {
+    slots
+        .get_mut(id.index as usize)
+        .filter(|slot| slot.occupied && slot.generation == id.generation)
+}
+
 /// The connections of one server, as the server reaches them; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Wakeups {
@@ -110,12 +117,9 @@ impl Wakeups {
     pub(crate) fn remove(&self, id: SlotId) {
         let mut slots = self.lock();
         let slots = &mut *slots;
-        let Some(slot) = slots.slots.get_mut(id.index as usize) else {
+        let Some(slot) = owned(&mut slots.slots, id) else {
             return;
         };
-        if !slot.occupied || slot.generation != id.generation {
-            return;
-        }
         if slot.deadline != NEVER {
             slots.armed -= 1;
         }
@@ -129,11 +133,7 @@ impl Wakeups {
     /// Gives the slot the handle that cancels its connection's task; nothing if the task has
     /// already ended.
     pub(crate) fn set_abort(&self, id: SlotId, abort: AbortHandle) {
-        let mut slots = self.lock();
-        if let Some(slot) = slots.slots.get_mut(id.index as usize)
-            && slot.occupied
-            && slot.generation == id.generation
-        {
+        if let Some(slot) = owned(&mut self.lock().slots, id) {
             slot.abort = Some(abort);
         }
     }
@@ -143,12 +143,9 @@ impl Wakeups {
     pub(crate) fn register(&self, id: SlotId, waker: &Waker, deadline: Option<u64>) {
         let mut slots = self.lock();
         let slots = &mut *slots;
-        let Some(slot) = slots.slots.get_mut(id.index as usize) else {
+        let Some(slot) = owned(&mut slots.slots, id) else {
             return;
         };
-        if !slot.occupied || slot.generation != id.generation {
-            return;
-        }
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             slot.waker = Some(waker.clone());
         }
