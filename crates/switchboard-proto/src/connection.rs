@@ -62,7 +62,7 @@ enum State {
 }
 
 /// The frame whose payload is being received: what its header said (RSV2 and RSV3 were
-/// clear, or the header was refused), in 32 bytes rather than a header's 24 and 16 more.
+/// clear, or the header was refused): 32 bytes, where a whole header beside the rest took 40.
 #[derive(Clone, Copy, Debug)]
 struct InFrame {
     len: u64,

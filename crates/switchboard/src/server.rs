@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -370,18 +370,9 @@ impl ServerBuilder {
 
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).
     pub fn from_listener(self, listener: TcpListener) -> Server {
-        let config = &self.options.config;
-        let shortest = [
-            Some(config.pong_timeout),
-            Some(config.close_timeout),
-            config.idle_timeout,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(config.close_timeout);
         let shared = Arc::new(Shared {
             config: Arc::new(self.options.config.clone()),
+            wakeups: Wakeups::new(&self.options.config),
             options: self.options,
             tls: self.tls.map(|tls| tls.acceptor()),
             router: self.router,
@@ -394,7 +385,6 @@ impl ServerBuilder {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             shutting_down: AtomicBool::new(false),
-            wakeups: Wakeups::new(shortest),
         });
         Server {
             listener,
@@ -659,7 +649,6 @@ pin_project_lite::pin_project! {
     enum ConnectionTask<St, F> {
         Starting { start: Pin<Box<St>> },
         Handling { #[pin] handling: F },
-        Done,
     }
 }
 
@@ -670,19 +659,16 @@ where
 {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match self.as_mut().project() {
-                ConnectionTaskProj::Starting { start } => match start.as_mut().poll(cx) {
-                    std::task::Poll::Pending => return std::task::Poll::Pending,
-                    std::task::Poll::Ready(None) => self.set(Self::Done),
-                    std::task::Poll::Ready(Some(handling)) => self.set(Self::Handling { handling }),
-                },
-                ConnectionTaskProj::Handling { handling } => {
-                    std::task::ready!(handling.poll(cx));
-                    self.set(Self::Done);
+                ConnectionTaskProj::Starting { start } => {
+                    let Some(handling) = ready!(start.as_mut().poll(cx)) else {
+                        return Poll::Ready(());
+                    };
+                    self.set(Self::Handling { handling });
                 }
-                ConnectionTaskProj::Done => return std::task::Poll::Ready(()),
+                ConnectionTaskProj::Handling { handling } => return handling.poll(cx),
             }
         }
     }
@@ -781,9 +767,13 @@ impl ServerLink {
         if same_waker && deadline == self.armed {
             return;
         }
+        let new_waker = (!same_waker).then_some(waker);
         let slot = self.active.slot;
-        self.active.shared.wakeups.register(slot, waker, deadline);
-        if !same_waker {
+        self.active
+            .shared
+            .wakeups
+            .register(slot, new_waker, deadline);
+        if let Some(waker) = new_waker {
             self.waker = Some(waker.clone());
         }
         self.armed = deadline;
@@ -1037,8 +1027,8 @@ mod tests {
 
     impl Future for Holder {
         type Output = ();
-        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> std::task::Poll<()> {
-            std::task::Poll::Ready(())
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
         }
     }
 

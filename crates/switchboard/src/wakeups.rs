@@ -46,8 +46,6 @@ struct Slot {
 struct Slots {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Slots with a deadline.
-    armed: usize,
     /// The sweeper waits for a deadline to be set.
     parked: bool,
     /// The server is done: the sweeper ends once the last connection has.
@@ -74,8 +72,12 @@ pub(crate) struct Wakeups {
 }
 
 impl Wakeups {
-    /// Slots for a server whose shortest timeout is `shortest`.
-    pub(crate) fn new(shortest: Duration) -> Self {
+    /// Slots for a server whose connections have the timeouts of `config`.
+    pub(crate) fn new(config: &proto::Config) -> Self {
+        let shortest = config.pong_timeout.min(config.close_timeout);
+        let shortest = config
+            .idle_timeout
+            .map_or(shortest, |idle| idle.min(shortest));
         Self {
             slots: Mutex::default(),
             epoch: Instant::now(),
@@ -120,9 +122,6 @@ impl Wakeups {
         let Some(slot) = owned(&mut slots.slots, id) else {
             return;
         };
-        if slot.deadline != NEVER {
-            slots.armed -= 1;
-        }
         *slot = Slot {
             generation: slot.generation.wrapping_add(1),
             ..Slot::default()
@@ -138,23 +137,19 @@ impl Wakeups {
         }
     }
 
-    /// Wakes `waker` (from now on) at shutdown, and at `deadline` (milliseconds, see
-    /// [`deadline_ms`](Self::deadline_ms); `None` for none).
-    pub(crate) fn register(&self, id: SlotId, waker: &Waker, deadline: Option<u64>) {
+    /// Wakes the slot's connection at shutdown, and at `deadline` (milliseconds, see
+    /// [`deadline_ms`](Self::deadline_ms); `None` for none), through `waker` from now on
+    /// (`None`: the one given before).
+    pub(crate) fn register(&self, id: SlotId, waker: Option<&Waker>, deadline: Option<u64>) {
         let mut slots = self.lock();
         let slots = &mut *slots;
         let Some(slot) = owned(&mut slots.slots, id) else {
             return;
         };
-        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        if let Some(waker) = waker {
             slot.waker = Some(waker.clone());
         }
         let deadline = deadline.unwrap_or(NEVER);
-        match (slot.deadline == NEVER, deadline == NEVER) {
-            (true, false) => slots.armed += 1,
-            (false, true) => slots.armed -= 1,
-            _ => {}
-        }
         slot.deadline = deadline;
         if deadline != NEVER && slots.parked {
             slots.parked = false;
@@ -221,18 +216,17 @@ impl Wakeups {
                 let elapsed = self.epoch.elapsed().as_millis();
                 let now = u64::try_from(elapsed).unwrap_or(NEVER - 1);
                 self.now_ms.store(now, Ordering::Release);
-                if slots.armed > 0 {
-                    for slot in &mut slots.slots {
-                        if slot.deadline <= now {
-                            slot.deadline = NEVER;
-                            slots.armed -= 1;
-                            if let Some(waker) = &slot.waker {
-                                waker.wake_by_ref();
-                            }
+                let mut armed = false;
+                for slot in &mut slots.slots {
+                    if slot.deadline <= now {
+                        slot.deadline = NEVER;
+                        if let Some(waker) = &slot.waker {
+                            waker.wake_by_ref();
                         }
                     }
+                    armed |= slot.deadline != NEVER;
                 }
-                slots.parked = slots.armed == 0 && !slots.closed;
+                slots.parked = !armed && !slots.closed;
                 slots.parked
             };
             if parked {
@@ -261,6 +255,16 @@ mod tests {
         }
     }
 
+    /// A configuration whose shortest timeout is `timeout`.
+    fn shortest(timeout: Duration) -> proto::Config {
+        proto::Config {
+            idle_timeout: Some(timeout * 2),
+            pong_timeout: timeout,
+            close_timeout: timeout * 3,
+            ..proto::Config::default()
+        }
+    }
+
     fn waker() -> (Arc<Count>, Waker) {
         let count = Arc::new(Count::default());
         (count.clone(), Waker::from(count))
@@ -268,13 +272,13 @@ mod tests {
 
     #[test]
     fn a_freed_slot_ignores_its_former_owner() {
-        let wakeups = Wakeups::new(Duration::from_secs(1));
+        let wakeups = Wakeups::new(&shortest(Duration::from_secs(1)));
         let first = wakeups.insert();
         wakeups.remove(first);
         let second = wakeups.insert();
         assert_eq!(first.index, second.index);
         let (count, waker) = waker();
-        wakeups.register(first, &waker, Some(0));
+        wakeups.register(first, Some(&waker), Some(0));
         wakeups.remove(first);
         wakeups.wake_all();
         assert_eq!(
@@ -282,14 +286,14 @@ mod tests {
             0,
             "stale id reached the new slot"
         );
-        wakeups.register(second, &waker, None);
+        wakeups.register(second, Some(&waker), None);
         wakeups.wake_all();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_deadline_is_never_due_early() {
-        let wakeups = Wakeups::new(Duration::from_secs(1));
+        let wakeups = Wakeups::new(&shortest(Duration::from_secs(1)));
         let at = (wakeups.epoch + Duration::from_micros(1500)).into_std();
         assert_eq!(wakeups.deadline_ms(at), 2);
         assert!(!wakeups.is_due(2));
@@ -299,7 +303,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_sweeper_fires_deadlines_and_parks_without_any() {
-        let wakeups = Arc::new(Wakeups::new(Duration::from_millis(160)));
+        let wakeups = Arc::new(Wakeups::new(&shortest(Duration::from_millis(160))));
         assert_eq!(wakeups.tick, Duration::from_millis(10));
         let sweeper = tokio::spawn({
             let wakeups = wakeups.clone();
@@ -308,7 +312,7 @@ mod tests {
         let id = wakeups.insert();
         let (count, waker) = waker();
         let at = wakeups.deadline_ms((Instant::now() + Duration::from_millis(100)).into_std());
-        wakeups.register(id, &waker, Some(at));
+        wakeups.register(id, Some(&waker), Some(at));
         tokio::time::sleep(Duration::from_millis(95)).await;
         assert_eq!(count.0.load(Ordering::SeqCst), 0, "fired early");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -318,7 +322,7 @@ mod tests {
         assert!(wakeups.lock().parked, "still ticking without a deadline");
         // Parked, it wakes for a new deadline.
         let at = wakeups.deadline_ms((Instant::now() + Duration::from_millis(30)).into_std());
-        wakeups.register(id, &waker, Some(at));
+        wakeups.register(id, Some(&waker), Some(at));
         tokio::time::sleep(Duration::from_millis(45)).await;
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         sweeper.abort();
