@@ -59,7 +59,6 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     }
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
-    config.allowed_origins = options.allowed_origins.clone().unwrap_or_default();
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
         Some(url) => redis_broker(url, history).await?,
@@ -106,14 +105,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options).await?;
-            let checker = hub.clone();
-            builder = builder.http(web::respond).check_upgrade(move |request| {
-                if request.uri().path() == "/ws" {
-                    checker.check_origin(request)
-                } else {
-                    Some(web::not_found())
-                }
-            });
+            // The origin allow-list is the server's, checked after this.
+            builder = builder
+                .http(web::respond)
+                .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
             Service::Hub(hub)
         }
         Mode::Echo => Service::Echo,

@@ -305,3 +305,48 @@ async fn compression_is_on_in_every_mode_and_over_wss_unless_turned_off() {
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plain `GET` of `path` on the server behind `url`: the response, head and body.
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url.split('/').nth(2).unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn a_page_of_another_origin_gets_403_and_is_counted_as_an_origin_refusal() {
+    let serve = Serve::start(&["--allowed-origin", "https://chat.example"]);
+    let url = serve.url();
+    let from = |origin: &'static str| {
+        let mut options = ConnectOptions::default();
+        options.headers.insert(
+            switchboard::http::header::ORIGIN,
+            switchboard::http::HeaderValue::from_static(origin),
+        );
+        options
+    };
+    let err = switchboard::connect_with(&url, &from("https://evil.example"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    // The allowed origin, in another case, and a client that is not a page get in.
+    switchboard::connect_with(&url, &from("HTTPS://CHAT.EXAMPLE"))
+        .await
+        .unwrap();
+    switchboard::connect(&url).await.unwrap();
+
+    let metrics = http_get(&url, "/metrics").await;
+    assert!(
+        metrics.contains("switchboard_handshake_failures_total{reason=\"origin\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_handshake_failures_total{reason=\"rejected\"} 0\n"),
+        "{metrics}"
+    );
+}

@@ -9,9 +9,10 @@ use http::{Request, Response};
 use proto::deflate::{DeflateConfig, DeflateParams};
 use proto::handshake::{HandshakeError, server};
 use proto::{Config, Role};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::Error;
+use crate::head::read_head;
 use crate::websocket::WebSocket;
 
 /// Options for accepting connections.
@@ -91,7 +92,8 @@ pub async fn read_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let read = read_head(stream, options.max_head_size);
+    let max_head = options.max_head_size;
+    let read = read_head(stream, |buf| server::parse_request(buf, max_head));
     match tokio::time::timeout(options.handshake_timeout, read).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(Error::Handshake(e))) => {
@@ -100,26 +102,6 @@ where
         }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Timeout("request head")),
-    }
-}
-
-/// Reads a request head of at most `max_head` bytes, without a timeout or an answer.
-pub(crate) async fn read_head<S>(
-    stream: &mut S,
-    max_head: usize,
-) -> Result<(Request<()>, BytesMut), Error>
-where
-    S: AsyncRead + Unpin,
-{
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        if let Some((request, len)) = server::parse_request(&buf, max_head)? {
-            let rest = buf.split_off(len);
-            return Ok((request, rest));
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
     }
 }
 
@@ -132,7 +114,7 @@ where
 /// [`Error::Handshake`] when the request is not a valid upgrade; [`Error::Io`].
 pub async fn accept_request<S>(
     request: &Request<()>,
-    mut stream: S,
+    stream: S,
     read_buf: BytesMut,
     options: &AcceptOptions,
 ) -> Result<WebSocket<S>, Error>
@@ -141,6 +123,23 @@ where
 {
     let protocol = choose_protocol(request, &options.protocols);
     let config = Arc::new(options.config.clone());
+    complete(stream, request, read_buf, options, config, protocol).await
+}
+
+/// The end of every server handshake, [`accept_request`]'s and a [`Server`](crate::Server)'s:
+/// builds the `101` for `request` with `protocol` and writes it, or writes the 4xx with the
+/// reason and fails.
+pub(crate) async fn complete<S>(
+    mut stream: S,
+    request: &Request<()>,
+    read_buf: BytesMut,
+    options: &AcceptOptions,
+    config: Arc<Config>,
+    protocol: Option<String>,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let upgrade = match PreparedUpgrade::with_protocol(request, options, config, protocol) {
         Ok(upgrade) => upgrade,
         Err(e) => {

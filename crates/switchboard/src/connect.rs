@@ -2,16 +2,16 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use http::header::SEC_WEBSOCKET_EXTENSIONS;
 use http::{HeaderMap, Response, Uri};
 use proto::deflate::DeflateConfig;
 use proto::handshake::client;
 use proto::{Config, Role};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
+use crate::head::read_head;
 use crate::stream::MaybeTlsStream;
 use crate::tls::{self, ClientTls};
 use crate::websocket::WebSocket;
@@ -148,18 +148,11 @@ where
     stream.write_all(&out).await?;
     stream.flush().await?;
 
-    let mut buf = BytesMut::with_capacity(1024);
-    let (response, len) = loop {
-        if let Some(parsed) = client::parse_response(&buf, options.max_head_size)? {
-            break parsed;
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-    };
+    let max_head = options.max_head_size;
+    let (response, rest) =
+        read_head(&mut stream, |buf| client::parse_response(buf, max_head)).await?;
     let agreed =
         client::validate_response_with(&response, &key, &protocols, options.deflate.as_ref())?;
-    let rest = buf.split_off(len);
     let mut ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
     if let (Some(params), Some(config)) = (&agreed.deflate, &options.deflate) {
         ws.enable_deflate(params, config);

@@ -28,9 +28,12 @@
 //! ```
 
 mod accept;
+mod backpressure;
 mod connect;
 mod error;
+mod head;
 mod hook;
+mod link;
 mod metrics;
 mod router;
 mod server;
@@ -45,6 +48,7 @@ pub use accept::{
     AcceptOptions, PreparedUpgrade, accept, accept_request, accept_with, read_request,
     write_response,
 };
+pub use backpressure::Backpressure;
 pub use connect::{ConnectOptions, client_handshake, connect, connect_with};
 pub use error::Error;
 pub use hook::{Accept, PeerAddr, Reject};
@@ -54,7 +58,7 @@ pub use proto::{
     CloseCode, CloseFrame, Config, EncodedFrame, Message, ProtocolError, Role, SendError, Utf8Bytes,
 };
 pub use server::{Server, ServerBuilder};
-pub use split::{Backpressure, Receiver, Sender, TrySendError};
+pub use split::{Receiver, Sender, TrySendError};
 pub use stream::MaybeTlsStream;
 pub use topics::Topics;
 pub use websocket::WebSocket;

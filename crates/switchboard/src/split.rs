@@ -24,17 +24,13 @@ use proto::{CloseCode, EncodedFrame, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 
+use crate::backpressure::{Backpressure, SendQueue};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::websocket::WebSocket;
 
 /// Messages the driver buffers for a receiver that is not keeping up.
 const RECEIVE_QUEUE: usize = 64;
-/// The send queue limit of a connection not accepted by a [`Server`](crate::Server).
-pub(crate) const DEFAULT_SEND_QUEUE: SendQueue = SendQueue {
-    limit: 1 << 20,
-    policy: Backpressure::Drop,
-};
 /// A frame header is at most 14 bytes: what a queued message costs beyond its payload.
 const FRAME_OVERHEAD: usize = 14;
 
@@ -42,26 +38,6 @@ type Item = Result<Message, Error>;
 type Reserve = Pin<
     Box<dyn Future<Output = Result<mpsc::OwnedPermit<Item>, mpsc::error::SendError<()>>> + Send>,
 >;
-
-/// What [`Sender::try_send`] does when a connection's send queue is full (a peer that reads
-/// slower than it is written to).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Backpressure {
-    /// Drop the message; the connection stays open and misses it.
-    Drop,
-    /// Close the connection with `1013 Try Again Later`: the client reconnects when it can
-    /// keep up (and, with the hub, recovers what it missed). The default on a server.
-    #[default]
-    Disconnect,
-}
-
-/// A connection's send queue limit and policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SendQueue {
-    pub(crate) limit: usize,
-    pub(crate) policy: Backpressure,
-}
 
 #[derive(Debug)]
 enum Command {

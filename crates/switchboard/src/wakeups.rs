@@ -1,13 +1,13 @@
-//! [`Wakeups`]: what a server keeps for each of its connections to reach it from outside: a slot
-//! with the waker of whoever polls the connection, its next deadline (keepalive, closing
-//! handshake) and the handle that cancels its task.
+//! [`Wakeups`]: what a group of connections (a server's) keeps for each of them, to reach it
+//! from outside its task: a slot with the waker of whoever polls the connection, its next
+//! deadline (keepalive, closing handshake) and the handle that cancels its task.
 //!
-//! One slab per server instead of a tokio timer, a `Notify` registration and a `JoinSet` entry
-//! per connection: an idle connection's memory is mostly what it holds to be woken, and a slot
-//! is 40 bytes where those took about 250 in three allocations. One task per server (the
-//! sweeper) fires the deadlines: it ticks while any deadline is set, every `tick` (a sixteenth
-//! of the shortest timeout, between 5 and 250 ms), so a deadline fires up to one tick late and
-//! never early. Shutdown wakes every slot; cancelling aborts every task.
+//! One slab per group instead of a tokio timer, a `Notify` registration and a `JoinSet` entry
+//! per connection, because an idle connection's memory is mostly what it holds to be woken
+//! (bench/REPORT.md, row (f)). One task per group (the sweeper) fires the deadlines: it ticks
+//! while any deadline is set, every `tick` (a sixteenth of the shortest timeout, between 5 and
+//! 250 ms), so a deadline fires up to one tick late and never early. Shutdown wakes every slot;
+//! cancelling aborts every task.
 //!
 //! A connection touches the lock only when its waker changes (once per task) or its deadline
 //! does (once per keepalive period, and when it starts closing): it learns that a deadline is

@@ -18,10 +18,10 @@ use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError,
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
+use crate::backpressure::{Backpressure, SendQueue};
 use crate::error::Error;
+use crate::link::Link;
 use crate::metrics::Metrics;
-use crate::server::ServerLink;
-use crate::split::{Backpressure, DEFAULT_SEND_QUEUE, SendQueue};
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
@@ -61,20 +61,20 @@ pub struct WebSocket<S> {
 
 #[derive(Debug, Default)]
 struct Cold {
-    /// Set on connections accepted by a [`Server`](crate::Server).
-    link: Option<ServerLink>,
+    /// Set on connections of a group (a [`Server`](crate::Server)'s).
+    link: Option<Link>,
     /// How the connection ended, reported once the transport is finished with.
     ending: Option<Box<Ending>>,
     /// Fires at the engine's next deadline (keepalive, close timeout); made on first use, and
-    /// never on a server's connections (see `ServerLink::poll_deadline`).
+    /// never on a server's connections (see `Link::poll_deadline`).
     timer: Option<Pin<Box<Sleep>>>,
     /// What the handshake agreed and settings few connections change.
     extras: Option<Box<Extras>>,
 }
 
-/// The server link in `cold`, if any (a function of the field, so that the rest of the
+/// The group link in `cold`, if any (a function of the field, so that the rest of the
 /// connection stays free to borrow).
-fn link(cold: &mut Option<Box<Cold>>) -> Option<&mut ServerLink> {
+fn link(cold: &mut Option<Box<Cold>>) -> Option<&mut Link> {
     cold.as_deref_mut()?.link.as_mut()
 }
 
@@ -114,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    pub(crate) fn attach(&mut self, link: ServerLink) {
+    pub(crate) fn attach(&mut self, link: Link) {
         self.cold_mut().link = Some(link);
     }
 
@@ -123,18 +123,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn metrics(&self) -> Option<&Metrics> {
-        self.cold.as_ref()?.link.as_ref().map(ServerLink::metrics)
+        self.cold.as_ref()?.link.as_ref().map(Link::metrics)
     }
 
     pub(crate) fn send_queue(&self) -> SendQueue {
         let Some(cold) = &self.cold else {
-            return DEFAULT_SEND_QUEUE;
+            return SendQueue::STANDALONE;
         };
         cold.extras
             .as_ref()
             .and_then(|extras| extras.send_queue)
-            .or_else(|| cold.link.as_ref().map(ServerLink::send_queue))
-            .unwrap_or(DEFAULT_SEND_QUEUE)
+            .or_else(|| cold.link.as_ref().map(Link::send_queue))
+            .unwrap_or(SendQueue::STANDALONE)
     }
 
     /// Bounds what [`split`](Self::split) senders may queue for the peer to `limit` bytes,

@@ -1,0 +1,260 @@
+//! [`Group`] and [`Link`]: how connections served together (a [`Server`](crate::Server)'s) are
+//! reached from outside their own task, without a [`WebSocket`](crate::WebSocket) knowing who
+//! serves it.
+//!
+//! A group admits connections up to a limit ([`Member`]: counted and given a wake-up slot
+//! until dropped), announces its shutdown, fires their deadlines from one sweeper
+//! ([`Wakeups`]), and keeps their counters. A WebSocket that belongs to a group holds a
+//! [`Link`]: its membership, counts not yet added to the group's [`Metrics`], the code of its
+//! first Close, and the waker and deadline last registered, so that the shared slot is locked
+//! only when one of those changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use proto::{CloseCode, Message};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::backpressure::SendQueue;
+use crate::metrics::{Metrics, Tally};
+use crate::wakeups::{SlotId, Wakeups};
+
+/// What the connections of one server share.
+#[derive(Debug)]
+pub(crate) struct Group {
+    metrics: Metrics,
+    send_queue: SendQueue,
+    max_members: usize,
+    /// Members admitted and not yet dropped (handshakes, plain HTTP, WebSockets).
+    members: AtomicUsize,
+    /// Notified when `members` drops to zero.
+    idle: Notify,
+    shutting_down: AtomicBool,
+    wakeups: Wakeups,
+}
+
+impl Group {
+    /// A group of at most `max_members`, whose connections have the timeouts of `config`.
+    pub(crate) fn new(
+        config: &proto::Config,
+        max_members: usize,
+        send_queue: SendQueue,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            metrics,
+            send_queue,
+            max_members,
+            members: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            wakeups: Wakeups::new(config),
+        }
+    }
+
+    /// Counts one more member, unless the group is full.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Member> {
+        let admitted = self
+            .members
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_members).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Member {
+            group: self.clone(),
+            slot: self.wakeups.insert(),
+        })
+    }
+
+    /// Lets [`abort_all`](Self::abort_all) cancel the task of the member in `slot`.
+    pub(crate) fn set_abort(&self, slot: SlotId, abort: AbortHandle) {
+        self.wakeups.set_abort(slot, abort);
+    }
+
+    /// Members admitted and not yet over.
+    pub(crate) fn members(&self) -> usize {
+        self.members.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Fires the members' deadlines until [`close`](Self::close) and the last member is gone.
+    pub(crate) async fn sweep(&self) {
+        self.wakeups.sweep().await;
+    }
+
+    /// Tells every member that the group is shutting down (their next receive closes with
+    /// 1001).
+    pub(crate) fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.wakeups.wake_all();
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Cancels every member's task.
+    pub(crate) fn abort_all(&self) {
+        self.wakeups.abort_all();
+    }
+
+    /// No members will be admitted any more: the sweeper may end with the last one.
+    pub(crate) fn close(&self) {
+        self.wakeups.close();
+    }
+
+    /// Waits until no member is left (`true`) or `grace` passes (`false`).
+    pub(crate) async fn wait_idle(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.members() == 0 {
+                return true;
+            }
+            tokio::select! {
+                () = idle => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+}
+
+/// One admitted connection: counted in its group and holding a wake-up slot until dropped.
+#[derive(Debug)]
+pub(crate) struct Member {
+    group: Arc<Group>,
+    slot: SlotId,
+}
+
+impl Member {
+    /// The member's wake-up slot.
+    pub(crate) fn slot(&self) -> SlotId {
+        self.slot
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.group.wakeups.remove(self.slot);
+        if self.group.members.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.group.idle.notify_waiters();
+        }
+    }
+}
+
+/// A WebSocket's link to its group; see the module docs.
+pub(crate) struct Link {
+    member: Member,
+    /// Counts not yet added to the group's metrics.
+    pub(crate) tally: Tally,
+    /// The code of the first Close frame, sent or received.
+    close_code: Option<CloseCode>,
+    /// The waker and the deadline last given to the slot.
+    waker: Option<Waker>,
+    armed: Option<u64>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("tally", &self.tally)
+            .field("close_code", &self.close_code)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Links an upgraded connection: it counts as open from now on.
+    pub(crate) fn new(member: Member) -> Self {
+        member.group.metrics.connection_opened();
+        Self {
+            member,
+            tally: Tally::default(),
+            close_code: None,
+            waker: None,
+            armed: None,
+        }
+    }
+
+    /// Whether the group is shutting down; if not, its start wakes `cx`.
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
+        // Registered before the flag is read, so a shutdown in between is not missed.
+        self.watch(cx.waker(), self.armed);
+        self.member.group.is_shutting_down()
+    }
+
+    /// Whether `deadline` has come, by the sweeper's clock; if not, it wakes `cx` then.
+    pub(crate) fn poll_deadline(
+        &mut self,
+        deadline: std::time::Instant,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let wakeups = &self.member.group.wakeups;
+        let at = wakeups.deadline_ms(deadline);
+        if wakeups.is_due(at) {
+            return true;
+        }
+        self.watch(cx.waker(), Some(at));
+        false
+    }
+
+    fn watch(&mut self, waker: &Waker, deadline: Option<u64>) {
+        let same_waker = self.waker.as_ref().is_some_and(|w| w.will_wake(waker));
+        if same_waker && deadline == self.armed {
+            return;
+        }
+        let new_waker = (!same_waker).then_some(waker);
+        let group = &self.member.group;
+        group
+            .wakeups
+            .register(self.member.slot, new_waker, deadline);
+        if let Some(waker) = new_waker {
+            self.waker = Some(waker.clone());
+        }
+        self.armed = deadline;
+    }
+
+    pub(crate) fn note_close(&mut self, code: CloseCode) {
+        self.close_code.get_or_insert(code);
+    }
+
+    pub(crate) fn note_received(&mut self, message: &Message) {
+        match message {
+            Message::Text(_) | Message::Binary(_) => self.tally.messages_in += 1,
+            Message::Close(frame) => {
+                self.note_close(frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code));
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+
+    /// Adds the counts kept so far to the group's metrics.
+    pub(crate) fn flush(&mut self) {
+        self.member.group.metrics.add(&mut self.tally);
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.member.group.metrics
+    }
+
+    pub(crate) fn send_queue(&self) -> SendQueue {
+        self.member.group.send_queue
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.flush();
+        let code = self.close_code.unwrap_or(CloseCode::ABNORMAL);
+        self.member.group.metrics.connection_closed(code.0);
+    }
+}

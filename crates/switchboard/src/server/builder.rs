@@ -1,0 +1,360 @@
+//! [`ServerBuilder`]: a server's limits, TLS, hooks and routes.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tokio::net::{TcpListener, ToSocketAddrs};
+
+use super::origin::AllowedOrigins;
+use super::{Hook, Server, Shared, UpgradeCheck};
+use crate::accept::AcceptOptions;
+use crate::backpressure::{Backpressure, SendQueue};
+use crate::hook::{Accept, Reject};
+use crate::link::Group;
+use crate::metrics::Metrics;
+use crate::router::{self, Router};
+use crate::tls::ServerTls;
+
+/// Builds a [`Server`]: limits, TLS, hooks and routes first, then [`bind`](Self::bind).
+///
+/// Defaults suit a server on the internet: 25,000 connections, a 10 s handshake, an 8 KiB
+/// request head, a ping after 30 s of silence and 10 s to answer it, a 5 s closing handshake,
+/// 1 MiB queued per connection (then disconnect with 1013), 10 s to drain on shutdown. The
+/// message limits (16 MiB) are what RFC 6455 conformance needs; lower them if clients send
+/// small messages.
+#[derive(Clone)]
+pub struct ServerBuilder {
+    options: AcceptOptions,
+    tls: Option<ServerTls>,
+    router: Router,
+    hook: Option<Arc<Hook>>,
+    check: Option<Arc<UpgradeCheck>>,
+    origins: AllowedOrigins,
+    max_connections: usize,
+    send_queue: SendQueue,
+    shutdown_grace: Duration,
+    metrics: Metrics,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        let mut options = AcceptOptions::default();
+        options.config.idle_timeout = Some(Duration::from_secs(30));
+        Self {
+            options,
+            tls: None,
+            router: Router::default(),
+            hook: None,
+            check: None,
+            origins: AllowedOrigins::default(),
+            max_connections: 25_000,
+            send_queue: SendQueue::SERVER,
+            shutdown_grace: Duration::from_secs(10),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("options", &self.options)
+            .field("tls", &self.tls)
+            .field("routes", &self.router.paths().collect::<Vec<_>>())
+            .field("origins", &self.origins.as_slice())
+            .field("max_connections", &self.max_connections)
+            .field("send_queue", &self.send_queue)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// The largest message accepted, in bytes (default 16 MiB); larger ones close with 1009.
+    /// A compressed message counts with its inflated size.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.config.max_message_size = bytes;
+        self
+    }
+
+    /// The largest frame accepted, in bytes (default 16 MiB); larger ones close with 1009.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.config.max_frame_size = bytes;
+        self
+    }
+
+    /// The most fragments per message (default 131,072); more close with 1008.
+    pub fn max_fragments(mut self, count: usize) -> Self {
+        self.options.config.max_fragments = count;
+        self
+    }
+
+    /// The longest request head accepted (default 8 KiB); a longer one gets 431.
+    pub fn max_head_size(mut self, bytes: usize) -> Self {
+        self.options.max_head_size = bytes;
+        self
+    }
+
+    /// How long the opening handshake may take, TLS included (default 10 s); a client that
+    /// sends its request slower than that (a slowloris) is dropped.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.options.handshake_timeout = timeout;
+        self
+    }
+
+    /// Accepts permessage-deflate (RFC 7692) from clients that offer it, as `config` says
+    /// (level, threshold, context takeover, windows); `None`, the default, never compresses.
+    ///
+    /// With `server_no_context_takeover`, a message broadcast with [`Topics`](crate::Topics)
+    /// is compressed once for all its recipients; with context takeover (the default) each
+    /// connection compresses it with its own history, for a better ratio at more CPU and
+    /// about 300 KiB of zlib state per connection.
+    pub fn deflate(mut self, config: Option<proto::deflate::DeflateConfig>) -> Self {
+        self.options.deflate = config;
+        self
+    }
+
+    /// The most connections at once, handshakes and plain HTTP included (default 25,000);
+    /// beyond it a new connection gets `503 Service Unavailable`.
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count;
+        self
+    }
+
+    /// The connection limit set with [`max_connections`](Self::max_connections).
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections
+    }
+
+    /// After this long without hearing from a client, ping it (default 30 s); `None` never
+    /// pings. A client that then sends nothing within the [`pong_timeout`](Self::pong_timeout)
+    /// is closed with 1011.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a pinged client has to answer (default 10 s).
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.options.config.pong_timeout = timeout;
+        self
+    }
+
+    /// How long a closing handshake may take before the connection is dropped (default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.config.close_timeout = timeout;
+        self
+    }
+
+    /// The most bytes queued for one connection by a split [`Sender`](crate::Sender)
+    /// (default 1 MiB). A single message larger than that is still accepted when the queue is
+    /// empty.
+    pub fn max_send_queue(mut self, bytes: usize) -> Self {
+        self.send_queue.limit = bytes;
+        self
+    }
+
+    /// What happens to a message for a connection whose send queue is full (default
+    /// [`Backpressure::Disconnect`]); see [`Sender::try_send`](crate::Sender::try_send).
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.send_queue.policy = policy;
+        self
+    }
+
+    /// How long [`Server::serve_with_shutdown`] waits for clients to close after sending them
+    /// 1001 (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Subprotocols spoken, in order of preference: the first one the client also offers is
+    /// chosen (an accept hook can choose otherwise, see [`Accept::protocol`]).
+    pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
+        self.options.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Serves `wss://`: TLS on every connection.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Accepts upgrades only from pages of these origins (`https://example.com`, compared
+    /// without regard to case): a request whose `Origin` header names another gets 403.
+    /// Requests without an `Origin` header (not from a browser) are not affected. Empty (the
+    /// default): any origin.
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        origins: I,
+    ) -> Self {
+        self.origins = AllowedOrigins::new(origins);
+        self
+    }
+
+    /// Runs `hook` on every valid upgrade request before it is accepted, like Node ws's
+    /// `verifyClient`: it sees the request (path, query, headers, [`PeerAddr`]) and returns
+    /// [`Accept`] (with data for the handler, and optionally the subprotocol) or [`Reject`]
+    /// (the HTTP response the client gets). It runs within the handshake timeout.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use switchboard::{Accept, Reject, Server};
+    /// use switchboard::http::StatusCode;
+    ///
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// let server = Server::builder()
+    ///     .on_upgrade(|request| {
+    ///         let token = request.uri().query().unwrap_or("").to_owned();
+    ///         async move {
+    ///             match token.strip_prefix("token=") {
+    ///                 Some(user) => Ok(Accept::new().extension(User(user.to_owned()))),
+    ///                 None => Err(Reject::new(StatusCode::UNAUTHORIZED)),
+    ///             }
+    ///         }
+    ///     })
+    ///     .bind("127.0.0.1:9001")
+    ///     .await?;
+    /// server
+    ///     .serve(|ws, request| async move {
+    ///         let user = request.extensions().get::<User>().cloned();
+    ///         # drop((ws, user));
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub fn on_upgrade<H, F>(mut self, hook: H) -> Self
+    where
+        H: Fn(&Request<()>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Accept, Reject>> + Send + 'static,
+    {
+        self.hook = Some(Arc::new(move |request: &Request<()>| {
+            Box::pin(hook(request)) as Pin<Box<dyn Future<Output = _> + Send>>
+        }));
+        self
+    }
+
+    /// Looks at each upgrade request before anything else about it: `None` goes on with the
+    /// handshake, `Some(response)` answers with that response instead (404 for a path that is
+    /// not a WebSocket endpoint, say). Synchronous and first; for checks that need to wait or
+    /// to attach data, see [`on_upgrade`](Self::on_upgrade).
+    pub fn check_upgrade<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Option<Response<Bytes>> + Send + Sync + 'static,
+    {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
+    /// Answers plain HTTP requests for `path` (exact match, any method) with `handler`;
+    /// `HEAD` requests get its headers without the body.
+    pub fn route<F>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.router.route(path, Arc::new(handler));
+        self
+    }
+
+    /// Answers plain HTTP requests that no [`route`](Self::route) matches with `handler`.
+    /// Without one they get 426 Upgrade Required.
+    pub fn http<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.router.fallback(Arc::new(handler));
+        self
+    }
+
+    /// Serves a health check at `path` (`/healthz`, say): `200 ok` while the server runs.
+    pub fn health_endpoint(self, path: &str) -> Self {
+        self.route(path, |request| {
+            router::only_get(request).unwrap_or_else(|| {
+                router::text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
+            })
+        })
+    }
+
+    /// Serves the server's [`Metrics`] at `path` (`/metrics`, say) in the Prometheus text
+    /// format.
+    pub fn metrics_endpoint(self, path: &str) -> Self {
+        let metrics = self.metrics.clone();
+        self.route(path, move |request| {
+            router::only_get(request).unwrap_or_else(|| {
+                router::text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics.render(),
+                )
+            })
+        })
+    }
+
+    /// The counters the server will keep (also [`Server::metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Listens on `addr` (port 0 picks a free port; see [`Server::local_addr`]).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(self.from_listener(listener))
+    }
+
+    /// Listens on `addr` with `SO_REUSEPORT`: several servers, one per thread (each on a
+    /// runtime of its own), may listen on the same address, and the kernel spreads new
+    /// connections among them. Bind the first to port 0 if you like, then the others to the
+    /// port it got. Each server counts its connections against
+    /// [`max_connections`](Self::max_connections) on its own; clones of one builder share
+    /// their [`Metrics`].
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, or already is by a socket without `SO_REUSEPORT`.
+    #[cfg(unix)]
+    pub async fn bind_reuse_port(self, addr: SocketAddr) -> io::Result<Server> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        Ok(self.from_listener(socket.listen(1024)?))
+    }
+
+    /// Serves on a listener bound elsewhere (systemd socket activation, tests).
+    pub fn from_listener(self, listener: TcpListener) -> Server {
+        let group = Group::new(
+            &self.options.config,
+            self.max_connections,
+            self.send_queue,
+            self.metrics,
+        );
+        let shared = Arc::new(Shared {
+            config: Arc::new(self.options.config.clone()),
+            options: self.options,
+            tls: self.tls.map(|tls| tls.acceptor()),
+            router: self.router,
+            hook: self.hook,
+            check: self.check,
+            origins: self.origins,
+            group: Arc::new(group),
+        });
+        Server::new(listener, shared, self.shutdown_grace)
+    }
+}

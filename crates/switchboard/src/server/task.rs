@@ -1,0 +1,112 @@
+//! A connection's task: the opening handshake, then the application's handler.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::Request;
+use tokio::net::TcpStream;
+
+use super::{Shared, handshake};
+use crate::link::{Link, Member};
+use crate::stream::MaybeTlsStream;
+use crate::websocket::WebSocket;
+
+/// The task of one admitted connection: the handshake, then the handler.
+pub(super) fn connection<H, F>(
+    member: Member,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Fn(WebSocket<MaybeTlsStream>, Request<()>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    // The handshake runs boxed, and is freed before the handler runs: its state (TLS, the
+    // request being parsed, the hook) is several times a connection's, and the task would
+    // otherwise keep room for it, and for what it captures, for the connection's whole life.
+    ConnectionTask::Starting {
+        start: Box::pin(async move {
+            let (mut ws, request) = handshake::upgrade(tcp, peer, &shared).await?;
+            drop(shared);
+            ws.attach(Link::new(member));
+            Some(handler(ws, request))
+        }),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task, written out rather than as an `async` block, which would keep
+    /// room for its state beside the handler's: the task is the handler's size, and an idle
+    /// connection's memory is mostly its task.
+    #[project = ConnectionTaskProj]
+    enum ConnectionTask<St, F> {
+        Starting { start: Pin<Box<St>> },
+        Handling { #[pin] handling: F },
+    }
+}
+
+impl<St, F> Future for ConnectionTask<St, F>
+where
+    St: Future<Output = Option<F>>,
+    F: Future<Output = ()>,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.as_mut().project() {
+                ConnectionTaskProj::Starting { start } => {
+                    let Some(handling) = ready!(start.as_mut().poll(cx)) else {
+                        return Poll::Ready(());
+                    };
+                    self.set(Self::Handling { handling });
+                }
+                ConnectionTaskProj::Handling { handling } => return handling.poll(cx),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Server;
+
+    /// A handler that holds the socket and nothing else, as `switchboard_hub::echo` does.
+    struct Holder(#[allow(dead_code)] WebSocket<MaybeTlsStream>);
+
+    impl Future for Holder {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+
+    /// An idle connection's memory is mostly its task, so the handshake's state must not stay
+    /// in it: the task is the handler's future and not a byte more. And that future, the socket
+    /// alone, fits the 384-byte cell tokio allocates for a future of up to 280 bytes (its
+    /// header, scheduler, id and trailer take 104; cells are multiples of 128 bytes).
+    #[tokio::test]
+    async fn a_connection_task_is_its_handler_and_fits_a_small_cell() {
+        let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let peer = tcp.local_addr().unwrap();
+        let shared = server.shared.clone();
+        let member = shared.group.admit().unwrap();
+        let handler = Arc::new(|ws: WebSocket<MaybeTlsStream>, _: Request<()>| Holder(ws));
+        let task = connection(member, tcp, peer, shared, handler);
+        assert_eq!(size_of_val(&task), size_of::<Holder>());
+        #[cfg(target_pointer_width = "64")]
+        assert!(
+            size_of::<WebSocket<MaybeTlsStream>>() <= 280,
+            "{} bytes",
+            size_of::<WebSocket<MaybeTlsStream>>()
+        );
+    }
+}
