@@ -113,8 +113,9 @@ struct PerMessageDeflate {
 /// One side of a WebSocket connection, without I/O.
 ///
 /// Method families, in the order a driver calls them:
-/// - input: [`read_buffer`](Self::read_buffer) (read straight into the connection's buffer),
-///   or [`handle_input`](Self::handle_input) (copy a slice in);
+/// - input: read into [`read_buffer`](Self::read_buffer), then
+///   [`commit_read`](Self::commit_read) the bytes read; or [`handle_input`](Self::handle_input),
+///   which does both with a copy of a slice;
 /// - application: [`send`](Self::send), [`close`](Self::close),
 ///   [`send_encoded`](Self::send_encoded) (a frame encoded once for many connections);
 /// - output: [`poll_message`](Self::poll_message) until `None` (each message may prompt the
@@ -158,9 +159,6 @@ pub struct Connection {
     /// `None` unless permessage-deflate was negotiated: the uncompressed path pays nothing.
     deflate: Option<Box<PerMessageDeflate>>,
     timers: Timers,
-    /// `input.len()` when `poll_message` last returned, truncated (it is only compared): a
-    /// buffer of another length means new input.
-    input_seen: u32,
     /// A keepalive failure, reported by the next `poll_message`.
     timed_out: bool,
     /// The closing handshake was given up on after the close timeout.
@@ -188,7 +186,6 @@ impl Connection {
             rng: MaskRng::default(),
             deflate: None,
             timers: Timers::default(),
-            input_seen: 0,
             timed_out: false,
             abandoned: false,
             closed_by_peer: false,
@@ -260,12 +257,34 @@ impl Connection {
         &self.config
     }
 
-    /// The buffer that received bytes go into before [`poll_message`](Self::poll_message).
+    /// The buffer that received bytes go into, for [`commit_read`](Self::commit_read) to hand
+    /// to [`poll_message`](Self::poll_message).
     ///
     /// Reading into it directly saves a copy: received payloads are slices of this buffer.
-    /// It may already hold the start of an incomplete frame; append only.
+    /// It may hold the start of an incomplete frame: append to it, or, when it is empty,
+    /// replace it with a buffer of received bytes. Either way, commit what was added.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.input
+    }
+
+    /// Tells the connection that the last `n` bytes of [`read_buffer`](Self::read_buffer)
+    /// were just received: appended to it, or, in a buffer of length `n`, put in place of an
+    /// empty one. Call it after every read, then [`poll_message`](Self::poll_message).
+    ///
+    /// Input after the closing handshake or a failure is discarded. Received bytes, even of an
+    /// incomplete frame, show that the peer is alive (see
+    /// [`handle_timeout`](Self::handle_timeout)).
+    pub fn commit_read(&mut self, n: usize) {
+        debug_assert!(
+            n <= self.input.len(),
+            "committed more than the read buffer holds"
+        );
+        if self.state == State::Closed {
+            // Freed, not cleared: a closed connection keeps no read buffer.
+            self.input = BytesMut::new();
+        } else if n > 0 {
+            self.timers.on_input();
+        }
     }
 
     /// How many more bytes complete the frame being received, as far as
@@ -279,16 +298,12 @@ impl Connection {
         })
     }
 
-    /// Appends bytes received from the peer (a copy of them) for
-    /// [`poll_message`](Self::poll_message) to process. Input after the closing handshake or a
-    /// failure is discarded.
+    /// Appends a copy of bytes received from the peer to [`read_buffer`](Self::read_buffer)
+    /// and commits them (see [`commit_read`](Self::commit_read)). Input after the closing
+    /// handshake or a failure is discarded.
     pub fn handle_input(&mut self, data: &[u8]) {
-        if self.state != State::Closed {
-            self.input.extend_from_slice(data);
-            if !data.is_empty() {
-                self.timers.on_input();
-            }
-        }
+        self.input.extend_from_slice(data);
+        self.commit_read(data.len());
     }
 
     /// Processes received bytes up to the next complete message: text, binary, or a control
@@ -312,18 +327,13 @@ impl Connection {
         if self.state == State::Closed {
             return None;
         }
-        if self.input.len() as u32 != self.input_seen {
-            self.timers.on_input();
-        }
-        let result = match self.process() {
+        match self.process() {
             Ok(message) => message.map(Ok),
             Err(e) => {
                 self.fail(&e);
                 Some(Err(e))
             }
-        };
-        self.input_seen = self.input.len() as u32;
-        result
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due, if ever.
@@ -358,10 +368,6 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.abandoned {
             return;
-        }
-        if self.input.len() as u32 != self.input_seen {
-            self.timers.on_input();
-            self.input_seen = self.input.len() as u32;
         }
         let due = self.timers.on_timeout(
             now,
