@@ -50,6 +50,7 @@ pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
+mod header;
 pub mod mask;
 mod message;
 mod timer;

@@ -17,10 +17,11 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{
-    BASE64, HandshakeError, MAX_HEADERS, VERSION, accept_key, has_token, head_window, header_map,
-    http_version, incomplete, list_items, parse_error, single, version_str, write_headers,
+    BASE64, HandshakeError, MAX_HEADERS, VERSION, accept_key, head_window, header_map,
+    http_version, incomplete, parse_error, single, version_str, write_headers,
 };
-use crate::deflate::{DeflateConfig, DeflateParams, EXTENSION_NAME};
+use crate::deflate::{DeflateConfig, DeflateError, DeflateParams, EXTENSION_NAME};
+use crate::header::{Malformed, has_token, is_token, list_items, parse_extensions};
 use base64::Engine as _;
 
 /// Headers the handshake sets itself, which `extra_headers` may therefore not contain.
@@ -283,7 +284,7 @@ fn request_with_nonce(
 
     // RFC 6455 §4.1 item 10: "The elements that comprise this value MUST be non-empty strings
     // with characters in the range U+0021 to U+007E not including separator characters as
-    // defined in [RFC2616] and MUST all be unique strings."
+    // defined in [RFC2616] and MUST all be unique strings." That is RFC 9110's token.
     for (i, protocol) in protocols.iter().enumerate() {
         if !is_token(protocol) || protocols[..i].contains(protocol) {
             return Err(HandshakeError::InvalidProtocol((*protocol).to_owned()));
@@ -340,34 +341,27 @@ fn request_target(uri: &Uri) -> String {
     }
 }
 
-/// Whether `s` is an RFC 2616 token: one or more characters in U+0021..=U+007E other than the
-/// separators `()<>@,;:\"/[]?={}`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
 /// RFC 6455 §4.1 response check 5: "If the response includes a |Sec-WebSocket-Extensions| header
 /// field and this header field indicates the use of an extension that was not present in the
 /// client's handshake [...], the client MUST _Fail the WebSocket Connection_."
 ///
 /// `offered` holds the names of the extensions the request offered. The header may repeat
-/// (RFC 6455 errata 3433 corrects §11.3.2, which said it must not). Each item is `name` followed
-/// by optional `; param` parts (§9.1); only the name is checked here.
+/// (RFC 6455 errata 3433 corrects §11.3.2, which said it must not). Only the names are checked
+/// here; a value that is not an extension list (§9.1) fails as
+/// [`DeflateError::Malformed`].
 fn check_extensions(headers: &HeaderMap, offered: &[&str]) -> Result<(), HandshakeError> {
-    for item in list_items(headers, &SEC_WEBSOCKET_EXTENSIONS) {
-        let name = item
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or(item)
-            .trim_ascii();
-        if !offered
-            .iter()
-            .any(|o| o.as_bytes().eq_ignore_ascii_case(name))
-        {
-            let name = String::from_utf8_lossy(name).into_owned();
-            return Err(HandshakeError::UnrequestedExtension(name));
+    for value in headers.get_all(SEC_WEBSOCKET_EXTENSIONS) {
+        let extensions = parse_extensions(value.as_bytes())
+            .map_err(|Malformed| HandshakeError::InvalidExtension(DeflateError::Malformed))?;
+        for extension in extensions {
+            if !offered
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(extension.name))
+            {
+                return Err(HandshakeError::UnrequestedExtension(
+                    extension.name.to_owned(),
+                ));
+            }
         }
     }
     Ok(())

@@ -17,9 +17,10 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
 use super::{
-    HandshakeError, MAX_HEADERS, VERSION, accept_key, has_token, head_window, header_map,
-    http_version, incomplete, list_items, parse_error, single, version_str, write_headers,
+    HandshakeError, MAX_HEADERS, VERSION, accept_key, head_window, header_map, http_version,
+    incomplete, parse_error, single, version_str, write_headers,
 };
+use crate::header::{has_token, list_items};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
