@@ -5,7 +5,7 @@
 //! - Inflation stops as soon as a message grows past the caller's limit: a small frame that
 //!   inflates to gigabytes costs at most the limit in memory.
 //! - Without context takeover, compressor and decompressor state is not kept between
-//!   messages: it is borrowed from the thread's [`pool`](super::pool) and returned reset, so an
+//!   messages: it is borrowed from the thread's [`pool`] and returned reset, so an
 //!   idle connection holds none.
 
 use bytes::Bytes;
