@@ -105,7 +105,7 @@ fn messages(
 
     let mut got = Vec::new();
     for piece in wire.chunks(chunk) {
-        conn.handle_input(piece);
+        common::read(&mut conn, piece);
         while let Some(event) = conn.poll_message() {
             match event {
                 Ok(Message::Ping(_)) => {}

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 /// Limits and options for a [`Connection`](crate::Connection).
 ///
-/// The defaults accept what RFC 6455 conformance needs (Autobahn|Testsuite 9.*: a 16 MiB message
-/// in one frame, a 4 MiB message in 64-byte fragments) and refuse anything larger. A frame header that
-/// announces more than a limit is refused at once, before any of its payload is read.
+/// The defaults accept what RFC 6455 conformance needs (Autobahn|Testsuite 9.*: a 16 MiB
+/// message in one frame, a 4 MiB message in 64-byte fragments) and refuse anything larger. A
+/// frame header that announces more than a limit is refused at once, before any of its payload
+/// is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The largest frame payload accepted, in bytes; beyond it the connection closes with 1009.

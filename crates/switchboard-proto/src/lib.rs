@@ -3,20 +3,30 @@
 //! permessage-deflate in [`deflate`].
 //!
 //! ```text
-//!            bytes from the peer                      bytes to the peer
-//!                    │                                        ▲
-//!   read_buffer() / handle_input(&[u8])                poll_transmit()
-//!                    │                                        │
-//!                    ▼                                        │
-//!            ┌───────────────────── Connection ──────────────────┐
-//!            │ headers checked on arrival · unmask in place       │
-//!            │ UTF-8 checked as bytes arrive · reassembly · pong  │
-//!            └────────────────────────────────────────────────────┘
-//!                    │                                        ▲
-//!              poll_message()                     send(Message) / close()
-//!                    ▼                                        │
-//!               application                              application
+//!            bytes from the peer                              bytes to the peer
+//!                    │                                                ▲
+//!     read into read_buffer(), then commit_read(n)          poll_transmit(), or
+//!     (handle_input(&[u8]) copies in and commits)   transmit_slices() + advance_transmit(n)
+//!                    │                                                │
+//!                    ▼                                                │
+//!            ┌──────────────────────── Connection ─────────────────────────┐
+//!            │ receive: headers checked on arrival · unmask in place       │
+//!            │   UTF-8 checked as bytes arrive · reassembly · inflate      │
+//!            │ closing: auto-pong · Close answered · failures queue Close  │
+//!            │ deadlines: handle_timeout(now) / poll_timeout()             │
+//!            │ output: frames encoded (masked, compressed) into one queue  │
+//!            └─────────────────────────────────────────────────────────────┘
+//!                    │                                                ▲
+//!              poll_message()                        send(Message) / close() / send_encoded()
+//!                    ▼                                                │
+//!               application                                      application
 //! ```
+//!
+//! There is one input path: whoever reads from the transport reads into
+//! [`Connection::read_buffer`] (appending, or putting a buffer of the bytes read in place of an
+//! empty one) and commits what it read with [`Connection::commit_read`];
+//! [`Connection::handle_input`] is the same path for a slice, with a copy. The runtime, the
+//! tests and the fuzzers all feed the connection this way.
 //!
 //! # Design
 //!
@@ -50,6 +60,7 @@ pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
+mod header;
 pub mod mask;
 mod message;
 mod timer;

@@ -103,7 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// callers that did the HTTP upgrade themselves (hyper, axum).
     pub fn from_raw(io: S, role: Role, config: impl Into<Arc<Config>>, read_buf: BytesMut) -> Self {
         let mut conn = Connection::new(role, config);
-        conn.read_buffer().extend_from_slice(&read_buf);
+        conn.handle_input(&read_buf);
         conn.handle_timeout(Instant::now().into_std());
         Self {
             io,
@@ -401,12 +401,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     });
                     return Poll::Ready(self.finish(eof));
                 }
-                Ok(_) => {
-                    if self.conn.is_closed() {
-                        // A client reading to the end after the handshake: discard.
-                        self.conn.read_buffer().clear();
-                    }
-                }
+                // Committed in poll_read; after the closing handshake the connection discards it.
+                Ok(_) => {}
                 Err(e) => return Poll::Ready(self.finish(Some(e))),
             }
         }
@@ -493,6 +489,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             tokio::pin!(read);
             read.poll(cx)
         };
+        if let Poll::Ready(Ok(n)) = &result {
+            self.conn.commit_read(*n);
+        }
         if let (Some(link), Poll::Ready(Ok(n))) = (link(&mut self.cold), &result) {
             link.tally.bytes_in += *n as u64;
         }

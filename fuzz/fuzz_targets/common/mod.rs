@@ -1,7 +1,8 @@
 //! What the connection targets share: drive a connection with arbitrary input in arbitrary
-//! reads and check more than "no panic": an error comes once, with a Close queued, and nothing
-//! is delivered after it.
+//! reads, through the read buffer as the runtime does, and check more than "no panic": an error
+//! comes once, with a Close queued, and nothing is delivered after it.
 
+use bytes::BytesMut;
 use switchboard_proto::{Config, Connection, Message};
 
 /// The largest message the targets' connections accept.
@@ -26,7 +27,7 @@ pub fn drive(mut conn: Connection, data: &[u8]) {
     };
     let mut failed = false;
     for piece in data.chunks(chunk) {
-        conn.handle_input(piece);
+        read(&mut conn, piece);
         while let Some(event) = conn.poll_message() {
             assert!(!failed, "message after an error");
             match event {
@@ -43,4 +44,16 @@ pub fn drive(mut conn: Connection, data: &[u8]) {
         }
         while conn.poll_transmit().is_some() {}
     }
+}
+
+/// Hands `piece` to `conn` as the runtime's read loop does: an empty read buffer is replaced by
+/// a buffer of the bytes read, a partial frame is appended to; then the read is committed.
+pub fn read(conn: &mut Connection, piece: &[u8]) {
+    let buf = conn.read_buffer();
+    if buf.is_empty() {
+        *buf = BytesMut::from(piece);
+    } else {
+        buf.extend_from_slice(piece);
+    }
+    conn.commit_read(piece.len());
 }

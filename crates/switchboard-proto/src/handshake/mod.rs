@@ -56,11 +56,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, Version};
+use http::StatusCode;
+use http::header::HeaderName;
 use sha1::{Digest as _, Sha1};
 
 pub mod client;
+mod head;
 pub mod server;
 
 /// The GUID a server appends to the client's key before hashing (RFC 6455 §1.3).
@@ -159,7 +160,8 @@ pub enum HandshakeError {
     #[error("server chose extension {0:?}, which the client did not offer")]
     UnrequestedExtension(String),
     /// The server's permessage-deflate answer is one the client's offer did not allow
-    /// (RFC 7692 §5.1, §7.1).
+    /// (RFC 7692 §5.1, §7.1), or its `Sec-WebSocket-Extensions` is not an extension list
+    /// (RFC 6455 §9.1).
     #[error("invalid permessage-deflate answer: {0}")]
     InvalidExtension(#[from] crate::deflate::DeflateError),
     /// The server chose a subprotocol the client did not offer (RFC 6455 §4.1 response check 6).
@@ -230,109 +232,6 @@ impl HandshakeError {
     }
 }
 
-/// Whether any `name` header holds `token` in its comma-separated list, ignoring ASCII case
-/// (RFC 9110 §5.6.1 list syntax, used by `Connection` and `Upgrade`).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    list_items(headers, name).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
-}
-
-/// The trimmed, non-empty items of every `name` header's comma-separated list, in order.
-///
-/// Works on bytes, so a value with obs-text (not UTF-8) is still split rather than skipped.
-fn list_items<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|item| !item.is_empty())
-}
-
-/// The `name` header if it appears at most once.
-///
-/// # Errors
-///
-/// [`HandshakeError::DuplicateHeader`] if it appears more than once.
-fn single<'a>(
-    headers: &'a HeaderMap,
-    name: &HeaderName,
-) -> Result<Option<&'a HeaderValue>, HandshakeError> {
-    let mut values = headers.get_all(name).into_iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(HandshakeError::DuplicateHeader(name.clone()));
-    }
-    Ok(first)
-}
-
-/// The part of `buf` worth parsing: a head that does not end within `max_head` bytes is too long
-/// whatever follows, so parsing more only costs time.
-fn head_window(buf: &[u8], max_head: usize) -> &[u8] {
-    &buf[..buf.len().min(max_head)]
-}
-
-/// The result of a parse that found no complete head in the window.
-fn incomplete<T>(buf: &[u8], max_head: usize) -> Result<Option<T>, HandshakeError> {
-    if buf.len() > max_head {
-        Err(HandshakeError::HeadTooLarge { limit: max_head })
-    } else {
-        Ok(None)
-    }
-}
-
-/// Converts an `httparse` error, keeping [`HandshakeError::TooManyHeaders`] apart because it maps
-/// to 431, not 400.
-fn parse_error(err: httparse::Error) -> HandshakeError {
-    match err {
-        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
-        other => HandshakeError::MalformedHttp(other.to_string()),
-    }
-}
-
-/// The `http` version for `httparse`'s minor version (it only parses HTTP/1.x).
-fn http_version(minor: u8) -> Result<Version, HandshakeError> {
-    match minor {
-        0 => Ok(Version::HTTP_10),
-        1 => Ok(Version::HTTP_11),
-        _ => Err(HandshakeError::MalformedHttp("unknown http version".into())),
-    }
-}
-
-/// The version as written on a request or status line; anything but 1.0 is written as 1.1, the
-/// only other version that has this text form.
-fn version_str(version: Version) -> &'static str {
-    if version == Version::HTTP_10 {
-        "HTTP/1.0"
-    } else {
-        "HTTP/1.1"
-    }
-}
-
-/// Copies `httparse` headers into a [`HeaderMap`], keeping repeated fields in order.
-fn header_map(raw: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
-    let mut headers = HeaderMap::with_capacity(raw.len());
-    for header in raw {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| HandshakeError::MalformedHttp("invalid header name".into()))?;
-        let value = HeaderValue::from_bytes(header.value)
-            .map_err(|_| HandshakeError::MalformedHttp("invalid header value".into()))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
-}
-
-/// Writes `name: value` lines and the blank line that ends the head. `HeaderValue` cannot hold CR
-/// or LF, so a value cannot inject a header.
-fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Helpers the client and server tests share.
 #[cfg(test)]
 mod test_support {
@@ -390,19 +289,5 @@ mod tests {
             assert!(!text.ends_with('.'), "{text}");
             assert!(!text.starts_with(char::is_uppercase), "{text}");
         }
-    }
-
-    #[test]
-    fn list_items_split_commas_across_repeated_headers() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            "connection",
-            HeaderValue::from_static("keep-alive, , Upgrade"),
-        );
-        headers.append("connection", HeaderValue::from_static("close"));
-        let items: Vec<&[u8]> = list_items(&headers, &http::header::CONNECTION).collect();
-        assert_eq!(items, [&b"keep-alive"[..], b"Upgrade", b"close"]);
-        assert!(has_token(&headers, &http::header::CONNECTION, "upgrade"));
-        assert!(!has_token(&headers, &http::header::CONNECTION, "upgrad"));
     }
 }

@@ -1,8 +1,10 @@
-//! Client and server [`Connection`]s joined by in-memory byte queues.
+//! Client and server [`Connection`]s joined by in-memory byte queues, fed the way the runtime
+//! feeds them: into the read buffer, in reads of arbitrary sizes, each one committed.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
+mod deflate;
 mod timers;
 
 use crate::{CloseCode, CloseFrame, Config, Connection, Message, ProtocolError, Role};
@@ -11,6 +13,8 @@ use crate::{CloseCode, CloseFrame, Config, Connection, Message, ProtocolError, R
 struct Pair {
     client: Connection,
     server: Connection,
+    /// Chooses the size of each read, so that every exchange is cut differently.
+    reads: ReadSizes,
 }
 
 impl Pair {
@@ -24,6 +28,7 @@ impl Pair {
                 },
             ),
             server: Connection::new(Role::Server, config),
+            reads: ReadSizes(1),
         }
     }
 
@@ -32,26 +37,82 @@ impl Pair {
     fn drive(&mut self) -> Result<(Vec<Message>, Vec<Message>), ProtocolError> {
         let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
         loop {
-            let mut moved = false;
-            while let Some(b) = self.client.poll_transmit() {
-                self.server.handle_input(&b);
-                moved = true;
-            }
-            while let Some(m) = self.server.poll_message() {
-                to_server.push(m?);
-            }
-            while let Some(b) = self.server.poll_transmit() {
-                self.client.handle_input(&b);
-                moved = true;
-            }
-            while let Some(m) = self.client.poll_message() {
-                to_client.push(m?);
-            }
-            if !moved {
+            let up = transfer(
+                &mut self.client,
+                &mut self.server,
+                &mut self.reads,
+                &mut to_server,
+            )?;
+            let down = transfer(
+                &mut self.server,
+                &mut self.client,
+                &mut self.reads,
+                &mut to_client,
+            )?;
+            if !up && !down {
                 return Ok((to_client, to_server));
             }
         }
     }
+}
+
+/// Moves what `from` queued to `to` in reads of the sizes `reads` chooses, taking `to`'s
+/// messages after each read as the runtime does. Returns whether any byte moved.
+fn transfer(
+    from: &mut Connection,
+    to: &mut Connection,
+    reads: &mut ReadSizes,
+    got: &mut Vec<Message>,
+) -> Result<bool, ProtocolError> {
+    let mut moved = false;
+    loop {
+        while let Some(m) = to.poll_message() {
+            got.push(m?);
+        }
+        let Some(mut bytes) = from.poll_transmit() else {
+            return Ok(moved);
+        };
+        moved = true;
+        while !bytes.is_empty() {
+            let piece = bytes.split_to(reads.next().min(bytes.len()));
+            read(to, &piece);
+            while let Some(m) = to.poll_message() {
+                got.push(m?);
+            }
+        }
+    }
+}
+
+/// Read sizes from a seeded generator (splitmix64): single bytes, a few bytes, a TCP segment's
+/// worth, or everything at once.
+struct ReadSizes(u64);
+
+impl ReadSizes {
+    fn next(&mut self) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let z = (z ^ (z >> 31)) as usize;
+        match z % 4 {
+            0 => 1,
+            1 => 1 + (z >> 8) % 16,
+            2 => 1 + (z >> 8) % 2048,
+            _ => usize::MAX,
+        }
+    }
+}
+
+/// Hands `data` to `conn` as the runtime's read loop does: an empty read buffer is replaced by
+/// a buffer of the bytes read, a partial frame is appended to; then the read is committed.
+fn read(conn: &mut Connection, data: &[u8]) {
+    let buf = conn.read_buffer();
+    if buf.is_empty() {
+        *buf = BytesMut::from(data);
+    } else {
+        buf.extend_from_slice(data);
+    }
+    conn.commit_read(data.len());
 }
 
 fn wire(conn: &mut Connection) -> Vec<u8> {
@@ -62,14 +123,14 @@ fn wire(conn: &mut Connection) -> Vec<u8> {
     out
 }
 
-/// Feeds `data` to a fresh server in pieces cut at `cuts`; returns its messages and result.
+/// Feeds `data` to a fresh server in reads cut at `cuts`; returns its messages and result.
 fn feed_in_pieces(data: &[u8], cuts: &[usize]) -> (Vec<Message>, Result<(), ProtocolError>) {
     let mut server = Connection::new(Role::Server, Config::default());
     let mut start = 0;
     let mut got = Vec::new();
     for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
         let cut = cut.clamp(start, data.len());
-        server.handle_input(&data[start..cut]);
+        read(&mut server, &data[start..cut]);
         start = cut;
         while let Some(m) = server.poll_message() {
             match m {
@@ -198,6 +259,11 @@ proptest! {
         let (whole, whole_result) = feed_in_pieces(&data, &[]);
         let (pieces, pieces_result) = feed_in_pieces(&data, &cuts);
         prop_assert_eq!(&whole, &pieces);
+        // handle_input is the same path with a copy.
+        let mut server = Connection::new(Role::Server, Config::default());
+        server.handle_input(&data);
+        let copied: Result<Vec<Message>, _> = std::iter::from_fn(|| server.poll_message()).collect();
+        prop_assert_eq!(copied.as_ref(), Ok(&whole));
         prop_assert_eq!(whole_result, Ok(()));
         prop_assert_eq!(pieces_result, Ok(()));
         let mut expected = sent.clone();
@@ -305,293 +371,9 @@ fn an_idle_connection_keeps_a_small_output_buffer() {
 fn payloads_are_views_of_the_read_buffer() {
     let mut server = Connection::new(Role::Server, Config::default());
     let frame = [0x82, 0x83, 0, 0, 0, 0, 1, 2, 3];
-    server.read_buffer().extend_from_slice(&frame);
+    read(&mut server, &frame);
     let Some(Ok(Message::Binary(payload))) = server.poll_message() else {
         panic!("no message")
     };
     assert_eq!(payload, Bytes::from_static(&[1, 2, 3]));
-}
-
-mod deflate {
-    use super::*;
-    use crate::EncodedFrame;
-    use crate::deflate::{DeflateConfig, DeflateParams};
-    use crate::mask::apply_mask;
-
-    fn always() -> DeflateConfig {
-        DeflateConfig {
-            threshold: 0,
-            ..DeflateConfig::default()
-        }
-    }
-
-    fn pair_with(params: DeflateParams, config: Config) -> Pair {
-        let mut pair = Pair::new(config);
-        pair.client.enable_deflate(&params, &always());
-        pair.server.enable_deflate(&params, &always());
-        pair
-    }
-
-    fn server_with(params: DeflateParams, config: Config) -> Connection {
-        let mut server = Connection::new(Role::Server, config);
-        server.enable_deflate(&params, &always());
-        server
-    }
-
-    /// A masked frame (zero key) with the given first byte and payload.
-    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![b0];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// A message compressed as a client would, without the frame.
-    fn compressed(message: &[u8]) -> Vec<u8> {
-        let mut client = Connection::new(Role::Client, Config::default());
-        client.enable_deflate(&DeflateParams::default(), &always());
-        client.send(Message::binary(message.to_vec())).unwrap();
-        let wire = wire(&mut client);
-        let (header, len) = FrameHeader::decode(&wire).unwrap().unwrap();
-        assert!(header.rsv1);
-        let mut payload = wire[len..].to_vec();
-        apply_mask(&mut payload, header.mask.unwrap(), 0);
-        payload
-    }
-
-    use crate::frame::FrameHeader;
-
-    #[test]
-    fn messages_round_trip_compressed_with_every_parameter_set() {
-        let text = "{\"op\":\"publish\",\"channel\":\"room\",\"data\":\"hello\"}".repeat(20);
-        for params in [
-            DeflateParams::default(),
-            DeflateParams {
-                server_no_context_takeover: true,
-                client_no_context_takeover: true,
-                ..DeflateParams::default()
-            },
-            DeflateParams {
-                server_max_window_bits: Some(9),
-                client_max_window_bits: Some(8),
-                ..DeflateParams::default()
-            },
-        ] {
-            let mut pair = pair_with(params, Config::default());
-            for _ in 0..3 {
-                pair.client.send(Message::text(text.clone())).unwrap();
-                pair.server.send(Message::binary(text.clone())).unwrap();
-                pair.server
-                    .send(Message::Ping(Bytes::from_static(b"p")))
-                    .unwrap();
-            }
-            let (at_client, at_server) = pair.drive().unwrap();
-            let data: Vec<Message> = at_server.into_iter().filter(Message::is_data).collect();
-            assert_eq!(data, vec![Message::text(text.clone()); 3]);
-            let mut expected = Vec::new();
-            for _ in 0..3 {
-                expected.push(Message::binary(text.clone()));
-                expected.push(Message::Ping(Bytes::from_static(b"p")));
-            }
-            assert_eq!(at_client, expected, "{params:?}");
-        }
-    }
-
-    #[test]
-    fn rsv1_marks_the_first_frame_only_and_never_a_control_frame() {
-        let mut server = server_with(DeflateParams::default(), Config::default());
-        server.send(Message::text("x".repeat(300))).unwrap();
-        server
-            .send(Message::Ping(Bytes::from_static(b"ping")))
-            .unwrap();
-        let out = wire(&mut server);
-        let (header, len) = FrameHeader::decode(&out).unwrap().unwrap();
-        assert!(header.rsv1 && header.fin && (header.len as usize) < 300);
-        let (ping, _) = FrameHeader::decode(&out[len + header.len as usize..])
-            .unwrap()
-            .unwrap();
-        assert!(!ping.rsv1);
-        // Below the threshold: sent as is.
-        let mut server = Connection::new(Role::Server, Config::default());
-        server.enable_deflate(&DeflateParams::default(), &DeflateConfig::default());
-        server.send(Message::text("short")).unwrap();
-        assert_eq!(wire(&mut server), [0x81, 5, b's', b'h', b'o', b'r', b't']);
-    }
-
-    #[test]
-    fn fragmented_compressed_message_is_inflated_across_frames() {
-        let message = "κόσμε ".repeat(100);
-        let data = compressed(message.as_bytes());
-        let (a, b) = data.split_at(data.len() / 2);
-        // Text frame with RSV1, then a continuation without it, a ping in between.
-        let mut input = frame(0x41, a);
-        input.extend(frame(0x89, b"hi"));
-        input.extend(frame(0x80, b));
-        for cut in [0, 3, 9, input.len() / 2, input.len() - 1] {
-            let mut server = server_with(DeflateParams::default(), Config::default());
-            let mut got = Vec::new();
-            for piece in [&input[..cut], &input[cut..]] {
-                server.handle_input(piece);
-                while let Some(m) = server.poll_message() {
-                    got.push(m.unwrap());
-                }
-            }
-            assert_eq!(
-                got,
-                [
-                    Message::Ping(Bytes::from_static(b"hi")),
-                    Message::text(message.clone())
-                ]
-            );
-        }
-    }
-
-    #[test]
-    fn rsv1_where_it_does_not_belong_fails_with_1002() {
-        let data = compressed(b"hello hello");
-        let cases: Vec<(Connection, Vec<u8>)> = vec![
-            // Not negotiated.
-            (
-                Connection::new(Role::Server, Config::default()),
-                frame(0xc1, &data),
-            ),
-            // On a continuation.
-            (server_with(DeflateParams::default(), Config::default()), {
-                let mut f = frame(0x01, b"a");
-                f.extend(frame(0xc0, b"b"));
-                f
-            }),
-            // On a control frame.
-            (
-                server_with(DeflateParams::default(), Config::default()),
-                frame(0xc9, b""),
-            ),
-        ];
-        for (mut server, input) in cases {
-            server.handle_input(&input);
-            let err = std::iter::from_fn(|| server.poll_message())
-                .find_map(Result::err)
-                .expect("an error");
-            assert_eq!(err, ProtocolError::ReservedBits);
-            assert_eq!(&wire(&mut server)[2..4], &1002u16.to_be_bytes());
-        }
-    }
-
-    #[test]
-    fn compression_bomb_closes_with_1009_after_at_most_the_limit() {
-        let bomb = compressed(&vec![b'a'; 2_000_000]);
-        assert!(bomb.len() < 40_000, "{}", bomb.len());
-        let config = Config {
-            max_message_size: 64 * 1024,
-            ..Config::default()
-        };
-        let mut server = server_with(DeflateParams::default(), config);
-        server.handle_input(&frame(0xc2, &bomb));
-        let err = server.poll_message().unwrap().unwrap_err();
-        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
-        assert_eq!(&wire(&mut server)[2..4], &1009u16.to_be_bytes());
-        assert!(!server.holds_deflate_state());
-    }
-
-    #[test]
-    fn invalid_utf8_and_invalid_deflate_data_close_with_1007() {
-        let bad_text = compressed(&[b'o', b'k', 0xff, b'!']);
-        for input in [frame(0xc1, &bad_text), frame(0xc2, &[0xff; 20])] {
-            let mut server = server_with(DeflateParams::default(), Config::default());
-            server.handle_input(&input);
-            let err = server.poll_message().unwrap().unwrap_err();
-            assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD, "{err:?}");
-        }
-    }
-
-    #[test]
-    fn broadcast_is_compressed_once_for_connections_without_context_takeover() {
-        let no_takeover = DeflateParams {
-            server_no_context_takeover: true,
-            ..DeflateParams::default()
-        };
-        let message = Message::text("{\"channel\":\"news\",\"data\":\"x\"}".repeat(10));
-        let frame = EncodedFrame::from_message(&message).unwrap();
-        let mut sent = Vec::new();
-        for params in [no_takeover, no_takeover, DeflateParams::default()] {
-            let mut pair = pair_with(params, Config::default());
-            pair.server.send_encoded(&frame).unwrap();
-            let bytes = pair.server.poll_transmit().unwrap();
-            pair.client.handle_input(&bytes);
-            assert_eq!(pair.client.poll_message(), Some(Ok(message.clone())));
-            sent.push(bytes);
-        }
-        let shared = frame.compressed_bytes().expect("compressed once");
-        assert!(shared.len() < frame.as_bytes().len());
-        // The same bytes, not a copy, for both connections without context takeover.
-        assert_eq!(sent[0].as_ptr(), shared.as_ptr());
-        assert_eq!(sent[1].as_ptr(), shared.as_ptr());
-        assert_ne!(sent[2].as_ptr(), shared.as_ptr());
-    }
-
-    #[test]
-    fn uncompressed_path_is_unchanged_and_zero_copy() {
-        // With deflate on, an uncompressed message (RSV1 clear) is still a view of the read
-        // buffer.
-        let mut server = server_with(DeflateParams::default(), Config::default());
-        server
-            .read_buffer()
-            .extend_from_slice(&frame(0x82, &[1, 2, 3]));
-        let start = server.read_buffer().as_ptr() as usize;
-        let Some(Ok(Message::Binary(payload))) = server.poll_message() else {
-            panic!("no message")
-        };
-        assert_eq!(payload, Bytes::from_static(&[1, 2, 3]));
-        assert_eq!(payload.as_ptr() as usize, start + 6);
-    }
-
-    proptest! {
-        #[test]
-        fn any_chunking_of_compressed_input_gives_the_same_messages(
-            sent in proptest::collection::vec(any_message(), 0..6),
-            cuts in proptest::collection::vec(0usize..3000, 0..10),
-            no_takeover in any::<bool>(),
-        ) {
-            let params = DeflateParams {
-                client_no_context_takeover: no_takeover,
-                ..DeflateParams::default()
-            };
-            let mut client = Connection::new(Role::Client, Config { rng_seed: Some(5), ..Config::default() });
-            client.enable_deflate(&params, &always());
-            for m in &sent {
-                client.send(m.clone()).unwrap();
-            }
-            let data = wire(&mut client);
-            let mut cuts = cuts;
-            cuts.sort_unstable();
-            let mut server = server_with(params, Config::default());
-            let mut got = Vec::new();
-            let mut start = 0;
-            for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
-                let cut = cut.clamp(start, data.len());
-                server.handle_input(&data[start..cut]);
-                start = cut;
-                while let Some(m) = server.poll_message() {
-                    got.push(m.unwrap());
-                }
-            }
-            prop_assert_eq!(got, sent);
-        }
-
-        #[test]
-        fn arbitrary_input_with_deflate_never_panics(
-            data in proptest::collection::vec(any::<u8>(), 0..400),
-        ) {
-            let mut server = server_with(DeflateParams::default(), Config { max_message_size: 1000, ..Config::default() });
-            server.handle_input(&data);
-            while server.poll_message().is_some() {}
-        }
-    }
 }

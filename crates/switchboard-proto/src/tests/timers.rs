@@ -71,6 +71,7 @@ fn bytes_of_an_incomplete_frame_count_as_input() {
     pair.server.handle_timeout(t0);
     // Two bytes of a masked frame header: nothing to deliver yet, but the peer is alive.
     pair.server.read_buffer().extend_from_slice(&[0x81, 0x85]);
+    pair.server.commit_read(2);
     assert_eq!(pair.server.poll_message(), None);
     pair.server.handle_timeout(t0 + IDLE);
     assert_eq!(pair.server.poll_transmit(), None);
