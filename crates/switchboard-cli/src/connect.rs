@@ -189,7 +189,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         let sender = sender.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = sender.close(CloseCode::NORMAL, "").await;
+                let _ = sender.close(CloseCode::NORMAL, "");
             }
         })
     };
@@ -313,7 +313,7 @@ async fn send_input(sender: Sender, options: InputOptions) {
         }
     }
     tokio::time::sleep(options.wait).await;
-    let _ = sender.close(CloseCode::NORMAL, "").await;
+    let _ = sender.close(CloseCode::NORMAL, "");
 }
 
 /// Sends one line (or runs it, with --slash); false once the connection is gone or closing.
@@ -322,7 +322,7 @@ async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool 
         Some(command) => match parse_command(command) {
             Ok(Command::Ping(text)) => Message::Ping(Bytes::from(text)),
             Ok(Command::Close(code, reason)) => {
-                let _ = sender.close(code, reason).await;
+                let _ = sender.close(code, reason);
                 return false;
             }
             Err(e) => {

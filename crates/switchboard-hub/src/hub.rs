@@ -55,8 +55,6 @@ const ENVELOPE: usize = 4096;
 const MAX_PENDING: usize = 4096;
 /// The longest name an anonymous client may choose, in characters.
 const MAX_NAME: usize = 32;
-/// How long a lagging client has to make room for the Close frame before it is dropped.
-const LAGGING_CLOSE: Duration = Duration::from_secs(30);
 /// How many publications a `history` request returns when it gives no `limit`.
 const DEFAULT_HISTORY_LIMIT: usize = 50;
 
@@ -272,8 +270,7 @@ impl Hub {
                     self.inner.connections.fetch_sub(1, Ordering::Relaxed);
                     // The Close queues behind what the client has yet to read: a client that
                     // reads again gets a gap-free prefix, then the close.
-                    let close = sender.close(code, reason);
-                    let _ = tokio::time::timeout(LAGGING_CLOSE, close).await;
+                    let _ = sender.close(code, reason);
                     return;
                 }
                 () = sleep_until(expiry) => {
@@ -330,7 +327,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 async fn refuse(sender: &Sender, code: ErrorCode, reason: &str, close: CloseCode) {
     let e = RequestError::new(None, code, reason);
     let _ = sender.send(Message::text(String::from(&e))).await;
-    let _ = sender.close(close, code.as_str()).await;
+    let _ = sender.close(close, code.as_str());
 }
 
 /// One connection's state, owned by its task.

@@ -71,13 +71,12 @@ impl Broadcast {
         // for the connection's whole life, though the socket's own task owns it.
         let (sender, mut receiver) = ws.split();
         async move {
-            self.everyone.subscribe(ALL, &sender);
+            let _subscription = self.everyone.subscribe(ALL, &sender);
             while let Some(Ok(message)) = receiver.recv().await {
                 if matches!(message, Message::Text(_) | Message::Binary(_)) {
                     self.everyone.publish(ALL, &message, Some(&sender));
                 }
             }
-            self.everyone.unsubscribe_all(&sender);
         }
     }
 

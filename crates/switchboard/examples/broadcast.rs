@@ -19,12 +19,11 @@ async fn main() -> std::io::Result<()> {
             let everyone = everyone.clone();
             async move {
                 let (sender, mut receiver) = ws.split();
-                everyone.subscribe("all", &sender);
+                let _subscription = everyone.subscribe("all", &sender);
                 while let Some(Ok(message)) = receiver.recv().await {
                     // Encoded once, shared by every recipient.
                     everyone.publish("all", &message, Some(&sender));
                 }
-                everyone.unsubscribe_all(&sender);
             }
         })
         .await

@@ -153,7 +153,7 @@ where
 
 /// The first of the server's `protocols` that the client offers (RFC 6455 §4.2.2 step 4: the
 /// server picks; the client's order is only a hint).
-pub(crate) fn choose_protocol(request: &Request<()>, protocols: &[String]) -> Option<String> {
+pub(crate) fn choose_protocol<B>(request: &Request<B>, protocols: &[String]) -> Option<String> {
     let offered: Vec<&str> = server::requested_protocols(request).collect();
     protocols
         .iter()
@@ -189,9 +189,9 @@ impl PreparedUpgrade {
     /// # Errors
     ///
     /// The request is not a valid upgrade: answer with
-    /// [`proto::handshake::server::reject_response`] (its [`status`](HandshakeError::status)
+    /// [`to_response`](HandshakeError::to_response) (its [`status`](HandshakeError::status)
     /// and reason).
-    pub fn new(request: &Request<()>, options: &AcceptOptions) -> Result<Self, HandshakeError> {
+    pub fn new<B>(request: &Request<B>, options: &AcceptOptions) -> Result<Self, HandshakeError> {
         Self::with_protocol(
             request,
             options,
@@ -202,8 +202,8 @@ impl PreparedUpgrade {
 
     /// As [`new`](Self::new), with the protocol chosen and `config` (`options.config`,
     /// shared by the caller's connections).
-    pub(crate) fn with_protocol(
-        request: &Request<()>,
+    pub(crate) fn with_protocol<B>(
+        request: &Request<B>,
         options: &AcceptOptions,
         config: Arc<Config>,
         protocol: Option<String>,
@@ -224,9 +224,14 @@ impl PreparedUpgrade {
         })
     }
 
-    /// The `101` response (status and headers) to send.
-    pub fn response(&self) -> &Response<()> {
-        &self.response
+    /// The `101` response (status and headers) to send, with an empty body of the HTTP
+    /// server's type.
+    pub fn response<B: Default>(&self) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = self.response.status();
+        *response.version_mut() = self.response.version();
+        *response.headers_mut() = self.response.headers().clone();
+        response
     }
 
     /// The subprotocol chosen, if any.

@@ -60,7 +60,7 @@ pub use proto::{
 pub use server::{Server, ServerBuilder};
 pub use split::{Receiver, Sender, TrySendError};
 pub use stream::MaybeTlsStream;
-pub use topics::Topics;
+pub use topics::{Subscription, Topics};
 pub use websocket::WebSocket;
 
 /// The `http` crate, whose types the handshake and the routes use.

@@ -220,13 +220,13 @@ impl Sender {
         self.try_push(Command::Encoded(frame, cost), cost)
     }
 
-    /// Starts the closing handshake with `code` and `reason`; the receiver sees the peer's
-    /// Close and then `None`. Queued messages go out first.
+    /// Starts the closing handshake with `code` and `reason`, without waiting for it: the
+    /// receiver sees the peer's Close and then `None`. Queued messages go out first.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] when the connection has ended.
-    pub async fn close(&self, code: CloseCode, reason: impl Into<String>) -> Result<(), Error> {
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> Result<(), Error> {
         self.tx
             .send(Command::Close(code, reason.into()))
             .map_err(|_| Error::Closed)

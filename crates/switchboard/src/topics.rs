@@ -30,7 +30,8 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Topic {
-    subscribers: HashMap<u64, Sender>,
+    /// Each subscribed connection, by [`Sender::id`], with its number of [`Subscription`]s.
+    subscribers: HashMap<u64, (Sender, usize)>,
     /// The subscribers as publishing walks them, shared by every publish until one
     /// subscribes or leaves: publishing neither copies the list nor clones each sender.
     snapshot: Option<Arc<[Sender]>>,
@@ -38,19 +39,29 @@ struct Topic {
 
 impl Topic {
     fn insert(&mut self, sender: &Sender) {
-        self.subscribers.insert(sender.id(), sender.clone());
-        self.snapshot = None;
+        let (_, count) = self
+            .subscribers
+            .entry(sender.id())
+            .or_insert_with(|| (sender.clone(), 0));
+        *count += 1;
+        if *count == 1 {
+            self.snapshot = None;
+        }
     }
 
-    fn remove(&mut self, sender: &Sender) {
-        if self.subscribers.remove(&sender.id()).is_some() {
-            self.snapshot = None;
+    fn remove(&mut self, id: u64) {
+        if let Some((_, count)) = self.subscribers.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                self.subscribers.remove(&id);
+                self.snapshot = None;
+            }
         }
     }
 
     fn snapshot(&mut self) -> Arc<[Sender]> {
         self.snapshot
-            .get_or_insert_with(|| self.subscribers.values().cloned().collect())
+            .get_or_insert_with(|| self.subscribers.values().map(|(s, _)| s.clone()).collect())
             .clone()
     }
 }
@@ -67,31 +78,32 @@ impl Topics {
         self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Subscribes a connection to `topic`.
-    pub fn subscribe(&self, topic: &str, sender: &Sender) {
+    /// Subscribes a connection to `topic` until the returned [`Subscription`] is dropped
+    /// (keep it for as long as the connection wants the topic, typically the handler's life:
+    /// a handler that ends or is cancelled leaves its topics).
+    ///
+    /// Subscribing a connection twice to a topic delivers each message once; it leaves when
+    /// both subscriptions are dropped.
+    pub fn subscribe(&self, topic: &str, sender: &Sender) -> Subscription {
         self.lock()
             .entry(topic.to_owned())
             .or_default()
             .insert(sender);
+        Subscription {
+            topics: self.clone(),
+            topic: topic.to_owned(),
+            id: sender.id(),
+        }
     }
 
-    /// Unsubscribes a connection from `topic`.
-    pub fn unsubscribe(&self, topic: &str, sender: &Sender) {
+    fn leave(&self, topic: &str, id: u64) {
         let mut topics = self.lock();
         if let Some(subscribers) = topics.get_mut(topic) {
-            subscribers.remove(sender);
+            subscribers.remove(id);
             if subscribers.subscribers.is_empty() {
                 topics.remove(topic);
             }
         }
-    }
-
-    /// Unsubscribes a connection from every topic (when it closes).
-    pub fn unsubscribe_all(&self, sender: &Sender) {
-        self.lock().retain(|_, subscribers| {
-            subscribers.remove(sender);
-            !subscribers.subscribers.is_empty()
-        });
     }
 
     /// How many connections are subscribed to `topic`.
@@ -122,7 +134,7 @@ impl Topics {
         };
         let mut everyone: HashMap<u64, Sender> = HashMap::new();
         for subscribers in self.lock().values() {
-            for (id, s) in &subscribers.subscribers {
+            for (id, (s, _)) in &subscribers.subscribers {
                 everyone.entry(*id).or_insert_with(|| s.clone());
             }
         }
@@ -152,5 +164,76 @@ impl Topics {
     /// Messages not delivered because a subscriber's queue was full.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection's subscription to a topic of [`Topics`]; dropping it unsubscribes.
+#[derive(Debug)]
+#[must_use = "dropping the subscription unsubscribes at once"]
+pub struct Subscription {
+    topics: Topics,
+    topic: String,
+    id: u64,
+}
+
+impl Subscription {
+    /// The topic subscribed to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.topics.leave(&self.topic, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::{Config, Role};
+
+    use super::*;
+    use crate::WebSocket;
+
+    fn sender() -> Sender {
+        let (io, peer) = tokio::io::duplex(1024);
+        std::mem::forget(peer);
+        let ws = WebSocket::from_raw(io, Role::Server, Config::default(), Default::default());
+        ws.split().0
+    }
+
+    #[tokio::test]
+    async fn dropping_the_subscription_unsubscribes() {
+        let topics = Topics::new();
+        let sender = sender();
+        let first = topics.subscribe("room", &sender);
+        let second = topics.subscribe("room", &sender);
+        assert_eq!(topics.subscriber_count("room"), 1);
+        assert_eq!(topics.publish("room", &Message::text("once"), None), 1);
+        drop(first);
+        assert_eq!(topics.subscriber_count("room"), 1);
+        drop(second);
+        assert_eq!(topics.subscriber_count("room"), 0);
+        assert_eq!(topics.publish("room", &Message::text("nobody"), None), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_handler_leaves_its_topics() {
+        let topics = Topics::new();
+        let handler = tokio::spawn({
+            let topics = topics.clone();
+            async move {
+                let sender = sender();
+                let _subscription = topics.subscribe("room", &sender);
+                std::future::pending::<()>().await;
+            }
+        });
+        while topics.subscriber_count("room") == 0 {
+            tokio::task::yield_now().await;
+        }
+        handler.abort();
+        let _ = handler.await;
+        assert_eq!(topics.subscriber_count("room"), 0);
     }
 }

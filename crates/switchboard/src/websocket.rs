@@ -215,7 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// The message is queued before the first `.await`: if the future is dropped, it is still
     /// sent, in full, by the next operation on this socket.
-    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.feed(message)?;
         self.flush().await
     }
@@ -226,7 +226,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// # Errors
     ///
     /// As [`send`](Self::send), without the I/O errors.
-    pub fn feed(&mut self, message: Message) -> Result<(), Error> {
+    pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
         let close = match &message {
             Message::Close(frame) => Some(frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code)),
             _ => None,

@@ -33,11 +33,12 @@ async fn allocations_per_publish(subscribers: usize) -> usize {
     let topics = Topics::new();
     let mut peers = Vec::new();
     let mut receivers = Vec::new();
+    let mut subscriptions = Vec::new();
     for _ in 0..subscribers {
         let (io, peer) = tokio::io::duplex(1 << 16);
         let ws = WebSocket::from_raw(io, Role::Server, Config::default(), Default::default());
         let (sender, receiver) = ws.split();
-        topics.subscribe("all", &sender);
+        subscriptions.push(topics.subscribe("all", &sender));
         peers.push(peer);
         receivers.push(receiver);
     }

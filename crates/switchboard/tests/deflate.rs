@@ -141,10 +141,9 @@ async fn broadcast_reaches_compressing_and_plain_subscribers() {
             let joined = joined_tx.clone();
             async move {
                 let (sender, mut receiver) = ws.split();
-                topics.subscribe("news", &sender);
+                let _subscription = topics.subscribe("news", &sender);
                 let _ = joined.send(());
                 while let Some(Ok(_)) = receiver.recv().await {}
-                topics.unsubscribe_all(&sender);
             }
         }));
         let mut clients = Vec::new();

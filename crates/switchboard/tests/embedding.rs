@@ -1,54 +1,15 @@
 //! switchboard inside an axum application, through `PreparedUpgrade`: the handshake, the
-//! subprotocol, permessage-deflate and the refusal of a bad request, as
-//! `examples/axum_upgrade.rs` does it.
+//! subprotocol, permessage-deflate and the refusal of a bad request, with the route of
+//! `examples/axum_upgrade.rs` itself.
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use axum::response::Response;
 use axum::routing::get;
-use bytes::BytesMut;
-use hyper_util::rt::TokioIo;
-use switchboard::proto::handshake::server::reject_response;
-use switchboard::{AcceptOptions, ConnectOptions, DeflateConfig, Message, PreparedUpgrade};
+use switchboard::{ConnectOptions, DeflateConfig, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn upgrade(mut request: Request) -> Response {
-    let mut head = switchboard::http::Request::new(());
-    *head.method_mut() = request.method().clone();
-    *head.uri_mut() = request.uri().clone();
-    *head.version_mut() = request.version();
-    *head.headers_mut() = request.headers().clone();
-    let options = AcceptOptions {
-        protocols: vec!["echo".into()],
-        deflate: Some(DeflateConfig::default()),
-        ..AcceptOptions::default()
-    };
-    let prepared = match PreparedUpgrade::new(&head, &options) {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            let (head, body) = reject_response(&e);
-            let (parts, ()) = head.into_parts();
-            return Response::from_parts(parts, Body::from(body));
-        }
-    };
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = prepared.response().status();
-    *response.headers_mut() = prepared.response().headers().clone();
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let mut ws = prepared.into_websocket(TokioIo::new(upgraded), BytesMut::new());
-        while let Some(Ok(message)) = ws.recv().await {
-            if message.is_data() && ws.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
-    response
-}
+#[allow(dead_code)] // its `main`
+#[path = "../examples/axum_upgrade.rs"]
+mod example;
 
 async fn start() -> (
     std::net::SocketAddr,
@@ -56,7 +17,7 @@ async fn start() -> (
 ) {
     let app = Router::new()
         .route("/", get(|| async { "plain axum" }))
-        .route("/ws", get(upgrade));
+        .route("/ws", get(example::upgrade));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

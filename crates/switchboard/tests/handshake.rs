@@ -115,6 +115,6 @@ async fn server_still_serves_after_bad_clients() {
     let (mut ws, _) = switchboard::connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
-    ws.send("still here".into()).await.unwrap();
+    ws.send("still here").await.unwrap();
     ws.close(switchboard::CloseCode::NORMAL, "").await.unwrap();
 }

@@ -405,7 +405,7 @@ async fn a_waiting_send_resumes_when_the_reader_catches_up() {
         .unwrap()
         .unwrap()
         .unwrap();
-    sender.close(CloseCode::NORMAL, "").await.unwrap();
+    sender.close(CloseCode::NORMAL, "").unwrap();
     let received = timeout(Duration::from_secs(60), drain)
         .await
         .unwrap()

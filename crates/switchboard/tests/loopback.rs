@@ -300,12 +300,11 @@ async fn topics_deliver_to_every_subscriber_but_the_publisher() {
         let (t, joined_tx) = (t.clone(), joined_tx.clone());
         async move {
             let (sender, mut receiver) = ws.split();
-            t.subscribe("room", &sender);
+            let _subscription = t.subscribe("room", &sender);
             let _ = joined_tx.send(());
             while let Some(Ok(m)) = receiver.recv().await {
                 t.publish("room", &m, Some(&sender));
             }
-            t.unsubscribe_all(&sender);
         }
     }));
     let mut clients = Vec::new();

@@ -230,6 +230,14 @@ impl HandshakeError {
             | Self::GetRandomFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// The response that refuses the request, body included: [`server::reject_response`] as
+    /// one value, for an HTTP server whose body type is made from a `String` (hyper, axum).
+    pub fn to_response<B: From<String>>(&self) -> http::Response<B> {
+        let (head, body) = server::reject_response(self);
+        let (parts, ()) = head.into_parts();
+        http::Response::from_parts(parts, B::from(body))
+    }
 }
 
 /// Helpers the client and server tests share.

@@ -82,7 +82,7 @@ pub fn parse_request(
 ///
 /// A server that also serves plain HTTP routes requests for which this is `false` elsewhere. A
 /// `true` says nothing about the rest of the handshake; [`validate_request`] checks that.
-pub fn is_upgrade_request(req: &Request<()>) -> bool {
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
     has_token(req.headers(), &UPGRADE, "websocket")
 }
 
@@ -104,7 +104,7 @@ pub fn is_upgrade_request(req: &Request<()>) -> bool {
 /// [`MissingKey`](HandshakeError::MissingKey), [`InvalidKey`](HandshakeError::InvalidKey) or
 /// [`DuplicateHeader`](HandshakeError::DuplicateHeader). [`HandshakeError::status`] gives the
 /// status to answer with.
-pub fn validate_request(req: &Request<()>) -> Result<(), HandshakeError> {
+pub fn validate_request<B>(req: &Request<B>) -> Result<(), HandshakeError> {
     checked_key(req).map(|_| ())
 }
 
@@ -112,7 +112,7 @@ pub fn validate_request(req: &Request<()>) -> Result<(), HandshakeError> {
 /// `Sec-WebSocket-Protocol` header (RFC 6455 §4.2.1 item 8, §11.3.4).
 ///
 /// Items that are not UTF-8 cannot be tokens, so they are skipped.
-pub fn requested_protocols(req: &Request<()>) -> impl Iterator<Item = &str> {
+pub fn requested_protocols<B>(req: &Request<B>) -> impl Iterator<Item = &str> + use<'_, B> {
     list_items(req.headers(), &SEC_WEBSOCKET_PROTOCOL)
         .filter_map(|item| std::str::from_utf8(item).ok())
 }
@@ -127,8 +127,8 @@ pub fn requested_protocols(req: &Request<()>) -> impl Iterator<Item = &str> {
 /// - Any error of [`validate_request`]; answer it with [`reject_response`].
 /// - [`HandshakeError::ProtocolNotOffered`] if `protocol` is not one the client offered. That is
 ///   a bug in the caller, not the client's fault; its status is 500.
-pub fn accept_response(
-    req: &Request<()>,
+pub fn accept_response<B>(
+    req: &Request<B>,
     protocol: Option<&str>,
 ) -> Result<Response<()>, HandshakeError> {
     let key = checked_key(req)?;
@@ -212,7 +212,7 @@ pub fn write_response(resp: &Response<()>, body: &[u8], out: &mut Vec<u8>) {
 
 /// Runs the checks of §4.2.1 and returns the trimmed `Sec-WebSocket-Key`, which the accept value
 /// is computed from.
-fn checked_key(req: &Request<()>) -> Result<&[u8], HandshakeError> {
+fn checked_key<B>(req: &Request<B>) -> Result<&[u8], HandshakeError> {
     let headers = req.headers();
 
     // RFC 6455 §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
