@@ -218,10 +218,10 @@ impl Broker for LocalBroker {
                     .history
                     .push_back((Instant::now(), publication.clone()));
             }
-            if stream.interest > 0 {
-                if let Some(events) = events {
-                    events.publication(channel, &publication);
-                }
+            if stream.interest > 0
+                && let Some(events) = events
+            {
+                events.publication(channel, &publication);
             }
             stream.position()
         });
@@ -279,10 +279,10 @@ impl Broker for LocalBroker {
 
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
         self.with_stream(channel, |stream, events| {
-            if stream.presence.remove(&client.conn).is_some() {
-                if let Some(events) = events {
-                    events.leave(channel, &client);
-                }
+            if stream.presence.remove(&client.conn).is_some()
+                && let Some(events) = events
+            {
+                events.leave(channel, &client);
             }
         });
         ready(Ok(()))

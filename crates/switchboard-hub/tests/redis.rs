@@ -466,10 +466,10 @@ async fn presence_changes_lost_to_an_outage_are_made_good_when_redis_is_back() {
     let conns = |clients: Vec<ClientInfo>| clients.into_iter().map(|c| c.conn).collect::<Vec<_>>();
     tokio::time::timeout(STEP, async {
         loop {
-            if let Ok(clients) = b.presence("room").await {
-                if conns(clients) == ["late", "stays"] {
-                    return;
-                }
+            if let Ok(clients) = b.presence("room").await
+                && conns(clients) == ["late", "stays"]
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

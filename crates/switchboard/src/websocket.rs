@@ -306,11 +306,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let result = self.poll_recv_inner(cx);
-        if let Some(link) = link(&mut self.cold) {
-            if result.is_pending() {
-                // Waiting for input: a good moment to publish this connection's counts.
-                link.flush();
-            }
+        if let Some(link) = link(&mut self.cold)
+            && result.is_pending()
+        {
+            // Waiting for input: a good moment to publish this connection's counts.
+            link.flush();
         }
         result
     }
@@ -320,10 +320,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(link) = link(&mut self.cold) {
-                if !self.conn.is_closing() && link.poll_shutdown(cx) {
-                    let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
-                }
+            if let Some(link) = link(&mut self.cold)
+                && !self.conn.is_closing()
+                && link.poll_shutdown(cx)
+            {
+                let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
             }
             {
                 // Also after the engine closed: a keepalive failure is reported then.

@@ -391,10 +391,8 @@ async fn subscribe<S: Transport>(
         next = seq + 1;
     };
     shared.latencies.flush(&mut latencies);
-    if !failed {
-        if let Err(e) = ws.close(CloseCode::NORMAL, "").await {
-            tally.errors.add(format!("subscriber close: {e}"));
-        }
+    if !failed && let Err(e) = ws.close(CloseCode::NORMAL, "").await {
+        tally.errors.add(format!("subscriber close: {e}"));
     }
     tally
 }

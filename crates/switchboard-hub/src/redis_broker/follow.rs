@@ -172,15 +172,14 @@ impl Follower {
                 Ok(())
             }
             Err(e) => {
-                if let Some((sink, _)) = &mut self.connection {
-                    if self
+                if let Some((sink, _)) = &mut self.connection
+                    && self
                         .shared
                         .bounded(sink.unsubscribe(&pubsub))
                         .await
                         .is_err()
-                    {
-                        self.lost("unsubscribe failed");
-                    }
+                {
+                    self.lost("unsubscribe failed");
                 }
                 Err(e)
             }

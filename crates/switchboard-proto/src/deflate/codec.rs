@@ -217,11 +217,11 @@ impl Inflater {
 
     /// Ends a message: without context takeover the decompressor goes back to the pool.
     fn end_message(&mut self) {
-        if self.no_context_takeover {
-            if let Some(mut state) = self.state.take() {
-                state.reset(false);
-                pool::put_decompressor(self.bits, state);
-            }
+        if self.no_context_takeover
+            && let Some(mut state) = self.state.take()
+        {
+            state.reset(false);
+            pool::put_decompressor(self.bits, state);
         }
     }
 
