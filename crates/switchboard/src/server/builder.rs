@@ -200,7 +200,7 @@ impl ServerBuilder {
     }
 
     /// Runs `hook` on every valid upgrade request before it is accepted, like Node ws's
-    /// `verifyClient`: it sees the request (path, query, headers, [`PeerAddr`]) and returns
+    /// `verifyClient`: it sees the request (path, query, headers, [`PeerAddr`](crate::PeerAddr)) and returns
     /// [`Accept`] (with data for the handler, and optionally the subprotocol) or [`Reject`]
     /// (the HTTP response the client gets). It runs within the handshake timeout.
     ///
