@@ -290,8 +290,8 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
                 .deflate_level
                 .map_or(defaults.level, |level| level.0),
             threshold: options.deflate_threshold.unwrap_or(defaults.threshold),
-            // No compressor per connection (about 28 KiB per connection instead of 340), and
-            // a broadcast is compressed once for every recipient.
+            // No compressor state kept per connection, and a broadcast is compressed once for
+            // every recipient.
             server_no_context_takeover: true,
             ..defaults
         }

@@ -31,6 +31,7 @@ mod accept;
 mod backpressure;
 mod connect;
 mod error;
+mod footprint;
 mod head;
 mod hook;
 mod link;

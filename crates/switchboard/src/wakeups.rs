@@ -33,7 +33,7 @@ pub(crate) struct SlotId {
 }
 
 #[derive(Debug, Default)]
-struct Slot {
+pub(crate) struct Slot {
     generation: u32,
     occupied: bool,
     /// Milliseconds after `Wakeups::epoch`; `NEVER` when none.

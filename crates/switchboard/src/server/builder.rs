@@ -113,8 +113,8 @@ impl ServerBuilder {
     ///
     /// With `server_no_context_takeover`, a message broadcast with [`Topics`](crate::Topics)
     /// is compressed once for all its recipients; with context takeover (the default) each
-    /// connection compresses it with its own history, for a better ratio at more CPU and
-    /// about 300 KiB of zlib state per connection.
+    /// connection compresses it with its own history, for a better ratio at the cost of CPU
+    /// and a compressor's state (zlib's window and tables) kept per connection.
     pub fn deflate(mut self, config: Option<proto::deflate::DeflateConfig>) -> Self {
         self.options.deflate = config;
         self

@@ -5,38 +5,30 @@
 //! state lives in the struct, so every method can be cancelled at an `.await` without losing
 //! bytes (see each method's "Cancel safety").
 
-use std::cell::RefCell;
+//!
+//! - `cold.rs`: what the hot path does not touch, out of line (the connection's footprint);
+//! - `transport.rs`: reads and writes of the transport;
+//! - this file: the public API and the receive loop.
+
+pub(crate) mod cold;
+mod transport;
+
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use proto::deflate::{DeflateConfig, DeflateParams};
-use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use proto::{CloseCode, Config, Connection, EncodedFrame, Message, Role};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::error::Error;
-use crate::link::Link;
-use crate::metrics::Metrics;
+use cold::{Cold, Ending, link};
 
-/// How much free space a read asks for.
-const READ_CHUNK: usize = 16 * 1024;
-/// The most room made at once for the rest of a large frame.
-const MAX_RESERVE: usize = 4 << 20;
-/// The size of each block of a thread's scratch read buffer.
-const SCRATCH_SIZE: usize = 64 * 1024;
-
-thread_local! {
-    /// The read buffer that the connections polled on this thread share while they hold no
-    /// partial frame; see `WebSocket::poll_read`.
-    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-/// The most buffers handed to one vectored write.
-const MAX_IOVECS: usize = 64;
 /// Output that may wait for a slow peer before reading pauses.
 const READ_PAUSE: usize = 1 << 20;
 
@@ -49,50 +41,12 @@ const READ_PAUSE: usize = 1 << 20;
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
-    /// What the hot path does not touch, in one box made when first needed: a server's
-    /// connections have it from the start, for their link to the server. One pointer rather
-    /// than four keeps a connection's task in a smaller allocation.
+    /// What the hot path does not touch (see `cold.rs`).
     cold: Option<Box<Cold>>,
     /// Set once the transport is finished with; `recv` then returns `None`.
     done: bool,
     /// Set once a server has shut down its sending side after the closing handshake.
     shut_down: bool,
-}
-
-#[derive(Debug, Default)]
-struct Cold {
-    /// Set on connections of a group (a [`Server`](crate::Server)'s).
-    link: Option<Link>,
-    /// How the connection ended, reported once the transport is finished with.
-    ending: Option<Box<Ending>>,
-    /// Fires at the engine's next deadline (keepalive, close timeout); made on first use, and
-    /// never on a server's connections (see `Link::poll_deadline`).
-    timer: Option<Pin<Box<Sleep>>>,
-    /// What the handshake agreed and settings few connections change.
-    extras: Option<Box<Extras>>,
-}
-
-/// The group link in `cold`, if any (a function of the field, so that the rest of the
-/// connection stays free to borrow).
-fn link(cold: &mut Option<Box<Cold>>) -> Option<&mut Link> {
-    cold.as_deref_mut()?.link.as_mut()
-}
-
-/// How a connection ended, in order of precedence.
-#[derive(Debug)]
-enum Ending {
-    /// It failed; reported after the Close frame went out.
-    Failed(ProtocolError),
-    /// The peer's Close, reported after our reply went out.
-    Closed(Message),
-}
-
-#[derive(Debug, Default)]
-struct Extras {
-    protocol: Option<String>,
-    deflate: Option<DeflateParams>,
-    /// The send queue of [`split`](WebSocket::split), when not the server's or the default.
-    send_queue: Option<SendQueue>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -112,29 +66,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             done: false,
             shut_down: false,
         }
-    }
-
-    pub(crate) fn attach(&mut self, link: Link) {
-        self.cold_mut().link = Some(link);
-    }
-
-    fn cold_mut(&mut self) -> &mut Cold {
-        self.cold.get_or_insert_default()
-    }
-
-    pub(crate) fn metrics(&self) -> Option<&Metrics> {
-        self.cold.as_ref()?.link.as_ref().map(Link::metrics)
-    }
-
-    pub(crate) fn send_queue(&self) -> SendQueue {
-        let Some(cold) = &self.cold else {
-            return SendQueue::STANDALONE;
-        };
-        cold.extras
-            .as_ref()
-            .and_then(|extras| extras.send_queue)
-            .or_else(|| cold.link.as_ref().map(Link::send_queue))
-            .unwrap_or(SendQueue::STANDALONE)
     }
 
     /// Bounds what [`split`](Self::split) senders may queue for the peer to `limit` bytes,
@@ -164,10 +95,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.extras_mut().protocol = protocol;
         }
         self
-    }
-
-    fn extras_mut(&mut self) -> &mut Extras {
-        self.cold_mut().extras.get_or_insert_default()
     }
 
     /// The subprotocol agreed in the handshake, if any.
@@ -454,75 +381,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.conn.handle_timeout(Instant::now().into_std());
         Poll::Ready(())
     }
-
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let result = if self.conn.read_buffer().is_empty() {
-            // No partial frame: read into this thread's scratch buffer and hand the connection
-            // the bytes read. An idle connection holds no read buffer at all, and received
-            // payloads stay zero-copy slices of the scratch block, which is freed when the last
-            // of them is dropped.
-            *self.conn.read_buffer() = BytesMut::new();
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.capacity() - scratch.len() < READ_CHUNK {
-                    scratch.reserve(SCRATCH_SIZE);
-                }
-                let read = self.io.read_buf(&mut *scratch);
-                tokio::pin!(read);
-                let result = read.poll(cx);
-                if let Poll::Ready(Ok(n)) = result
-                    && n > 0
-                {
-                    *self.conn.read_buffer() = scratch.split();
-                }
-                result
-            })
-        } else {
-            // The rest of a partial frame goes into the connection's own buffer; the first
-            // reserve copies the partial frame out of the shared scratch block. Room for the
-            // whole frame (its length was within the limits) is made at once, up to a bound,
-            // so a large frame arrives in large reads without the buffer regrowing.
-            let wanted = self.conn.frame_remaining().clamp(READ_CHUNK, MAX_RESERVE);
-            let buf = self.conn.read_buffer();
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(wanted);
-            }
-            let read = self.io.read_buf(buf);
-            tokio::pin!(read);
-            read.poll(cx)
-        };
-        if let Poll::Ready(Ok(n)) = &result {
-            self.conn.commit_read(*n);
-        }
-        if let (Some(link), Poll::Ready(Ok(n))) = (link(&mut self.cold), &result) {
-            link.tally.bytes_in += *n as u64;
-        }
-        result
-    }
-
-    /// Writes everything queued, in as few system calls as the transport allows.
-    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = self.conn.transmit_slices(&mut slices);
-            let n = match count {
-                0 => return Pin::new(&mut self.io).poll_flush(cx),
-                1 => ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?,
-                _ if !self.io.is_write_vectored() => {
-                    ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
-                }
-                _ => ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?,
-            };
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            if let Some(link) = link(&mut self.cold) {
-                link.tally.bytes_out += n as u64;
-            }
-            self.conn.advance_transmit(n);
-        }
-    }
-
     pub(crate) fn is_closing(&self) -> bool {
         self.conn.is_closing()
     }
