@@ -15,7 +15,17 @@ use serde::Deserialize;
 
 use switchboard_hub::ChannelRule;
 
-use crate::serve::Mode;
+/// What the server does with messages.
+#[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Mode {
+    /// Channels with presence, history and recovery: the chat page at /, WebSocket at /ws.
+    Hub,
+    /// Send every message back to its sender (upgrades on any path).
+    Echo,
+    /// Send every message to every other client (upgrades on any path).
+    Broadcast,
+}
 
 /// Every setting of `serve`, each optional: `None` is "not said here".
 #[derive(Args, Debug, Default, Deserialize)]

@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
-use serde::Deserialize;
+use clap::Parser;
 use switchboard::http::Request;
 use switchboard::tls::ServerTls;
 use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBuilder, WebSocket};
 use switchboard_hub::{Broker, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
 
-use crate::config::{Policy, ServeOptions};
+use crate::config::{Mode, Policy, ServeOptions};
 use crate::web;
 
 #[derive(Parser, Debug)]
@@ -24,17 +23,6 @@ pub(crate) struct ServeArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     options: ServeOptions,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Mode {
-    /// Channels with presence, history and recovery: the chat page at /, WebSocket at /ws.
-    Hub,
-    /// Send every message back to its sender (upgrades on any path).
-    Echo,
-    /// Send every message to every other client (upgrades on any path).
-    Broadcast,
 }
 
 /// What the server runs, built from the mode before the listener binds.

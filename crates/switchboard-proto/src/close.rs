@@ -3,7 +3,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::ProtocolError;
-use crate::message::Utf8Bytes;
+use crate::text::Utf8Bytes;
 
 /// A close status code (RFC 6455 §7.4), a `u16` newtype with the registered codes as constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +67,22 @@ impl From<CloseCode> for u16 {
 impl std::fmt::Display for CloseCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl ProtocolError {
+    /// The status code of the Close frame this error sends (RFC 6455 §7.4.1); beside the codes
+    /// it chooses from.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
+            Self::KeepaliveTimeout => CloseCode::INTERNAL_ERROR,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
     }
 }
 

@@ -1,7 +1,5 @@
 //! Errors: the peer's violations ([`ProtocolError`]) and the caller's mistakes ([`SendError`]).
 
-use crate::close::CloseCode;
-
 /// A violation of RFC 6455 by the peer, or a message beyond a configured limit.
 ///
 /// When [`Connection::handle_input`](crate::Connection::handle_input) returns one, the Close
@@ -87,21 +85,6 @@ pub enum ProtocolError {
     /// keepalive Ping (§5.5.2): it is presumed dead.
     #[error("keepalive ping timeout")]
     KeepaliveTimeout,
-}
-
-impl ProtocolError {
-    /// The status code of the Close frame this error sends (RFC 6455 §7.4.1).
-    pub fn close_code(&self) -> CloseCode {
-        match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
-                CloseCode::INVALID_PAYLOAD
-            }
-            Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
-            Self::TooManyFragments { .. } => CloseCode::POLICY_VIOLATION,
-            Self::KeepaliveTimeout => CloseCode::INTERNAL_ERROR,
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
 }
 
 /// A message the caller tried to send could not be sent.

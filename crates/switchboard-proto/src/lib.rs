@@ -63,6 +63,7 @@ pub mod handshake;
 mod header;
 pub mod mask;
 mod message;
+mod text;
 mod timer;
 pub mod utf8;
 
@@ -73,4 +74,5 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{Connection, EncodedFrame, Role};
 pub use error::{ProtocolError, SendError};
-pub use message::{Message, Utf8Bytes};
+pub use message::Message;
+pub use text::Utf8Bytes;

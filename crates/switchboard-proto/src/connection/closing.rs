@@ -10,7 +10,8 @@ use super::{Connection, State};
 use crate::close::{CloseCode, CloseFrame};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::OpCode;
-use crate::message::{Message, Utf8Bytes};
+use crate::message::Message;
+use crate::text::Utf8Bytes;
 
 impl Connection {
     /// Starts the closing handshake with `code` and `reason`; see [`send`](Self::send).

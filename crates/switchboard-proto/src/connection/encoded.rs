@@ -7,7 +7,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::deflate;
 use crate::frame::{FrameHeader, OpCode};
-use crate::message::{Message, Utf8Bytes};
+use crate::message::Message;
+use crate::text::Utf8Bytes;
 
 /// A server-to-client data frame, encoded once and sent to many connections with
 /// [`Connection::send_encoded`]: server frames are unmasked, so every recipient gets the same

@@ -14,7 +14,8 @@ use crate::deflate::InflateError;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
-use crate::message::{Message, Utf8Bytes};
+use crate::message::Message;
+use crate::text::Utf8Bytes;
 
 impl Connection {
     /// The buffer that received bytes go into, for [`commit_read`](Self::commit_read) to hand
