@@ -25,6 +25,7 @@
 # Needs Linux (taskset, /proc), gcc, node and npm; installs what is missing on Debian.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
+. e2e/lib.sh
 
 rounds=3 duration=10 warmup=2 workloads=abcdefg report=1
 servers=switchboard,tungstenite,fastwebsockets,ws,raw
@@ -87,30 +88,19 @@ start_server() {  # start_server NAME MODE: sets server_pid and server_addr
     ws) cmd=(node bench/peers/node/server.js 127.0.0.1:0 "$mode") ;;
     raw) cmd=(bench/target/raw-echo 127.0.0.1:0) ;;
   esac
-  # Emptied here, not by the redirection below (which runs in the child, later): the
-  # previous server's address must not be read back.
-  : >"$out/server.out"
-  # nice and taskset exec the server: $! is the server's own PID (what /proc is read for).
-  nice -n "$nice" taskset -c 0 "${cmd[@]}" >"$out/server.out" 2>&1 &
-  server_pid=$!
-  server_addr=
-  for _ in $(seq 100); do
-    server_addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$out/server.out" | head -1 || true)
-    [ -n "$server_addr" ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "server $name did not start:" >&2
-  cat "$out/server.out" >&2
-  return 1
+  # nice and taskset exec the server: its PID is the server's own (what /proc is read for).
+  start "$out/server.out" nice -n "$nice" taskset -c 0 "${cmd[@]}"
+  server_pid=$started
+  server_addr=$(wait_line "$out/server.out" '127\.0\.0\.1:[0-9]*' "$server_pid") || {
+    echo "server $name did not start" >&2
+    return 1
+  }
 }
 stop_server() {
   [ -n "$server_pid" ] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop "$server_pid"
   server_pid=
 }
-trap stop_server EXIT
 
 # The machine's busy share of one core over a second (everything, ours included).
 busy_cores() {

@@ -6,28 +6,16 @@
 #   e2e/bench-smoke.sh [PATH_TO_SWITCHBOARD]   default: target/release/switchboard
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
+. e2e/lib.sh
 bin=${1:-target/release/switchboard}
-work=$(mktemp -d)
+temp_dir work
 server=
-cleanup() {
-  [ -z "$server" ] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 serve() {  # serve MODE [ARGS..]: starts the server, sets $server and $addr
-  [ -z "$server" ] || { kill "$server"; wait "$server" 2>/dev/null || true; }
-  RUST_LOG=info "$bin" serve --mode "$@" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
-  server=$!
-  addr=
-  for _ in $(seq 100); do
-    addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/serve.log" | head -1 || true)
-    [ -n "$addr" ] && return 0
-    sleep 0.05
-  done
-  echo "switchboard serve did not start:" >&2
-  cat "$work/serve.log" >&2
-  return 1
+  [ -z "$server" ] || stop "$server"
+  start "$work/serve.log" env RUST_LOG=info "$bin" serve --mode "$@" --listen 127.0.0.1:0
+  server=$started
+  addr=$(wait_line "$work/serve.log" '127\.0\.0\.1:[0-9]*' "$server")
 }
 
 check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no error

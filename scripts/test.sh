@@ -4,13 +4,24 @@
 # with the Rust toolchain, as root: it installs what it needs (idempotent, fast when
 # already there).
 #
+# Steps, in the order they run (numbered so in the output and the summary):
+#    1 prerequisites: rustfmt, clippy, make and cc, redis-server, python3 and pip
+#    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
+#    4 cargo fmt --check     5 cargo clippy     6 cargo test     7 cargo doc
+#    8 cargo build --release (bins, examples)   9 bench smoke (e2e/bench-smoke.sh)
+#   10 Autobahn, switchboard as server         11 Autobahn, switchboard as client
+#   12 interop: deflate with ws and Chromium   13 browser: the chat page in Chromium
+#   14 hostile clients                         15 cluster on Redis
+#   16 10,000 connections                      17 soak
+#   18 fuzz smoke
+#
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the hostile
-#                clients, the cluster, the soak (steps a, a2, h-o, i2)
+#                clients, the cluster, the 10,000 connections, the soak (steps 2, 3, 10-17)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 18; default 5; 0 skips it)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -20,25 +31,32 @@ case ${SKIP_E2E:-} in "" | 0) ;; *) skip_e2e=1 ;; esac
 wstest_home=${WSTEST_HOME:-/opt/wstest}
 
 # --- step bookkeeping: a header per step, a summary at the end (also on failure) ----
+# Steps number themselves in the order they run or are skipped.
 summary=()
+number=0
 current=
 started=$SECONDS
-step() {  # step ID TITLE CMD [ARG..]
-  local id=$1 title=$2 t=$SECONDS
-  shift 2
-  current="$id. $title"
-  printf '\n==> %s\n' "$current"
+step() {  # step TITLE CMD [ARG..]
+  local title=$1 t=$SECONDS
+  shift
+  number=$((number + 1))
+  current=$(printf '%2d. %s' "$number" "$title")
+  printf '\n==> %s\n' "$number. $title"
   "$@"
-  summary+=("$(printf '  %-46s ok   %4ds' "$current" $((SECONDS - t)))")
+  summary+=("$(printf '  %-58s ok   %4ds' "$current" $((SECONDS - t)))")
   current=
 }
-skip() {  # skip ID TITLE
-  summary+=("$(printf '  %-46s skipped (SKIP_E2E)' "$1. $2")")
+skip() {  # skip TITLE WHY
+  number=$((number + 1))
+  summary+=("$(printf '  %2d. %-54s skipped (%s)' "$number" "$1" "$2")")
+}
+e2e_step() {  # e2e_step TITLE CMD [ARG..]: a step that SKIP_E2E skips
+  if [ -z "$skip_e2e" ]; then step "$@"; else skip "$1" SKIP_E2E; fi
 }
 # shellcheck disable=SC2317  # called by the trap
 report() {
   local rc=$?
-  [ -n "$current" ] && summary+=("$(printf '  %-46s FAILED (exit %d)' "$current" "$rc")")
+  [ -n "$current" ] && summary+=("$(printf '  %-58s FAILED (exit %d)' "$current" "$rc")")
   printf '\n==> summary (%ds)\n' $((SECONDS - started))
   [ ${#summary[@]} -eq 0 ] || printf '%s\n' "${summary[@]}"
   if [ "$rc" -eq 0 ]; then echo "all tests passed"; else echo "TESTS FAILED"; fi
@@ -76,7 +94,7 @@ install_autobahn() {
   fi
 }
 
-# node, npm and chromium (Debian packages) and e2e/interop's npm packages, for step i2
+# node, npm and chromium (Debian packages) and e2e/interop's npm packages, for the interop step
 install_interop() {
   local pkgs=()
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -89,45 +107,30 @@ install_interop() {
   (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 }
 
-step 0 "prerequisites (rustfmt, clippy, make, python3, redis)" prereqs
-if [ -z "$skip_e2e" ]; then step a "install Autobahn (wstest)" install_autobahn
-  step a2 "install node, npm, chromium (interop)" install_interop
-else
-  skip a "install Autobahn (wstest)"
-  skip a2 "install node, npm, chromium (interop)"
-fi
-step b "cargo fmt --check" cargo fmt --all --check
-step c "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
-step d "cargo test" cargo test --workspace
-step e "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+step "prerequisites (rustfmt, clippy, make, python3, redis)" prereqs
+e2e_step "install Autobahn (wstest)" install_autobahn
+e2e_step "install node, npm, chromium (interop)" install_interop
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test" cargo test --workspace
+step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # release binary + examples (autobahn_client is an example of crate switchboard) for e2e
-step f "cargo build --release (bins, examples)" \
+step "cargo build --release (bins, examples)" \
   cargo build --release -p switchboard-cli -p switchboard --bins --examples
-step g "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
-if [ -z "$skip_e2e" ]; then
-  step h "Autobahn: switchboard as server" e2e/autobahn/run.sh server
-  step i "Autobahn: switchboard as client" e2e/autobahn/run.sh client
-  step i2 "interop: deflate with ws and Chromium" e2e/interop/run.sh
-  # the chat page in Chromium (installs chromium and the npm packages when missing)
-  step j "browser: chat page in Chromium" e2e/browser/run.sh
-  step k "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
-  step l "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
-  step o "10,000 connections on one server" e2e/scale/connections.sh 10000
-  step m "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
-    python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
-else
-  skip h "Autobahn: switchboard as server"
-  skip i "Autobahn: switchboard as client"
-  skip i2 "interop: deflate with ws and Chromium"
-  skip j "browser: chat page in Chromium"
-  skip k "hostile clients against switchboard serve"
-  skip l "cluster: nodes sharing channels via Redis"
-  skip o "10,000 connections on one server"
-  skip m "soak: hub pub/sub with churn"
-fi
+step "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
+e2e_step "Autobahn: switchboard as server" e2e/autobahn/run.sh server
+e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
+# the chat page in Chromium (installs chromium and the npm packages when missing)
+e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
+e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
+e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+e2e_step "10,000 connections on one server" e2e/scale/connections.sh 10000
+e2e_step "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
+  python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
 fuzz_seconds=${FUZZ_SECONDS:-5}
 if [ "$fuzz_seconds" != 0 ]; then
-  step n "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
+  step "fuzz smoke (${fuzz_seconds}s per target)" scripts/fuzz.sh "$fuzz_seconds"
 else
-  summary+=("$(printf '  %-46s skipped (FUZZ_SECONDS=0)' "n. fuzz smoke")")
+  skip "fuzz smoke" FUZZ_SECONDS=0
 fi

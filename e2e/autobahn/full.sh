@@ -22,6 +22,7 @@ case $sides in
 esac
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../lib.sh"
 cd "$here/../.."
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 # The commit under test, as built now (marked when the work tree has changes).
@@ -30,36 +31,23 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 cargo build --release -q -p switchboard-cli --bin switchboard
 cargo build --release -q -p switchboard --example autobahn_client
 
-runner=
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
-    kill -TERM "$runner" 2>/dev/null || true
-    wait "$runner" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+temp_dir logs
 status=0
 summaries=()
 for side in $sides; do
   outdir=$target/autobahn/full-$side
-  log=$(mktemp)
+  log=$logs/$side.log
   if [ "$side" = server ]; then
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    start="$(printf '%q' "$target/release/switchboard") serve --mode echo --listen 127.0.0.1:$port"
-    "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --timeout 3600 \
-      --start "$start" >"$log" 2>&1 &
+    port=$(free_port)
+    server_cmd="$(printf '%q' "$target/release/switchboard") serve --mode echo --listen 127.0.0.1:$port"
+    start "$log" "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --timeout 3600 \
+      --start "$server_cmd"
   else
-    "$here/autobahn-run" client -o "$outdir" --timeout 3600 \
-      -- "$target/release/examples/autobahn_client" >"$log" 2>&1 &
+    start "$log" "$here/autobahn-run" client -o "$outdir" --timeout 3600 \
+      -- "$target/release/examples/autobahn_client"
   fi
-  runner=$!
   rc=0
-  wait "$runner" || rc=$?
-  runner=
+  reap "$started" || rc=$?
   # The summary: from the per-section table to the "N passed, M failed" line.
   summary=$(sed -n '/^agent /,/ passed, .* failed$/p' "$log")
   echo "== $side"
@@ -69,10 +57,8 @@ for side in $sides; do
     1) status=1 ;;
     *) echo "full.sh: $side: harness error (autobahn-run exit $rc):" >&2
        tail -20 "$log" >&2
-       rm -f "$log"
        exit 2 ;;
   esac
-  rm -f "$log"
   summaries+=("### switchboard as $side" "" '```' "$summary" '```' "")
 done
 

@@ -54,6 +54,7 @@ esac
 [ $# -le 2 ] || usage
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../lib.sh"
 expected=$(realpath -m "${AUTOBAHN_EXPECTED:-$here/expected-$mode.json}")  # before the cd
 cd "$here/../.."  # repo root: cargo, target/ and relative paths below
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")  # as cargo resolves it, from here
@@ -87,34 +88,20 @@ else
 fi
 
 # --- run ---------------------------------------------------------------------------
-# autobahn-run runs in the background so that INT/TERM reach our trap, which stops it by
-# PID; it then stops what it started itself (wstest, the server or client) by PID.
-runner=
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
-    kill -TERM "$runner" 2>/dev/null || true
-    wait "$runner" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+# autobahn-run runs in the background so that INT/TERM reach our trap (e2e/lib.sh), which
+# stops it by PID; it then stops what it started itself (wstest, the server or client) by PID.
 if [ "$mode" = server ]; then
   # A port nobody holds now; autobahn-run checks it is still free before starting.
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  start=${template//\{port\}/$port}
-  echo "run.sh: server under test: $start"
-  "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --cases "$cases" "${extra[@]}" \
-    --start "$start" &
+  port=$(free_port)
+  server_cmd=${template//\{port\}/$port}
+  echo "run.sh: server under test: $server_cmd"
+  start - "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --cases "$cases" \
+    "${extra[@]}" --start "$server_cmd"
 else
-  "$here/autobahn-run" client -o "$outdir" --cases "$cases" "${extra[@]}" -- "${client[@]}" &
+  start - "$here/autobahn-run" client -o "$outdir" --cases "$cases" "${extra[@]}" -- "${client[@]}"
 fi
-runner=$!
 rc=0
-wait "$runner" || rc=$?
-runner=
+reap "$started" || rc=$?
 
 case $rc in
   0 | 1) ;;  # report written: all passed / some case failed

@@ -20,7 +20,10 @@ Every wait is bounded; every process started here is stopped by PID at the end. 
 
   cluster.py [--binary target/release/switchboard]
 """
-import argparse, asyncio, base64, json, os, signal, socket, struct, subprocess, sys, time
+import argparse, asyncio, base64, json, os, signal, struct, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from procs import Processes, free_port, wait_port  # noqa: E402
 
 STEP = 10.0          # seconds any single wait may take
 NODE_TIMEOUT = 10.0  # the broker's default: a silent node's clients leave after this
@@ -28,23 +31,10 @@ NODE_TIMEOUT = 10.0  # the broker's default: a silent node's clients leave after
 
 # ---- processes --------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + STEP
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port}")
+def listen_or_fail(port, proc, what):
+    if not wait_port(port, proc, STEP):
+        state = f"exited with {proc.returncode}" if proc.poll() is not None else f"did not listen on {port}"
+        raise RuntimeError(f"{what} {state}")
 
 
 class Cluster:
@@ -53,14 +43,14 @@ class Cluster:
         self.redis_port = free_port()
         self.redis = None
         self.nodes = {}  # name -> (port, Popen)
+        self.procs = Processes()
 
     def start_redis(self):
-        log = open(os.path.join(self.logdir, "redis.log"), "ab")
-        self.redis = subprocess.Popen(
+        self.redis = self.procs.start(
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no"],
-            stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.redis_port, self.redis, "redis-server")
+            os.path.join(self.logdir, "redis.log"), append=True)
+        listen_or_fail(self.redis_port, self.redis, "redis-server")
 
     def kill_redis(self):
         self.redis.send_signal(signal.SIGKILL)
@@ -68,13 +58,11 @@ class Cluster:
 
     def start_node(self, name):
         port = free_port()
-        log = open(os.path.join(self.logdir, f"node-{name}.log"), "ab")
-        proc = subprocess.Popen(
+        proc = self.procs.start(
             [self.binary, "serve", "--listen", f"127.0.0.1:{port}",
              "--broker", f"redis://127.0.0.1:{self.redis_port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "RUST_LOG": "info"})
-        wait_port(port, proc, f"node {name}")
+            os.path.join(self.logdir, f"node-{name}.log"), env={"RUST_LOG": "info"}, append=True)
+        listen_or_fail(port, proc, f"node {name}")
         self.nodes[name] = (port, proc)
         return port
 
@@ -87,16 +75,7 @@ class Cluster:
         proc.wait()
 
     def stop(self):
-        procs = [p for _, p in self.nodes.values()] + ([self.redis] if self.redis else [])
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        self.procs.stop_all()
 
     def check_logs(self):
         """Nothing may panic in any node."""

@@ -20,10 +20,11 @@ in its log. Prints "N passed, M failed" and exits non-zero on a failure.
 
   hostile.py [--binary target/release/switchboard] [--seconds 4]
 """
-import argparse, asyncio, os, random, signal, socket, struct, subprocess, sys, time
+import argparse, asyncio, os, random, socket, struct, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from wsclient import KEY_REQUEST, frame, free_port, open_ws, read_frame, rss_mb, wait_listening  # noqa: E402
+from procs import Processes, free_port, rss_mb, wait_port  # noqa: E402
+from wsclient import KEY_REQUEST, frame, open_ws, read_frame  # noqa: E402
 
 MAX_MESSAGE = 1 << 20
 RSS_BOUND_MB = 400
@@ -222,22 +223,14 @@ def main():
     args = ap.parse_args()
     port = free_port()
     log_path = os.path.join(os.path.dirname(os.path.abspath(args.binary)), "hostile-server.log")
-    log = open(log_path, "w")
-    server = subprocess.Popen(
-        [args.binary, "serve", "--mode", "echo", "--listen", f"127.0.0.1:{port}",
-         "--max-message-size", str(MAX_MESSAGE), "--idle-timeout", "1s", "--pong-timeout", "1s"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info"))
-    try:
-        wait_listening(port)
+    with Processes() as procs:
+        server = procs.start(
+            [args.binary, "serve", "--mode", "echo", "--listen", f"127.0.0.1:{port}",
+             "--max-message-size", str(MAX_MESSAGE), "--idle-timeout", "1s", "--pong-timeout", "1s"],
+            log_path, env={"RUST_LOG": "info"})
+        if not wait_port(port, server):
+            sys.exit(f"the server did not listen on {port}; see {log_path}")
         run = asyncio.run(main_async(args, port, server))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
     panics = [l for l in open(log_path) if "panicked" in l]
     run.check(not panics, f"no panic in the server log ({len(panics)} found)")
     print(f"{run.passed} passed, {run.failed} failed")

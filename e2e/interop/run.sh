@@ -11,29 +11,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/../.."
+. e2e/lib.sh
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --release -q -p switchboard-cli --bin switchboard
 
-log=$(mktemp)
-NO_COLOR=1 RUST_LOG=info "$target/release/switchboard" serve --mode echo \
-  --listen 127.0.0.1:0 >"$log" 2>&1 &
-server=$!
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  rm -f "$log"
-}
-trap cleanup EXIT
-
-addr=
-for _ in $(seq 100); do
-  addr=$(grep -o 'ws://[0-9.:]*' "$log" | head -1 || true)
-  [ -n "$addr" ] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "interop: the server did not start" >&2; cat "$log" >&2; exit 1; }
+temp_dir work
+start "$work/serve.log" env NO_COLOR=1 RUST_LOG=info "$target/release/switchboard" serve \
+  --mode echo --listen 127.0.0.1:0
+addr=$(wait_line "$work/serve.log" 'ws://[0-9.:]*' "$started")
 echo "interop: switchboard serve --mode echo on $addr"
 
 cd "$here"

@@ -1,6 +1,6 @@
 """A minimal asyncio WebSocket client for the end-to-end checks: raw enough to misbehave on
 purpose (partial frames, floods, resets), correct enough to be a well-behaved peer."""
-import asyncio, os, socket, struct, subprocess, time
+import asyncio, os, struct
 
 KEY_REQUEST_TEMPLATE = ("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -41,40 +41,3 @@ async def read_frame(reader):
     elif n == 127:
         n = struct.unpack("!Q", await reader.readexactly(8))[0]
     return b0 & 0x0F, await reader.readexactly(n)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, seconds=20):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def stop(proc, grace=10):
-    """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode

@@ -5,6 +5,7 @@
 # Raises the open-file limit as far as the hard limit allows (each side needs N descriptors).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."  # repo root
+. e2e/lib.sh
 n=${1:-10000}
 bin=target/release/switchboard
 ulimit -Hn $((n + 1000)) 2>/dev/null || true  # root may raise it; a container may not
@@ -13,23 +14,11 @@ if [ "$(ulimit -n)" -lt $((n + 100)) ]; then
   echo "note: the open-file limit $(ulimit -n) allows fewer than $n connections" >&2
   n=$(($(ulimit -n) - 100))
 fi
-work=$(mktemp -d)
-server=
-cleanup() {
-  [ -z "$server" ] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
+temp_dir work
 
-"$bin" serve --mode echo --listen 127.0.0.1:0 --max-connections $((n + 100)) >"$work/serve.log" 2>&1 &
-server=$!
-addr=
-for _ in $(seq 200); do
-  addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/serve.log" | head -1 || true)
-  [ -n "$addr" ] && break
-  sleep 0.05
-done
-[ -n "$addr" ] || { cat "$work/serve.log" >&2; exit 1; }
+start "$work/serve.log" "$bin" serve --mode echo --listen 127.0.0.1:0 --max-connections $((n + 100))
+server=$started
+addr=$(wait_line "$work/serve.log" '127\.0\.0\.1:[0-9]*' "$server")
 
 "$bin" bench "ws://$addr/" --mode idle -c "$n" -d 2s --warmup 0s --server-pid "$server" --json \
   >"$work/result.json" 2>"$work/bench.log" || { cat "$work/bench.log" >&2; exit 1; }

@@ -16,8 +16,8 @@ Prints message counts and "N passed, M failed"; exits non-zero on a failure.
 import argparse, asyncio, json, os, random, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from wsclient import frame, free_port, open_ws, read_frame, rss_mb, stop, wait_listening  # noqa: E402
-import subprocess  # noqa: E402
+from procs import Processes, free_port, rss_mb, wait_port  # noqa: E402
+from wsclient import frame, open_ws, read_frame  # noqa: E402
 
 CHANNELS = [f"room{i}" for i in range(8)]
 
@@ -160,17 +160,13 @@ def main():
     args = ap.parse_args()
     port = free_port()
     log_path = os.path.join(os.path.dirname(os.path.abspath(args.binary)), "soak-server.log")
-    log = open(log_path, "w")
     # The default history (100 per channel) fills during the warm-up, so growth after it
     # would be a leak, not history.
-    server = subprocess.Popen([args.binary, "serve", "--listen", f"127.0.0.1:{port}"],
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_listening(port)
+    with Processes() as procs:
+        server = procs.start([args.binary, "serve", "--listen", f"127.0.0.1:{port}"], log_path)
+        if not wait_port(port, server):
+            sys.exit(f"the server did not listen on {port}; see {log_path}")
         soak, results, rss_warm, rss_end = asyncio.run(run(args, port, server.pid))
-    finally:
-        stop(server)
-        log.close()
     passed = failed = 0
 
     def check(ok, what):

@@ -6,42 +6,13 @@
 //! cargo run --release -p switchboard-proto --example deflate_numbers
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use switchboard_proto::deflate::{DeflateConfig, DeflateParams};
 use switchboard_proto::{Config, Connection, Message, Role};
 
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's layout is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 /// A chat-like JSON message of about 1 KiB, different for every `n`.
 fn message(n: u64) -> String {
@@ -125,7 +96,7 @@ fn heap_per_connection(params: Option<&DeflateParams>, config: &DeflateConfig, n
             wire
         })
         .collect();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = alloc_count::snapshot();
     let mut servers = Vec::with_capacity(n);
     for (i, input) in inputs.iter().enumerate() {
         let (mut server, _) = pair(params, config);
@@ -137,8 +108,7 @@ fn heap_per_connection(params: Option<&DeflateParams>, config: &DeflateConfig, n
         while server.poll_transmit().is_some() {}
         servers.push(server);
     }
-    let after = LIVE.load(Ordering::Relaxed);
-    let per = (after - before) as f64 / n as f64;
+    let per = alloc_count::snapshot().since(&before).live_bytes as f64 / n as f64;
     drop(servers);
     per
 }

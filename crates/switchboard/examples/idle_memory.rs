@@ -9,47 +9,14 @@
 //! what it held with no connection, divided by the connections open: what RSS per connection
 //! is made of, beside the kernel's socket buffers (not in RSS) and the allocator's overhead.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use switchboard::Server;
 
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -60,10 +27,7 @@ async fn main() -> std::io::Result<()> {
     println!("echo server on ws://{}", server.local_addr()?);
     let metrics = server.metrics().clone();
     tokio::spawn(async move {
-        let base = (
-            LIVE_BYTES.load(Ordering::Relaxed),
-            LIVE_BLOCKS.load(Ordering::Relaxed),
-        );
+        let base = alloc_count::snapshot();
         let mut last = 0;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -73,12 +37,11 @@ async fn main() -> std::io::Result<()> {
                 continue;
             }
             last = open;
-            let bytes = LIVE_BYTES.load(Ordering::Relaxed) - base.0;
-            let blocks = LIVE_BLOCKS.load(Ordering::Relaxed) - base.1;
+            let held = alloc_count::snapshot().since(&base);
             println!(
                 "{open} connections: {:.0} bytes in {:.2} blocks per connection",
-                bytes as f64 / open as f64,
-                blocks as f64 / open as f64
+                held.live_bytes as f64 / open as f64,
+                held.live_blocks as f64 / open as f64
             );
         }
     });

@@ -1,31 +1,10 @@
 //! A broadcast is encoded once: publishing allocates the same, whatever the subscriber count.
 //! (A test binary of its own: it counts every allocation of the process.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use switchboard::{Config, Message, Role, Topics, WebSocket};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 /// Allocations made by one publish to `subscribers` connections (after a first publish, so
 /// that one-time set-up is not counted).
@@ -44,10 +23,10 @@ async fn allocations_per_publish(subscribers: usize) -> usize {
     }
     let message = Message::text("a message for everyone");
     assert_eq!(topics.publish("all", &message, None), subscribers);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = alloc_count::snapshot();
     // The runtime is single-threaded and publishing does not yield: nothing else allocates.
     let queued = topics.publish("all", &message, None);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = alloc_count::snapshot().since(&before).allocations;
     assert_eq!(queued, subscribers);
     allocations
 }

@@ -23,11 +23,12 @@ use switchboard::{CloseCode, Message, Utf8Bytes, WebSocket};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::echo::first_error;
-use super::{
-    BenchArgs, Errors, GRACE, Latencies, LatencyBatch, Report, Transport, Window, connect_bar,
-    open, open_all, window_bar,
-};
+use super::args::BenchArgs;
+use super::open::{Transport, open, open_all};
+use super::progress::{connect_bar, window_bar};
+use super::report::Report;
+use super::stats::{Errors, Latencies, LatencyBatch};
+use super::window::{GRACE, Window};
 
 /// Sequence number and send time, 8 hex digits each.
 const HEAD: usize = 16;
@@ -95,7 +96,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             "{} of {} connections failed: {}",
             errors.count(),
             args.connections + 1,
-            first_error(&errors)
+            errors.first()
         );
     }
     let Some(mut publisher) = sockets.pop() else {

@@ -12,12 +12,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::echo::{RawLink, first_error};
+use super::args::BenchArgs;
+use super::echo::RawLink;
+use super::open::{Transport, host_port, open, open_raw};
+use super::payload::payload;
 use super::probe::rss_kib;
-use super::{
-    BenchArgs, Errors, GRACE, Latencies, LatencyBatch, Memory, Report, Transport, Window,
-    connect_bar, host_port, open, open_raw, payload, progress_bar, window_bar,
-};
+use super::progress::{connect_bar, progress_bar, window_bar};
+use super::report::{Memory, Report};
+use super::stats::{Errors, Latencies, LatencyBatch};
+use super::window::{GRACE, Window};
 
 /// How long the server gets to settle after the last connection opened before its memory is
 /// read.
@@ -65,7 +68,7 @@ pub(crate) async fn idle(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     bar.finish_and_clear();
     if held == 0 {
-        bail!("no connection opened: {}", first_error(&errors));
+        bail!("no connection opened: {}", errors.first());
     }
     tokio::time::sleep(SETTLE).await;
     let rss_after = pid.as_deref().map(rss_kib).transpose()?;

@@ -25,10 +25,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::{
-    BenchArgs, Errors, GRACE, Latencies, LatencyBatch, Report, Transport, Window, connect_bar,
-    host_port, open, open_all, open_raw, payload, window_bar,
-};
+use super::args::BenchArgs;
+use super::open::{Transport, host_port, open, open_all, open_raw};
+use super::payload::payload;
+use super::progress::{connect_bar, window_bar};
+use super::report::Report;
+use super::stats::{Errors, Latencies, LatencyBatch};
+use super::window::{GRACE, Window};
 
 /// All payloads of the pool together stay under this.
 const POOL_BYTES: usize = 16 << 20;
@@ -127,7 +130,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     }
     if tasks.is_empty() {
-        bail!("no connection opened: {}", first_error(&errors));
+        bail!("no connection opened: {}", errors.first());
     }
 
     let bar = window_bar();
@@ -166,13 +169,6 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     report.cpu = Some(start.usage(&end, echoes));
     report.errors(errors);
     Ok(report)
-}
-
-pub(crate) fn first_error(errors: &Errors) -> &str {
-    errors
-        .samples
-        .first()
-        .map_or("unknown error", String::as_str)
 }
 
 /// The messages of one connection: which to send next, which are in flight and since when.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e/cluster/measure.sh: throughput and latency of the hub alone and through Redis.
+# bench/redis-throughput.sh: throughput and latency of the hub alone and through Redis.
 #
 # Starts redis-server (free loopback port, no persistence) and switchboard nodes on free
 # ports, runs the hub_bench example against them, and stops everything by PID:
@@ -10,10 +10,11 @@
 #   each at the highest rate acknowledgements allow, then at a fixed rate (RATE, default
 #   2000/s) for latency below saturation.
 #
-#   DURATION=5 SIZE=64 RATE=2000 e2e/cluster/measure.sh
+#   DURATION=5 SIZE=64 RATE=2000 PUBLISHERS=16 bench/redis-throughput.sh
 # Not a test: numbers depend on the machine and on what else runs on it.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
+. e2e/lib.sh
 duration=${DURATION:-5}
 size=${SIZE:-64}
 rate=${RATE:-2000}
@@ -22,24 +23,16 @@ cargo build --release -q -p switchboard-cli
 cargo build --release -q -p switchboard-hub --features redis --example hub_bench
 bin=target/release/switchboard
 bench=target/release/examples/hub_bench
-logs=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
+temp_dir logs
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$logs/redis.log" 2>&1 &
-pids+=($!)
-wait_port "$redis_port"
+start "$logs/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no
+wait_port "$redis_port" "$started"
 
 node() {  # node PORT [serve args..]
   local port=$1; shift
-  RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" "$@" >>"$logs/node-$port.log" 2>&1 &
-  pids+=($!)
-  wait_port "$port"
+  start "$logs/node-$port.log" env RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" "$@"
+  wait_port "$port" "$started"
 }
 local_port=$(free_port); node "$local_port"
 a=$(free_port); node "$a" --broker "redis://127.0.0.1:$redis_port"
