@@ -7,21 +7,22 @@
 # Steps, in the order they run (numbered so in the output and the summary):
 #    1 prerequisites: rustfmt, clippy, make and cc, redis-server, python3 and pip
 #    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
-#    4 cargo fmt --check     5 cargo clippy     6 cargo test     7 cargo doc
-#    8 cargo build --release (bins, examples)   9 bench smoke (e2e/bench-smoke.sh)
-#   10 Autobahn, switchboard as server         11 Autobahn, switchboard as client
-#   12 interop: deflate with ws and Chromium   13 browser: the chat page in Chromium
-#   14 hostile clients                         15 cluster on Redis
-#   16 10,000 connections                      17 soak
-#   18 fuzz smoke
+#    4 cargo fmt --check     5 cargo clippy     6 no import circles (scripts/import-circles.py)
+#    7 cargo test            8 cargo doc
+#    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
+#   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
+#   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
+#   15 hostile clients                         16 cluster on Redis
+#   17 10,000 connections                      18 soak
+#   19 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the hostile
-#                clients, the cluster, the 10,000 connections, the soak (steps 2, 3, 10-17)
+#                clients, the cluster, the 10,000 connections, the soak (steps 2, 3, 11-18)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 18; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 19; default 5; 0 skips it)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -112,6 +113,7 @@ e2e_step "install Autobahn (wstest)" install_autobahn
 e2e_step "install node, npm, chromium (interop)" install_interop
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step "no import circles between files of a crate" python3 scripts/import-circles.py
 step "cargo test" cargo test --workspace
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # release binary + examples (autobahn_client is an example of crate switchboard) for e2e
