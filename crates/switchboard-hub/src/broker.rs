@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -87,6 +88,29 @@ pub struct History {
     pub publications: Vec<Arc<Publication>>,
 }
 
+/// How much history each channel keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// The most publications kept per channel (0: no history, so no recovery either).
+    pub size: usize,
+    /// Publications older than this are dropped; `None` keeps them until `size` pushes them out.
+    pub ttl: Option<Duration>,
+}
+
+impl Default for HistoryConfig {
+    /// The last 100 publications, however old.
+    fn default() -> Self {
+        Self {
+            size: 100,
+            ttl: None,
+        }
+    }
+}
+
+/// How long a broker remembers a channel (its epoch and last offset) that nobody follows,
+/// with nothing left in history.
+pub(crate) const IDLE_CHANNEL: Duration = Duration::from_secs(600);
+
 /// A broker failed; the request may succeed later.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -132,14 +156,16 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Makes this node receive `channel`'s events from now on (a Redis broker subscribes to
     /// the channel's Pub/Sub). Returns once events flow. The hub calls it when the node's
-    /// first client subscribes to the channel.
+    /// first client subscribes to the channel; calls are not counted (the hub counts its
+    /// clients), so subscribing again changes nothing.
     ///
     /// # Errors
     ///
     /// When the backing service cannot be reached.
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>>;
 
-    /// Stops `channel`'s events to this node (its last client left).
+    /// Stops `channel`'s events to this node (its last client left), however often it was
+    /// subscribed to.
     ///
     /// # Errors
     ///
@@ -190,4 +216,32 @@ pub trait Broker: Send + Sync + 'static {
     ///
     /// When the backing service cannot be reached.
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>>;
+}
+
+impl std::fmt::Debug for dyn Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Broker")
+    }
+}
+
+/// Counts the publications a broker delivers, for tests of what reaches a node.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Delivered(std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl Delivered {
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+impl BrokerEvents for Delivered {
+    fn publication(&self, _: &str, _: &Arc<Publication>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn join(&self, _: &str, _: &ClientInfo) {}
+    fn leave(&self, _: &str, _: &ClientInfo) {}
+    fn stream_lost(&self, _: &str) {}
 }

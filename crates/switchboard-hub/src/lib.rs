@@ -20,6 +20,7 @@ pub mod broker;
 mod hub;
 mod local;
 pub mod protocol;
+mod random;
 mod raw;
 #[cfg(feature = "redis")]
 mod redis_broker;
@@ -27,28 +28,13 @@ pub mod rules;
 
 pub use auth::{Claims, JwtKey, TokenError};
 pub use broker::{
-    Broker, BrokerError, ClientInfo, History, HistoryRange, Publication, StreamPosition,
+    Broker, BrokerError, ClientInfo, History, HistoryConfig, HistoryRange, Publication,
+    StreamPosition,
 };
 pub use hub::{Hub, HubConfig};
-pub use local::{HistoryConfig, LocalBroker};
+pub use local::LocalBroker;
 pub use protocol::ErrorCode;
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig};
 pub use rules::{ChannelRule, Policy};
-
-/// `bytes` random bytes from the operating system, in hex (epochs, connection ids).
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // No OS randomness: fall back to the clock, which still differs between restarts
-        // (all an epoch needs) and between nodes started apart.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8;
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}

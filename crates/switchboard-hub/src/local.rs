@@ -15,33 +15,13 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::broker::{
-    BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryRange, Publication,
-    StreamPosition,
+    BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
+    IDLE_CHANNEL, Publication, StreamPosition,
 };
+use crate::random::random_hex;
 
-/// How long an unused, empty channel is remembered (its epoch and last offset).
-pub(crate) const IDLE_CHANNEL: Duration = Duration::from_secs(600);
 /// How often the broker looks for channels to forget.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// How much history each channel keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HistoryConfig {
-    /// The most publications kept per channel (0: no history, so no recovery either).
-    pub size: usize,
-    /// Publications older than this are dropped; `None` keeps them until `size` pushes them out.
-    pub ttl: Option<Duration>,
-}
-
-impl Default for HistoryConfig {
-    /// The last 100 publications, however old.
-    fn default() -> Self {
-        Self {
-            size: 100,
-            ttl: None,
-        }
-    }
-}
 
 /// The in-process broker: one node, no dependencies; history is lost when the process ends
 /// (the next process starts new epochs, so clients know).
@@ -63,8 +43,8 @@ struct Stream {
     epoch: String,
     top: u64,
     history: VecDeque<(Instant, Arc<Publication>)>,
-    /// Subscriptions of the hub to this channel (see `Broker::subscribe`).
-    interest: usize,
+    /// Whether the hub subscribed to this channel (see `Broker::subscribe`).
+    followed: bool,
     /// Present clients by connection id.
     presence: BTreeMap<String, ClientInfo>,
     last_used: Instant,
@@ -73,10 +53,10 @@ struct Stream {
 impl Stream {
     fn new(now: Instant) -> Self {
         Self {
-            epoch: crate::random_hex(8),
+            epoch: random_hex(8),
             top: 0,
             history: VecDeque::new(),
-            interest: 0,
+            followed: false,
             presence: BTreeMap::new(),
             last_used: now,
         }
@@ -101,7 +81,7 @@ impl Stream {
     }
 
     fn forgettable(&self, now: Instant) -> bool {
-        self.interest == 0
+        !self.followed
             && self.presence.is_empty()
             && self.history.is_empty()
             && now.saturating_duration_since(self.last_used) >= IDLE_CHANNEL
@@ -184,14 +164,12 @@ impl Broker for LocalBroker {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _| stream.interest += 1);
+        self.with_stream(channel, |stream, _| stream.followed = true);
         ready(Ok(()))
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _| {
-            stream.interest = stream.interest.saturating_sub(1);
-        });
+        self.with_stream(channel, |stream, _| stream.followed = false);
         ready(Ok(()))
     }
 
@@ -218,7 +196,7 @@ impl Broker for LocalBroker {
                     .history
                     .push_back((Instant::now(), publication.clone()));
             }
-            if stream.interest > 0
+            if stream.followed
                 && let Some(events) = events
             {
                 events.publication(channel, &publication);
@@ -417,6 +395,21 @@ mod tests {
             .unwrap();
         assert_ne!(idle_again.position.epoch, idle.position.epoch);
         assert_eq!(idle_again.position.offset, 0);
+    }
+
+    /// The hub counts its clients' interest; the broker only follows a channel or not.
+    #[tokio::test]
+    async fn subscribing_again_changes_nothing_and_one_unsubscribe_stops_delivery() {
+        let broker = LocalBroker::default();
+        let delivered = Arc::new(crate::broker::Delivered::default());
+        broker.start(delivered.clone()).await.unwrap();
+        broker.subscribe("c").await.unwrap();
+        broker.subscribe("c").await.unwrap();
+        publish_n(&broker, "c", 1).await;
+        assert_eq!(delivered.count(), 1);
+        broker.unsubscribe("c").await.unwrap();
+        publish_n(&broker, "c", 1).await;
+        assert_eq!(delivered.count(), 1);
     }
 
     #[tokio::test]

@@ -18,8 +18,9 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::config::millis;
 use super::scripts::{self, Event};
-use super::{Shared, unavailable};
+use super::shared::{Shared, unavailable};
 use crate::broker::{BrokerError, BrokerEvents, HistoryRange};
 
 /// First wait before connecting again after the Pub/Sub connection was lost.
@@ -72,7 +73,7 @@ impl Follower {
         let mut retry_at = Instant::now();
         // Pings find a connection that died silently; they also keep followed channels'
         // positions from expiring in Redis while nothing is published.
-        let mut tick = tokio::time::interval(self.shared.config.node_timeout / 3);
+        let mut tick = tokio::time::interval(self.shared.config.beat_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some((_, stream)) = &mut self.connection {
@@ -312,7 +313,7 @@ impl Follower {
             self.lost(&e.to_string());
             return;
         }
-        let ttl = super::millis(self.shared.config.position_ttl());
+        let ttl = millis(self.shared.config.position_ttl());
         if ttl == 0 || self.followed.is_empty() {
             return;
         }

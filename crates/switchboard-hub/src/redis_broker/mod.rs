@@ -22,19 +22,21 @@
 //!   connections come back by themselves, with backoff.
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
-//! [`RedisConfig::prefix`].
+//! [`RedisConfig::prefix`]. The settings are in `config.rs`, the client, connection and
+//! requests every part makes in `shared.rs`, presence and the heartbeat in `presence.rs`, and
+//! delivery in `follow.rs`.
 
+mod config;
 mod follow;
+mod presence;
 mod scripts;
+mod shared;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::IntoConnectionInfo as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::io::tcp::TcpSettings;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -43,51 +45,11 @@ use tokio::task::JoinHandle;
 use crate::broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryRange, StreamPosition,
 };
-use crate::local::{HistoryConfig, IDLE_CHANNEL};
+pub use config::RedisConfig;
 use follow::{Command, Follower};
-use scripts::{Body, Keys, Scripts};
-
-/// Where the Redis broker connects and how it keeps channels.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://` is refused: this build has no
-    /// TLS for Redis).
-    pub url: String,
-    /// How much history each channel keeps (the same for every node of a deployment).
-    pub history: HistoryConfig,
-    /// Prefix of every key and Pub/Sub channel, so deployments can share one Redis.
-    pub prefix: String,
-    /// A node whose heartbeat Redis has not seen for this long counts as gone: its clients
-    /// leave every channel's presence. Nodes beat three times per timeout.
-    pub node_timeout: Duration,
-    /// The longest a request to Redis may take before it fails as unavailable.
-    pub timeout: Duration,
-}
-
-impl RedisConfig {
-    /// Defaults for Redis at `url`: 100 messages of history per channel, prefix
-    /// `switchboard`, nodes gone after 10 s of silence, requests bounded to 3 s.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            history: HistoryConfig::default(),
-            prefix: "switchboard".into(),
-            node_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(3),
-        }
-    }
-
-    /// How long a channel's position is kept after its last use: for ever while history
-    /// holds the channel (no TTL), else until its history expired and ten idle minutes more.
-    fn position_ttl(&self) -> Duration {
-        match (self.history.size, self.history.ttl) {
-            (0, _) => IDLE_CHANNEL,
-            (_, Some(ttl)) => ttl + IDLE_CHANNEL,
-            (_, None) => Duration::ZERO,
-        }
-    }
-}
+use presence::Presence;
+use scripts::{Keys, Scripts};
+use shared::{Shared, unavailable};
 
 /// The broker over Redis: any number of nodes share channels, history and presence.
 ///
@@ -106,166 +68,11 @@ impl RedisConfig {
 #[derive(Debug)]
 pub struct RedisBroker {
     shared: Arc<Shared>,
+    presence: Arc<Presence>,
     commands: mpsc::Sender<Command>,
     /// The follower's end of `commands`, until `start` hands it over.
     pending: Mutex<Option<mpsc::Receiver<Command>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// What the broker and its tasks share.
-#[derive(Debug)]
-struct Shared {
-    config: RedisConfig,
-    client: redis::Client,
-    con: ConnectionManager,
-    keys: Keys,
-    scripts: Scripts,
-    /// This node's name in presence entries.
-    node: String,
-    /// Presence entries this node made, by (channel, connection id): what Redis is made to
-    /// match after it lost them or an outage.
-    present: Mutex<HashMap<(String, String), ClientInfo>>,
-    /// A join or leave failed: Redis's presence entries may differ from `present`.
-    unsure: AtomicBool,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
-}
-
-impl Shared {
-    /// Runs a request against Redis, bounded by the configured timeout.
-    async fn bounded<T>(
-        &self,
-        request: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, BrokerError> {
-        match tokio::time::timeout(self.config.timeout, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "redis did not answer within {:?}",
-                self.config.timeout
-            ))),
-        }
-    }
-
-    fn present(&self) -> MutexGuard<'_, HashMap<(String, String), ClientInfo>> {
-        // The map is consistent after every operation, so a poisoned lock is still usable.
-        self.present.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reads a channel's position (creating it when missing) and `range` of its history.
-    async fn stream(
-        &self,
-        channel: &str,
-        range: HistoryRange,
-    ) -> Result<scripts::Stream, BrokerError> {
-        let history = &self.config.history;
-        let mut invocation = self.scripts.history.prepare_invoke();
-        invocation
-            .key(self.keys.meta(channel))
-            .key(self.keys.history(channel))
-            .arg(crate::random_hex(8));
-        match range {
-            HistoryRange::Latest(n) => invocation.arg("latest").arg(n).arg(0),
-            HistoryRange::After { offset, limit } => invocation
-                .arg("after")
-                .arg(format!("0-{}", offset.saturating_add(1)))
-                .arg(limit),
-        };
-        invocation
-            .arg(millis(history.ttl.unwrap_or_default()))
-            .arg(millis(self.config.position_ttl()));
-        let mut con = self.con.clone();
-        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut con)).await?;
-        scripts::stream(reply).map_err(unavailable)
-    }
-
-    /// Adds a presence entry; announces it when it is new.
-    async fn join(&self, channel: &str, client: &ClientInfo) -> Result<(), BrokerError> {
-        let json = serde_json::to_string(client).map_err(unavailable)?;
-        let mut con = self.con.clone();
-        let mut invocation = self.scripts.join.prepare_invoke();
-        invocation
-            .key(self.keys.presence(channel))
-            .key(self.keys.node(&self.node))
-            .arg(&client.conn)
-            .arg(&self.node)
-            .arg(json)
-            .arg(self.keys.pubsub(channel))
-            .arg(format!("{} {channel}", client.conn));
-        let _fresh: i64 = self.bounded(invocation.invoke_async(&mut con)).await?;
-        Ok(())
-    }
-
-    /// Removes a presence entry; announces it when there was one.
-    async fn leave(&self, channel: &str, conn: &str) -> Result<(), BrokerError> {
-        let mut con = self.con.clone();
-        let mut invocation = self.scripts.leave.prepare_invoke();
-        invocation
-            .key(self.keys.presence(channel))
-            .key(self.keys.node(&self.node))
-            .arg(conn)
-            .arg(self.keys.pubsub(channel))
-            .arg(format!("{conn} {channel}"));
-        let _gone: i64 = self.bounded(invocation.invoke_async(&mut con)).await?;
-        Ok(())
-    }
-
-    /// Beats, sweeps gone nodes, and makes Redis's presence entries of this node match its
-    /// clients again when they may differ: Redis did not know the node (it lost its data, or
-    /// swept the node after a long silence), or joins and leaves failed during an outage.
-    async fn heartbeat(&self, reconcile: &mut bool) -> Result<(), BrokerError> {
-        let mut con = self.con.clone();
-        let mut invocation = self.scripts.heartbeat.prepare_invoke();
-        invocation
-            .key(self.keys.nodes())
-            .arg(&self.node)
-            .arg(millis(self.config.node_timeout))
-            .arg(self.keys.prefix());
-        let fresh: i64 = self.bounded(invocation.invoke_async(&mut con)).await?;
-        *reconcile |= fresh == 1 || self.unsure.swap(false, Ordering::Relaxed);
-        if *reconcile {
-            self.reconcile().await?;
-            *reconcile = false;
-        }
-        Ok(())
-    }
-
-    async fn reconcile(&self) -> Result<(), BrokerError> {
-        let entries: Vec<_> = self.present().clone().into_iter().collect();
-        for ((channel, _), client) in &entries {
-            self.join(channel, client).await?;
-        }
-        // Entries of clients that are gone: a leave that failed, or a client that left while
-        // the joins above ran (and was registered again after its leave).
-        let mut con = self.con.clone();
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(self.keys.node(&self.node));
-        let members: Vec<String> = self.bounded(members.query_async(&mut con)).await?;
-        let mut removed = 0;
-        for member in members {
-            let Some((conn, channel)) = member.split_once(' ') else {
-                continue;
-            };
-            let key = (channel.to_owned(), conn.to_owned());
-            if !self.present().contains_key(&key) {
-                self.leave(channel, conn).await?;
-                removed += 1;
-            }
-        }
-        tracing::debug!(
-            node = %self.node,
-            entries = entries.len(),
-            removed,
-            "presence reconciled with redis"
-        );
-        Ok(())
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisBroker {
@@ -299,17 +106,16 @@ impl RedisBroker {
         .map_err(|e| unavailable(format!("cannot reach redis at {}: {e}", config.url)))?;
         let (commands, pending) = mpsc::channel(64);
         let keys = Keys::new(&config.prefix);
+        let shared = Arc::new(Shared {
+            config,
+            client,
+            con,
+            keys,
+            scripts: Scripts::new(),
+        });
         Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                client,
-                con,
-                keys,
-                scripts: Scripts::new(),
-                node: crate::random_hex(8),
-                present: Mutex::new(HashMap::new()),
-                unsure: AtomicBool::new(false),
-            }),
+            presence: Arc::new(Presence::new(shared.clone())),
+            shared,
             commands,
             pending: Mutex::new(Some(pending)),
             tasks: Mutex::new(Vec::new()),
@@ -318,7 +124,7 @@ impl RedisBroker {
 
     /// This node's name in Redis (in presence entries and the heartbeat set).
     pub fn node(&self) -> &str {
-        &self.shared.node
+        &self.presence.node
     }
 
     async fn follower(
@@ -365,33 +171,9 @@ impl Broker for RedisBroker {
                 return Err(unavailable("the broker was already started"));
             };
             let follower = Follower::connect(self.shared.clone(), events).await?;
-            let beat = self.shared.clone();
             let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
             tasks.push(tokio::spawn(follower.run(commands)));
-            tasks.push(tokio::spawn(async move {
-                let mut every = tokio::time::interval(beat.config.node_timeout / 3);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut reconcile = false;
-                let mut failing = false;
-                loop {
-                    every.tick().await;
-                    match beat.heartbeat(&mut reconcile).await {
-                        Ok(()) if failing => {
-                            failing = false;
-                            tracing::info!("redis heartbeat works again");
-                        }
-                        Ok(()) => {}
-                        Err(e) => {
-                            // Joins and leaves may have failed too: reconcile once it works.
-                            reconcile = true;
-                            if !failing {
-                                failing = true;
-                                tracing::warn!(error = %e, "redis heartbeat failed");
-                            }
-                        }
-                    }
-                }
-            }));
+            tasks.push(tokio::spawn(self.presence.clone().beat()));
             Ok(())
         })
     }
@@ -413,29 +195,7 @@ impl Broker for RedisBroker {
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
         let channel = channel.to_owned();
-        Box::pin(async move {
-            let shared = &self.shared;
-            let body = serde_json::to_string(&Body {
-                from: &from,
-                data: &data,
-            })
-            .map_err(unavailable)?;
-            let history = &shared.config.history;
-            let mut invocation = shared.scripts.publish.prepare_invoke();
-            invocation
-                .key(shared.keys.meta(&channel))
-                .key(shared.keys.history(&channel))
-                .arg(shared.keys.pubsub(&channel))
-                .arg(crate::random_hex(8))
-                .arg(body)
-                .arg(history.size)
-                .arg(millis(history.ttl.unwrap_or_default()))
-                .arg(millis(shared.config.position_ttl()));
-            let mut con = shared.con.clone();
-            let (epoch, offset): (String, u64) =
-                shared.bounded(invocation.invoke_async(&mut con)).await?;
-            Ok(StreamPosition { epoch, offset })
-        })
+        Box::pin(async move { self.shared.publish(&channel, &from, &data).await })
     }
 
     fn history(
@@ -458,52 +218,16 @@ impl Broker for RedisBroker {
 
     fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
         let channel = channel.to_owned();
-        Box::pin(async move {
-            // Remembered first, so that registering again after a Redis restart includes it.
-            self.shared
-                .present()
-                .insert((channel.clone(), client.conn.clone()), client.clone());
-            let joined = self.shared.join(&channel, &client).await;
-            if joined.is_err() {
-                self.shared.unsure.store(true, Ordering::Relaxed);
-            }
-            joined
-        })
+        Box::pin(async move { self.presence.join(&channel, &client).await })
     }
 
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
         let channel = channel.to_owned();
-        Box::pin(async move {
-            self.shared
-                .present()
-                .remove(&(channel.clone(), client.conn.clone()));
-            let left = self.shared.leave(&channel, &client.conn).await;
-            if left.is_err() {
-                self.shared.unsure.store(true, Ordering::Relaxed);
-            }
-            left
-        })
+        Box::pin(async move { self.presence.leave(&channel, &client).await })
     }
 
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
         let channel = channel.to_owned();
-        Box::pin(async move {
-            let shared = &self.shared;
-            let mut invocation = shared.scripts.presence.prepare_invoke();
-            invocation
-                .key(shared.keys.presence(&channel))
-                .key(shared.keys.nodes());
-            let mut con = shared.con.clone();
-            let entries: Vec<String> = shared.bounded(invocation.invoke_async(&mut con)).await?;
-            let mut clients = Vec::with_capacity(entries.len());
-            for json in entries {
-                match serde_json::from_str::<ClientInfo>(&json) {
-                    Ok(client) => clients.push(client),
-                    Err(e) => tracing::warn!(%channel, error = %e, "unreadable presence entry"),
-                }
-            }
-            clients.sort_by(|a, b| a.conn.cmp(&b.conn));
-            Ok(clients)
-        })
+        Box::pin(async move { self.presence.list(&channel).await })
     }
 }

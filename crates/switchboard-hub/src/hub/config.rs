@@ -1,0 +1,33 @@
+//! [`HubConfig`]: the hub's limits and access rules.
+
+use crate::auth::JwtKey;
+use crate::rules::ChannelRule;
+
+/// The hub's limits and access rules. Which browser origins may connect is the server's to
+/// check ([`ServerBuilder::allowed_origins`](switchboard::ServerBuilder::allowed_origins)).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// The largest `data` of a publish, in bytes of JSON (default 64 KiB).
+    pub max_data_size: usize,
+    /// The most channels one connection may subscribe to (default 100).
+    pub max_subscriptions: usize,
+    /// The most publications one `history` reply or one recovery carries (default 1000).
+    pub max_replay: usize,
+    /// Verifies the `token` query parameter; without a key, tokens are refused.
+    pub jwt: Option<JwtKey>,
+    /// Channel rules, first match wins; unmatched channels are public.
+    pub rules: Vec<ChannelRule>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_data_size: 64 * 1024,
+            max_subscriptions: 100,
+            max_replay: 1000,
+            jwt: None,
+            rules: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The fan-out: delivers channel events from the broker to this node's subscribers. Each
+//! event is encoded once, and the same frame is queued for every live subscriber without
+//! waiting; events for a pending subscriber are held until its `subscribed` reply leaves.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use switchboard::{EncodedFrame, Sender, TrySendError, Utf8Bytes};
+
+use super::kick::{Kick, KickReason};
+use crate::broker::{BrokerEvents, ClientInfo, Publication};
+use crate::protocol::Reply;
+
+/// Events held for a pending subscription before the subscriber counts as lagging.
+const MAX_PENDING: usize = 4096;
+
+/// Delivers channel events from the broker to this node's subscribers.
+#[derive(Debug, Default)]
+pub(super) struct Fanout {
+    channels: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
+    lagged: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    sender: Sender,
+    /// `Some` while the subscription is pending: events held until `subscribed` is sent.
+    pending: Option<Vec<Held>>,
+    kick: Arc<Kick>,
+}
+
+#[derive(Debug)]
+enum Held {
+    Publication(Arc<Publication>),
+    /// A join or leave, already encoded.
+    Presence(EncodedFrame),
+}
+
+impl Fanout {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Subscriber>>> {
+        // Every operation leaves the maps consistent, so a poisoned lock is still usable.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribers dropped because their queue was full.
+    pub(super) fn lagged(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Adds a pending subscriber: the channel's events are held for it until
+    /// [`activate`](Self::activate).
+    pub(super) fn add_pending(&self, channel: &str, id: u64, sender: &Sender, kick: &Arc<Kick>) {
+        let subscriber = Subscriber {
+            sender: sender.clone(),
+            pending: Some(Vec::new()),
+            kick: kick.clone(),
+        };
+        self.lock()
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(id, subscriber);
+    }
+
+    /// Drops a subscriber, pending or live.
+    pub(super) fn remove(&self, channel: &str, id: u64) {
+        let mut channels = self.lock();
+        if let Some(subscribers) = channels.get_mut(channel) {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                channels.remove(channel);
+            }
+        }
+    }
+
+    /// Ends a pending subscription: sends `subscribed`, then the held events after `offset`,
+    /// and makes the subscriber live, all under the lock so no event slips in between.
+    pub(super) fn activate(&self, channel: &str, id: u64, subscribed: String, offset: u64) {
+        let mut channels = self.lock();
+        let Some(subscribers) = channels.get_mut(channel) else {
+            return;
+        };
+        let Some(subscriber) = subscribers.get_mut(&id) else {
+            return; // dropped for lagging meanwhile
+        };
+        let held = subscriber.pending.take().unwrap_or_default();
+        let mut ok = self.send(
+            subscriber,
+            &EncodedFrame::text(&Utf8Bytes::from(subscribed)),
+        );
+        for event in held {
+            if !ok {
+                break;
+            }
+            ok = match event {
+                Held::Publication(p) if p.offset > offset => {
+                    self.send(subscriber, &message_frame(channel, &p))
+                }
+                Held::Publication(_) => true, // already in the reply, or before `since`
+                Held::Presence(frame) => self.send(subscriber, &frame),
+            };
+        }
+        if !ok {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                channels.remove(channel);
+            }
+        }
+    }
+
+    /// Queues `frame` for a live subscriber; on a full queue flags it as lagging.
+    fn send(&self, subscriber: &Subscriber, frame: &EncodedFrame) -> bool {
+        match subscriber.sender.try_send_encoded(frame.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full) => {
+                self.lag(subscriber);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn lag(&self, subscriber: &Subscriber) {
+        self.lagged.fetch_add(1, Ordering::Relaxed);
+        subscriber.kick.kick(KickReason::Lagging);
+    }
+
+    /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
+    /// and closed subscribers are dropped from the channel.
+    fn dispatch(&self, channel: &str, held: impl Fn() -> Held, frame: impl Fn() -> EncodedFrame) {
+        let mut channels = self.lock();
+        let Some(subscribers) = channels.get_mut(channel) else {
+            return;
+        };
+        let mut encoded: Option<EncodedFrame> = None;
+        subscribers.retain(|_, subscriber| match &mut subscriber.pending {
+            Some(pending) if pending.len() < MAX_PENDING => {
+                pending.push(held());
+                true
+            }
+            Some(_) => {
+                self.lag(subscriber);
+                false
+            }
+            None => self.send(subscriber, encoded.get_or_insert_with(&frame)),
+        });
+        if subscribers.is_empty() {
+            channels.remove(channel);
+        }
+    }
+}
+
+fn message_frame(channel: &str, publication: &Publication) -> EncodedFrame {
+    let json = Reply::Message {
+        channel,
+        publication,
+    }
+    .to_json();
+    EncodedFrame::text(&Utf8Bytes::from(json))
+}
+
+fn presence_frame(reply: &Reply<'_>) -> EncodedFrame {
+    EncodedFrame::text(&Utf8Bytes::from(reply.to_json()))
+}
+
+impl BrokerEvents for Fanout {
+    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
+        self.dispatch(
+            channel,
+            || Held::Publication(publication.clone()),
+            || message_frame(channel, publication),
+        );
+    }
+
+    fn join(&self, channel: &str, client: &ClientInfo) {
+        let frame = presence_frame(&Reply::Join { channel, client });
+        self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
+    }
+
+    fn leave(&self, channel: &str, client: &ClientInfo) {
+        let frame = presence_frame(&Reply::Leave { channel, client });
+        self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
+    }
+
+    fn stream_lost(&self, channel: &str) {
+        // Pending subscribers go too: their reply may predate the loss.
+        let subscribers = self.lock().remove(channel);
+        for subscriber in subscribers.into_iter().flat_map(HashMap::into_values) {
+            subscriber.kick.kick(KickReason::StreamLost);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! [`Hub`]: serves the channel protocol (see [`protocol`](crate::protocol)) to WebSocket
+//! clients, over a [`Broker`].
+//!
+//! Each connection is served by one task that handles its requests in order (`session.rs`,
+//! after `identity.rs` has said who the client is). Channel events come from the broker
+//! through the fan-out (`fanout.rs`), which encodes each event once and queues the same frame
+//! for every subscriber of the node, without waiting. `interest.rs` counts the node's
+//! subscribers per channel, so that the broker delivers only the channels someone follows;
+//! `recovery.rs` decides what a client that subscribes again with `since` is given;
+//! `kick.rs` is how the fan-out ends a connection it can no longer serve.
+
+mod config;
+mod fanout;
+mod identity;
+mod interest;
+mod kick;
+mod recovery;
+mod session;
+mod shared;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::Request;
+use switchboard::WebSocket;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use config::HubConfig;
+use fanout::Fanout;
+use shared::Shared;
+
+use crate::broker::{Broker, BrokerError};
+
+/// The messaging hub: channels with presence, history and recovery. Cheap to clone; clones
+/// share the same channels.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use switchboard_hub::{Hub, HubConfig, LocalBroker};
+///
+/// let hub = Hub::new(Arc::new(LocalBroker::default()), HubConfig::default()).await?;
+/// let server = switchboard::Server::builder().bind("127.0.0.1:8080").await?;
+/// server
+///     .serve(move |ws, request| {
+///         let hub = hub.clone();
+///         async move { hub.serve(ws, &request).await }
+///     })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// ## Recovery without gap or duplicate
+///
+/// A subscription starts *pending*: the hub holds the channel's events for it while it makes
+/// sure the node receives the channel, then reads the channel's position and (with `since`)
+/// the missed publications from history. The `subscribed` reply, the held events newer than
+/// that position, and from then on the live events leave in one order, so a client sees every
+/// offset after its `since` once.
+///
+/// ## Lagging
+///
+/// A subscriber whose send queue is full (it reads slower than messages arrive) is not sent
+/// anything more: the hub closes its connection with 1013 (try again later), and the client
+/// recovers what it missed when it reconnects with `since`. Dropping messages silently would
+/// break the promise above.
+///
+/// ## Lost streams
+///
+/// When the broker can no longer deliver a channel without a gap (Redis lost its data, so the
+/// channel has a new epoch; or more was published during an outage than history holds), the
+/// hub closes the connections of the channel's subscribers with 1012 (service restart). They
+/// subscribe again with `since` and learn from the reply what happened (`epoch_changed`,
+/// `history_truncated`), or recover what history still holds.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl Hub {
+    /// A hub on `broker`, which it starts.
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot start.
+    pub async fn new(broker: Arc<dyn Broker>, config: HubConfig) -> Result<Self, BrokerError> {
+        let fanout = Arc::new(Fanout::default());
+        broker.start(fanout.clone()).await?;
+        Ok(Self {
+            shared: Arc::new(Shared::new(broker, fanout, config)),
+        })
+    }
+
+    /// How many clients are connected to this node.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Subscribers dropped because their queue was full (see [Lagging](Self#lagging)).
+    pub fn lagged(&self) -> u64 {
+        self.shared.fanout.lagged()
+    }
+
+    /// Serves one client until it leaves. `request` is its upgrade request: the `token` query
+    /// parameter (a JWT) names the user; without one, the `name` parameter does, unverified.
+    ///
+    /// A token that does not verify gets an `unauthorized` error and a close with 1008; so
+    /// does a connection whose token expires while it is open.
+    pub fn serve<'a, S>(
+        &'a self,
+        ws: WebSocket<S>,
+        request: &'a Request<()>,
+    ) -> impl Future<Output = ()> + Send + 'a
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Split here, not in an `async fn`: its future would keep room for the socket (twice)
+        // for the connection's whole life, though the socket's own task owns it.
+        let (sender, receiver) = ws.split();
+        session::serve(&self.shared, sender, receiver, request)
+    }
+}

@@ -1,0 +1,340 @@
+//! One connection's session: who the client is, its requests answered in order, and the end
+//! of its subscriptions however it leaves.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use http::Request;
+use switchboard::{CloseCode, Message, Receiver, Sender};
+use tokio::time::Instant;
+
+use super::identity::Identity;
+use super::kick::Kick;
+use super::recovery;
+use super::shared::Shared;
+use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
+use crate::protocol::{ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request};
+use crate::rules::policy_for;
+
+/// Room around `data` for the rest of a publish request, before the size check parses it.
+const ENVELOPE: usize = 4096;
+/// How many publications a `history` request returns when it gives no `limit`.
+const DEFAULT_HISTORY_LIMIT: usize = 50;
+
+/// Serves the client of `request` until it leaves.
+pub(super) async fn serve(
+    hub: &Shared,
+    sender: Sender,
+    mut receiver: Receiver,
+    request: &Request<()>,
+) {
+    let query = request.uri().query().unwrap_or("");
+    let identity = match Identity::of(query, hub.config.jwt.as_ref(), SystemTime::now()) {
+        Ok(identity) => identity,
+        Err(reason) => return refuse(&sender, &reason).await,
+    };
+    let expiry = identity.expires_in.map(|d| Instant::now() + d);
+    let mut session = Session::start(hub, sender, identity).await;
+    // Requests are answered until the client leaves, the hub kicks it or its token expires.
+    let exit = loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Ok(Message::Text(text))) => session.handle(&text).await,
+                Some(Ok(Message::Binary(_))) => {
+                    let reason = "binary frames are not part of the protocol; send JSON text";
+                    let e = RequestError::new(None, ErrorCode::Unsupported, reason);
+                    session.send(String::from(&e)).await;
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
+                Some(Ok(_)) => {}
+            },
+            () = session.kick.kicked() => break Exit::Kicked,
+            () = sleep_until(expiry) => break Exit::Expired,
+        }
+    };
+    session.end(exit).await;
+}
+
+/// Sends an `unauthorized` error and closes with 1008: for a client the hub will not serve.
+async fn refuse(sender: &Sender, reason: &str) {
+    let code = ErrorCode::Unauthorized;
+    let e = RequestError::new(None, code, reason);
+    let _ = sender.send(Message::text(String::from(&e))).await;
+    let _ = sender.close(CloseCode::POLICY_VIOLATION, code.as_str());
+}
+
+/// Why a session ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// The client closed, or its connection failed.
+    Left,
+    /// The hub kicked it (see [`Kick`]).
+    Kicked,
+    /// Its token expired.
+    Expired,
+}
+
+/// One connection's state, owned by its task.
+struct Session<'h> {
+    hub: &'h Shared,
+    /// The connection's key in the fan-out.
+    id: u64,
+    info: ClientInfo,
+    sender: Sender,
+    /// Set by the fan-out when the connection must end.
+    kick: Arc<Kick>,
+    subscriptions: HashSet<String>,
+}
+
+impl<'h> Session<'h> {
+    /// Counts the connection and tells the client who it is.
+    async fn start(hub: &'h Shared, sender: Sender, identity: Identity) -> Self {
+        let session = Self {
+            hub,
+            id: sender.id(),
+            info: ClientInfo {
+                user: identity.user,
+                conn: hub.connection_id(),
+                authenticated: identity.authenticated,
+            },
+            sender,
+            kick: Arc::new(Kick::default()),
+            subscriptions: HashSet::new(),
+        };
+        hub.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
+        let connected = Reply::Connected {
+            client: &session.info,
+        };
+        session.send(connected.to_json()).await;
+        session
+    }
+
+    /// Ends the session, however it ends: tells the client why when the hub ends it, leaves
+    /// every channel and uncounts the connection.
+    async fn end(mut self, exit: Exit) {
+        let close = match exit {
+            Exit::Left => None,
+            Exit::Expired => {
+                refuse(&self.sender, "token expired").await;
+                None
+            }
+            Exit::Kicked => {
+                let (code, reason) = self.kick.close_frame();
+                tracing::debug!(conn = %self.info.conn, reason, "closing a client");
+                Some((code, reason))
+            }
+        };
+        for channel in std::mem::take(&mut self.subscriptions) {
+            self.leave(&channel).await;
+        }
+        self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(conn = %self.info.conn, "client gone");
+        if let Some((code, reason)) = close {
+            // The Close queues behind what the client has yet to read: a client that reads
+            // again gets a gap-free prefix, then the close.
+            let _ = self.sender.close(code, reason);
+        }
+    }
+
+    async fn send(&self, json: String) {
+        // A closed connection ends the loop on the next receive.
+        let _ = self.sender.send(Message::text(json)).await;
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let result = if text.len() > self.hub.config.max_data_size + ENVELOPE {
+            Err(RequestError::new(
+                None,
+                ErrorCode::TooLarge,
+                format!(
+                    "request is {} bytes; data may be at most {} bytes",
+                    text.len(),
+                    self.hub.config.max_data_size
+                ),
+            ))
+        } else {
+            match parse_request(text) {
+                Ok(op) => self.apply(op).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(conn = %self.info.conn, error = %e, "request refused");
+            self.send(String::from(&e)).await;
+        }
+    }
+
+    async fn apply(&mut self, op: Op) -> Result<(), RequestError> {
+        match op {
+            Op::Subscribe { id, channel, since } => self.subscribe(id, channel, since).await,
+            Op::Unsubscribe { id, channel } => {
+                if !self.subscriptions.remove(&channel) {
+                    let reason = format!("not subscribed to {channel}");
+                    return Err(RequestError::new(id, ErrorCode::NotSubscribed, reason));
+                }
+                self.leave(&channel).await;
+                let reply = Reply::Unsubscribed {
+                    id: id.as_ref(),
+                    channel: &channel,
+                };
+                self.send(reply.to_json()).await;
+                Ok(())
+            }
+            Op::Publish { id, channel, data } => {
+                if !policy_for(&self.hub.config.rules, &channel)
+                    .may_publish(self.info.authenticated)
+                {
+                    let reason = format!("publishing on {channel} needs an authenticated user");
+                    return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
+                }
+                let size = data.get().len();
+                if size > self.hub.config.max_data_size {
+                    let reason = format!(
+                        "data is {size} bytes, limit is {}",
+                        self.hub.config.max_data_size
+                    );
+                    return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
+                }
+                let published = self.hub.broker.publish(&channel, self.info.clone(), data);
+                let position = published.await.map_err(|e| unavailable(id.clone(), &e))?;
+                if let Some(id) = &id {
+                    let reply = Reply::Ack {
+                        id,
+                        channel: &channel,
+                        offset: position.offset,
+                    };
+                    self.send(reply.to_json()).await;
+                }
+                Ok(())
+            }
+            Op::Presence { id, channel } => {
+                self.check_read(id.as_ref(), &channel)?;
+                let presence = self.hub.broker.presence(&channel).await;
+                let clients = presence.map_err(|e| unavailable(id.clone(), &e))?;
+                let reply = Reply::Presence {
+                    id: id.as_ref(),
+                    channel: &channel,
+                    clients: &clients,
+                };
+                self.send(reply.to_json()).await;
+                Ok(())
+            }
+            Op::History { id, channel, limit } => {
+                self.check_read(id.as_ref(), &channel)?;
+                let limit = limit
+                    .unwrap_or(DEFAULT_HISTORY_LIMIT)
+                    .min(self.hub.config.max_replay);
+                let history = self
+                    .hub
+                    .broker
+                    .history(&channel, HistoryRange::Latest(limit))
+                    .await
+                    .map_err(|e| unavailable(id.clone(), &e))?;
+                let reply = Reply::History {
+                    id: id.as_ref(),
+                    channel: &channel,
+                    epoch: &history.position.epoch,
+                    offset: history.position.offset,
+                    publications: &history.publications,
+                };
+                self.send(reply.to_json()).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn check_read(&self, id: Option<&RequestId>, channel: &str) -> Result<(), RequestError> {
+        if policy_for(&self.hub.config.rules, channel).may_read(self.info.authenticated) {
+            Ok(())
+        } else {
+            let reason = format!("channel {channel} is for authenticated users");
+            Err(RequestError::new(id.cloned(), ErrorCode::Forbidden, reason))
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: Option<RequestId>,
+        channel: String,
+        since: Option<StreamPosition>,
+    ) -> Result<(), RequestError> {
+        self.check_read(id.as_ref(), &channel)?;
+        if self.subscriptions.contains(&channel) {
+            let reason = format!("already subscribed to {channel}");
+            return Err(RequestError::new(id, ErrorCode::AlreadySubscribed, reason));
+        }
+        if self.subscriptions.len() >= self.hub.config.max_subscriptions {
+            let reason = format!(
+                "a connection may subscribe to at most {} channels",
+                self.hub.config.max_subscriptions
+            );
+            return Err(RequestError::new(
+                id,
+                ErrorCode::TooManySubscriptions,
+                reason,
+            ));
+        }
+        let fanout = &self.hub.fanout;
+        fanout.add_pending(&channel, self.id, &self.sender, &self.kick);
+        if let Err(e) = self.hub.interest.attach(&channel).await {
+            fanout.remove(&channel, self.id);
+            return Err(unavailable(id, &e));
+        }
+        let range = recovery::range(since.as_ref(), self.hub.config.max_replay);
+        let history = match self.hub.broker.history(&channel, range).await {
+            Ok(history) => history,
+            Err(e) => {
+                fanout.remove(&channel, self.id);
+                self.hub.interest.detach(&channel).await;
+                return Err(unavailable(id, &e));
+            }
+        };
+        let recovery = since
+            .as_ref()
+            .map(|since| recovery::recover(since, &history));
+        let (recovered, code, reason, publications) = match &recovery {
+            None => (None, None, None, &[][..]),
+            Some(Ok(())) => (Some(true), None, None, &history.publications[..]),
+            Some(Err((code, reason))) => (Some(false), Some(*code), Some(reason.as_str()), &[][..]),
+        };
+        let reply = Reply::Subscribed {
+            id: id.as_ref(),
+            channel: &channel,
+            epoch: &history.position.epoch,
+            offset: history.position.offset,
+            recovered,
+            code,
+            reason,
+            publications,
+        };
+        self.subscriptions.insert(channel.clone());
+        fanout.activate(&channel, self.id, reply.to_json(), history.position.offset);
+        if let Err(e) = self.hub.broker.join(&channel, self.info.clone()).await {
+            tracing::warn!(%channel, error = %e, "presence join failed");
+        }
+        Ok(())
+    }
+
+    /// Leaves a channel: no more events, out of presence, and the node's interest dropped.
+    async fn leave(&self, channel: &str) {
+        self.hub.fanout.remove(channel, self.id);
+        if let Err(e) = self.hub.broker.leave(channel, self.info.clone()).await {
+            tracing::warn!(%channel, error = %e, "presence leave failed");
+        }
+        self.hub.interest.detach(channel).await;
+    }
+}
+
+fn unavailable(id: Option<RequestId>, e: &BrokerError) -> RequestError {
+    RequestError::new(id, ErrorCode::Unavailable, e.to_string())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,44 @@
+//! What the hub and the sessions of this node share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::config::HubConfig;
+use super::fanout::Fanout;
+use super::interest::Interest;
+use crate::broker::Broker;
+use crate::random::random_hex;
+
+/// The broker, the fan-out and the counts of this node, for every session.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) broker: Arc<dyn Broker>,
+    pub(super) fanout: Arc<Fanout>,
+    pub(super) config: HubConfig,
+    pub(super) interest: Interest,
+    /// Prefix of this node's connection ids.
+    node: String,
+    next_conn: AtomicU64,
+    /// Clients connected to this node.
+    pub(super) connections: AtomicUsize,
+}
+
+impl Shared {
+    pub(super) fn new(broker: Arc<dyn Broker>, fanout: Arc<Fanout>, config: HubConfig) -> Self {
+        Self {
+            interest: Interest::new(broker.clone()),
+            broker,
+            fanout,
+            config,
+            node: random_hex(4),
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new connection's id, unique across nodes: the node's random prefix and a count.
+    pub(super) fn connection_id(&self) -> String {
+        let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n:x}", self.node)
+    }
+}

@@ -1,0 +1,57 @@
+//! [`RedisConfig`]: where the Redis broker connects and how long it keeps what.
+
+use std::time::Duration;
+
+use crate::broker::{HistoryConfig, IDLE_CHANNEL};
+
+/// Where the Redis broker connects and how it keeps channels.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://` is refused: this build has no
+    /// TLS for Redis).
+    pub url: String,
+    /// How much history each channel keeps (the same for every node of a deployment).
+    pub history: HistoryConfig,
+    /// Prefix of every key and Pub/Sub channel, so deployments can share one Redis.
+    pub prefix: String,
+    /// A node whose heartbeat Redis has not seen for this long counts as gone: its clients
+    /// leave every channel's presence. Nodes beat three times per timeout.
+    pub node_timeout: Duration,
+    /// The longest a request to Redis may take before it fails as unavailable.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for Redis at `url`: 100 messages of history per channel, prefix
+    /// `switchboard`, nodes gone after 10 s of silence, requests bounded to 3 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            history: HistoryConfig::default(),
+            prefix: "switchboard".into(),
+            node_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// How long a channel's position is kept after its last use: for ever while history
+    /// holds the channel (no TTL), else until its history expired and ten idle minutes more.
+    pub(super) fn position_ttl(&self) -> Duration {
+        match (self.history.size, self.history.ttl) {
+            (0, _) => IDLE_CHANNEL,
+            (_, Some(ttl)) => ttl + IDLE_CHANNEL,
+            (_, None) => Duration::ZERO,
+        }
+    }
+
+    /// How often a node beats (and its follower pings): three times per node timeout.
+    pub(super) fn beat_every(&self) -> Duration {
+        self.node_timeout / 3
+    }
+}
+
+/// A duration in the milliseconds the scripts take (where 0 means no expiry).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
