@@ -4,7 +4,7 @@
 //! `token` query parameter; its `sub` claim becomes the connection's user. Only `HS256` is
 //! accepted: the header's `alg` is checked before anything else, so a token cannot choose a
 //! weaker algorithm (`none`) or another key type. `exp` and `nbf` are checked with
-//! [`LEEWAY`] for clock skew; `aud` and `iss` are not looked at.
+//! [`JwtKey::LEEWAY`] for clock skew; `aud` and `iss` are not looked at.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,9 +14,6 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
-
-/// Allowed clock difference between the token's issuer and this server.
-pub const LEEWAY: Duration = Duration::from_secs(30);
 
 /// base64url without padding (RFC 7515 §2), tolerating padding on input.
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -102,6 +99,9 @@ impl std::fmt::Debug for JwtKey {
 }
 
 impl JwtKey {
+    /// Allowed clock difference between the token's issuer and this server.
+    pub const LEEWAY: Duration = Duration::from_secs(30);
+
     /// A key from the shared secret (RFC 7518 §3.2 asks for at least 32 bytes).
     pub fn hs256(secret: impl AsRef<[u8]>) -> Self {
         // HMAC takes keys of any length (RFC 2104 §2: longer ones are hashed first), so this
@@ -144,7 +144,7 @@ impl JwtKey {
         let now = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let leeway = LEEWAY.as_secs();
+        let leeway = Self::LEEWAY.as_secs();
         if claims
             .exp
             .is_some_and(|exp| now >= exp.saturating_add(leeway))
@@ -233,13 +233,13 @@ mod tests {
         let token = key.sign(&claims("ann", Some(1000)));
         assert_eq!(key.verify(&token, at(900)).unwrap().sub, "ann");
         assert_eq!(
-            key.verify(&token, at(1000 + LEEWAY.as_secs() - 1))
+            key.verify(&token, at(1000 + JwtKey::LEEWAY.as_secs() - 1))
                 .unwrap()
                 .sub,
             "ann"
         );
         assert_eq!(
-            key.verify(&token, at(1000 + LEEWAY.as_secs())),
+            key.verify(&token, at(1000 + JwtKey::LEEWAY.as_secs())),
             Err(TokenError::Expired)
         );
         let forever = key.sign(&claims("bob", None));

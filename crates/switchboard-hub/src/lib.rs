@@ -2,9 +2,9 @@
 //!
 //! - [`Hub`]: channels (rooms) over a JSON protocol ([`protocol`]): publish and subscribe with
 //!   per-channel offsets, history, recovery of missed messages after a reconnect, presence with
-//!   join/leave, optional JWT authentication ([`auth`]) and per-channel [`rules`]. The hub runs
-//!   on a [`Broker`]: [`LocalBroker`] in-process, or `RedisBroker` (feature `redis`) shared by
-//!   several nodes.
+//!   join/leave, optional JWT authentication ([`JwtKey`]) and per-channel rules
+//!   ([`ChannelRule`]). The hub runs on a [`Broker`]: [`LocalBroker`] in-process, or
+//!   `RedisBroker` (feature `redis`) shared by several nodes.
 //! - [`echo`]: every message goes back to its sender (the first program of every WebSocket
 //!   tutorial, and what conformance suites test against);
 //! - [`Broadcast`]: every message goes to every other open client, as-is.
@@ -15,8 +15,8 @@
 //! `switchboard` runtime, and everything that must be shared between nodes (offsets, history,
 //! presence, delivery) goes through the [`Broker`] trait.
 
-pub mod auth;
-pub mod broker;
+mod auth;
+mod broker;
 mod hub;
 mod local;
 pub mod protocol;
@@ -24,12 +24,12 @@ mod random;
 mod raw;
 #[cfg(feature = "redis")]
 mod redis_broker;
-pub mod rules;
+mod rules;
 
 pub use auth::{Claims, JwtKey, TokenError};
 pub use broker::{
-    Broker, BrokerError, ClientInfo, History, HistoryConfig, HistoryRange, Publication,
-    StreamPosition,
+    BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
+    Publication, StreamPosition,
 };
 pub use hub::{Hub, HubConfig};
 pub use local::LocalBroker;
@@ -37,4 +37,4 @@ pub use protocol::ErrorCode;
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig};
-pub use rules::{ChannelRule, Policy};
+pub use rules::{ChannelRule, Policy, RuleParseError};

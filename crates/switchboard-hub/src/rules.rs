@@ -76,7 +76,7 @@ impl ChannelRule {
 }
 
 /// The policy of `channel` under `rules`: the first match, or [`Policy::Public`].
-pub fn policy_for(rules: &[ChannelRule], channel: &str) -> Policy {
+pub(crate) fn policy_for(rules: &[ChannelRule], channel: &str) -> Policy {
     rules
         .iter()
         .find(|rule| rule.matches(channel))

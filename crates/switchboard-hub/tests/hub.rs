@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard::{CloseCode, Message, Server, WebSocket};
-use switchboard_hub::broker::{BoxFuture, BrokerEvents};
+use switchboard_hub::{BoxFuture, BrokerEvents};
 use switchboard_hub::{
     Broker, BrokerError, ChannelRule, Claims, ClientInfo, HistoryConfig, HistoryRange, Hub,
     HubConfig, JwtKey, LocalBroker, Policy, StreamPosition,
@@ -752,7 +752,7 @@ async fn a_connection_is_closed_when_its_token_expires() {
     config.jwt = Some(key.clone());
     let server = start(config, HistoryConfig::default()).await;
     // Valid for one or two more seconds, counting the leeway for clock skew.
-    let exp = now_secs() + 2 - switchboard_hub::auth::LEEWAY.as_secs();
+    let exp = now_secs() + 2 - switchboard_hub::JwtKey::LEEWAY.as_secs();
     let mut ann =
         Client::connect(&server, &format!("token={}", token(&key, "ann", Some(exp)))).await;
     assert_eq!(ann.hello["type"], "connected", "{}", ann.hello);

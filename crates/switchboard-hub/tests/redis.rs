@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use switchboard_hub::broker::BrokerEvents;
+use switchboard_hub::BrokerEvents;
 use switchboard_hub::{
     Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Publication, RedisBroker,
     RedisConfig,

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use crate::auth::{JwtKey, LEEWAY};
+use crate::auth::JwtKey;
 
 /// The longest name an anonymous client may choose, in characters.
 const MAX_NAME: usize = 32;
@@ -14,7 +14,7 @@ const MAX_NAME: usize = 32;
 pub(super) struct Identity {
     pub(super) user: String,
     pub(super) authenticated: bool,
-    /// How long its token stays valid (with [`LEEWAY`]), when it has one that expires.
+    /// How long its token stays valid (with [`JwtKey::LEEWAY`]), when it has one that expires.
     pub(super) expires_in: Option<Duration>,
 }
 
@@ -26,7 +26,7 @@ impl Identity {
             (Some(token), Some(key)) => {
                 let claims = key.verify(&token, now).map_err(|e| e.to_string())?;
                 let expires_in = claims.exp.map(|exp| {
-                    let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(exp) + LEEWAY;
+                    let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(exp) + JwtKey::LEEWAY;
                     exp.duration_since(now).unwrap_or_default()
                 });
                 Ok(Self {
@@ -137,7 +137,7 @@ mod tests {
             Ok(Identity {
                 user: "ann".into(),
                 authenticated: true,
-                expires_in: Some(Duration::from_secs(60) + LEEWAY),
+                expires_in: Some(Duration::from_secs(60) + JwtKey::LEEWAY),
             })
         );
         assert!(Identity::of("token=a.b.c&name=ann", Some(&key), now).is_err());
