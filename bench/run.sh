@@ -15,6 +15,13 @@
 #   --workloads W     which workloads, e.g. "abc" (default abcdefg, see bench/REPORT.md)
 #   --servers LIST    comma-separated subset of switchboard,tungstenite,fastwebsockets,ws,raw
 #   --no-report       leave bench/REPORT.md and bench/chart.svg alone
+#   --baseline BIN    also run BIN, a switchboard binary built from another commit, as the
+#                     server "baseline" (interleaved like the others), and print this build
+#                     against it, row by row; implies --no-report. For example, against the
+#                     previous commit:
+#                       git worktree add /tmp/base HEAD~1 && cargo build --release \
+#                         --manifest-path /tmp/base/Cargo.toml -p switchboard-cli
+#                       bench/run.sh --servers switchboard --baseline /tmp/base/target/release/switchboard
 #
 # Server and load generator run at nice NICE (default -10 when run as root, else 0), so that
 # background work on a shared machine disturbs them less; every server gets the same.
@@ -27,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 . e2e/lib.sh
 
-rounds=3 duration=10 warmup=2 workloads=abcdefg report=1
+rounds=3 duration=10 warmup=2 workloads=abcdefg report=1 baseline=
 servers=switchboard,tungstenite,fastwebsockets,ws,raw
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,6 +44,7 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --no-report) report=; shift ;;
+    --baseline) baseline=$(realpath "$2"); report=; shift 2 ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -83,6 +91,7 @@ start_server() {  # start_server NAME MODE: sets server_pid and server_addr
   local name=$1 mode=$2 cmd
   case $name in
     switchboard) cmd=(env RUST_LOG=info "$bench" serve --mode "$mode" --listen 127.0.0.1:0) ;;
+    baseline) cmd=(env RUST_LOG=info "$baseline" serve --mode "$mode" --listen 127.0.0.1:0) ;;
     tungstenite) cmd=(bench/target/release/tungstenite-peer 127.0.0.1:0 "$mode") ;;
     fastwebsockets) cmd=(bench/target/release/fastwebsockets-peer 127.0.0.1:0 "$mode") ;;
     ws) cmd=(node bench/peers/node/server.js 127.0.0.1:0 "$mode") ;;
@@ -200,6 +209,7 @@ measure() {  # measure ROUND WORKLOAD SERVER
 cat "$out/conditions.txt"
 
 IFS=, read -r -a server_list <<<"$servers"
+[ -z "$baseline" ] || server_list+=(baseline)
 for round in $(seq "$rounds"); do
   echo "==> round $round of $rounds"
   for w in $(echo "$workloads" | grep -o .); do
@@ -210,6 +220,10 @@ for round in $(seq "$rounds"); do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/conditions.txt"
 
+if [ -n "$baseline" ]; then
+  echo "==> this build against $baseline (raw results in $out)"
+  bench/target/release/bench-report --compare "$out" switchboard baseline | tee "$out/compare.md"
+fi
 if [ -n "$report" ]; then
   bench/target/release/bench-report "$out" bench/REPORT.md bench/chart.svg
   echo "==> bench/REPORT.md and bench/chart.svg (raw results in $out)"

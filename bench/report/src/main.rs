@@ -2,6 +2,11 @@
 //! chart.
 //!
 //!   bench-report RESULTS_DIR REPORT.md CHART.svg
+//!   bench-report --compare RESULTS_DIR SERVER BASE
+//!
+//! The second form prints, for every workload, SERVER's and BASE's medians and their ratio, and
+//! the same for server CPU per message: how `bench/run.sh --baseline` shows one build of
+//! switchboard against another.
 //!
 //! RESULTS_DIR holds `r{round}-{workload}-{server}.json` (the output of `switchboard bench
 //! --json`), `conditions.txt` and `log.txt`. Every number in the report is the median over the
@@ -122,17 +127,18 @@ type Results = BTreeMap<String, BTreeMap<String, Vec<Value>>>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir, server, base] = &args[..]
+        && flag == "--compare"
+    {
+        print!("{}", compare(&load_or_exit(dir), server, base));
+        return;
+    }
     let [_, dir, report, chart] = &args[..] else {
         eprintln!("usage: bench-report RESULTS_DIR REPORT.md CHART.svg");
+        eprintln!("       bench-report --compare RESULTS_DIR SERVER BASE");
         std::process::exit(2);
     };
-    let results = match load(Path::new(dir)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bench-report: cannot read {dir}: {e}");
-            std::process::exit(1);
-        }
-    };
+    let results = load_or_exit(dir);
     let conditions =
         std::fs::read_to_string(Path::new(dir).join("conditions.txt")).unwrap_or_default();
     let chart_name = Path::new(chart)
@@ -155,6 +161,45 @@ fn main() {
         eprintln!("bench-report: cannot draw {chart}: {e}");
         std::process::exit(1);
     }
+}
+
+fn load_or_exit(dir: &str) -> Results {
+    load(Path::new(dir)).unwrap_or_else(|e| {
+        eprintln!("bench-report: cannot read {dir}: {e}");
+        std::process::exit(1);
+    })
+}
+
+/// A table of `server` against `base`, workload by workload: medians, min–max, ratio.
+fn compare(results: &Results, server: &str, base: &str) -> String {
+    let mut out =
+        format!("| workload | {server} | {base} | {server} ÷ {base} |\n|---|---:|---:|---:|\n");
+    for w in &WORKLOADS {
+        let rows = [
+            (format!("{} ({})", w.title, w.unit), w.metric),
+            (
+                format!("{} (server µs CPU per message)", w.title),
+                &["cpu", "server_us_per_msg"][..],
+            ),
+        ];
+        for (title, path) in rows {
+            let (a, b) = (
+                stat(results, w.id, server, path),
+                stat(results, w.id, base, path),
+            );
+            if a.is_none() && b.is_none() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "| {title} | {} | {} | {} |",
+                cell(a),
+                cell(b),
+                ratio_cell(ratio(a, b))
+            );
+        }
+    }
+    out
 }
 
 fn load(dir: &Path) -> std::io::Result<Results> {
