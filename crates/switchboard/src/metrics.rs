@@ -139,67 +139,26 @@ impl Metrics {
     pub fn render(&self) -> String {
         let i = &self.inner;
         let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        // (name, type, value, help)
+        #[rustfmt::skip]
+        let counters: [(&str, &str, &AtomicU64, &str); 9] = [
+            ("switchboard_connections_open", "gauge", &i.connections_open, "WebSocket connections open now."),
+            ("switchboard_connections_total", "counter", &i.connections_total, "WebSocket connections opened."),
+            ("switchboard_messages_received_total", "counter", &i.messages_in, "Text and binary messages received."),
+            ("switchboard_messages_sent_total", "counter", &i.messages_out, "Text and binary messages queued for sending."),
+            ("switchboard_bytes_received_total", "counter", &i.bytes_in, "WebSocket bytes received (frames, headers included)."),
+            ("switchboard_bytes_sent_total", "counter", &i.bytes_out, "WebSocket bytes sent (frames, headers included)."),
+            ("switchboard_http_requests_total", "counter", &i.http_requests, "Plain HTTP requests answered (not upgrades)."),
+            ("switchboard_backpressure_dropped_total", "counter", &i.backpressure_drops, "Messages dropped because a connection's send queue was full."),
+            ("switchboard_backpressure_disconnects_total", "counter", &i.backpressure_disconnects, "Connections closed because their send queue was full."),
+        ];
+        for (name, kind, value, help) in counters {
+            let value = value.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        metric(
-            "switchboard_connections_open",
-            "gauge",
-            "WebSocket connections open now.",
-            get(&i.connections_open),
-        );
-        metric(
-            "switchboard_connections_total",
-            "counter",
-            "WebSocket connections opened.",
-            get(&i.connections_total),
-        );
-        metric(
-            "switchboard_messages_received_total",
-            "counter",
-            "Text and binary messages received.",
-            get(&i.messages_in),
-        );
-        metric(
-            "switchboard_messages_sent_total",
-            "counter",
-            "Text and binary messages queued for sending.",
-            get(&i.messages_out),
-        );
-        metric(
-            "switchboard_bytes_received_total",
-            "counter",
-            "WebSocket bytes received (frames, headers included).",
-            get(&i.bytes_in),
-        );
-        metric(
-            "switchboard_bytes_sent_total",
-            "counter",
-            "WebSocket bytes sent (frames, headers included).",
-            get(&i.bytes_out),
-        );
-        metric(
-            "switchboard_http_requests_total",
-            "counter",
-            "Plain HTTP requests answered (not upgrades).",
-            get(&i.http_requests),
-        );
-        metric(
-            "switchboard_backpressure_dropped_total",
-            "counter",
-            "Messages dropped because a connection's send queue was full.",
-            get(&i.backpressure_drops),
-        );
-        metric(
-            "switchboard_backpressure_disconnects_total",
-            "counter",
-            "Connections closed because their send queue was full.",
-            get(&i.backpressure_disconnects),
-        );
+        }
         let _ = writeln!(
             out,
             "# HELP switchboard_closes_total Connections ended, by the close code of the \
