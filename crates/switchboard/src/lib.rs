@@ -14,6 +14,49 @@
 //!   queue is bounded in bytes ([`Backpressure`]);
 //! - [`Topics`] fans messages out to subscribers, encoding each frame once.
 //!
+//! An echo server:
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let server = switchboard::Server::builder().bind("127.0.0.1:9001").await?;
+//! server
+//!     .serve(|mut ws, _request| async move {
+//!         while let Some(Ok(message)) = ws.recv().await {
+//!             // Pings are answered by the library; only data comes back.
+//!             if message.is_data() && ws.send(message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//!     .await
+//! # }
+//! ```
+//!
+//! A broadcast server, each message encoded once for every recipient:
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use switchboard::{Server, Topics};
+//!
+//! let server = Server::builder().bind("127.0.0.1:9001").await?;
+//! let everyone = Topics::new();
+//! server
+//!     .serve(move |ws, _request| {
+//!         let everyone = everyone.clone();
+//!         async move {
+//!             let (sender, mut receiver) = ws.split();
+//!             let _subscription = everyone.subscribe("all", &sender);
+//!             while let Some(Ok(message)) = receiver.recv().await {
+//!                 everyone.publish("all", &message, Some(&sender));
+//!             }
+//!         }
+//!     })
+//!     .await
+//! # }
+//! ```
+//!
+//! A client:
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), switchboard::Error> {
 //! use switchboard::Message;
