@@ -83,27 +83,16 @@ pub(super) async fn serve(
         upgrade,
         request,
     } = upgrading?;
-    let parts = match on_upgrade.await.map(|upgraded| upgraded.downcast::<Io>()) {
-        Ok(Ok(parts)) => parts,
-        Ok(Err(_)) => {
-            upgrade::failed(
-                shared.group.metrics(),
-                peer,
-                HandshakeFailure::Other,
-                "not our stream",
-            );
-            return None;
-        }
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
         Err(e) => {
-            upgrade::failed(
-                shared.group.metrics(),
-                peer,
-                HandshakeFailure::Io,
-                &e.to_string(),
-            );
+            let metrics = shared.group.metrics();
+            upgrade::failed(metrics, peer, HandshakeFailure::Io, &e.to_string());
             return None;
         }
     };
+    // hyper hands back the transport it was given: the downcast does not fail.
+    let parts = upgraded.downcast::<Io>().ok()?;
     // hyper read its buffer off the transport before what is left of the replayed bytes.
     let (stream, unread) = parts.io.into_inner().into_parts();
     let mut read_buf = BytesMut::from(parts.read_buf);
