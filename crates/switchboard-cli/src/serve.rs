@@ -94,8 +94,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Mode::Hub => {
             let hub = hub(&options).await?;
             // The origin allow-list is the server's, checked after this.
-            builder = builder
-                .http(web::respond)
+            builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
             Service::Hub(hub)
         }

@@ -1,9 +1,12 @@
-//! The chat page and the plain HTTP routes of hub mode: `/` (the page, from `web/`, embedded
-//! at build time), `/healthz`.
+//! The chat page of hub mode, as routes of the server: `/` (the page, from `web/`, embedded at
+//! build time) and its assets, a hint at `/ws` for plain requests, and 404 for the rest.
+
+use std::future::{Ready, ready};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use switchboard::ServerBuilder;
 
 const INDEX: &str = include_str!("../../../web/index.html");
 const SCRIPT: &str = include_str!("../../../web/chat.js");
@@ -14,30 +17,43 @@ const STYLE: &str = include_str!("../../../web/chat.css");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; connect-src 'self'; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Answers a plain HTTP request of hub mode.
-pub(crate) fn respond(request: &Request<()>) -> Response<Bytes> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+/// Adds the page's routes to `builder`; any other plain request gets 404.
+pub(crate) fn routes(builder: ServerBuilder) -> ServerBuilder {
+    let page = || get(|| asset(INDEX, "text/html; charset=utf-8"));
+    builder
+        .route("/", page())
+        .route("/index.html", page())
+        .route(
+            "/chat.js",
+            get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route("/chat.css", get(|| asset(STYLE, "text/css; charset=utf-8")))
+        .route(
+            "/ws",
+            get(|| {
+                text(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "this endpoint speaks websocket (the hub protocol)\n",
+                )
+            }),
+        )
+        .http(get(not_found))
+}
+
+/// A handler answering `GET` and `HEAD` with `respond()`, other methods with 405.
+fn get(
+    respond: fn() -> Response<Bytes>,
+) -> impl Fn(Request<Bytes>) -> Ready<Response<Bytes>> + Send + Sync + 'static {
+    move |request| {
+        if request.method() == Method::GET || request.method() == Method::HEAD {
+            return ready(respond());
+        }
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        ready(response)
     }
-    let mut response = match request.uri().path() {
-        "/" | "/index.html" => asset(INDEX, "text/html; charset=utf-8"),
-        "/chat.js" => asset(SCRIPT, "text/javascript; charset=utf-8"),
-        "/chat.css" => asset(STYLE, "text/css; charset=utf-8"),
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/ws" => text(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint speaks websocket (the hub protocol)\n",
-        ),
-        _ => not_found(),
-    };
-    if request.method() == Method::HEAD {
-        *response.body_mut() = Bytes::new();
-    }
-    response
 }
 
 /// 404, for any path that is neither a page nor the WebSocket endpoint.
@@ -74,36 +90,62 @@ fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use switchboard::Server;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
     use super::*;
 
-    fn get(path: &str) -> Response<Bytes> {
-        respond(&Request::get(path).body(()).unwrap())
+    /// The answer to `method path` on a server with the page's routes, head and body.
+    async fn ask(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body.to_owned())
     }
 
-    #[test]
-    fn serves_the_page_its_assets_and_health() {
-        let page = get("/");
-        assert_eq!(page.status(), StatusCode::OK);
+    #[tokio::test]
+    async fn serves_the_page_and_its_assets_and_404_elsewhere() {
+        let server = routes(Server::builder()).bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.serve(|ws, _| async move { drop(ws) }));
+
+        let (head, body) = ask(addr, "GET", "/").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(body.contains("chat.js"));
+        for line in [
+            "content-type: text/html; charset=utf-8",
+            "cache-control: no-cache",
+            "x-content-type-options: nosniff",
+            "content-security-policy: default-src 'self'",
+        ] {
+            assert!(head.contains(line), "{line} missing in {head}");
+        }
+        let (head, _) = ask(addr, "GET", "/chat.js").await;
         assert!(
-            std::str::from_utf8(page.body())
-                .unwrap()
-                .contains("chat.js")
+            head.contains("content-type: text/javascript; charset=utf-8"),
+            "{head}"
         );
-        assert_eq!(
-            page.headers()[header::CONTENT_TYPE],
-            "text/html; charset=utf-8"
-        );
-        assert_eq!(
-            get("/chat.js").headers()[header::CONTENT_TYPE],
-            "text/javascript; charset=utf-8"
-        );
-        assert_eq!(get("/chat.css").status(), StatusCode::OK);
-        assert_eq!(get("/healthz").body().as_ref(), b"ok\n");
-        assert_eq!(get("/nope").status(), StatusCode::NOT_FOUND);
-        assert_eq!(get("/ws").status(), StatusCode::UPGRADE_REQUIRED);
-        let post = respond(&Request::post("/").body(()).unwrap());
-        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-        let head = respond(&Request::head("/").body(()).unwrap());
-        assert!(head.body().is_empty());
+        let (head, _) = ask(addr, "GET", "/chat.css").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let (head, body) = ask(addr, "GET", "/nope").await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        assert_eq!(body, "not found\n");
+        let (head, _) = ask(addr, "GET", "/ws").await;
+        assert!(head.starts_with("http/1.1 426"), "{head}");
+        for path in ["/", "/nope"] {
+            let (head, _) = ask(addr, "POST", path).await;
+            assert!(head.starts_with("http/1.1 405"), "{head}");
+            assert!(head.contains("allow: get, head"), "{head}");
+        }
+        let (head, body) = ask(addr, "HEAD", "/").await;
+        let length = format!("content-length: {}", INDEX.len());
+        assert!(head.contains(&length), "{head}");
+        assert!(body.is_empty());
     }
 }

@@ -114,41 +114,20 @@ where
 /// [`Error::Handshake`] when the request is not a valid upgrade; [`Error::Io`].
 pub async fn accept_request<S>(
     request: &Request<()>,
-    stream: S,
-    read_buf: BytesMut,
-    options: &AcceptOptions,
-) -> Result<WebSocket<S>, Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let protocol = choose_protocol(request, &options.protocols);
-    let config = Arc::new(options.config.clone());
-    complete(stream, request, read_buf, options, config, protocol).await
-}
-
-/// The end of every server handshake, [`accept_request`]'s and a [`Server`](crate::Server)'s:
-/// builds the `101` for `request` with `protocol` and writes it, or writes the 4xx with the
-/// reason and fails.
-pub(crate) async fn complete<S>(
     mut stream: S,
-    request: &Request<()>,
     read_buf: BytesMut,
     options: &AcceptOptions,
-    config: Arc<Config>,
-    protocol: Option<String>,
 ) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let upgrade = match PreparedUpgrade::with_protocol(request, options, config, protocol) {
-        Ok(upgrade) => upgrade,
+    match PreparedUpgrade::new(request, options) {
+        Ok(upgrade) => upgrade.send(stream, read_buf).await,
         Err(e) => {
             reject(&mut stream, &e).await;
-            return Err(e.into());
+            Err(e.into())
         }
-    };
-    write_response(&mut stream, &upgrade.response, b"").await?;
-    Ok(upgrade.into_websocket(stream, read_buf))
+    }
 }
 
 /// The first of the server's `protocols` that the client offers (RFC 6455 §4.2.2 step 4: the
@@ -257,6 +236,19 @@ impl PreparedUpgrade {
         }
         ws.with_protocol(self.protocol)
     }
+
+    /// Writes the `101` on `stream` and wraps it, for a server that reads requests itself.
+    pub(crate) async fn send<S>(
+        self,
+        mut stream: S,
+        read_buf: BytesMut,
+    ) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        write_response(&mut stream, &self.response, b"").await?;
+        Ok(self.into_websocket(stream, read_buf))
+    }
 }
 
 /// Writes an HTTP response (and body) and flushes it.
@@ -281,7 +273,7 @@ where
 
 /// Answers a failed handshake with its status and reason, then ends the stream. Best effort:
 /// the peer may already be gone.
-pub(crate) async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &HandshakeError) {
+async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &HandshakeError) {
     let (response, body) = server::reject_response(error);
     if write_response(stream, &response, body.as_bytes())
         .await

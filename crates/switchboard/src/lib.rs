@@ -6,7 +6,8 @@
 //!   parsed, as with hyper/axum upgrades) into a connection;
 //! - [`Server`] listens (`ws://` or `wss://`), accepts, and runs a handler per connection,
 //!   within limits and timeouts, with an accept hook ([`Accept`], [`Reject`]), plain HTTP
-//!   routes, [`Metrics`] and a graceful drain;
+//!   routes with async handlers (served by hyper: keep-alive, request bodies, `HEAD`),
+//!   [`Metrics`] and a graceful drain;
 //! - [`PreparedUpgrade`] serves WebSockets from another HTTP server (hyper, axum);
 //! - [`WebSocket`] is one connection: [`recv`](WebSocket::recv) (`None` after a clean close),
 //!   [`send`](WebSocket::send), [`close`](WebSocket::close), and [`split`](WebSocket::split)
@@ -79,7 +80,6 @@ mod head;
 mod hook;
 mod link;
 mod metrics;
-mod router;
 mod server;
 mod split;
 mod stream;

@@ -36,7 +36,8 @@ const GOOD_HEADERS: &str = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade
 
 #[tokio::test]
 async fn plain_http_request_gets_426() {
-    let answer = exchange(server().await, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = exchange(server().await, request).await;
     assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
     assert!(
         answer.to_ascii_lowercase().contains("upgrade: websocket"),

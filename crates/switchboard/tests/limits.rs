@@ -12,24 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
+mod support;
+use support::echo_server;
+
 const REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
     Sec-WebSocket-Version: 13\r\n\r\n";
-
-/// Starts `builder`'s server running an echo handler; returns its address and metrics.
-async fn echo_server(builder: ServerBuilder) -> (std::net::SocketAddr, switchboard::Metrics) {
-    let server = builder.bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let metrics = server.metrics().clone();
-    tokio::spawn(server.serve(|mut ws, _| async move {
-        while let Some(Ok(message)) = ws.recv().await {
-            if message.is_data() && ws.send(message).await.is_err() {
-                break;
-            }
-        }
-    }));
-    (addr, metrics)
-}
 
 /// Reads until the peer closes (or errors); returns everything read.
 async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {

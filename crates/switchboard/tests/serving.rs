@@ -45,7 +45,7 @@ async fn echo(mut ws: switchboard::WebSocket<switchboard::MaybeTlsStream>, reque
 /// A plain HTTP GET; returns the status and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
@@ -206,7 +206,7 @@ async fn plain_http_goes_to_routes_and_the_built_in_endpoints() {
     let builder = Server::builder()
         .health_endpoint("/healthz")
         .metrics_endpoint("/metrics")
-        .route("/", |_request: &Request<()>| {
+        .route("/", |_request| async {
             Response::new("<h1>chat</h1>".into())
         });
     let (addr, _) = start(builder).await;

@@ -10,21 +10,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::Notify;
 
 use super::origin::AllowedOrigins;
-use super::{Hook, Server, Shared, UpgradeCheck};
+use super::router::{self, Handler, Router};
+use super::{Hook, Server, Shared, UpgradeCheck, plain};
 use crate::accept::AcceptOptions;
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::hook::{Accept, Reject};
 use crate::link::Group;
 use crate::metrics::Metrics;
-use crate::router::{self, Router};
 use crate::tls::ServerTls;
 
 /// Builds a [`Server`]: limits, TLS, hooks and routes first, then [`bind`](Self::bind).
 ///
 /// Defaults suit a server on the internet: 25,000 connections, a 10 s handshake, an 8 KiB
-/// request head, a ping after 30 s of silence and 10 s to answer it, a 5 s closing handshake,
+/// request head, a 1 MiB request body, a ping after 30 s of silence and 10 s to answer it, a 5 s closing handshake,
 /// 1 MiB queued per connection (then disconnect with 1013), 10 s to drain on shutdown. The
 /// message limits (16 MiB) are what RFC 6455 conformance needs; lower them if clients send
 /// small messages.
@@ -95,14 +96,17 @@ impl ServerBuilder {
         self
     }
 
-    /// The longest request head accepted (default 8 KiB); a longer one gets 431.
+    /// The longest request head accepted (default 8 KiB), plain HTTP requests' included; a
+    /// longer one gets 431.
     pub fn max_head_size(mut self, bytes: usize) -> Self {
         self.options.max_head_size = bytes;
         self
     }
 
     /// How long the opening handshake may take, TLS included (default 10 s); a client that
-    /// sends its request slower than that (a slowloris) is dropped.
+    /// sends its request slower than that (a slowloris) is dropped. On a plain HTTP connection
+    /// it bounds each request's head and body too, and how long the connection stays open
+    /// without a request.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.options.handshake_timeout = timeout;
         self
@@ -255,30 +259,68 @@ impl ServerBuilder {
         self
     }
 
-    /// Answers plain HTTP requests for `path` (exact match, any method) with `handler`;
-    /// `HEAD` requests get its headers without the body.
-    pub fn route<F>(mut self, path: &str, handler: F) -> Self
+    /// Answers plain HTTP requests for `path`, any method, with `handler`. A path ending in `*`
+    /// is a prefix route: `/admin/*` answers every path that starts with `/admin/`. An exact
+    /// route wins over prefix routes, and a longer prefix over a shorter one.
+    ///
+    /// The handler gets the request with its body, at most
+    /// [`max_body_size`](Self::max_body_size) bytes (a longer one gets 413 without reaching
+    /// it), and its [`PeerAddr`](crate::PeerAddr). A `HEAD` request gets the handler's
+    /// headers and `Content-Length` without the body. Requests on one connection are answered
+    /// in turn (HTTP/1.1 keep-alive).
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use switchboard::Server;
+    /// use switchboard::http::{Method, Request, Response, StatusCode};
+    ///
+    /// let server = Server::builder()
+    ///     .route("/api/echo", |request: Request<bytes::Bytes>| async move {
+    ///         if request.method() != Method::POST {
+    ///             let mut response = Response::new("use POST\n".into());
+    ///             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    ///             return response;
+    ///         }
+    ///         Response::new(request.into_body())
+    ///     })
+    ///     .bind("127.0.0.1:9001")
+    ///     .await?;
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn route<H, F>(mut self, path: &str, handler: H) -> Self
     where
-        F: Fn(&Request<()>) -> Response<Bytes> + Send + Sync + 'static,
+        H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Bytes>> + Send + 'static,
     {
-        self.router.route(path, Arc::new(handler));
+        self.router.route(path, boxed(handler));
         self
     }
 
-    /// Answers plain HTTP requests that no [`route`](Self::route) matches with `handler`.
-    /// Without one they get 426 Upgrade Required.
-    pub fn http<F>(mut self, handler: F) -> Self
+    /// Answers plain HTTP requests that no [`route`](Self::route) matches with `handler`
+    /// (which gets them as a route's handler does). Without one they get 426 Upgrade
+    /// Required.
+    pub fn http<H, F>(mut self, handler: H) -> Self
     where
-        F: Fn(&Request<()>) -> Response<Bytes> + Send + Sync + 'static,
+        H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Bytes>> + Send + 'static,
     {
-        self.router.fallback(Arc::new(handler));
+        self.router.fallback(boxed(handler));
+        self
+    }
+
+    /// The largest request body a route's handler gets (default 1 MiB); a longer one is
+    /// answered 413 Content Too Large, and the rest of it is not read.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.router.max_body_size(bytes);
         self
     }
 
     /// Serves a health check at `path` (`/healthz`, say): `200 ok` while the server runs.
     pub fn health_endpoint(self, path: &str) -> Self {
-        self.route(path, |request| {
-            router::only_get(request).unwrap_or_else(|| {
+        self.route(path, |request| async move {
+            router::only_get(&request).unwrap_or_else(|| {
                 router::text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
             })
         })
@@ -289,13 +331,14 @@ impl ServerBuilder {
     pub fn metrics_endpoint(self, path: &str) -> Self {
         let metrics = self.metrics.clone();
         self.route(path, move |request| {
-            router::only_get(request).unwrap_or_else(|| {
+            let answer = router::only_get(&request).unwrap_or_else(|| {
                 router::text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",
                     metrics.render(),
                 )
-            })
+            });
+            async move { answer }
         })
     }
 
@@ -347,6 +390,7 @@ impl ServerBuilder {
         );
         let shared = Arc::new(Shared {
             config: Arc::new(self.options.config.clone()),
+            http1: plain::builder(&self.options),
             options: self.options,
             tls: self.tls.map(|tls| tls.acceptor()),
             router: self.router,
@@ -354,7 +398,17 @@ impl ServerBuilder {
             check: self.check,
             origins: self.origins,
             group: Arc::new(group),
+            drain: Notify::new(),
         });
         Server::new(listener, shared, self.shutdown_grace)
     }
+}
+
+/// `handler` as the router keeps it.
+fn boxed<H, F>(handler: H) -> Arc<Handler>
+where
+    H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Bytes>> + Send + 'static,
+{
+    Arc::new(move |request| Box::pin(handler(request)))
 }

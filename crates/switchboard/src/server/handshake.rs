@@ -1,140 +1,111 @@
-//! A server's opening handshake, from an admitted TCP stream to a WebSocket, in this order:
-//! TLS; the request head (at most `max_head_size`); a plain HTTP request goes to the routes;
-//! then the application's synchronous check, RFC 6455 §4.2.1's validation, the origin
-//! allow-list, the accept hook, and the `101` with the subprotocol and permessage-deflate
-//! agreed ([`accept::complete`], shared with [`accept_request`](crate::accept_request)). The
-//! whole of it runs within the handshake timeout; every failure is counted by reason.
+//! A connection's first request, from an admitted TCP stream: TLS, then the request head, read
+//! by the server's own parser (at most `max_head_size`). An upgrade request takes the fast path:
+//! the checks of [`upgrade::prepare`] and the `101`, written here with no HTTP stack involved.
+//! Any other request is handed on with the bytes read so far, for hyper to serve
+//! ([`plain`](super::plain)). All of it runs within the handshake timeout; every failure is
+//! counted by reason.
 
 use std::net::SocketAddr;
 
-use http::{Request, StatusCode, header};
-use proto::handshake::{HandshakeError, server};
+use bytes::Bytes;
+use http::{Method, Request};
+use proto::handshake::server;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::Shared;
 use super::respond::respond;
-use crate::accept::{self, choose_protocol};
+use super::upgrade::{self, Refusal};
 use crate::error::Error;
 use crate::head::read_head;
-use crate::hook::{PeerAddr, Reject};
+use crate::hook::PeerAddr;
 use crate::metrics::HandshakeFailure;
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 
-type Failure = (HandshakeFailure, String);
-
-/// The handshake within the server's time limit; a failure is counted and logged.
-pub(super) async fn upgrade(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-) -> Option<(WebSocket<MaybeTlsStream>, Request<()>)> {
-    let metrics = shared.group.metrics();
-    let handshake = handshake(tcp, peer, shared);
-    match tokio::time::timeout(shared.options.handshake_timeout, handshake).await {
-        Ok(Ok(upgraded)) => upgraded,
-        Ok(Err((reason, e))) => {
-            metrics.handshake_failed(reason);
-            tracing::debug!(%peer, reason = reason.as_str(), "handshake failed: {e}");
-            None
-        }
-        Err(_) => {
-            metrics.handshake_failed(HandshakeFailure::Timeout);
-            tracing::debug!(%peer, "handshake timed out");
-            None
-        }
-    }
+/// A first request that did not make it.
+// Smaller than `First`, beside which it lives in the handshake's future: boxing saves nothing.
+#[allow(clippy::large_enum_variant)]
+enum Failure {
+    /// Dropped without an answer.
+    Dropped(HandshakeFailure, String),
+    /// Refused: the answer still to write, to a request of that method.
+    Refused(MaybeTlsStream, Method, Refusal),
 }
 
-/// Runs the opening handshake: TLS, the request head, then either a plain HTTP answer
-/// (`Ok(None)`) or the checks, the hook and the `101`.
-async fn handshake(
+/// Where a connection's first request leads.
+// It lives only from the handshake to the handler, within the boxed start of the connection's
+// task: boxing the WebSocket would cost an allocation per upgrade and save nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum First {
+    /// A WebSocket, upgraded on the fast path.
+    WebSocket(WebSocket<MaybeTlsStream>, Request<()>),
+    /// A plain HTTP request: the stream, and what was read off it (the request's head first).
+    Plain(MaybeTlsStream, Bytes),
+}
+
+/// The first request within the server's time limit; a failure is counted and logged.
+pub(super) async fn first_request(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Option<(WebSocket<MaybeTlsStream>, Request<()>)>, Failure> {
+) -> Option<First> {
+    let metrics = shared.group.metrics();
+    let deadline = Instant::now() + shared.options.handshake_timeout;
+    match tokio::time::timeout_at(deadline, handshake(tcp, peer, shared)).await {
+        Ok(Ok(first)) => return Some(first),
+        Ok(Err(Failure::Dropped(reason, detail))) => {
+            upgrade::failed(metrics, peer, reason, &detail)
+        }
+        Ok(Err(Failure::Refused(mut stream, method, refusal))) => {
+            // Counted before the answer goes out: a client that has read it finds it counted.
+            upgrade::failed(metrics, peer, refusal.reason, &refusal.detail);
+            let answer = respond(&mut stream, &method, refusal.response);
+            let _ = tokio::time::timeout_at(deadline, answer).await;
+        }
+        Err(_) => upgrade::failed(metrics, peer, HandshakeFailure::Timeout, "timed out"),
+    }
+    None
+}
+
+/// TLS, the request head, then either a plain request handed on or the checks and the `101`.
+async fn handshake(tcp: TcpStream, peer: SocketAddr, shared: &Shared) -> Result<First, Failure> {
     let _ = tcp.set_nodelay(true);
     let mut stream = match &shared.tls {
         None => MaybeTlsStream::Plain(tcp),
         Some(acceptor) => match acceptor.accept(tcp).await {
             Ok(tls) => MaybeTlsStream::Tls(Box::new(tls.into())),
-            Err(e) => return Err((HandshakeFailure::Tls, e.to_string())),
+            Err(e) => return Err(Failure::Dropped(HandshakeFailure::Tls, e.to_string())),
         },
     };
     let max_head = shared.options.max_head_size;
-    let parse = |buf: &[u8]| server::parse_request(buf, max_head);
-    let (mut request, read_buf) = match read_head(&mut stream, parse).await {
-        Ok(head) => head,
-        Err(Error::Handshake(e)) => return Err(refuse(&mut stream, e).await),
-        Err(e) => return Err((HandshakeFailure::Io, e.to_string())),
+    // Consumes nothing (a length of 0), so that the head's bytes stay in the buffer for hyper
+    // to read again when the request is a plain one.
+    let parse = |buf: &[u8]| {
+        let head = server::parse_request(buf, max_head)?;
+        Ok(head.map(|(request, len)| ((request, len), 0)))
     };
-    request.extensions_mut().insert(PeerAddr(peer));
-
-    if !server::is_upgrade_request(&request) {
-        shared.group.metrics().http_request();
-        let response = shared.router.handle(&request);
-        respond(&mut stream, &request, response)
-            .await
-            .map_err(|e| (HandshakeFailure::Io, e.to_string()))?;
-        return Ok(None);
-    }
-    if let Some(response) = shared.check.as_ref().and_then(|check| check(&request)) {
-        let status = response.status();
-        let _ = respond(&mut stream, &request, response).await;
-        return Err((
-            HandshakeFailure::Rejected,
-            format!("check answered {status}"),
-        ));
-    }
-    if let Err(e) = server::validate_request(&request) {
-        return Err(refuse(&mut stream, e).await);
-    }
-    if !shared.origins.allows(&request) {
-        let origin = request.headers().get(header::ORIGIN).cloned();
-        let reject = Reject::new(StatusCode::FORBIDDEN).body("origin not allowed\n");
-        let _ = respond(&mut stream, &request, reject.into_response()).await;
-        return Err((HandshakeFailure::Origin, format!("origin {origin:?}")));
-    }
-    let mut protocol = choose_protocol(&request, &shared.options.protocols);
-    if let Some(hook) = &shared.hook {
-        match hook(&request).await {
-            Ok(accept) => {
-                request.extensions_mut().extend(accept.extensions);
-                if accept.protocol.is_some() {
-                    protocol = accept.protocol;
-                }
-            }
-            Err(reject) => {
-                let status = reject.status();
-                let _ = respond(&mut stream, &request, reject.into_response()).await;
-                return Err((
-                    HandshakeFailure::Rejected,
-                    format!("hook answered {status}"),
-                ));
-            }
+    let ((mut request, head_len), mut read) = match read_head(&mut stream, parse).await {
+        Ok(head) => head,
+        Err(Error::Handshake(e)) => {
+            return Err(Failure::Refused(
+                stream,
+                Method::GET,
+                Refusal::handshake(&e),
+            ));
         }
+        Err(e) => return Err(Failure::Dropped(HandshakeFailure::Io, e.to_string())),
+    };
+    if !server::is_upgrade_request(&request) {
+        return Ok(First::Plain(stream, read.freeze()));
     }
-    let config = shared.config.clone();
-    let options = &shared.options;
-    match accept::complete(stream, &request, read_buf, options, config, protocol).await {
-        Ok(ws) => Ok(Some((ws, request))),
-        Err(Error::Handshake(e)) => Err((failure(&e), e.to_string())),
-        Err(e) => Err((HandshakeFailure::Io, e.to_string())),
-    }
-}
-
-/// Answers a request that failed the handshake with its status.
-async fn refuse(stream: &mut MaybeTlsStream, e: HandshakeError) -> Failure {
-    accept::reject(stream, &e).await;
-    (failure(&e), e.to_string())
-}
-
-/// How a handshake error is counted.
-fn failure(e: &HandshakeError) -> HandshakeFailure {
-    match e.status() {
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => HandshakeFailure::HeadTooLarge,
-        StatusCode::UPGRADE_REQUIRED => HandshakeFailure::UnsupportedVersion,
-        StatusCode::BAD_REQUEST => HandshakeFailure::BadRequest,
-        _ => HandshakeFailure::Other,
+    let read_buf = read.split_off(head_len);
+    request.extensions_mut().insert(PeerAddr(peer));
+    match upgrade::prepare(shared, &mut request).await {
+        Ok(upgrade) => match upgrade.send(stream, read_buf).await {
+            Ok(ws) => Ok(First::WebSocket(ws, request)),
+            Err(e) => Err(Failure::Dropped(HandshakeFailure::Io, e.to_string())),
+        },
+        Err(refusal) => Err(Failure::Refused(stream, request.method().clone(), refusal)),
     }
 }

@@ -1,18 +1,30 @@
 //! [`Server`]: a TCP (or TLS) listener that accepts WebSocket connections and hands each to a
 //! handler in its own task; plain HTTP requests go to routes (`/healthz`, `/metrics` and the
-//! application's own).
+//! application's own), served by hyper.
 //!
-//! Every connection is bounded: the whole opening handshake (TLS, request head, accept hook,
-//! response) by the handshake timeout, the head by its size, the number of connections by a
-//! limit (`503` beyond it), a silent peer by keepalive pings, the closing handshake by the
-//! close timeout, and what is queued for a slow reader by the send queue limit. On shutdown
-//! the server stops accepting, sends `1001 Going Away` to every client, and waits up to a grace
-//! period for them to finish.
+//! A connection's first request is read by the server's own parser: an upgrade takes the fast
+//! path, with nothing of an HTTP stack left per connection. Any other request goes to hyper
+//! (HTTP/1.1 keep-alive, request bodies, `HEAD`), and an upgrade that follows it on the same
+//! connection passes the same checks.
+//!
+//! Every connection is bounded: the opening handshake (TLS, request head, accept hook,
+//! response) by the handshake timeout, the head by its size, a request body by its size, the
+//! number of connections by a limit (`503` beyond it), a silent peer by keepalive pings, the
+//! closing handshake by the close timeout, and what is queued for a slow reader by the send
+//! queue limit. On shutdown the server stops accepting, ends idle HTTP connections, sends
+//! `1001 Going Away` to every WebSocket client, and waits up to a grace period for them to
+//! finish.
 //!
 //! - `builder.rs`: [`ServerBuilder`], the settings;
 //! - `admission.rs`: who gets in (the connection limit, `503` beyond it);
-//! - `handshake.rs`: from a TCP stream to a WebSocket (TLS, head, checks, origin, hook, `101`);
-//! - `respond.rs`: plain HTTP answers;
+//! - `handshake.rs`: a connection's first request (TLS, head, then the fast path's `101`, or
+//!   the request handed on to hyper);
+//! - `upgrade.rs`: the checks every upgrade request passes (check, RFC 6455, origin, hook);
+//! - `origin.rs`: the origin allow-list;
+//! - `respond.rs`: the fast path's refusals;
+//! - `plain.rs`: plain HTTP on hyper, keep-alive, and an upgrade among its requests;
+//! - `rewind.rs`: the transport that gives hyper the bytes already read;
+//! - `router.rs`: the routes, their bodies and `HEAD`;
 //! - `task.rs`: a connection's task, the handshake then the handler;
 //! - this file: the accept loop and the drain.
 
@@ -20,8 +32,12 @@ mod admission;
 mod builder;
 mod handshake;
 mod origin;
+mod plain;
 mod respond;
+mod rewind;
+mod router;
 mod task;
+mod upgrade;
 
 use std::future::{Future, pending};
 use std::io;
@@ -33,17 +49,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::accept::AcceptOptions;
 use crate::hook::{Accept, Reject};
 use crate::link::Group;
 use crate::metrics::Metrics;
-use crate::router::Router;
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 
 pub use builder::ServerBuilder;
 use origin::AllowedOrigins;
+use router::Router;
 
 type Hook = dyn Fn(&Request<()>) -> Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>
     + Send
@@ -100,8 +117,25 @@ struct Shared {
     hook: Option<Arc<Hook>>,
     check: Option<Arc<UpgradeCheck>>,
     origins: AllowedOrigins,
+    /// hyper's settings for plain HTTP connections.
+    http1: hyper::server::conn::http1::Builder,
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
+    /// Wakes the plain HTTP connections when the group starts shutting down.
+    drain: Notify,
+}
+
+impl Shared {
+    /// Completes once the server drains.
+    async fn drained(&self) {
+        let notified = self.drain.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a drain in between is not missed.
+        notified.as_mut().enable();
+        if !self.group.is_shutting_down() {
+            notified.await;
+        }
+    }
 }
 
 impl Server {
@@ -209,6 +243,7 @@ impl Server {
             "shutting down: closing connections with 1001"
         );
         group.shut_down();
+        shared.drain.notify_waiters();
         if !group.wait_idle(shutdown_grace).await {
             tracing::warn!(
                 connections = group.members(),

@@ -1,29 +1,27 @@
-//! Plain HTTP answers on a server's port: the routes' responses, and refusals of upgrade
-//! requests.
+//! The answer to a refused upgrade on the fast path, where no HTTP stack writes it.
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{Method, Response, header};
 use tokio::io::AsyncWriteExt;
 
 use crate::accept::write_response;
 use crate::error::Error;
 use crate::stream::MaybeTlsStream;
 
-/// Writes a plain HTTP response and ends the connection (no keep-alive: the server's HTTP is
-/// for health checks, metrics and a few pages).
+/// Writes `response` (with its `Content-Length`) to a request of `method` and ends the
+/// connection.
 pub(super) async fn respond(
     stream: &mut MaybeTlsStream,
-    request: &Request<()>,
+    method: &Method,
     response: Response<Bytes>,
 ) -> Result<(), Error> {
     let (parts, body) = response.into_parts();
     let mut head = Response::from_parts(parts, ());
     let headers = head.headers_mut();
-    if !headers.contains_key(header::CONTENT_LENGTH) {
-        headers.insert(header::CONTENT_LENGTH, body.len().into());
-    }
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    let body = if request.method() == Method::HEAD {
+    headers
+        .entry(header::CONTENT_LENGTH)
+        .or_insert(body.len().into());
+    let body = if method == Method::HEAD {
         &[][..]
     } else {
         &body[..]

@@ -1,4 +1,5 @@
-//! A connection's task: the opening handshake, then the application's handler.
+//! A connection's task: the opening handshake (on the fast path, or after plain HTTP requests),
+//! then the application's handler.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +10,8 @@ use std::task::{Context, Poll, ready};
 use http::Request;
 use tokio::net::TcpStream;
 
-use super::{Shared, handshake};
+use super::handshake::{self, First};
+use super::{Shared, plain};
 use crate::link::{Link, Member};
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
@@ -27,11 +29,15 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     // The handshake runs boxed, and is freed before the handler runs: its state (TLS, the
-    // request being parsed, the hook) is several times a connection's, and the task would
-    // otherwise keep room for it, and for what it captures, for the connection's whole life.
+    // request being parsed, the hook, hyper's connection) is several times a connection's, and
+    // the task would otherwise keep room for it, and for what it captures, for the
+    // connection's whole life.
     ConnectionTask::Starting {
         start: Box::pin(async move {
-            let (mut ws, request) = handshake::upgrade(tcp, peer, &shared).await?;
+            let (mut ws, request) = match handshake::first_request(tcp, peer, &shared).await? {
+                First::WebSocket(ws, request) => (ws, request),
+                First::Plain(stream, read) => plain::serve(stream, read, peer, &shared).await?,
+            };
             drop(shared);
             ws.attach(Link::new(member));
             Some(handler(ws, request))
