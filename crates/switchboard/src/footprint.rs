@@ -6,7 +6,12 @@
 //! task in a cell of the future's size plus 104 bytes, rounded up to a multiple of 128: a
 //! future of up to 280 bytes takes 384. These tests keep each part within its budget, so that a
 //! field added in passing shows up here rather than as a step in the idle-memory benchmark.
+//! (The hub's `Echo`, a handler of another crate, is bounded by the socket's size beside it.)
 #![cfg(all(test, target_pointer_width = "64"))]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
@@ -14,6 +19,24 @@ use crate::websocket::cold::Cold;
 
 /// The largest future that fits tokio's 384-byte task cell.
 const SMALL_CELL_FUTURE: usize = 384 - 104;
+
+/// A handler that holds the socket and nothing else, as `switchboard_hub::echo` does.
+struct Holder(#[allow(dead_code)] WebSocket<MaybeTlsStream>);
+
+impl Future for Holder {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+/// The handshake runs boxed and is freed before the handler runs: the task keeps no room for
+/// it, nor for anything else beside the handler's future.
+#[tokio::test]
+async fn a_connection_task_is_its_handler_and_not_a_byte_more() {
+    let task = crate::server::sample_task(|ws, _request| Holder(ws)).await;
+    assert_eq!(size_of_val(&task), size_of::<Holder>());
+}
 
 #[test]
 fn a_server_socket_fits_the_small_task_cell() {

@@ -61,6 +61,8 @@ use crate::websocket::WebSocket;
 pub use builder::ServerBuilder;
 use origin::AllowedOrigins;
 use router::Router;
+#[cfg(test)]
+pub(crate) use task::sample as sample_task;
 
 type Hook = dyn Fn(&Request<()>) -> Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>
     + Send

@@ -78,41 +78,20 @@ where
     }
 }
 
+/// A connection's task as a server makes it, for `footprint.rs` to measure: over a loopback
+/// connection that is never answered.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Server;
-
-    /// A handler that holds the socket and nothing else, as `switchboard_hub::echo` does.
-    struct Holder(#[allow(dead_code)] WebSocket<MaybeTlsStream>);
-
-    impl Future for Holder {
-        type Output = ();
-        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-            Poll::Ready(())
-        }
-    }
-
-    /// An idle connection's memory is mostly its task, so the handshake's state must not stay
-    /// in it: the task is the handler's future and not a byte more. And that future, the socket
-    /// alone, fits the 384-byte cell tokio allocates for a future of up to 280 bytes (its
-    /// header, scheduler, id and trailer take 104; cells are multiples of 128 bytes).
-    #[tokio::test]
-    async fn a_connection_task_is_its_handler_and_fits_a_small_cell() {
-        let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr().unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let peer = tcp.local_addr().unwrap();
-        let shared = server.shared.clone();
-        let member = shared.group.admit().unwrap();
-        let handler = Arc::new(|ws: WebSocket<MaybeTlsStream>, _: Request<()>| Holder(ws));
-        let task = connection(member, tcp, peer, shared, handler);
-        assert_eq!(size_of_val(&task), size_of::<Holder>());
-        #[cfg(target_pointer_width = "64")]
-        assert!(
-            size_of::<WebSocket<MaybeTlsStream>>() <= 280,
-            "{} bytes",
-            size_of::<WebSocket<MaybeTlsStream>>()
-        );
-    }
+pub(crate) async fn sample<H, F>(handler: H) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Fn(WebSocket<MaybeTlsStream>, Request<()>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let server = super::Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpStream::connect(server.local_addr().unwrap())
+        .await
+        .unwrap();
+    let peer = tcp.local_addr().unwrap();
+    let shared = server.shared.clone();
+    let member = shared.group.admit().unwrap();
+    connection(member, tcp, peer, shared, Arc::new(handler))
 }
