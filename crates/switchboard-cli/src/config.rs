@@ -137,8 +137,9 @@ pub(crate) struct ServeOptions {
         help_heading = "Hub mode"
     )]
     pub(crate) jwt_secret: Option<String>,
-    /// Channel rule PATTERN=POLICY, first match wins; POLICY is public, authenticated or
-    /// public-read; PATTERN is a name or a prefix and '*'. Repeat for more rules
+    /// Channel rule PATTERN=POLICY, first match wins; POLICY is public, authenticated,
+    /// public-read or personal ('user:*=personal': only the token user 42 reads user:42, and
+    /// no client publishes there); PATTERN is a name or a prefix and '*'. Repeat for more rules
     #[arg(
         long = "rule",
         value_name = "PATTERN=POLICY",
@@ -432,6 +433,14 @@ mod tests {
     }
 
     #[test]
+    fn a_personal_rule_reads_as_the_flag_does() {
+        let options = ServeOptions::from_toml(r#"rules = ["user:*=personal"]"#).unwrap();
+        let personal = ChannelRule::new("user:*", switchboard_hub::Policy::Personal);
+        assert_eq!(options.rules, Some(vec![personal.clone()]));
+        assert_eq!("user:*=personal".parse(), Ok(personal));
+    }
+
+    #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = ServeOptions::from_toml("max-conections = 5").unwrap_err();
         let text = format!("{err:#}");
@@ -447,6 +456,7 @@ mod tests {
             ("backpressure = \"sometimes\"", "backpressure"),
             ("listen = \"nowhere\"", "listen"),
             ("rules = [\"team:*=sometimes\"]", "rules"),
+            ("rules = [\"user:42=personal\"]", "rules"),
             ("deflate-level = 12", "deflate-level"),
             ("deflate = \"yes\"", "deflate"),
         ] {

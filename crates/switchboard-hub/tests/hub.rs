@@ -673,6 +673,67 @@ async fn bad_or_expired_tokens_are_refused_with_1008() {
     assert_eq!(client.closed().await, Some(1008));
 }
 
+/// `user:*=personal`: user 42 reads `user:42` and gets what the backend publishes there; user 7
+/// and an anonymous client calling itself 42 are refused with `forbidden`; no client publishes.
+#[tokio::test]
+async fn a_personal_channel_is_read_by_its_user_only_and_fed_by_the_backend() {
+    let key = JwtKey::hs256("test secret, thirty-two bytes ..");
+    let mut config = HubConfig::default();
+    config.jwt = Some(key.clone());
+    config.rules = vec!["user:*=personal".parse().unwrap()];
+    let broker = Arc::new(LocalBroker::new(HistoryConfig::default()));
+    let server = start_on(broker.clone(), config).await;
+    let mut owner = Client::connect(&server, &format!("token={}", token(&key, "42", None))).await;
+    let mut other = Client::connect(&server, &format!("token={}", token(&key, "7", None))).await;
+    let mut impostor = Client::connect(&server, "name=42").await;
+    assert_eq!(impostor.hello["client"]["user"], "42");
+
+    owner.subscribe("user:42", None).await;
+    let backend = ClientInfo {
+        user: "backend".into(),
+        conn: "backend".into(),
+        authenticated: true,
+    };
+    let data = RawValue::from_string(r#"{"order":"shipped"}"#.into()).unwrap();
+    broker.publish("user:42", backend, data).await.unwrap();
+    let message = owner.reply().await;
+    assert_eq!(
+        (&message["channel"], &message["data"]),
+        (&json!("user:42"), &json!({"order": "shipped"})),
+        "{message}"
+    );
+
+    for (client, reason) in [
+        (&mut other, "channel user:42 is another user's"),
+        (
+            &mut impostor,
+            "channel user:42 is for its user, with a token",
+        ),
+    ] {
+        for request in [
+            json!({"op": "subscribe", "channel": "user:42", "id": 1}),
+            json!({"op": "history", "channel": "user:42", "id": 2}),
+            json!({"op": "presence", "channel": "user:42", "id": 3}),
+        ] {
+            client.send(request.clone()).await;
+            let error = client.reply().await;
+            assert_eq!(
+                (&error["code"], &error["reason"], &error["id"]),
+                (&json!("forbidden"), &json!(reason), &request["id"]),
+                "{request}: {error}"
+            );
+        }
+    }
+    for client in [&mut owner, &mut other, &mut impostor] {
+        let error = client.publish("user:42", json!("forged"), 4).await;
+        assert_eq!(error["code"], "forbidden", "{error}");
+        assert_eq!(error["reason"], "only the server publishes on user:42");
+    }
+    // The refused publishes reached no one; user 7 reads its own channel.
+    owner.expect_silence(Duration::from_millis(200)).await;
+    other.subscribe("user:7", None).await;
+}
+
 /// A subscriber that stops reading is disconnected with 1013 rather than sent a stream with a
 /// hole in it; what it did receive has no gap, and it recovers the rest.
 #[tokio::test]

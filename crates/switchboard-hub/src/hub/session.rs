@@ -16,7 +16,7 @@ use super::recovery;
 use super::shared::Shared;
 use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
 use crate::protocol::{ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request};
-use crate::rules::policy_for;
+use crate::rules::{Access, check};
 
 /// Room around `data` for the rest of a publish request, before the size check parses it.
 const ENVELOPE: usize = 4096;
@@ -184,12 +184,7 @@ impl<'h> Session<'h> {
                 Ok(())
             }
             Op::Publish { id, channel, data } => {
-                if !policy_for(&self.hub.config.rules, &channel)
-                    .may_publish(self.info.authenticated)
-                {
-                    let reason = format!("publishing on {channel} needs an authenticated user");
-                    return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
-                }
+                self.check(id.as_ref(), &channel, Access::Publish)?;
                 let size = data.get().len();
                 if size > self.hub.config.max_data_size {
                     let reason = format!(
@@ -211,7 +206,7 @@ impl<'h> Session<'h> {
                 Ok(())
             }
             Op::Presence { id, channel } => {
-                self.check_read(id.as_ref(), &channel)?;
+                self.check(id.as_ref(), &channel, Access::Read)?;
                 let presence = self.hub.broker.presence(&channel).await;
                 let clients = presence.map_err(|e| unavailable(id.clone(), &e))?;
                 let reply = Reply::Presence {
@@ -223,7 +218,7 @@ impl<'h> Session<'h> {
                 Ok(())
             }
             Op::History { id, channel, limit } => {
-                self.check_read(id.as_ref(), &channel)?;
+                self.check(id.as_ref(), &channel, Access::Read)?;
                 let limit = limit
                     .unwrap_or(DEFAULT_HISTORY_LIMIT)
                     .min(self.hub.config.max_replay);
@@ -246,13 +241,21 @@ impl<'h> Session<'h> {
         }
     }
 
-    fn check_read(&self, id: Option<&RequestId>, channel: &str) -> Result<(), RequestError> {
-        if policy_for(&self.hub.config.rules, channel).may_read(self.info.authenticated) {
-            Ok(())
-        } else {
-            let reason = format!("channel {channel} is for authenticated users");
-            Err(RequestError::new(id.cloned(), ErrorCode::Forbidden, reason))
-        }
+    /// The user a verified token names, which the channel rules go by; `None` for a client
+    /// without one, whatever name it chose.
+    fn user(&self) -> Option<&str> {
+        self.info.authenticated.then_some(self.info.user.as_str())
+    }
+
+    /// Refuses, with `forbidden`, what the channel rules do not allow this client.
+    fn check(
+        &self,
+        id: Option<&RequestId>,
+        channel: &str,
+        access: Access,
+    ) -> Result<(), RequestError> {
+        check(&self.hub.config.rules, channel, self.user(), access)
+            .map_err(|reason| RequestError::new(id.cloned(), ErrorCode::Forbidden, reason))
     }
 
     async fn subscribe(
@@ -261,7 +264,7 @@ impl<'h> Session<'h> {
         channel: String,
         since: Option<StreamPosition>,
     ) -> Result<(), RequestError> {
-        self.check_read(id.as_ref(), &channel)?;
+        self.check(id.as_ref(), &channel, Access::Read)?;
         if self.subscriptions.contains(&channel) {
             let reason = format!("already subscribed to {channel}");
             return Err(RequestError::new(id, ErrorCode::AlreadySubscribed, reason));
