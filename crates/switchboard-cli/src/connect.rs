@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderName, HeaderValue};
-use switchboard::tls::ClientTls;
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
 use tokio::sync::mpsc;
 
@@ -85,7 +84,7 @@ fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
         _ => Err(format!("expected a number of seconds, got {s:?}")),
@@ -266,11 +265,7 @@ fn connect_options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     for (name, value) in &args.headers {
         options.headers.append(name.clone(), value.clone());
     }
-    if args.insecure {
-        options.tls = Some(ClientTls::dangerous_insecure());
-    } else if let Some(ca) = &args.ca {
-        options.tls = Some(ClientTls::from_ca_file(ca)?);
-    }
+    options.tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
     Ok(options)
 }
 

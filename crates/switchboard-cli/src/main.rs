@@ -1,4 +1,5 @@
-//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal, measure one.
+//! `switchboard`: serve WebSockets, talk to a WebSocket server from the terminal, publish to a
+//! hub from scripts, measure a server.
 
 use std::process::ExitCode;
 
@@ -12,7 +13,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod bench;
 mod config;
 mod connect;
+mod publish;
 mod serve;
+mod trust;
 mod web;
 
 #[derive(Parser, Debug)]
@@ -34,6 +37,8 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Measure a WebSocket server: echo, broadcast, idle connections, handshakes.
     Bench(bench::BenchArgs),
+    /// Publish a message on a channel of a hub, through its server API.
+    Publish(publish::PublishArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => exit_code(bench::main(args)),
         Command::Serve(args) => block_on(serve::run(*args)),
         Command::Connect(args) => block_on(connect::run(args)),
+        Command::Publish(args) => block_on(publish::run(args)),
     }
 }
 

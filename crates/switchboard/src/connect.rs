@@ -8,12 +8,11 @@ use proto::deflate::DeflateConfig;
 use proto::handshake::client;
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::Error;
 use crate::head::read_head;
 use crate::stream::MaybeTlsStream;
-use crate::tls::{self, ClientTls};
+use crate::tls::ClientTls;
 use crate::websocket::WebSocket;
 
 /// Options for [`connect_with`].
@@ -86,36 +85,8 @@ pub async fn connect_with(
     options: &ConnectOptions,
 ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
     let uri: Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
-    let secure = match uri.scheme_str() {
-        Some("ws" | "http") => false,
-        Some("wss" | "https") => true,
-        _ => return Err(Error::Url(format!("{url}: expected ws:// or wss://"))),
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| Error::Url(format!("{url}: no host")))?;
-    // An IPv6 literal comes as "[::1]"; the socket address and the server name want it bare.
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let server_name = if secure {
-        Some(tls::server_name(host).map_err(Error::Url)?)
-    } else {
-        None
-    };
     let handshake = async {
-        let tcp = TcpStream::connect((host, port)).await?;
-        tcp.set_nodelay(true)?;
-        let stream = match server_name {
-            None => MaybeTlsStream::Plain(tcp),
-            Some(name) => {
-                let connector = match &options.tls {
-                    Some(tls) => tls.connector(),
-                    None => ClientTls::webpki_roots().connector(),
-                };
-                let tls = connector.connect(name, tcp).await?;
-                MaybeTlsStream::Tls(Box::new(tls.into()))
-            }
-        };
+        let stream = MaybeTlsStream::connect(&uri, options.tls.as_ref()).await?;
         client_handshake(&uri, stream, options).await
     };
     tokio::time::timeout(options.timeout, handshake)

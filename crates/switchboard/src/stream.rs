@@ -4,8 +4,12 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::error::Error;
+use crate::tls::{self, ClientTls};
 
 /// A TCP stream, with or without TLS: what [`Server`](crate::Server) hands its handler and
 /// what [`connect`](crate::connect) returns, for `ws://` and `wss://` alike.
@@ -19,6 +23,49 @@ pub enum MaybeTlsStream {
 }
 
 impl MaybeTlsStream {
+    /// Opens the transport to `uri`'s host and port: TCP (with `TCP_NODELAY`), then TLS for
+    /// `wss://` and `https://`, trusting `tls` (the Mozilla roots when `None`). For a
+    /// WebSocket, [`connect`](crate::connect) does this and the handshake; this serves other
+    /// protocols on the same URLs and trust settings, such as HTTP requests to a server's API.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for a scheme other than `ws`, `wss`, `http` and `https`, or no host;
+    /// [`Error::Io`] when the connection or the TLS handshake fails.
+    pub async fn connect(uri: &Uri, tls: Option<&ClientTls>) -> Result<Self, Error> {
+        let secure = match uri.scheme_str() {
+            Some("ws" | "http") => false,
+            Some("wss" | "https") => true,
+            _ => {
+                return Err(Error::Url(format!(
+                    "{uri}: expected ws://, wss://, http:// or https://"
+                )));
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::Url(format!("{uri}: no host")))?;
+        // An IPv6 literal comes as "[::1]"; the socket address and the server name want it bare.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let server_name = if secure {
+            Some(tls::server_name(host).map_err(Error::Url)?)
+        } else {
+            None
+        };
+        let tcp = TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        let Some(name) = server_name else {
+            return Ok(Self::Plain(tcp));
+        };
+        let connector = match tls {
+            Some(tls) => tls.connector(),
+            None => ClientTls::webpki_roots().connector(),
+        };
+        let tls = connector.connect(name, tcp).await?;
+        Ok(Self::Tls(Box::new(tls.into())))
+    }
+
     /// The TCP stream underneath (for its addresses and socket options).
     pub fn tcp(&self) -> &TcpStream {
         match self {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::ProgressBar;
-use switchboard::tls::ClientTls;
 use switchboard::{ConnectOptions, DeflateConfig, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
@@ -28,14 +27,7 @@ static DEFLATE_AGREED: AtomicU64 = AtomicU64::new(0);
 /// Sets how the connections of this run open, from `--insecure`, `--ca` and `--deflate`.
 /// Called once, before any connection opens.
 pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
-    let tls = if args.insecure {
-        Some(ClientTls::dangerous_insecure())
-    } else {
-        args.ca
-            .as_deref()
-            .map(ClientTls::from_ca_file)
-            .transpose()?
-    };
+    let tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
     let _ = CONNECT_OPTIONS.set(ConnectOptions {
         timeout: CONNECT_TIMEOUT,
         tls,
