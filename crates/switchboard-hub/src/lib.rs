@@ -18,6 +18,7 @@
 mod auth;
 mod broker;
 mod hub;
+mod idempotency;
 mod local;
 pub mod protocol;
 mod random;
@@ -31,7 +32,10 @@ pub use broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
     Publication, StreamPosition,
 };
-pub use hub::{Hub, HubConfig};
+pub use hub::{
+    ChannelInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo,
+    Target,
+};
 pub use local::LocalBroker;
 pub use protocol::ErrorCode;
 pub use raw::{Broadcast, Echo, echo};
