@@ -125,6 +125,23 @@ fn channel_ok(channel: &str) -> Result<(), HubError> {
 }
 
 impl Hub {
+    /// Sends `command` to every connection of `user` on this node; the receivers get their
+    /// answers (a connection that ends first drops its sender).
+    fn ask<T>(
+        &self,
+        user: &str,
+        command: impl Fn(oneshot::Sender<T>) -> Command,
+    ) -> Vec<oneshot::Receiver<T>> {
+        let mut waits = Vec::new();
+        for mailbox in self.shared.registry.mailboxes(Whom::User(user)) {
+            let (done, outcome) = oneshot::channel();
+            if mailbox.send(command(done)).is_ok() {
+                waits.push(outcome);
+            }
+        }
+        waits
+    }
+
     fn data_ok(&self, data: &RawValue) -> Result<(), HubError> {
         let (size, limit) = (data.get().len(), self.shared.config.max_data_size);
         if size > limit {
@@ -310,14 +327,10 @@ impl Hub {
     /// were.
     pub async fn subscribe(&self, user: &str, channel: &str) -> Result<usize, HubError> {
         channel_ok(channel)?;
-        let mut waits = Vec::new();
-        for mailbox in self.shared.registry.mailboxes(Whom::User(user)) {
-            let (done, outcome) = oneshot::channel();
-            let channel = channel.to_owned();
-            if mailbox.send(Command::Subscribe { channel, done }).is_ok() {
-                waits.push(outcome);
-            }
-        }
+        let waits = self.ask(user, |done| Command::Subscribe {
+            channel: channel.to_owned(),
+            done,
+        });
         let total = waits.len();
         let mut done = 0;
         let mut failures = Vec::new();
@@ -349,14 +362,10 @@ impl Hub {
     /// [`HubError::InvalidChannel`].
     pub async fn unsubscribe(&self, user: &str, channel: &str) -> Result<usize, HubError> {
         channel_ok(channel)?;
-        let mut waits = Vec::new();
-        for mailbox in self.shared.registry.mailboxes(Whom::User(user)) {
-            let (done, outcome) = oneshot::channel();
-            let channel = channel.to_owned();
-            if mailbox.send(Command::Unsubscribe { channel, done }).is_ok() {
-                waits.push(outcome);
-            }
-        }
+        let waits = self.ask(user, |done| Command::Unsubscribe {
+            channel: channel.to_owned(),
+            done,
+        });
         let mut was = 0;
         for outcome in waits {
             if outcome.await == Ok(true) {
