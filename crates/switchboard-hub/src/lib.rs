@@ -15,6 +15,7 @@
 //! `switchboard` runtime, and everything that must be shared between nodes (offsets, history,
 //! presence, delivery) goes through the [`Broker`] trait.
 
+mod api;
 mod auth;
 mod broker;
 mod hub;
@@ -27,6 +28,7 @@ mod raw;
 mod redis_broker;
 mod rules;
 
+pub use api::HttpApi;
 pub use auth::{Claims, JwtKey, TokenError};
 pub use broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
