@@ -185,6 +185,23 @@ pub trait Broker: Send + Sync + 'static {
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>>;
 
+    /// Publishes as [`publish`](Self::publish) does, once per `key` and channel within
+    /// `window`: a repeat within the window, on any node sharing the broker, returns the
+    /// position the first one was given and delivers nothing. This is what lets a backend
+    /// retry a publish whose answer it did not get.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached; then nothing was published or remembered.
+    fn publish_once(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+        key: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>>;
+
     /// The channel's position and the publications of `range` still retained.
     ///
     /// # Errors

@@ -15,9 +15,11 @@
 //! `switchboard` runtime, and everything that must be shared between nodes (offsets, history,
 //! presence, delivery) goes through the [`Broker`] trait.
 
+mod api;
 mod auth;
 mod broker;
 mod hub;
+mod idempotency;
 mod local;
 pub mod protocol;
 mod random;
@@ -26,12 +28,16 @@ mod raw;
 mod redis_broker;
 mod rules;
 
+pub use api::HttpApi;
 pub use auth::{Claims, JwtKey, TokenError};
 pub use broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
     Publication, StreamPosition,
 };
-pub use hub::{Hub, HubConfig};
+pub use hub::{
+    ChannelInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo,
+    Target,
+};
 pub use local::LocalBroker;
 pub use protocol::ErrorCode;
 pub use raw::{Broadcast, Echo, echo};

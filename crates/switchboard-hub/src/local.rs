@@ -18,6 +18,7 @@ use crate::broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
     IDLE_CHANNEL, Publication, StreamPosition,
 };
+use crate::idempotency::Remembered;
 use crate::random::random_hex;
 
 /// How often the broker looks for channels to forget.
@@ -36,6 +37,9 @@ pub struct LocalBroker {
 struct State {
     channels: HashMap<String, Stream>,
     last_sweep: Instant,
+    /// Positions of idempotent publishes, under the same lock as the streams so that a key
+    /// is checked and stored in the step that publishes.
+    remembered: Remembered,
 }
 
 #[derive(Debug)]
@@ -96,6 +100,7 @@ impl LocalBroker {
             state: Mutex::new(State {
                 channels: HashMap::new(),
                 last_sweep: Instant::now(),
+                remembered: Remembered::default(),
             }),
             events: OnceLock::new(),
         }
@@ -117,7 +122,7 @@ impl LocalBroker {
     fn with_stream<T>(
         &self,
         channel: &str,
-        f: impl FnOnce(&mut Stream, Option<&dyn BrokerEvents>) -> T,
+        f: impl FnOnce(&mut Stream, &mut Remembered, Option<&dyn BrokerEvents>) -> T,
     ) -> T {
         let now = Instant::now();
         let mut state = self.lock();
@@ -129,13 +134,17 @@ impl LocalBroker {
                 !stream.forgettable(now)
             });
         }
-        let stream = state
-            .channels
+        let State {
+            channels,
+            remembered,
+            ..
+        } = &mut *state;
+        let stream = channels
             .entry(channel.to_owned())
             .or_insert_with(|| Stream::new(now));
         stream.expire(&self.config, now);
         stream.last_used = now;
-        f(stream, self.events.get().map(|e| &**e))
+        f(stream, remembered, self.events.get().map(|e| &**e))
     }
 }
 
@@ -147,6 +156,39 @@ impl Default for LocalBroker {
 
 fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
     Box::pin(std::future::ready(value))
+}
+
+/// Gives `data` the stream's next offset, keeps it in history (up to `size`) and hands it to
+/// the hub when the node follows the channel.
+fn append(
+    stream: &mut Stream,
+    size: usize,
+    channel: &str,
+    from: ClientInfo,
+    data: Box<RawValue>,
+    events: Option<&dyn BrokerEvents>,
+) -> StreamPosition {
+    stream.top += 1;
+    let publication = Arc::new(Publication {
+        offset: stream.top,
+        time: unix_millis(),
+        from,
+        data,
+    });
+    if size > 0 {
+        if stream.history.len() == size {
+            stream.history.pop_front();
+        }
+        stream
+            .history
+            .push_back((Instant::now(), publication.clone()));
+    }
+    if stream.followed
+        && let Some(events) = events
+    {
+        events.publication(channel, &publication);
+    }
+    stream.position()
 }
 
 fn unix_millis() -> u64 {
@@ -164,12 +206,12 @@ impl Broker for LocalBroker {
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _| stream.followed = true);
+        self.with_stream(channel, |stream, _, _| stream.followed = true);
         ready(Ok(()))
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _| stream.followed = false);
+        self.with_stream(channel, |stream, _, _| stream.followed = false);
         ready(Ok(()))
     }
 
@@ -179,29 +221,28 @@ impl Broker for LocalBroker {
         from: ClientInfo,
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        let size = self.config.size;
-        let position = self.with_stream(channel, |stream, events| {
-            stream.top += 1;
-            let publication = Arc::new(Publication {
-                offset: stream.top,
-                time: unix_millis(),
-                from,
-                data,
-            });
-            if size > 0 {
-                if stream.history.len() == size {
-                    stream.history.pop_front();
-                }
-                stream
-                    .history
-                    .push_back((Instant::now(), publication.clone()));
+        let position = self.with_stream(channel, |stream, _, events| {
+            append(stream, self.config.size, channel, from, data, events)
+        });
+        ready(Ok(position))
+    }
+
+    fn publish_once(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+        key: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        let position = self.with_stream(channel, |stream, remembered, events| {
+            let now = Instant::now();
+            if let Some(position) = remembered.get(channel, key, now) {
+                return position;
             }
-            if stream.followed
-                && let Some(events) = events
-            {
-                events.publication(channel, &publication);
-            }
-            stream.position()
+            let position = append(stream, self.config.size, channel, from, data, events);
+            remembered.insert(channel, key, position.clone(), now, window);
+            position
         });
         ready(Ok(position))
     }
@@ -211,7 +252,7 @@ impl Broker for LocalBroker {
         channel: &str,
         range: HistoryRange,
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
-        let history = self.with_stream(channel, |stream, _| {
+        let history = self.with_stream(channel, |stream, _, _| {
             let publications = match range {
                 HistoryRange::Latest(n) => {
                     let skip = stream.history.len().saturating_sub(n);
@@ -246,7 +287,7 @@ impl Broker for LocalBroker {
     }
 
     fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, events| {
+        self.with_stream(channel, |stream, _, events| {
             if let Some(events) = events {
                 events.join(channel, &client);
             }
@@ -256,7 +297,7 @@ impl Broker for LocalBroker {
     }
 
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, events| {
+        self.with_stream(channel, |stream, _, events| {
             if stream.presence.remove(&client.conn).is_some()
                 && let Some(events) = events
             {
@@ -267,7 +308,7 @@ impl Broker for LocalBroker {
     }
 
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
-        let clients = self.with_stream(channel, |stream, _| {
+        let clients = self.with_stream(channel, |stream, _, _| {
             stream.presence.values().cloned().collect()
         });
         ready(Ok(clients))

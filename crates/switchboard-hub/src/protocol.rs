@@ -16,6 +16,12 @@
 //! `leave` (events of a subscribed channel). `id` is a number or a string chosen by the client.
 //! Unknown fields are ignored, so that clients written for a later version still work.
 //!
+//! The server side may act on a connection unasked (`Hub::subscribe`, `Hub::unsubscribe`,
+//! `Hub::disconnect`): the client then gets `subscribed` or `unsubscribed` without `id`, the
+//! channel's events as after its own `subscribe`, or a Close frame with the code and reason the
+//! server chose. A publication from the server side has `from` with an empty `user` and `conn`
+//! and `authenticated` true.
+//!
 //! Invariants the server keeps: on one connection, the `message`s of a channel arrive in
 //! strictly increasing `offset` order, each once, and the `subscribed` reply comes before them;
 //! `data` is forwarded as the exact JSON text the publisher sent.

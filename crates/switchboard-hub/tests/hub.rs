@@ -321,6 +321,16 @@ impl Broker for SlowBroker {
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
         self.0.publish(channel, from, data)
     }
+    fn publish_once(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+        key: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        self.0.publish_once(channel, from, data, key, window)
+    }
     fn history(
         &self,
         channel: &str,
@@ -847,6 +857,16 @@ impl Broker for Reporting {
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
         self.0.publish(channel, from, data)
+    }
+    fn publish_once(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+        key: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        self.0.publish_once(channel, from, data, key, window)
     }
     fn history(
         &self,

@@ -479,3 +479,44 @@ async fn presence_changes_lost_to_an_outage_are_made_good_when_redis_is_back() {
     drop(redis);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn an_idempotent_publish_retried_on_another_node_is_delivered_once() {
+    let redis = Redis::start();
+    let (a, seen_a) = node(config(&redis)).await;
+    let (b, _) = node(config(&redis)).await;
+    a.subscribe("orders").await.unwrap();
+    let window = Duration::from_millis(300);
+    let first = a
+        .publish_once("orders", client("p"), data(1), "order-7", window)
+        .await
+        .unwrap();
+    let retry = b
+        .publish_once("orders", client("p"), data(1), "order-7", window)
+        .await
+        .unwrap();
+    assert_eq!(retry, first, "the retry returns the first result");
+    let other_key = b
+        .publish_once("orders", client("p"), data(2), "order-8", window)
+        .await
+        .unwrap();
+    assert_eq!(other_key.offset, first.offset + 1);
+    let other_channel = b
+        .publish_once("invoices", client("p"), data(1), "order-7", window)
+        .await
+        .unwrap();
+    assert_eq!(other_channel.offset, 1, "keys are per channel");
+    seen_a.until("two publications", |e| e.len() >= 2).await;
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    let after_window = b
+        .publish_once("orders", client("p"), data(1), "order-7", window)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_window.offset,
+        first.offset + 2,
+        "the window has ended"
+    );
+    seen_a.until("three publications", |e| e.len() >= 3).await;
+    assert_eq!(seen_a.offsets("orders"), [1, 2, 3]);
+}

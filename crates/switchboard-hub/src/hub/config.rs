@@ -1,5 +1,7 @@
 //! [`HubConfig`]: the hub's limits and access rules.
 
+use std::time::Duration;
+
 use crate::auth::JwtKey;
 use crate::rules::ChannelRule;
 
@@ -18,6 +20,9 @@ pub struct HubConfig {
     pub jwt: Option<JwtKey>,
     /// Channel rules, first match wins; unmatched channels are public.
     pub rules: Vec<ChannelRule>,
+    /// How long a server-side publish's idempotency key is remembered (default 5 minutes):
+    /// a publish repeated with the same key within it is not delivered again.
+    pub idempotency_window: Duration,
 }
 
 impl Default for HubConfig {
@@ -28,6 +33,7 @@ impl Default for HubConfig {
             max_replay: 1000,
             jwt: None,
             rules: Vec::new(),
+            idempotency_window: Duration::from_secs(300),
         }
     }
 }

@@ -34,6 +34,12 @@ impl Interest {
         Ok(())
     }
 
+    /// The channels this node follows, with how many of its connections subscribe to each.
+    pub(super) async fn channels(&self) -> Vec<(String, usize)> {
+        let counts = self.counts.lock().await;
+        counts.iter().map(|(c, n)| (c.clone(), *n)).collect()
+    }
+
     /// Uncounts a local subscription to `channel`; the last one unsubscribes the node.
     pub(super) async fn detach(&self, channel: &str) {
         let mut counts = self.counts.lock().await;

@@ -15,6 +15,8 @@ mod identity;
 mod interest;
 mod kick;
 mod recovery;
+mod registry;
+mod server_api;
 mod session;
 mod shared;
 
@@ -27,6 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use config::HubConfig;
 use fanout::Fanout;
+pub use server_api::{
+    ChannelInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo, Target,
+};
 use shared::Shared;
 
 use crate::broker::{Broker, BrokerError};

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 use super::identity::Identity;
 use super::kick::Kick;
 use super::recovery;
+use super::registry::Command;
+use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
 use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
 use crate::protocol::{ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request};
@@ -20,8 +22,6 @@ use crate::rules::{Access, check};
 
 /// Room around `data` for the rest of a publish request, before the size check parses it.
 const ENVELOPE: usize = 4096;
-/// How many publications a `history` request returns when it gives no `limit`.
-const DEFAULT_HISTORY_LIMIT: usize = 50;
 
 /// Serves the client of `request` until it leaves.
 pub(super) async fn serve(
@@ -50,6 +50,11 @@ pub(super) async fn serve(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
                 Some(Ok(_)) => {}
             },
+            Some(command) = session.commands.recv() => {
+                if let Some(exit) = session.obey(command).await {
+                    break exit;
+                }
+            }
             () = session.kick.kicked() => break Exit::Kicked,
             () = sleep_until(expiry) => break Exit::Expired,
         }
@@ -66,7 +71,7 @@ async fn refuse(sender: &Sender, reason: &str) {
 }
 
 /// Why a session ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Exit {
     /// The client closed, or its connection failed.
     Left,
@@ -74,6 +79,8 @@ enum Exit {
     Kicked,
     /// Its token expired.
     Expired,
+    /// The server side disconnected it, with this code and reason.
+    Disconnected(CloseCode, String),
 }
 
 /// One connection's state, owned by its task.
@@ -85,20 +92,24 @@ struct Session<'h> {
     sender: Sender,
     /// Set by the fan-out when the connection must end.
     kick: Arc<Kick>,
+    /// What the server side asks of this connection (see `registry.rs`).
+    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     subscriptions: HashSet<String>,
 }
 
 impl<'h> Session<'h> {
     /// Counts the connection and tells the client who it is.
     async fn start(hub: &'h Shared, sender: Sender, identity: Identity) -> Self {
+        let info = ClientInfo {
+            user: identity.user,
+            conn: hub.connection_id(),
+            authenticated: identity.authenticated,
+        };
         let session = Self {
             hub,
             id: sender.id(),
-            info: ClientInfo {
-                user: identity.user,
-                conn: hub.connection_id(),
-                authenticated: identity.authenticated,
-            },
+            commands: hub.registry.register(&info.conn, &info.user),
+            info,
             sender,
             kick: Arc::new(Kick::default()),
             subscriptions: HashSet::new(),
@@ -124,9 +135,14 @@ impl<'h> Session<'h> {
             Exit::Kicked => {
                 let (code, reason) = self.kick.close_frame();
                 tracing::debug!(conn = %self.info.conn, reason, "closing a client");
+                Some((code, reason.to_owned()))
+            }
+            Exit::Disconnected(code, reason) => {
+                tracing::debug!(conn = %self.info.conn, reason, "disconnected by the server side");
                 Some((code, reason))
             }
         };
+        self.hub.registry.deregister(&self.info.conn);
         for channel in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel).await;
         }
@@ -137,6 +153,34 @@ impl<'h> Session<'h> {
             // again gets a gap-free prefix, then the close.
             let _ = self.sender.close(code, reason);
         }
+    }
+
+    /// Does what the server side asks; `Some` when the connection must end.
+    async fn obey(&mut self, command: Command) -> Option<Exit> {
+        match command {
+            Command::Subscribe { channel, done } => {
+                let result = if self.subscriptions.contains(&channel) {
+                    Ok(())
+                } else {
+                    self.join(None, channel, None).await
+                };
+                let _ = done.send(result);
+            }
+            Command::Unsubscribe { channel, done } => {
+                let was = self.subscriptions.remove(&channel);
+                if was {
+                    self.leave(&channel).await;
+                    let reply = Reply::Unsubscribed {
+                        id: None,
+                        channel: &channel,
+                    };
+                    self.send(reply.to_json()).await;
+                }
+                let _ = done.send(was);
+            }
+            Command::Disconnect { code, reason } => return Some(Exit::Disconnected(code, reason)),
+        }
+        None
     }
 
     async fn send(&self, json: String) {
@@ -265,6 +309,17 @@ impl<'h> Session<'h> {
         since: Option<StreamPosition>,
     ) -> Result<(), RequestError> {
         self.check(id.as_ref(), &channel, Access::Read)?;
+        self.join(id, channel, since).await
+    }
+
+    /// Subscribes, rules already checked (or waived, when the server side asks): the
+    /// `subscribed` reply, then the channel's events.
+    async fn join(
+        &mut self,
+        id: Option<RequestId>,
+        channel: String,
+        since: Option<StreamPosition>,
+    ) -> Result<(), RequestError> {
         if self.subscriptions.contains(&channel) {
             let reason = format!("already subscribed to {channel}");
             return Err(RequestError::new(id, ErrorCode::AlreadySubscribed, reason));

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::config::HubConfig;
 use super::fanout::Fanout;
 use super::interest::Interest;
+use super::registry::Registry;
 use crate::broker::Broker;
 use crate::random::random_hex;
 
@@ -16,8 +17,10 @@ pub(super) struct Shared {
     pub(super) fanout: Arc<Fanout>,
     pub(super) config: HubConfig,
     pub(super) interest: Interest,
-    /// Prefix of this node's connection ids.
-    node: String,
+    /// This node's connections, for what the server side asks of them.
+    pub(super) registry: Registry,
+    /// Prefix of this node's connection ids, and its name.
+    pub(super) node: String,
     next_conn: AtomicU64,
     /// Clients connected to this node.
     pub(super) connections: AtomicUsize,
@@ -30,6 +33,7 @@ impl Shared {
             broker,
             fanout,
             config,
+            registry: Registry::default(),
             node: random_hex(4),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

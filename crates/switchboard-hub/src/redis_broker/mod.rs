@@ -195,7 +195,23 @@ impl Broker for RedisBroker {
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
         let channel = channel.to_owned();
-        Box::pin(async move { self.shared.publish(&channel, &from, &data).await })
+        Box::pin(async move { self.shared.publish(&channel, &from, &data, None).await })
+    }
+
+    fn publish_once(
+        &self,
+        channel: &str,
+        from: ClientInfo,
+        data: Box<RawValue>,
+        key: &str,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        let channel = channel.to_owned();
+        let key = key.to_owned();
+        Box::pin(async move {
+            let once = Some((key.as_str(), window));
+            self.shared.publish(&channel, &from, &data, once).await
+        })
     }
 
     fn history(

@@ -15,6 +15,7 @@
 //! P:node:NODE     set     "CONN CH" for every presence entry the node made
 //! P:nodes         zset    node -> when it counts as gone (ms, Redis clock)
 //! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "j CLIENT_JSON" | "l CLIENT_JSON"
+//! P:once:CH KEY   string  "EPOCH OFFSET" of an idempotent publish, for its window
 //! ```
 //!
 //! A body is `{"from":CLIENT,"data":DATA}` with `DATA` the publisher's exact JSON text.
@@ -65,10 +66,19 @@ local function expire(hist, ttl_ms, now)
 end
 ";
 
-/// KEYS: meta, history. ARGV: Pub/Sub channel, epoch candidate, body, history size,
-/// history ttl (ms), position ttl (ms). Returns `{epoch, offset}`.
+/// KEYS: meta, history, and for an idempotent publish its `once` key. ARGV: Pub/Sub channel,
+/// epoch candidate, body, history size, history ttl (ms), position ttl (ms), and with a
+/// `once` key its window (ms). Returns `{epoch, offset}`: with a `once` key already set, the
+/// position stored there, publishing nothing.
 const PUBLISH: &str = r"
-local meta, hist = KEYS[1], KEYS[2]
+local meta, hist, once = KEYS[1], KEYS[2], KEYS[3]
+if once then
+  local seen = redis.call('GET', once)
+  if seen then
+    local sp = string.find(seen, ' ', 1, true)
+    return {string.sub(seen, 1, sp - 1), string.sub(seen, sp + 1)}
+  end
+end
 local epoch = epoch_of(meta, hist, ARGV[2])
 local offset = int(redis.call('HINCRBY', meta, 'offset', 1))
 local now = int(now_ms())
@@ -82,6 +92,7 @@ if size > 0 then
 end
 keep(meta, tonumber(ARGV[6]))
 redis.call('PUBLISH', ARGV[1], 'm' .. epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. ARGV[3])
+if once then redis.call('SET', once, epoch .. ' ' .. offset, 'PX', ARGV[7]) end
 return {epoch, offset}
 ";
 
@@ -232,6 +243,11 @@ impl Keys {
 
     pub(super) fn history(&self, channel: &str) -> String {
         format!("{}history:{channel}", self.prefix)
+    }
+
+    /// Where the position of the publish with idempotency `key` on `channel` is kept.
+    pub(super) fn once(&self, channel: &str, key: &str) -> String {
+        format!("{}once:{channel} {key}", self.prefix)
     }
 
     pub(super) fn presence(&self, channel: &str) -> String {

@@ -2,6 +2,7 @@
 //! scripts, and the requests every part makes (each bounded by [`RedisConfig::timeout`]).
 
 use std::future::Future;
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
@@ -41,25 +42,36 @@ impl Shared {
         }
     }
 
-    /// Gives `data` the channel's next offset, appends it to history and publishes it.
+    /// Gives `data` the channel's next offset, appends it to history and publishes it. With
+    /// `once` (an idempotency key and its window), a key seen within its window returns the
+    /// position it was given instead.
     pub(super) async fn publish(
         &self,
         channel: &str,
         from: &ClientInfo,
         data: &RawValue,
+        once: Option<(&str, Duration)>,
     ) -> Result<StreamPosition, BrokerError> {
         let body = serde_json::to_string(&Body { from, data }).map_err(unavailable)?;
         let history = &self.config.history;
         let mut invocation = self.scripts.publish.prepare_invoke();
         invocation
             .key(self.keys.meta(channel))
-            .key(self.keys.history(channel))
+            .key(self.keys.history(channel));
+        if let Some((key, _)) = once {
+            invocation.key(self.keys.once(channel, key));
+        }
+        invocation
             .arg(self.keys.pubsub(channel))
             .arg(random_hex(8))
             .arg(body)
             .arg(history.size)
             .arg(millis(history.ttl.unwrap_or_default()))
             .arg(millis(self.config.position_ttl()));
+        if let Some((_, window)) = once {
+            // PX refuses 0.
+            invocation.arg(millis(window).max(1));
+        }
         let mut con = self.con.clone();
         let (epoch, offset): (String, u64) =
             self.bounded(invocation.invoke_async(&mut con)).await?;

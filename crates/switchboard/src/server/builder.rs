@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 
 use super::origin::AllowedOrigins;
-use super::router::{self, Handler, Router};
+use super::router::{self, Handler, Route, Router};
 use super::{Hook, Server, Shared, UpgradeCheck, plain};
 use crate::accept::AcceptOptions;
 use crate::backpressure::{Backpressure, SendQueue};
@@ -294,7 +294,20 @@ impl ServerBuilder {
         H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Bytes>> + Send + 'static,
     {
-        self.router.route(path, boxed(handler));
+        self.router.route(path, Route::text(boxed(handler)));
+        self
+    }
+
+    /// As [`route`](Self::route), for a JSON API: the server's own refusals of its requests
+    /// (413 for a body over [`max_body_size`](Self::max_body_size), 408 for one too slow, 400
+    /// for one unreadable) are `application/json`, `{"error":{"code":"...","message":"..."}}`
+    /// with code `too_large`, `timeout` or `bad_request`.
+    pub fn api_route<H, F>(mut self, path: &str, handler: H) -> Self
+    where
+        H: Fn(Request<Bytes>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Bytes>> + Send + 'static,
+    {
+        self.router.route(path, Route::json(boxed(handler)));
         self
     }
 

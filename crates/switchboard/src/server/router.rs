@@ -5,6 +5,9 @@
 //! A handler is async and gets the request with its body collected: at most `max_body_size`
 //! bytes, `413 Content Too Large` beyond, and the rest is not read. A `HEAD` request goes to the
 //! same handler, and gets its headers and `Content-Length` without the body.
+//!
+//! A route may ask for the router's own refusals of its requests (413, 408, 400) in JSON,
+//! `{"error":{"code":"...","message":"..."}}`, as an API's clients expect every answer.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -27,13 +30,38 @@ pub(super) type Handler = dyn Fn(Request<Bytes>) -> Answer + Send + Sync;
 /// The default limit on a request body: 1 MiB.
 const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
 
+/// A handler, and the form of the router's refusals of its requests.
+#[derive(Clone)]
+pub(super) struct Route {
+    handler: Arc<Handler>,
+    json: bool,
+}
+
+impl Route {
+    /// Refusals in plain text.
+    pub(super) fn text(handler: Arc<Handler>) -> Self {
+        Self {
+            handler,
+            json: false,
+        }
+    }
+
+    /// Refusals in JSON.
+    pub(super) fn json(handler: Arc<Handler>) -> Self {
+        Self {
+            handler,
+            json: true,
+        }
+    }
+}
+
 /// The routes of a server.
 #[derive(Clone)]
 pub(super) struct Router {
-    exact: HashMap<String, Arc<Handler>>,
+    exact: HashMap<String, Route>,
     /// Prefix routes, without their `*`, longest first: the most specific matches.
-    prefixes: Vec<(String, Arc<Handler>)>,
-    fallback: Option<Arc<Handler>>,
+    prefixes: Vec<(String, Route)>,
+    fallback: Option<Route>,
     max_body_size: usize,
 }
 
@@ -51,7 +79,7 @@ impl Default for Router {
 impl Router {
     /// Routes `path` to `handler`: exactly, or every path that starts with what comes before
     /// a final `*`. A second route for the same path replaces the first.
-    pub(super) fn route(&mut self, path: &str, handler: Arc<Handler>) {
+    pub(super) fn route(&mut self, path: &str, handler: Route) {
         let Some(prefix) = path.strip_suffix('*') else {
             self.exact.insert(path.to_owned(), handler);
             return;
@@ -63,7 +91,7 @@ impl Router {
     }
 
     pub(super) fn fallback(&mut self, handler: Arc<Handler>) {
-        self.fallback = Some(handler);
+        self.fallback = Some(Route::text(handler));
     }
 
     pub(super) fn max_body_size(&mut self, bytes: usize) {
@@ -76,7 +104,7 @@ impl Router {
         exact.chain(self.prefixes.iter().map(|(prefix, _)| format!("{prefix}*")))
     }
 
-    fn find(&self, path: &str) -> Option<&Arc<Handler>> {
+    fn find(&self, path: &str) -> Option<&Route> {
         self.exact
             .get(path)
             .or_else(|| {
@@ -99,16 +127,16 @@ impl Router {
         let head = request.method() == Method::HEAD;
         let mut response = match self.find(request.uri().path()) {
             None => upgrade_required(),
-            Some(handler) => {
+            Some(route) => {
                 let (parts, body) = request.into_parts();
-                match tokio::time::timeout(read_timeout, self.collect(body)).await {
-                    Ok(Ok(body)) => handler(Request::from_parts(parts, body)).await,
-                    Ok(Err(refusal)) => refusal,
-                    Err(_) => closing(text(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "text/plain; charset=utf-8",
-                        "request body too slow\n".into(),
-                    )),
+                let refusal = match tokio::time::timeout(read_timeout, self.collect(body)).await {
+                    Ok(Ok(body)) => Ok((route.handler)(Request::from_parts(parts, body)).await),
+                    Ok(Err(refusal)) => Err(refusal),
+                    Err(_) => Err(Refusal::Slow),
+                };
+                match refusal {
+                    Ok(response) => response,
+                    Err(refusal) => closing(refusal.response(route.json)),
                 }
             }
         };
@@ -121,8 +149,8 @@ impl Router {
         response
     }
 
-    /// The whole body, or the response that refuses it (too large, or unreadable).
-    async fn collect<B>(&self, body: B) -> Result<Bytes, Response<Bytes>>
+    /// The whole body, or why it is refused (too large, or unreadable).
+    async fn collect<B>(&self, body: B) -> Result<Bytes, Refusal>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -131,19 +159,55 @@ impl Router {
         // A declared length over the limit is refused before anything is read, and before
         // hyper answers `Expect: 100-continue`.
         if body.size_hint().lower() > limit as u64 {
-            return Err(too_large(limit));
+            return Err(Refusal::TooLarge(limit));
         }
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(too_large(limit)),
+            Err(e) if e.is::<LengthLimitError>() => Err(Refusal::TooLarge(limit)),
             Err(e) => {
                 tracing::debug!("request body unreadable: {e}");
-                Err(closing(text(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain; charset=utf-8",
-                    "request body unreadable\n".into(),
-                )))
+                Err(Refusal::Unreadable)
             }
+        }
+    }
+}
+
+/// Why the router answers a routed request itself.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// The body is over the limit (in bytes).
+    TooLarge(usize),
+    /// The body did not arrive within the read timeout.
+    Slow,
+    /// The body could not be read.
+    Unreadable,
+}
+
+impl Refusal {
+    fn response(self, json: bool) -> Response<Bytes> {
+        let (status, code, message) = match self {
+            Self::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body over the limit of {limit} bytes"),
+            ),
+            Self::Slow => (
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "request body too slow".to_owned(),
+            ),
+            Self::Unreadable => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "request body unreadable".to_owned(),
+            ),
+        };
+        if json {
+            // The messages hold no character JSON must escape.
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+            text(status, "application/json", body)
+        } else {
+            text(status, "text/plain; charset=utf-8", format!("{message}\n"))
         }
     }
 }
@@ -186,14 +250,6 @@ fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
     response
 }
 
-fn too_large(limit: usize) -> Response<Bytes> {
-    closing(text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "text/plain; charset=utf-8",
-        format!("request body over the limit of {limit} bytes\n"),
-    ))
-}
-
 fn upgrade_required() -> Response<Bytes> {
     let mut response = text(
         StatusCode::UPGRADE_REQUIRED,
@@ -212,10 +268,10 @@ mod tests {
     use super::*;
     use http_body_util::Full;
 
-    fn answer(body: &'static str) -> Arc<Handler> {
-        Arc::new(move |_| {
+    fn answer(body: &'static str) -> Route {
+        Route::text(Arc::new(move |_| {
             Box::pin(async move { Response::new(Bytes::from_static(body.as_bytes())) })
-        })
+        }))
     }
 
     async fn call(
@@ -254,7 +310,7 @@ mod tests {
         let unrouted = call(&router, Method::GET, "/administrator", "").await;
         assert_eq!(unrouted.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(unrouted.headers()[header::UPGRADE], "websocket");
-        router.fallback(answer("fallback"));
+        router.fallback(answer("fallback").handler);
         assert_eq!(
             call(&router, Method::GET, "/else", "").await.body(),
             "fallback"
@@ -267,7 +323,8 @@ mod tests {
         let echo: Arc<Handler> = Arc::new(|request: Request<Bytes>| {
             Box::pin(async move { Response::new(request.into_body()) })
         });
-        router.route("/echo", echo);
+        router.route("/echo", Route::text(echo.clone()));
+        router.route("/json", Route::json(echo));
         router.max_body_size(5);
         assert_eq!(
             call(&router, Method::POST, "/echo", "hello").await.body(),
@@ -276,6 +333,17 @@ mod tests {
         let over = call(&router, Method::POST, "/echo", "hello!").await;
         assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(over.headers()[header::CONNECTION], "close");
+        assert_eq!(
+            over.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let over = call(&router, Method::POST, "/json", "hello!").await;
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(over.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            over.body(),
+            r#"{"error":{"code":"too_large","message":"request body over the limit of 5 bytes"}}"#
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,185 @@
+//! The hub's server-side API on one node over the local broker: publish (idempotent too),
+//! broadcast, history, presence, channels, info, and what it does to live WebSocket clients
+//! (server-side subscribe, unsubscribe, disconnect).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use switchboard::{CloseCode, MaybeTlsStream, Message, Server, WebSocket};
+use switchboard_hub::{Hub, HubConfig, HubError, LocalBroker, Target};
+
+const STEP: Duration = Duration::from_secs(5);
+
+async fn hub_and_addr(config: HubConfig) -> (Hub, std::net::SocketAddr) {
+    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
+        .await
+        .unwrap();
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = hub.clone();
+    tokio::spawn(server.serve(move |ws, request| {
+        let hub = serving.clone();
+        async move { hub.serve(ws, &request).await }
+    }));
+    (hub, addr)
+}
+
+/// A client named `name`, past its `connected` frame.
+async fn join(addr: std::net::SocketAddr, name: &str) -> WebSocket<MaybeTlsStream> {
+    let url = format!("ws://{addr}/ws?name={name}");
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    assert_eq!(frame(&mut ws).await["type"], "connected");
+    ws
+}
+
+/// The next JSON frame other than presence events, or `{"closed": code}`.
+async fn frame(ws: &mut WebSocket<MaybeTlsStream>) -> Value {
+    loop {
+        match tokio::time::timeout(STEP, ws.recv()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] != "join" && value["type"] != "leave" {
+                    return value;
+                }
+            }
+            Some(Ok(Message::Close(close))) => {
+                return json!({"closed": close.map(|c| c.code.0)});
+            }
+            Some(Ok(_)) => {}
+            other => return json!({"closed": format!("{other:?}")}),
+        }
+    }
+}
+
+fn raw(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.into()).unwrap()
+}
+
+#[tokio::test]
+async fn server_side_subscribe_publish_and_unsubscribe_reach_every_connection_of_the_user() {
+    let (hub, addr) = hub_and_addr(HubConfig::default()).await;
+    let mut ann1 = join(addr, "ann").await;
+    let mut ann2 = join(addr, "ann").await;
+    let mut bob = join(addr, "bob").await;
+    assert_eq!(hub.subscribe("ann", "user:ann").await.unwrap(), 2);
+    for ws in [&mut ann1, &mut ann2] {
+        let subscribed = frame(ws).await;
+        assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+        assert_eq!(subscribed["channel"], "user:ann");
+        assert!(subscribed.get("id").is_none());
+    }
+    assert_eq!(hub.subscribe("ann", "user:ann").await.unwrap(), 2, "again");
+    assert_eq!(hub.subscribe("nobody", "user:ann").await.unwrap(), 0);
+
+    let position = hub
+        .publish("user:ann", raw(r#"{"shipped":true}"#), None)
+        .await
+        .unwrap();
+    assert_eq!(position.offset, 1);
+    for ws in [&mut ann1, &mut ann2] {
+        let message = frame(ws).await;
+        assert_eq!(message["type"], "message");
+        assert_eq!(message["data"], json!({"shipped": true}));
+        assert_eq!(
+            message["from"],
+            json!({"user": "", "conn": "", "authenticated": true})
+        );
+    }
+    let channels = hub.channels(Some("user:*")).await;
+    assert_eq!((channels.len(), channels[0].subscribers), (1, 2));
+    assert!(hub.channels(Some("room*")).await.is_empty());
+    let present = hub.presence("user:ann").await.unwrap();
+    assert_eq!(present.len(), 2);
+    let history = hub.history("user:ann", None, None).await.unwrap();
+    assert_eq!(history.publications.len(), 1);
+    assert_eq!(history.position, position);
+
+    assert_eq!(hub.unsubscribe("ann", "user:ann").await.unwrap(), 2);
+    for ws in [&mut ann1, &mut ann2] {
+        assert_eq!(frame(ws).await["type"], "unsubscribed");
+    }
+    assert!(hub.channels(None).await.is_empty());
+    assert_eq!(hub.unsubscribe("ann", "user:ann").await.unwrap(), 0);
+
+    let info = hub.info();
+    assert_eq!(info.connections, 3);
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    let bye = CloseCode::from(4001);
+    assert_eq!(hub.disconnect(Target::User("ann"), bye, "bye").unwrap(), 2);
+    for ws in [&mut ann1, &mut ann2] {
+        assert_eq!(frame(ws).await, json!({"closed": 4001}));
+    }
+    let bob_conn = hub.channels(None).await;
+    assert!(bob_conn.is_empty());
+    assert!(matches!(
+        hub.disconnect(Target::User("bob"), CloseCode::from(1005), ""),
+        Err(HubError::Invalid { field: "code", .. })
+    ));
+    bob.send(Message::text(r#"{"op":"presence","channel":"x","id":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        frame(&mut bob).await["type"],
+        "presence",
+        "bob is still served"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_publish_is_delivered_once_within_its_window() {
+    let mut config = HubConfig::default();
+    config.idempotency_window = Duration::from_millis(200);
+    let (hub, addr) = hub_and_addr(config).await;
+    let mut ann = join(addr, "ann").await;
+    hub.subscribe("ann", "orders").await.unwrap();
+    assert_eq!(frame(&mut ann).await["type"], "subscribed");
+    let first = hub.publish("orders", raw("1"), Some("k")).await.unwrap();
+    let again = hub.publish("orders", raw("1"), Some("k")).await.unwrap();
+    assert_eq!(again, first);
+    let other = hub.publish("orders", raw("2"), Some("k2")).await.unwrap();
+    assert_eq!(other.offset, 2);
+    assert_eq!(frame(&mut ann).await["offset"], 1);
+    assert_eq!(
+        frame(&mut ann).await["offset"],
+        2,
+        "the repeat was not delivered"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let later = hub.publish("orders", raw("1"), Some("k")).await.unwrap();
+    assert_eq!(later.offset, 3, "the window has ended");
+    assert!(matches!(
+        hub.publish("orders", raw("1"), Some("")).await,
+        Err(HubError::Invalid {
+            field: "idempotency_key",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn broadcast_checks_every_channel_first_and_answers_one_result_each() {
+    let mut config = HubConfig::default();
+    config.max_data_size = 8;
+    let (hub, _) = hub_and_addr(config).await;
+    let channels = ["a".to_owned(), "b".to_owned()];
+    let results = hub.broadcast(&channels, raw("true")).await.unwrap();
+    let offsets: Vec<u64> = results.into_iter().map(|r| r.unwrap().offset).collect();
+    assert_eq!(offsets, [1, 1]);
+    let bad = ["a".to_owned(), "has space".to_owned()];
+    assert!(matches!(
+        hub.broadcast(&bad, raw("1")).await,
+        Err(HubError::InvalidChannel { .. })
+    ));
+    assert_eq!(
+        hub.history("a", None, None).await.unwrap().position.offset,
+        1
+    );
+    assert!(matches!(
+        hub.publish("a", raw(r#""123456789""#), None).await,
+        Err(HubError::TooLarge { size: 11, limit: 8 })
+    ));
+    let since = hub.history("a", Some(10), Some(1)).await.unwrap();
+    assert!(since.publications.is_empty());
+}
