@@ -137,6 +137,22 @@ pub(crate) struct ServeOptions {
         help_heading = "Hub mode"
     )]
     pub(crate) jwt_secret: Option<String>,
+    /// A key of the server HTTP API (POST /api/publish, /api/history, ...), which a backend
+    /// sends as `Authorization: Bearer KEY`; repeat for several valid at once (rotation).
+    /// Without one the API is off (404)
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "SWITCHBOARD_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        help_heading = "Hub mode"
+    )]
+    pub(crate) api_keys: Option<Vec<String>>,
+    /// How long the API remembers a publish's idempotency_key: a repeat within it returns the
+    /// first result and delivers nothing [default: 5m]
+    #[arg(long, value_name = "DURATION", help_heading = "Hub mode")]
+    pub(crate) idempotency_window: Option<Span>,
     /// Channel rule PATTERN=POLICY, first match wins; POLICY is public, authenticated,
     /// public-read or personal ('user:*=personal': only the token user 42 reads user:42, and
     /// no client publishes there); PATTERN is a name or a prefix and '*'. Repeat for more rules
@@ -238,6 +254,8 @@ impl ServeOptions {
             history_ttl,
             max_data_size,
             jwt_secret,
+            api_keys,
+            idempotency_window,
             rules,
             broker,
         )

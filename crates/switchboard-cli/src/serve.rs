@@ -10,7 +10,7 @@ use clap::Parser;
 use switchboard::http::Request;
 use switchboard::tls::ServerTls;
 use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBuilder, WebSocket};
-use switchboard_hub::{Broker, HistoryConfig, Hub, HubConfig, JwtKey, LocalBroker};
+use switchboard_hub::{Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::web;
@@ -47,6 +47,9 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     }
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
+    if let Some(window) = options.idempotency_window {
+        config.idempotency_window = window.0;
+    }
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
         Some(url) => redis_broker(url, history).await?,
@@ -96,6 +99,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
+            let keys = options.api_keys.clone().unwrap_or_default();
+            if let Some(api) = HttpApi::new(hub.clone(), keys) {
+                builder = builder.api_route("/api/*", move |request| {
+                    let api = api.clone();
+                    async move { api.handle(request).await }
+                });
+            }
             Service::Hub(hub)
         }
         Mode::Echo => Service::Echo,

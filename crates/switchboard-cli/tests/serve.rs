@@ -1,104 +1,14 @@
 //! `switchboard serve` as a process: graceful drain on SIGTERM, wss:// with a self-signed
 //! certificate, settings from a config file, compression.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod support;
 
+use std::process::Command;
+use std::time::Duration;
+
+use support::Serve;
 use switchboard::tls::ClientTls;
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
-
-/// A running `switchboard serve`, killed (by PID) if the test ends before it exits.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the switchboard binary runs");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no log line with {needle:?}: {e}"),
-            }
-        }
-    }
-
-    /// The WebSocket URL the server logs (`ws://ADDR` in echo and broadcast modes,
-    /// `ws://ADDR/ws` in hub mode), with a path.
-    fn url(&self) -> String {
-        let line = self.line("s://");
-        let start = line.find("wss://").or_else(|| line.find("ws://")).unwrap();
-        let url: String = line[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
-            .collect();
-        if url.ends_with("/ws") {
-            url
-        } else {
-            format!("{url}/")
-        }
-    }
-
-    fn terminate(&self) {
-        // The shell's built-in kill: no procps needed.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits (at most 30 s) for the process to exit; its exit code.
-    fn wait(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("switchboard serve did not exit");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 async fn sigterm_drains(mode: &str, extra: &[&str]) {
     let mut serve = Serve::start(&[&["--mode", mode], extra].concat());

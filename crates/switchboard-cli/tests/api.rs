@@ -1,0 +1,447 @@
+//! The server HTTP API of `switchboard serve` over real HTTP (one keep-alive connection for
+//! many requests), its refusals, and `switchboard publish`.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use support::Serve;
+use switchboard::{MaybeTlsStream, Message, WebSocket};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Every wait is bounded by this.
+const STEP: Duration = Duration::from_secs(10);
+
+/// One HTTP/1.1 connection to the API, kept alive across requests.
+struct Api {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Api {
+    async fn open(url: &str) -> Self {
+        let host = host(url);
+        let tcp = TcpStream::connect(&host).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Self { sender, host }
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        // A closed connection fails here: every request of a test shares this one.
+        let response = tokio::time::timeout(STEP, self.sender.send_request(request))
+            .await
+            .unwrap()
+            .expect("the connection stays open");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (parts.status, parts.headers, value)
+    }
+
+    /// `POST /api/ENDPOINT` with `key` and a JSON body.
+    async fn post(&mut self, endpoint: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let auth = format!("Bearer {key}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let path = format!("/api/{endpoint}");
+        let (status, _, value) = self
+            .send(Method::POST, &path, &headers, body.to_string().into_bytes())
+            .await;
+        (status, value)
+    }
+}
+
+/// `127.0.0.1:PORT` of the server whose hub is at `url`.
+fn host(url: &str) -> String {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned()
+}
+
+/// A hub client subscribed to `channel`, past its `subscribed` reply.
+async fn subscriber(url: &str, name: &str, channel: &str) -> WebSocket<MaybeTlsStream> {
+    let url = format!("{url}?name={name}");
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    let subscribe = json!({"op": "subscribe", "channel": channel, "id": 1});
+    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    loop {
+        if next(&mut ws).await["type"] == "subscribed" {
+            return ws;
+        }
+    }
+}
+
+/// The next JSON message the client receives.
+async fn next(ws: &mut WebSocket<MaybeTlsStream>) -> Value {
+    loop {
+        let message = tokio::time::timeout(STEP, ws.recv()).await.unwrap();
+        match message {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+/// The next `message` event (presence events skipped).
+async fn next_message(ws: &mut WebSocket<MaybeTlsStream>) -> Value {
+    loop {
+        let event = next(ws).await;
+        if event["type"] == "message" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_over_one_kept_alive_connection() {
+    let serve = Serve::start(&["--api-key", "key-1", "--api-key", "key-2"]);
+    let url = serve.url();
+    let mut alice = subscriber(&url, "alice", "lobby").await;
+    let mut api = Api::open(&url).await;
+
+    // A publish reaches the subscriber; either key is good.
+    let data = json!({"text": "your order shipped"});
+    let (status, first) = api
+        .post(
+            "publish",
+            "key-1",
+            json!({"channel": "lobby", "data": data}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["offset"], 1);
+    let message = next_message(&mut alice).await;
+    assert_eq!((&message["offset"], &message["data"]), (&json!(1), &data));
+
+    // A retried publish with the same idempotency key gets the first answer and delivers
+    // nothing: the next message alice sees is the one after it.
+    let once = json!({"channel": "lobby", "data": {"n": 2}, "idempotency_key": "order-7"});
+    let (_, answer) = api.post("publish", "key-2", once.clone()).await;
+    let (status, retried) = api.post("publish", "key-1", once).await;
+    assert_eq!((status, &retried), (StatusCode::OK, &answer));
+    api.post(
+        "publish",
+        "key-1",
+        json!({"channel": "lobby", "data": {"n": 3}}),
+    )
+    .await;
+    assert_eq!(next_message(&mut alice).await["data"], json!({"n": 2}));
+    assert_eq!(next_message(&mut alice).await["data"], json!({"n": 3}));
+
+    let (status, answer) = api
+        .post(
+            "broadcast",
+            "key-1",
+            json!({"channels": ["lobby", "news"], "data": 4}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let channels: Vec<&Value> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["channel"])
+        .collect();
+    assert_eq!(channels, [&json!("lobby"), &json!("news")]);
+    assert_eq!(next_message(&mut alice).await["data"], 4);
+
+    let (status, history) = api
+        .post("history", "key-1", json!({"channel": "lobby", "limit": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let offsets: Vec<&Value> = history["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["offset"])
+        .collect();
+    assert_eq!(offsets, [&json!(3), &json!(4)]);
+
+    let (_, presence) = api
+        .post("presence", "key-1", json!({"channel": "lobby"}))
+        .await;
+    assert_eq!(presence["clients"][0]["user"], "alice", "{presence}");
+    let (_, channels) = api.post("channels", "key-1", json!({})).await;
+    assert_eq!(channels["channels"][0]["channel"], "lobby", "{channels}");
+    let (_, info) = api.post("info", "key-1", json!({})).await;
+    assert_eq!(info["connections"], 1, "{info}");
+
+    // Server-side subscription: alice is subscribed to news and gets what is published there.
+    let (status, answer) = api
+        .post(
+            "subscribe",
+            "key-1",
+            json!({"user": "alice", "channel": "news"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["connections"]),
+        (StatusCode::OK, &json!(1))
+    );
+    api.post(
+        "publish",
+        "key-1",
+        json!({"channel": "news", "data": "extra"}),
+    )
+    .await;
+    let message = next_message(&mut alice).await;
+    assert_eq!(
+        (&message["channel"], &message["data"]),
+        (&json!("news"), &json!("extra"))
+    );
+    let (status, _) = api
+        .post(
+            "unsubscribe",
+            "key-1",
+            json!({"user": "alice", "channel": "news"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Disconnect closes the user's connection with the code asked for.
+    let (status, answer) = api
+        .post(
+            "disconnect",
+            "key-1",
+            json!({"user": "alice", "code": 4001, "reason": "banned"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["connections"]),
+        (StatusCode::OK, &json!(1))
+    );
+    let closed = loop {
+        match tokio::time::timeout(STEP, alice.recv()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(4001));
+}
+
+#[tokio::test]
+async fn each_refusal_has_its_status_and_a_json_error() {
+    let serve = Serve::start(&["--api-key", "key-1", "--max-data-size", "64"]);
+    let url = serve.url();
+    let mut api = Api::open(&url).await;
+    let json = [
+        ("authorization", "Bearer key-1"),
+        ("content-type", "application/json"),
+    ];
+    let code = |value: &Value| value["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    let (status, body) = api
+        .post("publish", "key-1", json!({"channel": "lobby"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("data: missing"))
+    );
+    let (status, _, body) = api
+        .send(
+            Method::POST,
+            "/api/publish",
+            &json,
+            b"{\"channel\":".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    let (status, body) = api.post("info", "wrong-key", json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let (status, _, body) = api
+        .send(
+            Method::POST,
+            "/api/info",
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let (status, body) = api.post("nothing-here", "key-1", json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let (status, headers, body) = api.send(Method::GET, "/api/info", &json, Vec::new()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
+    );
+    assert_eq!(headers[header::ALLOW], "POST");
+    let text = [
+        ("authorization", "Bearer key-1"),
+        ("content-type", "text/plain"),
+    ];
+    let (status, _, body) = api
+        .send(Method::POST, "/api/info", &text, b"{}".to_vec())
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type".into()
+        )
+    );
+    // Data over the hub's limit is the request's fault.
+    let big = json!({"channel": "lobby", "data": "x".repeat(100)});
+    let (status, body) = api.post("publish", "key-1", big).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A body over the server's limit: 413 as soon as its length is known, before it is read.
+    let mut tcp = TcpStream::connect(host(&url)).await.unwrap();
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(STEP, tcp.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":{"code":"too_large","#),
+        "{answer}"
+    );
+
+    // Without a key the API is off: 404, as for any path that is nothing.
+    let open = Serve::start(&[]);
+    let mut api = Api::open(&open.url()).await;
+    let (status, _) = api.post("info", "key-1", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A `redis-server` of this test's own on a free loopback port, killed (by PID) when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let deadline = std::time::Instant::now() + STEP;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_publish_while_the_broker_is_down_is_503() {
+    let mut redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}", redis.port);
+    let serve = Serve::start(&["--api-key", "k", "--broker", &broker]);
+    let mut api = Api::open(&serve.url()).await;
+    let publish = json!({"channel": "lobby", "data": 1});
+    let (status, body) = api.post("publish", "k", publish.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (status, body) = api.post("publish", "k", publish).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+}
+
+/// `switchboard publish` with ARGS against `serve`: exit code, stdout, stderr.
+fn publish(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let api = format!("http://{}", host(url));
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("publish")
+        .args(["--api", &api])
+        .args(args)
+        .env_remove("SWITCHBOARD_API_KEY")
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.code(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_publish_command_publishes_and_says_why_not() {
+    let serve = Serve::start(&["--api-key", "key-1"]);
+    let url = serve.url();
+    let mut alice = subscriber(&url, "alice", "user:42").await;
+    let (code, out, err) = publish(&url, &["--key", "key-1", "user:42", r#"{"text":"hi"}"#]);
+    assert_eq!(code, Some(0), "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["offset"], 1);
+    assert_eq!(
+        next_message(&mut alice).await["data"],
+        json!({"text": "hi"})
+    );
+
+    let (code, _, err) = publish(&url, &["--key", "nope", "user:42", "1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("401") && err.contains("unauthorized"), "{err}");
+    let (code, _, err) = publish(&url, &["--key", "key-1", "user:42", "{not json"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not JSON"), "{err}");
+}
