@@ -101,6 +101,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
             let keys = options.api_keys.clone().unwrap_or_default();
             if let Some(api) = HttpApi::new(hub.clone(), keys) {
+                let counted = api.clone();
+                builder
+                    .metrics()
+                    .extend(move |out| counted.render_metrics(out));
                 builder = builder.api_route("/api/*", move |request| {
                     let api = api.clone();
                     async move { api.handle(request).await }

@@ -247,6 +247,16 @@ async fn every_endpoint_answers_over_one_kept_alive_connection() {
         }
     };
     assert_eq!(closed, Some(4001));
+
+    // The server's /metrics counts the API's requests by endpoint and status.
+    let mut tcp = TcpStream::connect(host(&url)).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).await.unwrap();
+    let line = "switchboard_api_requests_total{endpoint=\"publish\",status=\"200\"} 5\n";
+    assert!(metrics.contains(line), "{metrics}");
 }
 
 #[tokio::test]

@@ -87,6 +87,21 @@ struct Inner {
     backpressure_disconnects: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     closes: Mutex<BTreeMap<u16, u64>>,
+    /// What the application adds; see [`Metrics::extend`].
+    extensions: Extensions,
+}
+
+/// Writes Prometheus text lines of what runs on a server.
+type Extension = dyn Fn(&mut String) + Send + Sync;
+
+#[derive(Default)]
+struct Extensions(Mutex<Vec<Arc<Extension>>>);
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.lock().map_or(0, |e| e.len());
+        write!(f, "Extensions({count})")
+    }
 }
 
 /// A connection's counts, added to [`Metrics`] in one go.
@@ -181,7 +196,30 @@ impl Metrics {
                 reason.as_str()
             );
         }
+        let extensions = self
+            .inner
+            .extensions
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for extension in extensions {
+            extension(&mut out);
+        }
         out
+    }
+
+    /// Adds what `render` writes to [`render`](Self::render)'s text, after the server's own
+    /// counters: the metrics of what runs on the server (a hub's API, its webhooks), in the
+    /// same Prometheus text format (`# HELP`, `# TYPE`, then the samples), on the same
+    /// `/metrics` endpoint.
+    pub fn extend(&self, render: impl Fn(&mut String) + Send + Sync + 'static) {
+        self.inner
+            .extensions
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(render));
     }
 
     fn closes_map(&self) -> BTreeMap<u16, u64> {
@@ -275,5 +313,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn what_the_application_adds_follows_the_servers_counters() {
+        let m = Metrics::new();
+        let clone = m.clone();
+        clone.extend(|out| out.push_str("# TYPE app_things_total counter\napp_things_total 7\n"));
+        let text = m.render();
+        let server = text.find("switchboard_connections_open").unwrap();
+        let app = text
+            .find("app_things_total 7\n")
+            .expect("the extension's lines");
+        assert!(server < app);
     }
 }

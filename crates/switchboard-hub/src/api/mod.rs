@@ -4,8 +4,11 @@
 //! [`ServerBuilder::api_route`](switchboard::ServerBuilder::api_route) so that a body over the
 //! limit also gets a JSON 413.
 
+mod counters;
 mod fields;
 mod keys;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -14,6 +17,7 @@ use serde_json::json;
 use switchboard::CloseCode;
 
 use crate::hub::{Hub, HubError, Target};
+use counters::Counters;
 use fields::{Fields, Refusal};
 use keys::ApiKeys;
 
@@ -35,6 +39,7 @@ const ENDPOINTS: [&str; 9] = [
 pub struct HttpApi {
     hub: Hub,
     keys: ApiKeys,
+    counters: Arc<Counters>,
 }
 
 impl HttpApi {
@@ -42,15 +47,32 @@ impl HttpApi {
     /// never open without one).
     pub fn new(hub: Hub, keys: impl IntoIterator<Item = String>) -> Option<Self> {
         let keys = ApiKeys::new(keys)?;
-        Some(Self { hub, keys })
+        Some(Self {
+            hub,
+            keys,
+            counters: Arc::default(),
+        })
     }
 
     /// The answer to one request under `/api/`.
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
-        match self.answer(&request).await {
+        let response = match self.answer(&request).await {
             Ok(body) => json_response(StatusCode::OK, &body),
             Err(refusal) => refusal.response(),
-        }
+        };
+        let name = request.uri().path().strip_prefix("/api/");
+        let endpoint = ENDPOINTS
+            .iter()
+            .find(|e| Some(**e) == name)
+            .map_or("unknown", |e| *e);
+        self.counters.count(endpoint, response.status());
+        response
+    }
+
+    /// Writes the API's counters (requests by endpoint and status) as Prometheus text lines,
+    /// for a server's `/metrics` (see `switchboard::Metrics::extend`).
+    pub fn render_metrics(&self, out: &mut String) {
+        self.counters.render(out);
     }
 
     async fn answer(&self, request: &Request<Bytes>) -> Result<serde_json::Value, Refusal> {
