@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchboard::{ConnectOptions, MaybeTlsStream, Message, WebSocket};
 use switchboard_hub::{
-    ChannelRule, HttpProxy, Hub, HubConfig, Policy, ProxyEndpoint, ProxyMetrics,
+    ChannelRule, HttpProxy, Hub, HubConfig, OnFailure, Policy, ProxyEndpoint, ProxyMetrics,
 };
 use tokio::net::TcpListener;
 
@@ -263,4 +263,34 @@ async fn a_backend_that_never_answers_refuses_after_the_timeout() {
         "the publish proxy failed: no answer in time"
     );
     assert_eq!(metrics.get("publish", "timeout"), 1);
+}
+
+#[tokio::test]
+async fn failures_let_the_client_through_when_told_to() {
+    // A port with no listener: every call fails at once.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = HttpProxy::new()
+        .connect(endpoint(closed, "/connect", STEP))
+        .publish("*", endpoint(closed, "/publish", STEP))
+        .on_failure(OnFailure::Allow);
+    let metrics = proxy.metrics();
+    let mut config = HubConfig::default();
+    config.hooks = Some(Arc::new(proxy));
+    let (_hub, addr) = support::hub_and_addr(config).await;
+    let url = format!("ws://{addr}/ws?name=guest");
+    let (mut guest, _) = switchboard::connect(&url).await.unwrap();
+    let hello = next(&mut guest).await;
+    assert_eq!(
+        hello["client"]["user"], "guest",
+        "the name counts, as without a proxy"
+    );
+    assert_ne!(hello["client"]["authenticated"], true);
+    let ack = publish(&mut guest, "lobby", json!(1), 1).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(metrics.get("connect", "failed"), 1);
+    assert_eq!(metrics.get("publish", "failed"), 1);
 }
