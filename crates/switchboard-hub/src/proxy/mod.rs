@@ -140,13 +140,14 @@ impl HttpProxy {
                 .map_err(|e| CallError::Failed(format!("the answer is not as documented: {e}")))
         });
         answer.map_err(|e| {
-            let (outcome, why) = match e {
-                CallError::Failed(why) => (Outcome::Failed, why),
-                CallError::Timeout => (Outcome::Timeout, "no answer in time".to_owned()),
+            // The client is told what kind of failure, never the backend's address or words.
+            let (outcome, why, told) = match e {
+                CallError::Failed(why) => (Outcome::Failed, why, "no usable answer"),
+                CallError::Timeout => (Outcome::Timeout, String::new(), "no answer in time"),
             };
             self.metrics.count(proxy, outcome);
-            tracing::warn!(proxy = proxy.as_str(), uri = %endpoint.uri, %why, "proxy call failed");
-            format!("the {} proxy failed: {why}", proxy.as_str())
+            tracing::warn!(proxy = proxy.as_str(), uri = %endpoint.uri, %why, told, "proxy call failed");
+            format!("the {} proxy failed: {told}", proxy.as_str())
         })
     }
 
@@ -184,8 +185,12 @@ impl HttpProxy {
                 }
                 (None, None) => {
                     self.metrics.count(proxy, Outcome::Failed);
+                    tracing::warn!(
+                        proxy = proxy.as_str(),
+                        "an answer with neither result nor error"
+                    );
                     Err(format!(
-                        "the {} proxy failed: an answer with neither result nor error",
+                        "the {} proxy failed: no usable answer",
                         proxy.as_str()
                     ))
                 }
@@ -229,10 +234,8 @@ impl Hooks for HttpProxy {
                 }
                 Ok(_) => {
                     self.metrics.count(Proxy::Connect, Outcome::Failed);
-                    failed(
-                        "the connect proxy failed: an answer with neither result nor disconnect"
-                            .into(),
-                    )
+                    tracing::warn!("a connect answer with neither result nor disconnect");
+                    failed("the connect proxy failed: no usable answer".into())
                 }
             }
         })
