@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use switchboard_hub::ChannelRule;
 
+use crate::proxies::{Failure, Route};
+
 /// What the server does with messages.
 #[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -163,6 +165,32 @@ pub(crate) struct ServeOptions {
     )]
     #[serde(default, deserialize_with = "rules")]
     pub(crate) rules: Option<Vec<ChannelRule>>,
+    /// POST each WebSocket connection's headers (cookies included), query and address to
+    /// this URL; the backend answers who the user is or refuses (README: "Proxies")
+    #[arg(long, value_name = "URL", help_heading = "Proxies")]
+    pub(crate) connect_proxy: Option<String>,
+    /// Ask URL whether a client may subscribe to a channel matching PATTERN (a name or a
+    /// prefix and '*'); repeat for more namespaces, first match wins
+    #[arg(
+        long = "subscribe-proxy",
+        value_name = "PATTERN=URL",
+        help_heading = "Proxies"
+    )]
+    pub(crate) subscribe_proxies: Option<Vec<Route>>,
+    /// Ask URL whether a client may publish on a channel matching PATTERN, and what is
+    /// published; repeat for more namespaces, first match wins
+    #[arg(
+        long = "publish-proxy",
+        value_name = "PATTERN=URL",
+        help_heading = "Proxies"
+    )]
+    pub(crate) publish_proxies: Option<Vec<Route>>,
+    /// How long a proxy call may take [default: 1s]
+    #[arg(long, value_name = "DURATION", help_heading = "Proxies")]
+    pub(crate) proxy_timeout: Option<Span>,
+    /// What a proxy call that fails or times out does [default: refuse]
+    #[arg(long, value_enum, help_heading = "Proxies")]
+    pub(crate) proxy_failure: Option<Failure>,
     /// Share channels, history and presence with other nodes through Redis
     /// (redis://HOST:PORT[/DB]); without it, channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
@@ -257,6 +285,11 @@ impl ServeOptions {
             api_keys,
             idempotency_window,
             rules,
+            connect_proxy,
+            subscribe_proxies,
+            publish_proxies,
+            proxy_timeout,
+            proxy_failure,
             broker,
         )
     }
@@ -387,6 +420,8 @@ mod tests {
         assert_eq!(options.deflate, Some(true));
         assert_eq!(options.deflate_level, Some(Level(1)));
         assert_eq!(options.deflate_threshold, Some(128));
+        assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
+        assert_eq!(options.proxy_failure, Some(Failure::Refuse));
         let defaults = switchboard::DeflateConfig::default();
         assert_eq!(
             (defaults.level, defaults.threshold),

@@ -13,7 +13,7 @@ use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBui
 use switchboard_hub::{Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Mode, Policy, ServeOptions};
-use crate::web;
+use crate::{proxies, web};
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
@@ -49,6 +49,9 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     config.rules = options.rules.clone().unwrap_or_default();
     if let Some(window) = options.idempotency_window {
         config.idempotency_window = window.0;
+    }
+    if let Some(proxy) = proxies::http_proxy(options)? {
+        config.hooks = Some(Arc::new(proxy));
     }
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),

@@ -40,15 +40,40 @@ pub struct StreamPosition {
 }
 
 /// Who is on the other end of a connection.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientInfo {
-    /// The user: a token's `sub`, or the name an anonymous client chose.
+    /// The user: a token's `sub`, the connect hook's user, or the name an anonymous client
+    /// chose.
     pub user: String,
     /// The connection's id, unique across nodes.
     pub conn: String,
-    /// Whether `user` comes from a verified token.
+    /// Whether `user` comes from a verified token or the connect hook.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub authenticated: bool,
+    /// What the connect hook says about the client, shown with it in presence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<Box<RawValue>>,
+}
+
+// `RawValue` compares as its JSON text.
+impl PartialEq for ClientInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user
+            && self.conn == other.conn
+            && self.authenticated == other.authenticated
+            && self.info.as_deref().map(RawValue::get) == other.info.as_deref().map(RawValue::get)
+    }
+}
+
+impl Eq for ClientInfo {}
+
+impl std::hash::Hash for ClientInfo {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.user.hash(state);
+        self.conn.hash(state);
+        self.authenticated.hash(state);
+        self.info.as_deref().map(RawValue::get).hash(state);
+    }
 }
 
 /// A message published to a channel, as stored and delivered.

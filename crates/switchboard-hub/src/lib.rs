@@ -18,10 +18,12 @@
 mod api;
 mod auth;
 mod broker;
+mod hooks;
 mod hub;
 mod idempotency;
 mod local;
 pub mod protocol;
+mod proxy;
 mod random;
 mod raw;
 #[cfg(feature = "redis")]
@@ -34,12 +36,16 @@ pub use broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryConfig, HistoryRange,
     Publication, StreamPosition,
 };
+pub use hooks::{
+    ConnectDecision, ConnectRequest, Connection, Hooks, PublishDecision, Refusal, SubscribeDecision,
+};
 pub use hub::{
     ChannelInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo,
     Target,
 };
 pub use local::LocalBroker;
 pub use protocol::ErrorCode;
+pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig};

@@ -324,6 +324,7 @@ mod tests {
             user: user.into(),
             conn: format!("c-{user}"),
             authenticated: false,
+            info: None,
         }
     }
 

@@ -58,10 +58,7 @@ impl ChannelRule {
 
     /// Whether the rule applies to `channel`.
     pub fn matches(&self, channel: &str) -> bool {
-        match self.pattern.strip_suffix('*') {
-            Some(prefix) => channel.starts_with(prefix),
-            None => channel == self.pattern,
-        }
+        pattern_matches(&self.pattern, channel)
     }
 
     /// The rule's policy.
@@ -94,6 +91,14 @@ impl ChannelRule {
     fn owner<'c>(&self, channel: &'c str) -> Option<&'c str> {
         let prefix = self.pattern.strip_suffix('*')?;
         channel.strip_prefix(prefix).filter(|user| !user.is_empty())
+    }
+}
+
+/// Whether `pattern` (a channel name, or a prefix and `*`) matches `channel`.
+pub(crate) fn pattern_matches(pattern: &str, channel: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => channel == pattern,
     }
 }
 

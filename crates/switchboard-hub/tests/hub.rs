@@ -703,6 +703,7 @@ async fn a_personal_channel_is_read_by_its_user_only_and_fed_by_the_backend() {
         user: "backend".into(),
         conn: "backend".into(),
         authenticated: true,
+        info: None,
     };
     let data = RawValue::from_string(r#"{"order":"shipped"}"#.into()).unwrap();
     broker.publish("user:42", backend, data).await.unwrap();

@@ -185,6 +185,7 @@ fn client(conn: &str) -> ClientInfo {
         user: format!("user-{conn}"),
         conn: conn.into(),
         authenticated: false,
+        info: None,
     }
 }
 

@@ -2,29 +2,18 @@
 //! broadcast, history, presence, channels, info, and what it does to live WebSocket clients
 //! (server-side subscribe, unsubscribe, disconnect).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use switchboard::{CloseCode, MaybeTlsStream, Message, Server, WebSocket};
-use switchboard_hub::{Hub, HubConfig, HubError, LocalBroker, Target};
+use switchboard::{CloseCode, MaybeTlsStream, Message, WebSocket};
+use switchboard_hub::{HubConfig, HubError, Target};
 
 const STEP: Duration = Duration::from_secs(5);
 
-async fn hub_and_addr(config: HubConfig) -> (Hub, std::net::SocketAddr) {
-    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
-        .await
-        .unwrap();
-    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
-    (hub, addr)
-}
+mod support;
+
+use support::hub_and_addr;
 
 /// A client named `name`, past its `connected` frame.
 async fn join(addr: std::net::SocketAddr, name: &str) -> WebSocket<MaybeTlsStream> {

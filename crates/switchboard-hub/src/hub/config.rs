@@ -1,8 +1,10 @@
 //! [`HubConfig`]: the hub's limits and access rules.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::JwtKey;
+use crate::hooks::Hooks;
 use crate::rules::ChannelRule;
 
 /// The hub's limits and access rules. Which browser origins may connect is the server's to
@@ -23,6 +25,9 @@ pub struct HubConfig {
     /// How long a server-side publish's idempotency key is remembered (default 5 minutes):
     /// a publish repeated with the same key within it is not delivered again.
     pub idempotency_window: Duration,
+    /// The application's decisions about connecting clients, subscribes and publishes (see
+    /// [`Hooks`]); `None` lets the token, the name and the channel rules decide alone.
+    pub hooks: Option<Arc<dyn Hooks>>,
 }
 
 impl Default for HubConfig {
@@ -34,6 +39,7 @@ impl Default for HubConfig {
             jwt: None,
             rules: Vec::new(),
             idempotency_window: Duration::from_secs(300),
+            hooks: None,
         }
     }
 }

@@ -76,6 +76,7 @@ mod tests {
                 user: "ann".into(),
                 conn: "c1".into(),
                 authenticated: false,
+                info: None,
             };
             let data = RawValue::from_string("1".into()).unwrap();
             broker.publish("room", from, data).await.unwrap();

@@ -107,8 +107,10 @@ impl Hub {
         self.shared.fanout.lagged()
     }
 
-    /// Serves one client until it leaves. `request` is its upgrade request: the `token` query
-    /// parameter (a JWT) names the user; without one, the `name` parameter does, unverified.
+    /// Serves one client until it leaves. `request` is its upgrade request: the connect hook
+    /// ([`HubConfig::hooks`]) names the user when it answers; otherwise the `token` query
+    /// parameter (a JWT) does, and without one the `name` parameter, unverified. A client the
+    /// connect hook refuses gets an `unauthorized` error and a close with the hook's code.
     ///
     /// A token that does not verify gets an `unauthorized` error and a close with 1008; so
     /// does a connection whose token expires while it is open.

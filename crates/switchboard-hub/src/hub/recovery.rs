@@ -89,6 +89,7 @@ mod tests {
                             user: "u".into(),
                             conn: "c".into(),
                             authenticated: false,
+                            info: None,
                         },
                         data: serde_json::value::RawValue::from_string("1".into()).unwrap(),
                     })

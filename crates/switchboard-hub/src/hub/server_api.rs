@@ -114,6 +114,7 @@ fn server() -> ClientInfo {
         user: String::new(),
         conn: String::new(),
         authenticated: true,
+        info: None,
     }
 }
 

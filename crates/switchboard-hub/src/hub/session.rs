@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use http::Request;
-use switchboard::{CloseCode, Message, Receiver, Sender};
+use serde_json::value::RawValue;
+use switchboard::{CloseCode, Message, PeerAddr, Receiver, Sender};
 use tokio::time::Instant;
 
 use super::identity::Identity;
@@ -17,6 +18,9 @@ use super::registry::Command;
 use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
 use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
+use crate::hooks::{
+    ConnectDecision, ConnectRequest, Connection, PublishDecision, SubscribeDecision,
+};
 use crate::protocol::{ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request};
 use crate::rules::{Access, check};
 
@@ -31,12 +35,48 @@ pub(super) async fn serve(
     request: &Request<()>,
 ) {
     let query = request.uri().query().unwrap_or("");
-    let identity = match Identity::of(query, hub.config.jwt.as_ref(), SystemTime::now()) {
-        Ok(identity) => identity,
-        Err(reason) => return refuse(&sender, &reason).await,
+    let mut granted = None;
+    if let Some(hooks) = &hub.config.hooks {
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+        let connect = ConnectRequest::new(request.headers().clone(), query, peer);
+        match hooks.connect(&connect).await {
+            ConnectDecision::Pass => {}
+            ConnectDecision::Allow(connection) => granted = Some(connection),
+            ConnectDecision::Refuse(refusal) => {
+                let code = Some(CloseCode::from(refusal.code))
+                    .filter(|code| code.is_allowed_on_wire())
+                    .unwrap_or(CloseCode::POLICY_VIOLATION);
+                return refuse_with(&sender, code, &refusal.reason).await;
+            }
+        }
+    }
+    let (identity, info, channels) = match granted {
+        Some(Connection {
+            user,
+            info,
+            channels,
+            ..
+        }) => {
+            let identity = Identity {
+                user,
+                authenticated: true,
+                expires_in: None,
+            };
+            (identity, info, channels)
+        }
+        None => match Identity::of(query, hub.config.jwt.as_ref(), SystemTime::now()) {
+            Ok(identity) => (identity, None, Vec::new()),
+            Err(reason) => return refuse(&sender, &reason).await,
+        },
     };
     let expiry = identity.expires_in.map(|d| Instant::now() + d);
-    let mut session = Session::start(hub, sender, identity).await;
+    let mut session = Session::start(hub, sender, identity, info).await;
+    for channel in channels {
+        // The connect hook's channels are the application's own choice: no rules, no hook.
+        if let Err(e) = session.join(None, channel, None).await {
+            session.send(String::from(&e)).await;
+        }
+    }
     // Requests are answered until the client leaves, the hub kicks it or its token expires.
     let exit = loop {
         tokio::select! {
@@ -70,6 +110,23 @@ async fn refuse(sender: &Sender, reason: &str) {
     let _ = sender.close(CloseCode::POLICY_VIOLATION, code.as_str());
 }
 
+/// Sends an `unauthorized` error with `reason` and closes with `code` and `reason`: for a
+/// client the connect hook refused.
+async fn refuse_with(sender: &Sender, code: CloseCode, reason: &str) {
+    let e = RequestError::new(None, ErrorCode::Unauthorized, reason);
+    let _ = sender.send(Message::text(String::from(&e))).await;
+    let _ = sender.close(code, close_reason(reason));
+}
+
+/// The longest prefix of `reason` a close frame carries (123 bytes), cut at a character.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// Why a session ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Exit {
@@ -99,11 +156,17 @@ struct Session<'h> {
 
 impl<'h> Session<'h> {
     /// Counts the connection and tells the client who it is.
-    async fn start(hub: &'h Shared, sender: Sender, identity: Identity) -> Self {
+    async fn start(
+        hub: &'h Shared,
+        sender: Sender,
+        identity: Identity,
+        info: Option<Box<RawValue>>,
+    ) -> Self {
         let info = ClientInfo {
             user: identity.user,
             conn: hub.connection_id(),
             authenticated: identity.authenticated,
+            info,
         };
         let session = Self {
             hub,
@@ -227,7 +290,11 @@ impl<'h> Session<'h> {
                 self.send(reply.to_json()).await;
                 Ok(())
             }
-            Op::Publish { id, channel, data } => {
+            Op::Publish {
+                id,
+                channel,
+                mut data,
+            } => {
                 self.check(id.as_ref(), &channel, Access::Publish)?;
                 let size = data.get().len();
                 if size > self.hub.config.max_data_size {
@@ -236,6 +303,15 @@ impl<'h> Session<'h> {
                         self.hub.config.max_data_size
                     );
                     return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
+                }
+                if let Some(hooks) = &self.hub.config.hooks {
+                    match hooks.publish(&self.info, &channel, &data).await {
+                        PublishDecision::Allow => {}
+                        PublishDecision::Rewrite(rewritten) => data = rewritten,
+                        PublishDecision::Refuse(reason) => {
+                            return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
+                        }
+                    }
                 }
                 let published = self.hub.broker.publish(&channel, self.info.clone(), data);
                 let position = published.await.map_err(|e| unavailable(id.clone(), &e))?;
@@ -309,6 +385,12 @@ impl<'h> Session<'h> {
         since: Option<StreamPosition>,
     ) -> Result<(), RequestError> {
         self.check(id.as_ref(), &channel, Access::Read)?;
+        if let Some(hooks) = &self.hub.config.hooks
+            && !self.subscriptions.contains(&channel)
+            && let SubscribeDecision::Refuse(reason) = hooks.subscribe(&self.info, &channel).await
+        {
+            return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
+        }
         self.join(id, channel, since).await
     }
 

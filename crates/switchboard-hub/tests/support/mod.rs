@@ -1,0 +1,22 @@
+//! A hub served on loopback, for the tests that drive it over WebSocket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchboard::Server;
+use switchboard_hub::{Hub, HubConfig, LocalBroker};
+
+/// A hub with `config` on a local broker, served on a free loopback port.
+pub(crate) async fn hub_and_addr(config: HubConfig) -> (Hub, SocketAddr) {
+    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
+        .await
+        .unwrap();
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = hub.clone();
+    tokio::spawn(server.serve(move |ws, request| {
+        let hub = serving.clone();
+        async move { hub.serve(ws, &request).await }
+    }));
+    (hub, addr)
+}
