@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use switchboard::http::Request;
 use switchboard::tls::ServerTls;
-use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBuilder, WebSocket};
+use switchboard::{
+    Backpressure, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder, WebSocket,
+};
 use switchboard_hub::{Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker};
 
 use crate::config::{Mode, Policy, ServeOptions};
@@ -32,8 +34,8 @@ enum Service {
     Broadcast(switchboard_hub::Broadcast),
 }
 
-/// The hub as `options` say.
-async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
+/// The hub as `options` say; what it counts goes to the server's `metrics`.
+async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     let history = HistoryConfig {
         size: options.history_size.unwrap_or(100),
         ttl: options
@@ -51,6 +53,8 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
         config.idempotency_window = window.0;
     }
     if let Some(proxy) = proxies::http_proxy(options)? {
+        let counted = proxy.metrics();
+        metrics.extend(move |out| counted.render(out));
         config.hooks = Some(Arc::new(proxy));
     }
     let broker: Arc<dyn Broker> = match &options.broker {
@@ -98,7 +102,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut builder = builder(&options, tls);
     let service = match mode {
         Mode::Hub => {
-            let hub = hub(&options).await?;
+            let hub = hub(&options, builder.metrics()).await?;
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use support::Serve;
 use switchboard::{ConnectOptions, MaybeTlsStream, Message, WebSocket};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 /// Every wait is bounded by this.
@@ -141,5 +142,21 @@ async fn a_session_cookie_is_enough_to_use_the_hub() {
         }
     };
     assert_eq!(close.code.0, 4401);
+
+    // Each call is counted by proxy and outcome on the server's /metrics.
+    let host = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).await.unwrap();
+    for line in [
+        "switchboard_proxy_requests_total{proxy=\"connect\",outcome=\"allowed\"} 1\n",
+        "switchboard_proxy_requests_total{proxy=\"connect\",outcome=\"refused\"} 1\n",
+        "switchboard_proxy_requests_total{proxy=\"publish\",outcome=\"timeout\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in {metrics}");
+    }
     serve.terminate();
 }
