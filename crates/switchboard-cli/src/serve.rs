@@ -12,7 +12,10 @@ use switchboard::tls::ServerTls;
 use switchboard::{
     Backpressure, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder, WebSocket,
 };
-use switchboard_hub::{Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker};
+use switchboard_hub::{
+    Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, OnFailure,
+    ProxyEndpoint,
+};
 
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::{proxies, web};
@@ -52,7 +55,7 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     if let Some(window) = options.idempotency_window {
         config.idempotency_window = window.0;
     }
-    if let Some(proxy) = proxies::http_proxy(options)? {
+    if let Some(proxy) = http_proxy(options)? {
         let counted = proxy.metrics();
         metrics.extend(move |out| counted.render(out));
         config.hooks = Some(Arc::new(proxy));
@@ -64,6 +67,33 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     Hub::new(broker, config)
         .await
         .context("cannot start the hub")
+}
+
+/// The proxies the options configure; `None` when they configure none.
+fn http_proxy(options: &ServeOptions) -> anyhow::Result<Option<HttpProxy>> {
+    let subscribe = options.subscribe_proxies.as_deref().unwrap_or_default();
+    let publish = options.publish_proxies.as_deref().unwrap_or_default();
+    if options.connect_proxy.is_none() && subscribe.is_empty() && publish.is_empty() {
+        return Ok(None);
+    }
+    let timeout = options
+        .proxy_timeout
+        .map_or(proxies::DEFAULT_TIMEOUT, |t| t.0);
+    let endpoint = |url: &str| ProxyEndpoint::new(url, timeout);
+    let mut proxy = HttpProxy::new().on_failure(match options.proxy_failure {
+        Some(proxies::Failure::Allow) => OnFailure::Allow,
+        Some(proxies::Failure::Refuse) | None => OnFailure::Refuse,
+    });
+    if let Some(url) = &options.connect_proxy {
+        proxy = proxy.connect(endpoint(url)?);
+    }
+    for route in subscribe {
+        proxy = proxy.subscribe(&*route.pattern, endpoint(&route.url)?);
+    }
+    for route in publish {
+        proxy = proxy.publish(&*route.pattern, endpoint(&route.url)?);
+    }
+    Ok(Some(proxy))
 }
 
 #[cfg(feature = "redis")]
@@ -356,4 +386,37 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn no_proxy_is_configured_unless_asked() {
+        assert!(http_proxy(&ServeOptions::default()).unwrap().is_none());
+        let options = ServeOptions::from_toml(
+            r#"
+            connect-proxy = "http://127.0.0.1:9000/connect"
+            subscribe-proxies = ["secret:*=http://127.0.0.1:9000/subscribe"]
+            proxy-timeout = "250ms"
+            proxy-failure = "allow"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(options.proxy_failure, Some(proxies::Failure::Allow));
+        assert_eq!(
+            options.proxy_timeout.map(|t| t.0),
+            Some(Duration::from_millis(250))
+        );
+        assert!(http_proxy(&options).unwrap().is_some());
+        assert!(
+            ServeOptions::from_toml(r#"connect-proxy = "nope""#)
+                .map_err(|e| e.to_string())
+                .and_then(|o| http_proxy(&o).map_err(|e| e.to_string()))
+                .is_err()
+        );
+    }
 }
