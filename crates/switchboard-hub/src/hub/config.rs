@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::auth::JwtKey;
 use crate::rules::ChannelRule;
+use crate::webhook::WebhookConfig;
 
 /// The hub's limits and access rules. Which browser origins may connect is the server's to
 /// check ([`ServerBuilder::allowed_origins`](switchboard::ServerBuilder::allowed_origins)).
@@ -23,6 +24,8 @@ pub struct HubConfig {
     /// How long a server-side publish's idempotency key is remembered (default 5 minutes):
     /// a publish repeated with the same key within it is not delivered again.
     pub idempotency_window: Duration,
+    /// Where channel and presence events are POSTed; none by default.
+    pub webhooks: Option<WebhookConfig>,
 }
 
 impl Default for HubConfig {
@@ -34,6 +37,7 @@ impl Default for HubConfig {
             jwt: None,
             rules: Vec::new(),
             idempotency_window: Duration::from_secs(300),
+            webhooks: None,
         }
     }
 }
