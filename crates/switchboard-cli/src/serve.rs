@@ -8,9 +8,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use switchboard::http::Request;
+use switchboard::http::Uri;
 use switchboard::tls::ServerTls;
 use switchboard::{Backpressure, DeflateConfig, MaybeTlsStream, Server, ServerBuilder, WebSocket};
-use switchboard_hub::{Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker};
+use switchboard_hub::{
+    Broker, HistoryConfig, HttpApi, Hub, HubConfig, JwtKey, LocalBroker, WebhookConfig,
+};
 
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::web;
@@ -50,6 +53,7 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     if let Some(window) = options.idempotency_window {
         config.idempotency_window = window.0;
     }
+    config.webhooks = webhooks(options)?;
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
         Some(url) => redis_broker(url, history).await?,
@@ -57,6 +61,39 @@ async fn hub(options: &ServeOptions) -> anyhow::Result<Hub> {
     Hub::new(broker, config)
         .await
         .context("cannot start the hub")
+}
+
+/// Webhooks as `options` say: none without a URL, which needs a secret.
+fn webhooks(options: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
+    let Some(url) = &options.webhook_url else {
+        anyhow::ensure!(
+            options.webhook_secret.is_none(),
+            "--webhook-secret needs --webhook-url"
+        );
+        return Ok(None);
+    };
+    let Some(secret) = &options.webhook_secret else {
+        anyhow::bail!("--webhook-url needs --webhook-secret (or SWITCHBOARD_WEBHOOK_SECRET)");
+    };
+    let uri: Uri = url
+        .parse()
+        .ok()
+        .filter(|uri: &Uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+        })
+        .with_context(|| format!("--webhook-url {url}: expected an http:// or https:// URL"))?;
+    let mut config = WebhookConfig::new(uri, secret.clone());
+    if let Some(events) = &options.webhook_events {
+        config.events = events.iter().copied().collect();
+    }
+    if let Some(timeout) = options.webhook_timeout {
+        config.timeout = timeout.0;
+    }
+    if let Some(retry) = options.webhook_retry {
+        config.retry_for = retry.0;
+    }
+    tracing::info!(url = %config.url, "webhooks on");
+    Ok(Some(config))
 }
 
 #[cfg(feature = "redis")]
@@ -345,4 +382,36 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_hub::EventKind;
+
+    use super::*;
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_secret() {
+        let options = |url: Option<&str>, secret: Option<&str>| ServeOptions {
+            webhook_url: url.map(str::to_owned),
+            webhook_secret: secret.map(str::to_owned),
+            ..ServeOptions::default()
+        };
+        assert!(webhooks(&options(None, None)).unwrap().is_none());
+        assert!(webhooks(&options(Some("http://127.0.0.1:9000/"), None)).is_err());
+        assert!(webhooks(&options(None, Some("s"))).is_err());
+        assert!(webhooks(&options(Some("ftp://example.com/"), Some("s"))).is_err());
+        assert!(webhooks(&options(Some("/events"), Some("s"))).is_err());
+
+        let mut chosen = options(Some("https://example.com/events"), Some("s"));
+        chosen.webhook_events = Some(vec![EventKind::MemberAdded]);
+        chosen.webhook_retry = Some(crate::config::Span(std::time::Duration::from_secs(5)));
+        let config = webhooks(&chosen).unwrap().unwrap();
+        assert_eq!(config.url, "https://example.com/events");
+        assert_eq!(
+            config.events,
+            [EventKind::MemberAdded].into_iter().collect()
+        );
+        assert_eq!(config.retry_for, std::time::Duration::from_secs(5));
+    }
 }
