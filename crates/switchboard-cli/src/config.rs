@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use switchboard_hub::ChannelRule;
+use switchboard_hub::{ChannelRule, EventKind};
 
 use crate::proxies::{Failure, Route};
 
@@ -163,7 +163,7 @@ pub(crate) struct ServeOptions {
         value_name = "PATTERN=POLICY",
         help_heading = "Hub mode"
     )]
-    #[serde(default, deserialize_with = "rules")]
+    #[serde(default, deserialize_with = "parsed")]
     pub(crate) rules: Option<Vec<ChannelRule>>,
     /// POST each WebSocket connection's headers (cookies included), query and address to
     /// this URL; the backend answers who the user is or refuses (README: "Proxies")
@@ -195,10 +195,45 @@ pub(crate) struct ServeOptions {
     /// (redis://HOST:PORT[/DB]); without it, channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
     pub(crate) broker: Option<String>,
+
+    /// POST channel and presence events to this http:// or https:// URL; needs
+    /// --webhook-secret
+    #[arg(long, value_name = "URL", help_heading = "Webhooks")]
+    pub(crate) webhook_url: Option<String>,
+    /// Key of each webhook's HMAC-SHA256 signature (X-Switchboard-Signature)
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOK_SECRET",
+        hide_env_values = true,
+        help_heading = "Webhooks"
+    )]
+    pub(crate) webhook_secret: Option<String>,
+    /// The events posted, comma-separated: channel_occupied, channel_vacated, member_added,
+    /// member_removed [default: all]
+    #[arg(
+        long,
+        value_name = "EVENTS",
+        value_delimiter = ',',
+        help_heading = "Webhooks"
+    )]
+    #[serde(default, deserialize_with = "parsed")]
+    pub(crate) webhook_events: Option<Vec<EventKind>>,
+    /// Time for one webhook request before it counts as failed [default: 10s]
+    #[arg(long, value_name = "DURATION", help_heading = "Webhooks")]
+    pub(crate) webhook_timeout: Option<Span>,
+    /// How long a failed webhook is retried, with backoff, before its events are dropped
+    /// [default: 1m]
+    #[arg(long, value_name = "DURATION", help_heading = "Webhooks")]
+    pub(crate) webhook_retry: Option<Span>,
 }
 
-/// Channel rules in a file: `rules = ["team:*=authenticated"]`, as `--rule` reads them.
-fn rules<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ChannelRule>>, D::Error> {
+/// A list of strings in a file, each read as its flag reads it: `rules =
+/// ["team:*=authenticated"]`, `webhook-events = ["member_added"]`.
+fn parsed<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr<Err: fmt::Display>,
+{
     let texts = Vec::<String>::deserialize(d)?;
     texts
         .iter()
@@ -291,6 +326,11 @@ impl ServeOptions {
             proxy_timeout,
             proxy_failure,
             broker,
+            webhook_url,
+            webhook_secret,
+            webhook_events,
+            webhook_timeout,
+            webhook_retry,
         )
     }
 }
@@ -422,6 +462,12 @@ mod tests {
         assert_eq!(options.deflate_threshold, Some(128));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
+        let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
+        let events: std::collections::HashSet<_> =
+            options.webhook_events.unwrap().into_iter().collect();
+        assert_eq!(events, webhooks.events);
+        assert_eq!(options.webhook_timeout, Some(Span(webhooks.timeout)));
+        assert_eq!(options.webhook_retry, Some(Span(webhooks.retry_for)));
         let defaults = switchboard::DeflateConfig::default();
         assert_eq!(
             (defaults.level, defaults.threshold),
@@ -494,6 +540,17 @@ mod tests {
     }
 
     #[test]
+    fn webhook_events_read_as_the_flag_does() {
+        let options =
+            ServeOptions::from_toml(r#"webhook-events = ["member_added", "member_removed"]"#)
+                .unwrap();
+        assert_eq!(
+            options.webhook_events,
+            Some(vec![EventKind::MemberAdded, EventKind::MemberRemoved])
+        );
+    }
+
+    #[test]
     fn an_unknown_key_is_an_error_that_names_it() {
         let err = ServeOptions::from_toml("max-conections = 5").unwrap_err();
         let text = format!("{err:#}");
@@ -512,6 +569,7 @@ mod tests {
             ("rules = [\"user:42=personal\"]", "rules"),
             ("deflate-level = 12", "deflate-level"),
             ("deflate = \"yes\"", "deflate"),
+            ("webhook-events = [\"member_joined\"]", "webhook-events"),
         ] {
             let text = format!("{:#}", ServeOptions::from_toml(toml).unwrap_err());
             assert!(text.contains(key), "{toml}: {text}");

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use switchboard::http::Request;
+use switchboard::http::Uri;
 use switchboard::tls::ServerTls;
 use switchboard::{
     Backpressure, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder, WebSocket,
 };
 use switchboard_hub::{
     Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, OnFailure,
-    ProxyEndpoint,
+    ProxyEndpoint, WebhookConfig,
 };
 
 use crate::config::{Mode, Policy, ServeOptions};
@@ -60,13 +61,23 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
         metrics.extend(move |out| counted.render(out));
         config.hooks = Some(Arc::new(proxy));
     }
+    config.webhooks = webhooks(options)?;
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
         Some(url) => redis_broker(url, history).await?,
     };
-    Hub::new(broker, config)
+    let hub = Hub::new(broker, config)
         .await
-        .context("cannot start the hub")
+        .context("cannot start the hub")?;
+    if hub.webhook_metrics().is_some() {
+        let counted = hub.clone();
+        metrics.extend(move |out| {
+            if let Some(webhooks) = counted.webhook_metrics() {
+                webhooks.render(out);
+            }
+        });
+    }
+    Ok(hub)
 }
 
 /// The proxies the options configure; `None` when they configure none.
@@ -94,6 +105,39 @@ fn http_proxy(options: &ServeOptions) -> anyhow::Result<Option<HttpProxy>> {
         proxy = proxy.publish(&*route.pattern, endpoint(&route.url)?);
     }
     Ok(Some(proxy))
+}
+
+/// Webhooks as `options` say: none without a URL, which needs a secret.
+fn webhooks(options: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
+    let Some(url) = &options.webhook_url else {
+        anyhow::ensure!(
+            options.webhook_secret.is_none(),
+            "--webhook-secret needs --webhook-url"
+        );
+        return Ok(None);
+    };
+    let Some(secret) = &options.webhook_secret else {
+        anyhow::bail!("--webhook-url needs --webhook-secret (or SWITCHBOARD_WEBHOOK_SECRET)");
+    };
+    let uri: Uri = url
+        .parse()
+        .ok()
+        .filter(|uri: &Uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+        })
+        .with_context(|| format!("--webhook-url {url}: expected an http:// or https:// URL"))?;
+    let mut config = WebhookConfig::new(uri, secret.clone());
+    if let Some(events) = &options.webhook_events {
+        config.events = events.iter().copied().collect();
+    }
+    if let Some(timeout) = options.webhook_timeout {
+        config.timeout = timeout.0;
+    }
+    if let Some(retry) = options.webhook_retry {
+        config.retry_for = retry.0;
+    }
+    tracing::info!(url = %config.url, "webhooks on");
+    Ok(Some(config))
 }
 
 #[cfg(feature = "redis")]
@@ -391,6 +435,7 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+    use switchboard_hub::EventKind;
 
     use super::*;
 
@@ -418,5 +463,30 @@ mod tests {
                 .and_then(|o| http_proxy(&o).map_err(|e| e.to_string()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_secret() {
+        let options = |url: Option<&str>, secret: Option<&str>| ServeOptions {
+            webhook_url: url.map(str::to_owned),
+            webhook_secret: secret.map(str::to_owned),
+            ..ServeOptions::default()
+        };
+        assert!(webhooks(&options(None, None)).unwrap().is_none());
+        assert!(webhooks(&options(Some("http://127.0.0.1:9000/"), None)).is_err());
+        assert!(webhooks(&options(None, Some("s"))).is_err());
+        assert!(webhooks(&options(Some("ftp://example.com/"), Some("s"))).is_err());
+        assert!(webhooks(&options(Some("/events"), Some("s"))).is_err());
+
+        let mut chosen = options(Some("https://example.com/events"), Some("s"));
+        chosen.webhook_events = Some(vec![EventKind::MemberAdded]);
+        chosen.webhook_retry = Some(crate::config::Span(std::time::Duration::from_secs(5)));
+        let config = webhooks(&chosen).unwrap().unwrap();
+        assert_eq!(config.url, "https://example.com/events");
+        assert_eq!(
+            config.events,
+            [EventKind::MemberAdded].into_iter().collect()
+        );
+        assert_eq!(config.retry_for, std::time::Duration::from_secs(5));
     }
 }

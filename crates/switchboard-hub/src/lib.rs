@@ -29,6 +29,7 @@ mod raw;
 #[cfg(feature = "redis")]
 mod redis_broker;
 mod rules;
+mod webhook;
 
 pub use api::HttpApi;
 pub use auth::{Claims, JwtKey, TokenError};
@@ -50,3 +51,4 @@ pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig};
 pub use rules::{ChannelRule, Policy, RuleParseError};
+pub use webhook::{EventKind, UnknownEvent, WebhookConfig, WebhookMetrics};

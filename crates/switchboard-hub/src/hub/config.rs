@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::auth::JwtKey;
 use crate::hooks::Hooks;
 use crate::rules::ChannelRule;
+use crate::webhook::WebhookConfig;
 
 /// The hub's limits and access rules. Which browser origins may connect is the server's to
 /// check ([`ServerBuilder::allowed_origins`](switchboard::ServerBuilder::allowed_origins)).
@@ -28,6 +29,8 @@ pub struct HubConfig {
     /// The application's decisions about connecting clients, subscribes and publishes (see
     /// [`Hooks`]); `None` lets the token, the name and the channel rules decide alone.
     pub hooks: Option<Arc<dyn Hooks>>,
+    /// Where channel and presence events are POSTed; none by default.
+    pub webhooks: Option<WebhookConfig>,
 }
 
 impl Default for HubConfig {
@@ -40,6 +43,7 @@ impl Default for HubConfig {
             rules: Vec::new(),
             idempotency_window: Duration::from_secs(300),
             hooks: None,
+            webhooks: None,
         }
     }
 }

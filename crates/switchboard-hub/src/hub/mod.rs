@@ -7,7 +7,9 @@
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
 //! `recovery.rs` decides what a client that subscribes again with `since` is given;
-//! `kick.rs` is how the fan-out ends a connection it can no longer serve.
+//! `kick.rs` is how the fan-out ends a connection it can no longer serve. With webhooks, the
+//! broker is seen through the webhooks' observer, which turns the hub's calls to it into
+//! events for the backend.
 
 mod config;
 mod fanout;
@@ -35,6 +37,8 @@ pub use server_api::{
 use shared::Shared;
 
 use crate::broker::{Broker, BrokerError};
+use crate::random::random_hex;
+use crate::webhook::{self, Observed, WebhookMetrics};
 
 /// The messaging hub: channels with presence, history and recovery. Cheap to clone; clones
 /// share the same channels.
@@ -81,6 +85,7 @@ use crate::broker::{Broker, BrokerError};
 #[derive(Clone, Debug)]
 pub struct Hub {
     shared: Arc<Shared>,
+    webhooks: Option<Arc<WebhookMetrics>>,
 }
 
 impl Hub {
@@ -90,11 +95,26 @@ impl Hub {
     ///
     /// When the broker cannot start.
     pub async fn new(broker: Arc<dyn Broker>, config: HubConfig) -> Result<Self, BrokerError> {
+        let node = random_hex(4);
+        let (broker, webhooks) = match config.webhooks.clone() {
+            Some(webhooks) => {
+                let (queue, metrics) = webhook::start(webhooks);
+                let observed: Arc<dyn Broker> = Arc::new(Observed::new(broker, queue, &node));
+                (observed, Some(metrics))
+            }
+            None => (broker, None),
+        };
         let fanout = Arc::new(Fanout::default());
         broker.start(fanout.clone()).await?;
         Ok(Self {
-            shared: Arc::new(Shared::new(broker, fanout, config)),
+            shared: Arc::new(Shared::new(broker, fanout, config, node)),
+            webhooks,
         })
+    }
+
+    /// What became of the webhook events, when [`HubConfig::webhooks`] is set.
+    pub fn webhook_metrics(&self) -> Option<&WebhookMetrics> {
+        self.webhooks.as_deref()
     }
 
     /// How many clients are connected to this node.

@@ -8,7 +8,6 @@ use super::fanout::Fanout;
 use super::interest::Interest;
 use super::registry::Registry;
 use crate::broker::Broker;
-use crate::random::random_hex;
 
 /// The broker, the fan-out and the counts of this node, for every session.
 #[derive(Debug)]
@@ -27,14 +26,19 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(broker: Arc<dyn Broker>, fanout: Arc<Fanout>, config: HubConfig) -> Self {
+    pub(super) fn new(
+        broker: Arc<dyn Broker>,
+        fanout: Arc<Fanout>,
+        config: HubConfig,
+        node: String,
+    ) -> Self {
         Self {
             interest: Interest::new(broker.clone()),
             broker,
             fanout,
             config,
             registry: Registry::default(),
-            node: random_hex(4),
+            node,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
         }

@@ -1,0 +1,206 @@
+//! The webhook queue and the one task that drains it: batches of events POSTed to the
+//! backend, signed, and retried with backoff for a bounded time.
+//!
+//! ## Signature
+//!
+//! `X-Switchboard-Timestamp` is the Unix time of the attempt in seconds, and
+//! `X-Switchboard-Signature` is `sha256=` and the hex HMAC-SHA256, keyed with the secret, of
+//! the timestamp, a `.` and the exact body. A backend that refuses old timestamps refuses a
+//! replayed request. Each attempt is signed afresh, with its own timestamp.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
+use http::{Method, Request, Uri, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use switchboard::MaybeTlsStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::event::{self, Event};
+use super::{EventKind, WebhookConfig, WebhookMetrics};
+
+/// The header of the request's signature.
+pub(crate) const SIGNATURE: &str = "x-switchboard-signature";
+/// The header of the signed timestamp.
+pub(crate) const TIMESTAMP: &str = "x-switchboard-timestamp";
+
+/// Where the hub puts events, without waiting.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    tx: mpsc::Sender<Event>,
+    events: HashSet<EventKind>,
+    metrics: Arc<WebhookMetrics>,
+}
+
+impl Queue {
+    /// Whether the backend is sent events of this kind.
+    pub(super) fn wants(&self, kind: EventKind) -> bool {
+        self.events.contains(&kind)
+    }
+
+    /// Queues `event`; when the queue is full it is dropped and counted.
+    pub(super) fn push(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.metrics.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Starts the task that posts what the queue receives; it ends once the queue is dropped and
+/// drained.
+pub(crate) fn start(config: WebhookConfig) -> (Queue, Arc<WebhookMetrics>) {
+    let metrics = Arc::new(WebhookMetrics::default());
+    let (tx, rx) = mpsc::channel(config.queue.max(1));
+    let queue = Queue {
+        tx,
+        events: config.events.clone(),
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(run(rx, config, metrics.clone()));
+    (queue, metrics)
+}
+
+/// Everything queued when the sender is free, at most `max_batch` per request.
+async fn run(mut rx: mpsc::Receiver<Event>, config: WebhookConfig, metrics: Arc<WebhookMetrics>) {
+    let max_batch = config.max_batch.max(1);
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        deliver(&config, &metrics, &batch).await;
+        batch.clear();
+    }
+}
+
+/// Posts one batch until the backend accepts it or `retry_for` runs out.
+async fn deliver(config: &WebhookConfig, metrics: &WebhookMetrics, events: &[Event]) {
+    let body = Bytes::from(event::body(events));
+    let count = events.len() as u64;
+    let give_up = Instant::now() + config.retry_for;
+    let mut backoff = config.backoff;
+    loop {
+        match tokio::time::timeout(config.timeout, attempt(config, body.clone())).await {
+            Ok(Ok(())) => {
+                metrics.batches.fetch_add(1, Ordering::Relaxed);
+                metrics.sent.fetch_add(count, Ordering::Relaxed);
+                return;
+            }
+            Ok(Err(reason)) => {
+                tracing::warn!(url = %config.url, %reason, "webhook failed");
+            }
+            Err(_) => {
+                tracing::warn!(url = %config.url, timeout = ?config.timeout, "webhook got no answer");
+            }
+        }
+        metrics.failed.fetch_add(1, Ordering::Relaxed);
+        let pause = jitter(backoff);
+        if Instant::now() + pause > give_up {
+            metrics.dropped_expired.fetch_add(count, Ordering::Relaxed);
+            tracing::warn!(url = %config.url, events = count, "webhook events dropped after retrying");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+/// Between half of `backoff` and all of it, so that hubs restarted together do not retry in
+/// step.
+fn jitter(backoff: Duration) -> Duration {
+    let fraction = getrandom::u32().map_or(1.0, |r| f64::from(r) / f64::from(u32::MAX));
+    backoff.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// One POST on a connection of its own; `Err` says why it failed.
+async fn attempt(config: &WebhookConfig, body: Bytes) -> Result<(), String> {
+    let request = signed(&config.url, &config.secret, event::now_ms() / 1000, body)?;
+    let stream = MaybeTlsStream::connect(&config.url, None)
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("starting HTTP: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    let status = response.status();
+    // Read to the end, so the backend sees its answer taken.
+    let _ = response.into_body().collect().await;
+    drop(sender);
+    let _ = connection.await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+/// The request of one attempt at `timestamp` (Unix seconds), with its signature.
+fn signed(
+    url: &Uri,
+    secret: &str,
+    timestamp: u64,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
+    let host = url.authority().map_or("", |a| a.as_str());
+    let path = url.path_and_query().map_or("/", |p| p.as_str());
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(TIMESTAMP, timestamp)
+        .header(SIGNATURE, signature(secret, timestamp, &body))
+        .body(Full::new(body))
+        .map_err(|e| format!("bad request: {e}"))
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `{timestamp}.{body}`.
+fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_hmac_of_timestamp_dot_body() {
+        // Computed with Python's hmac module.
+        assert_eq!(
+            signature("Jefe", 1_700_000_000, br#"{"events":[]}"#),
+            "sha256=a110c986da302c5f37accf36f899e479e3fefc1bf8e4d6b0c91b30f3838ed197"
+        );
+        assert_ne!(
+            signature("Jefe", 1, b"{}"),
+            signature("Jefe", 2, b"{}"),
+            "the timestamp is signed"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_backoff() {
+        for _ in 0..100 {
+            let pause = jitter(Duration::from_secs(2));
+            assert!(pause >= Duration::from_secs(1) && pause <= Duration::from_secs(2));
+        }
+    }
+}
