@@ -19,6 +19,7 @@ mod api;
 mod auth;
 mod broker;
 mod hooks;
+mod http_post;
 mod hub;
 mod idempotency;
 mod local;

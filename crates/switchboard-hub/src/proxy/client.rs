@@ -1,13 +1,10 @@
-//! One POST of JSON to the backend, within a timeout: hyper's HTTP/1.1 client connection over
-//! a [`MaybeTlsStream`] (`https://` trusts the Mozilla roots).
+//! One POST of JSON to the backend, within a timeout.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Uri, header};
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_util::rt::TokioIo;
-use switchboard::MaybeTlsStream;
+use http_body_util::Full;
 
 /// The largest answer read from the backend, in bytes.
 const MAX_ANSWER: usize = 1 << 20;
@@ -43,25 +40,9 @@ async fn exchange(uri: &Uri, body: Vec<u8>) -> Result<Bytes, String> {
         )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let stream = MaybeTlsStream::connect(uri, None)
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("starting HTTP: {e}"))?;
-    // The connection task ends when the exchange does (the sender dropped) or fails.
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("sending: {e}"))?;
-    let status = response.status();
+    let (status, body) = crate::http_post::send(uri, request, MAX_ANSWER).await?;
     if !status.is_success() {
         return Err(format!("status {status}"));
     }
-    let body = Limited::new(response.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    Ok(body.to_bytes())
+    Ok(body)
 }

@@ -16,15 +16,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use http::{Method, Request, Uri, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use sha2::Sha256;
-use switchboard::MaybeTlsStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::event::{self, Event};
 use super::{EventKind, WebhookConfig, WebhookMetrics};
+
+/// The most of a webhook answer read (its body means nothing to the hub).
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// The header of the request's signature.
 pub(crate) const SIGNATURE: &str = "x-switchboard-signature";
@@ -119,22 +120,7 @@ fn jitter(backoff: Duration) -> Duration {
 /// One POST on a connection of its own; `Err` says why it failed.
 async fn attempt(config: &WebhookConfig, body: Bytes) -> Result<(), String> {
     let request = signed(&config.url, &config.secret, event::now_ms() / 1000, body)?;
-    let stream = MaybeTlsStream::connect(&config.url, None)
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("starting HTTP: {e}"))?;
-    let connection = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("sending: {e}"))?;
-    let status = response.status();
-    // Read to the end, so the backend sees its answer taken.
-    let _ = response.into_body().collect().await;
-    drop(sender);
-    let _ = connection.await;
+    let (status, _) = crate::http_post::send(&config.url, request, MAX_ANSWER).await?;
     if status.is_success() {
         Ok(())
     } else {
