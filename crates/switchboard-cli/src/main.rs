@@ -17,6 +17,7 @@ mod proxies;
 mod publish;
 mod serve;
 mod trust;
+mod units;
 mod web;
 
 #[derive(Parser, Debug)]

@@ -480,7 +480,7 @@ mod tests {
 
         let mut chosen = options(Some("https://example.com/events"), Some("s"));
         chosen.webhook_events = Some(vec![EventKind::MemberAdded]);
-        chosen.webhook_retry = Some(crate::config::Span(std::time::Duration::from_secs(5)));
+        chosen.webhook_retry = Some(crate::units::Span(std::time::Duration::from_secs(5)));
         let config = webhooks(&chosen).unwrap().unwrap();
         assert_eq!(config.url, "https://example.com/events");
         assert_eq!(
