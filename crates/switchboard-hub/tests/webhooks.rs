@@ -1,5 +1,7 @@
 //! Webhooks reach a local HTTP receiver: signed, in order, and retried after a failure.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use switchboard::{Message, Server};
-use switchboard_hub::{Hub, HubConfig, LocalBroker, WebhookConfig, WebhookMetrics};
+use switchboard::Message;
+use switchboard_hub::{Hub, HubConfig, WebhookConfig, WebhookMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -98,17 +100,7 @@ fn webhooks(url: &str) -> WebhookConfig {
 async fn hub(webhooks: WebhookConfig) -> (Hub, std::net::SocketAddr) {
     let mut config = HubConfig::default();
     config.webhooks = Some(webhooks);
-    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
-        .await
-        .unwrap();
-    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
-    (hub, addr)
+    support::hub_and_addr(config).await
 }
 
 /// Connects as `ann`, subscribes to `room` and closes.
