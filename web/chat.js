@@ -377,6 +377,11 @@
     return span;
   }
 
+  // A publication with no user is the server's own (the backend, through the server API).
+  function authorName(from) {
+    return from.user || 'server';
+  }
+
   function isOwn(from) {
     return !!state.me && from.user === state.me.user && !!from.authenticated === !!state.me.authenticated;
   }
@@ -439,7 +444,7 @@
         gutter.className = 'gutter';
         li.append(gutter);
       } else {
-        li.append(avatar(p.from.user));
+        li.append(avatar(authorName(p.from)));
       }
     }
     const wrap = document.createElement('div');
@@ -450,7 +455,7 @@
       if (!own) {
         const author = document.createElement('span');
         author.className = 'author';
-        author.textContent = p.from.user;
+        author.textContent = authorName(p.from);
         meta.append(author);
         if (p.from.authenticated) meta.append(verifiedMark());
       }
@@ -464,7 +469,7 @@
     const [text, json] = messageText(p.data);
     bubble.className = json ? 'bubble json' : 'bubble';
     bubble.textContent = text;
-    bubble.title = `${p.from.user} · ${new Date(p.time).toLocaleString()}`;
+    bubble.title = `${authorName(p.from)} · ${new Date(p.time).toLocaleString()}`;
     wrap.append(bubble);
     li.append(wrap);
     nodes.push(li);

@@ -18,6 +18,7 @@ const binary = process.env.SWITCHBOARD_BIN || `${root}target/release/switchboard
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const shots = process.env.UPDATE_SCREENSHOTS ? `${root}docs` : `${root}target/e2e`;
 const STEP = 15_000; // the longest any single wait may take
+const API_KEY = 'browser-test-key';
 
 let server;
 let baseUrl;
@@ -25,7 +26,7 @@ let browser;
 const pageErrors = [];
 
 before(async () => {
-  server = spawn(binary, ['serve', '--listen', '127.0.0.1:0'], {
+  server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--api-key', API_KEY], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });
@@ -192,4 +193,18 @@ test('two people chat, and a dropped page recovers what it missed exactly once',
   await ada.screenshot({ path: `${shots}/chat.png` });
 
   assert.deepEqual(pageErrors, [], 'no errors in the pages (CSP violations included)');
+});
+
+test('a message the backend publishes shows as the server\'s', async () => {
+  const lin = await openChat('Lin');
+  const answer = await fetch(`${baseUrl}api/publish`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ channel: 'lobby', data: { text: 'Deploy finished' } }),
+  });
+  assert.equal(answer.status, 200, await answer.text());
+  const message = lin.locator('li', { has: bubbles(lin, 'Deploy finished') });
+  await message.waitFor();
+  assert.equal(await message.locator('.author').textContent(), 'server');
+  assert.deepEqual(pageErrors, []);
 });
