@@ -194,6 +194,8 @@ async fn every_endpoint_answers_over_one_kept_alive_connection() {
     assert_eq!(channels["channels"][0]["channel"], "lobby", "{channels}");
     let (_, info) = api.post("info", "key-1", json!({})).await;
     assert_eq!(info["connections"], 1, "{info}");
+    assert_eq!(info["nodes"].as_array().map(Vec::len), Some(1), "{info}");
+    assert_eq!(info["nodes"][0]["connections"], 1, "{info}");
 
     // Server-side subscription: alice is subscribed to news and gets what is published there.
     let (status, answer) = api

@@ -24,6 +24,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::nodes::{NodeCommand, NodeReplies, NodeReply};
+
 /// A boxed future, as broker methods return (so that hubs can hold `Arc<dyn Broker>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -160,6 +162,9 @@ pub trait BrokerEvents: Send + Sync + 'static {
     /// continue from the channel's current position; subscribers from before must recover
     /// (the hub closes their connections so that they subscribe again with `since`).
     fn stream_lost(&self, channel: &str);
+    /// Another node asks this one to run `command` on its connections (see
+    /// [`Broker::ask_nodes`]); the broker sends it what the future answers.
+    fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply>;
 }
 
 impl std::fmt::Debug for dyn BrokerEvents {
@@ -258,6 +263,19 @@ pub trait Broker: Send + Sync + 'static {
     ///
     /// When the backing service cannot be reached.
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>>;
+
+    /// Asks every other node sharing the broker to run `command` on its connections (each
+    /// through its [`BrokerEvents::command`]), and gathers their replies: those that answer
+    /// within the broker's timeout, and a count of those that heard it but did not. The
+    /// default, for a broker that serves one node, has no other node to ask.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached; then no other node heard the command.
+    fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
+        let _ = command;
+        Box::pin(std::future::ready(Ok(NodeReplies::default())))
+    }
 }
 
 impl std::fmt::Debug for dyn Broker {
@@ -286,4 +304,7 @@ impl BrokerEvents for Delivered {
     fn join(&self, _: &str, _: &ClientInfo) {}
     fn leave(&self, _: &str, _: &ClientInfo) {}
     fn stream_lost(&self, _: &str) {}
+    fn command(&self, _: NodeCommand) -> BoxFuture<'static, NodeReply> {
+        Box::pin(std::future::ready(NodeReply::default()))
+    }
 }

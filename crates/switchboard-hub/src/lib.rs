@@ -23,6 +23,7 @@ mod http_post;
 mod hub;
 mod idempotency;
 mod local;
+mod nodes;
 pub mod protocol;
 mod proxy;
 mod random;
@@ -42,10 +43,11 @@ pub use hooks::{
     ConnectDecision, ConnectRequest, Connection, Hooks, PublishDecision, Refusal, SubscribeDecision,
 };
 pub use hub::{
-    ChannelInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo,
+    ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY,
     Target,
 };
 pub use local::LocalBroker;
+pub use nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
 pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use raw::{Broadcast, Echo, echo};

@@ -1,7 +1,7 @@
 //! The Redis broker against a real `redis-server` (started here on a free loopback port, with
 //! no persistence): delivery across brokers in offset order, gaps filled after the Pub/Sub
 //! connection is lost, lost streams reported after Redis loses its data, errors while Redis
-//! is down, history limits, and presence across nodes with expiry.
+//! is down, history limits, presence across nodes with expiry, and commands between nodes.
 #![cfg(feature = "redis")]
 
 use std::net::TcpListener;
@@ -12,10 +12,13 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use switchboard_hub::BrokerEvents;
 use switchboard_hub::{
-    Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Publication, RedisBroker,
-    RedisConfig,
+    BoxFuture, Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Hub, HubConfig,
+    HubError, NodeCommand, NodeReply, Publication, RedisBroker, RedisConfig, Target,
 };
 use tokio::sync::Notify;
+
+#[path = "support/client.rs"]
+mod client;
 
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
@@ -107,13 +110,17 @@ enum Event {
     Join(String, String),
     Leave(String, String),
     Lost(String),
+    Command(NodeCommand),
 }
 
-/// Records what a broker delivers.
+/// Records what a broker delivers, and answers other nodes' commands as a node named `name`
+/// with one connection (or never, when `silent`).
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<Event>>,
     changed: Notify,
+    name: String,
+    silent: bool,
 }
 
 impl Recorder {
@@ -165,6 +172,17 @@ impl BrokerEvents for Recorder {
     fn stream_lost(&self, channel: &str) {
         self.push(Event::Lost(channel.into()));
     }
+    fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
+        self.push(Event::Command(command));
+        if self.silent {
+            return Box::pin(std::future::pending());
+        }
+        let mut reply = NodeReply::default();
+        reply.node.node.clone_from(&self.name);
+        reply.node.connections = 1;
+        reply.done = 1;
+        Box::pin(std::future::ready(reply))
+    }
 }
 
 fn config(redis: &Redis) -> RedisConfig {
@@ -174,10 +192,21 @@ fn config(redis: &Redis) -> RedisConfig {
 }
 
 async fn node(config: RedisConfig) -> (RedisBroker, Arc<Recorder>) {
+    node_with(config, Recorder::default()).await
+}
+
+async fn node_with(config: RedisConfig, recorder: Recorder) -> (RedisBroker, Arc<Recorder>) {
     let broker = RedisBroker::connect(config).await.unwrap();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(recorder);
     broker.start(recorder.clone()).await.unwrap();
     (broker, recorder)
+}
+
+fn named(name: &str) -> Recorder {
+    Recorder {
+        name: name.into(),
+        ..Recorder::default()
+    }
 }
 
 fn client(conn: &str) -> ClientInfo {
@@ -520,4 +549,146 @@ async fn an_idempotent_publish_retried_on_another_node_is_delivered_once() {
     );
     seen_a.until("three publications", |e| e.len() >= 3).await;
     assert_eq!(seen_a.offsets("orders"), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_command_reaches_every_other_node_once_and_their_replies_come_back() {
+    let redis = Redis::start();
+    let (a, seen_a) = node_with(config(&redis), named("a")).await;
+    let (_b, seen_b) = node_with(config(&redis), named("b")).await;
+    let (_c, seen_c) = node_with(config(&redis), named("c")).await;
+    let command = NodeCommand::Subscribe {
+        user: "ann".into(),
+        channel: "user:ann".into(),
+    };
+    let replies = a.ask_nodes(&command).await.unwrap();
+    let mut names: Vec<&str> = replies
+        .replies
+        .iter()
+        .map(|r| r.node.node.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["b", "c"],
+        "every other node answers, the asker does not"
+    );
+    assert_eq!(replies.unanswered, 0);
+    assert!(replies.replies.iter().all(|r| r.done == 1));
+    for seen in [&seen_b, &seen_c] {
+        assert_eq!(seen.events(), [Event::Command(command.clone())]);
+    }
+    assert!(
+        seen_a.events().is_empty(),
+        "the asker runs its own part itself"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_is_counted_and_the_others_still_reply() {
+    let redis = Redis::start();
+    let (a, _) = node_with(config(&redis), named("a")).await;
+    let (_b, _) = node_with(config(&redis), named("b")).await;
+    let silent = Recorder {
+        silent: true,
+        ..named("c")
+    };
+    let (_c, seen_c) = node_with(config(&redis), silent).await;
+    let replies = a.ask_nodes(&NodeCommand::Info).await.unwrap();
+    assert_eq!(replies.replies.len(), 1);
+    assert_eq!(replies.replies[0].node.node, "b");
+    assert_eq!(
+        replies.unanswered, 1,
+        "c heard the command and did not answer"
+    );
+    assert_eq!(seen_c.events(), [Event::Command(NodeCommand::Info)]);
+}
+
+#[tokio::test]
+async fn commands_fail_as_unavailable_while_redis_is_down() {
+    let mut redis = Redis::start();
+    let (a, _) = node_with(config(&redis), named("a")).await;
+    redis.stop();
+    let asked = a.ask_nodes(&NodeCommand::Info).await;
+    assert!(
+        matches!(asked, Err(BrokerError::Unavailable(_))),
+        "{asked:?}"
+    );
+}
+
+/// A hub on a Redis broker, served on a free loopback port.
+async fn hub_on(redis: &Redis) -> (Hub, std::net::SocketAddr) {
+    let broker = RedisBroker::connect(config(redis)).await.unwrap();
+    let hub = Hub::new(Arc::new(broker), HubConfig::default())
+        .await
+        .unwrap();
+    let server = switchboard::Server::builder()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = hub.clone();
+    tokio::spawn(server.serve(move |ws, request| {
+        let hub = serving.clone();
+        async move { hub.serve(ws, &request).await }
+    }));
+    (hub, addr)
+}
+
+#[tokio::test]
+async fn the_server_api_on_one_node_acts_on_the_connections_of_every_node() {
+    use client::{frame, join};
+    let redis = Redis::start();
+    let (a, addr_a) = hub_on(&redis).await;
+    let (_b, addr_b) = hub_on(&redis).await;
+    let (_c, addr_c) = hub_on(&redis).await;
+    let mut ann_b = join(addr_b, "ann").await;
+    let mut ann_c = join(addr_c, "ann").await;
+    let _bob_a = join(addr_a, "bob").await;
+
+    let info = a.info().await.unwrap();
+    assert_eq!((info.nodes.len(), info.connections), (3, 3), "{info:?}");
+    assert_eq!(info.unanswered, 0);
+
+    assert_eq!(a.subscribe("ann", "user:ann").await.unwrap(), 2);
+    for ws in [&mut ann_b, &mut ann_c] {
+        assert_eq!(frame(ws).await["type"], "subscribed");
+    }
+    let data = RawValue::from_string(r#"{"shipped":true}"#.into()).unwrap();
+    a.publish("user:ann", data, None).await.unwrap();
+    for ws in [&mut ann_b, &mut ann_c] {
+        assert_eq!(frame(ws).await["data"]["shipped"], true);
+    }
+    let channels = a.channels(Some("user:*")).await.unwrap().channels;
+    assert_eq!(channels.len(), 1);
+    assert_eq!(channels[0].subscribers, 2, "summed over nodes b and c");
+
+    assert_eq!(a.unsubscribe("ann", "user:ann").await.unwrap(), 2);
+    for ws in [&mut ann_b, &mut ann_c] {
+        assert_eq!(frame(ws).await["type"], "unsubscribed");
+    }
+    let bye = switchboard::CloseCode::from(4001);
+    let closed = a.disconnect(Target::User("ann"), bye, "bye").await;
+    assert_eq!(closed.unwrap(), 2);
+    for ws in [&mut ann_b, &mut ann_c] {
+        assert_eq!(frame(ws).await, serde_json::json!({"closed": 4001}));
+    }
+    assert_eq!(a.info().await.unwrap().connections, 1, "bob is still there");
+}
+
+#[tokio::test]
+async fn an_action_that_cannot_reach_the_other_nodes_says_what_was_done() {
+    use client::{frame, join};
+    let mut redis = Redis::start();
+    let (a, addr_a) = hub_on(&redis).await;
+    let mut ann = join(addr_a, "ann").await;
+    redis.stop();
+    let bye = switchboard::CloseCode::from(4001);
+    let closed = a.disconnect(Target::User("ann"), bye, "bye").await;
+    assert!(
+        matches!(closed, Err(HubError::Partial { done: 1, .. })),
+        "{closed:?}"
+    );
+    assert_eq!(frame(&mut ann).await, serde_json::json!({"closed": 4001}));
+    assert!(matches!(a.info().await, Err(HubError::Unavailable(_))));
 }

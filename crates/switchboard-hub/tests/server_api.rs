@@ -4,43 +4,17 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
-use switchboard::{CloseCode, MaybeTlsStream, Message, WebSocket};
+use switchboard::{CloseCode, Message};
 use switchboard_hub::{HubConfig, HubError, Target};
 
-const STEP: Duration = Duration::from_secs(5);
-
+#[path = "support/client.rs"]
+mod client;
 mod support;
 
+use client::{frame, join};
 use support::hub_and_addr;
-
-/// A client named `name`, past its `connected` frame.
-async fn join(addr: std::net::SocketAddr, name: &str) -> WebSocket<MaybeTlsStream> {
-    let url = format!("ws://{addr}/ws?name={name}");
-    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
-    assert_eq!(frame(&mut ws).await["type"], "connected");
-    ws
-}
-
-/// The next JSON frame other than presence events, or `{"closed": code}`.
-async fn frame(ws: &mut WebSocket<MaybeTlsStream>) -> Value {
-    loop {
-        match tokio::time::timeout(STEP, ws.recv()).await.unwrap() {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] != "join" && value["type"] != "leave" {
-                    return value;
-                }
-            }
-            Some(Ok(Message::Close(close))) => {
-                return json!({"closed": close.map(|c| c.code.0)});
-            }
-            Some(Ok(_)) => {}
-            other => return json!({"closed": format!("{other:?}")}),
-        }
-    }
-}
 
 fn raw(json: &str) -> Box<RawValue> {
     RawValue::from_string(json.into()).unwrap()
@@ -76,9 +50,15 @@ async fn server_side_subscribe_publish_and_unsubscribe_reach_every_connection_of
             json!({"user": "", "conn": "", "authenticated": true})
         );
     }
-    let channels = hub.channels(Some("user:*")).await;
+    let channels = hub.channels(Some("user:*")).await.unwrap().channels;
     assert_eq!((channels.len(), channels[0].subscribers), (1, 2));
-    assert!(hub.channels(Some("room*")).await.is_empty());
+    assert!(
+        hub.channels(Some("room*"))
+            .await
+            .unwrap()
+            .channels
+            .is_empty()
+    );
     let present = hub.presence("user:ann").await.unwrap();
     assert_eq!(present.len(), 2);
     let history = hub.history("user:ann", None, None).await.unwrap();
@@ -89,21 +69,24 @@ async fn server_side_subscribe_publish_and_unsubscribe_reach_every_connection_of
     for ws in [&mut ann1, &mut ann2] {
         assert_eq!(frame(ws).await["type"], "unsubscribed");
     }
-    assert!(hub.channels(None).await.is_empty());
+    assert!(hub.channels(None).await.unwrap().channels.is_empty());
     assert_eq!(hub.unsubscribe("ann", "user:ann").await.unwrap(), 0);
 
-    let info = hub.info();
+    let info = hub.info().await.unwrap();
     assert_eq!(info.connections, 3);
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.nodes.len(), 1, "one node: {info:?}");
+    assert_eq!(info.nodes[0].connections, 3);
     let bye = CloseCode::from(4001);
-    assert_eq!(hub.disconnect(Target::User("ann"), bye, "bye").unwrap(), 2);
+    let closed = hub.disconnect(Target::User("ann"), bye, "bye").await;
+    assert_eq!(closed.unwrap(), 2);
     for ws in [&mut ann1, &mut ann2] {
         assert_eq!(frame(ws).await, json!({"closed": 4001}));
     }
-    let bob_conn = hub.channels(None).await;
-    assert!(bob_conn.is_empty());
+    assert!(hub.channels(None).await.unwrap().channels.is_empty());
     assert!(matches!(
-        hub.disconnect(Target::User("bob"), CloseCode::from(1005), ""),
+        hub.disconnect(Target::User("bob"), CloseCode::from(1005), "")
+            .await,
         Err(HubError::Invalid { field: "code", .. })
     ));
     bob.send(Message::text(r#"{"op":"presence","channel":"x","id":1}"#))

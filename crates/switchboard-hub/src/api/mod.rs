@@ -153,9 +153,9 @@ impl HttpApi {
             }
             "channels" => {
                 let pattern = f.optional::<String>("pattern")?;
-                json!({ "channels": hub.channels(pattern.as_deref()).await })
+                to_value(&hub.channels(pattern.as_deref()).await.map_err(refused)?)
             }
-            "info" => to_value(&hub.info()),
+            "info" => to_value(&hub.info().await.map_err(refused)?),
             "disconnect" => {
                 let (user, conn) = (f.optional::<String>("user")?, f.optional::<String>("conn")?);
                 let target = match (&user, &conn) {
@@ -165,7 +165,8 @@ impl HttpApi {
                 };
                 let code = CloseCode::from(f.optional::<u16>("code")?.unwrap_or(4000));
                 let reason = f.optional::<String>("reason")?.unwrap_or_default();
-                let n = hub.disconnect(target, code, &reason).map_err(refused)?;
+                let n = hub.disconnect(target, code, &reason).await;
+                let n = n.map_err(refused)?;
                 json!({ "connections": n })
             }
             "subscribe" | "unsubscribe" => {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use switchboard::{EncodedFrame, Sender, TrySendError, Utf8Bytes};
 
 use super::kick::{Kick, KickReason};
-use crate::broker::{BrokerEvents, ClientInfo, Publication};
+use crate::broker::{ClientInfo, Publication};
 use crate::protocol::Reply;
 
 /// Events held for a pending subscription before the subscriber counts as lagging.
@@ -163,8 +163,9 @@ fn presence_frame(reply: &Reply<'_>) -> EncodedFrame {
     EncodedFrame::text(&Utf8Bytes::from(reply.to_json()))
 }
 
-impl BrokerEvents for Fanout {
-    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
+/// The broker's channel events, as [`Events`](super::cluster::Events) passes them on.
+impl Fanout {
+    pub(super) fn publication(&self, channel: &str, publication: &Arc<Publication>) {
         self.dispatch(
             channel,
             || Held::Publication(publication.clone()),
@@ -172,17 +173,17 @@ impl BrokerEvents for Fanout {
         );
     }
 
-    fn join(&self, channel: &str, client: &ClientInfo) {
+    pub(super) fn join(&self, channel: &str, client: &ClientInfo) {
         let frame = presence_frame(&Reply::Join { channel, client });
         self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
     }
 
-    fn leave(&self, channel: &str, client: &ClientInfo) {
+    pub(super) fn leave(&self, channel: &str, client: &ClientInfo) {
         let frame = presence_frame(&Reply::Leave { channel, client });
         self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
     }
 
-    fn stream_lost(&self, channel: &str) {
+    pub(super) fn stream_lost(&self, channel: &str) {
         // Pending subscribers go too: their reply may predate the loss.
         let subscribers = self.lock().remove(channel);
         for subscriber in subscribers.into_iter().flat_map(HashMap::into_values) {

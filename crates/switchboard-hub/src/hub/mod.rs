@@ -7,10 +7,13 @@
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
 //! `recovery.rs` decides what a client that subscribes again with `since` is given;
-//! `kick.rs` is how the fan-out ends a connection it can no longer serve. With webhooks, the
+//! `kick.rs` is how the fan-out ends a connection it can no longer serve. `cluster.rs` is what
+//! the broker calls (events for the fan-out, other nodes' commands) and how the server API's
+//! actions on connections (`server_api.rs`) run on every node. With webhooks, the
 //! broker is seen through the webhooks' observer, which turns the hub's calls to it into
 //! events for the backend.
 
+mod cluster;
 mod config;
 mod fanout;
 mod identity;
@@ -29,10 +32,11 @@ use http::Request;
 use switchboard::WebSocket;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use cluster::Events;
 pub use config::HubConfig;
 use fanout::Fanout;
 pub use server_api::{
-    ChannelInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, NodeInfo, Target,
+    ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, Target,
 };
 use shared::Shared;
 
@@ -105,11 +109,13 @@ impl Hub {
             None => (broker, None),
         };
         let fanout = Arc::new(Fanout::default());
-        broker.start(fanout.clone()).await?;
-        Ok(Self {
-            shared: Arc::new(Shared::new(broker, fanout, config, node)),
-            webhooks,
-        })
+        let shared = Arc::new(Shared::new(broker.clone(), fanout.clone(), config, node));
+        let events = Events {
+            fanout,
+            shared: Arc::downgrade(&shared),
+        };
+        broker.start(Arc::new(events)).await?;
+        Ok(Self { shared, webhooks })
     }
 
     /// What became of the webhook events, when [`HubConfig::webhooks`] is set.

@@ -1,15 +1,17 @@
-//! What the application's backend may do with the hub of this node, as plain async methods on
-//! [`Hub`]: publish, broadcast, read history and presence, list channels, and act on the
-//! node's connections (disconnect, subscribe, unsubscribe).
+//! What the application's backend may do with the hub, as plain async methods on [`Hub`]:
+//! publish, broadcast, read history and presence, list nodes and channels, and act on the
+//! connections of a user (disconnect, subscribe, unsubscribe), on every node of the
+//! deployment (see `cluster.rs`).
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard::CloseCode;
-use tokio::sync::oneshot;
 
 use super::Hub;
-use super::registry::{Command, Whom};
 use crate::broker::{BrokerError, ClientInfo, History, HistoryRange, StreamPosition};
+use crate::nodes::{ChannelInfo, NodeCommand, NodeInfo};
 use crate::protocol::{ErrorCode, check_channel};
 
 /// How many publications [`Hub::history`] returns when given no limit.
@@ -49,17 +51,22 @@ pub enum HubError {
     /// The broker failed; nothing was done unless the error says otherwise.
     #[error(transparent)]
     Unavailable(#[from] BrokerError),
-    /// Some of a user's connections did what was asked and others could not (they are told
-    /// apart in `reason`).
-    #[error("{done} of {total} connections done: {reason}")]
+    /// Some connections did what was asked and others could not, or some nodes could not
+    /// be asked or did not answer (`reason` says which).
+    #[error("only partly done (done on {}): {reason}", connections(*done))]
     Partial {
         /// Connections that did it.
         done: usize,
-        /// Connections asked.
-        total: usize,
-        /// Why the others did not.
+        /// Why the others did not, or may not have.
         reason: String,
     },
+}
+
+fn connections(n: usize) -> String {
+    match n {
+        1 => "1 connection".to_owned(),
+        n => format!("{n} connections"),
+    }
 }
 
 impl HubError {
@@ -76,32 +83,44 @@ impl HubError {
     }
 }
 
-/// This node, as [`Hub::info`] describes it.
+/// The deployment, as [`Hub::info`] describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct NodeInfo {
-    /// The node's name: the prefix of its connection ids.
-    pub node: String,
-    /// Clients connected to this node.
-    pub connections: usize,
-    /// The hub's version.
+pub struct ClusterInfo {
+    /// This node's version of the hub.
     pub version: &'static str,
+    /// Clients connected to the nodes that answered.
+    pub connections: usize,
+    /// Every node that answered, this one first.
+    pub nodes: Vec<NodeInfo>,
+    /// Nodes that did not answer in time.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswered: usize,
 }
 
-/// A channel this node follows, as [`Hub::channels`] lists it.
+/// The channels of the deployment, as [`Hub::channels`] lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct ChannelInfo {
-    /// The channel's name.
-    pub channel: String,
-    /// How many of this node's connections subscribe to it.
-    pub subscribers: usize,
+pub struct ChannelList {
+    /// By name, with their subscribers on every node that answered.
+    pub channels: Vec<ChannelInfo>,
+    /// Nodes that did not answer in time (their subscribers are not counted).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswered: usize,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Which connections [`Hub::disconnect`] ends.
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {
-    /// Every connection of this user on this node.
+    /// Every connection of this user.
     User(&'a str),
     /// The connection with this id.
     Conn(&'a str),
@@ -126,23 +145,6 @@ fn channel_ok(channel: &str) -> Result<(), HubError> {
 }
 
 impl Hub {
-    /// Sends `command` to every connection of `user` on this node; the receivers get their
-    /// answers (a connection that ends first drops its sender).
-    fn ask<T>(
-        &self,
-        user: &str,
-        command: impl Fn(oneshot::Sender<T>) -> Command,
-    ) -> Vec<oneshot::Receiver<T>> {
-        let mut waits = Vec::new();
-        for mailbox in self.shared.registry.mailboxes(Whom::User(user)) {
-            let (done, outcome) = oneshot::channel();
-            if mailbox.send(command(done)).is_ok() {
-                waits.push(outcome);
-            }
-        }
-        waits
-    }
-
     fn data_ok(&self, data: &RawValue) -> Result<(), HubError> {
         let (size, limit) = (data.get().len(), self.shared.config.max_data_size);
         if size > limit {
@@ -251,38 +253,61 @@ impl Hub {
         Ok(self.shared.broker.presence(channel).await?)
     }
 
-    /// The channels this node's connections subscribe to, with how many subscribe to each,
-    /// by name; with `pattern`, those it matches (`*` stands for any run of characters).
-    pub async fn channels(&self, pattern: Option<&str>) -> Vec<ChannelInfo> {
-        let mut channels: Vec<ChannelInfo> = (self.shared.interest.channels().await)
+    /// The channels the connections of every node subscribe to, by name, with how many
+    /// subscribe to each; with `pattern`, those it matches (`*` stands for any run of
+    /// characters).
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Unavailable`] when the broker cannot reach the other nodes.
+    pub async fn channels(&self, pattern: Option<&str>) -> Result<ChannelList, HubError> {
+        let pattern = pattern.map(str::to_owned);
+        let gathered = self.everywhere(NodeCommand::Channels { pattern }).await?;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for info in gathered
+            .replies
             .into_iter()
-            .filter(|(channel, _)| pattern.is_none_or(|p| glob(p, channel)))
+            .flat_map(|reply| reply.channels)
+        {
+            *counts.entry(info.channel).or_default() += info.subscribers;
+        }
+        let channels = counts
+            .into_iter()
             .map(|(channel, subscribers)| ChannelInfo {
                 channel,
                 subscribers,
-            })
-            .collect();
-        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
-        channels
+            });
+        Ok(ChannelList {
+            channels: channels.collect(),
+            unanswered: gathered.unanswered,
+        })
     }
 
-    /// This node: its name, its connections, the hub's version.
-    pub fn info(&self) -> NodeInfo {
-        NodeInfo {
-            node: self.shared.node.clone(),
-            connections: self.connections(),
+    /// Every node: its name, its connections, its version.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Unavailable`] when the broker cannot reach the other nodes.
+    pub async fn info(&self) -> Result<ClusterInfo, HubError> {
+        let gathered = self.everywhere(NodeCommand::Info).await?;
+        let nodes: Vec<NodeInfo> = gathered.replies.into_iter().map(|r| r.node).collect();
+        Ok(ClusterInfo {
             version: env!("CARGO_PKG_VERSION"),
-        }
+            connections: nodes.iter().map(|node| node.connections).sum(),
+            nodes,
+            unanswered: gathered.unanswered,
+        })
     }
 
-    /// Closes the connections of `target` on this node with `code` and `reason`, and returns
-    /// how many there were. Each leaves its channels as when its client closes.
+    /// Closes the connections of `target` on every node with `code` and `reason`, and
+    /// returns how many there were. Each leaves its channels as when its client closes.
     ///
     /// # Errors
     ///
     /// [`HubError::Invalid`] for a code that may not be sent (see
-    /// [`CloseCode::is_allowed_on_wire`]) or a reason over 123 bytes.
-    pub fn disconnect(
+    /// [`CloseCode::is_allowed_on_wire`]) or a reason over 123 bytes;
+    /// [`HubError::Partial`] when some node could not be asked or did not answer.
+    pub async fn disconnect(
         &self,
         target: Target<'_>,
         code: CloseCode,
@@ -302,118 +327,52 @@ impl Hub {
                 reason,
             });
         }
-        let mailboxes = self.shared.registry.mailboxes(match target {
-            Target::User(user) => Whom::User(user),
-            Target::Conn(conn) => Whom::Conn(conn),
-        });
-        let sent = mailboxes.iter().filter(|mailbox| {
-            let command = Command::Disconnect {
-                code,
-                reason: reason.to_owned(),
-            };
-            mailbox.send(command).is_ok()
-        });
-        Ok(sent.count())
+        let (user, conn) = match target {
+            Target::User(user) => (Some(user.to_owned()), None),
+            Target::Conn(conn) => (None, Some(conn.to_owned())),
+        };
+        let command = NodeCommand::Disconnect {
+            user,
+            conn,
+            code: code.0,
+            reason: reason.to_owned(),
+        };
+        self.everywhere(command).await?.complete()
     }
 
-    /// Subscribes every connection of `user` on this node to `channel`, whatever the channel
-    /// rules say: each gets a `subscribed` event (without `id`) and the channel's messages
-    /// from then on, as if it had asked. Returns how many connections are subscribed
-    /// (those that already were count).
+    /// Subscribes every connection of `user`, on every node, to `channel`, whatever the
+    /// channel rules say: each gets a `subscribed` event (without `id`) and the channel's
+    /// messages from then on, as if it had asked. Returns how many connections are
+    /// subscribed (those that already were count).
     ///
     /// # Errors
     ///
     /// [`HubError::InvalidChannel`]; [`HubError::Partial`] when some connection could not
-    /// be subscribed (the broker failed, or it has its most subscriptions), with how many
-    /// were.
+    /// be subscribed (the broker failed, or it has its most subscriptions) or some node did
+    /// not answer, with how many were.
     pub async fn subscribe(&self, user: &str, channel: &str) -> Result<usize, HubError> {
         channel_ok(channel)?;
-        let waits = self.ask(user, |done| Command::Subscribe {
+        let command = NodeCommand::Subscribe {
+            user: user.to_owned(),
             channel: channel.to_owned(),
-            done,
-        });
-        let total = waits.len();
-        let mut done = 0;
-        let mut failures = Vec::new();
-        for outcome in waits {
-            match outcome.await {
-                Ok(Ok(())) => done += 1,
-                Ok(Err(e)) => failures.push(e.to_string()),
-                // The connection ended meanwhile: nothing to subscribe.
-                Err(_) => {}
-            }
-        }
-        if failures.is_empty() {
-            Ok(done)
-        } else {
-            Err(HubError::Partial {
-                done,
-                total,
-                reason: failures.join("; "),
-            })
-        }
+        };
+        self.everywhere(command).await?.complete()
     }
 
-    /// Unsubscribes every connection of `user` on this node from `channel`: each that was
+    /// Unsubscribes every connection of `user`, on every node, from `channel`: each that was
     /// subscribed gets an `unsubscribed` event (without `id`) and no more of its messages.
     /// Returns how many were subscribed.
     ///
     /// # Errors
     ///
-    /// [`HubError::InvalidChannel`].
+    /// [`HubError::InvalidChannel`]; [`HubError::Partial`] when some node could not be
+    /// asked or did not answer.
     pub async fn unsubscribe(&self, user: &str, channel: &str) -> Result<usize, HubError> {
         channel_ok(channel)?;
-        let waits = self.ask(user, |done| Command::Unsubscribe {
+        let command = NodeCommand::Unsubscribe {
+            user: user.to_owned(),
             channel: channel.to_owned(),
-            done,
-        });
-        let mut was = 0;
-        for outcome in waits {
-            if outcome.await == Ok(true) {
-                was += 1;
-            }
-        }
-        Ok(was)
-    }
-}
-
-/// Whether `text` matches `pattern`, where `*` stands for any run of characters.
-fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn glob_stars_match_any_run() {
-        assert!(glob("room", "room"));
-        assert!(!glob("room", "rooms"));
-        assert!(glob("room*", "rooms"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "a-b-c"));
-        assert!(glob("a*b*c", "abc"));
-        assert!(!glob("a*b*c", "a-c"));
-        assert!(glob("*:42", "user:42"));
-        assert!(
-            !glob("ab*ba", "aba"),
-            "the prefix and suffix may not overlap"
-        );
+        };
+        self.everywhere(command).await?.complete()
     }
 }

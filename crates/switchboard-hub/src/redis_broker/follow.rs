@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::config::millis;
+use super::control::{self, Control};
 use super::scripts::{self, Event};
 use super::shared::{Shared, unavailable};
 use crate::broker::{BrokerError, BrokerEvents, HistoryRange};
@@ -47,6 +48,7 @@ struct Position {
 
 pub(super) struct Follower {
     shared: Arc<Shared>,
+    control: Arc<Control>,
     events: Arc<dyn BrokerEvents>,
     connection: Option<(PubSubSink, PubSubStream)>,
     followed: HashMap<String, Position>,
@@ -56,11 +58,16 @@ impl Follower {
     /// Opens the Pub/Sub connection.
     pub(super) async fn connect(
         shared: Arc<Shared>,
+        control: Arc<Control>,
         events: Arc<dyn BrokerEvents>,
     ) -> Result<Self, BrokerError> {
-        let connection = shared.bounded(shared.client.get_async_pubsub()).await?;
+        let mut connection = shared.bounded(shared.client.get_async_pubsub()).await?;
+        shared
+            .bounded(connection.subscribe(shared.keys.control()))
+            .await?;
         Ok(Self {
             shared,
+            control,
             events,
             connection: Some(connection.split()),
             followed: HashMap::new(),
@@ -188,7 +195,12 @@ impl Follower {
     }
 
     async fn message(&mut self, message: &Msg) {
-        let Some(channel) = self.shared.keys.channel_of(message.get_channel_name()) else {
+        let name = message.get_channel_name();
+        let Some(channel) = self.shared.keys.channel_of(name) else {
+            if name == self.shared.keys.control() {
+                let payload = message.get_payload_bytes();
+                control::heard(&self.shared, &self.control, &self.events, payload);
+            }
             return;
         };
         if !self.followed.contains_key(channel) {
@@ -285,6 +297,10 @@ impl Follower {
             }
         };
         let (mut sink, stream) = connection.split();
+        if let Err(e) = shared.bounded(sink.subscribe(shared.keys.control())).await {
+            tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
+            return false;
+        }
         for channel in self.followed.keys() {
             let pubsub = shared.keys.pubsub(channel);
             if let Err(e) = shared.bounded(sink.subscribe(&pubsub)).await {

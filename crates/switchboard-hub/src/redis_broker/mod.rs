@@ -17,6 +17,9 @@
 //!   during an outage, a node makes Redis's entries match its clients again. Join and leave
 //!   events are not kept: a node whose Pub/Sub connection was down misses those of that
 //!   time (a `presence` query is always current).
+//! - **Commands between nodes** (the server API's disconnect, subscribe, info...) go over one
+//!   Pub/Sub channel that every node follows; the asker waits for as many replies as PUBLISH
+//!   says nodes heard it (`control.rs`).
 //! - **Outages**: every request to Redis is bounded by [`RedisConfig::timeout`] and fails
 //!   with [`BrokerError::Unavailable`] meanwhile (a publish is then not acknowledged); the
 //!   connections come back by themselves, with backoff.
@@ -27,6 +30,7 @@
 //! delivery in `follow.rs`.
 
 mod config;
+mod control;
 mod follow;
 mod presence;
 mod scripts;
@@ -45,7 +49,10 @@ use tokio::task::JoinHandle;
 use crate::broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryRange, StreamPosition,
 };
+use crate::nodes::{NodeCommand, NodeReplies};
+use crate::random::random_hex;
 pub use config::RedisConfig;
+use control::Control;
 use follow::{Command, Follower};
 use presence::Presence;
 use scripts::{Keys, Scripts};
@@ -68,6 +75,8 @@ use shared::{Shared, unavailable};
 #[derive(Debug)]
 pub struct RedisBroker {
     shared: Arc<Shared>,
+    /// This node's asks to the others, waiting for replies.
+    control: Arc<Control>,
     presence: Arc<Presence>,
     commands: mpsc::Sender<Command>,
     /// The follower's end of `commands`, until `start` hands it over.
@@ -106,6 +115,7 @@ impl RedisBroker {
         .map_err(|e| unavailable(format!("cannot reach redis at {}: {e}", config.url)))?;
         let (commands, pending) = mpsc::channel(64);
         let keys = Keys::new(&config.prefix);
+        let node = random_hex(8);
         let shared = Arc::new(Shared {
             config,
             client,
@@ -114,7 +124,8 @@ impl RedisBroker {
             scripts: Scripts::new(),
         });
         Ok(Self {
-            presence: Arc::new(Presence::new(shared.clone())),
+            control: Arc::new(Control::new(node.clone())),
+            presence: Arc::new(Presence::new(shared.clone(), node)),
             shared,
             commands,
             pending: Mutex::new(Some(pending)),
@@ -170,7 +181,8 @@ impl Broker for RedisBroker {
             let Some(commands) = pending else {
                 return Err(unavailable("the broker was already started"));
             };
-            let follower = Follower::connect(self.shared.clone(), events).await?;
+            let follower =
+                Follower::connect(self.shared.clone(), self.control.clone(), events).await?;
             let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
             tasks.push(tokio::spawn(follower.run(commands)));
             tasks.push(tokio::spawn(self.presence.clone().beat()));
@@ -245,5 +257,10 @@ impl Broker for RedisBroker {
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
         let channel = channel.to_owned();
         Box::pin(async move { self.presence.list(&channel).await })
+    }
+
+    fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
+        let command = command.clone();
+        Box::pin(async move { control::ask(&self.shared, &self.control, &command).await })
     }
 }

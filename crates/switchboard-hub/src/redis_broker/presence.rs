@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::config::millis;
 use super::shared::{Shared, unavailable};
 use crate::broker::{BrokerError, ClientInfo};
-use crate::random::random_hex;
 
 /// This node's presence entries, as it made them and as Redis should hold them.
 #[derive(Debug)]
@@ -24,10 +23,10 @@ pub(super) struct Presence {
 }
 
 impl Presence {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, node: String) -> Self {
         Self {
             shared,
-            node: random_hex(8),
+            node,
             present: Mutex::new(HashMap::new()),
             unsure: AtomicBool::new(false),
         }

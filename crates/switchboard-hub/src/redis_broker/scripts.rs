@@ -16,6 +16,7 @@
 //! P:nodes         zset    node -> when it counts as gone (ms, Redis clock)
 //! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "j CLIENT_JSON" | "l CLIENT_JSON"
 //! P:once:CH KEY   string  "EPOCH OFFSET" of an idempotent publish, for its window
+//! P:control       Pub/Sub commands between nodes and their replies (JSON, see control.rs)
 //! ```
 //!
 //! A body is `{"from":CLIENT,"data":DATA}` with `DATA` the publisher's exact JSON text.
@@ -260,6 +261,11 @@ impl Keys {
 
     pub(super) fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)
+    }
+
+    /// The Pub/Sub channel of commands between nodes.
+    pub(super) fn control(&self) -> String {
+        format!("{}control", self.prefix)
     }
 
     pub(super) fn pubsub(&self, channel: &str) -> String {

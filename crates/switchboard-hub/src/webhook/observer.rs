@@ -14,6 +14,7 @@ use super::sender::Queue;
 use crate::broker::{
     BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, History, HistoryRange, StreamPosition,
 };
+use crate::nodes::{NodeCommand, NodeReplies};
 
 /// A broker that queues a webhook event for each change it is asked to make.
 #[derive(Debug)]
@@ -120,5 +121,9 @@ impl Broker for Observed {
 
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
         self.inner.presence(channel)
+    }
+
+    fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
+        self.inner.ask_nodes(command)
     }
 }

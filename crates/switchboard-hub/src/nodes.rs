@@ -1,0 +1,110 @@
+//! What one node of a deployment asks of the others: the server API's actions on connections
+//! (disconnect, subscribe, unsubscribe) and its questions about them (info, channels) reach
+//! every node sharing the broker, because a user's connections may be on any of them.
+//!
+//! The hub runs a [`NodeCommand`] on its own connections and hands it to
+//! [`Broker::ask_nodes`](crate::Broker::ask_nodes) for the others; each of those runs it
+//! through [`BrokerEvents::command`](crate::BrokerEvents::command) and answers a
+//! [`NodeReply`].
+
+use serde::{Deserialize, Serialize};
+
+/// An action on, or a question about, the connections of every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NodeCommand {
+    /// Say how many connections the node has (every reply does).
+    Info,
+    /// List the channels the node's connections subscribe to, those `pattern` matches.
+    Channels {
+        /// `*` stands for any run of characters; none lists every channel.
+        pattern: Option<String>,
+    },
+    /// Close the connections of `user`, or the one with id `conn`.
+    Disconnect {
+        /// Every connection of this user.
+        user: Option<String>,
+        /// The connection with this id.
+        conn: Option<String>,
+        /// The close code (already checked to be one that may be sent).
+        code: u16,
+        /// The close reason (at most 123 bytes).
+        reason: String,
+    },
+    /// Subscribe every connection of `user` to `channel`.
+    Subscribe {
+        /// Whose connections.
+        user: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Unsubscribe every connection of `user` from `channel`.
+    Unsubscribe {
+        /// Whose connections.
+        user: String,
+        /// The channel.
+        channel: String,
+    },
+}
+
+/// One node, as [`Hub::info`](crate::Hub::info) lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's name: the prefix of its connection ids.
+    pub node: String,
+    /// Clients connected to the node.
+    pub connections: usize,
+    /// The node's version of the hub.
+    pub version: String,
+}
+
+/// A channel, as [`Hub::channels`](crate::Hub::channels) lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChannelInfo {
+    /// The channel's name.
+    pub channel: String,
+    /// How many connections subscribe to it.
+    pub subscribers: usize,
+}
+
+/// What a node answers to a [`NodeCommand`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NodeReply {
+    /// The node that answers.
+    pub node: NodeInfo,
+    /// How many connections did what was asked (for subscribe, those already subscribed
+    /// count; for unsubscribe, those that were subscribed).
+    #[serde(default)]
+    pub done: usize,
+    /// Why some connections could not do it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// For [`NodeCommand::Channels`], the node's channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// The answers of the other nodes to [`Broker::ask_nodes`](crate::Broker::ask_nodes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeReplies {
+    /// One per node that answered in time.
+    pub replies: Vec<NodeReply>,
+    /// Nodes that heard the command but did not answer in time: whether they did it is
+    /// unknown.
+    pub unanswered: usize,
+}
+
+impl NodeReplies {
+    /// Replies from the nodes that answered, and how many did not.
+    pub fn new(replies: Vec<NodeReply>, unanswered: usize) -> Self {
+        Self {
+            replies,
+            unanswered,
+        }
+    }
+}
