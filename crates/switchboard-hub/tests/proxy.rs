@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -60,12 +61,15 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     Ok(Response::new(Full::new(Bytes::from(answer))))
 }
 
-/// Serves the backend on loopback.
-async fn backend() -> SocketAddr {
+/// Serves the backend on loopback; counts the connections it accepts.
+async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = accepted.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            counting.fetch_add(1, Ordering::Relaxed);
             let service = hyper::service::service_fn(answer);
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
@@ -73,7 +77,7 @@ async fn backend() -> SocketAddr {
             );
         }
     });
-    addr
+    (addr, accepted)
 }
 
 /// A backend that accepts connections and never answers.
@@ -95,7 +99,13 @@ fn endpoint(addr: SocketAddr, path: &str, timeout: Duration) -> ProxyEndpoint {
 
 /// A hub whose proxies ask `backend`; `slow:*` publishes go to a silent one.
 async fn hub_with_proxies() -> (SocketAddr, Hub, Arc<ProxyMetrics>) {
-    let backend = backend().await;
+    let (addr, hub, metrics, _) = hub_with_counted_proxies().await;
+    (addr, hub, metrics)
+}
+
+/// As [`hub_with_proxies`], with the count of connections the backend accepted.
+async fn hub_with_counted_proxies() -> (SocketAddr, Hub, Arc<ProxyMetrics>, Arc<AtomicUsize>) {
+    let (backend, accepted) = backend().await;
     let silent = silent_backend().await;
     let proxy = HttpProxy::new()
         .connect(endpoint(backend, "/connect", STEP))
@@ -110,7 +120,7 @@ async fn hub_with_proxies() -> (SocketAddr, Hub, Arc<ProxyMetrics>) {
     config.rules = vec![ChannelRule::new("user:*", Policy::Personal)];
     config.hooks = Some(Arc::new(proxy));
     let (hub, addr) = support::hub_and_addr(config).await;
-    (addr, hub, metrics)
+    (addr, hub, metrics, accepted)
 }
 
 async fn connect(addr: SocketAddr, cookie: &str) -> WebSocket<MaybeTlsStream> {
@@ -189,6 +199,23 @@ async fn the_connect_proxy_names_the_user_and_subscribes_it() {
     let other = subscribe(&mut ann, "user:bob", 2).await;
     assert_eq!(other["code"], "forbidden", "{other}");
     assert_eq!(metrics.get("connect", "allowed"), 1);
+}
+
+#[tokio::test]
+async fn calls_to_the_backend_reuse_one_connection() {
+    let (addr, _hub, metrics, accepted) = hub_with_counted_proxies().await;
+    for _ in 0..5 {
+        let mut ann = connected_ann(addr).await;
+        let published = publish(&mut ann, "chat:lobby", json!({"text": "hi"}), 1).await;
+        assert_eq!(published["type"], "ack", "{published}");
+    }
+    assert_eq!(metrics.get("connect", "allowed"), 5);
+    assert_eq!(metrics.get("publish", "allowed"), 5);
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "ten calls, one after another, on one kept-alive connection"
+    );
 }
 
 #[tokio::test]

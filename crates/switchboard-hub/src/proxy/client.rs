@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http::{Method, Request, Uri, header};
 use http_body_util::Full;
 
+use crate::http_post::Backend;
+
 /// The largest answer read from the backend, in bytes.
 const MAX_ANSWER: usize = 1 << 20;
 
@@ -19,20 +21,22 @@ pub(super) enum CallError {
 }
 
 /// POSTs `body` to `uri`, and returns the answer's body.
-pub(super) async fn post(uri: &Uri, body: Vec<u8>, timeout: Duration) -> Result<Bytes, CallError> {
-    tokio::time::timeout(timeout, exchange(uri, body))
+pub(super) async fn post(
+    backend: &Backend,
+    uri: &Uri,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Bytes, CallError> {
+    tokio::time::timeout(timeout, exchange(backend, uri, body))
         .await
         .map_err(|_| CallError::Timeout)?
         .map_err(CallError::Failed)
 }
 
-async fn exchange(uri: &Uri, body: Vec<u8>) -> Result<Bytes, String> {
-    let host = uri.authority().map_or("", |a| a.as_str());
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+async fn exchange(backend: &Backend, uri: &Uri, body: Vec<u8>) -> Result<Bytes, String> {
     let request = Request::builder()
         .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, host)
+        .uri(uri.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .header(
             header::USER_AGENT,
@@ -40,7 +44,7 @@ async fn exchange(uri: &Uri, body: Vec<u8>) -> Result<Bytes, String> {
         )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let (status, body) = crate::http_post::send(uri, request, MAX_ANSWER).await?;
+    let (status, body) = backend.send(request, MAX_ANSWER).await?;
     if !status.is_success() {
         return Err(format!("status {status}"));
     }

@@ -22,6 +22,7 @@ use crate::broker::{BoxFuture, ClientInfo};
 use crate::hooks::{
     ConnectDecision, ConnectRequest, Connection, Hooks, PublishDecision, Refusal, SubscribeDecision,
 };
+use crate::http_post::Backend;
 use crate::rules::pattern_matches;
 
 /// The close code of a client refused because the connect proxy gave no usable answer: 1013,
@@ -73,8 +74,8 @@ pub enum OnFailure {
 /// [`ChannelRule`](crate::ChannelRule)) matches it; a channel no namespace matches, or a
 /// connect without a connect URL, is not asked about.
 ///
-/// Each call is one POST of JSON on a new connection; what is sent and what the backend
-/// answers is in the README ("Proxies").
+/// Each call is one POST of JSON, on a connection kept alive between calls; what is sent and
+/// what the backend answers is in the README ("Proxies").
 #[derive(Debug, Default)]
 pub struct HttpProxy {
     connect: Option<ProxyEndpoint>,
@@ -82,6 +83,7 @@ pub struct HttpProxy {
     publish: Vec<(String, ProxyEndpoint)>,
     on_failure: OnFailure,
     metrics: Arc<ProxyMetrics>,
+    backend: Backend,
 }
 
 impl HttpProxy {
@@ -132,7 +134,7 @@ impl HttpProxy {
         body: Result<Vec<u8>, serde_json::Error>,
     ) -> Result<A, String> {
         let answer = match body {
-            Ok(body) => post(&endpoint.uri, body, endpoint.timeout).await,
+            Ok(body) => post(&self.backend, &endpoint.uri, body, endpoint.timeout).await,
             Err(e) => Err(CallError::Failed(e.to_string())),
         };
         let answer = answer.and_then(|bytes| {

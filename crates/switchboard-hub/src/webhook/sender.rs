@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::event::{self, Event};
 use super::{EventKind, WebhookConfig, WebhookMetrics};
+use crate::http_post::Backend;
 
 /// The most of a webhook answer read (its body means nothing to the hub).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -72,20 +73,26 @@ pub(crate) fn start(config: WebhookConfig) -> (Queue, Arc<WebhookMetrics>) {
 async fn run(mut rx: mpsc::Receiver<Event>, config: WebhookConfig, metrics: Arc<WebhookMetrics>) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
+    let backend = Backend::default();
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        deliver(&config, &metrics, &batch).await;
+        deliver(&backend, &config, &metrics, &batch).await;
         batch.clear();
     }
 }
 
 /// Posts one batch until the backend accepts it or `retry_for` runs out.
-async fn deliver(config: &WebhookConfig, metrics: &WebhookMetrics, events: &[Event]) {
+async fn deliver(
+    backend: &Backend,
+    config: &WebhookConfig,
+    metrics: &WebhookMetrics,
+    events: &[Event],
+) {
     let body = Bytes::from(event::body(events));
     let count = events.len() as u64;
     let give_up = Instant::now() + config.retry_for;
     let mut backoff = config.backoff;
     loop {
-        match tokio::time::timeout(config.timeout, attempt(config, body.clone())).await {
+        match tokio::time::timeout(config.timeout, attempt(backend, config, body.clone())).await {
             Ok(Ok(())) => {
                 metrics.batches.fetch_add(1, Ordering::Relaxed);
                 metrics.sent.fetch_add(count, Ordering::Relaxed);
@@ -117,10 +124,10 @@ fn jitter(backoff: Duration) -> Duration {
     backoff.mul_f64(0.5 + fraction / 2.0)
 }
 
-/// One POST on a connection of its own; `Err` says why it failed.
-async fn attempt(config: &WebhookConfig, body: Bytes) -> Result<(), String> {
+/// One POST; `Err` says why it failed.
+async fn attempt(backend: &Backend, config: &WebhookConfig, body: Bytes) -> Result<(), String> {
     let request = signed(&config.url, &config.secret, event::now_ms() / 1000, body)?;
-    let (status, _) = crate::http_post::send(&config.url, request, MAX_ANSWER).await?;
+    let (status, _) = backend.send(request, MAX_ANSWER).await?;
     if status.is_success() {
         Ok(())
     } else {
@@ -135,12 +142,9 @@ fn signed(
     timestamp: u64,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, String> {
-    let host = url.authority().map_or("", |a| a.as_str());
-    let path = url.path_and_query().map_or("/", |p| p.as_str());
     Request::builder()
         .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, host)
+        .uri(url.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .header(
             header::USER_AGENT,
