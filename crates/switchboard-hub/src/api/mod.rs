@@ -165,8 +165,10 @@ impl HttpApi {
                 };
                 let code = CloseCode::from(f.optional::<u16>("code")?.unwrap_or(4000));
                 let reason = f.optional::<String>("reason")?.unwrap_or_default();
-                let n = hub.disconnect(target, code, &reason).await;
-                let n = n.map_err(refused)?;
+                let n = hub
+                    .disconnect(target, code, &reason)
+                    .await
+                    .map_err(refused)?;
                 json!({ "connections": n })
             }
             "subscribe" | "unsubscribe" => {
