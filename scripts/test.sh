@@ -5,7 +5,7 @@
 # already there).
 #
 # Steps, in the order they run (numbered so in the output and the summary):
-#    1 prerequisites: rustfmt, clippy, make and cc, redis-server, python3 and pip
+#    1 prerequisites: rustfmt, clippy, make and cc, redis-server, python3 and pip, curl
 #    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
 #    4 cargo fmt --check     5 cargo clippy     6 no import circles (scripts/import-circles.py)
 #    7 cargo test            8 cargo doc
@@ -13,16 +13,17 @@
 #   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
 #   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
 #   15 hostile clients                         16 cluster on Redis
-#   17 10,000 connections                      18 soak
-#   19 fuzz smoke
+#   17 backend: proxies, webhooks, server API  18 10,000 connections
+#   19 soak                                    20 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the hostile
-#                clients, the cluster, the 10,000 connections, the soak (steps 2, 3, 11-18)
+#                clients, the cluster, the backend, the 10,000 connections, the soak
+#                (steps 2, 3, 11-19)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 19; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 20; default 5; 0 skips it)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -85,6 +86,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
   fi
+  # curl: the backend e2e drives the server API with it, as a shell backend would
+  if [ -z "$skip_e2e" ] && ! command -v curl >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl
+  fi
 }
 
 install_autobahn() {
@@ -108,7 +114,7 @@ install_interop() {
   (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 }
 
-step "prerequisites (rustfmt, clippy, make, python3, redis)" prereqs
+step "prerequisites (rustfmt, clippy, make, python3, redis, curl)" prereqs
 e2e_step "install Autobahn (wstest)" install_autobahn
 e2e_step "install node, npm, chromium (interop)" install_interop
 step "cargo fmt --check" cargo fmt --all --check
@@ -127,6 +133,8 @@ e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+# a Python backend app as the proxies and webhook target; the server API on 1 node and 3
+e2e_step "backend: proxies, webhooks, server API" python3 e2e/backend/backend.py
 e2e_step "10,000 connections on one server" e2e/scale/connections.sh 10000
 e2e_step "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \
   python3 e2e/soak/soak.py --seconds "${SOAK_SECONDS:-60}"
