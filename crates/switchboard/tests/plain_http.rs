@@ -158,6 +158,36 @@ async fn a_body_reaches_its_handler_and_one_over_the_limit_gets_413() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_a_body_over_the_limit_without_waiting_reads_the_413() {
+    let (addr, _) = start(Server::builder().max_body_size(16)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // As most HTTP libraries do: the whole body first, then the answer is read. The body is
+    // larger than the socket buffers hold, so the server must read it for the write to end.
+    let body = vec![b'x'; 12 << 20];
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let sent = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await
+    };
+    timeout(Duration::from_secs(10), sent)
+        .await
+        .unwrap()
+        .expect("the server reads the refused body instead of resetting the connection");
+    let mut answer = Vec::new();
+    let read = timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    read.unwrap().expect("the answer, then a clean close");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(
+        answer.ends_with("request body over the limit of 16 bytes\n"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn head_gets_the_headers_and_length_without_the_body() {
     let (addr, _) = start(Server::builder().metrics_endpoint("/metrics")).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -3,8 +3,13 @@
 //! to the fallback (`426 Upgrade Required` unless the application sets one).
 //!
 //! A handler is async and gets the request with its body collected: at most `max_body_size`
-//! bytes, `413 Content Too Large` beyond, and the rest is not read. A `HEAD` request goes to the
-//! same handler, and gets its headers and `Content-Length` without the body.
+//! bytes, `413 Content Too Large` beyond. A client that waits for `100 Continue` is refused
+//! before it sends the body. One that sends its body straight away (as most HTTP libraries do)
+//! gets the 413 at once, and the rest of its body is read and dropped before the connection
+//! closes, up to [`DRAIN_EXTRA`] bytes and while it keeps coming: closing on unread data would
+//! reset the connection, and the client would see a broken pipe instead of the 413. A `HEAD`
+//! request goes to the same handler, and gets its headers and `Content-Length` without the
+//! body.
 //!
 //! A route may ask for the router's own refusals of its requests (413, 408, 400) in JSON,
 //! `{"error":{"code":"...","message":"..."}}`, as an API's clients expect every answer.
@@ -16,9 +21,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 
 /// What a handler returns: the response, body and all.
@@ -29,6 +34,12 @@ pub(super) type Handler = dyn Fn(Request<Bytes>) -> Answer + Send + Sync;
 
 /// The default limit on a request body: 1 MiB.
 const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
+
+/// How much of a refused body is read past the limit, so that its client reads the 413.
+const DRAIN_EXTRA: u64 = 16 * 1024 * 1024;
+
+/// How long the drain of a refused body waits for more of it.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
 /// A handler, and the form of the router's refusals of its requests.
 #[derive(Clone)]
@@ -121,16 +132,26 @@ impl Router {
         read_timeout: Duration,
     ) -> Response<Bytes>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let head = request.method() == Method::HEAD;
         let mut response = match self.find(request.uri().path()) {
             None => upgrade_required(),
             Some(route) => {
-                let (parts, body) = request.into_parts();
-                let refusal = match tokio::time::timeout(read_timeout, self.collect(body)).await {
-                    Ok(Ok(body)) => Ok((route.handler)(Request::from_parts(parts, body)).await),
+                let (parts, mut body) = request.into_parts();
+                let collected = tokio::time::timeout(read_timeout, self.collect(&mut body));
+                let refusal = match collected.await {
+                    Ok(Ok(collected)) => {
+                        let request = Request::from_parts(parts, collected);
+                        Ok((route.handler)(request).await)
+                    }
+                    Ok(Err(Refusal::TooLarge(limit))) => {
+                        if !expects_continue(&parts.headers) {
+                            tokio::spawn(drain(body, limit as u64 + DRAIN_EXTRA));
+                        }
+                        Err(Refusal::TooLarge(limit))
+                    }
                     Ok(Err(refusal)) => Err(refusal),
                     Err(_) => Err(Refusal::Slow),
                 };
@@ -150,9 +171,9 @@ impl Router {
     }
 
     /// The whole body, or why it is refused (too large, or unreadable).
-    async fn collect<B>(&self, body: B) -> Result<Bytes, Refusal>
+    async fn collect<B>(&self, body: &mut B) -> Result<Bytes, Refusal>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let limit = self.max_body_size;
@@ -161,13 +182,40 @@ impl Router {
         if body.size_hint().lower() > limit as u64 {
             return Err(Refusal::TooLarge(limit));
         }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(Refusal::TooLarge(limit)),
-            Err(e) => {
-                tracing::debug!("request body unreadable: {e}");
-                Err(Refusal::Unreadable)
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                tracing::debug!("request body unreadable: {}", e.into());
+                Refusal::Unreadable
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Err(Refusal::TooLarge(limit));
+                }
+                collected.extend_from_slice(&data);
             }
+        }
+        Ok(collected.freeze())
+    }
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads and drops what is left of a refused body: at most `max` bytes, while each part
+/// comes within [`DRAIN_IDLE`].
+async fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B, max: u64) {
+    let mut read = 0u64;
+    while read <= max {
+        match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            }
+            _ => return,
         }
     }
 }
