@@ -36,7 +36,7 @@ pub(crate) struct ServeOptions {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, short)]
     pub(crate) listen: Option<SocketAddr>,
-    /// What the server does with messages [default: echo]
+    /// What the server does with messages [default: hub]
     #[arg(long, value_enum)]
     pub(crate) mode: Option<Mode>,
 
