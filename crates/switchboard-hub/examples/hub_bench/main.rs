@@ -313,7 +313,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counts.errors.load(Ordering::Relaxed)
     );
     if let Some((before, after)) = server_cpu {
-        let server = after.process - before.process;
+        let server = after.server.0 + after.server.1 - before.server.0 - before.server.1;
+        let user = after.server.0 - before.server.0;
         let ours = after.ours - before.ours;
         let others = (after.busy - before.busy - server - ours).max(0.0);
         let wall = after.at.duration_since(before.at).as_secs_f64();
@@ -323,8 +324,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "none".to_owned()
         };
         println!(
-            "server cpu: {server:.3} s over the window, {per_publish} per acked publish; \
-             other programs: {:.2} cores",
+            "server cpu: {server:.3} s over the window ({user:.3} s user), {per_publish} per \
+             acked publish; other programs: {:.2} cores",
             others / wall
         );
     }
@@ -360,7 +361,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// CPU seconds from `/proc`: the server's, this process's and the machine's busy time.
 struct CpuReading {
     at: Instant,
-    process: f64,
+    /// User and system time.
+    server: (f64, f64),
     ours: f64,
     busy: f64,
 }
@@ -373,22 +375,23 @@ impl CpuReading {
     fn take(pid: u32) -> Option<Self> {
         Some(Self {
             at: Instant::now(),
-            process: process_cpu(&pid.to_string())?,
-            ours: process_cpu("self")?,
+            server: process_cpu(&pid.to_string())?,
+            ours: process_cpu("self").map(|(user, system)| user + system)?,
             busy: machine_busy()?,
         })
     }
 }
 
 /// User and system time of process `pid` (all threads), in seconds.
-fn process_cpu(pid: &str) -> Option<f64> {
+fn process_cpu(pid: &str) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
     // Fields after it start at 3; utime and stime are 14 and 15.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
     let mut tick = || fields.next()?.parse::<u64>().ok();
-    Some((tick()? + tick()?) as f64 / USER_HZ)
+    let user = tick()? as f64 / USER_HZ;
+    Some((user, tick()? as f64 / USER_HZ))
 }
 
 /// The machine's busy time over all CPUs (everything but idle and I/O wait), in seconds.
