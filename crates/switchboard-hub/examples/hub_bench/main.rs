@@ -8,10 +8,20 @@
 //!     --subscribe ws://127.0.0.1:8083/ws --rate 2000 --duration 5
 //! ```
 //!
+//! Publishers are WebSocket connections (`--publish`, the hub protocol) or server API
+//! connections (`--api-publish URL --api-key KEY`: `POST /api/publish` over one HTTP/1.1
+//! keep-alive connection each, see `api.rs`), or both.
+//!
 //! `--rate 0` publishes as fast as acknowledgements allow (`--window` unacknowledged
-//! publishes per publisher): the throughput of the deployment. A fixed `--rate` (messages per
+//! publishes per WebSocket publisher; an API connection has one request in flight, as HTTP/1.1
+//! without pipelining does): the throughput of the deployment. A fixed `--rate` (messages per
 //! second over all publishers) measures latency below saturation. Every message carries its
 //! send time, read back by the subscriber in the same process, so clocks agree.
+//!
+//! `--server-pid PID` adds the server's CPU time (user and system, all threads, from `/proc`)
+//! over the measured window, per acknowledged publish, and the CPU other programs used.
+
+mod api;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,9 +35,16 @@ use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// A publisher connects here (repeat for more publishers).
-    #[arg(long, required = true)]
+    /// A WebSocket publisher connects here (repeat for more publishers).
+    #[arg(long, required_unless_present = "api_publish")]
     publish: Vec<String>,
+    /// An API publisher POSTs here over one keep-alive connection, e.g.
+    /// http://127.0.0.1:8080/api/publish (repeat for more connections).
+    #[arg(long, requires = "api_key")]
+    api_publish: Vec<String>,
+    /// The key the API publishers send (`serve --api-key`).
+    #[arg(long)]
+    api_key: Option<String>,
     /// A subscriber connects here (repeat for more).
     #[arg(long, required = true)]
     subscribe: Vec<String>,
@@ -40,7 +57,7 @@ struct Args {
     /// Messages per second over all publishers; 0: as fast as acknowledgements come.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Unacknowledged publishes per publisher.
+    /// Unacknowledged publishes per WebSocket publisher.
     #[arg(long, default_value_t = 64)]
     window: usize,
     /// Seconds measured, after the warm-up.
@@ -49,6 +66,35 @@ struct Args {
     /// Seconds before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// The server's PID, to report its CPU time per acknowledged publish (one server: the
+    /// one the publishers reach).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// The measured window. Send times are nanoseconds since `origin`: a publish counts when it
+/// was sent inside the window, whenever its acknowledgement comes.
+#[derive(Clone, Copy)]
+struct Window {
+    origin: Instant,
+    from: Instant,
+    to: Instant,
+}
+
+impl Window {
+    /// Nanoseconds since `origin`: a send time.
+    fn stamp(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, stamp: u64) -> Instant {
+        self.origin + Duration::from_nanos(stamp)
+    }
+
+    fn contains(&self, stamp: u64) -> bool {
+        let t = self.instant(stamp);
+        t >= self.from && t < self.to
+    }
 }
 
 /// Counts inside the measured window.
@@ -58,13 +104,30 @@ struct Counts {
     errors: AtomicU64,
 }
 
+/// Pacing for one publisher: `None` publishes as fast as acknowledgements allow.
+fn ticker(per_publisher_rate: f64) -> Option<tokio::time::Interval> {
+    (per_publisher_rate > 0.0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / per_publisher_rate));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    })
+}
+
+/// A publication's data: its send time, read back by the subscribers, and the padding.
+fn data(t: u64, pad: &str) -> Value {
+    json!({"t": t, "pad": pad})
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let origin = Instant::now();
-    let measure_from = origin + Duration::from_secs_f64(args.warmup);
-    let measure_to = measure_from + Duration::from_secs_f64(args.duration);
-    let in_window = move |t: Instant| t >= measure_from && t < measure_to;
+    let from = origin + Duration::from_secs_f64(args.warmup);
+    let window = Window {
+        origin,
+        from,
+        to: from + Duration::from_secs_f64(args.duration),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
 
@@ -112,11 +175,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Some(sent) = frame["data"]["t"].as_u64() else {
                     continue;
                 };
-                let sent = origin + Duration::from_nanos(sent);
-                if in_window(sent) {
+                if window.contains(sent) {
                     delivered += 1;
-                    let micros = now.saturating_duration_since(sent).as_micros();
-                    let _ = latency.record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+                    let micros = now.saturating_duration_since(window.instant(sent));
+                    let micros = u64::try_from(micros.as_micros()).unwrap_or(u64::MAX);
+                    let _ = latency.record(micros.max(1));
                 }
             }
             (delivered, latency, out_of_order, ended)
@@ -126,14 +189,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pad = "x".repeat(args.size);
-    let per_publisher_rate = args.rate as f64 / args.publish.len() as f64;
+    let publishers_n = args.publish.len() + args.api_publish.len();
+    let per_publisher_rate = args.rate as f64 / publishers_n as f64;
     let mut publishers = Vec::new();
     for url in &args.publish {
         let (ws, _) = switchboard::connect(&format!("{url}?name=bench-pub")).await?;
         let (tx, mut rx) = ws.split();
-        let window = Arc::new(Semaphore::new(args.window));
+        let in_flight = Arc::new(Semaphore::new(args.window));
         let counts_rx = counts.clone();
-        let window_rx = window.clone();
+        let in_flight_rx = in_flight.clone();
         let stop_rx = stop.clone();
         // Acknowledgements free the window and are counted when the publish was measured.
         let acks = tokio::spawn(async move {
@@ -151,8 +215,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Some(sent) = frame["id"].as_u64() else {
                     continue;
                 };
-                window_rx.add_permits(1);
-                if in_window(origin + Duration::from_nanos(sent)) {
+                in_flight_rx.add_permits(1);
+                if window.contains(sent) {
                     let counter = match frame["type"].as_str() {
                         Some("ack") => &counts_rx.acked,
                         _ => &counts_rx.errors,
@@ -164,49 +228,76 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let channel = args.channel.clone();
         let pad = pad.clone();
         publishers.push(tokio::spawn(async move {
-            let mut ticker = (per_publisher_rate > 0.0).then(|| {
-                let mut t =
-                    tokio::time::interval(Duration::from_secs_f64(1.0 / per_publisher_rate));
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                t
-            });
-            while Instant::now() < measure_to {
+            let mut ticker = ticker(per_publisher_rate);
+            while Instant::now() < window.to {
                 if let Some(ticker) = &mut ticker {
                     ticker.tick().await;
                 }
                 let Ok(Ok(permit)) =
-                    tokio::time::timeout_at(measure_to.into(), window.acquire()).await
+                    tokio::time::timeout_at(window.to.into(), in_flight.acquire()).await
                 else {
                     break;
                 };
                 permit.forget();
-                let t = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let t = window.stamp();
                 // The id is the send time too: acks are matched to the window they count in.
                 let request = json!({"op": "publish", "channel": channel, "id": t,
-                    "data": {"t": t, "pad": pad}});
+                    "data": data(t, &pad)});
                 if tx.send(Message::text(request.to_string())).await.is_err() {
                     break;
                 }
             }
-            (tx, acks)
+            // The sender stays open until the acknowledgements are in.
+            (Some(tx), Some(acks))
         }));
     }
+    for url in &args.api_publish {
+        let publisher = api::Publisher::connect(
+            url,
+            args.api_key.as_deref().unwrap_or_default(),
+            &args.channel,
+        )
+        .await?;
+        let (counts, pad) = (counts.clone(), pad.clone());
+        publishers.push(tokio::spawn(async move {
+            publisher
+                .run(window, ticker(per_publisher_rate), &pad, &counts)
+                .await;
+            (None, None)
+        }));
+    }
+    let server_cpu = args.server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window.from.into()).await;
+            let before = CpuReading::take(pid);
+            tokio::time::sleep_until(window.to.into()).await;
+            before.and_then(|before| Some((before, CpuReading::take(pid)?)))
+        })
+    });
     let mut ends = Vec::new();
     for publisher in publishers {
         ends.push(publisher.await?);
     }
+    let server_cpu = match server_cpu {
+        Some(reading) => reading.await?,
+        None => None,
+    };
     // Late acknowledgements and deliveries have a moment to arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for (_tx, acks) in ends {
-        acks.await?;
+        if let Some(acks) = acks {
+            acks.await?;
+        }
     }
 
     let seconds = args.duration;
     let acked = counts.acked.load(Ordering::Relaxed);
     println!(
-        "publishers {} subscribers {} size {} rate {} window {}",
+        "publishers {} (websocket {}, api {}) subscribers {} size {} rate {} window {}",
+        publishers_n,
         args.publish.len(),
+        args.api_publish.len(),
         args.subscribe.len(),
         args.size,
         if args.rate == 0 {
@@ -221,6 +312,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         acked as f64 / seconds,
         counts.errors.load(Ordering::Relaxed)
     );
+    if let Some((before, after)) = server_cpu {
+        let server = after.server.0 + after.server.1 - before.server.0 - before.server.1;
+        let user = after.server.0 - before.server.0;
+        let ours = after.ours - before.ours;
+        let others = (after.busy - before.busy - server - ours).max(0.0);
+        let wall = after.at.duration_since(before.at).as_secs_f64();
+        let per_publish = if acked > 0 {
+            format!("{:.2} us", server * 1e6 / acked as f64)
+        } else {
+            "none".to_owned()
+        };
+        println!(
+            "server cpu: {server:.3} s over the window ({user:.3} s user), {per_publish} per \
+             acked publish; other programs: {:.2} cores",
+            others / wall
+        );
+    }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for (subscriber, url) in subscribers.into_iter().zip(&args.subscribe) {
         let (delivered, latency, out_of_order, ended) = subscriber.await?;
@@ -248,4 +356,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.max() as f64 / 1000.0
     );
     Ok(())
+}
+
+/// CPU seconds from `/proc`: the server's, this process's and the machine's busy time.
+struct CpuReading {
+    at: Instant,
+    /// User and system time.
+    server: (f64, f64),
+    ours: f64,
+    busy: f64,
+}
+
+/// `/proc` counts CPU time in USER_HZ ticks, fixed at 100 by the kernel's ABI.
+const USER_HZ: f64 = 100.0;
+
+impl CpuReading {
+    /// `None` without `/proc` or once the process is gone.
+    fn take(pid: u32) -> Option<Self> {
+        Some(Self {
+            at: Instant::now(),
+            server: process_cpu(&pid.to_string())?,
+            ours: process_cpu("self").map(|(user, system)| user + system)?,
+            busy: machine_busy()?,
+        })
+    }
+}
+
+/// User and system time of process `pid` (all threads), in seconds.
+fn process_cpu(pid: &str) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    // Fields after it start at 3; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut tick = || fields.next()?.parse::<u64>().ok();
+    let user = tick()? as f64 / USER_HZ;
+    Some((user, tick()? as f64 / USER_HZ))
+}
+
+/// The machine's busy time over all CPUs (everything but idle and I/O wait), in seconds.
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((ticks.iter().sum::<u64>() - idle) as f64 / USER_HZ)
 }
