@@ -10,7 +10,7 @@ use switchboard::{CloseCode, Message, Server, WebSocket};
 use switchboard_hub::{BoxFuture, BrokerEvents};
 use switchboard_hub::{
     Broker, BrokerError, ChannelRule, Claims, ClientInfo, HistoryConfig, HistoryRange, Hub,
-    HubConfig, JwtKey, LocalBroker, Policy, StreamPosition,
+    HubConfig, JwtKey, LocalBroker, NodeCommand, NodeReply, Policy, Publication, StreamPosition,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
@@ -292,16 +292,62 @@ async fn recovery_after_a_disconnect_replays_what_was_missed_once_in_order() {
     assert_eq!(offsets(&reply["publications"]), Vec::<u64>::new());
 }
 
-/// The local broker with the latency of a networked one on subscriptions and history reads:
-/// publications keep arriving while a subscription is being set up, before and after the
-/// history read.
+/// The local broker with the latency of a networked one on subscriptions, history reads and
+/// the delivery of publications: publications keep arriving while a subscription is being set
+/// up, before and after the history read, and a history read may hold a publication whose
+/// event reaches the hub only later (as over Redis, where history and Pub/Sub are apart).
 struct SlowBroker(LocalBroker);
 
 const LATENCY: Duration = Duration::from_millis(3);
 
+/// Hands the hub each publication [`LATENCY`] after the broker made it, in order.
+struct Late {
+    queue: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, String, Arc<Publication>)>,
+    hub: Arc<dyn BrokerEvents>,
+}
+
+impl Late {
+    fn new(hub: Arc<dyn BrokerEvents>) -> Self {
+        let (queue, mut late) = tokio::sync::mpsc::unbounded_channel::<(
+            tokio::time::Instant,
+            String,
+            Arc<Publication>,
+        )>();
+        let delivering = hub.clone();
+        tokio::spawn(async move {
+            while let Some((at, channel, publication)) = late.recv().await {
+                tokio::time::sleep_until(at + LATENCY).await;
+                delivering.publication(&channel, &publication);
+            }
+        });
+        Self { queue, hub }
+    }
+}
+
+impl BrokerEvents for Late {
+    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
+        let now = tokio::time::Instant::now();
+        let _ = self
+            .queue
+            .send((now, channel.to_owned(), publication.clone()));
+    }
+    fn join(&self, channel: &str, client: &ClientInfo) {
+        self.hub.join(channel, client);
+    }
+    fn leave(&self, channel: &str, client: &ClientInfo) {
+        self.hub.leave(channel, client);
+    }
+    fn stream_lost(&self, channel: &str) {
+        self.hub.stream_lost(channel);
+    }
+    fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
+        self.hub.command(command)
+    }
+}
+
 impl Broker for SlowBroker {
     fn start(&self, events: Arc<dyn BrokerEvents>) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.0.start(events)
+        self.0.start(Arc::new(Late::new(events)))
     }
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
         let channel = channel.to_owned();

@@ -27,6 +27,11 @@ struct Subscriber {
     sender: Sender,
     /// `Some` while the subscription is pending: events held until `subscribed` is sent.
     pending: Option<Vec<Held>>,
+    /// The offset its `subscribed` reply covers: publications up to it were in the reply or
+    /// before `since`. A broker may deliver one of them after the reply (through Redis, the
+    /// history read that made the reply can outrun the Pub/Sub message), and it is not sent
+    /// again.
+    covered: u64,
     kick: Arc<Kick>,
 }
 
@@ -54,6 +59,7 @@ impl Fanout {
         let subscriber = Subscriber {
             sender: sender.clone(),
             pending: Some(Vec::new()),
+            covered: 0,
             kick: kick.clone(),
         };
         self.lock()
@@ -84,6 +90,7 @@ impl Fanout {
             return; // dropped for lagging meanwhile
         };
         let held = subscriber.pending.take().unwrap_or_default();
+        subscriber.covered = offset;
         let mut ok = self.send(
             subscriber,
             &EncodedFrame::text(&Utf8Bytes::from(subscribed)),
@@ -127,7 +134,14 @@ impl Fanout {
 
     /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
     /// and closed subscribers are dropped from the channel.
-    fn dispatch(&self, channel: &str, held: impl Fn() -> Held, frame: impl Fn() -> EncodedFrame) {
+    /// `offset` is a publication's, `None` for presence events.
+    fn dispatch(
+        &self,
+        channel: &str,
+        offset: Option<u64>,
+        held: impl Fn() -> Held,
+        frame: impl Fn() -> EncodedFrame,
+    ) {
         let mut channels = self.lock();
         let Some(subscribers) = channels.get_mut(channel) else {
             return;
@@ -142,6 +156,7 @@ impl Fanout {
                 self.lag(subscriber);
                 false
             }
+            None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,
             None => self.send(subscriber, encoded.get_or_insert_with(&frame)),
         });
         if subscribers.is_empty() {
@@ -168,6 +183,7 @@ impl Fanout {
     pub(super) fn publication(&self, channel: &str, publication: &Arc<Publication>) {
         self.dispatch(
             channel,
+            Some(publication.offset),
             || Held::Publication(publication.clone()),
             || message_frame(channel, publication),
         );
@@ -175,12 +191,22 @@ impl Fanout {
 
     pub(super) fn join(&self, channel: &str, client: &ClientInfo) {
         let frame = presence_frame(&Reply::Join { channel, client });
-        self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
+        self.dispatch(
+            channel,
+            None,
+            || Held::Presence(frame.clone()),
+            || frame.clone(),
+        );
     }
 
     pub(super) fn leave(&self, channel: &str, client: &ClientInfo) {
         let frame = presence_frame(&Reply::Leave { channel, client });
-        self.dispatch(channel, || Held::Presence(frame.clone()), || frame.clone());
+        self.dispatch(
+            channel,
+            None,
+            || Held::Presence(frame.clone()),
+            || frame.clone(),
+        );
     }
 
     pub(super) fn stream_lost(&self, channel: &str) {
