@@ -12,18 +12,21 @@
 #    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
 #   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
 #   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
-#   15 hostile clients                         16 cluster on Redis
-#   17 backend: proxies, webhooks, server API  18 10,000 connections
-#   19 soak                                    20 fuzz smoke
+#   15 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
+#   16 hostile clients                         17 cluster on Redis
+#   18 backend: proxies, webhooks, server API  19 10,000 connections
+#   20 soak                                    21 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
-#                interop e2e with Node's ws and Chromium, the browser test, the hostile
-#                clients, the cluster, the backend, the 10,000 connections, the soak
-#                (steps 2, 3, 11-19)
+#                interop e2e with Node's ws and Chromium, the browser test, the JS client's
+#                tests, the hostile clients, the cluster, the backend, the 10,000
+#                connections, the soak
+#                (steps 2, 3, 11-20)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 20; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 21; default 5; 0 skips it)
+#   CUTS         cuts per run of the JS client's cut test (step 15; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -131,6 +134,8 @@ e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
 e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 # the chat page in Chromium (installs chromium and the npm packages when missing)
 e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
+# clients/js against the release binary (installs its npm packages when missing)
+e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
 # a Python backend app as the proxies and webhook target; the server API on 1 node and 3

@@ -130,6 +130,10 @@ pub(crate) struct ServeOptions {
     /// Largest `data` of a publish, in bytes of JSON [default: 65536]
     #[arg(long, value_name = "BYTES", help_heading = "Hub mode")]
     pub(crate) max_data_size: Option<usize>,
+    /// Send every client `{"type":"heartbeat"}` this often, announced in `connected`, so that
+    /// pages (which cannot see pings) detect a dead network; 0 sends none [default: 25s]
+    #[arg(long, value_name = "DURATION", help_heading = "Hub mode")]
+    pub(crate) heartbeat: Option<Span>,
     /// Secret that verifies HS256 tokens passed as ?token=JWT (`sub` becomes the user).
     /// Without it, clients are anonymous and tokens are refused
     #[arg(
@@ -316,6 +320,7 @@ impl ServeOptions {
             history_size,
             history_ttl,
             max_data_size,
+            heartbeat,
             jwt_secret,
             api_keys,
             idempotency_window,

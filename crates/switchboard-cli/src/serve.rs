@@ -51,6 +51,9 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     if let Some(size) = options.max_data_size {
         config.max_data_size = size;
     }
+    if let Some(heartbeat) = options.heartbeat {
+        config.heartbeat = (!heartbeat.0.is_zero()).then_some(heartbeat.0);
+    }
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
     if let Some(window) = options.idempotency_window {

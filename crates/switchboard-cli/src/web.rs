@@ -1,5 +1,6 @@
 //! The chat page of hub mode, as routes of the server: `/` (the page, from `web/`, embedded at
-//! build time) and its assets, a hint at `/ws` for plain requests, and 404 for the rest.
+//! build time) and its assets, the JavaScript client at `/switchboard.js` (from `clients/js/`),
+//! a hint at `/ws` for plain requests, and 404 for the rest.
 
 use std::future::{Ready, ready};
 
@@ -11,6 +12,32 @@ use switchboard::ServerBuilder;
 const INDEX: &str = include_str!("../../../web/index.html");
 const SCRIPT: &str = include_str!("../../../web/chat.js");
 const STYLE: &str = include_str!("../../../web/chat.css");
+const CLIENT: &str = include_str!("../../../clients/js/switchboard.js");
+
+/// The client's entity tag: a hash of its text, so that it changes with the file.
+const CLIENT_ETAG: &str = match std::str::from_utf8(&etag(CLIENT.as_bytes())) {
+    Ok(tag) => tag,
+    Err(_) => panic!("an entity tag is ASCII"),
+};
+
+/// `"<16 hex digits>"`: FNV-1a (64 bits) of `bytes`, computed at build time.
+const fn etag(bytes: &[u8]) -> [u8; 18] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    let mut tag = *b"\"0000000000000000\"";
+    let mut n = 0;
+    while n < 16 {
+        tag[16 - n] = HEX[((hash >> (4 * n)) & 0xf) as usize];
+        n += 1;
+    }
+    tag
+}
 
 /// The page may talk to its own origin only (the hub at `/ws` included), and nothing inline
 /// runs: what a chat showing other people's text should promise.
@@ -28,6 +55,7 @@ pub(crate) fn routes(builder: ServerBuilder) -> ServerBuilder {
             get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
         )
         .route("/chat.css", get(|| asset(STYLE, "text/css; charset=utf-8")))
+        .route("/switchboard.js", client)
         .route(
             "/ws",
             get(|| {
@@ -79,6 +107,52 @@ fn asset(body: &'static str, content_type: &'static str) -> Response<Bytes> {
     response
 }
 
+/// The JavaScript client, for pages of any origin (`<script type="module" src=..>` of another
+/// site, so no CSP of the chat page). `no-cache` with an `ETag` rather than a `max-age`: the
+/// URL carries no version and the module must match the server it talks to, so a page
+/// revalidates on each load, and a `304` without the body is what that costs while the
+/// server is unchanged.
+fn client(request: Request<Bytes>) -> Ready<Response<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return get(not_found)(request);
+    }
+    let fresh = request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == CLIENT_ETAG
+        });
+    let mut response = if fresh {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(Bytes::from_static(CLIENT.as_bytes()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        );
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, HeaderValue::from_static(CLIENT_ETAG));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // A module script of another origin loads only with CORS.
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    ready(response)
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from_static(body.as_bytes()));
     *response.status_mut() = status;
@@ -101,8 +175,19 @@ mod tests {
 
     /// The answer to `method path` on a server with the page's routes, head and body.
     async fn ask(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+        ask_with(addr, method, path, "").await
+    }
+
+    /// The same, with `headers` (each line ending in CRLF) added to the request.
+    async fn ask_with(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &str,
+    ) -> (String, String) {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut answer = String::new();
         tcp.read_to_string(&mut answer).await.unwrap();
@@ -149,5 +234,47 @@ mod tests {
         let length = format!("content-length: {}", INDEX.len());
         assert!(head.contains(&length), "{head}");
         assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn serves_the_client_as_javascript_revalidated_by_its_etag() {
+        let server = routes(Server::builder()).bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.serve(|ws, _| async move { drop(ws) }));
+
+        let (head, body) = ask(addr, "GET", "/switchboard.js").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, CLIENT);
+        assert!(body.contains("export class Switchboard"));
+        let etag = format!("etag: {CLIENT_ETAG}");
+        for line in [
+            "content-type: text/javascript; charset=utf-8",
+            "cache-control: no-cache",
+            "x-content-type-options: nosniff",
+            "access-control-allow-origin: *",
+            &etag,
+        ] {
+            assert!(head.contains(line), "{line} missing in {head}");
+        }
+        assert_eq!(CLIENT_ETAG.len(), 18);
+        assert!(
+            CLIENT_ETAG
+                .trim_matches('"')
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        );
+
+        // The tag the browser kept: 304 without the body; another tag: the file.
+        let kept = format!("If-None-Match: {CLIENT_ETAG}\r\n");
+        let (head, body) = ask_with(addr, "GET", "/switchboard.js", &kept).await;
+        assert!(head.starts_with("http/1.1 304"), "{head}");
+        assert!(head.contains(&etag), "{head}");
+        assert!(body.is_empty());
+        let other = "If-None-Match: \"0123\", W/\"4567\"\r\n";
+        let (head, body) = ask_with(addr, "GET", "/switchboard.js", other).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body.len(), CLIENT.len());
+        let (head, _) = ask(addr, "POST", "/switchboard.js").await;
+        assert!(head.starts_with("http/1.1 405"), "{head}");
     }
 }

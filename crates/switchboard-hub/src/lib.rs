@@ -43,8 +43,8 @@ pub use hooks::{
     ConnectDecision, ConnectRequest, Connection, Hooks, PublishDecision, Refusal, SubscribeDecision,
 };
 pub use hub::{
-    ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError, MAX_IDEMPOTENCY_KEY,
-    Target,
+    ChannelList, ClusterInfo, DEFAULT_HEARTBEAT, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError,
+    MAX_IDEMPOTENCY_KEY, Target,
 };
 pub use local::LocalBroker;
 pub use nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};

@@ -11,10 +11,29 @@
 //! ```
 //!
 //! Server to client, by `type`: first `connected` (the client's user and connection id, as
-//! others will see them), then `subscribed`, `unsubscribed`, `ack`, `presence`, `history`,
-//! `error` (replies, carrying the request's `id` when it had one), and `message`, `join`,
-//! `leave` (events of a subscribed channel). `id` is a number or a string chosen by the client.
-//! Unknown fields are ignored, so that clients written for a later version still work.
+//! others will see them, and the heartbeat interval), then `subscribed`, `unsubscribed`, `ack`,
+//! `presence`, `history`, `error` (replies, carrying the request's `id` when it had one), and
+//! `message`, `join`, `leave` (events of a subscribed channel). `id` is a number or a string
+//! chosen by the client. Unknown fields are ignored, so that clients written for a later
+//! version still work; a client ignores a `type` it does not know, for the same reason.
+//!
+//! ```text
+//! {"type":"connected","client":{"user":"ann","conn":"8c1d2e4f1"},"heartbeat":25}
+//! {"type":"heartbeat"}
+//! {"type":"disconnect","code":1012,"reason":"restarting","retry_after_ms":5000}
+//! ```
+//!
+//! Liveness: with `heartbeat` in `connected` (seconds, maybe with a fraction; absent when the
+//! hub sends none), the hub sends `{"type":"heartbeat"}` on the connection at that interval.
+//! Browsers hide protocol pings from scripts, so this is how a page learns that its network is
+//! gone while its socket still looks open: a client that receives no frame at all for about
+//! twice the interval closes the connection and reconnects.
+//!
+//! Retry hint: before closing a connection with 1012 (service restart) or 1013 (try again
+//! later), the hub may send `disconnect` with the close `code`, a `reason` and
+//! `retry_after_ms`; a client waits at least that long (plus jitter, so that the clients of a
+//! node do not all come back at once) before it reconnects. Without the hint, a client retries
+//! with its usual backoff.
 //!
 //! The server side may act on a connection unasked (`Hub::subscribe`, `Hub::unsubscribe`,
 //! `Hub::disconnect`): the client then gets `subscribed` or `unsubscribed` without `id`, the
@@ -286,6 +305,9 @@ pub(crate) enum RecoveryFailure {
 pub(crate) enum Reply<'a> {
     Connected {
         client: &'a ClientInfo,
+        /// The heartbeat interval in seconds, when the hub sends heartbeats.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heartbeat: Option<serde_json::Number>,
     },
     Subscribed {
         #[serde(skip_serializing_if = "Option::is_none")]

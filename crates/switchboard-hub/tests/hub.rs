@@ -957,3 +957,32 @@ async fn a_lost_stream_closes_its_subscribers_with_1012_and_leaves_others_alone(
     assert_eq!(reply["recovered"], true, "{reply}");
     assert_eq!(offsets(&reply["publications"]), [1]);
 }
+
+#[tokio::test]
+async fn connected_announces_the_heartbeat_and_it_arrives_at_that_interval() {
+    let mut config = HubConfig::default();
+    config.heartbeat = Some(Duration::from_millis(100));
+    let server = start(config, HistoryConfig::default()).await;
+    let mut ann = Client::connect(&server, "name=ann").await;
+    assert_eq!(ann.hello["type"], "connected", "{}", ann.hello);
+    assert_eq!(ann.hello["heartbeat"], json!(0.1), "{}", ann.hello);
+    // An idle connection, subscribed or not, keeps getting them.
+    assert_eq!(ann.next().await, json!({"type": "heartbeat"}));
+    ann.subscribe("quiet", None).await;
+    for _ in 0..2 {
+        let frame = ann.reply().await;
+        assert_eq!(frame, json!({"type": "heartbeat"}));
+    }
+
+    // The default is 25 seconds; none announces none and sends none.
+    let server = start_default().await;
+    let bob = Client::connect(&server, "name=bob").await;
+    assert_eq!(bob.hello["heartbeat"], json!(25), "{}", bob.hello);
+    let mut config = HubConfig::default();
+    config.heartbeat = None;
+    let server = start(config, HistoryConfig::default()).await;
+    let mut cy = Client::connect(&server, "name=cy").await;
+    assert!(cy.hello.get("heartbeat").is_none(), "{}", cy.hello);
+    let quiet = tokio::time::timeout(Duration::from_millis(300), cy.ws.recv()).await;
+    assert!(quiet.is_err(), "a frame arrived: {quiet:?}");
+}

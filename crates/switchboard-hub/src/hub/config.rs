@@ -8,6 +8,10 @@ use crate::hooks::Hooks;
 use crate::rules::ChannelRule;
 use crate::webhook::WebhookConfig;
 
+/// The default interval of the application-level heartbeat: under the 30 to 60 seconds after
+/// which proxies and NATs commonly drop an idle connection.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+
 /// The hub's limits and access rules. Which browser origins may connect is the server's to
 /// check ([`ServerBuilder::allowed_origins`](switchboard::ServerBuilder::allowed_origins)).
 #[derive(Clone, Debug)]
@@ -31,6 +35,10 @@ pub struct HubConfig {
     pub hooks: Option<Arc<dyn Hooks>>,
     /// Where channel and presence events are POSTed; none by default.
     pub webhooks: Option<WebhookConfig>,
+    /// How often every connection gets a `{"type":"heartbeat"}` frame (default 25 s), the
+    /// interval `connected` announces: a client that hears nothing for about twice as long
+    /// knows its connection is dead, though it cannot see protocol pings. `None` sends none.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -44,6 +52,7 @@ impl Default for HubConfig {
             idempotency_window: Duration::from_secs(300),
             hooks: None,
             webhooks: None,
+            heartbeat: Some(DEFAULT_HEARTBEAT),
         }
     }
 }

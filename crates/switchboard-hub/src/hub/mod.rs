@@ -7,7 +7,8 @@
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
 //! `recovery.rs` decides what a client that subscribes again with `since` is given;
-//! `kick.rs` is how the fan-out ends a connection it can no longer serve. `cluster.rs` is what
+//! `kick.rs` is how the fan-out ends a connection it can no longer serve; `heartbeat.rs` sends
+//! every connection a sign of life at a fixed interval. `cluster.rs` is what
 //! the broker calls (events for the fan-out, other nodes' commands) and how the server API's
 //! actions on connections (`server_api.rs`) run on every node. With webhooks, the
 //! broker is seen through the webhooks' observer, which turns the hub's calls to it into
@@ -16,6 +17,7 @@
 mod cluster;
 mod config;
 mod fanout;
+mod heartbeat;
 mod identity;
 mod interest;
 mod kick;
@@ -33,7 +35,7 @@ use switchboard::WebSocket;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use cluster::Events;
-pub use config::HubConfig;
+pub use config::{DEFAULT_HEARTBEAT, HubConfig};
 use fanout::Fanout;
 pub use server_api::{
     ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, Target,
@@ -115,6 +117,9 @@ impl Hub {
             shared: Arc::downgrade(&shared),
         };
         broker.start(Arc::new(events)).await?;
+        if let Some(every) = shared.config.heartbeat.filter(|every| !every.is_zero()) {
+            heartbeat::start(Arc::downgrade(&shared.beats), every);
+        }
         Ok(Self { shared, webhooks })
     }
 

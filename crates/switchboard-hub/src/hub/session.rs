@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use switchboard::{CloseCode, Message, PeerAddr, Receiver, Sender};
 use tokio::time::Instant;
 
+use super::heartbeat;
 use super::identity::Identity;
 use super::kick::Kick;
 use super::recovery;
@@ -179,10 +180,15 @@ impl<'h> Session<'h> {
         };
         hub.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
+        let heartbeat = hub.config.heartbeat.filter(|every| !every.is_zero());
         let connected = Reply::Connected {
             client: &session.info,
+            heartbeat: heartbeat.map(heartbeat::announced),
         };
         session.send(connected.to_json()).await;
+        if heartbeat.is_some() {
+            hub.beats.add(&session.sender);
+        }
         session
     }
 
@@ -206,6 +212,7 @@ impl<'h> Session<'h> {
             }
         };
         self.hub.registry.deregister(&self.info.conn);
+        self.hub.beats.remove(&self.sender);
         for channel in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel).await;
         }

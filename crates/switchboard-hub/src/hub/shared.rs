@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::config::HubConfig;
 use super::fanout::Fanout;
+use super::heartbeat::Beats;
 use super::interest::Interest;
 use super::registry::Registry;
 use crate::broker::Broker;
@@ -18,6 +19,8 @@ pub(super) struct Shared {
     pub(super) interest: Interest,
     /// This node's connections, for what the server side asks of them.
     pub(super) registry: Registry,
+    /// The connections the heartbeat goes to.
+    pub(super) beats: Arc<Beats>,
     /// Prefix of this node's connection ids, and its name.
     pub(super) node: String,
     next_conn: AtomicU64,
@@ -38,6 +41,7 @@ impl Shared {
             fanout,
             config,
             registry: Registry::default(),
+            beats: Arc::default(),
             node,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

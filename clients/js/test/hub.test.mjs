@@ -1,0 +1,71 @@
+// switchboard.js against a real `switchboard serve`: the module the server serves, and a
+// token replaced before it expires (a new connection, nothing lost) with getToken.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+
+import { Switchboard } from '../switchboard.js';
+import { Processes, serve, until } from './support.mjs';
+
+const SECRET = 'client-test-secret';
+const procs = new Processes();
+let port;
+
+before(async () => {
+  port = await serve(procs, ['--jwt-secret', SECRET, '--heartbeat', '1s']);
+});
+after(() => procs.stopAll());
+
+function jwt(claims) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
+}
+
+test('serve serves the module at /switchboard.js, as JavaScript', async () => {
+  const response = await fetch(`http://127.0.0.1:${port}/switchboard.js`);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('content-type'), 'text/javascript; charset=utf-8');
+  assert.equal(response.headers.get('cache-control'), 'no-cache');
+  const etag = response.headers.get('etag');
+  assert.match(etag, /^"[0-9a-f]{16}"$/);
+  assert.equal(await response.text(), await readFile(new URL('../switchboard.js', import.meta.url), 'utf8'));
+  const again = await fetch(`http://127.0.0.1:${port}/switchboard.js`, { headers: { 'if-none-match': etag } });
+  assert.equal(again.status, 304);
+});
+
+test('a token is replaced before it expires, and the subscription loses nothing', async () => {
+  let issued = 0;
+  // 7 s tokens: replaced 5 s before expiry (the least margin), so after about 2 s.
+  const getToken = () => jwt({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 7, n: ++issued });
+  const client = new Switchboard(`ws://127.0.0.1:${port}/ws`, { getToken, timeout: 3_000 });
+  const publisher = new Switchboard(`ws://127.0.0.1:${port}/ws`, { name: 'pub' });
+  const errors = [];
+  client.on('error', (e) => errors.push(e));
+  let reconnected = 0;
+  client.on('connected', (e) => {
+    if (e.reconnected) reconnected += 1;
+  });
+  try {
+    const got = [];
+    const sub = client.subscribe('tokens', { message: (m) => got.push(m.offset) });
+    await until(() => client.state === 'connected' && sub.state === 'subscribed', 'the subscription');
+    assert.equal(client.client.user, 'ann');
+    assert.equal(client.client.authenticated, true);
+    const acked = [];
+    while (reconnected === 0) {
+      acked.push(await publisher.publish('tokens', { i: acked.length }));
+      assert.ok(acked.length < 1000, 'the token was never replaced');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    acked.push(await publisher.publish('tokens', { i: acked.length }));
+    await until(() => got.length >= acked.length, 'every message');
+    assert.deepEqual(got, acked);
+    assert.ok(issued >= 2, `getToken called ${issued} times`);
+    assert.deepEqual(errors, []);
+  } finally {
+    client.close();
+    publisher.close();
+  }
+});
