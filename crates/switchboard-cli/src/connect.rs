@@ -28,7 +28,8 @@ the server closed it with another code.
 Examples:
   switchboard connect ws://127.0.0.1:8080/ws
   echo hello | switchboard connect ws://127.0.0.1:8080/
-  switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30")]
+  switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30
+  switchboard connect --hub --name ann ws://127.0.0.1:8080/ws -x 'subscribe lobby' -w 60")]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
@@ -73,6 +74,18 @@ pub(crate) struct ConnectArgs {
     /// path can impersonate the server)
     #[arg(short = 'k', long)]
     insecure: bool,
+    /// Speak the hub's protocol: lines are commands (subscribe CH, unsubscribe CH, publish CH
+    /// JSON, presence CH, history CH [N]), events are printed as JSON lines, and a lost
+    /// connection comes back with nothing missed
+    #[arg(long, conflicts_with_all = ["binary", "slash", "subprotocols"])]
+    hub: bool,
+    /// With --hub: the name to go by, when not authenticated by a token
+    #[arg(long, requires = "hub")]
+    name: Option<String>,
+    /// With --hub: a JWT naming the user (it is not renewed: it must stay valid for the
+    /// session)
+    #[arg(long, requires = "hub")]
+    token: Option<String>,
 }
 
 fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
@@ -93,12 +106,12 @@ pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// How to print: with a prompt and markers in a terminal, bare when piped.
 #[derive(Clone, Copy)]
-struct Display {
+pub(crate) struct Display {
     interactive: bool,
 }
 
 impl Display {
-    fn received(self, line: &str) {
+    pub(crate) fn received(self, line: &str) {
         let mut out = std::io::stdout().lock();
         // Printing fails only when stdout is closed: nothing left to show then.
         let _ = if self.interactive {
@@ -110,14 +123,14 @@ impl Display {
         let _ = out.flush();
     }
 
-    fn prompt(self) {
+    pub(crate) fn prompt(self) {
         if self.interactive {
             print!("> ");
             let _ = std::io::stdout().flush();
         }
     }
 
-    fn status(self, line: &str) {
+    pub(crate) fn status(self, line: &str) {
         if self.interactive {
             print!("\r\x1b[2K");
             let _ = std::io::stdout().flush();
@@ -128,17 +141,28 @@ impl Display {
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let options = connect_options(&args)?;
+    let display = Display {
+        interactive: args.execute.is_empty()
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal(),
+    };
+    if args.hub {
+        let hub = crate::hub_mode::HubArgs {
+            url: args.url,
+            name: args.name,
+            token: args.token,
+            execute: args.execute,
+            wait: Duration::from_secs_f64(args.wait),
+            display,
+        };
+        return crate::hub_mode::run(hub, options).await;
+    }
     let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
         Ok(connected) => connected,
         Err(e) => {
             eprintln!("error: cannot connect to {}: {e}", args.url);
             return Ok(ExitCode::FAILURE);
         }
-    };
-    let display = Display {
-        interactive: args.execute.is_empty()
-            && std::io::stdin().is_terminal()
-            && std::io::stdout().is_terminal(),
     };
     if args.verbose {
         eprintln!("{:?} {}", response.version(), response.status());
@@ -370,7 +394,7 @@ fn data(text: &str, binary: bool) -> Message {
 
 /// Lines of stdin, read on a thread of their own: a blocking read must not keep the process
 /// alive once the connection is over.
-fn stdin_lines() -> mpsc::Receiver<String> {
+pub(crate) fn stdin_lines() -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {

@@ -13,6 +13,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod bench;
 mod config;
 mod connect;
+mod hub_mode;
 mod proxies;
 mod publish;
 mod serve;

@@ -1,5 +1,6 @@
 //! `switchboard connect`, the built binary, against servers started here: piped stdin,
-//! --execute and --wait, headers, subprotocols, binary as hex, pings, compression, exit codes.
+//! --execute and --wait, headers, subprotocols, binary as hex, pings, compression, exit codes,
+//! and the hub mode.
 
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -235,9 +236,8 @@ async fn failures_to_connect_exit_1_and_bad_arguments_exit_2() {
     assert!(stderr(&output).contains("Name: value"));
 }
 
-/// The client against the real hub: `switchboard serve` in hub mode, started here.
-#[tokio::test]
-async fn talks_to_the_hub_of_switchboard_serve() {
+/// `switchboard serve` in hub mode on a free port, and its WebSocket URL.
+async fn serve_hub() -> (tokio::process::Child, String) {
     let mut serve = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("NO_COLOR", "1")
@@ -257,6 +257,13 @@ async fn talks_to_the_hub_of_switchboard_serve() {
     })
     .await
     .unwrap();
+    (serve, addr)
+}
+
+/// The client against the real hub: `switchboard serve` in hub mode, started here.
+#[tokio::test]
+async fn talks_to_the_hub_of_switchboard_serve() {
+    let (mut serve, addr) = serve_hub().await;
     let output = run(
         &[
             &format!("{addr}?name=terminal"),
@@ -318,4 +325,64 @@ async fn deflate_is_offered_with_the_flag_and_the_agreement_shown() {
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
         task.abort();
     }
+}
+
+/// `--hub`: commands in, one JSON object per event out, errors on stderr.
+#[tokio::test]
+async fn the_hub_mode_takes_commands_and_prints_events_as_json_lines() {
+    let (mut serve, addr) = serve_hub().await;
+    let output = run(
+        &[
+            "--hub",
+            "--name",
+            "term",
+            &addr,
+            "-x",
+            "subscribe lobby",
+            "-x",
+            r#"publish lobby {"text":"hi"}"#,
+            "-x",
+            "publish lobby not json",
+            "-x",
+            "subscrbe lobby",
+            "-x",
+            "history lobby 5",
+            "-x",
+            "presence lobby",
+            "-w",
+            "0.5",
+        ],
+        "",
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let of = |kind: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("ack")[0]["offset"], 1, "{lines:?}");
+    let messages = of("message");
+    assert_eq!(messages.len(), 2, "live and from history: {lines:?}");
+    assert_eq!(messages[0]["data"]["text"], "hi");
+    assert_eq!(messages[0]["from"]["user"], "term");
+    assert_eq!(of("history")[0]["offset"], 1);
+    assert_eq!(of("presence")[0]["clients"][0]["user"], "term");
+    let errors = stderr(&output);
+    assert!(errors.contains("the data is not JSON"), "{errors}");
+    assert!(errors.contains(r#"unknown command "subscrbe""#), "{errors}");
+    assert_eq!(output.status.code(), Some(0), "{errors}");
+
+    let refused = run(
+        &["--hub", "ws://127.0.0.1:1/ws", "-x", "subscribe lobby"],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("cannot connect"));
+    serve.kill().await.unwrap();
 }
