@@ -5,7 +5,7 @@
 //! received, one message per line, so scripts can read it. Binary messages are shown as hex.
 //! Status (connected, closed) goes to stderr.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderName, HeaderValue};
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
-use tokio::sync::mpsc;
+
+use crate::terminal::{Display, stdin_lines};
 
 /// Exit statuses, as `--help` lists them.
 const EXIT_CLOSED_ABNORMALLY: u8 = 3;
@@ -101,41 +102,6 @@ pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
         _ => Err(format!("expected a number of seconds, got {s:?}")),
-    }
-}
-
-/// How to print: with a prompt and markers in a terminal, bare when piped.
-#[derive(Clone, Copy)]
-pub(crate) struct Display {
-    interactive: bool,
-}
-
-impl Display {
-    pub(crate) fn received(self, line: &str) {
-        let mut out = std::io::stdout().lock();
-        // Printing fails only when stdout is closed: nothing left to show then.
-        let _ = if self.interactive {
-            // Clear the prompt line, print, and draw the prompt again.
-            write!(out, "\r\x1b[2K< {line}\n> ")
-        } else {
-            writeln!(out, "{line}")
-        };
-        let _ = out.flush();
-    }
-
-    pub(crate) fn prompt(self) {
-        if self.interactive {
-            print!("> ");
-            let _ = std::io::stdout().flush();
-        }
-    }
-
-    pub(crate) fn status(self, line: &str) {
-        if self.interactive {
-            print!("\r\x1b[2K");
-            let _ = std::io::stdout().flush();
-        }
-        eprintln!("{line}");
     }
 }
 
@@ -390,21 +356,6 @@ fn data(text: &str, binary: bool) -> Message {
     } else {
         Message::text(text.to_owned())
     }
-}
-
-/// Lines of stdin, read on a thread of their own: a blocking read must not keep the process
-/// alive once the connection is over.
-pub(crate) fn stdin_lines() -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel(64);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn control(kind: &str, data: &[u8]) -> String {

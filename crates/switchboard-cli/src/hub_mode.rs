@@ -19,7 +19,7 @@ use switchboard_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::connect::{Display, stdin_lines};
+use crate::terminal::{Display, stdin_lines};
 
 /// The commands, as a typo's error lists them.
 const COMMANDS: &str = "subscribe CH, unsubscribe CH, publish CH JSON, presence CH, history CH [N]";

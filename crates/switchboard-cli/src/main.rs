@@ -17,6 +17,7 @@ mod hub_mode;
 mod proxies;
 mod publish;
 mod serve;
+mod terminal;
 mod trust;
 mod units;
 mod web;
