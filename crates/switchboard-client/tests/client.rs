@@ -315,3 +315,76 @@ async fn servers_that_are_not_a_working_hub_give_a_clear_error() {
     let why = connect_error("http://127.0.0.1:1/ws").await;
     assert!(why.contains("ws://"), "{why}");
 }
+
+fn message(offset: u64) -> String {
+    json!({
+        "type": "message", "channel": "feed", "offset": offset, "time": 0,
+        "from": {"user": "p", "conn": "p1"}, "data": offset,
+    })
+    .to_string()
+}
+
+/// A hub that repeats itself: its first connection delivers 1 to 3 and is closed with 1012;
+/// on the next, the resumed subscription's replay and the live messages overlap what was
+/// delivered (2 to 4, then 4 and 5 live). The client must hand each offset over once.
+async fn repeating_hub() -> SocketAddr {
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(server.serve(move |mut ws, _| {
+        let first = connections.fetch_add(1, Ordering::Relaxed) == 0;
+        async move {
+            let hello = r#"{"type":"connected","client":{"user":"ann","conn":"c1"}}"#;
+            let _ = ws.send(Message::text(hello)).await;
+            let Some(Ok(Message::Text(request))) = ws.recv().await else {
+                return;
+            };
+            let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+            let mut frames = Vec::new();
+            if first {
+                let reply = json!({"type": "subscribed", "id": request["id"], "channel": "feed",
+                    "epoch": "e", "offset": 0, "publications": []});
+                frames.push(reply.to_string());
+                frames.extend((1..=3).map(message));
+            } else {
+                assert_eq!(request["since"], json!({"epoch": "e", "offset": 3}));
+                let replay: Vec<serde_json::Value> = (2..=4)
+                    .map(|offset| serde_json::from_str(&message(offset)).unwrap())
+                    .collect();
+                let reply = json!({"type": "subscribed", "id": request["id"], "channel": "feed",
+                    "epoch": "e", "offset": 4, "recovered": true, "publications": replay});
+                frames.push(reply.to_string());
+                frames.extend([message(4), message(5)]);
+            }
+            for frame in frames {
+                let _ = ws.send(Message::text(frame)).await;
+            }
+            if first {
+                let _ = ws.close(CloseCode::SERVICE_RESTART, "restart").await;
+            }
+            while let Some(Ok(_)) = ws.recv().await {}
+        }
+    }));
+    addr
+}
+
+#[tokio::test]
+async fn what_a_server_sends_twice_is_delivered_once() {
+    let addr = repeating_hub().await;
+    let options = ClientOptions::default().backoff(Duration::ZERO, Duration::from_millis(50));
+    let client = HubClient::connect(&format!("ws://{addr}/ws"), options)
+        .await
+        .unwrap();
+    let mut feed = client.subscribe("feed").await.unwrap();
+    let mut offsets = Vec::new();
+    let mut recovered = None;
+    while offsets.last() != Some(&5) {
+        match next(&mut feed).await {
+            Event::Message(publication) => offsets.push(publication.offset),
+            Event::Recovered { missed } => recovered = Some(missed),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(offsets, [1, 2, 3, 4, 5]);
+    assert_eq!(recovered, Some(1), "only 4 was missed");
+}
