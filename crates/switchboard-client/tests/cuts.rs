@@ -218,18 +218,23 @@ async fn run(hub: &Hub, proxies: &[Chaos]) {
     stop.notify_waiters();
     while publishers.join_next().await.is_some() {}
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    let top = hub
-        .history(CHANNEL, Some(0), None)
-        .await
-        .unwrap()
-        .position
-        .offset;
+    // A publish whose publisher stopped waiting may still land: the channel's last offset is
+    // the one that stays put while every reader has caught up with it.
+    let mut top = 0;
     let settled = tokio::time::timeout(SETTLE, async {
-        while seen
-            .iter()
-            .any(|s| s.lock().unwrap().offsets.len() < top as usize)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        loop {
+            let now = hub.history(CHANNEL, Some(0), None).await.unwrap();
+            if now.position.offset == top && top > 0 {
+                break;
+            }
+            top = now.position.offset;
+            while seen
+                .iter()
+                .any(|s| s.lock().unwrap().offsets.len() < top as usize)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
     .await;
