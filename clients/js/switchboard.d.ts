@@ -116,6 +116,7 @@ export declare class Switchboard {
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof SwitchboardEvents>(type: K, listener: (event: SwitchboardEvents[K]) => void): () => void;
   off<K extends keyof SwitchboardEvents>(type: K, listener: (event: SwitchboardEvents[K]) => void): void;
+  /** Connects now unless connected or connecting: while waiting to retry, retries at once (a "Retry now" button); after `close()`, starts again. */
   connect(): void;
   /** For good: no reconnect; waiting requests fail with `closed`. `connect()` starts again. */
   close(): void;

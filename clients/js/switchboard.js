@@ -170,7 +170,7 @@ export class Switchboard extends Emitter {
     return this.#me;
   }
 
-  /** Connects, unless already connected or connecting; after `close()`, starts again. */
+  /** Connects now unless connected or connecting: while waiting to retry, retries at once; after `close()`, starts again. */
   connect() {
     if (this.#ws || this.#state === 'connecting' || this.#state === 'connected') return;
     if (typeof globalThis.addEventListener === 'function') {
@@ -247,6 +247,8 @@ export class Switchboard extends Emitter {
   // ---- connecting -------------------------------------------------------------------
 
   async #open() {
+    // An attempt replaces any scheduled one, which would open a second socket.
+    clearTimeout(this.#timers.retry);
     const generation = ++this.#generation;
     this.#setState('connecting', { attempt: this.#attempt });
     this.#hint = null;
@@ -533,8 +535,9 @@ export class Switchboard extends Emitter {
   }
 
   #retry(delay, code, reason) {
-    this.#emitDisconnected(code, reason, true, delay);
+    // Scheduled before the event, so that a listener calling connect() replaces it.
     this.#timers.retry = setTimeout(() => this.#open(), delay);
+    this.#emitDisconnected(code, reason, true, delay);
   }
 
   #emitDisconnected(code, reason, willRetry, retryIn) {

@@ -35,6 +35,42 @@ test('serve serves the module at /switchboard.js, as JavaScript', async () => {
   assert.equal(again.status, 304);
 });
 
+test('connect() while waiting to retry is the retry: one socket, not two', async () => {
+  const sockets = [];
+  // Counts the sockets the client opens, and lets the test end one from the outside.
+  class Counted extends WebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
+  const client = new Switchboard(`ws://127.0.0.1:${port}/ws`, { name: 'retry', WebSocket: Counted, minDelay: 300, maxDelay: 300 });
+  try {
+    await until(() => client.state === 'connected', 'the first connection');
+    // Dropped, then "Retry now" at once (from the event) and again later (from a button).
+    const now = new Promise((resolve) => {
+      const off = client.on('disconnected', () => {
+        off();
+        client.connect();
+        resolve();
+      });
+    });
+    sockets[0].close(4000, 'cut by the test');
+    await now;
+    await until(() => client.state === 'connected', 'the retry');
+    sockets[1].close(4000, 'cut by the test');
+    await until(() => client.state === 'disconnected', 'the second drop');
+    client.connect();
+    await until(() => client.state === 'connected', 'the second retry');
+    // Past any retry the client had scheduled (at most 300 ms): no other socket was opened.
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.equal(sockets.length, 3, 'sockets opened');
+    assert.equal(sockets.filter((s) => s.readyState === WebSocket.OPEN).length, 1, 'sockets open');
+  } finally {
+    client.close();
+  }
+});
+
 test('a token is replaced before it expires, and the subscription loses nothing', async () => {
   let issued = 0;
   // 7 s tokens: replaced 5 s before expiry (the least margin), so after about 2 s.
