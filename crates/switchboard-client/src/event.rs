@@ -133,7 +133,8 @@ pub enum ClientError {
     Closed(Option<String>),
 }
 
-/// A channel's position and its latest publications, as [`HubClient::history`] returns them.
+/// A channel's position and its latest publications, as
+/// [`HubClient::history`](crate::HubClient::history) returns them.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct History {
