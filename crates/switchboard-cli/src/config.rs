@@ -419,6 +419,10 @@ mod tests {
         assert_eq!(options.deflate, Some(true));
         assert_eq!(options.deflate_level, Some(Level(1)));
         assert_eq!(options.deflate_threshold, Some(128));
+        assert_eq!(options.http2, Some(true));
+        let defaults = switchboard::Server::builder();
+        assert!(format!("{defaults:?}").contains("http2_max_streams: 100"));
+        assert_eq!(options.http2_max_streams, Some(100));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
         let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
