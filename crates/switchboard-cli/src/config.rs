@@ -51,6 +51,25 @@ pub(crate) struct ServeOptions {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) tls_self_signed: Option<bool>,
 
+    /// With TLS, offer HTTP/2 (ALPN h2, then http/1.1): browsers then open the page's
+    /// WebSockets on its HTTP/2 connection (RFC 8441) [default: true]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        conflicts_with = "no_http2"
+    )]
+    pub(crate) http2: Option<bool>,
+    /// HTTP/1.1 only, also over TLS: the same as --http2=false (in a file: `http2 = false`)
+    #[arg(long)]
+    #[serde(skip)]
+    pub(crate) no_http2: bool,
+    /// Most streams (requests and WebSockets) open at once on one HTTP/2 connection; more are
+    /// refused (REFUSED_STREAM) [default: 100]
+    #[arg(long, value_name = "N")]
+    pub(crate) http2_max_streams: Option<u32>,
+
     /// Thread per core: N threads, each with a single-threaded runtime and a listener of its
     /// own on the address (SO_REUSEPORT), the kernel spreading connections among them; the
     /// connection limit is shared out. 0 or 1: one runtime on every core [default: 0]
@@ -284,14 +303,26 @@ impl ServeOptions {
         !self.no_deflate && self.deflate.unwrap_or(true)
     }
 
+    /// Whether HTTP/2 is offered with TLS.
+    pub(crate) fn http2_enabled(&self) -> bool {
+        !self.no_http2 && self.http2.unwrap_or(true)
+    }
+
     /// These settings, with `other`'s where these say nothing.
     pub(crate) fn or(mut self, other: Self) -> Self {
         if self.no_deflate {
             self.deflate = Some(false);
         }
+        if self.no_http2 {
+            self.http2 = Some(false);
+        }
         macro_rules! pick {
             ($($field:ident),* $(,)?) => {
-                Self { $($field: self.$field.or(other.$field)),*, no_deflate: false }
+                Self {
+                    $($field: self.$field.or(other.$field)),*,
+                    no_deflate: false,
+                    no_http2: false,
+                }
             };
         }
         pick!(
@@ -300,6 +331,8 @@ impl ServeOptions {
             tls_cert,
             tls_key,
             tls_self_signed,
+            http2,
+            http2_max_streams,
             threads,
             max_connections,
             max_message_size,
@@ -386,6 +419,10 @@ mod tests {
         assert_eq!(options.deflate, Some(true));
         assert_eq!(options.deflate_level, Some(Level(1)));
         assert_eq!(options.deflate_threshold, Some(128));
+        assert_eq!(options.http2, Some(true));
+        let defaults = switchboard::Server::builder();
+        assert!(format!("{defaults:?}").contains("http2_max_streams: 100"));
+        assert_eq!(options.http2_max_streams, Some(100));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
         let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
@@ -450,6 +487,24 @@ mod tests {
                 .deflate_enabled()
         );
         assert!(flags(&["--deflate", "--no-deflate"]).is_err());
+
+        assert!(flags(&[]).unwrap().or(file("")).http2_enabled());
+        assert!(!flags(&["--no-http2"]).unwrap().or(file("")).http2_enabled());
+        assert!(
+            !flags(&[])
+                .unwrap()
+                .or(file("http2 = false"))
+                .http2_enabled()
+        );
+        assert!(
+            flags(&["--http2"])
+                .unwrap()
+                .or(file("http2 = false"))
+                .http2_enabled()
+        );
+        assert!(flags(&["--http2", "--no-http2"]).is_err());
+        let options = flags(&[]).unwrap().or(file("http2-max-streams = 8"));
+        assert_eq!(options.http2_max_streams, Some(8));
 
         let options = flags(&["--deflate-level", "9", "--deflate-threshold", "0"]).unwrap();
         assert_eq!(options.deflate_level, Some(Level(9)));

@@ -177,6 +177,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ("ws", "http")
     };
     let mut builder = builder(&options, tls);
+    let alpn = builder.alpn_protocols();
+    if alpn.is_empty() {
+        tracing::info!("offering http/1.1 (no TLS: no HTTP/2)");
+    } else {
+        let alpn = alpn.join(", ");
+        tracing::info!("offering {alpn} (TLS ALPN)");
+    }
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options, builder.metrics()).await?;
@@ -327,6 +334,10 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
         .metrics_endpoint("/metrics");
     if let Some(tls) = tls {
         builder = builder.tls(tls);
+    }
+    builder = builder.http2(options.http2_enabled());
+    if let Some(streams) = options.http2_max_streams {
+        builder = builder.http2_max_concurrent_streams(streams);
     }
     macro_rules! set {
         ($($field:ident),* $(,)?) => {

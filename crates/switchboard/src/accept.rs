@@ -161,7 +161,8 @@ pub struct PreparedUpgrade {
 }
 
 impl PreparedUpgrade {
-    /// Validates `request` (RFC 6455 §4.2.1) and builds the `101 Switching Protocols`, with
+    /// Validates `request` (RFC 6455 §4.2.1) and builds the `101 Switching Protocols`, or for
+    /// an HTTP/2 extended CONNECT (RFC 8441 §5) the `200`, with
     /// the first of `options.protocols` that the client offers, and permessage-deflate when
     /// `options.deflate` is set and the client offers it acceptably (RFC 7692 §5).
     ///
@@ -187,7 +188,11 @@ impl PreparedUpgrade {
         config: Arc<Config>,
         protocol: Option<String>,
     ) -> Result<Self, HandshakeError> {
-        let mut response = server::accept_response(request, protocol.as_deref())?;
+        let mut response = if server::is_connect_request(request) {
+            server::connect_response(request, protocol.as_deref())?
+        } else {
+            server::accept_response(request, protocol.as_deref())?
+        };
         let deflate = options.deflate.as_ref().and_then(|config| {
             let params = config.negotiate(request.headers())?;
             response
@@ -203,8 +208,8 @@ impl PreparedUpgrade {
         })
     }
 
-    /// The `101` response (status and headers) to send, with an empty body of the HTTP
-    /// server's type.
+    /// The `101` response (the `200` over HTTP/2: status and headers) to send, with an empty
+    /// body of the HTTP server's type.
     pub fn response<B: Default>(&self) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = self.response.status();

@@ -103,7 +103,7 @@ pub use proto::{
 };
 pub use server::{Server, ServerBuilder};
 pub use split::{Receiver, Sender, TrySendError};
-pub use stream::MaybeTlsStream;
+pub use stream::{Http2Stream, MaybeTlsStream};
 pub use topics::{Subscription, Topics};
 pub use websocket::WebSocket;
 

@@ -83,6 +83,11 @@ struct Inner {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     http_requests: AtomicU64,
+    /// WebSockets opened over HTTP/1.1 and over HTTP/2.
+    websockets_http1: AtomicU64,
+    websockets_http2: AtomicU64,
+    http2_connections_open: AtomicU64,
+    http2_connections_total: AtomicU64,
     backpressure_drops: AtomicU64,
     backpressure_disconnects: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
@@ -129,6 +134,26 @@ impl Metrics {
         self.inner.connections_total.load(Ordering::Relaxed)
     }
 
+    /// WebSocket connections opened since the start over HTTP `version`: `HTTP_11` (an
+    /// upgrade, `101`) or `HTTP_2` (an extended CONNECT on a stream of a shared connection).
+    pub fn websockets_total(&self, version: http::Version) -> u64 {
+        match version {
+            http::Version::HTTP_2 => self.inner.websockets_http2.load(Ordering::Relaxed),
+            http::Version::HTTP_11 => self.inner.websockets_http1.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// HTTP/2 connections open now (each may carry many WebSockets and requests).
+    pub fn http2_connections_open(&self) -> u64 {
+        self.inner.http2_connections_open.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/2 connections accepted since the start.
+    pub fn http2_connections_total(&self) -> u64 {
+        self.inner.http2_connections_total.load(Ordering::Relaxed)
+    }
+
     /// Messages not queued for a slow reader under the drop policy.
     pub fn backpressure_drops(&self) -> u64 {
         self.inner.backpressure_drops.load(Ordering::Relaxed)
@@ -168,6 +193,28 @@ impl Metrics {
             ("switchboard_backpressure_disconnects_total", "counter", &i.backpressure_disconnects, "Connections closed because their send queue was full."),
         ];
         for (name, kind, value, help) in counters {
+            let value = value.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_websockets_total WebSocket connections opened, by HTTP version \
+             (2: on a stream of a shared HTTP/2 connection).\n\
+             # TYPE switchboard_websockets_total counter\n\
+             switchboard_websockets_total{{http=\"1.1\"}} {}\n\
+             switchboard_websockets_total{{http=\"2\"}} {}",
+            i.websockets_http1.load(Ordering::Relaxed),
+            i.websockets_http2.load(Ordering::Relaxed),
+        );
+        #[rustfmt::skip]
+        let http2: [(&str, &str, &AtomicU64, &str); 2] = [
+            ("switchboard_http2_connections_open", "gauge", &i.http2_connections_open, "HTTP/2 connections open now."),
+            ("switchboard_http2_connections_total", "counter", &i.http2_connections_total, "HTTP/2 connections accepted."),
+        ];
+        for (name, kind, value, help) in http2 {
             let value = value.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
@@ -236,6 +283,26 @@ impl Metrics {
         self.inner.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn websocket_opened(&self, version: http::Version) {
+        let counter = if version == http::Version::HTTP_2 {
+            &self.inner.websockets_http2
+        } else {
+            &self.inner.websockets_http1
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn http2_connection_opened(&self) {
+        let i = &self.inner;
+        i.http2_connections_open.fetch_add(1, Ordering::Relaxed);
+        i.http2_connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn http2_connection_closed(&self) {
+        let i = &self.inner;
+        i.http2_connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn connection_closed(&self, code: u16) {
         self.inner.connections_open.fetch_sub(1, Ordering::Relaxed);
         *self
@@ -293,6 +360,8 @@ mod tests {
         m.connection_opened();
         m.connection_closed(1000);
         m.handshake_failed(HandshakeFailure::Timeout);
+        m.websocket_opened(http::Version::HTTP_2);
+        m.http2_connection_opened();
         let mut tally = Tally {
             messages_in: 3,
             bytes_in: 40,
@@ -310,6 +379,10 @@ mod tests {
             "switchboard_handshake_failures_total{reason=\"timeout\"} 1",
             "switchboard_handshake_failures_total{reason=\"tls\"} 0",
             "# TYPE switchboard_connections_open gauge",
+            "switchboard_websockets_total{http=\"1.1\"} 0",
+            "switchboard_websockets_total{http=\"2\"} 1",
+            "switchboard_http2_connections_open 1",
+            "switchboard_http2_connections_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

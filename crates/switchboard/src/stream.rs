@@ -1,10 +1,13 @@
-//! [`MaybeTlsStream`]: the transport of a server or client connection, plain TCP or TLS.
+//! [`MaybeTlsStream`]: the transport of a server or client connection, plain TCP or TLS, or a
+//! server's WebSocket over an HTTP/2 stream ([`Http2Stream`]).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Uri;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -20,6 +23,30 @@ pub enum MaybeTlsStream {
     Plain(TcpStream),
     /// `wss://`, either side. Boxed: the TLS state is large and plain streams need none of it.
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// A server's WebSocket over one stream of an HTTP/2 connection (RFC 8441), which other
+    /// streams share.
+    Http2(Box<Http2Stream>),
+}
+
+/// One stream of an HTTP/2 connection, opened by an extended CONNECT (RFC 8441): the bytes of
+/// a WebSocket's frames, carried in the stream's DATA frames under HTTP/2's flow control. The
+/// connection's own task reads and writes the socket for all its streams.
+pub struct Http2Stream {
+    io: TokioIo<Upgraded>,
+}
+
+impl Http2Stream {
+    pub(crate) fn new(upgraded: Upgraded) -> Self {
+        Self {
+            io: TokioIo::new(upgraded),
+        }
+    }
+}
+
+impl std::fmt::Debug for Http2Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http2Stream").finish_non_exhaustive()
+    }
 }
 
 impl MaybeTlsStream {
@@ -66,17 +93,24 @@ impl MaybeTlsStream {
         Ok(Self::Tls(Box::new(tls.into())))
     }
 
-    /// The TCP stream underneath (for its addresses and socket options).
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP stream underneath (for its addresses and socket options); `None` for an HTTP/2
+    /// stream, whose connection other streams share.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => tls.get_ref().0,
+            Self::Plain(tcp) => Some(tcp),
+            Self::Tls(tls) => Some(tls.get_ref().0),
+            Self::Http2(_) => None,
         }
     }
 
-    /// Whether the stream is encrypted.
+    /// Whether the stream is encrypted (HTTP/2 is served over TLS only).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        matches!(self, Self::Tls(_) | Self::Http2(_))
+    }
+
+    /// Whether this is a WebSocket over an HTTP/2 stream.
+    pub fn is_http2(&self) -> bool {
+        matches!(self, Self::Http2(_))
     }
 }
 
@@ -95,6 +129,7 @@ impl AsyncRead for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Http2(s) => Pin::new(&mut s.io).poll_read(cx, buf),
         }
     }
 }
@@ -108,6 +143,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Http2(s) => Pin::new(&mut s.io).poll_write(cx, buf),
         }
     }
 
@@ -119,6 +155,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Http2(s) => Pin::new(&mut s.io).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -126,6 +163,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self {
             Self::Plain(s) => s.is_write_vectored(),
             Self::Tls(s) => s.is_write_vectored(),
+            Self::Http2(s) => s.io.is_write_vectored(),
         }
     }
 
@@ -133,6 +171,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Http2(s) => Pin::new(&mut s.io).poll_flush(cx),
         }
     }
 
@@ -140,6 +179,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Http2(s) => Pin::new(&mut s.io).poll_shutdown(cx),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! none.
 //!
 //! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake runs over (RFC 6455
-//! §4.1); a client that offers nothing is accepted too.
+//! §4.1); a client that offers nothing is accepted too. A server with HTTP/2 on (the default)
+//! offers `h2` first, for browsers to open their WebSockets on the page's own connection
+//! (RFC 8441).
 
 use std::fmt;
 use std::io;
@@ -23,6 +25,9 @@ pub use rustls;
 
 /// The ALPN protocol both sides offer.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The ALPN protocol of HTTP/2 over TLS (RFC 9113 §3.2).
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,8 @@ pub enum TlsError {
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<rustls::ServerConfig>,
+    /// Whether the server sets the ALPN protocols (not for a configuration given as it is).
+    own_alpn: bool,
     leaf: Option<CertificateDer<'static>>,
     self_signed_pem: Option<String>,
 }
@@ -136,10 +143,12 @@ impl ServerTls {
         Self::from_parts(vec![cert.der().clone()], key, Some(pem))
     }
 
-    /// Uses a rustls configuration as it is (ALPN included: set `http/1.1`).
+    /// Uses a rustls configuration as it is, ALPN included: list `http/1.1`, and `h2` before
+    /// it for HTTP/2 (served when the server's [`http2`](crate::ServerBuilder::http2) is on).
     pub fn from_config(config: Arc<rustls::ServerConfig>) -> Self {
         Self {
             config,
+            own_alpn: false,
             leaf: None,
             self_signed_pem: None,
         }
@@ -158,6 +167,7 @@ impl ServerTls {
         config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
         Ok(Self {
             config: Arc::new(config),
+            own_alpn: true,
             leaf,
             self_signed_pem,
         })
@@ -176,8 +186,25 @@ impl ServerTls {
         self.self_signed_pem.as_deref()
     }
 
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.config.clone())
+    /// The acceptor, offering ALPN `h2` then `http/1.1` when `http2`, else `http/1.1` only.
+    pub(crate) fn acceptor(&self, http2: bool) -> tokio_rustls::TlsAcceptor {
+        if !self.own_alpn || !http2 {
+            return tokio_rustls::TlsAcceptor::from(self.config.clone());
+        }
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// The ALPN protocols the server offers, for the log.
+    pub(crate) fn alpn_offered(&self, http2: bool) -> Vec<String> {
+        let acceptor = self.acceptor(http2);
+        let config = acceptor.config();
+        config
+            .alpn_protocols
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
     }
 }
 

@@ -156,6 +156,78 @@ pub fn accept_response<B>(
     Ok(response)
 }
 
+/// Whether `req` is an HTTP/2 extended CONNECT (RFC 8441 §4): the request of a WebSocket over
+/// an HTTP/2 stream. Its `:protocol` travels beside the headers (hyper's `ext::Protocol`), so the
+/// caller checks that it names `websocket`; this only looks at the method and version.
+pub fn is_connect_request<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.version() == Version::HTTP_2
+}
+
+/// Checks an HTTP/2 extended CONNECT whose `:protocol` is `websocket` (RFC 8441 §5): the
+/// version header of RFC 6455 §4.2.1 item 6. Neither `Upgrade`, `Connection` nor
+/// `Sec-WebSocket-Key` is used over HTTP/2.
+///
+/// # Errors
+///
+/// [`HandshakeError::MissingVersion`], [`UnsupportedVersion`](HandshakeError::UnsupportedVersion)
+/// or [`DuplicateHeader`](HandshakeError::DuplicateHeader); answer with
+/// [`reject_connect_response`].
+pub fn validate_connect_request<B>(req: &Request<B>) -> Result<(), HandshakeError> {
+    // RFC 8441 §5: "The [...] Sec-WebSocket-Version [...] header fields are used on the CONNECT
+    // request as they are on the GET request in [RFC6455]" (Sec-WebSocket-Key and
+    // Sec-WebSocket-Accept are not: "their functionality has been superseded by the :protocol
+    // pseudo-header field").
+    let Some(version) = single(req.headers(), &SEC_WEBSOCKET_VERSION)? else {
+        return Err(HandshakeError::MissingVersion);
+    };
+    if version.as_bytes().trim_ascii() != VERSION.as_bytes() {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    Ok(())
+}
+
+/// Validates an extended CONNECT ([`validate_connect_request`]) and builds the `200` that
+/// accepts it (RFC 8441 §5: "a 2xx status code"; there is no `Sec-WebSocket-Accept`), naming
+/// `protocol` as the subprotocol if one is given.
+///
+/// # Errors
+///
+/// As [`validate_connect_request`] and [`accept_response`].
+pub fn connect_response<B>(
+    req: &Request<B>,
+    protocol: Option<&str>,
+) -> Result<Response<()>, HandshakeError> {
+    validate_connect_request(req)?;
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::OK;
+    *response.version_mut() = Version::HTTP_2;
+    if let Some(protocol) = protocol {
+        if !requested_protocols(req).any(|offered| offered == protocol) {
+            return Err(HandshakeError::ProtocolNotOffered(protocol.to_owned()));
+        }
+        let value = HeaderValue::from_str(protocol)
+            .map_err(|_| HandshakeError::ProtocolNotOffered(protocol.to_owned()))?;
+        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    Ok(response)
+}
+
+/// [`reject_response`] for an extended CONNECT: a wrong or missing version is `400` with
+/// `Sec-WebSocket-Version: 13` (a 426 needs an `Upgrade` header, which HTTP/2 forbids), and
+/// the connection-specific headers RFC 9113 §8.2.2 forbids are left out: the refusal ends the
+/// stream, not the connection.
+pub fn reject_connect_response(err: &HandshakeError) -> (Response<()>, String) {
+    let (mut response, body) = reject_response(err);
+    *response.version_mut() = Version::HTTP_2;
+    let headers = response.headers_mut();
+    headers.remove(CONNECTION);
+    headers.remove(UPGRADE);
+    if response.status() == StatusCode::UPGRADE_REQUIRED {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    (response, body)
+}
+
 /// Builds the error response for a request that failed with `err`, and its body.
 ///
 /// The status is [`HandshakeError::status`]; the body is the error's text and a newline, sent as

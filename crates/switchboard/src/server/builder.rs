@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::origin::AllowedOrigins;
 use super::router::{self, Handler, Route, Router};
-use super::{Hook, Server, Shared, UpgradeCheck, plain};
+use super::{Hook, Server, Shared, UpgradeCheck, http2, plain};
 use crate::accept::AcceptOptions;
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::hook::{Accept, Reject};
@@ -41,6 +41,8 @@ pub struct ServerBuilder {
     send_queue: SendQueue,
     shutdown_grace: Duration,
     metrics: Metrics,
+    http2: bool,
+    http2_max_streams: u32,
 }
 
 impl Default for ServerBuilder {
@@ -58,6 +60,8 @@ impl Default for ServerBuilder {
             send_queue: SendQueue::SERVER,
             shutdown_grace: Duration::from_secs(10),
             metrics: Metrics::new(),
+            http2: true,
+            http2_max_streams: http2::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -72,6 +76,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("max_connections", &self.max_connections)
             .field("send_queue", &self.send_queue)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("http2", &self.http2)
+            .field("http2_max_streams", &self.http2_max_streams)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +195,39 @@ impl ServerBuilder {
     pub fn tls(mut self, tls: ServerTls) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Serves HTTP/2 over TLS (default on): ALPN offers `h2` before `http/1.1`, and a client
+    /// that picks it gets the routes over HTTP/2 and its WebSockets through extended CONNECT
+    /// (RFC 8441), several on one connection, each through the same checks as an HTTP/1.1
+    /// upgrade and run by the same handler. Off, or without [`tls`](Self::tls), the server
+    /// speaks HTTP/1.1 only.
+    ///
+    /// Each WebSocket on an HTTP/2 connection counts against
+    /// [`max_connections`](Self::max_connections), as the connection itself does.
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
+        self
+    }
+
+    /// The most streams (requests and WebSockets) open at once on one HTTP/2 connection
+    /// (default 100, the least RFC 9113 §6.5.2 recommends); a client that opens more has them
+    /// refused with `REFUSED_STREAM`. Each stream may have 256 KiB received and not yet read
+    /// by its handler, and the connection that much per stream, so that a handler that stops
+    /// reading stalls its own stream and no other.
+    pub fn http2_max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.http2_max_streams = streams.max(1);
+        self
+    }
+
+    /// The ALPN protocols the server offers, in order of preference: `h2` (when
+    /// [`http2`](Self::http2) is on) and `http/1.1` with TLS; empty without it (HTTP/1.1 in
+    /// clear text).
+    pub fn alpn_protocols(&self) -> Vec<String> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.alpn_offered(self.http2))
+            .unwrap_or_default()
     }
 
     /// Accepts upgrades only from pages of these origins (`https://example.com`, compared
@@ -401,11 +440,14 @@ impl ServerBuilder {
             self.send_queue,
             self.metrics,
         );
+        let http2 = (self.http2 && self.tls.is_some())
+            .then(|| http2::builder(&self.options, self.http2_max_streams));
         let shared = Arc::new(Shared {
             config: Arc::new(self.options.config.clone()),
             http1: plain::builder(&self.options),
+            http2,
+            tls: self.tls.map(|tls| tls.acceptor(self.http2)),
             options: self.options,
-            tls: self.tls.map(|tls| tls.acceptor()),
             router: self.router,
             hook: self.hook,
             check: self.check,

@@ -2,8 +2,9 @@
 //! by the server's own parser (at most `max_head_size`). An upgrade request takes the fast path:
 //! the checks of [`upgrade::prepare`] and the `101`, written here with no HTTP stack involved.
 //! Any other request is handed on with the bytes read so far, for hyper to serve
-//! ([`plain`](super::plain)). All of it runs within the handshake timeout; every failure is
-//! counted by reason.
+//! ([`plain`](super::plain)). A TLS connection that agreed on `h2` goes to
+//! [`http2`](super::http2) before any request is read. All of it runs within the handshake
+//! timeout; every failure is counted by reason.
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use crate::head::read_head;
 use crate::hook::PeerAddr;
 use crate::metrics::HandshakeFailure;
 use crate::stream::MaybeTlsStream;
+use crate::tls::ALPN_H2;
 use crate::websocket::WebSocket;
 
 /// A first request that did not make it.
@@ -42,6 +44,8 @@ pub(super) enum First {
     WebSocket(WebSocket<MaybeTlsStream>, Request<()>),
     /// A plain HTTP request: the stream, and what was read off it (the request's head first).
     Plain(MaybeTlsStream, Bytes),
+    /// An HTTP/2 connection (ALPN `h2`), nothing read from it yet.
+    Http2(MaybeTlsStream),
 }
 
 /// The first request within the server's time limit; a failure is counted and logged.
@@ -74,6 +78,15 @@ async fn handshake(tcp: TcpStream, peer: SocketAddr, shared: &Shared) -> Result<
     let mut stream = match &shared.tls {
         None => MaybeTlsStream::Plain(tcp),
         Some(acceptor) => match acceptor.accept(tcp).await {
+            Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_H2) => {
+                let stream = MaybeTlsStream::Tls(Box::new(tls.into()));
+                if shared.http2.is_none() {
+                    // A configuration of the application's own offered h2 with HTTP/2 off.
+                    let detail = "h2 agreed with http2 off".to_owned();
+                    return Err(Failure::Dropped(HandshakeFailure::Tls, detail));
+                }
+                return Ok(First::Http2(stream));
+            }
             Ok(tls) => MaybeTlsStream::Tls(Box::new(tls.into())),
             Err(e) => return Err(Failure::Dropped(HandshakeFailure::Tls, e.to_string())),
         },

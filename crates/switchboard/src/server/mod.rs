@@ -23,6 +23,8 @@
 //! - `origin.rs`: the origin allow-list;
 //! - `respond.rs`: the fast path's refusals;
 //! - `plain.rs`: plain HTTP on hyper, keep-alive, and an upgrade among its requests;
+//! - `http2.rs`: HTTP/2 on hyper (TLS with ALPN `h2`): the routes, and WebSockets through
+//!   extended CONNECT (RFC 8441), each stream's handler in a task of its own;
 //! - `rewind.rs`: the transport that gives hyper the bytes already read;
 //! - `router.rs`: the routes, their bodies and `HEAD`;
 //! - `task.rs`: a connection's task, the handshake then the handler;
@@ -31,6 +33,7 @@
 mod admission;
 mod builder;
 mod handshake;
+mod http2;
 mod origin;
 mod plain;
 mod respond;
@@ -121,6 +124,8 @@ struct Shared {
     origins: AllowedOrigins,
     /// hyper's settings for plain HTTP connections.
     http1: hyper::server::conn::http1::Builder,
+    /// hyper's settings for HTTP/2 connections; `None` when HTTP/2 is off.
+    http2: Option<http2::Builder>,
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
     /// Wakes the plain HTTP connections when the group starts shutting down.

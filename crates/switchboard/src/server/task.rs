@@ -1,5 +1,6 @@
 //! A connection's task: the opening handshake (on the fast path, or after plain HTTP requests),
-//! then the application's handler.
+//! then the application's handler; or an HTTP/2 connection, whose WebSockets get tasks of their
+//! own.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,11 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::Request;
+use http::{Request, Version};
 use tokio::net::TcpStream;
 
 use super::handshake::{self, First};
-use super::{Shared, plain};
+use super::{Shared, http2, plain};
 use crate::link::{Link, Member};
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
@@ -37,7 +38,13 @@ where
             let (mut ws, request) = match handshake::first_request(tcp, peer, &shared).await? {
                 First::WebSocket(ws, request) => (ws, request),
                 First::Plain(stream, read) => plain::serve(stream, read, peer, &shared).await?,
+                First::Http2(stream) => {
+                    // Its WebSockets run in tasks of their own; this one serves the connection.
+                    http2::serve(stream, peer, shared, handler).await;
+                    return None;
+                }
             };
+            shared.group.metrics().websocket_opened(Version::HTTP_11);
             drop(shared);
             ws.attach(Link::new(member));
             Some(handler(ws, request))

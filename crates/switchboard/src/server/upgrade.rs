@@ -1,5 +1,6 @@
 //! What every upgrade request passes, whether it opens a connection (read by the server's own
-//! parser) or follows plain requests on a keep-alive connection (read by hyper), in this order:
+//! parser), follows plain requests on a keep-alive connection (read by hyper), or opens a
+//! stream of an HTTP/2 connection (an extended CONNECT, RFC 8441), in this order:
 //! the application's synchronous check, RFC 6455 §4.2.1's validation, the origin allow-list,
 //! the accept hook, then the `101` with the subprotocol and permessage-deflate agreed
 //! ([`PreparedUpgrade`]). A refusal is the response to send and how it is counted.
@@ -7,7 +8,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use proto::handshake::{HandshakeError, server};
 
 use super::Shared;
@@ -25,13 +26,20 @@ pub(super) struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal ends the connection on either path: a client that asked for a WebSocket has
-    /// no use for it after.
-    fn new(mut response: Response<Bytes>, reason: HandshakeFailure, detail: String) -> Self {
-        response
-            .headers_mut()
-            .entry(header::CONNECTION)
-            .or_insert(HeaderValue::from_static("close"));
+    /// A refusal ends the connection on either HTTP/1.1 path: a client that asked for a
+    /// WebSocket has no use for it after. Over HTTP/2 it ends the stream only, and
+    /// connection-specific headers are not sent (RFC 9113 §8.2.2).
+    pub(super) fn new(
+        mut response: Response<Bytes>,
+        reason: HandshakeFailure,
+        detail: String,
+    ) -> Self {
+        if response.version() != Version::HTTP_2 {
+            response
+                .headers_mut()
+                .entry(header::CONNECTION)
+                .or_insert(HeaderValue::from_static("close"));
+        }
         Self {
             response,
             reason,
@@ -43,6 +51,17 @@ impl Refusal {
     pub(super) fn handshake(e: &HandshakeError) -> Self {
         Self::new(e.to_response(), failure(e), e.to_string())
     }
+
+    /// As [`handshake`](Self::handshake), for `request`, which may be an extended CONNECT.
+    fn handshake_for<B>(request: &Request<B>, e: &HandshakeError) -> Self {
+        if !server::is_connect_request(request) {
+            return Self::handshake(e);
+        }
+        let (head, body) = server::reject_connect_response(e);
+        let (parts, ()) = head.into_parts();
+        let response = Response::from_parts(parts, Bytes::from(body));
+        Self::new(response, failure(e), e.to_string())
+    }
 }
 
 /// Runs the checks on `request` and prepares its `101`; data the accept hook attaches goes into
@@ -51,18 +70,33 @@ pub(super) async fn prepare(
     shared: &Shared,
     request: &mut Request<()>,
 ) -> Result<PreparedUpgrade, Refusal> {
+    let version = request.version();
+    // The application's answers go out in the request's version: over HTTP/2, without the
+    // connection-specific headers of HTTP/1.1.
+    let versioned = |mut response: Response<Bytes>| {
+        if version == Version::HTTP_2 {
+            *response.version_mut() = version;
+        }
+        response
+    };
     if let Some(response) = shared.check.as_ref().and_then(|check| check(request)) {
         let status = response.status();
         let detail = format!("check answered {status}");
+        let response = versioned(response);
         return Err(Refusal::new(response, HandshakeFailure::Rejected, detail));
     }
-    server::validate_request(request).map_err(|e| Refusal::handshake(&e))?;
+    let valid = if server::is_connect_request(request) {
+        server::validate_connect_request(request)
+    } else {
+        server::validate_request(request)
+    };
+    valid.map_err(|e| Refusal::handshake_for(request, &e))?;
     if !shared.origins.allows(request) {
         let origin = request.headers().get(header::ORIGIN).cloned();
         let reject = Reject::new(StatusCode::FORBIDDEN).body("origin not allowed\n");
         let detail = format!("origin {origin:?}");
         return Err(Refusal::new(
-            reject.into_response(),
+            versioned(reject.into_response()),
             HandshakeFailure::Origin,
             detail,
         ));
@@ -78,14 +112,14 @@ pub(super) async fn prepare(
             }
             Err(reject) => {
                 let detail = format!("hook answered {}", reject.status());
-                let response = reject.into_response();
+                let response = versioned(reject.into_response());
                 return Err(Refusal::new(response, HandshakeFailure::Rejected, detail));
             }
         }
     }
     let config = shared.config.clone();
     PreparedUpgrade::with_protocol(request, &shared.options, config, protocol)
-        .map_err(|e| Refusal::handshake(&e))
+        .map_err(|e| Refusal::handshake_for(request, &e))
 }
 
 /// Counts and logs a handshake that failed.

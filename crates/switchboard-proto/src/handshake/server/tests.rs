@@ -424,3 +424,60 @@ proptest! {
         prop_assert!(validate_request(&req).is_ok());
     }
 }
+
+/// RFC 8441: a WebSocket over an HTTP/2 stream.
+mod extended_connect {
+    use super::*;
+
+    fn connect(version: Option<&str>) -> Request<()> {
+        let mut request = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("https://example.com/chat")
+            .header(SEC_WEBSOCKET_PROTOCOL, "chat, superchat");
+        if let Some(version) = version {
+            request = request.header(SEC_WEBSOCKET_VERSION, version);
+        }
+        request.body(()).unwrap()
+    }
+
+    #[test]
+    fn is_accepted_with_200_and_no_accept_key() {
+        let request = connect(Some("13"));
+        assert!(is_connect_request(&request));
+        assert!(!is_upgrade_request(&request));
+        let response = connect_response(&request, Some("chat")).unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert!(!response.headers().contains_key(SEC_WEBSOCKET_ACCEPT));
+        assert!(!response.headers().contains_key(UPGRADE));
+    }
+
+    #[test]
+    fn a_get_is_not_one() {
+        let mut request = connect(Some("13"));
+        *request.method_mut() = Method::GET;
+        assert!(!is_connect_request(&request));
+        *request.method_mut() = Method::CONNECT;
+        *request.version_mut() = Version::HTTP_11;
+        assert!(!is_connect_request(&request));
+    }
+
+    #[test]
+    fn a_wrong_or_missing_version_is_400_naming_13() {
+        for request in [connect(Some("8")), connect(None)] {
+            let err = connect_response(&request, None).unwrap_err();
+            let (response, _) = reject_connect_response(&err);
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(response.headers()[SEC_WEBSOCKET_VERSION], "13");
+            assert!(!response.headers().contains_key(CONNECTION));
+            assert!(!response.headers().contains_key(UPGRADE));
+        }
+    }
+
+    #[test]
+    fn names_only_an_offered_subprotocol() {
+        let err = connect_response(&connect(Some("13")), Some("mqtt")).unwrap_err();
+        assert!(matches!(err, HandshakeError::ProtocolNotOffered(_)));
+    }
+}
