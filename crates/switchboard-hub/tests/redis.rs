@@ -953,3 +953,26 @@ async fn a_connection_keeps_publishes_in_flight_and_gets_every_answer_in_order()
         "one connection's publishes share pipelines: {batches} batches for 100"
     );
 }
+
+#[tokio::test]
+async fn a_publish_without_id_is_published_when_its_client_leaves_at_once() {
+    use client::{frame, join};
+    use switchboard::Message;
+    let redis = Redis::start();
+    let (_a, addr_a) = hub_on(&redis).await;
+    let mut reader = join(addr_a, "reader").await;
+    reader
+        .send(Message::text(r#"{"op":"subscribe","channel":"note"}"#))
+        .await
+        .unwrap();
+    assert_eq!(frame(&mut reader).await["type"], "subscribed");
+    let mut writer = join(addr_a, "writer").await;
+    for i in 0..10 {
+        let publish = format!(r#"{{"op":"publish","channel":"note","data":{i}}}"#);
+        writer.send(Message::text(publish)).await.unwrap();
+    }
+    drop(writer);
+    for i in 0..10 {
+        assert_eq!(frame(&mut reader).await["data"], i);
+    }
+}

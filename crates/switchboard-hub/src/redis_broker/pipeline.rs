@@ -35,7 +35,8 @@ pub(super) struct Publish {
     pub(super) body: String,
     /// An idempotency key and its window.
     pub(super) once: Option<(String, Duration)>,
-    /// After this the caller has given up: the publish is answered unavailable, not sent.
+    /// Past this, waiting for an earlier batch, the publish is answered unavailable and not
+    /// sent (so that "unavailable" means "not published" whenever it can).
     pub(super) deadline: Instant,
     pub(super) done: oneshot::Sender<Result<StreamPosition, BrokerError>>,
 }
@@ -58,7 +59,9 @@ struct Call {
 async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
     let now = Instant::now();
     batch.retain_mut(|publish| {
-        let expired = publish.deadline <= now || publish.done.is_closed();
+        // A caller that stopped waiting still has its publish sent: a client may publish
+        // without asking for an ack and leave at once.
+        let expired = publish.deadline <= now;
         if expired {
             let waited = unavailable("redis did not take the publish in time");
             let done = std::mem::replace(&mut publish.done, oneshot::channel().0);
