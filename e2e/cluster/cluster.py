@@ -12,8 +12,9 @@ free ports, then checks what a user of a cluster relies on:
                   reconnect to another node and lose no message that had been acked; the dead
                   node's clients leave presence after the node timeout
   d  redis restart Redis is killed and started again empty: publishes meanwhile get an
-                  `unavailable` error; nodes reconnect, close their subscribers with 1012, and
-                  the clients, subscribing again with `since`, are told of the new epoch
+                  `unavailable` error and every node's /healthz answers 503; nodes reconnect
+                  (/healthz 200 again), close their subscribers with 1012, and the clients,
+                  subscribing again with `since`, are told of the new epoch
 
 Every wait is bounded; every process started here is stopped by PID at the end. Prints
 "N passed, M failed" and exits non-zero on a failure.
@@ -244,6 +245,29 @@ class Reader:
                 self.client.backlog.clear()
 
 
+async def healthz(port):
+    """GET /healthz: the status and the body."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), STEP)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = await asyncio.wait_for(reader.read(), STEP)
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+async def until_healthz(port, status, timeout=STEP):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await healthz(port)
+        if answer[0] == status:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/healthz of :{port} answers {answer}, not {status}")
+        await asyncio.sleep(0.05)
+
+
 async def until(what, condition, timeout=STEP):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -405,12 +429,19 @@ async def redis_restart(cluster):
     for r in readers:
         await until(f"{r.name} to read 5", lambda r=r: len(r.messages) == 5)
     old_epoch = readers[0].epoch
+    for n in names:
+        assert await healthz(cluster.port(n)) == (200, "ok\n"), n
 
     cluster.kill_redis()
     reply = await writer.publish("d-room", {"i": "during the outage"})
     assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+    for n in names:
+        status, body = await until_healthz(cluster.port(n), 503)
+        assert body.startswith("unavailable: ") and "redis" in body, (n, body)
     await asyncio.sleep(0.5)
     cluster.start_redis()
+    for n in names:
+        await until_healthz(cluster.port(n), 200, 2 * STEP)
 
     for r in readers:
         await until(f"{r.name} to be told of the new epoch", lambda r=r: r.replies, 3 * STEP)

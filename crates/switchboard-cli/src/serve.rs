@@ -72,6 +72,8 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     let hub = Hub::new(broker, config)
         .await
         .context("cannot start the hub")?;
+    let counted = hub.clone();
+    metrics.extend(move |out| counted.render_broker_metrics(out));
     if hub.webhook_metrics().is_some() {
         let counted = hub.clone();
         metrics.extend(move |out| {
@@ -187,6 +189,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options, builder.metrics()).await?;
+            // Healthy while the broker is: a node that cannot reach Redis cannot serve.
+            let checked = hub.clone();
+            builder = builder.health_check("/healthz", move || {
+                checked.health().map_err(|e| e.to_string())
+            });
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));

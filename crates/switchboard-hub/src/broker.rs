@@ -14,7 +14,11 @@
 //!   when a broker cannot keep this (its backing service lost data), it says so with
 //!   [`BrokerEvents::stream_lost`] before the next event of the channel;
 //! - [`history`](Broker::history) sees every publication whose [`publish`](Broker::publish)
-//!   returned before it was called, while it is retained.
+//!   returned before it was called, while it is retained;
+//! - a publish is taken when [`publish`](Broker::publish) is called, not when its future is
+//!   first polled: publishes to a channel called one after another get their offsets in that
+//!   order, even when their futures are awaited together (a connection keeps several in
+//!   flight this way, and acknowledges them in order).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -92,7 +96,7 @@ pub struct Publication {
 }
 
 /// Which publications [`Broker::history`] returns, always oldest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HistoryRange {
     /// The latest `n` publications (0: none, just the position).
     Latest(usize),
@@ -275,6 +279,23 @@ pub trait Broker: Send + Sync + 'static {
     fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
         let _ = command;
         Box::pin(std::future::ready(Ok(NodeReplies::default())))
+    }
+
+    /// Whether the broker can serve now, without waiting: an error saying why while its
+    /// backing service is unreachable (a health check answers 503 with it). The default, for
+    /// a broker with nothing to reach, is always healthy.
+    ///
+    /// # Errors
+    ///
+    /// While the backing service is unreachable.
+    fn health(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    /// Appends the broker's own metrics to `out`, in the Prometheus text format (`# HELP`,
+    /// `# TYPE`, then the samples). The default has none.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
     }
 }
 

@@ -692,3 +692,287 @@ async fn an_action_that_cannot_reach_the_other_nodes_says_what_was_done() {
     assert_eq!(frame(&mut ann).await, serde_json::json!({"closed": 4001}));
     assert!(matches!(a.info().await, Err(HubError::Unavailable(_))));
 }
+
+/// The value of a counter in the broker's metrics.
+fn counter(broker: &RedisBroker, name: &str) -> u64 {
+    let mut out = String::new();
+    broker.render_metrics(&mut out);
+    let line = out
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} not in {out}"));
+    line.parse().unwrap()
+}
+
+/// Polls every future once before any runs further, as a burst of clients asking at the same
+/// moment does, and waits for all of them.
+async fn all_at_once<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (future, result) in futures.iter_mut().zip(&mut results) {
+            if let Some(f) = future
+                && let std::task::Poll::Ready(value) = f.as_mut().poll(cx)
+            {
+                *result = Some(value);
+                *future = None;
+            }
+        }
+        if futures.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn identical_history_reads_at_the_same_moment_are_one_redis_read() {
+    let redis = Redis::start();
+    let (a, _) = node(config(&redis)).await;
+    for n in 1..=3 {
+        publish(&a, "crowd", n).await.unwrap();
+    }
+    let reads = counter(&a, "switchboard_redis_history_reads_total");
+    let range = HistoryRange::After {
+        offset: 1,
+        limit: 10,
+    };
+    let asked = (0..50).map(|_| a.history("crowd", range)).collect();
+    let answers = tokio::time::timeout(STEP, all_at_once(asked))
+        .await
+        .unwrap();
+    for answer in answers {
+        let history = answer.unwrap();
+        assert_eq!(offsets(&history.publications), [2, 3]);
+        assert_eq!(history.position.offset, 3);
+    }
+    assert_eq!(
+        counter(&a, "switchboard_redis_history_reads_total") - reads,
+        1,
+        "50 identical reads at once are one read of redis"
+    );
+    assert_eq!(
+        counter(&a, "switchboard_redis_history_reads_coalesced_total"),
+        49
+    );
+    // A read asked after a publish was acknowledged sees it: it is not answered by a read
+    // sent before.
+    let other = (0..2).map(|_| a.history("crowd", range)).collect();
+    let [first, second]: [_; 2] = all_at_once(other).await.try_into().ok().unwrap();
+    publish(&a, "crowd", 4).await.unwrap();
+    let after = a.history("crowd", range).await.unwrap();
+    assert_eq!(offsets(&after.publications), [2, 3, 4]);
+    assert_eq!(offsets(&first.unwrap().publications), [2, 3]);
+    assert_eq!(offsets(&second.unwrap().publications), [2, 3]);
+    // Other ranges are other reads.
+    let reads = counter(&a, "switchboard_redis_history_reads_total");
+    let latest = a.history("crowd", HistoryRange::Latest(1));
+    let after_two = a.history(
+        "crowd",
+        HistoryRange::After {
+            offset: 2,
+            limit: 10,
+        },
+    );
+    let answers = all_at_once(vec![latest, after_two]).await;
+    assert_eq!(offsets(&answers[0].as_ref().unwrap().publications), [4]);
+    assert_eq!(offsets(&answers[1].as_ref().unwrap().publications), [3, 4]);
+    assert_eq!(
+        counter(&a, "switchboard_redis_history_reads_total") - reads,
+        2
+    );
+}
+
+#[tokio::test]
+async fn publishes_awaited_together_keep_the_order_they_were_made_in() {
+    let redis = Redis::start();
+    let (a, recorder) = node(config(&redis)).await;
+    a.subscribe("line").await.unwrap();
+    a.subscribe("side").await.unwrap();
+    let side = |n: &u64| n.is_multiple_of(7);
+    // Made in order, polled in reverse: offsets follow the calls, channel by channel.
+    let made: Vec<_> = (1..=200)
+        .map(|n| {
+            let channel = if side(&n) { "side" } else { "line" };
+            a.publish(channel, client("c1"), data(n))
+        })
+        .collect();
+    let batches = counter(&a, "switchboard_redis_publish_batch_size_count");
+    let mut answers = all_at_once(made.into_iter().rev().collect()).await;
+    answers.reverse();
+    let (mut on_line, mut on_side) = (0, 0);
+    for (n, answer) in (1..=200).zip(answers) {
+        let expected = if side(&n) { &mut on_side } else { &mut on_line };
+        *expected += 1;
+        assert_eq!(answer.unwrap().offset, *expected, "publish {n}");
+    }
+    assert_eq!((on_line, on_side), (172, 28));
+    assert_eq!(
+        counter(&a, "switchboard_redis_publish_batch_size_count") - batches,
+        1,
+        "publishes queued together go to redis in one pipeline"
+    );
+    let history = a.history("line", HistoryRange::Latest(100)).await.unwrap();
+    let sent: Vec<u64> = history
+        .publications
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<serde_json::Value>(p.data.get()).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=200).filter(|n| !side(n)).skip(72).collect();
+    assert_eq!(sent, expected, "history holds them in call order");
+    recorder
+        .until("every publication", |events| events.len() >= 200)
+        .await;
+    assert_eq!(recorder.offsets("line"), (1..=172).collect::<Vec<_>>());
+    assert_eq!(recorder.offsets("side"), (1..=28).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn health_says_redis_is_unreachable_while_it_is_down_and_on_the_healthz_route() {
+    let mut redis = Redis::start();
+    let (hub, _) = hub_on(&redis).await;
+    let checked = hub.clone();
+    let server = switchboard::Server::builder()
+        .health_check("/healthz", move || {
+            checked.health().map_err(|e| e.to_string())
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(|_ws, _request| async {}));
+    assert_eq!(healthz(addr).await.0, 200);
+    redis.stop();
+    let (_, body) = until_healthz(addr, 503).await;
+    assert!(body.starts_with("unavailable: "), "{body}");
+    assert!(hub.health().is_err());
+    redis.run();
+    let (_, body) = until_healthz(addr, 200).await;
+    assert_eq!(body, "ok\n");
+    assert!(hub.health().is_ok());
+}
+
+/// `GET /healthz`: the status and body.
+async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(STEP, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// Asks `/healthz` until it answers `status` (bounded by `STEP`).
+async fn until_healthz(addr: std::net::SocketAddr, status: u16) -> (u16, String) {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let answer = healthz(addr).await;
+            if answer.0 == status {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/healthz never answered {status}"))
+}
+
+#[tokio::test]
+async fn a_connection_keeps_publishes_in_flight_and_gets_every_answer_in_order() {
+    use client::{frame, join};
+    use switchboard::Message;
+    let redis = Redis::start();
+    let (a, addr_a) = hub_on(&redis).await;
+    let (_b, addr_b) = hub_on(&redis).await;
+    let mut reader = join(addr_b, "reader").await;
+    reader
+        .send(Message::text(r#"{"op":"subscribe","channel":"flow"}"#))
+        .await
+        .unwrap();
+    assert_eq!(frame(&mut reader).await["type"], "subscribed");
+    let mut writer = join(addr_a, "writer").await;
+    // Sent without waiting: the answers come in request order, an error among them.
+    for i in 0..100 {
+        let publish = format!(r#"{{"op":"publish","channel":"flow","id":{i},"data":{i}}}"#);
+        writer.send(Message::text(publish)).await.unwrap();
+        if i == 49 {
+            let bad = r#"{"op":"publish","channel":"flow","id":"bad"}"#;
+            writer.send(Message::text(bad)).await.unwrap();
+        }
+    }
+    let history = r#"{"op":"history","channel":"flow","id":"h","limit":1}"#;
+    writer.send(Message::text(history)).await.unwrap();
+    for i in 0..100 {
+        if i == 50 {
+            let error = frame(&mut writer).await;
+            assert_eq!(
+                (&error["type"], &error["id"]),
+                (&"error".into(), &"bad".into())
+            );
+        }
+        let ack = frame(&mut writer).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["id"], i, "{ack}");
+        assert_eq!(ack["offset"], i + 1, "{ack}");
+    }
+    let history = frame(&mut writer).await;
+    assert_eq!(
+        (&history["id"], &history["offset"]),
+        (&"h".into(), &100.into())
+    );
+    for i in 0..100 {
+        let message = frame(&mut reader).await;
+        assert_eq!(
+            (&message["offset"], &message["data"]),
+            (&(i + 1).into(), &i.into())
+        );
+    }
+    let mut out = String::new();
+    a.render_broker_metrics(&mut out);
+    let batches: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_redis_publish_batch_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        batches < 100,
+        "one connection's publishes share pipelines: {batches} batches for 100"
+    );
+}
+
+#[tokio::test]
+async fn a_publish_without_id_is_published_when_its_client_leaves_at_once() {
+    use client::{frame, join};
+    use switchboard::Message;
+    let redis = Redis::start();
+    let (_a, addr_a) = hub_on(&redis).await;
+    let mut reader = join(addr_a, "reader").await;
+    reader
+        .send(Message::text(r#"{"op":"subscribe","channel":"note"}"#))
+        .await
+        .unwrap();
+    assert_eq!(frame(&mut reader).await["type"], "subscribed");
+    let mut writer = join(addr_a, "writer").await;
+    for i in 0..10 {
+        let publish = format!(r#"{{"op":"publish","channel":"note","data":{i}}}"#);
+        writer.send(Message::text(publish)).await.unwrap();
+    }
+    drop(writer);
+    for i in 0..10 {
+        assert_eq!(frame(&mut reader).await["data"], i);
+    }
+}

@@ -130,6 +130,32 @@ async fn requests_follow_one_another_on_one_connection() {
 }
 
 #[tokio::test]
+async fn a_health_check_answers_503_with_its_reason_while_it_fails() {
+    let down = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let checked = down.clone();
+    let builder =
+        Server::builder()
+            .health_endpoint("/healthz")
+            .health_check("/healthz", move || match &*checked.lock().unwrap() {
+                Some(why) => Err(why.clone()),
+                None => Ok(()),
+            });
+    let (addr, _) = start(builder).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = ask(&mut stream, get).await;
+    assert_eq!((answer.status(), &answer.body[..]), (200, &b"ok\n"[..]));
+    *down.lock().unwrap() = Some("the database is unreachable".into());
+    let answer = ask(&mut stream, get).await;
+    assert_eq!(
+        (answer.status(), &answer.body[..]),
+        (503, &b"unavailable: the database is unreachable\n"[..])
+    );
+    *down.lock().unwrap() = None;
+    assert_eq!(ask(&mut stream, get).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_body_reaches_its_handler_and_one_over_the_limit_gets_413() {
     let (addr, _) = start(Server::builder().max_body_size(16)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();

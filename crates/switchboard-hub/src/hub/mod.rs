@@ -133,6 +133,22 @@ impl Hub {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// Whether the hub's broker can serve now (see [`Broker::health`]): what a health check
+    /// tells.
+    ///
+    /// # Errors
+    ///
+    /// While the broker's backing service is unreachable, saying why.
+    pub fn health(&self) -> Result<(), BrokerError> {
+        self.shared.broker.health()
+    }
+
+    /// Appends the broker's metrics to `out` (see [`Broker::render_metrics`]), for a
+    /// `/metrics` endpoint.
+    pub fn render_broker_metrics(&self, out: &mut String) {
+        self.shared.broker.render_metrics(out);
+    }
+
     /// Subscribers dropped because their queue was full (see [Lagging](Self#lagging)).
     pub fn lagged(&self) -> u64 {
         self.shared.fanout.lagged()

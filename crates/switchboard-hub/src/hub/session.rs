@@ -1,7 +1,9 @@
 //! One connection's session: who the client is, its requests answered in order, and the end
 //! of its subscriptions however it leaves.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -27,6 +29,25 @@ use crate::rules::{Access, check};
 
 /// Room around `data` for the rest of a publish request, before the size check parses it.
 const ENVELOPE: usize = 4096;
+
+/// The most publishes of one connection waiting for the broker: past this the session reads
+/// no more requests until the oldest is answered.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A publish handed to the broker, whose answer (the ack, or an error) is not sent yet.
+type InFlight<'h> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'h>>;
+
+/// Publishes in flight, oldest first. The futures are `Send` but not `Sync`, and the session
+/// must be `Sync` (its methods hold `&self` across awaits): the mutex provides that, and is
+/// never locked, only reached through `&mut self`.
+#[derive(Default)]
+struct Queue<'h>(std::sync::Mutex<VecDeque<InFlight<'h>>>);
+
+impl<'h> Queue<'h> {
+    fn get(&mut self) -> &mut VecDeque<InFlight<'h>> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Serves the client of `request` until it leaves.
 pub(super) async fn serve(
@@ -96,6 +117,11 @@ pub(super) async fn serve(
                     break exit;
                 }
             }
+            reply = answered(session.in_flight.get()), if !session.in_flight.get().is_empty() => {
+                if let Some(reply) = reply {
+                    session.send(reply).await;
+                }
+            }
             () = session.kick.kicked() => break Exit::Kicked,
             () = sleep_until(expiry) => break Exit::Expired,
         }
@@ -153,6 +179,9 @@ struct Session<'h> {
     /// What the server side asks of this connection (see `registry.rs`).
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     subscriptions: HashSet<String>,
+    /// Publishes handed to the broker, oldest first. The broker keeps the order they were
+    /// handed over in, and they are answered in that order too, before any later reply.
+    in_flight: Queue<'h>,
 }
 
 impl<'h> Session<'h> {
@@ -177,6 +206,7 @@ impl<'h> Session<'h> {
             sender,
             kick: Arc::new(Kick::default()),
             subscriptions: HashSet::new(),
+            in_flight: Queue::default(),
         };
         hub.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
@@ -195,6 +225,9 @@ impl<'h> Session<'h> {
     /// Ends the session, however it ends: tells the client why when the hub ends it, leaves
     /// every channel and uncounts the connection.
     async fn end(mut self, exit: Exit) {
+        if exit != Exit::Left {
+            self.flush().await;
+        }
         let close = match exit {
             Exit::Left => None,
             Exit::Expired => {
@@ -258,6 +291,15 @@ impl<'h> Session<'h> {
         let _ = self.sender.send(Message::text(json)).await;
     }
 
+    /// Answers every publish in flight, so that a reply sent next comes after them.
+    async fn flush(&mut self) {
+        while !self.in_flight.get().is_empty() {
+            if let Some(reply) = answered(self.in_flight.get()).await {
+                self.send(reply).await;
+            }
+        }
+    }
+
     async fn handle(&mut self, text: &str) {
         let result = if text.len() > self.hub.config.max_data_size + ENVELOPE {
             Err(RequestError::new(
@@ -271,14 +313,74 @@ impl<'h> Session<'h> {
             ))
         } else {
             match parse_request(text) {
-                Ok(op) => self.apply(op).await,
+                Ok(op) => {
+                    // A publish's answer may wait; any other reply comes after those waiting.
+                    if !matches!(op, Op::Publish { .. }) {
+                        self.flush().await;
+                    }
+                    self.apply(op).await
+                }
                 Err(e) => Err(e),
             }
         };
         if let Err(e) = result {
             tracing::debug!(conn = %self.info.conn, error = %e, "request refused");
+            self.flush().await;
             self.send(String::from(&e)).await;
         }
+    }
+
+    /// Checks a publish and hands it to the broker, answered later (see `in_flight`).
+    async fn publish(
+        &mut self,
+        id: Option<RequestId>,
+        channel: String,
+        mut data: Box<RawValue>,
+    ) -> Result<(), RequestError> {
+        self.check(id.as_ref(), &channel, Access::Publish)?;
+        let size = data.get().len();
+        if size > self.hub.config.max_data_size {
+            let reason = format!(
+                "data is {size} bytes, limit is {}",
+                self.hub.config.max_data_size
+            );
+            return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
+        }
+        if let Some(hooks) = &self.hub.config.hooks {
+            match hooks.publish(&self.info, &channel, &data).await {
+                PublishDecision::Allow => {}
+                PublishDecision::Rewrite(rewritten) => data = rewritten,
+                PublishDecision::Refuse(reason) => {
+                    return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
+                }
+            }
+        }
+        if self.in_flight.get().len() >= MAX_IN_FLIGHT
+            && let Some(reply) = answered(self.in_flight.get()).await
+        {
+            self.send(reply).await;
+        }
+        let hub: &'h Shared = self.hub;
+        let published = hub.broker.publish(&channel, self.info.clone(), data);
+        let conn = self.info.conn.clone();
+        self.in_flight.get().push_back(Box::pin(async move {
+            let position = match published.await {
+                Ok(position) => position,
+                Err(e) => {
+                    let e = unavailable(id, &e);
+                    tracing::debug!(%conn, error = %e, "request refused");
+                    return Some(String::from(&e));
+                }
+            };
+            let id = id?;
+            let reply = Reply::Ack {
+                id: &id,
+                channel: &channel,
+                offset: position.offset,
+            };
+            Some(reply.to_json())
+        }));
+        Ok(())
     }
 
     async fn apply(&mut self, op: Op) -> Result<(), RequestError> {
@@ -297,41 +399,7 @@ impl<'h> Session<'h> {
                 self.send(reply.to_json()).await;
                 Ok(())
             }
-            Op::Publish {
-                id,
-                channel,
-                mut data,
-            } => {
-                self.check(id.as_ref(), &channel, Access::Publish)?;
-                let size = data.get().len();
-                if size > self.hub.config.max_data_size {
-                    let reason = format!(
-                        "data is {size} bytes, limit is {}",
-                        self.hub.config.max_data_size
-                    );
-                    return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
-                }
-                if let Some(hooks) = &self.hub.config.hooks {
-                    match hooks.publish(&self.info, &channel, &data).await {
-                        PublishDecision::Allow => {}
-                        PublishDecision::Rewrite(rewritten) => data = rewritten,
-                        PublishDecision::Refuse(reason) => {
-                            return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
-                        }
-                    }
-                }
-                let published = self.hub.broker.publish(&channel, self.info.clone(), data);
-                let position = published.await.map_err(|e| unavailable(id.clone(), &e))?;
-                if let Some(id) = &id {
-                    let reply = Reply::Ack {
-                        id,
-                        channel: &channel,
-                        offset: position.offset,
-                    };
-                    self.send(reply.to_json()).await;
-                }
-                Ok(())
-            }
+            Op::Publish { id, channel, data } => self.publish(id, channel, data).await,
             Op::Presence { id, channel } => {
                 self.check(id.as_ref(), &channel, Access::Read)?;
                 let presence = self.hub.broker.presence(&channel).await;
@@ -473,6 +541,14 @@ impl<'h> Session<'h> {
         }
         self.hub.interest.detach(channel).await;
     }
+}
+
+/// The reply of the oldest publish in flight, once the broker answered it (`None`: the
+/// publish had no id, so nothing is sent).
+async fn answered(in_flight: &mut VecDeque<InFlight<'_>>) -> Option<String> {
+    let reply = in_flight.front_mut()?.await;
+    in_flight.pop_front();
+    reply
 }
 
 fn unavailable(id: Option<RequestId>, e: &BrokerError) -> RequestError {

@@ -22,7 +22,7 @@ use super::config::millis;
 use super::control::{self, Control};
 use super::scripts::{self, Event};
 use super::shared::{Shared, unavailable};
-use crate::broker::{BrokerError, BrokerEvents, HistoryRange};
+use crate::broker::{BrokerError, BrokerEvents, HistoryRange, Publication};
 
 /// First wait before connecting again after the Pub/Sub connection was lost.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -118,6 +118,7 @@ impl Follower {
     fn lost(&mut self, why: &str) {
         if self.connection.take().is_some() {
             tracing::warn!(reason = why, "redis pub/sub connection lost; reconnecting");
+            self.shared.health.pubsub(Some(why.to_owned()));
         }
     }
 
@@ -217,30 +218,36 @@ impl Follower {
         match event {
             Event::Join(client) => self.events.join(&channel, &client),
             Event::Leave(client) => self.events.leave(&channel, &client),
-            Event::Publication { epoch, publication } => {
-                let in_order =
-                    |p: &Position| p.epoch == epoch && p.offset + 1 == publication.offset;
-                let seen = |p: &Position| p.epoch == epoch && p.offset >= publication.offset;
-                let Some(position) = self.followed.get(&channel) else {
-                    return;
-                };
-                if seen(position) {
-                    return;
+            Event::Publications {
+                epoch,
+                publications,
+            } => {
+                for publication in &publications {
+                    self.publication(&channel, &epoch, publication).await;
                 }
-                if !in_order(position) {
-                    // A gap, or another epoch: catch up from the stream, which holds this
-                    // publication too (or tells that the stream was lost).
-                    if let Err(e) = self.catch_up(&channel).await {
-                        self.lost(&e.to_string());
-                    }
-                    return;
-                }
-                if let Some(position) = self.followed.get_mut(&channel) {
-                    position.offset = publication.offset;
-                }
-                self.events.publication(&channel, &publication);
             }
         }
+    }
+
+    /// Delivers `publication` when it follows the delivered position; catches up from the
+    /// stream when it skips some (which delivers it too), and ignores it when delivered.
+    async fn publication(&mut self, channel: &str, epoch: &str, publication: &Arc<Publication>) {
+        let Some(position) = self.followed.get_mut(channel) else {
+            return; // unsubscribed meanwhile
+        };
+        if position.epoch == epoch && position.offset >= publication.offset {
+            return; // delivered already
+        }
+        if position.epoch != epoch || position.offset + 1 != publication.offset {
+            // A gap, or another epoch: catch up from the stream, which holds this publication
+            // too (or tells that the stream was lost).
+            if let Err(e) = self.catch_up(channel).await {
+                self.lost(&e.to_string());
+            }
+            return;
+        }
+        position.offset = publication.offset;
+        self.events.publication(channel, publication);
     }
 
     /// Delivers what the channel's stream holds past the delivered position. When that is
@@ -318,6 +325,7 @@ impl Follower {
             }
         }
         tracing::info!(channels = channels.len(), "redis pub/sub connected again");
+        self.shared.health.pubsub(None);
         true
     }
 

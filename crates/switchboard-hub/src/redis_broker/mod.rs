@@ -4,6 +4,8 @@
 //!   appends it to the channel's stream (capped at the history size, trimmed by age when a
 //!   TTL is set) and publishes it on the channel's Pub/Sub, atomically. Offsets, epochs and
 //!   history live in Redis, so a client recovers with `since` on whichever node it reaches.
+//!   A node's publishes queue in call order and go to Redis in pipelined batches, one script
+//!   call per run of publishes to one channel (`pipeline.rs`).
 //! - **Delivery**: a node subscribes to the Pub/Sub of the channels its clients follow, and
 //!   only those. It remembers the last offset it delivered per channel; a publication that
 //!   skips one (after the Pub/Sub connection was lost and made again) is preceded by the
@@ -22,22 +24,30 @@
 //!   says nodes heard it (`control.rs`).
 //! - **Outages**: every request to Redis is bounded by [`RedisConfig::timeout`] and fails
 //!   with [`BrokerError::Unavailable`] meanwhile (a publish is then not acknowledged); the
-//!   connections come back by themselves, with backoff.
+//!   connections come back by themselves, with backoff. [`Broker::health`] says Redis is
+//!   unreachable while the Pub/Sub connection is down or the last request failed.
+//! - **History reads** of the same channel and range at the same moment share one read
+//!   (`reads.rs`).
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
 //! [`RedisConfig::prefix`]. The settings are in `config.rs`, the client, connection and
-//! requests every part makes in `shared.rs`, presence and the heartbeat in `presence.rs`, and
-//! delivery in `follow.rs`.
+//! requests every part makes in `shared.rs`, presence and the heartbeat in `presence.rs`,
+//! delivery in `follow.rs`, and what it counts for `/metrics` in `metrics.rs`.
 
 mod config;
 mod control;
 mod follow;
+mod metrics;
+mod pipeline;
 mod presence;
+mod reads;
 mod scripts;
 mod shared;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use redis::IntoConnectionInfo as _;
 use redis::aio::ConnectionManagerConfig;
@@ -54,8 +64,10 @@ use crate::random::random_hex;
 pub use config::RedisConfig;
 use control::Control;
 use follow::{Command, Follower};
+use metrics::{Health, Metrics};
+use pipeline::Publish;
 use presence::Presence;
-use scripts::{Keys, Scripts};
+use scripts::{Body, Keys, Scripts};
 use shared::{Shared, unavailable};
 
 /// The broker over Redis: any number of nodes share channels, history and presence.
@@ -79,6 +91,8 @@ pub struct RedisBroker {
     control: Arc<Control>,
     presence: Arc<Presence>,
     commands: mpsc::Sender<Command>,
+    /// The queue of publishes to Redis (see `pipeline.rs`).
+    publishes: mpsc::UnboundedSender<Publish>,
     /// The follower's end of `commands`, until `start` hands it over.
     pending: Mutex<Option<mpsc::Receiver<Command>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -122,14 +136,52 @@ impl RedisBroker {
             con,
             keys,
             scripts: Scripts::new(),
+            metrics: Metrics::new(),
+            health: Health::default(),
+            reads: reads::Reads::default(),
         });
+        let (publishes, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(pipeline::write(shared.clone(), queue));
         Ok(Self {
             control: Arc::new(Control::new(node.clone())),
             presence: Arc::new(Presence::new(shared.clone(), node)),
             shared,
             commands,
+            publishes,
             pending: Mutex::new(Some(pending)),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(vec![writer]),
+        })
+    }
+
+    /// Queues a publish now, so that publishes keep the order of the calls (see
+    /// `pipeline.rs`); the future is its answer.
+    fn queue(
+        &self,
+        channel: &str,
+        from: &ClientInfo,
+        data: &RawValue,
+        once: Option<(&str, Duration)>,
+    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
+        let (done, answer) = oneshot::channel();
+        let queued = serde_json::to_string(&Body { from, data })
+            .map_err(unavailable)
+            .and_then(|body| {
+                let publish = Publish {
+                    channel: channel.to_owned(),
+                    body,
+                    once: once.map(|(key, window)| (key.to_owned(), window)),
+                    deadline: Instant::now() + self.shared.config.timeout,
+                    done,
+                };
+                self.publishes
+                    .send(publish)
+                    .map_err(|_| unavailable("the broker is not running"))
+            });
+        Box::pin(async move {
+            queued?;
+            answer
+                .await
+                .map_err(|_| unavailable("the broker is not running"))?
         })
     }
 
@@ -206,8 +258,7 @@ impl Broker for RedisBroker {
         from: ClientInfo,
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        let channel = channel.to_owned();
-        Box::pin(async move { self.shared.publish(&channel, &from, &data, None).await })
+        self.queue(channel, &from, &data, None)
     }
 
     fn publish_once(
@@ -218,12 +269,7 @@ impl Broker for RedisBroker {
         key: &str,
         window: Duration,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        let channel = channel.to_owned();
-        let key = key.to_owned();
-        Box::pin(async move {
-            let once = Some((key.as_str(), window));
-            self.shared.publish(&channel, &from, &data, once).await
-        })
+        self.queue(channel, &from, &data, Some((key, window)))
     }
 
     fn history(
@@ -233,7 +279,7 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
         let channel = channel.to_owned();
         Box::pin(async move {
-            let stream = self.shared.stream(&channel, range).await?;
+            let stream = reads::read(&self.shared, &channel, range).await?;
             Ok(History {
                 position: StreamPosition {
                     epoch: stream.epoch,
@@ -262,5 +308,13 @@ impl Broker for RedisBroker {
     fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
         let command = command.clone();
         Box::pin(async move { control::ask(&self.shared, &self.control, &command).await })
+    }
+
+    fn health(&self) -> Result<(), BrokerError> {
+        self.shared.health.check()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.shared.metrics.render(out, &self.shared.health);
     }
 }

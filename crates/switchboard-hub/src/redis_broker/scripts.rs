@@ -14,7 +14,8 @@
 //! P:presence:CH   hash    connection id -> "NODE CLIENT_JSON"
 //! P:node:NODE     set     "CONN CH" for every presence entry the node made
 //! P:nodes         zset    node -> when it counts as gone (ms, Redis clock)
-//! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "j CLIENT_JSON" | "l CLIENT_JSON"
+//! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "b EPOCH FIRST TIME LEN,LEN,.. BODIES"
+//!                         | "j CLIENT_JSON" | "l CLIENT_JSON"
 //! P:once:CH KEY   string  "EPOCH OFFSET" of an idempotent publish, for its window
 //! P:control       Pub/Sub commands between nodes and their replies (JSON, see control.rs)
 //! ```
@@ -68,9 +69,11 @@ end
 ";
 
 /// KEYS: meta, history, and for an idempotent publish its `once` key. ARGV: Pub/Sub channel,
-/// epoch candidate, body, history size, history ttl (ms), position ttl (ms), and with a
-/// `once` key its window (ms). Returns `{epoch, offset}`: with a `once` key already set, the
-/// position stored there, publishing nothing.
+/// epoch candidate, history size, history ttl (ms), position ttl (ms), the `once` key's
+/// window (ms, 0 without one), then the bodies of the publications, which get consecutive
+/// offsets (one body with a `once` key). Returns `{epoch, first offset}`: with a `once` key
+/// already set, the position stored there, publishing nothing. One publication is announced
+/// as `m`, several in one `b` message.
 const PUBLISH: &str = r"
 local meta, hist, once = KEYS[1], KEYS[2], KEYS[3]
 if once then
@@ -80,21 +83,37 @@ if once then
     return {string.sub(seen, 1, sp - 1), string.sub(seen, sp + 1)}
   end
 end
+local n = #ARGV - 6
 local epoch = epoch_of(meta, hist, ARGV[2])
-local offset = int(redis.call('HINCRBY', meta, 'offset', 1))
+local last = redis.call('HINCRBY', meta, 'offset', n)
+local first = last - n + 1
 local now = int(now_ms())
-local size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 if size > 0 then
-  redis.call('XADD', hist, 'MAXLEN', size, '0-' .. offset, 't', now, 'b', ARGV[3])
+  -- One trim for the batch: half the cost of trimming at each XADD.
+  for i = 1, n do
+    redis.call('XADD', hist, '0-' .. int(first + i - 1), 't', now, 'b', ARGV[6 + i])
+  end
+  redis.call('XTRIM', hist, 'MAXLEN', size)
   if ttl > 0 then
     expire(hist, ttl, tonumber(now))
     redis.call('PEXPIRE', hist, ttl)
   end
 end
-keep(meta, tonumber(ARGV[6]))
-redis.call('PUBLISH', ARGV[1], 'm' .. epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. ARGV[3])
-if once then redis.call('SET', once, epoch .. ' ' .. offset, 'PX', ARGV[7]) end
-return {epoch, offset}
+keep(meta, tonumber(ARGV[5]))
+local head = epoch .. ' ' .. int(first) .. ' ' .. now .. ' '
+if n == 1 then
+  redis.call('PUBLISH', ARGV[1], 'm' .. head .. ARGV[7])
+else
+  local lengths, bodies = {}, {}
+  for i = 1, n do
+    lengths[i] = #ARGV[6 + i]
+    bodies[i] = ARGV[6 + i]
+  end
+  redis.call('PUBLISH', ARGV[1], 'b' .. head .. table.concat(lengths, ',') .. ' ' .. table.concat(bodies))
+end
+if once then redis.call('SET', once, epoch .. ' ' .. int(first), 'PX', ARGV[6]) end
+return {epoch, int(first)}
 ";
 
 /// KEYS: meta, history. ARGV: epoch candidate, `latest` or `after`, then for `latest` how
@@ -320,9 +339,10 @@ fn number(text: &str, what: &str) -> Result<u64, Malformed> {
 /// What arrived on a channel's Pub/Sub.
 #[derive(Debug)]
 pub(super) enum Event {
-    Publication {
+    /// Publications with consecutive offsets (one, or a batch the pipeline sent together).
+    Publications {
         epoch: String,
-        publication: Arc<Publication>,
+        publications: Vec<Arc<Publication>>,
     },
     Join(ClientInfo),
     Leave(ClientInfo),
@@ -344,9 +364,40 @@ pub(super) fn event(payload: &[u8]) -> Result<Event, Malformed> {
             };
             let offset = number(offset, "offset")?;
             let time = number(time, "time")?;
-            Ok(Event::Publication {
+            Ok(Event::Publications {
                 epoch: epoch.to_owned(),
-                publication: Arc::new(publication(offset, time, body)?),
+                publications: vec![Arc::new(publication(offset, time, body)?)],
+            })
+        }
+        Some(("b", rest)) => {
+            let mut parts = rest.splitn(5, ' ');
+            let (Some(epoch), Some(first), Some(time), Some(lengths), Some(mut bodies)) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                return Err(malformed("batch without its five parts"));
+            };
+            let first = number(first, "offset")?;
+            let time = number(time, "time")?;
+            let mut publications = Vec::new();
+            for (length, offset) in lengths.split(',').zip(first..) {
+                let length = usize::try_from(number(length, "length")?)
+                    .map_err(|_| malformed("batch length too large"))?;
+                let (Some(body), Some(rest)) = (bodies.get(..length), bodies.get(length..)) else {
+                    return Err(malformed("batch shorter than its lengths"));
+                };
+                publications.push(Arc::new(publication(offset, time, body)?));
+                bodies = rest;
+            }
+            if !bodies.is_empty() {
+                return Err(malformed("batch longer than its lengths"));
+            }
+            Ok(Event::Publications {
+                epoch: epoch.to_owned(),
+                publications,
             })
         }
         Some(("j", json)) => Ok(Event::Join(client(json)?)),
@@ -356,7 +407,7 @@ pub(super) fn event(payload: &[u8]) -> Result<Event, Malformed> {
 }
 
 /// The reply of the history script: the position, then the entries asked for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Stream {
     pub(super) epoch: String,
     pub(super) top: u64,
@@ -395,13 +446,18 @@ mod tests {
 
     #[test]
     fn events_decode_and_garbage_is_an_error() {
-        let Event::Publication { epoch, publication } =
-            event(br#"m9f2c 7 1700000000000 {"from":{"user":"ann","conn":"c1"},"data":{"a": 1}}"#)
-                .unwrap()
+        let Event::Publications {
+            epoch,
+            publications,
+        } = event(br#"m9f2c 7 1700000000000 {"from":{"user":"ann","conn":"c1"},"data":{"a": 1}}"#)
+            .unwrap()
         else {
             panic!("not a publication")
         };
         assert_eq!(epoch, "9f2c");
+        let [publication] = &publications[..] else {
+            panic!("not one publication")
+        };
         assert_eq!(publication.offset, 7);
         assert_eq!(publication.time, 1_700_000_000_000);
         assert_eq!(publication.from.user, "ann");
@@ -418,7 +474,22 @@ mod tests {
             event(br#"l{"user":"bob","conn":"c2"}"#),
             Ok(Event::Leave(_))
         ));
+        let one = r#"{"from":{"user":"a","conn":"c"},"data":"x y"}"#;
+        let two = r#"{"from":{"user":"b","conn":"d"},"data":[1, 2]}"#;
+        let batch = format!("be1 5 1000 {},{} {one}{two}", one.len(), two.len());
+        let Ok(Event::Publications { publications, .. }) = event(batch.as_bytes()) else {
+            panic!("not a batch")
+        };
+        let offsets: Vec<u64> = publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [5, 6]);
+        assert_eq!(publications[1].data.get(), "[1, 2]");
+        assert_eq!(publications[1].from.user, "b");
+        let short = format!("be1 5 1000 {},{} {one}", one.len(), two.len());
+        let long = format!("be1 5 1000 {} {one}{two}", one.len());
         for bad in [
+            short.as_bytes(),
+            long.as_bytes(),
+            b"be1 5 1000 x {}",
             &b""[..],
             b"x{}",
             b"m9f2c 7",

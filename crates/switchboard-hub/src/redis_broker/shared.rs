@@ -2,14 +2,15 @@
 //! scripts, and the requests every part makes (each bounded by [`RedisConfig::timeout`]).
 
 use std::future::Future;
-use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use serde_json::value::RawValue;
+use tokio::time::Instant;
 
 use super::config::{RedisConfig, millis};
-use super::scripts::{self, Body, Keys, Scripts};
-use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
+use super::metrics::{Health, Metrics};
+use super::reads::Reads;
+use super::scripts::{self, Keys, Scripts};
+use crate::broker::{BrokerError, HistoryRange};
 use crate::random::random_hex;
 
 /// What the broker and its tasks share.
@@ -20,6 +21,9 @@ pub(super) struct Shared {
     pub(super) con: ConnectionManager,
     pub(super) keys: Keys,
     pub(super) scripts: Scripts,
+    pub(super) metrics: Metrics,
+    pub(super) health: Health,
+    pub(super) reads: Reads,
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
@@ -27,55 +31,35 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl Shared {
-    /// Runs a request against Redis, bounded by the configured timeout.
+    /// Runs a request against Redis, bounded by the configured timeout; counts its round
+    /// trip and how it ended.
     pub(super) async fn bounded<T>(
         &self,
         request: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, BrokerError> {
-        match tokio::time::timeout(self.config.timeout, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "redis did not answer within {:?}",
-                self.config.timeout
-            ))),
-        }
-    }
-
-    /// Gives `data` the channel's next offset, appends it to history and publishes it. With
-    /// `once` (an idempotency key and its window), a key seen within its window returns the
-    /// position it was given instead.
-    pub(super) async fn publish(
-        &self,
-        channel: &str,
-        from: &ClientInfo,
-        data: &RawValue,
-        once: Option<(&str, Duration)>,
-    ) -> Result<StreamPosition, BrokerError> {
-        let body = serde_json::to_string(&Body { from, data }).map_err(unavailable)?;
-        let history = &self.config.history;
-        let mut invocation = self.scripts.publish.prepare_invoke();
-        invocation
-            .key(self.keys.meta(channel))
-            .key(self.keys.history(channel));
-        if let Some((key, _)) = once {
-            invocation.key(self.keys.once(channel, key));
-        }
-        invocation
-            .arg(self.keys.pubsub(channel))
-            .arg(random_hex(8))
-            .arg(body)
-            .arg(history.size)
-            .arg(millis(history.ttl.unwrap_or_default()))
-            .arg(millis(self.config.position_ttl()));
-        if let Some((_, window)) = once {
-            // PX refuses 0.
-            invocation.arg(millis(window).max(1));
-        }
-        let mut con = self.con.clone();
-        let (epoch, offset): (String, u64) =
-            self.bounded(invocation.invoke_async(&mut con)).await?;
-        Ok(StreamPosition { epoch, offset })
+        let sent = Instant::now();
+        let result = match tokio::time::timeout(self.config.timeout, request).await {
+            Ok(Ok(value)) => {
+                self.health.answered();
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                self.metrics.error();
+                Err(format!("redis: {e}"))
+            }
+            Err(_) => {
+                self.metrics.timeout();
+                Err(format!(
+                    "redis did not answer within {:?}",
+                    self.config.timeout
+                ))
+            }
+        };
+        self.metrics.round_trip(sent.elapsed());
+        result.map_err(|why| {
+            self.health.failed(&why);
+            BrokerError::Unavailable(why)
+        })
     }
 
     /// Reads a channel's position (creating it when missing) and `range` of its history.

@@ -126,4 +126,12 @@ impl Broker for Observed {
     fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
         self.inner.ask_nodes(command)
     }
+
+    fn health(&self) -> Result<(), BrokerError> {
+        self.inner.health()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.inner.render_metrics(out);
+    }
 }

@@ -371,10 +371,30 @@ impl ServerBuilder {
 
     /// Serves a health check at `path` (`/healthz`, say): `200 ok` while the server runs.
     pub fn health_endpoint(self, path: &str) -> Self {
-        self.route(path, |request| async move {
-            router::only_get(&request).unwrap_or_else(|| {
-                router::text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
-            })
+        self.health_check(path, || Ok(()))
+    }
+
+    /// Serves a health check at `path` that asks `check` on every request: `200 ok` when it
+    /// answers `Ok`, `503 Service Unavailable` with the reason when it answers `Err` (a
+    /// service the server depends on is unreachable, say). `check` must not block. Replaces
+    /// a [`health_endpoint`](Self::health_endpoint) on the same path.
+    pub fn health_check<F>(self, path: &str, check: F) -> Self
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.route(path, move |request| {
+            let answer = router::only_get(&request).unwrap_or_else(|| {
+                let plain = "text/plain; charset=utf-8";
+                match check() {
+                    Ok(()) => router::text(StatusCode::OK, plain, "ok\n".into()),
+                    Err(why) => router::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        plain,
+                        format!("unavailable: {why}\n"),
+                    ),
+                }
+            });
+            async move { answer }
         })
     }
 

@@ -1,0 +1,233 @@
+//! What the Redis broker counts for `/metrics` (round trips, publish batches, errors, history
+//! reads) and whether Redis is reachable, for the health check.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::broker::BrokerError;
+
+/// A Prometheus histogram over fixed bucket bounds, in the unit values are observed in.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bound, then the count above the last.
+    buckets: Vec<AtomicU64>,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: u64) {
+        let bucket = self.bounds.partition_point(|&bound| bound < value);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Writes the histogram, bounds and sum divided by `scale` (1e6 for microseconds shown as
+    /// seconds).
+    fn render(&self, out: &mut String, name: &str, help: &str, scale: f64) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = *bound as f64 / scale;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / scale;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// Round-trip bounds, in microseconds.
+const ROUND_TRIP_US: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+/// Publish batch size bounds.
+const BATCH: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// The broker's counters, shared by its tasks.
+#[derive(Debug)]
+pub(super) struct Metrics {
+    round_trip: Histogram,
+    batch: Histogram,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    reads: AtomicU64,
+    coalesced: AtomicU64,
+}
+
+impl Metrics {
+    pub(super) fn new() -> Self {
+        Self {
+            round_trip: Histogram::new(ROUND_TRIP_US),
+            batch: Histogram::new(BATCH),
+            errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn round_trip(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.round_trip.observe(micros);
+    }
+
+    pub(super) fn batch(&self, publishes: usize) {
+        self.batch.observe(publishes as u64);
+    }
+
+    pub(super) fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn timeout(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A history read sent to Redis.
+    pub(super) fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A history read answered by an identical one sent for another caller.
+    pub(super) fn coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn render(&self, out: &mut String, health: &Health) {
+        self.round_trip.render(
+            out,
+            "switchboard_redis_round_trip_seconds",
+            "Time from sending a request (or a pipeline of publishes) to Redis to its answer.",
+            1e6,
+        );
+        self.batch.render(
+            out,
+            "switchboard_redis_publish_batch_size",
+            "Publishes sent to Redis in one pipeline.",
+            1.0,
+        );
+        let counters = [
+            (
+                "switchboard_redis_errors_total",
+                "Requests to Redis that failed (connection lost, refused, or an error reply).",
+                &self.errors,
+            ),
+            (
+                "switchboard_redis_timeouts_total",
+                "Requests to Redis that got no answer within the broker's timeout.",
+                &self.timeouts,
+            ),
+            (
+                "switchboard_redis_history_reads_total",
+                "History and recovery reads sent to Redis.",
+                &self.reads,
+            ),
+            (
+                "switchboard_redis_history_reads_coalesced_total",
+                "History and recovery reads answered by an identical read made at the same time.",
+                &self.coalesced,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let value = value.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let up = u8::from(health.check().is_ok());
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_redis_up Whether Redis is reachable (as /healthz says).\n\
+             # TYPE switchboard_redis_up gauge\nswitchboard_redis_up {up}"
+        );
+    }
+}
+
+/// Whether Redis is reachable: the Pub/Sub connection is up and the last request got an
+/// answer. Both are checked, because each may fail alone (no publish is made while nothing
+/// happens; a request may fail while the Pub/Sub connection has not noticed yet).
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    pubsub_down: Mutex<Option<String>>,
+    /// Set with `request_error` on a failure, cleared by the next answer: the hot path reads
+    /// only the flag.
+    request_failed: AtomicBool,
+    request_error: Mutex<String>,
+}
+
+impl Health {
+    pub(super) fn pubsub(&self, down: Option<String>) {
+        *self.pubsub_down.lock().unwrap_or_else(|e| e.into_inner()) = down;
+    }
+
+    pub(super) fn answered(&self) {
+        if self.request_failed.load(Ordering::Relaxed) {
+            self.request_failed.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn failed(&self, why: &str) {
+        why.clone_into(&mut self.request_error.lock().unwrap_or_else(|e| e.into_inner()));
+        self.request_failed.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn check(&self) -> Result<(), BrokerError> {
+        let pubsub = self.pubsub_down.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &*pubsub {
+            return Err(BrokerError::Unavailable(format!("redis pub/sub: {why}")));
+        }
+        if self.request_failed.load(Ordering::Relaxed) {
+            let why = self.request_error.lock().unwrap_or_else(|e| e.into_inner());
+            return Err(BrokerError::Unavailable(why.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets() {
+        let h = Histogram::new(&[1, 4]);
+        for v in [1, 2, 4, 9] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "help", 1.0);
+        assert!(out.contains("x_bucket{le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"4\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("x_sum 16\nx_count 4\n"), "{out}");
+    }
+
+    #[test]
+    fn health_reports_the_last_failure_until_an_answer() {
+        let health = Health::default();
+        assert!(health.check().is_ok());
+        health.failed("redis: connection refused");
+        let e = health.check().unwrap_err().to_string();
+        assert!(e.contains("connection refused"), "{e}");
+        health.answered();
+        assert!(health.check().is_ok());
+        health.pubsub(Some("connection lost".into()));
+        assert!(health.check().is_err());
+        health.pubsub(None);
+        assert!(health.check().is_ok());
+    }
+}
