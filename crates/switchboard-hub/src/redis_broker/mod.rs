@@ -67,6 +67,7 @@ use follow::{Command, Follower};
 use metrics::{Health, Metrics};
 use pipeline::Publish;
 use presence::Presence;
+use reads::Reads;
 use scripts::{Body, Keys, Scripts};
 use shared::{Shared, unavailable};
 
@@ -93,6 +94,8 @@ pub struct RedisBroker {
     commands: mpsc::Sender<Command>,
     /// The queue of publishes to Redis (see `pipeline.rs`).
     publishes: mpsc::UnboundedSender<Publish>,
+    /// History reads being gathered (see `reads.rs`).
+    reads: Arc<Reads>,
     /// The follower's end of `commands`, until `start` hands it over.
     pending: Mutex<Option<mpsc::Receiver<Command>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -138,7 +141,6 @@ impl RedisBroker {
             scripts: Scripts::new(),
             metrics: Metrics::new(),
             health: Health::default(),
-            reads: reads::Reads::default(),
         });
         let (publishes, queue) = mpsc::unbounded_channel();
         let writer = tokio::spawn(pipeline::write(shared.clone(), queue));
@@ -148,6 +150,7 @@ impl RedisBroker {
             shared,
             commands,
             publishes,
+            reads: Arc::default(),
             pending: Mutex::new(Some(pending)),
             tasks: Mutex::new(vec![writer]),
         })
@@ -279,7 +282,7 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
         let channel = channel.to_owned();
         Box::pin(async move {
-            let stream = reads::read(&self.shared, &channel, range).await?;
+            let stream = self.reads.read(&self.shared, &channel, range).await?;
             Ok(History {
                 position: StreamPosition {
                     epoch: stream.epoch,

@@ -28,17 +28,27 @@ impl Reads {
         // Every update is one insert or remove: a poisoned lock still holds a consistent map.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Reads `range` of `channel`'s stream, sharing the read with callers asking the same now.
+    pub(super) async fn read(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        channel: &str,
+        range: HistoryRange,
+    ) -> Result<Stream, BrokerError> {
+        read(self, shared, channel, range).await
+    }
 }
 
-/// Reads `range` of `channel`'s stream, sharing the read with callers asking the same now.
-pub(super) async fn read(
+async fn read(
+    reads: &Arc<Reads>,
     shared: &Arc<Shared>,
     channel: &str,
     range: HistoryRange,
 ) -> Result<Stream, BrokerError> {
     let (answer, answered) = oneshot::channel();
     let key = (channel.to_owned(), range);
-    let first = match shared.reads.rounds().entry(key.clone()) {
+    let first = match reads.rounds().entry(key.clone()) {
         Entry::Occupied(mut round) => {
             round.get_mut().push(answer);
             false
@@ -50,9 +60,9 @@ pub(super) async fn read(
     };
     if first {
         // A task of its own: the read goes on for the others if this caller stops waiting.
-        let shared = shared.clone();
+        let (shared, reads) = (shared.clone(), reads.clone());
         tokio::spawn(async move {
-            let callers = shared.reads.rounds().remove(&key).unwrap_or_default();
+            let callers = reads.rounds().remove(&key).unwrap_or_default();
             shared.metrics.read();
             let result = shared.stream(&key.0, key.1).await;
             for caller in callers {

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 
 use super::config::{RedisConfig, millis};
 use super::metrics::{Health, Metrics};
-use super::reads::Reads;
 use super::scripts::{self, Keys, Scripts};
 use crate::broker::{BrokerError, HistoryRange};
 use crate::random::random_hex;
@@ -23,7 +22,6 @@ pub(super) struct Shared {
     pub(super) scripts: Scripts,
     pub(super) metrics: Metrics,
     pub(super) health: Health,
-    pub(super) reads: Reads,
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
