@@ -208,17 +208,8 @@ impl Actor {
                 events,
                 done,
             } => {
-                if self.channels.contains_key(&channel) {
-                    let _ = done.send(Err(ClientError::AlreadySubscribed(channel)));
-                    return;
-                }
-                let deadline = Instant::now() + self.options.request_timeout;
-                let channel_state = Channel {
-                    events,
-                    position: None,
-                    waiting: Some((done, deadline)),
-                };
-                self.channels.insert(channel, channel_state);
+                // The next connection subscribes it.
+                self.follow(channel, events, done);
             }
             Command::Unsubscribe { channel, done } => {
                 // The next connection does not subscribe it.
@@ -230,6 +221,28 @@ impl Actor {
             Command::Ask(ask) => self.enqueue(ask),
             Command::Close => {}
         }
+    }
+
+    /// Starts keeping `channel` for the application, waiting for the hub's confirmation;
+    /// `false` (and the application told) when it already is.
+    pub(crate) fn follow(
+        &mut self,
+        channel: String,
+        events: mpsc::UnboundedSender<Event>,
+        done: oneshot::Sender<Result<(), ClientError>>,
+    ) -> bool {
+        if self.channels.contains_key(&channel) {
+            let _ = done.send(Err(ClientError::AlreadySubscribed(channel)));
+            return false;
+        }
+        let deadline = Instant::now() + self.options.request_timeout;
+        let state = Channel {
+            events,
+            position: None,
+            waiting: Some((done, deadline)),
+        };
+        self.channels.insert(channel, state);
+        true
     }
 
     /// Keeps `ask` for the next connection, if there is room.

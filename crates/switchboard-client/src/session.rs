@@ -171,15 +171,7 @@ impl Actor {
                 let Some(state) = self.channels.get_mut(&channel) else {
                     if ours.is_some() {
                         // Given up on meanwhile (timed out, or unsubscribed).
-                        let id = self.id();
-                        link.pending.insert(id, Pending::Unsubscribe(None));
-                        send(
-                            link,
-                            &Request::Unsubscribe {
-                                channel: &channel,
-                                id,
-                            },
-                        )?;
+                        self.unsubscribe(link, &channel, None)?;
                     }
                     return Ok(());
                 };
@@ -322,27 +314,19 @@ impl Actor {
                 events,
                 done,
             } => {
-                if self.channels.contains_key(&channel) {
-                    let _ = done.send(Err(ClientError::AlreadySubscribed(channel)));
-                    return Ok(());
+                if self.follow(channel.clone(), events, done) {
+                    let id = self.id();
+                    link.pending.insert(id, Pending::Subscribe(channel.clone()));
+                    let since = None;
+                    send(
+                        link,
+                        &Request::Subscribe {
+                            channel: &channel,
+                            since,
+                            id,
+                        },
+                    )?;
                 }
-                let deadline = Instant::now() + self.options.request_timeout;
-                let id = self.id();
-                link.pending.insert(id, Pending::Subscribe(channel.clone()));
-                send(
-                    link,
-                    &Request::Subscribe {
-                        channel: &channel,
-                        since: None,
-                        id,
-                    },
-                )?;
-                let state = Channel {
-                    events,
-                    position: None,
-                    waiting: Some((done, deadline)),
-                };
-                self.channels.insert(channel, state);
             }
             Command::Unsubscribe { channel, done } => {
                 if self.channels.remove(&channel).is_none() {
@@ -351,15 +335,7 @@ impl Actor {
                     }
                     return Ok(());
                 }
-                let id = self.id();
-                link.pending.insert(id, Pending::Unsubscribe(done));
-                send(
-                    link,
-                    &Request::Unsubscribe {
-                        channel: &channel,
-                        id,
-                    },
-                )?;
+                self.unsubscribe(link, &channel, done)?;
             }
             Command::Ask(ask) => {
                 let deadline = Instant::now() + self.options.request_timeout;
@@ -368,6 +344,18 @@ impl Actor {
             Command::Close => {}
         }
         Ok(())
+    }
+
+    /// Asks the hub to unsubscribe the connection from `channel`; `done` learns when it has.
+    fn unsubscribe(
+        &mut self,
+        link: &mut Link,
+        channel: &str,
+        done: Option<oneshot::Sender<Result<(), ClientError>>>,
+    ) -> Result<(), End> {
+        let id = self.id();
+        link.pending.insert(id, Pending::Unsubscribe(done));
+        send(link, &Request::Unsubscribe { channel, id })
     }
 
     fn ask(&mut self, link: &mut Link, ask: Ask, deadline: Instant) -> Result<(), End> {
