@@ -288,17 +288,7 @@ impl Actor {
             .map(|(channel, state)| (channel.clone(), state.position.clone()))
             .collect();
         for (channel, since) in channels {
-            let id = self.id();
-            link.pending.insert(id, Pending::Subscribe(channel.clone()));
-            let since = since.as_ref();
-            send(
-                link,
-                &Request::Subscribe {
-                    channel: &channel,
-                    since,
-                    id,
-                },
-            )?;
+            self.subscribe(link, &channel, since.as_ref())?;
         }
         while let Some(Queued { ask, deadline }) = self.queue.pop_front() {
             self.ask(link, ask, deadline)?;
@@ -315,17 +305,7 @@ impl Actor {
                 done,
             } => {
                 if self.follow(channel.clone(), events, done) {
-                    let id = self.id();
-                    link.pending.insert(id, Pending::Subscribe(channel.clone()));
-                    let since = None;
-                    send(
-                        link,
-                        &Request::Subscribe {
-                            channel: &channel,
-                            since,
-                            id,
-                        },
-                    )?;
+                    self.subscribe(link, &channel, None)?;
                 }
             }
             Command::Unsubscribe { channel, done } => {
@@ -344,6 +324,19 @@ impl Actor {
             Command::Close => {}
         }
         Ok(())
+    }
+
+    /// Asks the hub to subscribe the connection to `channel`, from `since` when it resumes.
+    fn subscribe(
+        &mut self,
+        link: &mut Link,
+        channel: &str,
+        since: Option<&Position>,
+    ) -> Result<(), End> {
+        let id = self.id();
+        link.pending
+            .insert(id, Pending::Subscribe(channel.to_owned()));
+        send(link, &Request::Subscribe { channel, since, id })
     }
 
     /// Asks the hub to unsubscribe the connection from `channel`; `done` learns when it has.

@@ -42,6 +42,18 @@ impl Default for Backend {
     }
 }
 
+/// The start of every request to the backend: a POST of JSON to `uri`, saying who sends it.
+pub(crate) fn json_post(uri: &Uri) -> http::request::Builder {
+    Request::builder()
+        .method(http::Method::POST)
+        .uri(uri.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+        )
+}
+
 impl Backend {
     /// Sends `request` (its URI absolute); the answer's status and body (at most
     /// `max_answer` bytes). `Err` says what failed: connecting, HTTP, or reading the answer.

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Uri, header};
+use http::Uri;
 use http_body_util::Full;
 
-use crate::http_post::Backend;
+use crate::http_post::{Backend, json_post};
 
 /// The largest answer read from the backend, in bytes.
 const MAX_ANSWER: usize = 1 << 20;
@@ -34,14 +34,7 @@ pub(super) async fn post(
 }
 
 async fn exchange(backend: &Backend, uri: &Uri, body: Vec<u8>) -> Result<Bytes, String> {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(uri.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
-        )
+    let request = json_post(uri)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let (status, body) = backend.send(request, MAX_ANSWER).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
-use http::{Method, Request, Uri, header};
+use http::{Request, Uri};
 use http_body_util::Full;
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::event::{self, Event};
 use super::{EventKind, WebhookConfig, WebhookMetrics};
-use crate::http_post::Backend;
+use crate::http_post::{Backend, json_post};
 
 /// The most of a webhook answer read (its body means nothing to the hub).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -142,14 +142,7 @@ fn signed(
     timestamp: u64,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, String> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(url.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
-        )
+    json_post(url)
         .header(TIMESTAMP, timestamp)
         .header(SIGNATURE, signature(secret, timestamp, &body))
         .body(Full::new(body))
