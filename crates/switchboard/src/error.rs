@@ -27,6 +27,11 @@ pub enum Error {
     /// The URL is not a `ws://` (or, with TLS, `wss://`) URL this client can connect to.
     #[error("invalid url: {0}")]
     Url(String),
+    /// The server takes no WebSocket over HTTP/2 (RFC 8441): it chose HTTP/1.1 in ALPN, or
+    /// did not advertise extended CONNECT. [`Http2Connection::connect`](crate::Http2Connection::connect)
+    /// says so; [`connect_with`](crate::connect_with) falls back to HTTP/1.1 instead.
+    #[error("no websockets over http/2: {0}")]
+    Http2Unavailable(&'static str),
     /// An operation took longer than its configured timeout.
     #[error("timed out: {0}")]
     Timeout(&'static str),

@@ -1,7 +1,8 @@
 //! WebSocket server and client on tokio, on the sans-IO engine of `switchboard-proto`.
 //!
 //! - [`connect`] opens a client connection to a `ws://` or `wss://` URL ([`tls`] has the
-//!   certificates and trust settings);
+//!   certificates and trust settings), over HTTP/1.1 or HTTP/2 ([`ConnectOptions::http2`]);
+//!   [`Http2Connection`] opens several WebSockets on one HTTP/2 connection;
 //! - [`accept`] and [`accept_request`] turn a server-side stream (or a request someone else
 //!   parsed, as with hyper/axum upgrades) into a connection;
 //! - [`Server`] listens (`ws://` or `wss://`), accepts, and runs a handler per connection,
@@ -76,6 +77,7 @@ mod backpressure;
 mod connect;
 mod error;
 mod footprint;
+mod h2_stream;
 mod head;
 mod hook;
 mod link;
@@ -93,7 +95,7 @@ pub use accept::{
     write_response,
 };
 pub use backpressure::Backpressure;
-pub use connect::{ConnectOptions, client_handshake, connect, connect_with};
+pub use connect::{ConnectOptions, Http2Connection, client_handshake, connect, connect_with};
 pub use error::Error;
 pub use hook::{Accept, PeerAddr, Reject};
 pub use metrics::{HandshakeFailure, Metrics};

@@ -1,5 +1,5 @@
 //! [`MaybeTlsStream`]: the transport of a server or client connection, plain TCP or TLS, or a
-//! server's WebSocket over an HTTP/2 stream ([`Http2Stream`]).
+//! WebSocket over an HTTP/2 stream ([`Http2Stream`]), a server's or a client's.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
+use crate::h2_stream::H2Stream;
 use crate::tls::{self, ClientTls};
 
 /// A TCP stream, with or without TLS: what [`Server`](crate::Server) hands its handler and
@@ -23,8 +24,8 @@ pub enum MaybeTlsStream {
     Plain(TcpStream),
     /// `wss://`, either side. Boxed: the TLS state is large and plain streams need none of it.
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
-    /// A server's WebSocket over one stream of an HTTP/2 connection (RFC 8441), which other
-    /// streams share.
+    /// A WebSocket over one stream of an HTTP/2 connection (RFC 8441), which other streams
+    /// share: a server's, or a client's ([`Http2Connection`](crate::Http2Connection)).
     Http2(Box<Http2Stream>),
 }
 
@@ -32,13 +33,84 @@ pub enum MaybeTlsStream {
 /// a WebSocket's frames, carried in the stream's DATA frames under HTTP/2's flow control. The
 /// connection's own task reads and writes the socket for all its streams.
 pub struct Http2Stream {
-    io: TokioIo<Upgraded>,
+    io: Http2Io,
+}
+
+/// The stream as each side's HTTP/2 implementation gives it: hyper's on a server, `h2`'s on a
+/// client.
+enum Http2Io {
+    Server(TokioIo<Upgraded>),
+    Client(H2Stream),
 }
 
 impl Http2Stream {
     pub(crate) fn new(upgraded: Upgraded) -> Self {
         Self {
-            io: TokioIo::new(upgraded),
+            io: Http2Io::Server(TokioIo::new(upgraded)),
+        }
+    }
+
+    pub(crate) fn client(stream: H2Stream) -> Self {
+        Self {
+            io: Http2Io::Client(stream),
+        }
+    }
+}
+
+impl AsyncRead for Http2Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Server(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Client(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Http2Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Server(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Client(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Server(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Client(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Server(s) => s.is_write_vectored(),
+            Self::Client(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Server(s) => Pin::new(s).poll_flush(cx),
+            Self::Client(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Server(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Client(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -60,6 +132,16 @@ impl MaybeTlsStream {
     /// [`Error::Url`] for a scheme other than `ws`, `wss`, `http` and `https`, or no host;
     /// [`Error::Io`] when the connection or the TLS handshake fails.
     pub async fn connect(uri: &Uri, tls: Option<&ClientTls>) -> Result<Self, Error> {
+        Self::connect_offering(uri, tls, false).await
+    }
+
+    /// [`connect`](Self::connect), offering ALPN `h2` before `http/1.1` when `http2` (TLS
+    /// only); [`alpn_h2`](Self::alpn_h2) says whether the server chose it.
+    pub(crate) async fn connect_offering(
+        uri: &Uri,
+        tls: Option<&ClientTls>,
+        http2: bool,
+    ) -> Result<Self, Error> {
         let secure = match uri.scheme_str() {
             Some("ws" | "http") => false,
             Some("wss" | "https") => true,
@@ -85,9 +167,18 @@ impl MaybeTlsStream {
         let Some(name) = server_name else {
             return Ok(Self::Plain(tcp));
         };
-        let connector = match tls {
-            Some(tls) => tls.connector(),
-            None => ClientTls::webpki_roots().connector(),
+        let default;
+        let tls = match tls {
+            Some(tls) => tls,
+            None => {
+                default = ClientTls::webpki_roots();
+                &default
+            }
+        };
+        let connector = if http2 {
+            tls.connector_http2()
+        } else {
+            tls.connector()
         };
         let tls = connector.connect(name, tcp).await?;
         Ok(Self::Tls(Box::new(tls.into())))
@@ -106,6 +197,14 @@ impl MaybeTlsStream {
     /// Whether the stream is encrypted (HTTP/2 is served over TLS only).
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_) | Self::Http2(_))
+    }
+
+    /// Whether TLS agreed on ALPN `h2` (HTTP/2).
+    pub(crate) fn alpn_h2(&self) -> bool {
+        match self {
+            Self::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2),
+            _ => false,
+        }
     }
 
     /// Whether this is a WebSocket over an HTTP/2 stream.

@@ -6,7 +6,7 @@
 //! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake runs over (RFC 6455
 //! §4.1); a client that offers nothing is accepted too. A server with HTTP/2 on (the default)
 //! offers `h2` first, for browsers to open their WebSockets on the page's own connection
-//! (RFC 8441).
+//! (RFC 8441), and so does a client that asks for HTTP/2.
 
 use std::fmt;
 use std::io;
@@ -209,9 +209,16 @@ impl ServerTls {
 }
 
 /// The client side of TLS: which servers to trust.
+///
+/// The client offers ALPN `http/1.1`, and `h2` before it when it asks for HTTP/2
+/// ([`ConnectOptions::http2`](crate::ConnectOptions::http2)); a configuration given with
+/// [`from_config`](Self::from_config) offers what it lists.
 #[derive(Clone)]
 pub struct ClientTls {
     config: Arc<rustls::ClientConfig>,
+    /// The same with ALPN `h2` then `http/1.1`, made on first use (`None` for a configuration
+    /// given as it is).
+    http2: Option<Arc<OnceLock<Arc<rustls::ClientConfig>>>>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -237,9 +244,7 @@ impl ClientTls {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             Arc::new(client_config(roots))
         });
-        Self {
-            config: config.clone(),
-        }
+        Self::own(config.clone())
     }
 
     /// Trusts the certificates of a PEM file (a private CA, or a self-signed server
@@ -268,9 +273,7 @@ impl ClientTls {
         for cert in parse_certificates(pem, what)? {
             roots.add(cert)?;
         }
-        Ok(Self {
-            config: Arc::new(client_config(roots)),
-        })
+        Ok(Self::own(Arc::new(client_config(roots))))
     }
 
     /// Trusts any certificate for any name: the connection is encrypted but the server is not
@@ -289,18 +292,42 @@ impl ClientTls {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        Self::own(Arc::new(config))
+    }
+
+    /// Uses a rustls configuration as it is, ALPN included: list `h2` before `http/1.1` for
+    /// HTTP/2.
+    pub fn from_config(config: Arc<rustls::ClientConfig>) -> Self {
         Self {
-            config: Arc::new(config),
+            config,
+            http2: None,
         }
     }
 
-    /// Uses a rustls configuration as it is.
-    pub fn from_config(config: Arc<rustls::ClientConfig>) -> Self {
-        Self { config }
+    /// A configuration whose ALPN the client sets.
+    fn own(config: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            config,
+            http2: Some(Arc::default()),
+        }
     }
 
     pub(crate) fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
+    }
+
+    /// The connector offering ALPN `h2` then `http/1.1` (a configuration given as it is
+    /// offers what it lists).
+    pub(crate) fn connector_http2(&self) -> tokio_rustls::TlsConnector {
+        let Some(http2) = &self.http2 else {
+            return self.connector();
+        };
+        let config = http2.get_or_init(|| {
+            let mut config = (*self.config).clone();
+            config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+            Arc::new(config)
+        });
+        tokio_rustls::TlsConnector::from(config.clone())
     }
 }
 

@@ -213,6 +213,82 @@ pub fn validate_response_with(
         return Err(HandshakeError::AcceptMismatch);
     }
 
+    check_agreement(headers, protocols, deflate)
+}
+
+/// Builds the extended CONNECT that opens a WebSocket over an HTTP/2 stream (RFC 8441 §4, §5)
+/// for `uri`, offering `protocols` in order of preference.
+///
+/// The request's method is `CONNECT`, its version HTTP/2 and its URI `https://` (`http://`
+/// for `ws://`) with `uri`'s host, port, path and query: the `:scheme`, `:authority` and `:path` pseudo-headers. The
+/// caller adds `:protocol = websocket`, which its HTTP/2 implementation carries beside the
+/// headers. The request carries `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Protocol` when
+/// `protocols` is not empty, and then `extra_headers`; not `Sec-WebSocket-Key`, `Upgrade`,
+/// `Connection` nor `Host`, which HTTP/2 replaces.
+///
+/// # Errors
+///
+/// As [`build_request`], except that no random key is drawn.
+pub fn build_http2_request(
+    uri: &Uri,
+    protocols: &[&str],
+    extra_headers: &HeaderMap,
+) -> Result<Request<()>, HandshakeError> {
+    let (request, _key) = request_with_nonce(uri, protocols, extra_headers, [0; 16])?;
+    let (mut parts, ()) = request.into_parts();
+    let authority = parts
+        .headers
+        .remove(HOST)
+        .ok_or(HandshakeError::InvalidUri("missing host"))?;
+    let authority = authority
+        .to_str()
+        .map_err(|_| HandshakeError::InvalidUri("host is not a valid header value"))?;
+    // RFC 8441 §4: with `:protocol`, "the :scheme and :path pseudo-header fields of the target
+    // URI [...] MUST also be included"; §5: the scheme is `https` for `wss` and `http` for `ws`.
+    let secure = uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss") || s.eq_ignore_ascii_case("https"));
+    let scheme = if secure { "https" } else { "http" };
+    let target = format!("{scheme}://{authority}{}", request_target(uri));
+    parts.uri =
+        Uri::try_from(target).map_err(|_| HandshakeError::InvalidUri("invalid path or query"))?;
+    parts.method = Method::CONNECT;
+    parts.version = Version::HTTP_2;
+    // RFC 8441 §5: "their functionality has been superseded by the :protocol pseudo-header
+    // field": no key, and no connection-specific header (RFC 9113 §8.2.2).
+    for name in [UPGRADE, CONNECTION, SEC_WEBSOCKET_KEY] {
+        parts.headers.remove(name);
+    }
+    Ok(Request::from_parts(parts, ()))
+}
+
+/// Checks the server's answer to an extended CONNECT (RFC 8441 §5): a 2xx status, then the subprotocol and extensions as [`validate_response_with`] does (RFC 6455 §4.1 checks
+/// 5 and 6). There is no `Sec-WebSocket-Accept` over HTTP/2.
+///
+/// # Errors
+///
+/// [`HandshakeError::UnexpectedStatus`] for any other status (the refusal's, as over HTTP/1.1),
+/// and the errors of checks 5 and 6 of [`validate_response_with`].
+pub fn validate_http2_response(
+    resp: &Response<()>,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Agreed, HandshakeError> {
+    // RFC 6455 §4.1 response check 1, with RFC 8441's 2xx in place of the 101: any other
+    // status is handled "per HTTP procedures", a refusal as over HTTP/1.1.
+    if !resp.status().is_success() {
+        return Err(HandshakeError::UnexpectedStatus(resp.status()));
+    }
+    check_agreement(resp.headers(), protocols, deflate)
+}
+
+/// RFC 6455 §4.1 response checks 5 and 6: the extension and the subprotocol the server chose
+/// are ones the request offered.
+fn check_agreement(
+    headers: &HeaderMap,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Agreed, HandshakeError> {
     // Check 5, and RFC 7692 §5.1: the client fails the connection if the answer's
     // permessage-deflate parameters are ones its offer did not allow.
     let deflate = match deflate {

@@ -427,3 +427,91 @@ proptest! {
         prop_assert_eq!(got.as_deref(), chosen);
     }
 }
+
+/// RFC 8441: the extended CONNECT carries the target as pseudo-headers and no key, and the
+/// server's checks accept it.
+#[test]
+fn http2_request_is_a_connect_without_key_that_the_server_accepts() {
+    let mut extra = HeaderMap::new();
+    extra.insert("origin", HeaderValue::from_static("https://example.com"));
+    let request = build_http2_request(
+        &uri("wss://example.com:8443/chat?room=1"),
+        &["chat", "superchat"],
+        &extra,
+    )
+    .unwrap();
+    assert_eq!(request.method(), Method::CONNECT);
+    assert_eq!(request.version(), Version::HTTP_2);
+    assert_eq!(
+        request.uri().to_string(),
+        "https://example.com:8443/chat?room=1"
+    );
+    let headers = request.headers();
+    for absent in [HOST, UPGRADE, CONNECTION, SEC_WEBSOCKET_KEY] {
+        assert!(!headers.contains_key(&absent), "{absent}");
+    }
+    assert_eq!(headers[SEC_WEBSOCKET_VERSION], "13");
+    assert_eq!(headers[SEC_WEBSOCKET_PROTOCOL], "chat, superchat");
+    assert_eq!(headers["origin"], "https://example.com");
+    assert!(server::is_connect_request(&request));
+    let response = server::connect_response(&request, Some("superchat")).unwrap();
+    let agreed = validate_http2_response(&response, &["chat", "superchat"], None).unwrap();
+    assert_eq!(agreed.protocol.as_deref(), Some("superchat"));
+
+    let plain = build_http2_request(&uri("ws://example.com/"), &[], &HeaderMap::new()).unwrap();
+    assert_eq!(plain.uri().to_string(), "http://example.com/");
+    let err = build_http2_request(&uri("wss://example.com/"), &[], &{
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("elsewhere"));
+        headers
+    })
+    .unwrap_err();
+    assert!(matches!(err, HandshakeError::ReservedHeader(_)), "{err:?}");
+}
+
+/// RFC 8441 §5: 2xx accepts; any other status is the refusal's, and the subprotocol and
+/// extension checks of RFC 6455 still apply.
+#[test]
+fn http2_response_needs_2xx_and_only_what_was_offered() {
+    let response = |status: u16, headers: &[(&str, &str)]| {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        *response.version_mut() = Version::HTTP_2;
+        for (name, value) in headers {
+            response.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        response
+    };
+    assert_eq!(
+        validate_http2_response(&response(200, &[]), &[], None).unwrap(),
+        Agreed::default()
+    );
+    for status in [101, 400, 404, 501, 503] {
+        let err = validate_http2_response(&response(status, &[]), &[], None).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::UnexpectedStatus(s) if s.as_u16() == status),
+            "{err:?}"
+        );
+    }
+    let err = validate_http2_response(
+        &response(200, &[("sec-websocket-protocol", "other")]),
+        &["chat"],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, HandshakeError::UnrequestedProtocol(_)),
+        "{err:?}"
+    );
+    let deflated = response(200, &[("sec-websocket-extensions", "permessage-deflate")]);
+    let err = validate_http2_response(&deflated, &[], None).unwrap_err();
+    assert!(
+        matches!(err, HandshakeError::UnrequestedExtension(_)),
+        "{err:?}"
+    );
+    let agreed = validate_http2_response(&deflated, &[], Some(&DeflateConfig::default())).unwrap();
+    assert!(agreed.deflate.is_some());
+}

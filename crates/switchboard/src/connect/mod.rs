@@ -1,4 +1,7 @@
-//! The client side: connecting to a `ws://` or `wss://` URL.
+//! The client side: connecting to a `ws://` or `wss://` URL, over HTTP/1.1 or, when asked and
+//! the server takes it, over HTTP/2 (`http2.rs`).
+
+mod http2;
 
 use std::time::Duration;
 
@@ -14,6 +17,8 @@ use crate::head::read_head;
 use crate::stream::MaybeTlsStream;
 use crate::tls::ClientTls;
 use crate::websocket::WebSocket;
+
+pub use http2::Http2Connection;
 
 /// Options for [`connect_with`].
 #[derive(Clone, Debug)]
@@ -34,6 +39,14 @@ pub struct ConnectOptions {
     /// Which servers to trust for `wss://`; `None` trusts the Mozilla roots
     /// ([`ClientTls::webpki_roots`]).
     pub tls: Option<ClientTls>,
+    /// Open a `wss://` WebSocket over HTTP/2 (RFC 8441) when the server takes it: TLS offers
+    /// ALPN `h2` then `http/1.1`, and when the server chose `h2` and advertised
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`, the WebSocket is an extended CONNECT stream.
+    /// Otherwise it is HTTP/1.1 as without this option: on the same connection when the
+    /// server chose `http/1.1`, on a new one when it chose `h2` without the setting. The
+    /// response's version says which. Off by default (HTTP/1.1 only); `ws://` is always
+    /// HTTP/1.1. To share one connection among several WebSockets, see [`Http2Connection`].
+    pub http2: bool,
 }
 
 impl Default for ConnectOptions {
@@ -46,6 +59,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(30),
             deflate: None,
             tls: None,
+            http2: false,
         }
     }
 }
@@ -84,14 +98,31 @@ pub async fn connect_with(
     url: &str,
     options: &ConnectOptions,
 ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
-    let uri: Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
+    let uri = parse(url)?;
     let handshake = async {
+        if options.http2 && http2::is_tls(&uri) {
+            match http2::negotiate(&uri, options).await? {
+                http2::Negotiated::Http2(connection) => return connection.open_uri(&uri).await,
+                http2::Negotiated::Http1(stream) => {
+                    tracing::debug!(%uri, "the server chose http/1.1 in alpn");
+                    return client_handshake(&uri, stream, options).await;
+                }
+                http2::Negotiated::NoExtendedConnect => {
+                    tracing::debug!(%uri, "no extended connect over http/2: http/1.1 instead");
+                }
+            }
+        }
         let stream = MaybeTlsStream::connect(&uri, options.tls.as_ref()).await?;
         client_handshake(&uri, stream, options).await
     };
     tokio::time::timeout(options.timeout, handshake)
         .await
         .map_err(|_| Error::Timeout("connect and handshake"))?
+}
+
+/// `url` as a URI.
+fn parse(url: &str) -> Result<Uri, Error> {
+    url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))
 }
 
 /// Runs the client handshake for `uri` over an established stream.
