@@ -322,3 +322,52 @@ async fn a_reset_stream_ends_its_websocket_and_no_other() {
         ok
     );
 }
+
+#[tokio::test]
+async fn open_raw_relays_the_offer_and_leaves_the_frames_to_the_caller() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let builder = Server::builder().deflate(Some(DeflateConfig::default()));
+    let (url, _metrics, trust) = start(builder).await;
+    let connection = Http2Connection::connect(&url, &options(&trust))
+        .await
+        .unwrap();
+    let mut headers = switchboard::http::HeaderMap::new();
+    headers.insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
+    // Not sent over HTTP/2: the bridge's own business.
+    headers.insert(
+        "sec-websocket-key",
+        "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+    );
+    let (response, mut stream) = connection.open_raw("/raw", &headers).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let agreed = response.headers()["sec-websocket-extensions"]
+        .to_str()
+        .unwrap();
+    assert!(agreed.starts_with("permessage-deflate"), "{agreed}");
+    assert!(stream.is_http2());
+
+    // A masked, uncompressed text frame "hi"; the echo comes back unmasked.
+    let key = [1, 2, 3, 4];
+    let mut frame = vec![0x81, 0x82];
+    frame.extend_from_slice(&key);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    stream.write_all(&frame).await.unwrap();
+    let mut head = [0; 2];
+    timeout(WAIT, stream.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[0] & 0x0f, 0x1, "a text frame");
+    assert_eq!(head[1] & 0x80, 0, "not masked");
+
+    let err = connection
+        .open_raw("/raw", &switchboard::http::HeaderMap::new())
+        .await;
+    assert!(err.is_ok(), "the version is added when missing");
+}

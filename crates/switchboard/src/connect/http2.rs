@@ -10,10 +10,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
-use http::header::SEC_WEBSOCKET_EXTENSIONS;
-use http::{Response, Uri};
+use http::header::{
+    CONNECTION, HOST, HeaderMap, HeaderName, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TE, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{Request, Response, Uri};
 use proto::Role;
-use proto::handshake::client;
+use proto::handshake::{HandshakeError, client};
 
 use super::ConnectOptions;
 use crate::error::Error;
@@ -27,6 +30,18 @@ const STREAM_WINDOW: u32 = 256 * 1024;
 /// What all streams together may have received and not yet read: room for 64 busy streams
 /// before one waits for another's reader.
 const CONNECTION_WINDOW: u32 = 64 * STREAM_WINDOW;
+
+/// Headers a relayed request loses: HTTP/2 forbids the connection-specific ones (RFC 9113
+/// §8.2.2) and replaces `Host` and the key (RFC 8441 §5).
+const FORBIDDEN: [HeaderName; 7] = [
+    HOST,
+    CONNECTION,
+    UPGRADE,
+    TE,
+    TRANSFER_ENCODING,
+    SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_ACCEPT,
+];
 
 /// An HTTP/2 connection to a server that takes WebSockets over it (RFC 8441): each
 /// [`open`](Self::open) is a WebSocket on a stream of its own, all of them sharing one TCP and
@@ -127,6 +142,63 @@ impl Http2Connection {
             .map_err(|_| Error::Timeout("http/2 websocket handshake"))?
     }
 
+    /// Opens a stream with an extended CONNECT to `target` (as for [`open`](Self::open))
+    /// carrying `headers` as they are, `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions`
+    /// included, and returns the server's 2xx response and the stream, without checking what
+    /// the server agreed: for a relay that leaves the WebSocket's handshake to its two ends,
+    /// such as a bridge from HTTP/1.1 to HTTP/2. `Sec-WebSocket-Version: 13` is added when
+    /// missing; the headers HTTP/2 forbids or replaces (`Host`, `Connection`, `Upgrade`,
+    /// `Sec-WebSocket-Key`, ...) are left out.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), but only the status is checked.
+    pub async fn open_raw(
+        &self,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Response<()>, MaybeTlsStream), Error> {
+        let uri = self.target(target)?;
+        let mut request = client::build_http2_request(&uri, &[], &HeaderMap::new())?;
+        let own = request.headers_mut();
+        for (name, value) in headers {
+            if !FORBIDDEN.contains(name) && name != SEC_WEBSOCKET_VERSION {
+                own.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(version) = headers.get(SEC_WEBSOCKET_VERSION) {
+            own.insert(SEC_WEBSOCKET_VERSION, version.clone());
+        }
+        let opening = async {
+            let (response, stream) = self.send_connect(request).await?;
+            if !response.status().is_success() {
+                return Err(HandshakeError::UnexpectedStatus(response.status()).into());
+            }
+            let io = MaybeTlsStream::Http2(Box::new(Http2Stream::client(stream)));
+            Ok((response, io))
+        };
+        tokio::time::timeout(self.options.timeout, opening)
+            .await
+            .map_err(|_| Error::Timeout("http/2 websocket handshake"))?
+    }
+
+    /// Sends an extended CONNECT (`:protocol = websocket`) on a new stream; the response's
+    /// head and the stream.
+    async fn send_connect(
+        &self,
+        mut request: Request<()>,
+    ) -> Result<(Response<()>, H2Stream), Error> {
+        request
+            .extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        // Ready once the server's limit of concurrent streams leaves room for one more.
+        let mut send = self.send.clone().ready().await.map_err(h2_error)?;
+        let (response, stream) = send.send_request(request, false).map_err(h2_error)?;
+        let (parts, body) = response.await.map_err(h2_error)?.into_parts();
+        // A refusal drops the stream: h2 resets it, and the connection serves the others.
+        Ok((Response::from_parts(parts, ()), H2Stream::new(stream, body)))
+    }
+
     /// `target` as a full URI on this connection.
     fn target(&self, target: &str) -> Result<Uri, Error> {
         let uri = if target.starts_with('/') {
@@ -161,18 +233,10 @@ impl Http2Connection {
                 .headers_mut()
                 .insert(SEC_WEBSOCKET_EXTENSIONS, config.offer());
         }
-        request
-            .extensions_mut()
-            .insert(h2::ext::Protocol::from_static("websocket"));
-        // Ready once the server's limit of concurrent streams leaves room for one more.
-        let mut send = self.send.clone().ready().await.map_err(h2_error)?;
-        let (response, stream) = send.send_request(request, false).map_err(h2_error)?;
-        let (parts, body) = response.await.map_err(h2_error)?.into_parts();
-        let response = Response::from_parts(parts, ());
-        // A refusal drops the stream: h2 resets it, and the connection serves the others.
+        let (response, stream) = self.send_connect(request).await?;
         let agreed =
             client::validate_http2_response(&response, &protocols, options.deflate.as_ref())?;
-        let io = MaybeTlsStream::Http2(Box::new(Http2Stream::client(H2Stream::new(stream, body))));
+        let io = MaybeTlsStream::Http2(Box::new(Http2Stream::client(stream)));
         let mut ws = WebSocket::from_raw(io, Role::Client, options.config.clone(), BytesMut::new());
         if let (Some(params), Some(config)) = (&agreed.deflate, &options.deflate) {
             ws.enable_deflate(params, config);
