@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Version};
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
 
 use crate::terminal::{Display, stdin_lines};
@@ -30,6 +30,7 @@ Examples:
   switchboard connect ws://127.0.0.1:8080/ws
   echo hello | switchboard connect ws://127.0.0.1:8080/
   switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30
+  switchboard connect --http2 -v --ca cert.pem wss://localhost:8443/ws
   switchboard connect --hub --name ann ws://127.0.0.1:8080/ws -x 'subscribe lobby' -w 60")]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
@@ -65,6 +66,10 @@ pub(crate) struct ConnectArgs {
     /// Offer permessage-deflate (compression), as browsers do
     #[arg(long)]
     deflate: bool,
+    /// For wss://, open the WebSocket over HTTP/2 (RFC 8441) when the server takes it, as
+    /// browsers do; otherwise (a note on stderr says so) over HTTP/1.1
+    #[arg(long)]
+    http2: bool,
     /// Give up connecting after SECONDS
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
     connect_timeout: f64,
@@ -130,6 +135,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if args.http2 && response.version() != Version::HTTP_2 {
+        let why = if args.url.starts_with("wss://") {
+            "the server does not take WebSockets over HTTP/2"
+        } else {
+            "HTTP/2 is for wss:// only"
+        };
+        eprintln!("note: {why}; connected over HTTP/1.1");
+    }
     if args.verbose {
         eprintln!("{:?} {}", response.version(), response.status());
         for (name, value) in response.headers() {
@@ -250,6 +263,7 @@ fn connect_options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
         protocols: args.subprotocols.clone(),
         timeout: Duration::from_secs_f64(args.connect_timeout),
         deflate: args.deflate.then(DeflateConfig::default),
+        http2: args.http2,
         ..ConnectOptions::default()
     };
     for (name, value) in &args.headers {

@@ -61,6 +61,13 @@ pub(crate) struct BenchArgs {
     /// server agreed it on.
     #[arg(long, conflicts_with = "raw")]
     pub(crate) deflate: bool,
+    /// For wss://, open the WebSockets over HTTP/2 (RFC 8441), --streams-per-connection on
+    /// each connection; over HTTP/1.1 (with a note) when the server does not take them.
+    #[arg(long, conflicts_with = "raw")]
+    pub(crate) http2: bool,
+    /// With --http2: WebSockets sharing one HTTP/2 connection.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "http2")]
+    pub(crate) streams_per_connection: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]

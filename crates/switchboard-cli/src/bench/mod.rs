@@ -74,6 +74,13 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.deflate {
         report.deflate_agreed = Some(open::deflate_agreed());
     }
+    if args.http2 {
+        let (websockets, connections) = open::http2_opened();
+        report.http2 = Some(report::Http2 {
+            websockets,
+            connections,
+        });
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

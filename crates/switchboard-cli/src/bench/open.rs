@@ -1,12 +1,13 @@
-//! Opening connections: WebSocket (ws://, wss://, with or without permessage-deflate) and
-//! plain TCP for `--raw`, one at a time or many with bounded concurrency.
+//! Opening connections: WebSocket (ws://, wss://, with or without permessage-deflate, over
+//! HTTP/1.1 or as streams of shared HTTP/2 connections) and plain TCP for `--raw`, one at a
+//! time or many with bounded concurrency.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::ProgressBar;
-use switchboard::{ConnectOptions, DeflateConfig, WebSocket};
+use switchboard::{ConnectOptions, DeflateConfig, Http2Connection, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
@@ -23,6 +24,52 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 static CONNECT_OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
 /// Connections on which the server agreed permessage-deflate.
 static DEFLATE_AGREED: AtomicU64 = AtomicU64::new(0);
+/// With `--http2`: the connection new WebSockets open on, until it has its share of them.
+static HTTP2: std::sync::OnceLock<Http2Pool> = std::sync::OnceLock::new();
+/// WebSockets opened over HTTP/2, and HTTP/2 connections opened.
+static HTTP2_WEBSOCKETS: AtomicU64 = AtomicU64::new(0);
+static HTTP2_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// HTTP/2 connections, each shared by `per_connection` WebSockets.
+struct Http2Pool {
+    per_connection: usize,
+    /// The connection being filled and how many WebSockets it has; `Err` once the server has
+    /// said it takes none over HTTP/2.
+    current: tokio::sync::Mutex<Result<Option<(Http2Connection, usize)>, ()>>,
+}
+
+impl Http2Pool {
+    /// A connection with room for one more WebSocket; `None` when the server takes no
+    /// WebSocket over HTTP/2 (said once on stderr).
+    async fn connection(
+        &self,
+        url: &str,
+        options: &ConnectOptions,
+    ) -> Result<Option<Http2Connection>, switchboard::Error> {
+        let mut current = self.current.lock().await;
+        match &mut *current {
+            Err(()) => return Ok(None),
+            Ok(Some((connection, opened))) if *opened < self.per_connection => {
+                *opened += 1;
+                return Ok(Some(connection.clone()));
+            }
+            Ok(_) => {}
+        }
+        match Http2Connection::connect(url, options).await {
+            Ok(connection) => {
+                HTTP2_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                *current = Ok(Some((connection.clone(), 1)));
+                Ok(Some(connection))
+            }
+            Err(switchboard::Error::Http2Unavailable(why)) => {
+                eprintln!("note: {why}; connecting over HTTP/1.1");
+                *current = Err(());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
 
 /// Sets how the connections of this run open, from `--insecure`, `--ca` and `--deflate`.
 /// Called once, before any connection opens.
@@ -34,7 +81,24 @@ pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
         deflate: args.deflate.then(DeflateConfig::default),
         ..ConnectOptions::default()
     });
+    if args.http2 {
+        if args.streams_per_connection == 0 {
+            bail!("--streams-per-connection must be at least 1");
+        }
+        let _ = HTTP2.set(Http2Pool {
+            per_connection: args.streams_per_connection,
+            current: tokio::sync::Mutex::new(Ok(None)),
+        });
+    }
     Ok(())
+}
+
+/// With `--http2`: WebSockets opened over HTTP/2 and the HTTP/2 connections they shared.
+pub(crate) fn http2_opened() -> (u64, u64) {
+    (
+        HTTP2_WEBSOCKETS.load(Ordering::Relaxed),
+        HTTP2_CONNECTIONS.load(Ordering::Relaxed),
+    )
 }
 
 /// Connections so far on which the server agreed permessage-deflate.
@@ -42,7 +106,8 @@ pub(crate) fn deflate_agreed() -> u64 {
     DEFLATE_AGREED.load(Ordering::Relaxed)
 }
 
-/// A transport [`switchboard::connect_with`] may hand back (plain TCP; TLS for `wss://`).
+/// A transport [`switchboard::connect_with`] may hand back (plain TCP; TLS for `wss://`; a
+/// stream of an HTTP/2 connection).
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
@@ -54,7 +119,17 @@ pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, switc
         timeout: CONNECT_TIMEOUT,
         ..ConnectOptions::default()
     });
-    let (ws, _response) = switchboard::connect_with(&url, options).await?;
+    let ws = match HTTP2.get() {
+        Some(pool) => match pool.connection(&url, options).await? {
+            Some(connection) => {
+                let (ws, _response) = connection.open(&url).await?;
+                HTTP2_WEBSOCKETS.fetch_add(1, Ordering::Relaxed);
+                ws
+            }
+            None => switchboard::connect_with(&url, options).await?.0,
+        },
+        None => switchboard::connect_with(&url, options).await?.0,
+    };
     if ws.deflate().is_some() {
         DEFLATE_AGREED.fetch_add(1, Ordering::Relaxed);
     }

@@ -15,6 +15,15 @@ pub(crate) struct Memory {
     pub(crate) per_connection_kib: f64,
 }
 
+/// With `--http2`: how the WebSockets opened (warm-up and setup included).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Http2 {
+    /// WebSockets opened over HTTP/2; the others fell back to HTTP/1.1.
+    pub(crate) websockets: u64,
+    /// The HTTP/2 connections they shared.
+    pub(crate) connections: u64,
+}
+
 /// The result of a run; `--json` prints it as is.
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
@@ -50,6 +59,8 @@ pub(crate) struct Report {
     /// permessage-deflate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deflate_agreed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) http2: Option<Http2>,
 }
 
 impl Report {
@@ -74,6 +85,7 @@ impl Report {
             cpu: None,
             memory: None,
             deflate_agreed: None,
+            http2: None,
         }
     }
 
@@ -136,6 +148,16 @@ impl Report {
                 micros(l.p999),
                 micros(l.max)
             );
+        }
+        match self.http2 {
+            Some(h) if h.websockets > 0 => println!(
+                "  http        HTTP/2: {} WebSockets on {} connections",
+                h.websockets, h.connections
+            ),
+            Some(_) => {
+                println!("  http        HTTP/1.1 (the server took no WebSocket over HTTP/2)")
+            }
+            None => {}
         }
         if let Some(agreed) = self.deflate_agreed {
             println!("  deflate     agreed on {agreed} connections");
