@@ -131,6 +131,8 @@ step "cargo build --release (bins, examples)" \
 step "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 e2e_step "Autobahn: switchboard as server" e2e/autobahn/run.sh server
 e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
+e2e_step "Autobahn over HTTP/2: switchboard as server (h2_bridge to-h2)" e2e/autobahn/run.sh server-h2
+e2e_step "Autobahn over HTTP/2: switchboard as client (h2_bridge from-h2)" e2e/autobahn/run.sh client-h2
 e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 # the chat page in Chromium (installs chromium and the npm packages when missing)
 e2e_step "browser: chat page in Chromium" e2e/browser/run.sh

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# e2e/autobahn/full.sh [server|client|both]
+# e2e/autobahn/full.sh [server|client|both|server-h2|client-h2|h2|all]
 #
 # The complete Autobahn|Testsuite, every case of sections 1-7, 9, 10, 12 and 13 (517),
-# against switchboard as server and as client, with permessage-deflate. Sections 12 and
+# against switchboard as server and as client, with permessage-deflate; over HTTP/2 with
+# server-h2 and client-h2 (through examples/h2_bridge, as `run.sh server-h2|client-h2`).
+# both = server client, h2 = server-h2 client-h2, all = the four. Sections 12 and
 # 13 send 1000 messages per case in lock-step: about 17 minutes per side, which is why
 # scripts/test.sh runs only the subset of run.sh. Run this before a release, or after a
 # change to compression, and commit the summary it writes.
 #
 # Reports go to target/autobahn/full-MODE; the summary of the sides run is written to
-# e2e/autobahn/FULL-RESULTS.md. Exit status: 0 every case passed, 1 some case failed,
+# e2e/autobahn/FULL-RESULTS.md, which keeps the sections of the sides not run. Exit status: 0 every case passed, 1 some case failed,
 # 2 harness error.
 #
 # Environment: WSTEST_HOME (default /opt/wstest), CARGO_TARGET_DIR (default target).
@@ -16,8 +18,10 @@ set -euo pipefail
 
 sides=${1:-both}
 case $sides in
-  server | client) ;;
+  server | client | server-h2 | client-h2) ;;
   both) sides="server client" ;;
+  h2) sides="server-h2 client-h2" ;;
+  all) sides="server client server-h2 client-h2" ;;
   *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac
 
@@ -29,25 +33,40 @@ target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 cargo build --release -q -p switchboard-cli --bin switchboard
-cargo build --release -q -p switchboard --example autobahn_client
+cargo build --release -q -p switchboard --example autobahn_client --example h2_bridge
 
 temp_dir logs
 status=0
-summaries=()
 for side in $sides; do
   outdir=$target/autobahn/full-$side
   log=$logs/$side.log
+  serve_pid=
   if [ "$side" = server ]; then
     port=$(free_port)
     server_cmd="$(printf '%q' "$target/release/switchboard") serve --mode echo --listen 127.0.0.1:$port"
     start "$log" "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --timeout 3600 \
       --start "$server_cmd"
+  elif [ "$side" = server-h2 ]; then
+    tls_port=$(free_port)
+    start "$logs/serve.log" "$target/release/switchboard" serve --mode echo \
+      --listen "127.0.0.1:$tls_port" --tls-self-signed
+    serve_pid=$started
+    wait_port "$tls_port" "$serve_pid"
+    port=$(free_port)
+    server_cmd="$(printf '%q' "$target/release/examples/h2_bridge") to-h2 127.0.0.1:$port wss://127.0.0.1:$tls_port"
+    start "$log" "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --timeout 3600 \
+      --start "$server_cmd"
+  elif [ "$side" = client-h2 ]; then
+    start "$log" "$here/autobahn-run" client -o "$outdir" --timeout 3600 \
+      -- "$here/h2-client.sh" "$target/release/examples/h2_bridge" \
+      "$target/release/examples/autobahn_client"
   else
     start "$log" "$here/autobahn-run" client -o "$outdir" --timeout 3600 \
       -- "$target/release/examples/autobahn_client"
   fi
   rc=0
   reap "$started" || rc=$?
+  [ -z "$serve_pid" ] || stop "$serve_pid"
   # The summary: from the per-section table to the "N passed, M failed" line.
   summary=$(sed -n '/^agent /,/ passed, .* failed$/p' "$log")
   echo "== $side"
@@ -59,20 +78,37 @@ for side in $sides; do
        tail -20 "$log" >&2
        exit 2 ;;
   esac
-  summaries+=("### switchboard as $side" "" '```' "$summary" '```' "")
+  printf '%s\n' "### switchboard as $side" "" "$(date -u +%Y-%m-%d), commit $commit." "" \
+    '```' "$summary" '```' "" >"$logs/section-$side.md"
 done
 
-{
-  echo "# Autobahn|Testsuite, complete run"
-  echo
-  echo "Written by \`e2e/autobahn/full.sh\` on $(date -u +%Y-%m-%d), commit $commit."
-  echo
-  echo "Every case of sections 1-7, 9, 10, 12 and 13, permessage-deflate included:"
-  echo "\`switchboard serve --mode echo\` with its defaults as the server,"
-  echo "\`examples/autobahn_client.rs\` (offers deflate, compresses every echo) as the client."
-  echo "Passed = OK, NON-STRICT or INFORMATIONAL."
-  echo
-  printf '%s\n' "${summaries[@]}"
-} >"$here/FULL-RESULTS.md"
+# The sections of this run replace those of the same sides; the others stay.
+python3 - "$here/FULL-RESULTS.md" "$logs" <<'EOF'
+import os, re, sys
+path, logs = sys.argv[1], sys.argv[2]
+order = ["server", "client", "server-h2", "client-h2"]
+sections = {}
+if os.path.exists(path):
+    text = open(path, encoding="utf-8").read()
+    for m in re.finditer(r"^### switchboard as (\S+)\n.*?(?=^### |\Z)", text, re.M | re.S):
+        sections[m.group(1)] = m.group(0).rstrip("\n") + "\n"
+for side in order:
+    new = os.path.join(logs, f"section-{side}.md")
+    if os.path.exists(new):
+        sections[side] = open(new, encoding="utf-8").read().rstrip("\n") + "\n"
+head = """# Autobahn|Testsuite, complete run
+
+Written by `e2e/autobahn/full.sh`. Every case of sections 1-7, 9, 10, 12 and 13,
+permessage-deflate included: `switchboard serve --mode echo` with its defaults as the server,
+`examples/autobahn_client.rs` (offers deflate, compresses every echo) as the client. The `-h2`
+sides run the same over HTTP/2 (RFC 8441) through `examples/h2_bridge.rs`, which copies the
+bytes after each end's handshake as they are: `server-h2` is Autobahn's client to the bridge
+over HTTP/1.1, then one HTTP/2 connection to `serve --tls-self-signed`; `client-h2` is
+`autobahn_client --http2`, every case a stream of one HTTP/2 connection to the bridge, then
+HTTP/1.1 to Autobahn's server. Passed = OK, NON-STRICT or INFORMATIONAL.
+"""
+body = "\n".join(sections[s] for s in order if s in sections)
+open(path, "w", encoding="utf-8").write(head + "\n" + body)
+EOF
 echo "full.sh: summary written to ${here#"$PWD"/}/FULL-RESULTS.md"
 exit "$status"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e/autobahn/run.sh server|client [--update]
+# e2e/autobahn/run.sh server|client|server-h2|client-h2 [--update]
 #
 # Autobahn|Testsuite conformance run, diffed against the committed expected results
 # (e2e/autobahn/expected-MODE.json) by compare.py, so that a suite we cannot pass yet
@@ -9,6 +9,13 @@
 #             loopback port; report in target/autobahn/server
 #   client    wstest fuzzingserver driven by examples/autobahn_client (which takes the
 #             fuzzingserver URL as its last argument); report in target/autobahn/client
+#   server-h2 as server, over HTTP/2: wstest speaks HTTP/1.1 to examples/h2_bridge
+#             (to-h2), which opens each WebSocket as an extended CONNECT stream of one
+#             HTTP/2 connection to `switchboard serve --mode echo --tls-self-signed` and
+#             copies the bytes both ways as they are
+#   client-h2 as client, over HTTP/2: examples/autobahn_client --http2 opens every case on
+#             one HTTP/2 connection to examples/h2_bridge (from-h2), which upgrades each
+#             stream over HTTP/1.1 to the fuzzingserver (h2-client.sh starts the bridge)
 #   --update  after the run, rewrite expected-MODE.json from the report instead of diffing
 #
 # Environment:
@@ -42,7 +49,7 @@ usage() {
 mode=${1:-}
 update=
 case $mode in
-  server | client) ;;
+  server | client | server-h2 | client-h2) ;;
   -h | --help) usage 0 ;;
   *) usage ;;
 esac
@@ -68,7 +75,21 @@ read -r -a extra <<<"${AUTOBAHN_ARGS:-}"
 # --- what to test ------------------------------------------------------------------
 # cargo build even if the binary exists: a no-op when it is fresh, and a run.sh started
 # by hand must not test a stale binary.
-if [ "$mode" = server ]; then
+if [ "$mode" = server-h2 ]; then
+  cargo build --release -q -p switchboard-cli --bin switchboard
+  cargo build --release -q -p switchboard --example h2_bridge
+  # The server over TLS (HTTP/2 on, as by default); the bridge is what wstest starts.
+  mkdir -p "$target/autobahn"
+  tls_port=$(free_port)
+  start "$target/autobahn/server-h2-serve.log" "$target/release/switchboard" serve --mode echo \
+    --listen "127.0.0.1:$tls_port" --tls-self-signed
+  wait_port "$tls_port" "$started"
+  template="$(printf '%q' "$target/release/examples/h2_bridge") to-h2 127.0.0.1:{port} wss://127.0.0.1:$tls_port"
+elif [ "$mode" = client-h2 ]; then
+  cargo build --release -q -p switchboard --example h2_bridge --example autobahn_client
+  client=("$here/h2-client.sh" "$target/release/examples/h2_bridge"
+    "$target/release/examples/autobahn_client")
+elif [ "$mode" = server ]; then
   if [ -n "${AUTOBAHN_SERVER_CMD:-}" ]; then
     template=$AUTOBAHN_SERVER_CMD
   else
@@ -90,7 +111,7 @@ fi
 # --- run ---------------------------------------------------------------------------
 # autobahn-run runs in the background so that INT/TERM reach our trap (e2e/lib.sh), which
 # stops it by PID; it then stops what it started itself (wstest, the server or client) by PID.
-if [ "$mode" = server ]; then
+if [ "$mode" = server ] || [ "$mode" = server-h2 ]; then
   # A port nobody holds now; autobahn-run checks it is still free before starting.
   port=$(free_port)
   server_cmd=${template//\{port\}/$port}
