@@ -100,3 +100,46 @@ fn idle_connections_are_held_and_counted() {
         "{report}"
     );
 }
+
+#[test]
+fn http2_puts_the_streams_per_connection_on_each_connection() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let tls = switchboard::tls::ServerTls::self_signed(["localhost"]).unwrap();
+            let server = Server::builder()
+                .tls(tls)
+                .bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            tx.send(server.local_addr().unwrap()).unwrap();
+            let serve = server.serve(|mut ws, _| async move {
+                while let Some(Ok(message)) = ws.recv().await {
+                    if message.is_data() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), serve).await;
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    let report = bench(&[
+        &url,
+        "--insecure",
+        "--http2",
+        "--streams-per-connection",
+        "4",
+        "-c",
+        "10",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["http2"]["websockets"], 10, "{report}");
+    assert_eq!(report["http2"]["connections"], 3, "{report}");
+}

@@ -386,3 +386,48 @@ async fn the_hub_mode_takes_commands_and_prints_events_as_json_lines() {
     assert!(stderr(&refused).contains("cannot connect"));
     serve.kill().await.unwrap();
 }
+
+/// An echo server over TLS (self-signed), with HTTP/2 on or off; its `wss://` URL.
+async fn tls_echo(http2: bool) -> String {
+    let tls = switchboard::tls::ServerTls::self_signed(["localhost"]).unwrap();
+    let server = Server::builder()
+        .tls(tls)
+        .http2(http2)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}", server.local_addr().unwrap().port());
+    tokio::spawn(server.serve(|mut ws, _| async move {
+        while let Some(Ok(message)) = ws.recv().await {
+            if message.is_data() && ws.send(message).await.is_err() {
+                return;
+            }
+        }
+    }));
+    url
+}
+
+#[tokio::test]
+async fn http2_is_used_when_the_server_takes_it_and_falls_back_with_a_note() {
+    let url = tls_echo(true).await;
+    let args = ["--http2", "-v", "--insecure", "-x", "over h2"];
+    let output = run(&[&args[..], &[&format!("{url}/echo")]].concat(), "").await;
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("HTTP/2.0 200 OK"), "{err}");
+    assert!(!err.contains("note:"), "{err}");
+    assert_eq!(stdout(&output), "over h2\n");
+
+    let url = tls_echo(false).await;
+    let output = run(&[&args[..], &[&format!("{url}/echo")]].concat(), "").await;
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "note: the server does not take WebSockets over HTTP/2; connected over HTTP/1.1"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("HTTP/1.1 101 Switching Protocols"), "{err}");
+    assert_eq!(stdout(&output), "over h2\n");
+}
