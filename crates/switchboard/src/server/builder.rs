@@ -382,11 +382,25 @@ impl ServerBuilder {
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
+        self.health_report(path, move || check().map(|()| None))
+    }
+
+    /// As [`health_check`](Self::health_check), where `check` may also answer
+    /// `Ok(Some(note))`: `200` with `degraded: NOTE`, for a server that serves but not all of
+    /// it (one of several backing services is unreachable, say), so that a load balancer
+    /// keeps it while a person reading the answer learns what is wrong.
+    pub fn health_report<F>(self, path: &str, check: F) -> Self
+    where
+        F: Fn() -> Result<Option<String>, String> + Send + Sync + 'static,
+    {
         self.route(path, move |request| {
             let answer = router::only_get(&request).unwrap_or_else(|| {
                 let plain = "text/plain; charset=utf-8";
                 match check() {
-                    Ok(()) => router::text(StatusCode::OK, plain, "ok\n".into()),
+                    Ok(None) => router::text(StatusCode::OK, plain, "ok\n".into()),
+                    Ok(Some(note)) => {
+                        router::text(StatusCode::OK, plain, format!("degraded: {note}\n"))
+                    }
                     Err(why) => router::text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         plain,
