@@ -215,7 +215,9 @@ pub(crate) struct ServeOptions {
     #[arg(long, value_enum, help_heading = "Proxies")]
     pub(crate) proxy_failure: Option<Failure>,
     /// Share channels, history and presence with other nodes through Redis
-    /// (redis://HOST:PORT[/DB]); without it, channels live in this process
+    /// (redis://HOST:PORT[/DB]); several URLs separated by commas shard channels over
+    /// as many Redis servers (every node lists them in the same order); without it,
+    /// channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
     pub(crate) broker: Option<String>,
 

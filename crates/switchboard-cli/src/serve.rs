@@ -152,6 +152,7 @@ async fn redis_broker(url: &str, history: HistoryConfig) -> anyhow::Result<Arc<d
     let broker = switchboard_hub::RedisBroker::connect(config).await?;
     tracing::info!(
         broker = url,
+        shards = broker.shards(),
         node = broker.node(),
         "channels shared through redis"
     );
@@ -189,10 +190,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options, builder.metrics()).await?;
-            // Healthy while the broker is: a node that cannot reach Redis cannot serve.
+            // Healthy while the broker is: a node that cannot reach Redis cannot serve. With
+            // one shard of several down, it still serves the others' channels: 200, degraded.
             let checked = hub.clone();
-            builder = builder.health_check("/healthz", move || {
-                checked.health().map_err(|e| e.to_string())
+            builder = builder.health_report("/healthz", move || match checked.health() {
+                Ok(()) => Ok(checked.degraded()),
+                Err(e) => Err(e.to_string()),
             });
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)

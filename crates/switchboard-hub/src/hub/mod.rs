@@ -143,6 +143,12 @@ impl Hub {
         self.shared.broker.health()
     }
 
+    /// What part of the broker is unreachable while the rest serves (see
+    /// [`Broker::degraded`]): a health check tells it with a 200.
+    pub fn degraded(&self) -> Option<String> {
+        self.shared.broker.degraded()
+    }
+
     /// Appends the broker's metrics to `out` (see [`Broker::render_metrics`]), for a
     /// `/metrics` endpoint.
     pub fn render_broker_metrics(&self, out: &mut String) {

@@ -9,7 +9,9 @@ use crate::broker::{HistoryConfig, IDLE_CHANNEL};
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]` (or `rediss://` is refused: this build has no
-    /// TLS for Redis).
+    /// TLS for Redis). Several URLs separated by commas shard the channels over as many
+    /// independent Redis servers (see [`RedisBroker`](super::RedisBroker)); every node must
+    /// list the same servers in the same order. A comma in a password is written `%2C`.
     pub url: String,
     /// How much history each channel keeps (the same for every node of a deployment).
     pub history: HistoryConfig,
@@ -33,6 +35,15 @@ impl RedisConfig {
             node_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(3),
         }
+    }
+
+    /// The URLs of [`url`](Self::url), one per shard, in order.
+    pub(super) fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
     }
 
     /// How long a channel's position is kept after its last use: for ever while history

@@ -16,6 +16,8 @@ use crate::random::random_hex;
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) config: RedisConfig,
+    /// Which shard this is, `shard N (HOST:PORT)`, when there are several.
+    pub(super) shard: Option<String>,
     pub(super) client: redis::Client,
     pub(super) con: ConnectionManager,
     pub(super) keys: Keys,
@@ -29,6 +31,14 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl Shared {
+    /// What errors name: `redis`, or `redis shard N (HOST:PORT)`.
+    pub(super) fn what(&self) -> String {
+        match &self.shard {
+            Some(shard) => format!("redis {shard}"),
+            None => "redis".to_owned(),
+        }
+    }
+
     /// Runs a request against Redis, bounded by the configured timeout; counts its round
     /// trip and how it ended.
     pub(super) async fn bounded<T>(
@@ -43,12 +53,13 @@ impl Shared {
             }
             Ok(Err(e)) => {
                 self.metrics.error();
-                Err(format!("redis: {e}"))
+                Err(format!("{}: {e}", self.what()))
             }
             Err(_) => {
                 self.metrics.timeout();
                 Err(format!(
-                    "redis did not answer within {:?}",
+                    "{} did not answer within {:?}",
+                    self.what(),
                     self.config.timeout
                 ))
             }
