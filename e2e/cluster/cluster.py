@@ -303,11 +303,11 @@ class Reader:
                 self.client.backlog.clear()
 
 
-async def healthz(port):
-    """GET /healthz: the status and the body."""
+async def healthz(port, path="/healthz"):
+    """GET /healthz (or `path`): the status and the body."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), STEP)
     try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         response = await asyncio.wait_for(reader.read(), STEP)
     finally:
         writer.close()
@@ -580,6 +580,10 @@ async def shard_lost(cluster):
     for n in names:
         status, body = await until_healthz(cluster.port(n), 200, body="degraded: ")
         assert f"shard {lost_shard} (" in body, (n, body)
+    _, metrics = await healthz(cluster.port("A"), "/metrics")
+    for shard in range(cluster.shards):
+        up = "0" if shard == lost_shard else "1"
+        assert f'switchboard_redis_up{{shard="{shard}"}} {up}\n' in metrics, metrics[-600:]
     count = len(acked)
     await until("traffic during the outage", lambda: len(acked) >= count + 50)
     cluster.start_redis(lost_shard)
