@@ -1,5 +1,5 @@
 //! What the Redis broker counts for `/metrics` (round trips, publish batches, errors, history
-//! reads) and whether Redis is reachable, for the health check.
+//! reads), and whether Redis is reachable, for the health check; both per shard.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;

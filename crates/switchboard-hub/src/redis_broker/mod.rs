@@ -156,12 +156,9 @@ impl RedisBroker {
         let mut tasks = Vec::with_capacity(urls.len());
         for (index, url) in urls.iter().enumerate() {
             let (client, con) = open(&config, url).await?;
-            // One Redis keeps the messages it always had; shards say which one failed.
+            // With one Redis, errors read as they always did; with shards, they name theirs.
             let shard = (urls.len() > 1).then(|| format!("shard {index} ({})", address(&client)));
-            let what = match &shard {
-                Some(shard) => format!("redis {shard}"),
-                None => "redis".to_owned(),
-            };
+            let what = shared::what(shard.as_deref());
             let shared = Arc::new(Shared {
                 config: config.clone(),
                 shard,

@@ -26,6 +26,14 @@ pub(super) struct Shared {
     pub(super) health: Health,
 }
 
+/// What errors about `shard` (`shard N (HOST:PORT)`, or none with one Redis) name.
+pub(super) fn what(shard: Option<&str>) -> String {
+    match shard {
+        Some(shard) => format!("redis {shard}"),
+        None => "redis".to_owned(),
+    }
+}
+
 pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
@@ -33,10 +41,7 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 impl Shared {
     /// What errors name: `redis`, or `redis shard N (HOST:PORT)`.
     pub(super) fn what(&self) -> String {
-        match &self.shard {
-            Some(shard) => format!("redis {shard}"),
-            None => "redis".to_owned(),
-        }
+        what(self.shard.as_deref())
     }
 
     /// Runs a request against Redis, bounded by the configured timeout; counts its round
