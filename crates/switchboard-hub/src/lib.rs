@@ -52,6 +52,6 @@ pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
-pub use redis_broker::{RedisBroker, RedisConfig};
+pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};
 pub use rules::{ChannelRule, Policy, RuleParseError};
 pub use webhook::{EventKind, UnknownEvent, WebhookConfig, WebhookMetrics};

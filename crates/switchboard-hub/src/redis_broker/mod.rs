@@ -30,11 +30,13 @@
 //!   (`reads.rs`).
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
-//! [`RedisConfig::prefix`]. The settings are in `config.rs`, the client, connection and
-//! requests every part makes in `shared.rs`, presence and the heartbeat in `presence.rs`,
+//! [`RedisConfig::prefix`]. The settings are in `config.rs`, how connections are opened (TLS,
+//! credentials, connect timeout) in `connect.rs`, the connection and requests every part
+//! makes in `shared.rs`, presence and the heartbeat in `presence.rs`,
 //! delivery in `follow.rs`, and what it counts for `/metrics` in `metrics.rs`.
 
 mod config;
+mod connect;
 mod control;
 mod follow;
 mod metrics;
@@ -49,9 +51,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use redis::IntoConnectionInfo as _;
-use redis::aio::ConnectionManagerConfig;
-use redis::io::tcp::TcpSettings;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -62,6 +61,8 @@ use crate::broker::{
 use crate::nodes::{NodeCommand, NodeReplies};
 use crate::random::random_hex;
 pub use config::RedisConfig;
+pub use connect::RedisConnectOptions;
+use connect::Server;
 use control::Control;
 use follow::{Command, Follower};
 use metrics::{Health, Metrics};
@@ -107,35 +108,18 @@ impl RedisBroker {
     ///
     /// # Errors
     ///
-    /// When the URL is invalid or Redis cannot be reached within the configured timeout.
+    /// When the URL or the TLS settings are invalid, or Redis cannot be reached (refused,
+    /// TLS or authentication failed, no answer within the connect timeout): the message
+    /// names the server, never the password.
     pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
-        let invalid = |e| unavailable(format!("invalid redis url {:?}: {e}", config.url));
-        // Requests are small and latency matters: no Nagle delay behind an unacknowledged one.
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(invalid)?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).map_err(invalid)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let con = tokio::time::timeout(
-            config.timeout,
-            client.get_connection_manager_with_config(manager),
-        )
-        .await
-        .map_err(|_| unavailable(format!("cannot reach redis at {}: timed out", config.url)))?
-        .map_err(|e| unavailable(format!("cannot reach redis at {}: {e}", config.url)))?;
+        let server = Server::new(&config.url, &config.connect, config.timeout)?;
+        let con = server.manager().await?;
         let (commands, pending) = mpsc::channel(64);
         let keys = Keys::new(&config.prefix);
         let node = random_hex(8);
         let shared = Arc::new(Shared {
             config,
-            client,
+            server,
             con,
             keys,
             scripts: Scripts::new(),
