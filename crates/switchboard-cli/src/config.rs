@@ -218,6 +218,44 @@ pub(crate) struct ServeOptions {
     /// (redis://HOST:PORT[/DB]); without it, channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
     pub(crate) broker: Option<String>,
+    /// CA certificates (PEM) that a rediss:// broker's certificate must chain to, instead of
+    /// the Mozilla roots: for a Redis whose certificate a private CA signed
+    #[arg(long, value_name = "PEM", help_heading = "Redis broker")]
+    pub(crate) broker_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for a rediss:// broker that asks for one
+    /// (tls-auth-clients); needs --broker-key
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "broker_key",
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_cert: Option<PathBuf>,
+    /// Private key (PEM) of --broker-cert
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "broker_cert",
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_key: Option<PathBuf>,
+    /// Password of the broker's Redis (of the URL's ACL user, or requirepass), instead of
+    /// the URL's; from the environment, it stays out of the process list
+    #[arg(
+        long,
+        env = "SWITCHBOARD_BROKER_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_password: Option<String>,
+    /// Time to open a connection to Redis: TCP, TLS handshake and authentication
+    /// [default: 3s]
+    #[arg(long, value_name = "DURATION", help_heading = "Redis broker")]
+    pub(crate) broker_connect_timeout: Option<Span>,
+    /// Time for Redis to answer a request; past it the request fails (a publish is not
+    /// acknowledged) and /healthz answers 503 until Redis answers again [default: 3s]
+    #[arg(long, value_name = "DURATION", help_heading = "Redis broker")]
+    pub(crate) broker_response_timeout: Option<Span>,
 
     /// POST channel and presence events to this http:// or https:// URL; needs
     /// --webhook-secret
@@ -364,6 +402,12 @@ impl ServeOptions {
             proxy_timeout,
             proxy_failure,
             broker,
+            broker_ca,
+            broker_cert,
+            broker_key,
+            broker_password,
+            broker_connect_timeout,
+            broker_response_timeout,
             webhook_url,
             webhook_secret,
             webhook_events,
@@ -431,6 +475,15 @@ mod tests {
         assert_eq!(events, webhooks.events);
         assert_eq!(options.webhook_timeout, Some(Span(webhooks.timeout)));
         assert_eq!(options.webhook_retry, Some(Span(webhooks.retry_for)));
+        #[cfg(feature = "redis")]
+        {
+            let redis = switchboard_hub::RedisConfig::new("redis://x");
+            assert_eq!(
+                options.broker_connect_timeout,
+                Some(Span(redis.connect.connect_timeout))
+            );
+            assert_eq!(options.broker_response_timeout, Some(Span(redis.timeout)));
+        }
         let defaults = switchboard::DeflateConfig::default();
         assert_eq!(
             (defaults.level, defaults.threshold),

@@ -65,9 +65,20 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
         config.hooks = Some(Arc::new(proxy));
     }
     config.webhooks = webhooks(options)?;
+    // Timeouts have defaults (the example file states them); these do not.
+    let broker_settings = [
+        options.broker_ca.is_some(),
+        options.broker_cert.is_some(),
+        options.broker_key.is_some(),
+        options.broker_password.is_some(),
+    ];
+    anyhow::ensure!(
+        options.broker.is_some() || !broker_settings.contains(&true),
+        "--broker-ca, --broker-cert, --broker-key and --broker-password need --broker"
+    );
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
-        Some(url) => redis_broker(url, history).await?,
+        Some(url) => redis_broker(url, options, history).await?,
     };
     let hub = Hub::new(broker, config)
         .await
@@ -146,20 +157,81 @@ fn webhooks(options: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
 }
 
 #[cfg(feature = "redis")]
-async fn redis_broker(url: &str, history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+async fn redis_broker(
+    url: &str,
+    options: &ServeOptions,
+    history: HistoryConfig,
+) -> anyhow::Result<Arc<dyn Broker>> {
     let mut config = switchboard_hub::RedisConfig::new(url);
     config.history = history;
+    config.connect = redis_connect(options)?;
+    if let Some(timeout) = options.broker_response_timeout {
+        anyhow::ensure!(
+            !timeout.0.is_zero(),
+            "--broker-response-timeout must be more than 0"
+        );
+        config.timeout = timeout.0;
+    }
     let broker = switchboard_hub::RedisBroker::connect(config).await?;
     tracing::info!(
-        broker = url,
+        broker = %without_password(url),
         node = broker.node(),
         "channels shared through redis"
     );
     Ok(Arc::new(broker))
 }
 
+/// How the broker connects to Redis: the `--broker-*` files read, and the timeouts.
+#[cfg(feature = "redis")]
+fn redis_connect(options: &ServeOptions) -> anyhow::Result<switchboard_hub::RedisConnectOptions> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("--{flag} {}: cannot read", path.display()))
+    };
+    let mut connect = switchboard_hub::RedisConnectOptions::default();
+    if let Some(path) = &options.broker_ca {
+        connect.ca_pem = Some(read("broker-ca", path)?);
+    }
+    match (&options.broker_cert, &options.broker_key) {
+        (Some(cert), Some(key)) => {
+            connect.client_cert_pem = Some((read("broker-cert", cert)?, read("broker-key", key)?));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--broker-cert and --broker-key go together"),
+    }
+    connect.password.clone_from(&options.broker_password);
+    if let Some(timeout) = options.broker_connect_timeout {
+        anyhow::ensure!(
+            !timeout.0.is_zero(),
+            "--broker-connect-timeout must be more than 0"
+        );
+        connect.connect_timeout = timeout.0;
+    }
+    Ok(connect)
+}
+
+/// `url` (or a comma-separated list of URLs) with each password replaced by `***`, for logs.
+#[cfg(feature = "redis")]
+fn without_password(url: &str) -> String {
+    let one = |one: &str| {
+        let (scheme, rest) = one.split_once("://")?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (userinfo, host) = authority.rsplit_once('@')?;
+        let (user, _password) = userinfo.split_once(':')?;
+        let tail = &rest[authority.len()..];
+        Some(format!("{scheme}://{user}:***@{host}{tail}"))
+    };
+    url.split(',')
+        .map(|url| one(url).unwrap_or_else(|| url.to_owned()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(not(feature = "redis"))]
-async fn redis_broker(_url: &str, _history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+async fn redis_broker(
+    _url: &str,
+    _options: &ServeOptions,
+    _history: HistoryConfig,
+) -> anyhow::Result<Arc<dyn Broker>> {
     anyhow::bail!("this build has no Redis broker (cargo feature `redis`)")
 }
 
@@ -509,5 +581,45 @@ mod tests {
             [EventKind::MemberAdded].into_iter().collect()
         );
         assert_eq!(config.retry_for, std::time::Duration::from_secs(5));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn logged_broker_urls_hide_passwords() {
+        assert_eq!(
+            without_password("rediss://alice:s3cret@redis.internal:6380/2,redis://:pw@b"),
+            "rediss://alice:***@redis.internal:6380/2,redis://:***@b"
+        );
+        for kept in ["redis://127.0.0.1:6379", "redis://alice@host", "nonsense"] {
+            assert_eq!(without_password(kept), kept);
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn broker_connections_take_files_password_and_timeouts() {
+        let options = ServeOptions::from_toml(
+            r#"
+            broker = "rediss://alice@127.0.0.1:6380"
+            broker-password = "s3cret"
+            broker-connect-timeout = "500ms"
+            "#,
+        )
+        .unwrap();
+        let connect = redis_connect(&options).unwrap();
+        assert_eq!(connect.password.as_deref(), Some("s3cret"));
+        assert_eq!(connect.connect_timeout, Duration::from_millis(500));
+        assert!(connect.ca_pem.is_none());
+        let missing = ServeOptions {
+            broker_ca: Some("/nonexistent/ca.pem".into()),
+            ..ServeOptions::default()
+        };
+        let e = redis_connect(&missing).unwrap_err().to_string();
+        assert!(e.contains("--broker-ca /nonexistent/ca.pem"), "{e}");
+        let half = ServeOptions {
+            broker_cert: Some("/nonexistent/cert.pem".into()),
+            ..ServeOptions::default()
+        };
+        assert!(redis_connect(&half).is_err());
     }
 }
