@@ -108,7 +108,7 @@ impl Server {
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let client = if options.ca_pem.is_none() && options.client_cert_pem.is_none() {
-            redis::Client::open(info)
+            redis::Client::open(info).map_err(|e| invalid(&format_args!("{name}: {e}")))?
         } else if !tls {
             return Err(invalid(&format_args!(
                 "a CA or client certificate needs rediss:// ({name})"
@@ -136,8 +136,8 @@ impl Server {
                 root_cert: options.ca_pem.clone(),
             };
             redis::Client::build_with_tls(info, certificates)
-        }
-        .map_err(|e| unavailable(format!("invalid TLS settings for {name}: {e}")))?;
+                .map_err(|e| unavailable(format!("invalid TLS settings for {name}: {e}")))?
+        };
         Ok(Self {
             client,
             name,
@@ -242,6 +242,15 @@ mod tests {
         let e = server("redis://:s3cret@127.0.0.1:6390", &options).unwrap_err();
         assert!(e.contains("needs rediss://"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
+        let bad_key = RedisConnectOptions {
+            client_cert_pem: Some((b"no cert".to_vec(), b"no key".to_vec())),
+            ..RedisConnectOptions::default()
+        };
+        let e = server("rediss://:s3cret@127.0.0.1:6390", &bad_key).unwrap_err();
+        assert!(
+            e.contains("invalid TLS settings for rediss://127.0.0.1:6390"),
+            "{e}"
+        );
         let e = server("redis://:s3cret@[bad", &RedisConnectOptions::default()).unwrap_err();
         assert!(e.contains("invalid redis url"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
