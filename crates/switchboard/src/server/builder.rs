@@ -9,17 +9,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use ipnet::IpNet;
+use proto::{CloseCode, Message};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 
+use super::forwarded::TrustedProxies;
 use super::origin::AllowedOrigins;
 use super::router::{self, Handler, Route, Router};
-use super::{Hook, Server, Shared, UpgradeCheck, http2, plain};
+use super::{Hook, Server, Shared, UpgradeCheck, admission, http2, plain};
 use crate::accept::AcceptOptions;
+use crate::addresses::AddressLimit;
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::hook::{Accept, Reject};
-use crate::link::Group;
+use crate::link::{Farewell, Group};
 use crate::metrics::Metrics;
+use crate::throttle::LogThrottle;
 use crate::tls::ServerTls;
 
 /// Builds a [`Server`]: limits, TLS, hooks and routes first, then [`bind`](Self::bind).
@@ -43,6 +48,11 @@ pub struct ServerBuilder {
     metrics: Metrics,
     http2: bool,
     http2_max_streams: u32,
+    max_handshakes: usize,
+    handshake_rate: Option<u32>,
+    max_per_address: Option<usize>,
+    trusted_proxies: Vec<IpNet>,
+    farewell: Farewell,
 }
 
 impl Default for ServerBuilder {
@@ -62,6 +72,11 @@ impl Default for ServerBuilder {
             metrics: Metrics::new(),
             http2: true,
             http2_max_streams: http2::DEFAULT_MAX_STREAMS,
+            max_handshakes: admission::DEFAULT_MAX_HANDSHAKES,
+            handshake_rate: None,
+            max_per_address: None,
+            trusted_proxies: Vec::new(),
+            farewell: Farewell::default(),
         }
     }
 }
@@ -78,6 +93,11 @@ impl std::fmt::Debug for ServerBuilder {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http2", &self.http2)
             .field("http2_max_streams", &self.http2_max_streams)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("handshake_rate", &self.handshake_rate)
+            .field("max_per_address", &self.max_per_address)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("farewell", &self.farewell)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +154,63 @@ impl ServerBuilder {
     /// beyond it a new connection gets `503 Service Unavailable`.
     pub fn max_connections(mut self, count: usize) -> Self {
         self.max_connections = count;
+        self
+    }
+
+    /// The most opening handshakes under way at once (default 512): TLS, the request head,
+    /// the checks and the accept hook. At the limit the server stops accepting until one
+    /// finishes, and new clients wait in the kernel's listen backlog: a reconnect storm is
+    /// served at the pace the machine can take, not as a pile of half-done handshakes that
+    /// all time out. A keep-alive connection's later requests and an HTTP/2 connection's
+    /// streams do not count.
+    pub fn max_handshakes(mut self, count: usize) -> Self {
+        self.max_handshakes = count.max(1);
+        self
+    }
+
+    /// At most this many handshakes started per second, in bursts of a tenth of that (default:
+    /// no limit but [`max_handshakes`](Self::max_handshakes)). Clients beyond the rate wait in
+    /// the listen backlog, as at the concurrency limit.
+    pub fn handshake_rate(mut self, per_second: Option<u32>) -> Self {
+        self.handshake_rate = per_second.filter(|&r| r > 0);
+        self
+    }
+
+    /// The most connections from one client address (an IPv6 client counts by its /64), plain
+    /// HTTP included (default: no limit). Past it a connection is answered `429 Too Many
+    /// Requests` with `Retry-After` before its request is read. Behind a proxy, set
+    /// [`trusted_proxies`](Self::trusted_proxies): connections from a trusted proxy are
+    /// counted by the address it forwards, as each upgrade request arrives.
+    pub fn max_connections_per_address(mut self, count: Option<usize>) -> Self {
+        self.max_per_address = count;
+        self
+    }
+
+    /// The proxies (address blocks, such as `10.0.0.0/8` or `127.0.0.1/32`) whose
+    /// `Forwarded` or `X-Forwarded-For` header tells the client's address (see
+    /// [`ClientAddr`](crate::ClientAddr)). Those headers from anyone else are ignored, since
+    /// a client can write them; none are trusted by default.
+    pub fn trusted_proxies<I: IntoIterator<Item = IpNet>>(mut self, proxies: I) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// The Close frame that shutting down sends every WebSocket (default `1001 Going Away`,
+    /// "server shutting down"). A server that comes back soon says `1012` (service restart).
+    pub fn shutdown_close(mut self, code: CloseCode, reason: &str) -> Self {
+        self.farewell.code = code;
+        self.farewell.reason = reason.to_owned();
+        self
+    }
+
+    /// A message sent to every WebSocket just before the shutdown's Close frame, made per
+    /// connection (so that it can carry a hint of its own, such as a randomized time to wait
+    /// before reconnecting); `None` from `message` sends nothing.
+    pub fn shutdown_message<F>(mut self, message: F) -> Self
+    where
+        F: Fn() -> Option<Message> + Send + Sync + 'static,
+    {
+        self.farewell.message = Some(Arc::new(message));
         self
     }
 
@@ -459,6 +536,7 @@ impl ServerBuilder {
             self.max_connections,
             self.send_queue,
             self.metrics,
+            self.farewell,
         );
         let http2 = (self.http2 && self.tls.is_some())
             .then(|| http2::builder(&self.options, self.http2_max_streams));
@@ -473,6 +551,10 @@ impl ServerBuilder {
             check: self.check,
             origins: self.origins,
             group: Arc::new(group),
+            gate: admission::HandshakeGate::new(self.max_handshakes, self.handshake_rate),
+            addresses: self.max_per_address.map(AddressLimit::new),
+            proxies: TrustedProxies::new(self.trusted_proxies),
+            refusals: LogThrottle::default(),
             drain: Notify::new(),
         });
         Server::new(listener, shared, self.shutdown_grace)

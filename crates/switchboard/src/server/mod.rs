@@ -16,7 +16,9 @@
 //! finish.
 //!
 //! - `builder.rs`: [`ServerBuilder`], the settings;
-//! - `admission.rs`: who gets in (the connection limit, `503` beyond it);
+//! - `admission.rs`: who gets in and how fast (the connection limit, `503` beyond it; the
+//!   limit per address, `429`; handshakes under way, bounded in number and rate);
+//! - `forwarded.rs`: the client's address behind trusted proxies;
 //! - `handshake.rs`: a connection's first request (TLS, head, then the fast path's `101`, or
 //!   the request handed on to hyper);
 //! - `upgrade.rs`: the checks every upgrade request passes (check, RFC 6455, origin, hook);
@@ -32,6 +34,7 @@
 
 mod admission;
 mod builder;
+mod forwarded;
 mod handshake;
 mod http2;
 mod origin;
@@ -128,6 +131,14 @@ struct Shared {
     http2: Option<http2::Builder>,
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
+    /// The bounds on handshakes under way.
+    gate: admission::HandshakeGate,
+    /// The limit of connections per client address, if any.
+    addresses: Option<Arc<crate::addresses::AddressLimit>>,
+    /// Whose `Forwarded` and `X-Forwarded-For` are believed.
+    proxies: forwarded::TrustedProxies,
+    /// Keeps the log of refusals an attacker can repeat short.
+    refusals: crate::LogThrottle,
     /// Wakes the plain HTTP connections when the group starts shutting down.
     drain: Notify,
 }
@@ -216,6 +227,10 @@ impl Server {
         let sweeper = Sweeper::start(&group);
         tokio::pin!(signal);
         loop {
+            let permit = tokio::select! {
+                () = &mut signal => break,
+                permit = shared.gate.ready(group.metrics()) => permit,
+            };
             let (tcp, peer) = tokio::select! {
                 () = &mut signal => break,
                 accepted = listener.accept() => match accepted {
@@ -229,12 +244,14 @@ impl Server {
                     Err(e) => return Err(e),
                 },
             };
-            let Some((member, tcp)) = admission::admit(&group, tcp, peer) else {
+            let Some((admitted, tcp)) = admission::admit(&shared, tcp, peer) else {
                 continue;
             };
-            let slot = member.slot();
+            let slot = admitted.member.slot();
+            let pending = admission::Handshake::new(permit, group.metrics());
             let task = tokio::spawn(task::connection(
-                member,
+                admitted,
+                pending,
                 tcp,
                 peer,
                 shared.clone(),
