@@ -128,6 +128,11 @@ impl Group {
         self.wakeups.wake_all();
     }
 
+    /// What shutting down sends every WebSocket.
+    pub(crate) fn farewell(&self) -> &Farewell {
+        &self.farewell
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }

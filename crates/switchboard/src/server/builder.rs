@@ -14,10 +14,11 @@ use proto::{CloseCode, Message};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 
+use super::admission::{self, HandshakeGate};
 use super::forwarded::TrustedProxies;
 use super::origin::AllowedOrigins;
 use super::router::{self, Handler, Route, Router};
-use super::{Hook, Server, Shared, UpgradeCheck, admission, http2, plain};
+use super::{Hook, Server, Shared, UpgradeCheck, http2, plain};
 use crate::accept::AcceptOptions;
 use crate::addresses::AddressLimit;
 use crate::backpressure::{Backpressure, SendQueue};
@@ -50,7 +51,9 @@ pub struct ServerBuilder {
     http2_max_streams: u32,
     max_handshakes: usize,
     handshake_rate: Option<u32>,
-    max_per_address: Option<usize>,
+    /// Made by the setters, so that the servers of one builder's clones share it.
+    gate: Arc<HandshakeGate>,
+    addresses: Option<Arc<AddressLimit>>,
     trusted_proxies: Vec<IpNet>,
     farewell: Farewell,
 }
@@ -74,7 +77,8 @@ impl Default for ServerBuilder {
             http2_max_streams: http2::DEFAULT_MAX_STREAMS,
             max_handshakes: admission::DEFAULT_MAX_HANDSHAKES,
             handshake_rate: None,
-            max_per_address: None,
+            gate: Arc::new(HandshakeGate::new(admission::DEFAULT_MAX_HANDSHAKES, None)),
+            addresses: None,
             trusted_proxies: Vec::new(),
             farewell: Farewell::default(),
         }
@@ -95,7 +99,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("http2_max_streams", &self.http2_max_streams)
             .field("max_handshakes", &self.max_handshakes)
             .field("handshake_rate", &self.handshake_rate)
-            .field("max_per_address", &self.max_per_address)
+            .field("addresses", &self.addresses)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("farewell", &self.farewell)
             .finish_non_exhaustive()
@@ -163,8 +167,12 @@ impl ServerBuilder {
     /// served at the pace the machine can take, not as a pile of half-done handshakes that
     /// all time out. A keep-alive connection's later requests and an HTTP/2 connection's
     /// streams do not count.
+    ///
+    /// The servers of one builder's clones (one per thread, see
+    /// [`bind_reuse_port`](Self::bind_reuse_port)) share this limit, and the rate below.
     pub fn max_handshakes(mut self, count: usize) -> Self {
         self.max_handshakes = count.max(1);
+        self.gate = Arc::new(HandshakeGate::new(self.max_handshakes, self.handshake_rate));
         self
     }
 
@@ -173,6 +181,7 @@ impl ServerBuilder {
     /// the listen backlog, as at the concurrency limit.
     pub fn handshake_rate(mut self, per_second: Option<u32>) -> Self {
         self.handshake_rate = per_second.filter(|&r| r > 0);
+        self.gate = Arc::new(HandshakeGate::new(self.max_handshakes, self.handshake_rate));
         self
     }
 
@@ -180,9 +189,10 @@ impl ServerBuilder {
     /// HTTP included (default: no limit). Past it a connection is answered `429 Too Many
     /// Requests` with `Retry-After` before its request is read. Behind a proxy, set
     /// [`trusted_proxies`](Self::trusted_proxies): connections from a trusted proxy are
-    /// counted by the address it forwards, as each upgrade request arrives.
+    /// counted by the address it forwards, as each upgrade request arrives. The servers of one
+    /// builder's clones share the counts.
     pub fn max_connections_per_address(mut self, count: Option<usize>) -> Self {
-        self.max_per_address = count;
+        self.addresses = count.map(AddressLimit::new);
         self
     }
 
@@ -255,7 +265,7 @@ impl ServerBuilder {
     }
 
     /// How long [`Server::serve_with_shutdown`] waits for clients to close after sending them
-    /// 1001 (default 10 s).
+    /// the [shutdown's Close](Self::shutdown_close) (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -551,8 +561,8 @@ impl ServerBuilder {
             check: self.check,
             origins: self.origins,
             group: Arc::new(group),
-            gate: admission::HandshakeGate::new(self.max_handshakes, self.handshake_rate),
-            addresses: self.max_per_address.map(AddressLimit::new),
+            gate: self.gate,
+            addresses: self.addresses,
             proxies: TrustedProxies::new(self.trusted_proxies),
             refusals: LogThrottle::default(),
             drain: Notify::new(),

@@ -9,11 +9,12 @@
 //!
 //! Every connection is bounded: the opening handshake (TLS, request head, accept hook,
 //! response) by the handshake timeout, the head by its size, a request body by its size, the
-//! number of connections by a limit (`503` beyond it), a silent peer by keepalive pings, the
-//! closing handshake by the close timeout, and what is queued for a slow reader by the send
-//! queue limit. On shutdown the server stops accepting, ends idle HTTP connections, sends
-//! `1001 Going Away` to every WebSocket client, and waits up to a grace period for them to
-//! finish.
+//! number of connections by a limit (`503` beyond it) and per address (`429`), handshakes
+//! under way by a count and a rate, a silent peer by keepalive pings, the closing handshake by
+//! the close timeout, and what is queued for a slow reader by the send queue limit. On
+//! shutdown the server stops accepting, ends idle HTTP connections, sends every WebSocket
+//! client its Close (`1001 Going Away` unless the application chose another, with a message
+//! before it if it likes), and waits up to a grace period for them to finish.
 //!
 //! - `builder.rs`: [`ServerBuilder`], the settings;
 //! - `admission.rs`: who gets in and how fast (the connection limit, `503` beyond it; the
@@ -132,7 +133,7 @@ struct Shared {
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
     /// The bounds on handshakes under way.
-    gate: admission::HandshakeGate,
+    gate: Arc<admission::HandshakeGate>,
     /// The limit of connections per client address, if any.
     addresses: Option<Arc<crate::addresses::AddressLimit>>,
     /// Whose `Forwarded` and `X-Forwarded-For` are believed.
@@ -199,7 +200,8 @@ impl Server {
     }
 
     /// Accepts connections until `signal` completes, then drains: stops accepting, sends
-    /// `1001 Going Away` to every open WebSocket (their handlers see the client's Close, then
+    /// every open WebSocket the [shutdown's Close](ServerBuilder::shutdown_close), `1001 Going
+    /// Away` by default (their handlers see the client's Close, then
     /// the end), waits until every connection is over or the
     /// [grace period](ServerBuilder::shutdown_grace) ends, cancels the handlers still running,
     /// and returns.
@@ -264,7 +266,8 @@ impl Server {
         drop(listener);
         tracing::info!(
             connections = group.members(),
-            "shutting down: closing connections with 1001"
+            "shutting down: closing connections with {}",
+            group.farewell().code
         );
         group.shut_down();
         shared.drain.notify_waiters();
