@@ -4,7 +4,7 @@
 //! bad value in the file is an error that names it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use switchboard::IpNet;
 use switchboard_hub::{ChannelRule, EventKind};
 
 use crate::proxies::{Failure, Route};
@@ -78,6 +79,36 @@ pub(crate) struct ServeOptions {
     /// Most connections at once; more get 503 [default: 25000]
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
+    /// Most opening handshakes (TLS, request, checks) under way at once; past it new clients
+    /// wait in the listen backlog [default: 512]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_handshakes: Option<usize>,
+    /// Most handshakes started per second; past it new clients wait in the listen backlog
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) handshake_rate: Option<u32>,
+    /// Most connections from one client address (IPv6: one /64); more get 429
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_connections_per_ip: Option<usize>,
+    /// A proxy (address or CIDR block) whose X-Forwarded-For/Forwarded gives the client's
+    /// address; repeat for more [default: none]
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        value_parser = parse_net,
+        help_heading = "Abuse limits"
+    )]
+    #[serde(default, deserialize_with = "nets")]
+    pub(crate) trusted_proxies: Option<Vec<IpNet>>,
+    /// Hub mode: most messages a second from one connection (bursts of twice that); past it
+    /// messages are refused with `rate_limited`, and a client that goes on is closed with 1008
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) message_rate: Option<f64>,
+    /// Hub mode: most channels one connection may subscribe to [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_subscriptions: Option<usize>,
     /// Largest message accepted, in bytes; larger ones close with 1009 [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<usize>,
@@ -113,7 +144,8 @@ pub(crate) struct ServeOptions {
     /// any)
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Option<Vec<String>>,
-    /// On SIGINT/SIGTERM, how long to wait for clients to close after 1001 [default: 10s]
+    /// On SIGINT/SIGTERM, how long to wait for clients to close after their Close (1001; in
+    /// hub mode 1012 with a hint to come back in 1 to 6 s) [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub(crate) shutdown_grace: Option<Span>,
 
@@ -303,6 +335,26 @@ where
         .map(Some)
 }
 
+/// A trusted proxy: a CIDR block, or one address (a block of one).
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a CIDR block such as 10.0.0.0/8"))
+}
+
+/// `trusted-proxy = ["10.0.0.0/8", "127.0.0.1"]` in a file.
+fn nets<'de, D>(d: D) -> Result<Option<Vec<IpNet>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| parse_net(t).map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 /// `--backpressure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -373,6 +425,12 @@ impl ServeOptions {
             http2_max_streams,
             threads,
             max_connections,
+            max_handshakes,
+            handshake_rate,
+            max_connections_per_ip,
+            trusted_proxies,
+            message_rate,
+            max_subscriptions,
             max_message_size,
             max_frame_size,
             max_fragments,
@@ -457,6 +515,12 @@ mod tests {
             ServeOptions::from_toml(include_str!("../../../docs/serve.example.toml")).unwrap();
         assert!(matches!(options.mode, Some(Mode::Hub)));
         assert_eq!(options.max_connections, Some(25_000));
+        assert_eq!(options.max_handshakes, Some(512));
+        assert_eq!(options.trusted_proxies, Some(Vec::new()));
+        assert_eq!(
+            options.max_subscriptions,
+            Some(switchboard_hub::HubConfig::default().max_subscriptions)
+        );
         assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(30))));
         assert_eq!(options.backpressure, Some(Policy::Disconnect));
         assert_eq!(options.rules.map(|r| r.len()), Some(0));

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -11,15 +12,21 @@ use switchboard::http::Request;
 use switchboard::http::Uri;
 use switchboard::tls::ServerTls;
 use switchboard::{
-    Backpressure, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder, WebSocket,
+    Backpressure, CloseCode, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder,
+    WebSocket,
 };
 use switchboard_hub::{
-    Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, OnFailure,
-    ProxyEndpoint, WebhookConfig,
+    Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, MessageRate,
+    OnFailure, ProxyEndpoint, RESTART_REASON, WebhookConfig, restart_hint,
 };
 
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::{proxies, web};
+
+/// After a restart, the hub's clients wait at least this long before reconnecting...
+const RESTART_FLOOR: Duration = Duration::from_secs(1);
+/// ...and up to this much longer, at random.
+const RESTART_SPREAD: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
@@ -54,6 +61,16 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     if let Some(heartbeat) = options.heartbeat {
         config.heartbeat = (!heartbeat.0.is_zero()).then_some(heartbeat.0);
     }
+    if let Some(rate) = options.message_rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--message-rate {rate}: expected a number of messages a second above 0"
+        );
+        config.message_rate = Some(MessageRate::per_second(rate));
+    }
+    if let Some(max) = options.max_subscriptions {
+        config.max_subscriptions = max;
+    }
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
     if let Some(window) = options.idempotency_window {
@@ -84,7 +101,10 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
         .await
         .context("cannot start the hub")?;
     let counted = hub.clone();
-    metrics.extend(move |out| counted.render_broker_metrics(out));
+    metrics.extend(move |out| {
+        counted.render_broker_metrics(out);
+        counted.render_limit_metrics(out);
+    });
     if hub.webhook_metrics().is_some() {
         let counted = hub.clone();
         metrics.extend(move |out| {
@@ -266,6 +286,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             builder = builder.health_check("/healthz", move || {
                 checked.health().map_err(|e| e.to_string())
             });
+            // A restart sends every client a hint to come back in 1 to 6 s, spread so that
+            // they do not all come back at once.
+            builder = builder
+                .shutdown_close(CloseCode::SERVICE_RESTART, RESTART_REASON)
+                .shutdown_message(restart_hint(RESTART_FLOOR, RESTART_SPREAD));
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
@@ -427,6 +452,7 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
     }
     set!(
         max_connections,
+        max_handshakes,
         max_message_size,
         max_frame_size,
         max_fragments,
@@ -455,6 +481,10 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
             Policy::Disconnect => Backpressure::Disconnect,
         });
     }
+    builder = builder
+        .handshake_rate(options.handshake_rate)
+        .max_connections_per_address(options.max_connections_per_ip)
+        .trusted_proxies(options.trusted_proxies.iter().flatten().copied());
     if let Some(origins) = &options.allowed_origins {
         builder = builder.allowed_origins(origins.iter().cloned());
     }

@@ -44,7 +44,7 @@ pub use hooks::{
 };
 pub use hub::{
     ChannelList, ClusterInfo, DEFAULT_HEARTBEAT, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError,
-    MAX_IDEMPOTENCY_KEY, Target,
+    MAX_IDEMPOTENCY_KEY, MessageRate, RESTART_REASON, Target, restart_hint,
 };
 pub use local::LocalBroker;
 pub use nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};

@@ -11,6 +11,7 @@ use proto::handshake::{HandshakeError, server};
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::addresses::AddressTicket;
 use crate::error::Error;
 use crate::head::read_head;
 use crate::websocket::WebSocket;
@@ -158,6 +159,8 @@ pub struct PreparedUpgrade {
     config: Arc<Config>,
     /// The agreed permessage-deflate parameters and the server's settings, when negotiated.
     deflate: Option<(DeflateParams, DeflateConfig)>,
+    /// The connection's count under a server's limit per address, kept as long as it lasts.
+    address: Option<AddressTicket>,
 }
 
 impl PreparedUpgrade {
@@ -205,6 +208,7 @@ impl PreparedUpgrade {
             protocol,
             config,
             deflate,
+            address: None,
         })
     }
 
@@ -229,6 +233,12 @@ impl PreparedUpgrade {
         self.deflate.as_ref().map(|(params, _)| params)
     }
 
+    /// The upgrade, with the connection's count under the limit per address.
+    pub(crate) fn holding(mut self, ticket: AddressTicket) -> Self {
+        self.address = Some(ticket);
+        self
+    }
+
     /// Wraps the connection once the `101` is sent; `read_buf` holds any bytes already read
     /// past the request (empty for hyper's upgrades).
     pub fn into_websocket<S>(self, io: S, read_buf: BytesMut) -> WebSocket<S>
@@ -238,6 +248,9 @@ impl PreparedUpgrade {
         let mut ws = WebSocket::from_raw(io, Role::Server, self.config, read_buf);
         if let Some((params, config)) = &self.deflate {
             ws.enable_deflate(params, config);
+        }
+        if let Some(ticket) = self.address {
+            ws.hold(ticket);
         }
         ws.with_protocol(self.protocol)
     }
