@@ -31,5 +31,5 @@ run() {  # run NAME ARG..
 run loss5 --only 1 --fault-seconds "$seconds" --publishers 4 --subscribers 10
 run loss15 --only 1 --fault-seconds "$seconds" --publishers 4 --subscribers 10 --loss 15
 run silent --only 2 --idle 5 --pong 5
-run redis-cut --only 3 --fault-seconds "$seconds" --subscribers 10 --rate 100
+run redis-cut --only 3 --fault-seconds "$seconds" --subscribers 10 --rate 50
 echo "figures in $out"
