@@ -194,6 +194,9 @@ def lossy_link(run):
         until(f"{s.name} to get every acked message",
               lambda s=s: set(acked) <= {m["offset"] for m in s.messages(channel)}, 2 * STEP)
     time.sleep(1)  # time for a duplicate to show up
+    hub_closes = metric(host, port, closes) - before
+    # A blackout outlasts the keepalive (2 x idle + pong + close at most): connections died.
+    assert hub_closes >= 1 or not blackouts, "no connection was closed by a blackout"
     seen_in, dropped_in, seen_out, dropped_out = view.counters("C", "netfault_loss")
     view.heal("C", "netfault_loss")
     figures = {
@@ -203,7 +206,7 @@ def lossy_link(run):
                     "out": seen_out, "dropped_out": dropped_out},
         "blackouts": len(blackouts), "blackout_s": a.blackout,
         "packets_dropped_in_blackouts": sum(blackouts),
-        "hub_keepalive_closes": metric(host, port, closes) - before,
+        "hub_keepalive_closes": hub_closes,
         "published": sum(len(v) for v in published.values()),
         "acked": len(acked), "not_acked": len(failures),
         "publisher_reconnects": sum(len(p.disconnects()) for p in publishers),
@@ -474,7 +477,8 @@ if __name__ == "__main__":
     parser.add_argument("--close", type=float, default=1,
                         help="--close-timeout in checks 1 and 2")
     parser.add_argument("--blackout", type=float, default=8,
-                        help="seconds of each blackout in check 1 (0: none)")
+                        help="seconds of each blackout in check 1 (0: none); longer than "
+                        "2 x idle + pong + close, so that the hub's keepalive closes")
     parser.add_argument("--blackout-start", type=float, default=3,
                         help="when the first blackout starts, in seconds into check 1")
     parser.add_argument("--blackout-every", type=float, default=20,
