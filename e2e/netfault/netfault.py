@@ -4,8 +4,10 @@
   1  lossy link     publishers and subscribers (the Rust client SDK, through
                     `switchboard connect --hub`) reach the hub over a link that drops LOSS% of
                     packets each way, through a relay adding DELAY ± JITTER per chunk each way
-                    (delayproxy.py); every acked message reaches every subscriber exactly once,
-                    in offset order, and each publisher's messages in the order it sent them
+                    (delayproxy.py), and goes dark now and then (BLACKOUT seconds of drop-all,
+                    past the hub's short keepalive, so connections die and the SDK recovers);
+                    every acked message reaches every subscriber exactly once, in offset
+                    order, and each publisher's messages in the order it sent them
   2  silent client  a client's link drops everything (no FIN, no RST): the server's keepalive
                     (short --idle-timeout and --pong-timeout) closes it with 1011, its presence
                     entry goes and the channel's other subscribers get its `leave`; once the
@@ -239,9 +241,11 @@ def silent_client(run):
     view.partition("C", "c")
     cut = time.monotonic()
     try:
-        # Generous: keepalive closes after idle + pong, the close handshake may add its timeout.
+        # The keepalive fails a silent peer within 2 x idle + pong (the deadline is checked
+        # once per idle period), and the session ends after the close timeout: twice that,
+        # and more, is the generous bound.
         gone = until("the silent client to leave presence", lambda: "silent" not in present(),
-                     seconds=4 * (idle + pong) + 20)
+                     seconds=2 * (2 * idle + pong + a.close) + 20)
         left = until("the watcher to see the leave",
                      lambda: any(e["client"]["user"] == "silent" for e in watcher.count("leave")))
         closed = metric(host, port, closes) - before
