@@ -321,20 +321,24 @@ def redis_cut(run):
         # A publish on the cut-off node: refused with `unavailable` (after the broker's
         # timeout), or the connection closed; never acked.
         probe = Probe(a_host, a_port, "probe")
+        asked = time.monotonic()
         try:
             reply = probe.request({"op": "publish", "channel": channel, "data": "x"}, STEP)
             figures["publish_on_a"] = reply.get("code") or reply["type"]
         except Closed as e:
             figures["publish_on_a"] = f"closed {e.code}"
+        figures["publish_on_a_answered_after_s"] = round(time.monotonic() - asked, 1)
         probe.close()
         assert figures["publish_on_a"] == "unavailable", figures["publish_on_a"]
         # A client new to node A: its subscribe needs Redis too.
         late = Probe(a_host, a_port, "late")
+        asked = time.monotonic()
         try:
             reply = late.request({"op": "subscribe", "channel": channel}, STEP)
             figures["subscribe_on_a"] = reply.get("code") or reply["type"]
         except Closed as e:
             figures["subscribe_on_a"] = f"closed {e.code}"
+        figures["subscribe_on_a_answered_after_s"] = round(time.monotonic() - asked, 1)
         late.close()
         until("node A's clients to leave presence (seen from node B)",
                       lambda: not (present() & {s.name for s in on_a}),
