@@ -28,6 +28,7 @@ deleted, also on failure, Ctrl-C or SIGTERM. Prints the figures of each check, t
 """
 import argparse, json, os, signal, subprocess, sys, tempfile, threading, time, traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
