@@ -14,8 +14,8 @@
 #   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
 #   15 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
 #   16 hostile clients                         17 cluster on Redis
-#   18 network faults in namespaces (loss and delay, a silent client, a node cut off
-#      from Redis; installs nftables)
+#   18 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#      cut off from Redis; installs nftables and iptables)
 #   19 backend: proxies, webhooks, server API  20 10,000 connections
 #   21 soak                                    22 fuzz smoke
 #
@@ -107,11 +107,12 @@ install_autobahn() {
 }
 
 # the network-fault checks make namespaces and nftables rules (as root); nft is Debian's
-# nftables, ip is iproute2
+# nftables, ip is iproute2, iptables reaches the NFQUEUE target where nft has no queue
 netfault() {
   local pkgs=()
   command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
   command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+  command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
   if [ ${#pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"

@@ -5,8 +5,8 @@
 #   e2e/netfault/full.sh [OUT_DIR]
 #
 # Needs root and the release binary (cargo build --release -p switchboard-cli); installs
-# nftables when missing. Writes each run's figures as JSON into OUT_DIR (default: a new
-# temporary directory) and prints them. Takes about 10 minutes.
+# nftables and iptables when missing. Writes each run's figures as JSON into OUT_DIR
+# (default: a new temporary directory) and prints them. Takes about 10 minutes.
 #
 #   FAULT_SECONDS  how long the loss and the Redis cut last (default 120)
 set -euo pipefail
@@ -15,9 +15,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."  # repo root
 out=${1:-$(mktemp -d -t switchboard-netfault-full.XXXXXX)}
 mkdir -p "$out"
 seconds=${FAULT_SECONDS:-120}
-if ! command -v nft >/dev/null 2>&1; then
+pkgs=()
+command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
+command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
+if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi
 
 run() {  # run NAME ARG..

@@ -12,8 +12,9 @@ and no packet is routed: each pair's two ends talk directly):
 H holds the servers of the client-link checks, the Redis node B, the delay proxy and the checks
 themselves (run there with `ip netns exec`); C the clients whose link loses packets or goes
 silent; A the node that is cut off from Redis; R Redis. Faults are nftables tables inside one
-namespace: loss (`numgen random mod 100 < N drop`) and drop-all (a partition: no FIN, no RST
-reaches either side).
+namespace: loss (`numgen random mod 100 < N drop`), drop-all (a partition: no FIN, no RST
+reaches either side), and a queue that hands each packet to reorder.py (NFQUEUE; through
+iptables where the kernel lacks nft's `queue` expression, as this one does).
 
 Names carry the PID, so runs side by side do not meet. `Lab.remove` stops whatever still runs
 in the namespaces (by PID, from `ip netns pids`), deletes the veth pairs and the namespaces; it
@@ -154,6 +155,47 @@ table inet netfault_cut {{
     oifname "{dev}" counter drop;
   }}
 }}""")
+
+    def queue(self, role, link, number=0):
+        """Hands every packet on `role`'s end of `link`, each way, to the program reading
+        netfilter queue `number` in that namespace (reorder.py); without `bypass`, so that
+        nothing passes while no program reads the queue."""
+        dev = self.ifname(link, role)
+        try:
+            self.nft(role, f"""
+table inet netfault_queue {{
+  chain input {{ type filter hook input priority 10; policy accept;
+    iifname "{dev}" queue num {number};
+  }}
+  chain output {{ type filter hook output priority 10; policy accept;
+    oifname "{dev}" queue num {number};
+  }}
+}}""")
+            return "nft"
+        except RuntimeError:
+            # A kernel without nft's queue expression (CONFIG_NFT_QUEUE) may still have
+            # xtables' NFQUEUE target, which iptables reaches.
+            if shutil.which("iptables") is None:
+                raise
+        for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):
+            run(self.inside(role, ["iptables", "-A", chain, flag, dev, "-j", "NFQUEUE",
+                                   "--queue-num", str(number)]))
+        return "iptables"
+
+    def unqueue(self, role):
+        self.heal(role, "netfault_queue")
+        if shutil.which("iptables"):
+            for chain in ("INPUT", "OUTPUT"):
+                run(self.inside(role, ["iptables", "-F", chain]), check=False)
+
+    def tcp_counters(self, role, names):
+        """TcpExt counters of `role`'s namespace (/proc/net/netstat is per namespace)."""
+        text = run(self.inside(role, ["cat", "/proc/net/netstat"])).stdout.splitlines()
+        counters = {}
+        for head, values in zip(text[::2], text[1::2]):
+            if head.startswith("TcpExt:"):
+                counters = dict(zip(head.split()[1:], map(int, values.split()[1:])))
+        return {name: counters.get(name, 0) for name in names}
 
     def heal(self, role, table="netfault_cut"):
         run(self.inside(role, ["nft", "delete", "table", "inet", table]), check=False)

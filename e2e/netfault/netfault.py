@@ -4,7 +4,9 @@
   1  lossy link     publishers and subscribers (the Rust client SDK, through
                     `switchboard connect --hub`) reach the hub over a link that drops LOSS% of
                     packets each way, through a relay adding DELAY ± JITTER per chunk each way
-                    (delayproxy.py), and goes dark now and then (BLACKOUT seconds of drop-all,
+                    (delayproxy.py), each packet held REORDER ± REORDER on its own so that
+                    packets overtake one another (reorder.py, an NFQUEUE reader), and the
+                    link goes dark now and then (BLACKOUT seconds of drop-all,
                     past the hub's short keepalive, so connections die and the SDK recovers);
                     every acked message reaches every subscriber exactly once, in offset
                     order, and each publisher's messages in the order it sent them
@@ -19,7 +21,8 @@
                     subscribers get every acked message exactly once, in order, and its clients
                     are present again
 
-Needs root (ip netns, veth pairs, nftables' `nft`). Where namespaces cannot be made, it says so
+Needs root (ip netns, veth pairs, nftables' `nft`; `iptables` for the packet queue where nft
+has no `queue`). Where namespaces cannot be made, it says so
 and fails. Every wait is bounded; every process is stopped by PID, and the namespaces are
 deleted, also on failure, Ctrl-C or SIGTERM. Prints the figures of each check, then
 "N passed, M failed".
@@ -34,6 +37,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
 from lab import Lab, NoNamespaces, View  # noqa: E402
 from procs import Processes, free_port, wait_port  # noqa: E402
+from procs import stop as stop_process  # noqa: E402
 from hubclients import Closed, Probe, SdkClient, api, http_get, metric  # noqa: E402
 
 STEP = 30.0      # the longest any single wait for something expected may take
@@ -158,6 +162,18 @@ def lossy_link(run):
          "--to", f"{host}:{port}", "--delay", str(a.delay), "--jitter", str(a.jitter)],
         os.path.join(run.logdir, "delayproxy.log"))
     assert wait_port(relay, proxy, STEP, host=host), "the delay proxy did not listen"
+    reorder = None
+    if a.reorder:
+        reorder_log = os.path.join(run.logdir, "reorder.log")
+        reorder = run.procs.start(view.inside("C", [
+            sys.executable, os.path.join(HERE, "reorder.py"), "--delay", str(a.reorder),
+            "--jitter", str(a.reorder)]), reorder_log)
+        until("the reorderer to read its queue", lambda: reorder.poll() is not None or
+              "queue 0" in open(reorder_log).read())
+        assert reorder.poll() is None, open(reorder_log).read()
+        view.queue("C", "c")
+    tcp = ["TCPOFOQueue", "TCPSACKReorder", "TCPTSReorder"]
+    tcp_before = {r: view.tcp_counters(r, tcp) for r in "CH"}
     channel = "lossy"
     subscribers = [run.client("C", host, relay, f"sub{k}") for k in range(a.subscribers)]
     publishers = [run.client("C", host, relay, f"pub{k}") for k in range(a.publishers)]
@@ -202,11 +218,23 @@ def lossy_link(run):
     assert hub_closes >= 1 or not blackouts, "no connection was closed by a blackout"
     seen_in, dropped_in, seen_out, dropped_out = view.counters("C", "netfault_loss")
     view.heal("C", "netfault_loss")
+    reordered = {}
+    if reorder is not None:
+        view.unqueue("C")
+        stop_process(reorder)
+        with open(reorder_log) as f:
+            reordered = json.loads(f.read().splitlines()[-1])
+        assert reordered["overtaken"] > 0, reordered
+    tcp_seen = {r: {k: v - tcp_before[r][k] for k, v in view.tcp_counters(r, tcp).items()}
+                for r in "CH"}
     figures = {
         "fault_s": a.fault_seconds, "publishing_s": round(publishing, 1),
         "loss_percent": a.loss, "delay_ms": a.delay * 1000, "jitter_ms": a.jitter * 1000,
         "packets": {"in": seen_in, "dropped_in": dropped_in,
                     "out": seen_out, "dropped_out": dropped_out},
+        "reorder": {"per_packet_delay_ms": a.reorder * 1000,
+                    "jitter_ms": a.reorder * 1000, **reordered},
+        "tcp_out_of_order": {"clients": tcp_seen["C"], "hub": tcp_seen["H"]},
         "blackouts": len(blackouts), "blackout_s": a.blackout,
         "packets_dropped_in_blackouts": sum(blackouts),
         "hub_keepalive_closes": hub_closes,
@@ -414,6 +442,7 @@ def inside(args):
                 results[title] = {"failed": f"{type(e).__name__}: {e}"}
                 figures = None
             finally:
+                view.unqueue("C")
                 view.heal("C", "netfault_loss")
                 view.heal("C")
                 view.heal("A")
@@ -479,6 +508,9 @@ if __name__ == "__main__":
     parser.add_argument("--loss", type=int, default=5, help="percent of packets, each way")
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per chunk")
     parser.add_argument("--jitter", type=float, default=0.05, help="± seconds per chunk")
+    parser.add_argument("--reorder", type=float, default=0.02,
+                        help="check 1: each packet of the link held R ± R seconds on its own "
+                        "(reorder.py), so packets overtake one another; 0: none")
     parser.add_argument("--idle", type=float, default=2,
                         help="--idle-timeout in checks 1 and 2")
     parser.add_argument("--pong", type=float, default=2,
