@@ -104,15 +104,19 @@ def delivery(subscribers, channel, acked, published):
         others = [m for m, k in zip(got, keys) if k is None]  # not from the publishers
         keys = [k for k in keys if k is not None]
         resent = len(keys) - len(set(keys))
+        at = {}  # offset: what was delivered there
+        for m in got:
+            if isinstance(m["data"], dict):
+                at.setdefault(m["offset"], []).append((m["data"]["p"], m["data"]["i"]))
         for offset, key in acked.items():
-            matching = [(m["data"]["p"], m["data"]["i"]) for m in got
-                        if m["offset"] == offset and isinstance(m["data"], dict)]
+            matching = at.get(offset, [])
             assert matching in ([key], []), f"{s.name}: offset {offset} is {matching}, not {key}"
         for p in published:
             mine = [i for q, i in keys if q == p]
             assert mine == sorted(mine), f"{s.name}: {p}'s messages out of order"
         gaps = s.count("gap")
-        assert not duplicates and not resent, f"{s.name}: {duplicates} duplicate offsets"
+        assert not duplicates and not resent, \
+            f"{s.name}: {duplicates} offsets twice, {resent} messages twice"
         assert not out_of_order, f"{s.name}: offsets out of order"
         assert not lost, f"{s.name}: lost acked offsets {lost[:10]}"
         assert not gaps, f"{s.name}: told of gaps {gaps}"
