@@ -237,3 +237,17 @@ async fn an_applications_own_hyper_http2_server_takes_websockets() {
     websockets_over_http2(addr).await;
     server.abort();
 }
+
+#[tokio::test]
+async fn accept_request_leaves_an_http2_connect_to_the_http2_server() {
+    let mut request = connect_request(Some("websocket"), "13");
+    *request.version_mut() = switchboard::http::Version::HTTP_2;
+    let (mut client, server) = tokio::io::duplex(1024);
+    let options = switchboard::AcceptOptions::default();
+    let accepted = switchboard::accept_request(&request, server, BytesMut::new(), &options).await;
+    assert!(matches!(accepted, Err(switchboard::Error::Handshake(_))));
+    // Nothing was written: the answer is the HTTP/2 server's to send.
+    let mut written = Vec::new();
+    client.read_to_end(&mut written).await.unwrap();
+    assert!(written.is_empty(), "{written:?}");
+}
