@@ -203,8 +203,8 @@ impl ServerBuilder {
     /// Serves HTTP/2 over TLS (default on): ALPN offers `h2` before `http/1.1`, and a client
     /// that picks it gets the routes over HTTP/2 and its WebSockets through extended CONNECT
     /// (RFC 8441), several on one connection, each through the same checks as an HTTP/1.1
-    /// upgrade and run by the same handler. Off, or without [`tls`](Self::tls), the server
-    /// speaks HTTP/1.1 only.
+    /// upgrade and run by the same handler. Off, the server speaks HTTP/1.1 only; without
+    /// [`tls`](Self::tls), too, unless [`h2c`](Self::h2c) is on.
     ///
     /// Each WebSocket on an HTTP/2 connection counts against
     /// [`max_connections`](Self::max_connections), as the connection itself does.

@@ -107,7 +107,7 @@ async fn handshake(tcp: TcpStream, peer: SocketAddr, shared: &Shared) -> Result<
         },
     };
     let max_head = shared.options.max_head_size;
-    // Only a clear-text connection: over TLS, HTTP/2 is agreed through ALPN (RFC 9113 §3.3).
+    // Only a clear-text connection: over TLS, HTTP/2 is agreed through ALPN (RFC 9113 §3.2).
     let h2c = shared.h2c && matches!(stream, MaybeTlsStream::Plain(_));
     // Consumes nothing (a length of 0), so that the head's bytes stay in the buffer for hyper
     // to read again when the request is a plain one, or the preface for HTTP/2.
