@@ -14,18 +14,20 @@
 #   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
 #   15 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
 #   16 hostile clients                         17 cluster on Redis
-#   18 backend: proxies, webhooks, server API  19 10,000 connections
-#   20 soak                                    21 fuzz smoke
+#   18 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#      cut off from Redis; installs nftables and iptables)
+#   19 backend: proxies, webhooks, server API  20 10,000 connections
+#   21 soak                                    22 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
-#                tests, the hostile clients, the cluster, the backend, the 10,000
-#                connections, the soak
-#                (steps 2, 3, 11-20)
+#                tests, the hostile clients, the cluster, the network faults, the backend,
+#                the 10,000 connections, the soak
+#                (steps 2, 3, 11-21)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 21; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 22; default 5; 0 skips it)
 #   CUTS         cuts per run of the JS client's cut test (step 15; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
@@ -104,6 +106,20 @@ install_autobahn() {
   fi
 }
 
+# the network-fault checks make namespaces and nftables rules (as root); nft is Debian's
+# nftables, ip is iproute2, iptables reaches the NFQUEUE target where nft has no queue
+netfault() {
+  local pkgs=()
+  command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
+  command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+  command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  fi
+  python3 e2e/netfault/netfault.py
+}
+
 # node, npm and chromium (Debian packages) and e2e/interop's npm packages, for the interop step
 install_interop() {
   local pkgs=()
@@ -138,6 +154,8 @@ e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+# loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each
+e2e_step "network faults in namespaces (loss, silence, redis cut)" netfault
 # a Python backend app as the proxies and webhook target; the server API on 1 node and 3
 e2e_step "backend: proxies, webhooks, server API" python3 e2e/backend/backend.py
 e2e_step "10,000 connections on one server" e2e/scale/connections.sh 10000

@@ -63,7 +63,7 @@ impl Follower {
         control: Option<Arc<Control>>,
         events: Arc<dyn BrokerEvents>,
     ) -> Result<Self, BrokerError> {
-        let mut connection = shared.bounded(shared.client.get_async_pubsub()).await?;
+        let mut connection = shared.pubsub().await?;
         if control.is_some() {
             shared
                 .bounded(connection.subscribe(shared.keys.control()))
@@ -304,7 +304,7 @@ impl Follower {
     /// Connects Pub/Sub again, subscribes to every followed channel and catches up each.
     async fn reconnect(&mut self) -> bool {
         let shared = self.shared.clone();
-        let connection = match shared.bounded(shared.client.get_async_pubsub()).await {
+        let connection = match shared.pubsub().await {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!(error = %e, "redis pub/sub reconnect failed");

@@ -45,12 +45,14 @@
 //!   only when every shard is down; with some down, [`Broker::degraded`] names them.
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
-//! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, a shard's parts in
-//! `shard.rs`, the client, connection and requests every part makes in `shared.rs`, presence
-//! and the heartbeat in `presence.rs`, delivery in `follow.rs`, and what it counts for
-//! `/metrics` (labelled by shard) in `metrics.rs`.
+//! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, how connections are
+//! opened (TLS, credentials, connect timeout) in `connect.rs`, a shard's parts in `shard.rs`,
+//! the connection and requests every part makes in `shared.rs`, presence and the heartbeat in
+//! `presence.rs`, delivery in `follow.rs`, and what it counts for `/metrics` (labelled by
+//! shard) in `metrics.rs`.
 
 mod config;
+mod connect;
 mod control;
 mod follow;
 mod metrics;
@@ -64,9 +66,6 @@ mod shared;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::IntoConnectionInfo as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::TcpSettings;
 use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 
@@ -76,6 +75,8 @@ use crate::broker::{
 use crate::nodes::{NodeCommand, NodeReplies};
 use crate::random::random_hex;
 pub use config::RedisConfig;
+pub use connect::RedisConnectOptions;
+use connect::Server;
 use control::Control;
 use follow::Command;
 use metrics::{Health, Metrics};
@@ -107,45 +108,15 @@ pub struct RedisBroker {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Opens the client and the request connection of the Redis at `url`.
-async fn open(
-    config: &RedisConfig,
-    url: &str,
-) -> Result<(redis::Client, ConnectionManager), BrokerError> {
-    let invalid = |e| unavailable(format!("invalid redis url {url:?}: {e}"));
-    // Requests are small and latency matters: no Nagle delay behind an unacknowledged one.
-    let info = url
-        .into_connection_info()
-        .map_err(invalid)?
-        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-    let client = redis::Client::open(info).map_err(invalid)?;
-    let manager = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.timeout))
-        .set_response_timeout(Some(config.timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(1));
-    let con = tokio::time::timeout(
-        config.timeout,
-        client.get_connection_manager_with_config(manager),
-    )
-    .await
-    .map_err(|_| unavailable(format!("cannot reach redis at {url}: timed out")))?
-    .map_err(|e| unavailable(format!("cannot reach redis at {url}: {e}")))?;
-    Ok((client, con))
-}
-
-/// `host:port` of a Redis URL (never its password), naming a shard in errors and `/healthz`.
-fn address(client: &redis::Client) -> String {
-    client.get_connection_info().addr().to_string()
-}
-
 impl RedisBroker {
     /// Connects to Redis: to every shard when [`RedisConfig::url`] lists several (one
     /// connection for requests each; [`start`](Broker::start) opens the Pub/Sub ones).
     ///
     /// # Errors
     ///
-    /// When a URL is invalid or a Redis cannot be reached within the configured timeout.
+    /// When a URL or the TLS settings are invalid, or a Redis cannot be reached (refused, TLS
+    /// or authentication failed, no answer within the connect timeout): the message names
+    /// the server, never the password.
     pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
         let urls = config.urls();
         if urls.is_empty() {
@@ -155,14 +126,15 @@ impl RedisBroker {
         let mut shards = Vec::with_capacity(urls.len());
         let mut tasks = Vec::with_capacity(urls.len());
         for (index, url) in urls.iter().enumerate() {
-            let (client, con) = open(&config, url).await?;
+            let server = Server::new(url, &config.connect, config.timeout)?;
+            let con = server.manager().await?;
             // With one Redis, errors read as they always did; with shards, they name theirs.
-            let shard = (urls.len() > 1).then(|| format!("shard {index} ({})", address(&client)));
+            let shard = (urls.len() > 1).then(|| format!("shard {index} ({})", server.name()));
             let what = shared::what(shard.as_deref());
             let shared = Arc::new(Shared {
                 config: config.clone(),
                 shard,
-                client,
+                server,
                 con,
                 keys: Keys::new(&config.prefix),
                 scripts: Scripts::new(),

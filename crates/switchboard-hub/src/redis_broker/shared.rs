@@ -1,12 +1,13 @@
-//! What the broker and its tasks share: the Redis client and connection, the keys and
+//! What the broker and its tasks share: the Redis server and connection, the keys and
 //! scripts, and the requests every part makes (each bounded by [`RedisConfig::timeout`]).
 
 use std::future::Future;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, PubSub};
 use tokio::time::Instant;
 
 use super::config::{RedisConfig, millis};
+use super::connect::Server;
 use super::metrics::{Health, Metrics};
 use super::scripts::{self, Keys, Scripts};
 use crate::broker::{BrokerError, HistoryRange};
@@ -18,7 +19,7 @@ pub(super) struct Shared {
     pub(super) config: RedisConfig,
     /// Which shard this is, `shard N (HOST:PORT)`, when there are several.
     pub(super) shard: Option<String>,
-    pub(super) client: redis::Client,
+    pub(super) server: Server,
     pub(super) con: ConnectionManager,
     pub(super) keys: Keys,
     pub(super) scripts: Scripts,
@@ -74,6 +75,17 @@ impl Shared {
             self.health.failed(&why);
             BrokerError::Unavailable(why)
         })
+    }
+
+    /// Opens a Pub/Sub connection, bounded by the connect timeout. A failure is counted, and
+    /// is why Pub/Sub is down (for the health check) until the follower is connected again.
+    pub(super) async fn pubsub(&self) -> Result<PubSub, BrokerError> {
+        let result = self.server.pubsub().await;
+        if let Err(BrokerError::Unavailable(why)) = &result {
+            self.metrics.error();
+            self.health.pubsub(Some(why.clone()));
+        }
+        result
     }
 
     /// Reads a channel's position (creating it when missing) and `range` of its history.
