@@ -70,6 +70,16 @@ pub(crate) struct ServeOptions {
     /// refused (REFUSED_STREAM) [default: 100]
     #[arg(long, value_name = "N")]
     pub(crate) http2_max_streams: Option<u32>,
+    /// Without TLS, also serve HTTP/2 with prior knowledge (h2c) on the same port, for clients
+    /// behind a proxy that ends TLS; HTTP/1.1 goes on as before [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        conflicts_with = "no_http2"
+    )]
+    pub(crate) h2c: Option<bool>,
 
     /// Thread per core: N threads, each with a single-threaded runtime and a listener of its
     /// own on the address (SO_REUSEPORT), the kernel spreading connections among them; the
@@ -428,6 +438,7 @@ impl ServeOptions {
             tls_self_signed,
             http2,
             http2_max_streams,
+            h2c,
             threads,
             max_connections,
             max_handshakes,
@@ -537,6 +548,7 @@ mod tests {
         let defaults = switchboard::Server::builder();
         assert!(format!("{defaults:?}").contains("http2_max_streams: 100"));
         assert_eq!(options.http2_max_streams, Some(100));
+        assert_eq!(options.h2c, Some(false));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
         let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
@@ -628,6 +640,12 @@ mod tests {
         assert!(flags(&["--http2", "--no-http2"]).is_err());
         let options = flags(&[]).unwrap().or(file("http2-max-streams = 8"));
         assert_eq!(options.http2_max_streams, Some(8));
+        assert_eq!(flags(&[]).unwrap().or(file("")).h2c, None);
+        assert_eq!(flags(&["--h2c"]).unwrap().h2c, Some(true));
+        assert_eq!(flags(&[]).unwrap().or(file("h2c = true")).h2c, Some(true));
+        let off = flags(&["--h2c=false"]).unwrap().or(file("h2c = true"));
+        assert_eq!(off.h2c, Some(false));
+        assert!(flags(&["--h2c", "--no-http2"]).is_err());
 
         let options = flags(&["--deflate-level", "9", "--deflate-threshold", "0"]).unwrap();
         assert_eq!(options.deflate_level, Some(Level(9)));

@@ -272,11 +272,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut builder = builder(&options, tls);
     let alpn = builder.alpn_protocols();
-    if alpn.is_empty() {
-        tracing::info!("offering http/1.1 (no TLS: no HTTP/2)");
+    if builder.serves_h2c() {
+        tracing::info!("offering http/1.1 and h2c (HTTP/2 with prior knowledge, no TLS)");
+    } else if alpn.is_empty() {
+        tracing::info!("offering http/1.1 (no TLS: no HTTP/2; --h2c for prior knowledge)");
     } else {
         let alpn = alpn.join(", ");
         tracing::info!("offering {alpn} (TLS ALPN)");
+        if options.h2c == Some(true) {
+            tracing::warn!("h2c is for clear text: with TLS, HTTP/2 is agreed through ALPN");
+        }
     }
     let service = match mode {
         Mode::Hub => {
@@ -445,6 +450,7 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
     if let Some(streams) = options.http2_max_streams {
         builder = builder.http2_max_concurrent_streams(streams);
     }
+    builder = builder.h2c(options.h2c.unwrap_or(false));
     macro_rules! set {
         ($($field:ident),* $(,)?) => {
             $(if let Some(value) = options.$field {

@@ -33,12 +33,15 @@ pub enum MaybeTlsStream {
 /// connection's own task reads and writes the socket for all its streams.
 pub struct Http2Stream {
     io: TokioIo<Upgraded>,
+    /// Whether the connection is over TLS (not h2c).
+    tls: bool,
 }
 
 impl Http2Stream {
-    pub(crate) fn new(upgraded: Upgraded) -> Self {
+    pub(crate) fn new(upgraded: Upgraded, tls: bool) -> Self {
         Self {
             io: TokioIo::new(upgraded),
+            tls,
         }
     }
 }
@@ -103,9 +106,13 @@ impl MaybeTlsStream {
         }
     }
 
-    /// Whether the stream is encrypted (HTTP/2 is served over TLS only).
+    /// Whether the stream is encrypted (an HTTP/2 stream when its connection is: not h2c).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_) | Self::Http2(_))
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(_) => true,
+            Self::Http2(s) => s.tls,
+        }
     }
 
     /// Whether this is a WebSocket over an HTTP/2 stream.

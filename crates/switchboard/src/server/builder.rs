@@ -48,6 +48,7 @@ pub struct ServerBuilder {
     shutdown_grace: Duration,
     metrics: Metrics,
     http2: bool,
+    h2c: bool,
     http2_max_streams: u32,
     max_handshakes: usize,
     handshake_rate: Option<u32>,
@@ -74,6 +75,7 @@ impl Default for ServerBuilder {
             shutdown_grace: Duration::from_secs(10),
             metrics: Metrics::new(),
             http2: true,
+            h2c: false,
             http2_max_streams: http2::DEFAULT_MAX_STREAMS,
             max_handshakes: admission::DEFAULT_MAX_HANDSHAKES,
             handshake_rate: None,
@@ -96,6 +98,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("send_queue", &self.send_queue)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http2", &self.http2)
+            .field("h2c", &self.h2c)
             .field("http2_max_streams", &self.http2_max_streams)
             .field("max_handshakes", &self.max_handshakes)
             .field("handshake_rate", &self.handshake_rate)
@@ -287,14 +290,32 @@ impl ServerBuilder {
     /// Serves HTTP/2 over TLS (default on): ALPN offers `h2` before `http/1.1`, and a client
     /// that picks it gets the routes over HTTP/2 and its WebSockets through extended CONNECT
     /// (RFC 8441), several on one connection, each through the same checks as an HTTP/1.1
-    /// upgrade and run by the same handler. Off, or without [`tls`](Self::tls), the server
-    /// speaks HTTP/1.1 only.
+    /// upgrade and run by the same handler. Off, the server speaks HTTP/1.1 only; without
+    /// [`tls`](Self::tls), too, unless [`h2c`](Self::h2c) is on.
     ///
     /// Each WebSocket on an HTTP/2 connection counts against
     /// [`max_connections`](Self::max_connections), as the connection itself does.
     pub fn http2(mut self, enabled: bool) -> Self {
         self.http2 = enabled;
         self
+    }
+
+    /// Serves HTTP/2 with prior knowledge in clear text, h2c (RFC 9113 §3.3; default off), on a
+    /// server without [`tls`](Self::tls): a connection that opens with the HTTP/2 preface
+    /// (`PRI * HTTP/2.0`) is served as one that agreed on `h2` over TLS, routes and
+    /// WebSockets (extended CONNECT) alike, and HTTP/1.1 on the same port goes on as before.
+    /// For clients behind a proxy that ends TLS and speaks HTTP/2 to the server; browsers
+    /// never use h2c. Off, the preface gets `400` as any malformed request does; with TLS or
+    /// with [`http2`](Self::http2) off, this has no effect.
+    pub fn h2c(mut self, enabled: bool) -> Self {
+        self.h2c = enabled;
+        self
+    }
+
+    /// Whether connections in clear text may open with HTTP/2 (h2c): [`h2c`](Self::h2c) and
+    /// [`http2`](Self::http2) on, and no TLS.
+    pub fn serves_h2c(&self) -> bool {
+        self.h2c && self.http2 && self.tls.is_none()
     }
 
     /// The most streams (requests and WebSockets) open at once on one HTTP/2 connection
@@ -541,6 +562,7 @@ impl ServerBuilder {
 
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).
     pub fn from_listener(self, listener: TcpListener) -> Server {
+        let h2c = self.serves_h2c();
         let group = Group::new(
             &self.options.config,
             self.max_connections,
@@ -548,9 +570,10 @@ impl ServerBuilder {
             self.metrics,
             self.farewell,
         );
-        let http2 = (self.http2 && self.tls.is_some())
+        let http2 = (self.http2 && self.tls.is_some() || h2c)
             .then(|| http2::builder(&self.options, self.http2_max_streams));
         let shared = Arc::new(Shared {
+            h2c,
             config: Arc::new(self.options.config.clone()),
             http1: plain::builder(&self.options),
             http2,

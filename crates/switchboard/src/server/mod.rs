@@ -26,7 +26,7 @@
 //! - `origin.rs`: the origin allow-list;
 //! - `respond.rs`: the fast path's refusals;
 //! - `plain.rs`: plain HTTP on hyper, keep-alive, and an upgrade among its requests;
-//! - `http2.rs`: HTTP/2 on hyper (TLS with ALPN `h2`): the routes, and WebSockets through
+//! - `http2.rs`: HTTP/2 on hyper (TLS with ALPN `h2`, or h2c): the routes, and WebSockets through
 //!   extended CONNECT (RFC 8441), each stream's handler in a task of its own;
 //! - `rewind.rs`: the transport that gives hyper the bytes already read;
 //! - `router.rs`: the routes, their bodies and `HEAD`;
@@ -130,6 +130,8 @@ struct Shared {
     http1: hyper::server::conn::http1::Builder,
     /// hyper's settings for HTTP/2 connections; `None` when HTTP/2 is off.
     http2: Option<http2::Builder>,
+    /// Whether a clear-text connection may open with the HTTP/2 preface.
+    h2c: bool,
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
     /// The bounds on handshakes under way.

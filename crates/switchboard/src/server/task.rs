@@ -47,9 +47,9 @@ where
             let (mut ws, request) = match first? {
                 First::WebSocket(ws, request) => (ws, request),
                 First::Plain(stream, read) => plain::serve(stream, read, peer, &shared).await?,
-                First::Http2(stream) => {
+                First::Http2(stream, read) => {
                     // Its WebSockets run in tasks of their own; this one serves the connection.
-                    http2::serve(stream, peer, shared, handler).await;
+                    http2::serve(stream, read, peer, shared, handler).await;
                     return None;
                 }
             };
