@@ -85,6 +85,14 @@ def metric(port, name):
     return total
 
 
+def parse(line):
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def fail(message):
     print(f"FAIL: {message}")
     sys.exit(1)
@@ -144,11 +152,7 @@ def main():
         def wait_line(key, seconds):
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                for line in list(lines):
-                    try:
-                        value = json.loads(line)
-                    except ValueError:
-                        continue
+                for value in map(parse, list(lines)):
                     if key in value:
                         return value
                 if storm.poll() is not None and not reader.is_alive():
@@ -165,7 +169,6 @@ def main():
         current = {"pid": a.pid}
         sampler = Sampler(lambda: current["pid"])
         sampler.start()
-        restart_at = time.monotonic()
         storm.stdin.write("restart\n")
         storm.stdin.flush()
         stop(a, grace=30)
@@ -174,17 +177,15 @@ def main():
         current["pid"] = a.pid
 
         deadline = time.monotonic() + 60 + args.clients / 100
-        recovered = {}
         while time.monotonic() < deadline:
-            progress = [json.loads(l) for l in list(lines) if l.startswith('{"recovered"')]
-            if progress:
-                recovered = progress[-1]
-                if recovered["recovered"] == recovered["of"]:
-                    break
+            progress = [v for v in map(parse, list(lines)) if "recovered" in v and "of" in v]
+            if progress and progress[-1]["recovered"] == progress[-1]["of"]:
+                break
             time.sleep(0.2)
-        all_back = time.monotonic() - restart_at
         sampler.done = True
-        refused = metric(port_a, "switchboard_handshake_failures_total")
+        failures = metric(port_a, "switchboard_handshake_failures_total")
+        refused = sum(metric(port_a, f'switchboard_handshake_failures_total{{reason="{r}"}}')
+                      for r in ("over_capacity", "address_limit"))
         held = metric(port_a, "switchboard_accepts_held_total")
         storm.stdin.write("stop\n")
         storm.stdin.flush()
@@ -192,11 +193,12 @@ def main():
         figures = {
             "clients": args.clients, "channels": args.channels, "rate": args.rate,
             "admission": not args.no_admission, "down_s": args.down,
-            "all_recovered_s": round(all_back, 2),
+            "all_recovered_s": round(result["recovery_ms_slowest"] / 1000, 2),
             "peak_rss_mb": round(sampler.peak_rss, 1),
             "peak_cpu_cores": round(sampler.peak_cpu, 2),
             "cpu_s_during_storm": round(sampler.cpu_total, 2),
-            "handshakes_refused": int(refused), "accepts_held": int(held),
+            "handshakes_refused_503_429": int(refused), "handshake_failures": int(failures),
+            "accepts_held": int(held),
             **result,
         }
         print(json.dumps(figures, indent=1))
@@ -215,8 +217,9 @@ def main():
             problems.append("nothing was published")
         if problems:
             fail("; ".join(problems) + f" (logs: {logdir})")
-        print(f"storm: {args.clients} clients back and recovered {all_back:.1f} s after the "
-              f"restart; {result['received']} deliveries, 0 lost, 0 duplicated")
+        print(f"storm: {args.clients} clients back and recovered "
+              f"{figures['all_recovered_s']} s after the restart; "
+              f"{result['received']} deliveries, 0 lost, 0 duplicated")
 
 
 if __name__ == "__main__":
