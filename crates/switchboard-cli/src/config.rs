@@ -116,6 +116,11 @@ pub(crate) struct ServeOptions {
     /// [default: no limit]
     #[arg(long, value_name = "N", help_heading = "Abuse limits")]
     pub(crate) message_rate: Option<f64>,
+    /// Hub mode: on SIGTERM, tell each client to wait 1 s plus a random part of this before
+    /// reconnecting, so that a restart does not bring them all back at once; 0 sends no hint
+    /// [default: 5s]
+    #[arg(long, value_name = "DURATION", help_heading = "Abuse limits")]
+    pub(crate) restart_spread: Option<Span>,
     /// Hub mode: most channels one connection may subscribe to [default: 100]
     #[arg(long, value_name = "N", help_heading = "Abuse limits")]
     pub(crate) max_subscriptions: Option<usize>,
@@ -443,6 +448,7 @@ impl ServeOptions {
             max_connections_per_ip,
             trusted_proxies,
             message_rate,
+            restart_spread,
             max_subscriptions,
             max_message_size,
             max_frame_size,

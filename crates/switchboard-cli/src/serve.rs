@@ -25,7 +25,7 @@ use crate::{proxies, web};
 
 /// After a restart, the hub's clients wait at least this long before reconnecting...
 const RESTART_FLOOR: Duration = Duration::from_secs(1);
-/// ...and up to this much longer, at random.
+/// ...and up to this much longer, at random (`--restart-spread`).
 const RESTART_SPREAD: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
@@ -296,9 +296,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
             // A restart sends every client a hint to come back in 1 to 6 s, spread so that
             // they do not all come back at once.
-            builder = builder
-                .shutdown_close(CloseCode::SERVICE_RESTART, RESTART_REASON)
-                .shutdown_message(restart_hint(RESTART_FLOOR, RESTART_SPREAD));
+            builder = builder.shutdown_close(CloseCode::SERVICE_RESTART, RESTART_REASON);
+            let spread = options.restart_spread.map_or(RESTART_SPREAD, |s| s.0);
+            if !spread.is_zero() {
+                builder = builder.shutdown_message(restart_hint(RESTART_FLOOR, spread));
+            }
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));

@@ -153,7 +153,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The token in the `token` query parameter is invalid or has expired.
     Unauthorized,
-    /// The broker failed (a Redis broker lost its server, ...); the request may be retried.
+    /// The broker failed or did not answer in time (a Redis broker lost its server, ...); the
+    /// request may be retried. A `publish` so answered may still be applied later (it may have
+    /// reached Redis before the answer was given up on): a retry may publish it twice.
     Unavailable,
     /// An `op` this server does not know.
     UnknownOp,
