@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # bench/redis-throughput.sh: throughput and latency of the hub alone and through Redis.
 #
-# Starts redis-server (free loopback port, no persistence) and switchboard nodes on free
-# ports, runs the hub_bench example against them, and stops everything by PID:
+# Starts three redis-servers (free loopback ports, no persistence) and switchboard nodes on
+# free ports, runs the hub_bench example against them, and stops everything by PID:
 #
-#   - one node, in-process broker: publishers and a subscriber on the same node
-#   - one node, Redis broker: the same, every message through Redis
-#   - three nodes, Redis broker: publishers on A, subscribers on B and C
+#   (h) one node, in-process broker: publishers and a subscriber on the same node
+#   (i) one node, Redis broker: the same, every message through Redis
+#   (j) three nodes, Redis broker: publishers on A, subscribers on B and C; on one channel,
+#       then on two (the load of (k), through one Redis)
+#   (k) three nodes sharing two Redis shards: publishers on A, subscribers on B and C, on two
+#       channels, one on each shard
 #   each at the highest rate acknowledgements allow, then at a fixed rate (RATE, default
-#   2000/s) for latency below saturation.
+#   2000/s) and, for (j) and (k) on two channels, at HALF/s (default 40000, about half
+#   their peak here) for latency below saturation.
 #
-#   DURATION=5 SIZE=64 RATE=2000 PUBLISHERS=16 bench/redis-throughput.sh
+#   DURATION=5 SIZE=64 RATE=2000 HALF=40000 PUBLISHERS=16 bench/redis-throughput.sh
 #
 # BIN and BENCH name other builds of `switchboard` and `hub_bench` (to compare two commits
 # on the same machine); without them both are built here. Each run reports the CPU time of
 # the node the publishers reach (`--server-pid`) and of the other programs (Redis, the other
-# nodes, anything else running).
+# nodes, anything else running), and the CPU of the deployment's nodes and Redis servers per
+# delivery (`--cpu-pid`). Everything, the load generator too, shares the machine's cores.
 # Not a test: numbers depend on the machine and on what else runs on it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -23,6 +28,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 duration=${DURATION:-5}
 size=${SIZE:-64}
 rate=${RATE:-2000}
+half=${HALF:-40000}
 
 if [ -z "${BIN:-}" ]; then cargo build --release -q -p switchboard-cli; fi
 if [ -z "${BENCH:-}" ]; then
@@ -32,9 +38,14 @@ bin=${BIN:-target/release/switchboard}
 bench=${BENCH:-target/release/examples/hub_bench}
 temp_dir logs
 
-redis_port=$(free_port)
-start "$logs/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no
-wait_port "$redis_port" "$started"
+redis() {  # redis PORT: sets redis_pid
+  start "$logs/redis-$1.log" redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no
+  wait_port "$1" "$started"
+  redis_pid=$started
+}
+redis_port=$(free_port); redis "$redis_port"; r_pid=$redis_pid
+shard0=$(free_port); redis "$shard0"; s0_pid=$redis_pid
+shard1=$(free_port); redis "$shard1"; s1_pid=$redis_pid
 
 node() {  # node PORT [serve args..]
   local port=$1; shift
@@ -43,8 +54,20 @@ node() {  # node PORT [serve args..]
 }
 local_port=$(free_port); node "$local_port"; local_pid=$started
 a=$(free_port); node "$a" --broker "redis://127.0.0.1:$redis_port"; a_pid=$started
-b=$(free_port); node "$b" --broker "redis://127.0.0.1:$redis_port"
-c=$(free_port); node "$c" --broker "redis://127.0.0.1:$redis_port"
+b=$(free_port); node "$b" --broker "redis://127.0.0.1:$redis_port"; b_pid=$started
+c=$(free_port); node "$c" --broker "redis://127.0.0.1:$redis_port"; c_pid=$started
+shards="redis://127.0.0.1:$shard0,redis://127.0.0.1:$shard1"
+ka=$(free_port); node "$ka" --broker "$shards"; ka_pid=$started
+kb=$(free_port); node "$kb" --broker "$shards"; kb_pid=$started
+kc=$(free_port); node "$kc" --broker "$shards"; kc_pid=$started
+# CPU per delivery counts these.
+h_cpu=(--cpu-pid "$local_pid")
+i_cpu=(--cpu-pid "$a_pid" --cpu-pid "$r_pid")
+j_cpu=("${i_cpu[@]}" --cpu-pid "$b_pid" --cpu-pid "$c_pid")
+k_cpu=(--cpu-pid "$ka_pid" --cpu-pid "$kb_pid" --cpu-pid "$kc_pid" --cpu-pid "$s0_pid"
+  --cpu-pid "$s1_pid")
+# Two channels on different shards: the nodes' hash puts m6-a and l4-a on the first, m6-b and
+# l4-b on the second (checked at the end).
 
 run() {  # run TITLE [hub_bench args..]
   echo
@@ -58,20 +81,55 @@ run() {  # run TITLE [hub_bench args..]
 # is then closed with 1013.)
 many=${PUBLISHERS:-16}
 several() { local i; for ((i = 0; i < many; i++)); do echo --publish "$1"; done; }
-run "one node, in-process broker, 1 publisher (max rate)" --channel m1 --server-pid "$local_pid" \
+run "(h) one node, in-process broker, 1 publisher (max rate)" --channel m1 \
+  --server-pid "$local_pid" "${h_cpu[@]}" \
   --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
-run "one node, Redis broker, 1 publisher (max rate)" --channel m3 --server-pid "$a_pid" \
+run "(i) one node, Redis broker, 1 publisher (max rate)" --channel m3 \
+  --server-pid "$a_pid" "${i_cpu[@]}" \
   --publish "ws://127.0.0.1:$a/ws" --subscribe "ws://127.0.0.1:$a/ws"
 # shellcheck disable=SC2046
-run "one node, Redis broker, $many publishers (max rate)" --channel m4 --window 8 \
-  --server-pid "$a_pid" \
+run "(i) one node, Redis broker, $many publishers (max rate)" --channel m4 --window 8 \
+  --server-pid "$a_pid" "${i_cpu[@]}" \
   $(several "ws://127.0.0.1:$a/ws") --subscribe "ws://127.0.0.1:$a/ws"
 # shellcheck disable=SC2046
-run "three nodes, Redis broker: $many publishers on A, subscribers on B and C (max rate)" \
-  --channel m5 --window 8 --server-pid "$a_pid" $(several "ws://127.0.0.1:$a/ws") \
+run "(j) three nodes, Redis broker: $many publishers on A, subscribers on B and C (max rate)" \
+  --channel m5 --window 8 --server-pid "$a_pid" "${j_cpu[@]}" \
+  $(several "ws://127.0.0.1:$a/ws") \
   --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
-run "one node, in-process broker, $rate/s" --channel l1 --rate "$rate" \
+two=(--channel m6-a --channel m6-b --window 8)
+# shellcheck disable=SC2046
+run "(j) the same on two channels (max rate)" "${two[@]}" --server-pid "$a_pid" "${j_cpu[@]}" \
+  $(several "ws://127.0.0.1:$a/ws") \
+  --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
+# shellcheck disable=SC2046
+run "(k) three nodes, two Redis shards: $many publishers on A, subscribers on B and C, a channel on each shard (max rate)" \
+  "${two[@]}" --server-pid "$ka_pid" "${k_cpu[@]}" $(several "ws://127.0.0.1:$ka/ws") \
+  --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
+# shellcheck disable=SC2046
+run "(j) two channels, $half/s" "${two[@]}" --rate "$half" "${j_cpu[@]}" \
+  $(several "ws://127.0.0.1:$a/ws") \
+  --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
+# shellcheck disable=SC2046
+run "(k) two shards, a channel on each, $half/s" "${two[@]}" --rate "$half" "${k_cpu[@]}" \
+  $(several "ws://127.0.0.1:$ka/ws") \
+  --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
+run "(h) one node, in-process broker, $rate/s" --channel l1 --rate "$rate" \
   --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
-run "three nodes, Redis broker, $rate/s: publish on A, subscribe on B and C" --channel l3 \
+run "(j) three nodes, Redis broker, $rate/s: publish on A, subscribe on B and C" --channel l3 \
   --rate "$rate" --publish "ws://127.0.0.1:$a/ws" \
   --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
+run "(k) two shards, $rate/s: publishers on A, subscribe on B and C, a channel on each shard" \
+  --channel l4-a --channel l4-b --rate "$rate" --publish "ws://127.0.0.1:$ka/ws" \
+  --publish "ws://127.0.0.1:$ka/ws" \
+  --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
+
+echo
+for shard in "$shard0" "$shard1"; do
+  printf 'shard on port %s holds:' "$shard"
+  for channel in m6-a m6-b l4-a l4-b; do
+    if [ "$(redis-cli -p "$shard" exists "switchboard:meta:$channel")" = 1 ]; then
+      printf ' %s' "$channel"
+    fi
+  done
+  echo
+done

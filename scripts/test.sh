@@ -14,18 +14,22 @@
 #   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
 #   15 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
 #   16 hostile clients                         17 cluster on Redis
-#   18 backend: proxies, webhooks, server API  19 10,000 connections
-#   20 soak                                    21 fuzz smoke
+#   18 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#      cut off from Redis; installs nftables and iptables)
+#   19 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   20 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   21 backend: proxies, webhooks, server API  22 10,000 connections
+#   23 soak                                    24 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
-#                tests, the hostile clients, the cluster, the backend, the 10,000
-#                connections, the soak
-#                (steps 2, 3, 11-20)
+#                tests, the hostile clients, the cluster, the network faults, the storm,
+#                the abuse limits, the backend, the 10,000 connections, the soak
+#                (steps 2, 3, 11-23)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 21; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 24; default 5; 0 skips it)
 #   CUTS         cuts per run of the JS client's cut test (step 15; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
@@ -104,6 +108,20 @@ install_autobahn() {
   fi
 }
 
+# the network-fault checks make namespaces and nftables rules (as root); nft is Debian's
+# nftables, ip is iproute2, iptables reaches the NFQUEUE target where nft has no queue
+netfault() {
+  local pkgs=()
+  command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
+  command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+  command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  fi
+  python3 e2e/netfault/netfault.py
+}
+
 # node, npm and chromium (Debian packages) and e2e/interop's npm packages, for the interop step
 install_interop() {
   local pkgs=()
@@ -125,9 +143,10 @@ step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D war
 step "no import circles between files of a crate" python3 scripts/import-circles.py
 step "cargo test" cargo test --workspace
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-# release binary + examples (autobahn_client is an example of crate switchboard) for e2e
+# release binary + examples for e2e (autobahn_client of crate switchboard, storm of
+# switchboard-client)
 step "cargo build --release (bins, examples)" \
-  cargo build --release -p switchboard-cli -p switchboard --bins --examples
+  cargo build --release -p switchboard-cli -p switchboard -p switchboard-client --bins --examples
 step "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 e2e_step "Autobahn: switchboard as server" e2e/autobahn/run.sh server
 e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
@@ -140,7 +159,12 @@ e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
+# loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each
+e2e_step "network faults in namespaces (loss, silence, redis cut)" netfault
 # a Python backend app as the proxies and webhook target; the server API on 1 node and 3
+e2e_step "reconnect storm: 2,000 clients across a restart" python3 e2e/storm/storm.py
+e2e_step "abuse: flood, connection flood, subscription spam" \
+  python3 e2e/storm/abuse.py --seconds 3
 e2e_step "backend: proxies, webhooks, server API" python3 e2e/backend/backend.py
 e2e_step "10,000 connections on one server" e2e/scale/connections.sh 10000
 e2e_step "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Several `switchboard serve --broker redis://..` nodes sharing channels through one Redis.
+"""Several `switchboard serve --broker redis://..` nodes sharing channels through one Redis,
+then through two Redis shards (`--broker redis://A,redis://B`).
 
-Starts Debian's `redis-server` on a free loopback port with no persistence, and the nodes on
-free ports, then checks what a user of a cluster relies on:
+Starts Debian's `redis-server`s on free loopback ports with no persistence, and the nodes on
+free ports, then checks what a user of a cluster relies on. Through one Redis:
 
   a  fan-out      three nodes, subscribers on each; messages published on every node reach
                   every subscriber exactly once, in offset order
@@ -16,12 +17,22 @@ free ports, then checks what a user of a cluster relies on:
                   (/healthz 200 again), close their subscribers with 1012, and the clients,
                   subscribing again with `since`, are told of the new epoch
 
+Through two shards, with channels chosen on each shard by the nodes' hash (its keys are
+checked to be on that shard): (a) on a channel of each shard at once, (b) and (c) on a
+channel of the second shard, and
+
+  e  shard lost   the second shard is killed and started again empty while a publisher
+                  keeps publishing to a channel of the first: every acked message reaches
+                  that channel's subscribers, none of them is closed; the lost shard's
+                  channel gets `unavailable`, /healthz answers 200 "degraded: ..shard 1.."
+                  then "ok", and its subscribers are told of the new epoch
+
 Every wait is bounded; every process started here is stopped by PID at the end. Prints
 "N passed, M failed" and exits non-zero on a failure.
 
   cluster.py [--binary target/release/switchboard]
 """
-import argparse, asyncio, base64, json, os, signal, struct, sys, time
+import argparse, asyncio, base64, json, os, signal, socket, struct, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from procs import Processes, free_port, wait_port  # noqa: E402
@@ -38,30 +49,77 @@ def listen_or_fail(port, proc, what):
         raise RuntimeError(f"{what} {state}")
 
 
+def fnv1a(data):
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def shard_of(channel, shards):
+    """The shard the nodes put `channel` on: jump consistent hash of its FNV-1a hash."""
+    key, b, j = fnv1a(channel.encode()), -1, 0
+    while j < shards:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
+
+
+def redis_command(port, *args):
+    """One command to the Redis on `port` (RESP); its reply line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=STEP) as s:
+        request = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        s.sendall(request.encode())
+        return s.makefile("rb").readline().decode().strip()
+
+
 class Cluster:
-    def __init__(self, binary, logdir):
+    def __init__(self, binary, logdir, shards=1):
         self.binary, self.logdir = binary, logdir
-        self.redis_port = free_port()
-        self.redis = None
+        os.makedirs(logdir, exist_ok=True)
+        self.redis_ports = [free_port() for _ in range(shards)]
+        self.redis = [None] * shards
         self.nodes = {}  # name -> (port, Popen)
         self.procs = Processes()
 
-    def start_redis(self):
-        self.redis = self.procs.start(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            os.path.join(self.logdir, "redis.log"), append=True)
-        listen_or_fail(self.redis_port, self.redis, "redis-server")
+    @property
+    def shards(self):
+        return len(self.redis_ports)
 
-    def kill_redis(self):
-        self.redis.send_signal(signal.SIGKILL)
-        self.redis.wait()
+    def channel(self, base, shard=0):
+        """`base` through one Redis; with shards, the first `base-N` on `shard`, with its
+        keys checked to be on that shard once it is used (see `check_home`)."""
+        if self.shards == 1:
+            return base
+        return next(f"{base}-{i}" for i in range(1000) if shard_of(f"{base}-{i}", self.shards) == shard)
+
+    def check_home(self, channel):
+        """The channel's keys are on its shard and on no other."""
+        home = shard_of(channel, self.shards)
+        for i, port in enumerate(self.redis_ports):
+            exists = redis_command(port, "EXISTS", f"switchboard:meta:{channel}")
+            assert exists == (":1" if i == home else ":0"), (channel, i, exists)
+
+    def start_redis(self, i=None):
+        for i in range(self.shards) if i is None else [i]:
+            port = self.redis_ports[i]
+            self.redis[i] = self.procs.start(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no"],
+                os.path.join(self.logdir, f"redis-{i}.log"), append=True)
+            listen_or_fail(port, self.redis[i], "redis-server")
+
+    def kill_redis(self, i=None):
+        for i in range(self.shards) if i is None else [i]:
+            self.redis[i].send_signal(signal.SIGKILL)
+            self.redis[i].wait()
 
     def start_node(self, name):
         port = free_port()
+        broker = ",".join(f"redis://127.0.0.1:{p}" for p in self.redis_ports)
         proc = self.procs.start(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{port}",
-             "--broker", f"redis://127.0.0.1:{self.redis_port}"],
+            [self.binary, "serve", "--listen", f"127.0.0.1:{port}", "--broker", broker],
             os.path.join(self.logdir, f"node-{name}.log"), env={"RUST_LOG": "info"}, append=True)
         listen_or_fail(port, proc, f"node {name}")
         self.nodes[name] = (port, proc)
@@ -245,11 +303,11 @@ class Reader:
                 self.client.backlog.clear()
 
 
-async def healthz(port):
-    """GET /healthz: the status and the body."""
+async def healthz(port, path="/healthz"):
+    """GET /healthz (or `path`): the status and the body."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), STEP)
     try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         response = await asyncio.wait_for(reader.read(), STEP)
     finally:
         writer.close()
@@ -257,11 +315,12 @@ async def healthz(port):
     return int(head.split()[1]), body.decode()
 
 
-async def until_healthz(port, status, timeout=STEP):
+async def until_healthz(port, status, timeout=STEP, body=""):
+    """Asks /healthz until it answers `status` with a body starting with `body`."""
     deadline = time.monotonic() + timeout
     while True:
         answer = await healthz(port)
-        if answer[0] == status:
+        if answer[0] == status and answer[1].startswith(body):
             return answer
         if time.monotonic() > deadline:
             raise AssertionError(f"/healthz of :{port} answers {answer}, not {status}")
@@ -283,11 +342,11 @@ def stop_all(tasks):
 
 # ---- the checks ---------------------------------------------------------------------------
 
-async def fan_out(cluster):
+async def fan_out(cluster, channel="a-room"):
     """(a) every message published on one node arrives exactly once at every subscriber, in
     offset order."""
     names = ["A", "B", "C"]
-    readers = [await Reader(f"r{n}{i}", "a-room").start(cluster.port(n))
+    readers = [await Reader(f"r{n}{i}", channel).start(cluster.port(n))
                for n in names for i in range(2)]
     tasks = [asyncio.create_task(r.run([cluster.port(n) for n in names])) for r in readers]
     per_node = 100
@@ -296,7 +355,7 @@ async def fan_out(cluster):
     async def publish_all(client, node):
         acked = []
         for i in range(per_node):
-            ack = await client.publish("a-room", {"node": node, "i": i})
+            ack = await client.publish(channel, {"node": node, "i": i})
             assert ack["type"] == "ack", ack
             acked.append(ack["offset"])
         return acked
@@ -321,15 +380,24 @@ async def fan_out(cluster):
             assert mine == sorted(mine), f"{r.name}: {n}'s messages out of order"
     for c in publishers:
         c.close()
+    if cluster.shards > 1:
+        cluster.check_home(channel)
+
+
+async def fan_out_on_each_shard(cluster):
+    """(a) on a channel of each shard at once."""
+    await asyncio.gather(*(fan_out(cluster, cluster.channel("a-room", shard))
+                           for shard in range(cluster.shards)))
 
 
 async def recovery_on_another_node(cluster):
     """(b) leave node A, messages published on node B, come back on node C with `since`."""
+    room = cluster.channel("b-room", cluster.shards - 1)
     reader = await Client.connect(cluster.port("A"), "wanderer")
-    reply = await reader.subscribe("b-room")
+    reply = await reader.subscribe(room)
     writer = await Client.connect(cluster.port("B"), "writer")
     for i in range(3):
-        assert (await writer.publish("b-room", {"i": i}))["type"] == "ack"
+        assert (await writer.publish(room, {"i": i}))["type"] == "ack"
     seen = []
     while len(seen) < 3:
         frame = await reader.next()
@@ -340,15 +408,15 @@ async def recovery_on_another_node(cluster):
 
     missed = []
     for i in range(3, 23):
-        ack = await writer.publish("b-room", {"i": i})
+        ack = await writer.publish(room, {"i": i})
         missed.append(ack["offset"])
     back = await Client.connect(cluster.port("C"), "wanderer")
-    reply = await back.subscribe("b-room", position)
+    reply = await back.subscribe(room, position)
     assert reply["recovered"] is True, reply
     assert [p["offset"] for p in reply["publications"]] == missed, reply
     assert [p["data"]["i"] for p in reply["publications"]] == list(range(3, 23))
     # Live delivery resumes right after, without a duplicate.
-    ack = await writer.publish("b-room", {"i": 23})
+    ack = await writer.publish(room, {"i": 23})
     while True:
         frame = await back.next()
         if frame["type"] == "message":
@@ -361,12 +429,13 @@ async def recovery_on_another_node(cluster):
 async def node_crash(cluster):
     """(c) SIGKILL a node: its clients reconnect elsewhere and lose no acked message; the dead
     node's clients leave presence after the node timeout."""
+    room = cluster.channel("c-room", cluster.shards - 1)
     d = cluster.start_node("D")
     others = [cluster.port("A"), cluster.port("B")]
-    reader = await Reader("crash-reader", "c-room").start(d)
+    reader = await Reader("crash-reader", room).start(d)
     task = asyncio.create_task(reader.run(others))
     observer = await Client.connect(cluster.port("C"), "observer")
-    await observer.subscribe("c-room")
+    await observer.subscribe(room)
     acked = []
     stop = asyncio.Event()
 
@@ -375,7 +444,7 @@ async def node_crash(cluster):
         i = 0
         while not stop.is_set():
             try:
-                ack = await client.publish("c-room", {"from": name, "i": i})
+                ack = await client.publish(room, {"from": name, "i": i})
                 assert ack["type"] == "ack", ack
                 acked.append(ack["offset"])
             except (Closed, ConnectionError, asyncio.TimeoutError):
@@ -388,7 +457,7 @@ async def node_crash(cluster):
     publishers = [asyncio.create_task(publisher(d, "on-d", others[0])),
                   asyncio.create_task(publisher(cluster.port("A"), "on-a", others[1]))]
     await until("some traffic", lambda: len(acked) >= 60)
-    present = await observer.request({"op": "presence", "channel": "c-room"})
+    present = await observer.request({"op": "presence", "channel": room})
     assert "crash-reader" in {c["user"] for c in present["clients"]}, present
     cluster.kill_node("D")
     killed_at = time.monotonic()
@@ -408,7 +477,7 @@ async def node_crash(cluster):
     # The killed node's clients leave presence once its heartbeat is overdue.
     async def gone():
         while True:
-            present = await observer.request({"op": "presence", "channel": "c-room"})
+            present = await observer.request({"op": "presence", "channel": room})
             users = [c["user"] for c in present["clients"]]
             if users.count("crash-reader") == 1:  # only the reconnected one, on a live node
                 return time.monotonic() - killed_at
@@ -471,12 +540,89 @@ async def redis_restart(cluster):
     writer.close()
 
 
-async def main(binary, logdir):
-    cluster = Cluster(binary, logdir)
-    checks = [("a. fan-out across three nodes", fan_out),
-              ("b. recovery on another node", recovery_on_another_node),
-              ("c. a node killed with SIGKILL", node_crash),
-              ("d. redis restarted without its data", redis_restart)]
+async def shard_lost(cluster):
+    """(e) the last shard killed and started again empty while the first keeps serving."""
+    names = ["A", "B", "C"]
+    lost_shard = cluster.shards - 1
+    kept, lost = cluster.channel("e-kept", 0), cluster.channel("e-lost", lost_shard)
+    kept_readers = [await Reader(f"ek{n}", kept).start(cluster.port(n)) for n in names]
+    lost_readers = [await Reader(f"el{n}", lost).start(cluster.port(n)) for n in names]
+    tasks = [asyncio.create_task(r.run([cluster.port(n)]))
+             for r, n in zip(kept_readers + lost_readers, names + names)]
+    writer = await Client.connect(cluster.port("A"), "e-writer")
+    for channel in (kept, lost):
+        for i in range(5):
+            assert (await writer.publish(channel, {"i": i}))["type"] == "ack"
+        cluster.check_home(channel)
+    for r in kept_readers + lost_readers:
+        await until(f"{r.name} to read 5", lambda r=r: len(r.messages) == 5)
+    old_epoch = lost_readers[0].epoch
+
+    acked = []
+    stop = asyncio.Event()
+
+    async def keep_publishing():
+        client = await Client.connect(cluster.port("B"), "e-kept-writer")
+        i = 5
+        while not stop.is_set():
+            ack = await client.publish(kept, {"i": i})
+            assert ack["type"] == "ack", ack
+            acked.append(ack["offset"])
+            i += 1
+            await asyncio.sleep(0.005)
+        client.close()
+
+    publisher = asyncio.create_task(keep_publishing())
+    await until("some traffic on the kept shard", lambda: len(acked) >= 20)
+    cluster.kill_redis(lost_shard)
+    reply = await writer.publish(lost, {"i": "during the outage"})
+    assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+    for n in names:
+        status, body = await until_healthz(cluster.port(n), 200, body="degraded: ")
+        assert f"shard {lost_shard} (" in body, (n, body)
+    _, metrics = await healthz(cluster.port("A"), "/metrics")
+    for shard in range(cluster.shards):
+        up = "0" if shard == lost_shard else "1"
+        assert f'switchboard_redis_up{{shard="{shard}"}} {up}\n' in metrics, metrics[-600:]
+    count = len(acked)
+    await until("traffic during the outage", lambda: len(acked) >= count + 50)
+    cluster.start_redis(lost_shard)
+    for n in names:
+        await until_healthz(cluster.port(n), 200, 2 * STEP, body="ok")
+    for r in lost_readers:
+        await until(f"{r.name} to be told of the new epoch", lambda r=r: r.replies, 3 * STEP)
+        assert r.closes == [1012], f"{r.name}: {r.closes}"
+        reply = r.replies[0]
+        assert reply["recovered"] is False and reply["code"] == "epoch_changed", reply
+        assert reply["epoch"] != old_epoch, reply
+    stop.set()
+    await publisher
+    top = max(acked)
+    for r in kept_readers:
+        await until(f"{r.name} to read every acked message", lambda r=r: r.offset >= top)
+    # The lost shard's channel works again, from offset 1 of its new epoch.
+    deadline = time.monotonic() + 2 * STEP
+    while True:
+        ack = await writer.publish(lost, {"i": "after"})
+        if ack["type"] == "ack":
+            break
+        assert time.monotonic() < deadline, ack
+        await asyncio.sleep(0.2)
+    assert ack["offset"] == 1, ack
+    for r in lost_readers:
+        await until(f"{r.name} to read in the new epoch",
+                    lambda r=r: r.messages[-1] == (1, {"i": "after"}))
+    stop_all(tasks)
+    for r in kept_readers:
+        offsets = [o for o, _ in r.messages]
+        assert offsets == list(range(1, top + 1)), f"{r.name}: no gap, no duplicate"
+        assert not r.closes, f"{r.name} was closed: {r.closes}"
+    writer.close()
+    return f"{len(acked)} acked on shard 0, {len(acked) - count} of them during the outage, all delivered"
+
+
+async def run_checks(cluster, checks):
+    """Runs each check, printing its outcome; returns (passed, failed)."""
     passed = failed = 0
     try:
         cluster.start_redis()
@@ -495,6 +641,24 @@ async def main(binary, logdir):
         cluster.check_logs()
     finally:
         cluster.stop()
+    return passed, failed
+
+
+async def main(binary, logdir):
+    one = [("a. fan-out across three nodes", fan_out),
+           ("b. recovery on another node", recovery_on_another_node),
+           ("c. a node killed with SIGKILL", node_crash),
+           ("d. redis restarted without its data", redis_restart)]
+    two = [("a. fan-out across three nodes, a channel on each shard", fan_out_on_each_shard),
+           ("b. recovery on another node", recovery_on_another_node),
+           ("c. a node killed with SIGKILL", node_crash),
+           ("e. one shard lost and restarted empty", shard_lost)]
+    passed = failed = 0
+    for title, shards, checks in [("one redis", 1, one), ("two redis shards", 2, two)]:
+        print(f"-- {title}", flush=True)
+        cluster = Cluster(binary, os.path.join(logdir, f"shards-{shards}"), shards)
+        p, f = await run_checks(cluster, checks)
+        passed, failed = passed + p, failed + f
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -4,7 +4,7 @@
 //! bad value in the file is an error that names it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use switchboard::IpNet;
 use switchboard_hub::{ChannelRule, EventKind};
 
 use crate::proxies::{Failure, Route};
@@ -69,6 +70,16 @@ pub(crate) struct ServeOptions {
     /// refused (REFUSED_STREAM) [default: 100]
     #[arg(long, value_name = "N")]
     pub(crate) http2_max_streams: Option<u32>,
+    /// Without TLS, also serve HTTP/2 with prior knowledge (h2c) on the same port, for clients
+    /// behind a proxy that ends TLS; HTTP/1.1 goes on as before [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        conflicts_with = "no_http2"
+    )]
+    pub(crate) h2c: Option<bool>,
 
     /// Thread per core: N threads, each with a single-threaded runtime and a listener of its
     /// own on the address (SO_REUSEPORT), the kernel spreading connections among them; the
@@ -78,6 +89,41 @@ pub(crate) struct ServeOptions {
     /// Most connections at once; more get 503 [default: 25000]
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
+    /// Most opening handshakes (TLS, request, checks) under way at once; past it new clients
+    /// wait in the listen backlog [default: 512]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_handshakes: Option<usize>,
+    /// Most handshakes started per second; past it new clients wait in the listen backlog
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) handshake_rate: Option<u32>,
+    /// Most connections from one client address (IPv6: one /64); more get 429
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_connections_per_ip: Option<usize>,
+    /// A proxy (address or CIDR block) whose X-Forwarded-For/Forwarded gives the client's
+    /// address; repeat for more [default: none]
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        value_parser = parse_net,
+        help_heading = "Abuse limits"
+    )]
+    #[serde(default, deserialize_with = "nets")]
+    pub(crate) trusted_proxies: Option<Vec<IpNet>>,
+    /// Hub mode: most messages a second from one connection (bursts of twice that); past it
+    /// messages are refused with `rate_limited`, and a client that goes on is closed with 1008
+    /// [default: no limit]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) message_rate: Option<f64>,
+    /// Hub mode: on SIGTERM, tell each client to wait 1 s plus a random part of this before
+    /// reconnecting, so that a restart does not bring them all back at once; 0 sends no hint
+    /// [default: 5s]
+    #[arg(long, value_name = "DURATION", help_heading = "Abuse limits")]
+    pub(crate) restart_spread: Option<Span>,
+    /// Hub mode: most channels one connection may subscribe to [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Abuse limits")]
+    pub(crate) max_subscriptions: Option<usize>,
     /// Largest message accepted, in bytes; larger ones close with 1009 [default: 16777216]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<usize>,
@@ -113,7 +159,8 @@ pub(crate) struct ServeOptions {
     /// any)
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Option<Vec<String>>,
-    /// On SIGINT/SIGTERM, how long to wait for clients to close after 1001 [default: 10s]
+    /// On SIGINT/SIGTERM, how long to wait for clients to close after their Close (1001; in
+    /// hub mode 1012 with a hint to come back in 1 to 6 s) [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub(crate) shutdown_grace: Option<Span>,
 
@@ -215,9 +262,49 @@ pub(crate) struct ServeOptions {
     #[arg(long, value_enum, help_heading = "Proxies")]
     pub(crate) proxy_failure: Option<Failure>,
     /// Share channels, history and presence with other nodes through Redis
-    /// (redis://HOST:PORT[/DB]); without it, channels live in this process
+    /// (redis://HOST:PORT[/DB]); several URLs separated by commas shard channels over
+    /// as many Redis servers (every node lists them in the same order); without it,
+    /// channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
     pub(crate) broker: Option<String>,
+    /// CA certificates (PEM) that a rediss:// broker's certificate must chain to, instead of
+    /// the Mozilla roots: for a Redis whose certificate a private CA signed
+    #[arg(long, value_name = "PEM", help_heading = "Redis broker")]
+    pub(crate) broker_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for a rediss:// broker that asks for one
+    /// (tls-auth-clients); needs --broker-key
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "broker_key",
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_cert: Option<PathBuf>,
+    /// Private key (PEM) of --broker-cert
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "broker_cert",
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_key: Option<PathBuf>,
+    /// Password of the broker's Redis (of the URL's ACL user, or requirepass), instead of
+    /// the URL's; from the environment, it stays out of the process list
+    #[arg(
+        long,
+        env = "SWITCHBOARD_BROKER_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_password: Option<String>,
+    /// Time to open a connection to Redis: TCP, TLS handshake and authentication
+    /// [default: 3s]
+    #[arg(long, value_name = "DURATION", help_heading = "Redis broker")]
+    pub(crate) broker_connect_timeout: Option<Span>,
+    /// Time for Redis to answer a request; past it the request fails (a publish is not
+    /// acknowledged) and /healthz answers 503 until Redis answers again [default: 3s]
+    #[arg(long, value_name = "DURATION", help_heading = "Redis broker")]
+    pub(crate) broker_response_timeout: Option<Span>,
 
     /// POST channel and presence events to this http:// or https:// URL; needs
     /// --webhook-secret
@@ -261,6 +348,26 @@ where
     texts
         .iter()
         .map(|t| t.parse().map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// A trusted proxy: a CIDR block, or one address (a block of one).
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a CIDR block such as 10.0.0.0/8"))
+}
+
+/// `trusted-proxy = ["10.0.0.0/8", "127.0.0.1"]` in a file.
+fn nets<'de, D>(d: D) -> Result<Option<Vec<IpNet>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| parse_net(t).map_err(serde::de::Error::custom))
         .collect::<Result<_, _>>()
         .map(Some)
 }
@@ -333,8 +440,16 @@ impl ServeOptions {
             tls_self_signed,
             http2,
             http2_max_streams,
+            h2c,
             threads,
             max_connections,
+            max_handshakes,
+            handshake_rate,
+            max_connections_per_ip,
+            trusted_proxies,
+            message_rate,
+            restart_spread,
+            max_subscriptions,
             max_message_size,
             max_frame_size,
             max_fragments,
@@ -364,6 +479,12 @@ impl ServeOptions {
             proxy_timeout,
             proxy_failure,
             broker,
+            broker_ca,
+            broker_cert,
+            broker_key,
+            broker_password,
+            broker_connect_timeout,
+            broker_response_timeout,
             webhook_url,
             webhook_secret,
             webhook_events,
@@ -413,6 +534,12 @@ mod tests {
             ServeOptions::from_toml(include_str!("../../../docs/serve.example.toml")).unwrap();
         assert!(matches!(options.mode, Some(Mode::Hub)));
         assert_eq!(options.max_connections, Some(25_000));
+        assert_eq!(options.max_handshakes, Some(512));
+        assert_eq!(options.trusted_proxies, Some(Vec::new()));
+        assert_eq!(
+            options.max_subscriptions,
+            Some(switchboard_hub::HubConfig::default().max_subscriptions)
+        );
         assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(30))));
         assert_eq!(options.backpressure, Some(Policy::Disconnect));
         assert_eq!(options.rules.map(|r| r.len()), Some(0));
@@ -423,6 +550,7 @@ mod tests {
         let defaults = switchboard::Server::builder();
         assert!(format!("{defaults:?}").contains("http2_max_streams: 100"));
         assert_eq!(options.http2_max_streams, Some(100));
+        assert_eq!(options.h2c, Some(false));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
         let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
@@ -431,6 +559,15 @@ mod tests {
         assert_eq!(events, webhooks.events);
         assert_eq!(options.webhook_timeout, Some(Span(webhooks.timeout)));
         assert_eq!(options.webhook_retry, Some(Span(webhooks.retry_for)));
+        #[cfg(feature = "redis")]
+        {
+            let redis = switchboard_hub::RedisConfig::new("redis://x");
+            assert_eq!(
+                options.broker_connect_timeout,
+                Some(Span(redis.connect.connect_timeout))
+            );
+            assert_eq!(options.broker_response_timeout, Some(Span(redis.timeout)));
+        }
         let defaults = switchboard::DeflateConfig::default();
         assert_eq!(
             (defaults.level, defaults.threshold),
@@ -505,6 +642,12 @@ mod tests {
         assert!(flags(&["--http2", "--no-http2"]).is_err());
         let options = flags(&[]).unwrap().or(file("http2-max-streams = 8"));
         assert_eq!(options.http2_max_streams, Some(8));
+        assert_eq!(flags(&[]).unwrap().or(file("")).h2c, None);
+        assert_eq!(flags(&["--h2c"]).unwrap().h2c, Some(true));
+        assert_eq!(flags(&[]).unwrap().or(file("h2c = true")).h2c, Some(true));
+        let off = flags(&["--h2c=false"]).unwrap().or(file("h2c = true"));
+        assert_eq!(off.h2c, Some(false));
+        assert!(flags(&["--h2c", "--no-http2"]).is_err());
 
         let options = flags(&["--deflate-level", "9", "--deflate-threshold", "0"]).unwrap();
         assert_eq!(options.deflate_level, Some(Level(9)));

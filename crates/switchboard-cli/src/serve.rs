@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -11,15 +12,21 @@ use switchboard::http::Request;
 use switchboard::http::Uri;
 use switchboard::tls::ServerTls;
 use switchboard::{
-    Backpressure, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder, WebSocket,
+    Backpressure, CloseCode, DeflateConfig, MaybeTlsStream, Metrics, Server, ServerBuilder,
+    WebSocket,
 };
 use switchboard_hub::{
-    Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, OnFailure,
-    ProxyEndpoint, WebhookConfig,
+    Broker, HistoryConfig, HttpApi, HttpProxy, Hub, HubConfig, JwtKey, LocalBroker, MessageRate,
+    OnFailure, ProxyEndpoint, RESTART_REASON, WebhookConfig, restart_hint,
 };
 
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::{proxies, web};
+
+/// After a restart, the hub's clients wait at least this long before reconnecting...
+const RESTART_FLOOR: Duration = Duration::from_secs(1);
+/// ...and up to this much longer, at random (`--restart-spread`).
+const RESTART_SPREAD: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
 pub(crate) struct ServeArgs {
@@ -54,6 +61,16 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
     if let Some(heartbeat) = options.heartbeat {
         config.heartbeat = (!heartbeat.0.is_zero()).then_some(heartbeat.0);
     }
+    if let Some(rate) = options.message_rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--message-rate {rate}: expected a number of messages a second above 0"
+        );
+        config.message_rate = Some(MessageRate::per_second(rate));
+    }
+    if let Some(max) = options.max_subscriptions {
+        config.max_subscriptions = max;
+    }
     config.jwt = options.jwt_secret.clone().map(JwtKey::hs256);
     config.rules = options.rules.clone().unwrap_or_default();
     if let Some(window) = options.idempotency_window {
@@ -65,15 +82,29 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
         config.hooks = Some(Arc::new(proxy));
     }
     config.webhooks = webhooks(options)?;
+    // Timeouts have defaults (the example file states them); these do not.
+    let broker_settings = [
+        options.broker_ca.is_some(),
+        options.broker_cert.is_some(),
+        options.broker_key.is_some(),
+        options.broker_password.is_some(),
+    ];
+    anyhow::ensure!(
+        options.broker.is_some() || !broker_settings.contains(&true),
+        "--broker-ca, --broker-cert, --broker-key and --broker-password need --broker"
+    );
     let broker: Arc<dyn Broker> = match &options.broker {
         None => Arc::new(LocalBroker::new(history)),
-        Some(url) => redis_broker(url, history).await?,
+        Some(url) => redis_broker(url, options, history).await?,
     };
     let hub = Hub::new(broker, config)
         .await
         .context("cannot start the hub")?;
     let counted = hub.clone();
-    metrics.extend(move |out| counted.render_broker_metrics(out));
+    metrics.extend(move |out| {
+        counted.render_broker_metrics(out);
+        counted.render_limit_metrics(out);
+    });
     if hub.webhook_metrics().is_some() {
         let counted = hub.clone();
         metrics.extend(move |out| {
@@ -146,20 +177,82 @@ fn webhooks(options: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
 }
 
 #[cfg(feature = "redis")]
-async fn redis_broker(url: &str, history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+async fn redis_broker(
+    url: &str,
+    options: &ServeOptions,
+    history: HistoryConfig,
+) -> anyhow::Result<Arc<dyn Broker>> {
     let mut config = switchboard_hub::RedisConfig::new(url);
     config.history = history;
+    config.connect = redis_connect(options)?;
+    if let Some(timeout) = options.broker_response_timeout {
+        anyhow::ensure!(
+            !timeout.0.is_zero(),
+            "--broker-response-timeout must be more than 0"
+        );
+        config.timeout = timeout.0;
+    }
     let broker = switchboard_hub::RedisBroker::connect(config).await?;
     tracing::info!(
-        broker = url,
+        broker = %without_password(url),
+        shards = broker.shards(),
         node = broker.node(),
         "channels shared through redis"
     );
     Ok(Arc::new(broker))
 }
 
+/// How the broker connects to Redis: the `--broker-*` files read, and the timeouts.
+#[cfg(feature = "redis")]
+fn redis_connect(options: &ServeOptions) -> anyhow::Result<switchboard_hub::RedisConnectOptions> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("--{flag} {}: cannot read", path.display()))
+    };
+    let mut connect = switchboard_hub::RedisConnectOptions::default();
+    if let Some(path) = &options.broker_ca {
+        connect.ca_pem = Some(read("broker-ca", path)?);
+    }
+    match (&options.broker_cert, &options.broker_key) {
+        (Some(cert), Some(key)) => {
+            connect.client_cert_pem = Some((read("broker-cert", cert)?, read("broker-key", key)?));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--broker-cert and --broker-key go together"),
+    }
+    connect.password.clone_from(&options.broker_password);
+    if let Some(timeout) = options.broker_connect_timeout {
+        anyhow::ensure!(
+            !timeout.0.is_zero(),
+            "--broker-connect-timeout must be more than 0"
+        );
+        connect.connect_timeout = timeout.0;
+    }
+    Ok(connect)
+}
+
+/// `url` (or a comma-separated list of URLs) with each password replaced by `***`, for logs.
+#[cfg(feature = "redis")]
+fn without_password(url: &str) -> String {
+    let one = |one: &str| {
+        let (scheme, rest) = one.split_once("://")?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (userinfo, host) = authority.rsplit_once('@')?;
+        let (user, _password) = userinfo.split_once(':')?;
+        let tail = &rest[authority.len()..];
+        Some(format!("{scheme}://{user}:***@{host}{tail}"))
+    };
+    url.split(',')
+        .map(|url| one(url).unwrap_or_else(|| url.to_owned()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(not(feature = "redis"))]
-async fn redis_broker(_url: &str, _history: HistoryConfig) -> anyhow::Result<Arc<dyn Broker>> {
+async fn redis_broker(
+    _url: &str,
+    _options: &ServeOptions,
+    _history: HistoryConfig,
+) -> anyhow::Result<Arc<dyn Broker>> {
     anyhow::bail!("this build has no Redis broker (cargo feature `redis`)")
 }
 
@@ -180,20 +273,34 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut builder = builder(&options, tls);
     let alpn = builder.alpn_protocols();
-    if alpn.is_empty() {
-        tracing::info!("offering http/1.1 (no TLS: no HTTP/2)");
+    if builder.serves_h2c() {
+        tracing::info!("offering http/1.1 and h2c (HTTP/2 with prior knowledge, no TLS)");
+    } else if alpn.is_empty() {
+        tracing::info!("offering http/1.1 (no TLS: no HTTP/2; --h2c for prior knowledge)");
     } else {
         let alpn = alpn.join(", ");
         tracing::info!("offering {alpn} (TLS ALPN)");
+        if options.h2c == Some(true) {
+            tracing::warn!("h2c is for clear text: with TLS, HTTP/2 is agreed through ALPN");
+        }
     }
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options, builder.metrics()).await?;
-            // Healthy while the broker is: a node that cannot reach Redis cannot serve.
+            // Healthy while the broker is: a node that cannot reach Redis cannot serve. With
+            // one shard of several down, it still serves the others' channels: 200, degraded.
             let checked = hub.clone();
-            builder = builder.health_check("/healthz", move || {
-                checked.health().map_err(|e| e.to_string())
+            builder = builder.health_report("/healthz", move || match checked.health() {
+                Ok(()) => Ok(checked.degraded()),
+                Err(e) => Err(e.to_string()),
             });
+            // A restart sends every client a hint to come back in 1 to 6 s, spread so that
+            // they do not all come back at once.
+            builder = builder.shutdown_close(CloseCode::SERVICE_RESTART, RESTART_REASON);
+            let spread = options.restart_spread.map_or(RESTART_SPREAD, |s| s.0);
+            if !spread.is_zero() {
+                builder = builder.shutdown_message(restart_hint(RESTART_FLOOR, spread));
+            }
             // The origin allow-list is the server's, checked after this.
             builder = web::routes(builder)
                 .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
@@ -346,6 +453,7 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
     if let Some(streams) = options.http2_max_streams {
         builder = builder.http2_max_concurrent_streams(streams);
     }
+    builder = builder.h2c(options.h2c.unwrap_or(false));
     macro_rules! set {
         ($($field:ident),* $(,)?) => {
             $(if let Some(value) = options.$field {
@@ -355,6 +463,7 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
     }
     set!(
         max_connections,
+        max_handshakes,
         max_message_size,
         max_frame_size,
         max_fragments,
@@ -383,6 +492,10 @@ fn builder(options: &ServeOptions, tls: Option<ServerTls>) -> switchboard::Serve
             Policy::Disconnect => Backpressure::Disconnect,
         });
     }
+    builder = builder
+        .handshake_rate(options.handshake_rate)
+        .max_connections_per_address(options.max_connections_per_ip)
+        .trusted_proxies(options.trusted_proxies.iter().flatten().copied());
     if let Some(origins) = &options.allowed_origins {
         builder = builder.allowed_origins(origins.iter().cloned());
     }
@@ -509,5 +622,45 @@ mod tests {
             [EventKind::MemberAdded].into_iter().collect()
         );
         assert_eq!(config.retry_for, std::time::Duration::from_secs(5));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn logged_broker_urls_hide_passwords() {
+        assert_eq!(
+            without_password("rediss://alice:s3cret@redis.internal:6380/2,redis://:pw@b"),
+            "rediss://alice:***@redis.internal:6380/2,redis://:***@b"
+        );
+        for kept in ["redis://127.0.0.1:6379", "redis://alice@host", "nonsense"] {
+            assert_eq!(without_password(kept), kept);
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn broker_connections_take_files_password_and_timeouts() {
+        let options = ServeOptions::from_toml(
+            r#"
+            broker = "rediss://alice@127.0.0.1:6380"
+            broker-password = "s3cret"
+            broker-connect-timeout = "500ms"
+            "#,
+        )
+        .unwrap();
+        let connect = redis_connect(&options).unwrap();
+        assert_eq!(connect.password.as_deref(), Some("s3cret"));
+        assert_eq!(connect.connect_timeout, Duration::from_millis(500));
+        assert!(connect.ca_pem.is_none());
+        let missing = ServeOptions {
+            broker_ca: Some("/nonexistent/ca.pem".into()),
+            ..ServeOptions::default()
+        };
+        let e = redis_connect(&missing).unwrap_err().to_string();
+        assert!(e.contains("--broker-ca /nonexistent/ca.pem"), "{e}");
+        let half = ServeOptions {
+            broker_cert: Some("/nonexistent/cert.pem".into()),
+            ..ServeOptions::default()
+        };
+        assert!(redis_connect(&half).is_err());
     }
 }

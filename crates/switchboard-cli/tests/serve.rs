@@ -10,6 +10,8 @@ use support::Serve;
 use switchboard::tls::ClientTls;
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
 
+/// Serves `mode`, connects clients, sends SIGTERM: every client gets its Close (the hub's
+/// clients a restart hint first), and the server exits 0.
 async fn sigterm_drains(mode: &str, extra: &[&str]) {
     let mut serve = Serve::start(&[&["--mode", mode], extra].concat());
     let url = serve.url();
@@ -53,20 +55,34 @@ async fn sigterm_drains(mode: &str, extra: &[&str]) {
     }
     serve.terminate();
     for mut ws in clients {
+        let mut last = None;
         let message = tokio::time::timeout(Duration::from_secs(10), async {
             // Broadcasts sent before the signal may come first.
             loop {
                 match ws.recv().await {
-                    Some(Ok(m)) if m.is_data() => {}
+                    Some(Ok(m)) if m.is_data() => last = Some(m),
                     other => return other,
                 }
             }
         })
         .await
         .expect("a close within 10 s");
-        match message {
-            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
-            other => panic!("{mode}: expected close 1001, got {other:?}"),
+        let Some(Ok(Message::Close(Some(frame)))) = message else {
+            panic!("{mode}: expected a close, got {message:?}");
+        };
+        if mode == "hub" {
+            // A restart: the hub's clients are told when to come back, 1 to 6 s from now.
+            assert_eq!(frame.code, CloseCode::SERVICE_RESTART);
+            let Some(Message::Text(hint)) = last else {
+                panic!("no hint before the close: {last:?}");
+            };
+            let hint: serde_json::Value = serde_json::from_str(&hint).unwrap();
+            assert_eq!(hint["type"], "disconnect", "{hint}");
+            assert_eq!(hint["code"], 1012, "{hint}");
+            let wait = hint["retry_after_ms"].as_u64().unwrap();
+            assert!((1000..6000).contains(&wait), "{hint}");
+        } else {
+            assert_eq!(frame.code, CloseCode::GOING_AWAY, "{mode}");
         }
         assert!(ws.recv().await.is_none());
     }
@@ -75,7 +91,7 @@ async fn sigterm_drains(mode: &str, extra: &[&str]) {
 }
 
 #[tokio::test]
-async fn sigterm_sends_1001_to_every_client_and_exits_0() {
+async fn sigterm_closes_every_client_with_1001_or_a_restart_hint_and_exits_0() {
     sigterm_drains("hub", &[]).await;
     sigterm_drains("echo", &[]).await;
     sigterm_drains("broadcast", &[]).await;

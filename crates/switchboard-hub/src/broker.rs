@@ -292,6 +292,15 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What part of the broker is unreachable while the rest serves (some shards of several,
+    /// say): channels there fail as unavailable, the others work. A health check answers 200
+    /// with it: every node sees the same part down, and taking them all out of service would
+    /// stop the channels that work too. `None` while all is well, and while
+    /// [`health`](Self::health) fails. The default has no parts.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
+
     /// Appends the broker's own metrics to `out`, in the Prometheus text format (`# HELP`,
     /// `# TYPE`, then the samples). The default has none.
     fn render_metrics(&self, out: &mut String) {

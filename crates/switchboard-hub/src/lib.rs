@@ -44,7 +44,7 @@ pub use hooks::{
 };
 pub use hub::{
     ChannelList, ClusterInfo, DEFAULT_HEARTBEAT, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError,
-    MAX_IDEMPOTENCY_KEY, Target,
+    MAX_IDEMPOTENCY_KEY, MessageRate, RESTART_REASON, Target, restart_hint,
 };
 pub use local::LocalBroker;
 pub use nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
@@ -52,6 +52,6 @@ pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
-pub use redis_broker::{RedisBroker, RedisConfig};
+pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};
 pub use rules::{ChannelRule, Policy, RuleParseError};
 pub use webhook::{EventKind, UnknownEvent, WebhookConfig, WebhookMetrics};

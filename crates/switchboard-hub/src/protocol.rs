@@ -148,9 +148,14 @@ pub enum ErrorCode {
     TooLarge,
     /// The connection reached its limit of subscriptions.
     TooManySubscriptions,
+    /// The connection sends more messages a second than the server allows; the message was
+    /// dropped. A client that goes on is closed with 1008.
+    RateLimited,
     /// The token in the `token` query parameter is invalid or has expired.
     Unauthorized,
-    /// The broker failed (a Redis broker lost its server, ...); the request may be retried.
+    /// The broker failed or did not answer in time (a Redis broker lost its server, ...); the
+    /// request may be retried. A `publish` so answered may still be applied later (it may have
+    /// reached Redis before the answer was given up on): a retry may publish it twice.
     Unavailable,
     /// An `op` this server does not know.
     UnknownOp,
@@ -170,6 +175,7 @@ impl ErrorCode {
             Self::NotSubscribed => "not_subscribed",
             Self::TooLarge => "too_large",
             Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
             Self::Unavailable => "unavailable",
             Self::UnknownOp => "unknown_op",
@@ -187,13 +193,19 @@ impl std::fmt::Display for ErrorCode {
 /// The longest channel name, in bytes.
 pub const MAX_CHANNEL_LEN: usize = 128;
 
+/// The `id` of a request, when it has one that can be read, for a reply to a request that is
+/// not acted on.
+pub(crate) fn request_id(text: &str) -> Option<RequestId> {
+    serde_json::from_str::<IdOnly>(text).ok().and_then(|i| i.id)
+}
+
 /// Parses one text frame into a request.
 pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
     let incoming: Incoming = match serde_json::from_str(text) {
         Ok(incoming) => incoming,
         Err(e) if e.is_data() => {
             // Valid JSON of the wrong shape: the id may still be readable.
-            let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|i| i.id);
+            let id = request_id(text);
             let code = if text.trim_start().starts_with('{') {
                 ErrorCode::BadRequest
             } else {
@@ -365,6 +377,12 @@ pub(crate) enum Reply<'a> {
     Leave {
         channel: &'a str,
         client: &'a ClientInfo,
+    },
+    /// Before a close with 1012 or 1013: when to come back.
+    Disconnect {
+        code: u16,
+        reason: &'a str,
+        retry_after_ms: u64,
     },
 }
 

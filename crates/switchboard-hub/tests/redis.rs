@@ -693,13 +693,13 @@ async fn an_action_that_cannot_reach_the_other_nodes_says_what_was_done() {
     assert!(matches!(a.info().await, Err(HubError::Unavailable(_))));
 }
 
-/// The value of a counter in the broker's metrics.
+/// The value of a counter in the broker's metrics (its one shard's).
 fn counter(broker: &RedisBroker, name: &str) -> u64 {
     let mut out = String::new();
     broker.render_metrics(&mut out);
     let line = out
         .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix("{shard=\"0\"} "))
         .unwrap_or_else(|| panic!("{name} not in {out}"));
     line.parse().unwrap()
 }
@@ -944,7 +944,7 @@ async fn a_connection_keeps_publishes_in_flight_and_gets_every_answer_in_order()
     a.render_broker_metrics(&mut out);
     let batches: u64 = out
         .lines()
-        .find_map(|l| l.strip_prefix("switchboard_redis_publish_batch_size_count "))
+        .find_map(|l| l.strip_prefix("switchboard_redis_publish_batch_size_count{shard=\"0\"} "))
         .unwrap()
         .parse()
         .unwrap();

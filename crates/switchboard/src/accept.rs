@@ -11,6 +11,7 @@ use proto::handshake::{HandshakeError, server};
 use proto::{Config, Role};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::addresses::AddressTicket;
 use crate::error::Error;
 use crate::head::read_head;
 use crate::websocket::WebSocket;
@@ -105,13 +106,17 @@ where
     }
 }
 
-/// Accepts a request the caller has already read (a hyper/axum upgrade, or a server that routes
-/// plain HTTP elsewhere): validates it, writes the 101 (or the 4xx with the reason), and wraps
-/// the stream. `read_buf` holds any bytes read past the request head.
+/// Accepts a request the caller has already read (a server that routes plain HTTP elsewhere):
+/// validates it, writes the 101 (or the 4xx with the reason), and wraps the stream. `read_buf`
+/// holds any bytes read past the request head.
+///
+/// HTTP/1.1 only: the answer to an HTTP/2 extended CONNECT goes out through the HTTP/2
+/// server, as [`PreparedUpgrade`] lets a hyper or axum server do for both versions.
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] when the request is not a valid upgrade; [`Error::Io`].
+/// [`Error::Handshake`] when the request is not a valid upgrade (nothing is written for an
+/// HTTP/2 CONNECT); [`Error::Io`].
 pub async fn accept_request<S>(
     request: &Request<()>,
     mut stream: S,
@@ -121,6 +126,10 @@ pub async fn accept_request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if server::is_connect_request(request) {
+        let why = "an HTTP/2 extended CONNECT is answered by the HTTP/2 server".into();
+        return Err(HandshakeError::MalformedHttp(why).into());
+    }
     match PreparedUpgrade::new(request, options) {
         Ok(upgrade) => upgrade.send(stream, read_buf).await,
         Err(e) => {
@@ -148,7 +157,13 @@ pub(crate) fn choose_protocol<B>(request: &Request<B>, protocols: &[String]) -> 
 
 /// An upgrade validated for a server that writes the `101` itself (hyper, axum): send
 /// [`response`](Self::response) as the answer to the request, then wrap the upgraded connection
-/// with [`into_websocket`](Self::into_websocket).
+/// (`hyper::upgrade::on(&mut request)`) with [`into_websocket`](Self::into_websocket).
+///
+/// The same code takes an HTTP/1.1 `GET` upgrade and an HTTP/2 extended CONNECT (RFC 8441),
+/// answered `200` without `Sec-WebSocket-Accept`, once the server enables it (hyper's
+/// `http2::Builder::enable_connect_protocol`, which `axum::serve` calls with axum's `http2`
+/// feature) and the route takes `CONNECT` as well as `GET`. The engine then runs over the
+/// HTTP/2 stream, under its flow control.
 ///
 /// See `examples/axum_upgrade.rs`.
 #[derive(Debug)]
@@ -158,6 +173,8 @@ pub struct PreparedUpgrade {
     config: Arc<Config>,
     /// The agreed permessage-deflate parameters and the server's settings, when negotiated.
     deflate: Option<(DeflateParams, DeflateConfig)>,
+    /// The connection's count under a server's limit per address, kept as long as it lasts.
+    address: Option<AddressTicket>,
 }
 
 impl PreparedUpgrade {
@@ -168,10 +185,25 @@ impl PreparedUpgrade {
     ///
     /// # Errors
     ///
-    /// The request is not a valid upgrade: answer with
-    /// [`to_response`](HandshakeError::to_response) (its [`status`](HandshakeError::status)
-    /// and reason).
+    /// The request is not a valid upgrade (a CONNECT whose `:protocol`, hyper's
+    /// `ext::Protocol`, is not `websocket` included): answer with
+    /// [`refusal`](Self::refusal) (its [`status`](HandshakeError::status) and reason).
     pub fn new<B>(request: &Request<B>, options: &AcceptOptions) -> Result<Self, HandshakeError> {
+        if server::is_connect_request(request) {
+            // RFC 8441 §4: the protocol travels in `:protocol`, which hyper hands over as an
+            // extension; a CONNECT without it is not a WebSocket's.
+            match request.extensions().get::<hyper::ext::Protocol>() {
+                Some(protocol) if protocol.as_str().eq_ignore_ascii_case("websocket") => {}
+                Some(protocol) => {
+                    let why = format!("connect with :protocol {:?}", protocol.as_str());
+                    return Err(HandshakeError::MalformedHttp(why));
+                }
+                None => {
+                    let why = "connect without :protocol".into();
+                    return Err(HandshakeError::MalformedHttp(why));
+                }
+            }
+        }
         Self::with_protocol(
             request,
             options,
@@ -205,7 +237,24 @@ impl PreparedUpgrade {
             protocol,
             config,
             deflate,
+            address: None,
         })
+    }
+
+    /// The answer to `request` when [`new`](Self::new) refused it with `error`, body
+    /// included: [`HandshakeError::to_response`] for an HTTP/1.1 upgrade; for an HTTP/2
+    /// CONNECT, without the headers HTTP/2 forbids and with `400` (and the version spoken) in
+    /// place of `426` (`server::reject_connect_response`), so that only the stream ends.
+    pub fn refusal<B, R: From<String>>(
+        request: &Request<B>,
+        error: &HandshakeError,
+    ) -> Response<R> {
+        if !server::is_connect_request(request) {
+            return error.to_response();
+        }
+        let (head, body) = server::reject_connect_response(error);
+        let (parts, ()) = head.into_parts();
+        Response::from_parts(parts, R::from(body))
     }
 
     /// The `101` response (the `200` over HTTP/2: status and headers) to send, with an empty
@@ -229,6 +278,12 @@ impl PreparedUpgrade {
         self.deflate.as_ref().map(|(params, _)| params)
     }
 
+    /// The upgrade, with the connection's count under the limit per address.
+    pub(crate) fn holding(mut self, ticket: AddressTicket) -> Self {
+        self.address = Some(ticket);
+        self
+    }
+
     /// Wraps the connection once the `101` is sent; `read_buf` holds any bytes already read
     /// past the request (empty for hyper's upgrades).
     pub fn into_websocket<S>(self, io: S, read_buf: BytesMut) -> WebSocket<S>
@@ -238,6 +293,9 @@ impl PreparedUpgrade {
         let mut ws = WebSocket::from_raw(io, Role::Server, self.config, read_buf);
         if let Some((params, config)) = &self.deflate {
             ws.enable_deflate(params, config);
+        }
+        if let Some(ticket) = self.address {
+            ws.hold(ticket);
         }
         ws.with_protocol(self.protocol)
     }

@@ -3,15 +3,23 @@
 //! the subprotocol) or [`Reject`] it with an HTTP status, like Node ws's `verifyClient` and
 //! `handleProtocols`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-/// The client's address, in every request's extensions (`request.extensions().get::<PeerAddr>()`),
-/// for the accept hook, the handler and HTTP routes alike.
+/// The address of the connection's other end, in every request's extensions
+/// (`request.extensions().get::<PeerAddr>()`), for the accept hook, the handler and HTTP routes
+/// alike. Behind a proxy, that is the proxy: see [`ClientAddr`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The client's address, in the extensions of every upgrade request: the [`PeerAddr`]'s, or
+/// when that is one of the
+/// [trusted proxies](crate::ServerBuilder::trusted_proxies), the address the proxies forwarded
+/// (`Forwarded` or `X-Forwarded-For`). The limit of connections per address counts this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
 
 /// An accepted upgrade: data to attach to the connection, and the subprotocol.
 ///

@@ -73,6 +73,7 @@
 //! ```
 
 mod accept;
+mod addresses;
 mod backpressure;
 mod connect;
 mod error;
@@ -82,9 +83,11 @@ mod head;
 mod hook;
 mod link;
 mod metrics;
+mod rate;
 mod server;
 mod split;
 mod stream;
+mod throttle;
 pub mod tls;
 mod topics;
 mod wakeups;
@@ -97,15 +100,18 @@ pub use accept::{
 pub use backpressure::Backpressure;
 pub use connect::{ConnectOptions, Http2Connection, client_handshake, connect, connect_with};
 pub use error::Error;
-pub use hook::{Accept, PeerAddr, Reject};
+pub use hook::{Accept, ClientAddr, PeerAddr, Reject};
+pub use ipnet::IpNet;
 pub use metrics::{HandshakeFailure, Metrics};
 pub use proto::deflate::{DeflateConfig, DeflateParams};
 pub use proto::{
     CloseCode, CloseFrame, Config, EncodedFrame, Message, ProtocolError, Role, SendError, Utf8Bytes,
 };
+pub use rate::TokenBucket;
 pub use server::{Server, ServerBuilder};
 pub use split::{Receiver, Sender, TrySendError};
 pub use stream::{Http2Stream, MaybeTlsStream};
+pub use throttle::LogThrottle;
 pub use topics::{Subscription, Topics};
 pub use websocket::WebSocket;
 

@@ -23,10 +23,40 @@ use crate::backpressure::SendQueue;
 use crate::metrics::{Metrics, Tally};
 use crate::wakeups::{SlotId, Wakeups};
 
+/// What shutting down sends every WebSocket: a message made per connection, if any, then a
+/// Close frame.
+#[derive(Clone)]
+pub(crate) struct Farewell {
+    pub(crate) code: CloseCode,
+    pub(crate) reason: String,
+    pub(crate) message: Option<Arc<dyn Fn() -> Option<Message> + Send + Sync>>,
+}
+
+impl Default for Farewell {
+    fn default() -> Self {
+        Self {
+            code: CloseCode::GOING_AWAY,
+            reason: "server shutting down".to_owned(),
+            message: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Farewell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Farewell")
+            .field("code", &self.code)
+            .field("reason", &self.reason)
+            .field("message", &self.message.is_some())
+            .finish()
+    }
+}
+
 /// What the connections of one server share.
 #[derive(Debug)]
 pub(crate) struct Group {
     metrics: Metrics,
+    farewell: Farewell,
     send_queue: SendQueue,
     max_members: usize,
     /// Members admitted and not yet dropped (handshakes, plain HTTP, WebSockets).
@@ -44,9 +74,11 @@ impl Group {
         max_members: usize,
         send_queue: SendQueue,
         metrics: Metrics,
+        farewell: Farewell,
     ) -> Self {
         Self {
             metrics,
+            farewell,
             send_queue,
             max_members,
             members: AtomicUsize::new(0),
@@ -89,11 +121,16 @@ impl Group {
         self.wakeups.sweep().await;
     }
 
-    /// Tells every member that the group is shutting down (their next receive closes with
-    /// 1001).
+    /// Tells every member that the group is shutting down (their next receive sends the
+    /// [`Farewell`]).
     pub(crate) fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.wakeups.wake_all();
+    }
+
+    /// What shutting down sends every WebSocket.
+    pub(crate) fn farewell(&self) -> &Farewell {
+        &self.farewell
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -185,11 +222,12 @@ impl Link {
         }
     }
 
-    /// Whether the group is shutting down; if not, its start wakes `cx`.
-    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
+    /// The group's [`Farewell`] when it is shutting down; if not, its start wakes `cx`.
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Option<Farewell> {
         // Registered before the flag is read, so a shutdown in between is not missed.
         self.watch(cx.waker(), self.armed);
-        self.member.group.is_shutting_down()
+        let group = &self.member.group;
+        group.is_shutting_down().then(|| group.farewell.clone())
     }
 
     /// Whether `deadline` has come, by the sweeper's clock; if not, it wakes `cx` then.

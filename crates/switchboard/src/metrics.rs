@@ -31,6 +31,8 @@ pub enum HandshakeFailure {
     Rejected,
     /// The server was at its connection limit (503).
     OverCapacity,
+    /// The client's address was at its connection limit (429).
+    AddressLimit,
     /// The transport failed or the client went away mid-handshake.
     Io,
     /// Anything else (a server-side mistake, such as a subprotocol the client did not offer).
@@ -38,7 +40,7 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Tls,
         Self::Timeout,
         Self::HeadTooLarge,
@@ -47,6 +49,7 @@ impl HandshakeFailure {
         Self::Origin,
         Self::Rejected,
         Self::OverCapacity,
+        Self::AddressLimit,
         Self::Io,
         Self::Other,
     ];
@@ -62,6 +65,7 @@ impl HandshakeFailure {
             Self::Origin => "origin",
             Self::Rejected => "rejected",
             Self::OverCapacity => "over_capacity",
+            Self::AddressLimit => "address_limit",
             Self::Io => "io",
             Self::Other => "other",
         }
@@ -90,6 +94,9 @@ struct Inner {
     http2_connections_total: AtomicU64,
     backpressure_drops: AtomicU64,
     backpressure_disconnects: AtomicU64,
+    /// Handshakes under way, and the times accepting waited for the handshake limits.
+    handshakes_in_progress: AtomicU64,
+    accepts_held: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     closes: Mutex<BTreeMap<u16, u64>>,
     /// What the application adds; see [`Metrics::extend`].
@@ -164,6 +171,18 @@ impl Metrics {
         self.inner.backpressure_disconnects.load(Ordering::Relaxed)
     }
 
+    /// Opening handshakes under way (see
+    /// [`ServerBuilder::max_handshakes`](crate::ServerBuilder::max_handshakes)).
+    pub fn handshakes_in_progress(&self) -> u64 {
+        self.inner.handshakes_in_progress.load(Ordering::Relaxed)
+    }
+
+    /// Times the server stopped accepting for a while because handshakes were at their limit
+    /// of concurrency or rate: clients waited in the kernel's backlog meanwhile.
+    pub fn accepts_held(&self) -> u64 {
+        self.inner.accepts_held.load(Ordering::Relaxed)
+    }
+
     /// Handshakes that failed for `reason`.
     pub fn handshake_failures(&self, reason: HandshakeFailure) -> u64 {
         self.inner.handshake_failures[reason as usize].load(Ordering::Relaxed)
@@ -181,7 +200,7 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         // (name, type, value, help)
         #[rustfmt::skip]
-        let counters: [(&str, &str, &AtomicU64, &str); 9] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 11] = [
             ("switchboard_connections_open", "gauge", &i.connections_open, "WebSocket connections open now."),
             ("switchboard_connections_total", "counter", &i.connections_total, "WebSocket connections opened."),
             ("switchboard_messages_received_total", "counter", &i.messages_in, "Text and binary messages received."),
@@ -191,6 +210,8 @@ impl Metrics {
             ("switchboard_http_requests_total", "counter", &i.http_requests, "Plain HTTP requests answered (not upgrades)."),
             ("switchboard_backpressure_dropped_total", "counter", &i.backpressure_drops, "Messages dropped because a connection's send queue was full."),
             ("switchboard_backpressure_disconnects_total", "counter", &i.backpressure_disconnects, "Connections closed because their send queue was full."),
+            ("switchboard_handshakes_in_progress", "gauge", &i.handshakes_in_progress, "Opening handshakes under way (TLS, request head, checks)."),
+            ("switchboard_accepts_held_total", "counter", &i.accepts_held, "Times accepting paused at the handshake limits (concurrency or rate)."),
         ];
         for (name, kind, value, help) in counters {
             let value = value.load(Ordering::Relaxed);
@@ -326,6 +347,22 @@ impl Metrics {
                 counter.fetch_add(std::mem::take(value), Ordering::Relaxed);
             }
         }
+    }
+
+    pub(crate) fn handshake_started(&self) {
+        self.inner
+            .handshakes_in_progress
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_ended(&self) {
+        self.inner
+            .handshakes_in_progress
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn accept_held(&self) {
+        self.inner.accepts_held.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {

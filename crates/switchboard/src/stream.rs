@@ -34,6 +34,8 @@ pub enum MaybeTlsStream {
 /// connection's own task reads and writes the socket for all its streams.
 pub struct Http2Stream {
     io: Http2Io,
+    /// Whether the connection is over TLS (not h2c).
+    tls: bool,
 }
 
 /// The stream as each side's HTTP/2 implementation gives it: hyper's on a server, `h2`'s on a
@@ -44,15 +46,18 @@ enum Http2Io {
 }
 
 impl Http2Stream {
-    pub(crate) fn new(upgraded: Upgraded) -> Self {
+    pub(crate) fn new(upgraded: Upgraded, tls: bool) -> Self {
         Self {
             io: Http2Io::Server(TokioIo::new(upgraded)),
+            tls,
         }
     }
 
     pub(crate) fn client(stream: H2Stream) -> Self {
         Self {
             io: Http2Io::Client(stream),
+            // The client speaks HTTP/2 over TLS only.
+            tls: true,
         }
     }
 }
@@ -194,9 +199,13 @@ impl MaybeTlsStream {
         }
     }
 
-    /// Whether the stream is encrypted (HTTP/2 is served over TLS only).
+    /// Whether the stream is encrypted (an HTTP/2 stream when its connection is: not h2c).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_) | Self::Http2(_))
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(_) => true,
+            Self::Http2(s) => s.tls,
+        }
     }
 
     /// Whether TLS agreed on ALPN `h2` (HTTP/2).

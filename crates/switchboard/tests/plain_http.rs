@@ -156,6 +156,27 @@ async fn a_health_check_answers_503_with_its_reason_while_it_fails() {
 }
 
 #[tokio::test]
+async fn a_degraded_health_report_answers_200_with_its_note() {
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Ok(None)));
+    let checked = state.clone();
+    let builder =
+        Server::builder().health_report("/healthz", move || checked.lock().unwrap().clone());
+    let (addr, _) = start(builder).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = ask(&mut stream, get).await;
+    assert_eq!((answer.status(), &answer.body[..]), (200, &b"ok\n"[..]));
+    *state.lock().unwrap() = Ok(Some("one cache of two is unreachable".into()));
+    let answer = ask(&mut stream, get).await;
+    assert_eq!(
+        (answer.status(), &answer.body[..]),
+        (200, &b"degraded: one cache of two is unreachable\n"[..])
+    );
+    *state.lock().unwrap() = Err("every cache is unreachable".into());
+    assert_eq!(ask(&mut stream, get).await.status(), 503);
+}
+
+#[tokio::test]
 async fn a_body_reaches_its_handler_and_one_over_the_limit_gets_413() {
     let (addr, _) = start(Server::builder().max_body_size(16)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -1,5 +1,6 @@
 //! Measures a hub deployment from outside: publishers on some nodes, subscribers on others,
-//! one channel. Reports acknowledged publishes per second, deliveries per second per
+//! one channel (or several: `--channel` repeated, publishers take them in turn and every
+//! subscriber follows all of them). Reports acknowledged publishes per second, deliveries per second per
 //! subscriber, and publish-to-deliver latency (an HDR histogram over every delivery).
 //!
 //! ```text
@@ -20,6 +21,8 @@
 //!
 //! `--server-pid PID` adds the server's CPU time (user and system, all threads, from `/proc`)
 //! over the measured window, per acknowledged publish, and the CPU other programs used.
+//! `--cpu-pid PID` (repeated: every node and Redis of the deployment) adds their CPU time
+//! over the window per delivery.
 
 mod api;
 
@@ -48,9 +51,10 @@ struct Args {
     /// A subscriber connects here (repeat for more).
     #[arg(long, required = true)]
     subscribe: Vec<String>,
-    /// Channel to use.
+    /// Channel to use (repeat for more: publisher i publishes to the i-th, in turn; every
+    /// subscriber subscribes to all).
     #[arg(long, default_value = "bench")]
-    channel: String,
+    channel: Vec<String>,
     /// Bytes of padding in each message's data.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -70,6 +74,10 @@ struct Args {
     /// one the publishers reach).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Processes of the deployment (nodes, Redis servers) whose CPU time over the window is
+    /// reported per delivery (repeat for each).
+    #[arg(long)]
+    cpu_pid: Vec<u32>,
 }
 
 /// The measured window. Send times are nanoseconds since `origin`: a publish counts when it
@@ -135,14 +143,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for url in &args.subscribe {
         let (ws, _) = switchboard::connect(&format!("{url}?name=bench-sub")).await?;
         let (tx, mut rx) = ws.split();
-        let request = json!({"op": "subscribe", "channel": args.channel, "id": 0});
-        tx.send(Message::text(request.to_string())).await?;
+        for (id, channel) in args.channel.iter().enumerate() {
+            let request = json!({"op": "subscribe", "channel": channel, "id": id});
+            tx.send(Message::text(request.to_string())).await?;
+        }
         let stop = stop.clone();
         subscribers.push(tokio::spawn(async move {
             let _tx = tx;
             let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let mut delivered = 0u64;
-            let mut last_offset = 0u64;
+            // The last offset seen, by channel.
+            let mut last_offsets = std::collections::HashMap::<String, u64>::new();
             let mut out_of_order = 0u64;
             let mut ended = None;
             while !stop.load(Ordering::Relaxed) {
@@ -168,10 +179,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
                 let offset = frame["offset"].as_u64().unwrap_or(0);
-                if offset != last_offset + 1 && last_offset != 0 {
+                let channel = frame["channel"].as_str().unwrap_or_default();
+                let last_offset = last_offsets.entry(channel.to_owned()).or_default();
+                if offset != *last_offset + 1 && *last_offset != 0 {
                     out_of_order += 1;
                 }
-                last_offset = offset;
+                *last_offset = offset;
                 let Some(sent) = frame["data"]["t"].as_u64() else {
                     continue;
                 };
@@ -192,6 +205,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let publishers_n = args.publish.len() + args.api_publish.len();
     let per_publisher_rate = args.rate as f64 / publishers_n as f64;
     let mut publishers = Vec::new();
+    let mut channels = args.channel.iter().cycle();
     for url in &args.publish {
         let (ws, _) = switchboard::connect(&format!("{url}?name=bench-pub")).await?;
         let (tx, mut rx) = ws.split();
@@ -225,7 +239,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         });
-        let channel = args.channel.clone();
+        let channel = channels.next().expect("at least one channel").clone();
         let pad = pad.clone();
         publishers.push(tokio::spawn(async move {
             let mut ticker = ticker(per_publisher_rate);
@@ -255,7 +269,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let publisher = api::Publisher::connect(
             url,
             args.api_key.as_deref().unwrap_or_default(),
-            &args.channel,
+            channels.next().expect("at least one channel"),
         )
         .await?;
         let (counts, pad) = (counts.clone(), pad.clone());
@@ -274,11 +288,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             before.and_then(|before| Some((before, CpuReading::take(pid)?)))
         })
     });
+    let pids = args.cpu_pid.clone();
+    let deployment_cpu = (!pids.is_empty()).then(|| {
+        tokio::spawn(async move {
+            let total = |pids: &[u32]| -> Option<f64> {
+                pids.iter()
+                    .map(|pid| process_cpu(&pid.to_string()).map(|(user, system)| user + system))
+                    .sum()
+            };
+            tokio::time::sleep_until(window.from.into()).await;
+            let before = total(&pids);
+            tokio::time::sleep_until(window.to.into()).await;
+            Some(total(&pids)? - before?)
+        })
+    });
     let mut ends = Vec::new();
     for publisher in publishers {
         ends.push(publisher.await?);
     }
     let server_cpu = match server_cpu {
+        Some(reading) => reading.await?,
+        None => None,
+    };
+    let deployment_cpu = match deployment_cpu {
         Some(reading) => reading.await?,
         None => None,
     };
@@ -330,8 +362,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut deliveries = 0;
     for (subscriber, url) in subscribers.into_iter().zip(&args.subscribe) {
         let (delivered, latency, out_of_order, ended) = subscriber.await?;
+        deliveries += delivered;
         if let Some(ended) = ended {
             println!("  {url}: {ended}: a subscriber that falls behind is closed");
         }
@@ -348,6 +382,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         all.add(&latency)?;
     }
+    if let Some(cpu) = deployment_cpu
+        && deliveries > 0
+    {
+        println!(
+            "deployment cpu ({} processes): {cpu:.3} s over the window, {:.2} us per delivery",
+            args.cpu_pid.len(),
+            cpu * 1e6 / deliveries as f64
+        );
+    }
+    println!(
+        "deliveries over all subscribers: {:.0}/s",
+        deliveries as f64 / seconds
+    );
     println!(
         "latency over all deliveries: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         all.value_at_quantile(0.5) as f64 / 1000.0,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::limits::MessageRate;
 use crate::auth::JwtKey;
 use crate::hooks::Hooks;
 use crate::rules::ChannelRule;
@@ -21,6 +22,10 @@ pub struct HubConfig {
     pub max_data_size: usize,
     /// The most channels one connection may subscribe to (default 100).
     pub max_subscriptions: usize,
+    /// How many messages a second one connection may send (default: no limit). Past it a
+    /// message is answered `rate_limited` and dropped; a client that goes on regardless is
+    /// closed with 1008 (see [`MessageRate`]).
+    pub message_rate: Option<MessageRate>,
     /// The most publications one `history` reply or one recovery carries (default 1000).
     pub max_replay: usize,
     /// Verifies the `token` query parameter; without a key, tokens are refused.
@@ -46,6 +51,7 @@ impl Default for HubConfig {
         Self {
             max_data_size: 64 * 1024,
             max_subscriptions: 100,
+            message_rate: None,
             max_replay: 1000,
             jwt: None,
             rules: Vec::new(),

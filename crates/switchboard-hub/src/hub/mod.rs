@@ -7,7 +7,9 @@
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
 //! `recovery.rs` decides what a client that subscribes again with `since` is given;
-//! `kick.rs` is how the fan-out ends a connection it can no longer serve; `heartbeat.rs` sends
+//! `kick.rs` is how the fan-out ends a connection it can no longer serve; `limits.rs` bounds
+//! what one client may do (messages a second, channels) and makes the retry hints of the
+//! closes that ask clients to come back later; `heartbeat.rs` sends
 //! every connection a sign of life at a fixed interval. `cluster.rs` is what
 //! the broker calls (events for the fan-out, other nodes' commands) and how the server API's
 //! actions on connections (`server_api.rs`) run on every node. With webhooks, the
@@ -21,6 +23,7 @@ mod heartbeat;
 mod identity;
 mod interest;
 mod kick;
+mod limits;
 mod recovery;
 mod registry;
 mod server_api;
@@ -37,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use cluster::Events;
 pub use config::{DEFAULT_HEARTBEAT, HubConfig};
 use fanout::Fanout;
+pub use limits::{MessageRate, RESTART_REASON, restart_hint};
 pub use server_api::{
     ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, Target,
 };
@@ -143,10 +147,23 @@ impl Hub {
         self.shared.broker.health()
     }
 
+    /// What part of the broker is unreachable while the rest serves (see
+    /// [`Broker::degraded`]): a health check tells it with a 200.
+    pub fn degraded(&self) -> Option<String> {
+        self.shared.broker.degraded()
+    }
+
     /// Appends the broker's metrics to `out` (see [`Broker::render_metrics`]), for a
     /// `/metrics` endpoint.
     pub fn render_broker_metrics(&self, out: &mut String) {
         self.shared.broker.render_metrics(out);
+    }
+
+    /// Appends what the per-client limits refused to `out` (see
+    /// [`HubConfig::message_rate`] and [`HubConfig::max_subscriptions`]), for a `/metrics`
+    /// endpoint.
+    pub fn render_limit_metrics(&self, out: &mut String) {
+        self.shared.limits.render(out);
     }
 
     /// Subscribers dropped because their queue was full (see [Lagging](Self#lagging)).

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::Request;
 use serde_json::value::RawValue;
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::heartbeat;
 use super::identity::Identity;
 use super::kick::Kick;
+use super::limits::{RateGuard, Verdict, retry_hint};
 use super::recovery;
 use super::registry::Command;
 use super::server_api::DEFAULT_HISTORY_LIMIT;
@@ -24,7 +25,9 @@ use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
 use crate::hooks::{
     ConnectDecision, ConnectRequest, Connection, PublishDecision, SubscribeDecision,
 };
-use crate::protocol::{ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request};
+use crate::protocol::{
+    ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request, request_id,
+};
 use crate::rules::{Access, check};
 
 /// Room around `data` for the rest of a publish request, before the size check parses it.
@@ -33,6 +36,9 @@ const ENVELOPE: usize = 4096;
 /// The most publishes of one connection waiting for the broker: past this the session reads
 /// no more requests until the oldest is answered.
 const MAX_IN_FLIGHT: usize = 64;
+
+/// How widely the clients the hub closes of its own accord spread their return.
+const KICK_SPREAD: Duration = Duration::from_secs(1);
 
 /// A publish handed to the broker, whose answer (the ack, or an error) is not sent yet.
 type InFlight<'h> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'h>>;
@@ -103,12 +109,20 @@ pub(super) async fn serve(
     let exit = loop {
         tokio::select! {
             message = receiver.recv() => match message {
-                Some(Ok(Message::Text(text))) => session.handle(&text).await,
-                Some(Ok(Message::Binary(_))) => {
-                    let reason = "binary frames are not part of the protocol; send JSON text";
-                    let e = RequestError::new(None, ErrorCode::Unsupported, reason);
-                    session.send(String::from(&e)).await;
-                }
+                Some(Ok(Message::Text(text))) => match session.check_rate() {
+                    Verdict::Allow => session.handle(&text).await,
+                    Verdict::Refuse => session.refuse_over_rate(request_id(&text)).await,
+                    Verdict::Close => break Exit::OverRate,
+                },
+                Some(Ok(Message::Binary(_))) => match session.check_rate() {
+                    Verdict::Allow => {
+                        let reason = "binary frames are not part of the protocol; send JSON text";
+                        let e = RequestError::new(None, ErrorCode::Unsupported, reason);
+                        session.send(String::from(&e)).await;
+                    }
+                    Verdict::Refuse => session.refuse_over_rate(None).await,
+                    Verdict::Close => break Exit::OverRate,
+                },
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
                 Some(Ok(_)) => {}
             },
@@ -165,6 +179,8 @@ enum Exit {
     Expired,
     /// The server side disconnected it, with this code and reason.
     Disconnected(CloseCode, String),
+    /// It went on sending over its message rate.
+    OverRate,
 }
 
 /// One connection's state, owned by its task.
@@ -182,6 +198,8 @@ struct Session<'h> {
     /// Publishes handed to the broker, oldest first. The broker keeps the order they were
     /// handed over in, and they are answered in that order too, before any later reply.
     in_flight: Queue<'h>,
+    /// The message rate limit, when the hub has one.
+    rate: Option<RateGuard>,
 }
 
 impl<'h> Session<'h> {
@@ -207,6 +225,7 @@ impl<'h> Session<'h> {
             kick: Arc::new(Kick::default()),
             subscriptions: HashSet::new(),
             in_flight: Queue::default(),
+            rate: hub.config.message_rate.map(RateGuard::new),
         };
         hub.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
@@ -237,7 +256,28 @@ impl<'h> Session<'h> {
             Exit::Kicked => {
                 let (code, reason) = self.kick.close_frame();
                 tracing::debug!(conn = %self.info.conn, reason, "closing a client");
+                // The subscribers of a lost channel, or the laggards of a burst, come back
+                // spread over a second rather than at once. A full queue has no room for it:
+                // then the client retries with its own backoff.
+                let hint = retry_hint(code, reason, Duration::ZERO, KICK_SPREAD);
+                let _ = self.sender.try_send(hint);
                 Some((code, reason.to_owned()))
+            }
+            Exit::OverRate => {
+                let limits = &self.hub.limits;
+                limits.rate_limit_closed();
+                limits.log.log(|suppressed| {
+                    tracing::info!(
+                        conn = %self.info.conn,
+                        user = %self.info.user,
+                        suppressed,
+                        "closing a client that went on over its message rate (1008)"
+                    );
+                });
+                Some((
+                    CloseCode::POLICY_VIOLATION,
+                    "message rate exceeded".to_owned(),
+                ))
             }
             Exit::Disconnected(code, reason) => {
                 tracing::debug!(conn = %self.info.conn, reason, "disconnected by the server side");
@@ -284,6 +324,19 @@ impl<'h> Session<'h> {
             Command::Disconnect { code, reason } => return Some(Exit::Disconnected(code, reason)),
         }
         None
+    }
+
+    fn check_rate(&mut self) -> Verdict {
+        self.rate.as_mut().map_or(Verdict::Allow, RateGuard::check)
+    }
+
+    /// Answers a message over the rate, which is dropped.
+    async fn refuse_over_rate(&mut self, id: Option<RequestId>) {
+        self.hub.limits.rate_limited();
+        let reason = "too many messages a second; this one was dropped";
+        let e = RequestError::new(id, ErrorCode::RateLimited, reason);
+        self.flush().await;
+        self.send(String::from(&e)).await;
     }
 
     async fn send(&self, json: String) {
@@ -482,6 +535,7 @@ impl<'h> Session<'h> {
             return Err(RequestError::new(id, ErrorCode::AlreadySubscribed, reason));
         }
         if self.subscriptions.len() >= self.hub.config.max_subscriptions {
+            self.hub.limits.subscription_limited();
             let reason = format!(
                 "a connection may subscribe to at most {} channels",
                 self.hub.config.max_subscriptions

@@ -7,6 +7,7 @@ use super::config::HubConfig;
 use super::fanout::Fanout;
 use super::heartbeat::Beats;
 use super::interest::Interest;
+use super::limits::LimitCounts;
 use super::registry::Registry;
 use crate::broker::Broker;
 
@@ -26,6 +27,8 @@ pub(super) struct Shared {
     next_conn: AtomicU64,
     /// Clients connected to this node.
     pub(super) connections: AtomicUsize,
+    /// What the per-client limits refused.
+    pub(super) limits: LimitCounts,
 }
 
 impl Shared {
@@ -45,6 +48,7 @@ impl Shared {
             node,
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            limits: LimitCounts::default(),
         }
     }
 

@@ -48,23 +48,27 @@ struct Position {
 
 pub(super) struct Follower {
     shared: Arc<Shared>,
-    control: Arc<Control>,
+    /// On the shard that carries commands between nodes (the first).
+    control: Option<Arc<Control>>,
     events: Arc<dyn BrokerEvents>,
     connection: Option<(PubSubSink, PubSubStream)>,
     followed: HashMap<String, Position>,
 }
 
 impl Follower {
-    /// Opens the Pub/Sub connection.
+    /// Opens the Pub/Sub connection, subscribed to the control channel when `control` is
+    /// given.
     pub(super) async fn connect(
         shared: Arc<Shared>,
-        control: Arc<Control>,
+        control: Option<Arc<Control>>,
         events: Arc<dyn BrokerEvents>,
     ) -> Result<Self, BrokerError> {
-        let mut connection = shared.bounded(shared.client.get_async_pubsub()).await?;
-        shared
-            .bounded(connection.subscribe(shared.keys.control()))
-            .await?;
+        let mut connection = shared.pubsub().await?;
+        if control.is_some() {
+            shared
+                .bounded(connection.subscribe(shared.keys.control()))
+                .await?;
+        }
         Ok(Self {
             shared,
             control,
@@ -117,7 +121,8 @@ impl Follower {
     /// Drops a failed Pub/Sub connection; `run` makes a new one.
     fn lost(&mut self, why: &str) {
         if self.connection.take().is_some() {
-            tracing::warn!(reason = why, "redis pub/sub connection lost; reconnecting");
+            let redis = self.shared.what();
+            tracing::warn!(%redis, reason = why, "redis pub/sub connection lost; reconnecting");
             self.shared.health.pubsub(Some(why.to_owned()));
         }
     }
@@ -162,7 +167,8 @@ impl Follower {
             return Ok(());
         }
         let Some((sink, _)) = &mut self.connection else {
-            return Err(unavailable("redis pub/sub is reconnecting"));
+            let what = self.shared.what();
+            return Err(unavailable(format!("{what} pub/sub is reconnecting")));
         };
         let pubsub = self.shared.keys.pubsub(channel);
         if let Err(e) = self.shared.bounded(sink.subscribe(&pubsub)).await {
@@ -198,9 +204,11 @@ impl Follower {
     async fn message(&mut self, message: &Msg) {
         let name = message.get_channel_name();
         let Some(channel) = self.shared.keys.channel_of(name) else {
-            if name == self.shared.keys.control() {
+            if let Some(control) = &self.control
+                && name == self.shared.keys.control()
+            {
                 let payload = message.get_payload_bytes();
-                control::heard(&self.shared, &self.control, &self.events, payload);
+                control::heard(&self.shared, control, &self.events, payload);
             }
             return;
         };
@@ -296,7 +304,7 @@ impl Follower {
     /// Connects Pub/Sub again, subscribes to every followed channel and catches up each.
     async fn reconnect(&mut self) -> bool {
         let shared = self.shared.clone();
-        let connection = match shared.bounded(shared.client.get_async_pubsub()).await {
+        let connection = match shared.pubsub().await {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!(error = %e, "redis pub/sub reconnect failed");
@@ -304,7 +312,9 @@ impl Follower {
             }
         };
         let (mut sink, stream) = connection.split();
-        if let Err(e) = shared.bounded(sink.subscribe(shared.keys.control())).await {
+        if self.control.is_some()
+            && let Err(e) = shared.bounded(sink.subscribe(shared.keys.control())).await
+        {
             tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
             return false;
         }
@@ -324,7 +334,8 @@ impl Follower {
                 return false;
             }
         }
-        tracing::info!(channels = channels.len(), "redis pub/sub connected again");
+        let redis = self.shared.what();
+        tracing::info!(%redis, channels = channels.len(), "redis pub/sub connected again");
         self.shared.health.pubsub(None);
         true
     }

@@ -1,5 +1,5 @@
 //! What the Redis broker counts for `/metrics` (round trips, publish batches, errors, history
-//! reads) and whether Redis is reachable, for the health check.
+//! reads), and whether Redis is reachable, for the health check; both per shard.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -32,21 +32,28 @@ impl Histogram {
         self.sum.fetch_add(value, Ordering::Relaxed);
     }
 
-    /// Writes the histogram, bounds and sum divided by `scale` (1e6 for microseconds shown as
-    /// seconds).
-    fn render(&self, out: &mut String, name: &str, help: &str, scale: f64) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    /// Writes the histogram's samples with `labels` (`shard="0",`, say), bounds and sum
+    /// divided by `scale` (1e6 for microseconds shown as seconds).
+    fn render(&self, out: &mut String, name: &str, labels: &str, scale: f64) {
         let mut cumulative = 0;
         for (bound, count) in self.bounds.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
             let le = *bound as f64 / scale;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
         }
         cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
         let sum = self.sum.load(Ordering::Relaxed) as f64 / scale;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
+        let labels = labels.trim_end_matches(',');
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}"
+        );
     }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Round-trip bounds, in microseconds.
@@ -105,55 +112,74 @@ impl Metrics {
     pub(super) fn coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    pub(super) fn render(&self, out: &mut String, health: &Health) {
-        self.round_trip.render(
-            out,
-            "switchboard_redis_round_trip_seconds",
-            "Time from sending a request (or a pipeline of publishes) to Redis to its answer.",
-            1e6,
-        );
-        self.batch.render(
-            out,
-            "switchboard_redis_publish_batch_size",
-            "Publishes sent to Redis in one pipeline.",
-            1.0,
-        );
-        let counters = [
-            (
-                "switchboard_redis_errors_total",
-                "Requests to Redis that failed (connection lost, refused, or an error reply).",
-                &self.errors,
-            ),
-            (
-                "switchboard_redis_timeouts_total",
-                "Requests to Redis that got no answer within the broker's timeout.",
-                &self.timeouts,
-            ),
-            (
-                "switchboard_redis_history_reads_total",
-                "History and recovery reads sent to Redis.",
-                &self.reads,
-            ),
-            (
-                "switchboard_redis_history_reads_coalesced_total",
-                "History and recovery reads answered by an identical read made at the same time.",
-                &self.coalesced,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let value = value.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+/// A counter's name, help, and where it is in a shard's metrics.
+type Counter = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
+
+/// Writes the metrics of every shard, each sample labelled with its shard's index in the
+/// broker's list (`shard="0"` with a single Redis).
+pub(super) fn render(out: &mut String, shards: &[(&Metrics, &Health)]) {
+    let label = |i: usize| format!("shard=\"{i}\",");
+    header(
+        out,
+        "switchboard_redis_round_trip_seconds",
+        "histogram",
+        "Time from sending a request (or a pipeline of publishes) to Redis to its answer.",
+    );
+    for (i, (metrics, _)) in shards.iter().enumerate() {
+        let name = "switchboard_redis_round_trip_seconds";
+        metrics.round_trip.render(out, name, &label(i), 1e6);
+    }
+    header(
+        out,
+        "switchboard_redis_publish_batch_size",
+        "histogram",
+        "Publishes sent to Redis in one pipeline.",
+    );
+    for (i, (metrics, _)) in shards.iter().enumerate() {
+        let name = "switchboard_redis_publish_batch_size";
+        metrics.batch.render(out, name, &label(i), 1.0);
+    }
+    let counters: [Counter; 4] = [
+        (
+            "switchboard_redis_errors_total",
+            "Requests to Redis that failed (connection lost, refused, or an error reply).",
+            |m| &m.errors,
+        ),
+        (
+            "switchboard_redis_timeouts_total",
+            "Requests to Redis that got no answer within the broker's timeout.",
+            |m| &m.timeouts,
+        ),
+        (
+            "switchboard_redis_history_reads_total",
+            "History and recovery reads sent to Redis.",
+            |m| &m.reads,
+        ),
+        (
+            "switchboard_redis_history_reads_coalesced_total",
+            "History and recovery reads answered by an identical read made at the same time.",
+            |m| &m.coalesced,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        header(out, name, "counter", help);
+        for (i, (metrics, _)) in shards.iter().enumerate() {
+            let value = counter(metrics).load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {value}");
         }
+    }
+    let name = "switchboard_redis_up";
+    header(
+        out,
+        name,
+        "gauge",
+        "Whether Redis is reachable (as /healthz says).",
+    );
+    for (i, (_, health)) in shards.iter().enumerate() {
         let up = u8::from(health.check().is_ok());
-        let _ = writeln!(
-            out,
-            "# HELP switchboard_redis_up Whether Redis is reachable (as /healthz says).\n\
-             # TYPE switchboard_redis_up gauge\nswitchboard_redis_up {up}"
-        );
+        let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {up}");
     }
 }
 
@@ -162,6 +188,8 @@ impl Metrics {
 /// happens; a request may fail while the Pub/Sub connection has not noticed yet).
 #[derive(Debug, Default)]
 pub(super) struct Health {
+    /// What the Pub/Sub reason names: `redis`, or the shard.
+    what: String,
     pubsub_down: Mutex<Option<String>>,
     /// Set with `request_error` on a failure, cleared by the next answer: the hot path reads
     /// only the flag.
@@ -170,6 +198,13 @@ pub(super) struct Health {
 }
 
 impl Health {
+    pub(super) fn new(what: String) -> Self {
+        Self {
+            what,
+            ..Self::default()
+        }
+    }
+
     pub(super) fn pubsub(&self, down: Option<String>) {
         *self.pubsub_down.lock().unwrap_or_else(|e| e.into_inner()) = down;
     }
@@ -188,7 +223,10 @@ impl Health {
     pub(super) fn check(&self) -> Result<(), BrokerError> {
         let pubsub = self.pubsub_down.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(why) = &*pubsub {
-            return Err(BrokerError::Unavailable(format!("redis pub/sub: {why}")));
+            return Err(BrokerError::Unavailable(format!(
+                "{} pub/sub: {why}",
+                self.what
+            )));
         }
         if self.request_failed.load(Ordering::Relaxed) {
             let why = self.request_error.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,16 +247,22 @@ mod tests {
             h.observe(v);
         }
         let mut out = String::new();
-        h.render(&mut out, "x", "help", 1.0);
-        assert!(out.contains("x_bucket{le=\"1\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"4\"} 3\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\n"), "{out}");
-        assert!(out.contains("x_sum 16\nx_count 4\n"), "{out}");
+        h.render(&mut out, "x", "shard=\"1\",", 1.0);
+        assert!(out.contains("x_bucket{shard=\"1\",le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{shard=\"1\",le=\"4\"} 3\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{shard=\"1\",le=\"+Inf\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_sum{shard=\"1\"} 16\nx_count{shard=\"1\"} 4\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn health_reports_the_last_failure_until_an_answer() {
-        let health = Health::default();
+        let health = Health::new("redis".into());
         assert!(health.check().is_ok());
         health.failed("redis: connection refused");
         let e = health.check().unwrap_err().to_string();

@@ -1,4 +1,5 @@
-//! [`RedisBroker`]: channels shared by several nodes through one Redis.
+//! [`RedisBroker`]: channels shared by several nodes through one Redis, or sharded over
+//! several.
 //!
 //! - **Publish** runs one Lua script that gives the publication the channel's next offset,
 //!   appends it to the channel's stream (capped at the history size, trimmed by age when a
@@ -28,13 +29,30 @@
 //!   unreachable while the Pub/Sub connection is down or the last request failed.
 //! - **History reads** of the same channel and range at the same moment share one read
 //!   (`reads.rs`).
+//! - **Shards**: with several Redis servers ([`RedisConfig::url`] lists them), each channel
+//!   lives on one, chosen by a fixed hash of its name (`shard.rs`), so every node must list
+//!   the same servers in the same order. Everything about a channel is on its shard: the
+//!   publish script, history, epoch and offset, idempotency keys, presence and Pub/Sub. Each
+//!   shard has its own request connection, publish pipeline, follower, coalesced reads and
+//!   health, so a shard that is down fails its own channels as unavailable and nothing else;
+//!   when it comes back empty its channels start a new epoch, as with one Redis.
+//!   What belongs to the node, not to a channel, is placed so that no shard depends on
+//!   another. The heartbeat runs on every shard: a shard's presence entries are swept by a
+//!   script on that shard, which needs the node's deadline there. Commands between nodes go
+//!   over the first shard only: an ask counts its expected replies from what one PUBLISH
+//!   answers, which holds on one server only; while the first shard is down those commands
+//!   fail as unavailable, and channels on the others still work. [`Broker::health`] fails
+//!   only when every shard is down; with some down, [`Broker::degraded`] names them.
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
-//! [`RedisConfig::prefix`]. The settings are in `config.rs`, the client, connection and
-//! requests every part makes in `shared.rs`, presence and the heartbeat in `presence.rs`,
-//! delivery in `follow.rs`, and what it counts for `/metrics` in `metrics.rs`.
+//! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, how connections are
+//! opened (TLS, credentials, connect timeout) in `connect.rs`, a shard's parts in `shard.rs`,
+//! the connection and requests every part makes in `shared.rs`, presence and the heartbeat in
+//! `presence.rs`, delivery in `follow.rs`, and what it counts for `/metrics` (labelled by
+//! shard) in `metrics.rs`.
 
 mod config;
+mod connect;
 mod control;
 mod follow;
 mod metrics;
@@ -42,18 +60,13 @@ mod pipeline;
 mod presence;
 mod reads;
 mod scripts;
+mod shard;
 mod shared;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use redis::IntoConnectionInfo as _;
-use redis::aio::ConnectionManagerConfig;
-use redis::io::tcp::TcpSettings;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::{
@@ -62,13 +75,13 @@ use crate::broker::{
 use crate::nodes::{NodeCommand, NodeReplies};
 use crate::random::random_hex;
 pub use config::RedisConfig;
+pub use connect::RedisConnectOptions;
+use connect::Server;
 use control::Control;
-use follow::{Command, Follower};
+use follow::Command;
 use metrics::{Health, Metrics};
-use pipeline::Publish;
-use presence::Presence;
-use reads::Reads;
-use scripts::{Body, Keys, Scripts};
+use scripts::{Keys, Scripts};
+use shard::{Shard, shard_of};
 use shared::{Shared, unavailable};
 
 /// The broker over Redis: any number of nodes share channels, history and presence.
@@ -87,132 +100,85 @@ use shared::{Shared, unavailable};
 /// Dropping the broker stops its background tasks (Pub/Sub and heartbeat).
 #[derive(Debug)]
 pub struct RedisBroker {
-    shared: Arc<Shared>,
-    /// This node's asks to the others, waiting for replies.
+    /// At least one; a channel lives on `shards[shard_of(channel)]`.
+    shards: Vec<Shard>,
+    /// This node's asks to the others, waiting for replies (over the first shard).
     control: Arc<Control>,
-    presence: Arc<Presence>,
-    commands: mpsc::Sender<Command>,
-    /// The queue of publishes to Redis (see `pipeline.rs`).
-    publishes: mpsc::UnboundedSender<Publish>,
-    /// History reads being gathered (see `reads.rs`).
-    reads: Arc<Reads>,
-    /// The follower's end of `commands`, until `start` hands it over.
-    pending: Mutex<Option<mpsc::Receiver<Command>>>,
+    node: String,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RedisBroker {
-    /// Connects to Redis (one connection for requests; [`start`](Broker::start) opens the
-    /// Pub/Sub one).
+    /// Connects to Redis: to every shard when [`RedisConfig::url`] lists several (one
+    /// connection for requests each; [`start`](Broker::start) opens the Pub/Sub ones).
     ///
     /// # Errors
     ///
-    /// When the URL is invalid or Redis cannot be reached within the configured timeout.
+    /// When a URL or the TLS settings are invalid, or a Redis cannot be reached (refused, TLS
+    /// or authentication failed, no answer within the connect timeout): the message names
+    /// the server, never the password.
     pub async fn connect(config: RedisConfig) -> Result<Self, BrokerError> {
-        let invalid = |e| unavailable(format!("invalid redis url {:?}: {e}", config.url));
-        // Requests are small and latency matters: no Nagle delay behind an unacknowledged one.
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(invalid)?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).map_err(invalid)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let con = tokio::time::timeout(
-            config.timeout,
-            client.get_connection_manager_with_config(manager),
-        )
-        .await
-        .map_err(|_| unavailable(format!("cannot reach redis at {}: timed out", config.url)))?
-        .map_err(|e| unavailable(format!("cannot reach redis at {}: {e}", config.url)))?;
-        let (commands, pending) = mpsc::channel(64);
-        let keys = Keys::new(&config.prefix);
+        let urls = config.urls();
+        if urls.is_empty() {
+            return Err(unavailable("no redis url"));
+        }
         let node = random_hex(8);
-        let shared = Arc::new(Shared {
-            config,
-            client,
-            con,
-            keys,
-            scripts: Scripts::new(),
-            metrics: Metrics::new(),
-            health: Health::default(),
-        });
-        let (publishes, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(pipeline::write(shared.clone(), queue));
-        Ok(Self {
-            control: Arc::new(Control::new(node.clone())),
-            presence: Arc::new(Presence::new(shared.clone(), node)),
-            shared,
-            commands,
-            publishes,
-            reads: Arc::default(),
-            pending: Mutex::new(Some(pending)),
-            tasks: Mutex::new(vec![writer]),
-        })
-    }
-
-    /// Queues a publish now, so that publishes keep the order of the calls (see
-    /// `pipeline.rs`); the future is its answer.
-    fn queue(
-        &self,
-        channel: &str,
-        from: &ClientInfo,
-        data: &RawValue,
-        once: Option<(&str, Duration)>,
-    ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        let (done, answer) = oneshot::channel();
-        let queued = serde_json::to_string(&Body { from, data })
-            .map_err(unavailable)
-            .and_then(|body| {
-                let publish = Publish {
-                    channel: channel.to_owned(),
-                    body,
-                    once: once.map(|(key, window)| (key.to_owned(), window)),
-                    deadline: Instant::now() + self.shared.config.timeout,
-                    done,
-                };
-                self.publishes
-                    .send(publish)
-                    .map_err(|_| unavailable("the broker is not running"))
+        let mut shards = Vec::with_capacity(urls.len());
+        let mut tasks = Vec::with_capacity(urls.len());
+        for (index, url) in urls.iter().enumerate() {
+            let server = Server::new(url, &config.connect, config.timeout)?;
+            let con = server.manager().await?;
+            // With one Redis, errors read as they always did; with shards, they name theirs.
+            let shard = (urls.len() > 1).then(|| format!("shard {index} ({})", server.name()));
+            let what = shared::what(shard.as_deref());
+            let shared = Arc::new(Shared {
+                config: config.clone(),
+                shard,
+                server,
+                con,
+                keys: Keys::new(&config.prefix),
+                scripts: Scripts::new(),
+                metrics: Metrics::new(),
+                health: Health::new(what),
             });
-        Box::pin(async move {
-            queued?;
-            answer
-                .await
-                .map_err(|_| unavailable("the broker is not running"))?
+            let (shard, writer) = Shard::new(shared, node.clone());
+            shards.push(shard);
+            tasks.push(writer);
+        }
+        Ok(Self {
+            shards,
+            control: Arc::new(Control::new(node.clone())),
+            node,
+            tasks: Mutex::new(tasks),
         })
     }
 
     /// This node's name in Redis (in presence entries and the heartbeat set).
     pub fn node(&self) -> &str {
-        &self.presence.node
+        &self.node
     }
 
-    async fn follower(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<(), BrokerError>>) -> Command,
-    ) -> Result<(), BrokerError> {
-        let (done, result) = oneshot::channel();
-        // The follower may be busy reconnecting: the wait is bounded, and a command it has
-        // not started when the wait ends is dropped (one it finished is undone).
-        let wait = self.shared.config.timeout * 2;
-        let request = async {
-            self.commands
-                .send(command(done))
-                .await
-                .map_err(|_| unavailable("the broker is not running"))?;
-            result
-                .await
-                .map_err(|_| unavailable("the broker is not running"))?
-        };
-        tokio::time::timeout(wait, request)
-            .await
-            .map_err(|_| unavailable(format!("redis pub/sub did not answer within {wait:?}")))?
+    /// How many Redis servers share the channels.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of `channel`: its index in [`RedisConfig::url`]'s list.
+    pub fn shard_of(&self, channel: &str) -> usize {
+        shard_of(channel, self.shards.len())
+    }
+
+    fn shard(&self, channel: &str) -> &Shard {
+        &self.shards[self.shard_of(channel)]
+    }
+
+    /// Every shard's reason to be unreachable, by shard.
+    fn down(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.shared.health.check().err())
+            .map(|BrokerError::Unavailable(why)| why)
+            .collect()
     }
 }
 
@@ -228,31 +194,27 @@ impl Drop for RedisBroker {
 impl Broker for RedisBroker {
     fn start(&self, events: Arc<dyn BrokerEvents>) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
-            let pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            let Some(commands) = pending else {
-                return Err(unavailable("the broker was already started"));
-            };
-            let follower =
-                Follower::connect(self.shared.clone(), self.control.clone(), events).await?;
-            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            tasks.push(tokio::spawn(follower.run(commands)));
-            tasks.push(tokio::spawn(self.presence.clone().beat()));
+            for (index, shard) in self.shards.iter().enumerate() {
+                // Commands between nodes go over the first shard only (see the module docs).
+                let control = (index == 0).then(|| self.control.clone());
+                let started = shard.start(control, events.clone()).await?;
+                let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.extend(started);
+            }
             Ok(())
         })
     }
 
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
-        Box::pin(self.follower(move |done| Command::Subscribe(channel, done)))
+        Box::pin(shard.follower(move |done| Command::Subscribe(channel, done)))
     }
 
     fn unsubscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
-        Box::pin(self.follower(move |done| Command::Unsubscribe(channel, done)))
+        Box::pin(shard.follower(move |done| Command::Unsubscribe(channel, done)))
     }
 
     fn publish(
@@ -261,7 +223,7 @@ impl Broker for RedisBroker {
         from: ClientInfo,
         data: Box<RawValue>,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        self.queue(channel, &from, &data, None)
+        self.shard(channel).queue(channel, &from, &data, None)
     }
 
     fn publish_once(
@@ -272,7 +234,8 @@ impl Broker for RedisBroker {
         key: &str,
         window: Duration,
     ) -> BoxFuture<'_, Result<StreamPosition, BrokerError>> {
-        self.queue(channel, &from, &data, Some((key, window)))
+        self.shard(channel)
+            .queue(channel, &from, &data, Some((key, window)))
     }
 
     fn history(
@@ -280,9 +243,10 @@ impl Broker for RedisBroker {
         channel: &str,
         range: HistoryRange,
     ) -> BoxFuture<'_, Result<History, BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
         Box::pin(async move {
-            let stream = self.reads.read(&self.shared, &channel, range).await?;
+            let stream = shard.reads.read(&shard.shared, &channel, range).await?;
             Ok(History {
                 position: StreamPosition {
                     epoch: stream.epoch,
@@ -294,30 +258,50 @@ impl Broker for RedisBroker {
     }
 
     fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
-        Box::pin(async move { self.presence.join(&channel, &client).await })
+        Box::pin(async move { shard.presence.join(&channel, &client).await })
     }
 
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
-        Box::pin(async move { self.presence.leave(&channel, &client).await })
+        Box::pin(async move { shard.presence.leave(&channel, &client).await })
     }
 
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
+        let shard = self.shard(channel);
         let channel = channel.to_owned();
-        Box::pin(async move { self.presence.list(&channel).await })
+        Box::pin(async move { shard.presence.list(&channel).await })
     }
 
     fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
         let command = command.clone();
-        Box::pin(async move { control::ask(&self.shared, &self.control, &command).await })
+        let shared = &self.shards[0].shared;
+        Box::pin(async move { control::ask(shared, &self.control, &command).await })
     }
 
+    /// Unhealthy when no shard can be reached; with some shards down, see
+    /// [`degraded`](Broker::degraded).
     fn health(&self) -> Result<(), BrokerError> {
-        self.shared.health.check()
+        let down = self.down();
+        if down.len() < self.shards.len() {
+            return Ok(());
+        }
+        Err(BrokerError::Unavailable(down.join("; ")))
+    }
+
+    fn degraded(&self) -> Option<String> {
+        let down = self.down();
+        (!down.is_empty() && down.len() < self.shards.len()).then(|| down.join("; "))
     }
 
     fn render_metrics(&self, out: &mut String) {
-        self.shared.metrics.render(out, &self.shared.health);
+        let shards: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| (&shard.shared.metrics, &shard.shared.health))
+            .collect();
+        metrics::render(out, &shards);
     }
 }

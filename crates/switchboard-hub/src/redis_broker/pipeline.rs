@@ -63,7 +63,10 @@ async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
         // without asking for an ack and leave at once.
         let expired = publish.deadline <= now;
         if expired {
-            let waited = unavailable("redis did not take the publish in time");
+            let waited = unavailable(format!(
+                "{} did not take the publish in time",
+                shared.what()
+            ));
             let done = std::mem::replace(&mut publish.done, oneshot::channel().0);
             let _ = done.send(Err(waited));
         }
@@ -143,7 +146,7 @@ async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
             Reply::Published(epoch, first) => Ok((epoch, first)),
             Reply::Failed(e) => {
                 shared.metrics.error();
-                Err(format!("redis: {e}"))
+                Err(format!("{}: {e}", shared.what()))
             }
             Reply::Unavailable(e) => Err(e),
             Reply::NotSent => Err("redis: not sent".to_owned()),

@@ -22,7 +22,9 @@
 //!
 //! A body is `{"from":CLIENT,"data":DATA}` with `DATA` the publisher's exact JSON text.
 //! Presence and history scripts also touch keys they compute from `P` (the sweep of gone
-//! nodes), so the broker needs a single Redis (with replicas or Sentinel), not Redis Cluster.
+//! nodes), so each shard is a single Redis (with replicas or Sentinel), not Redis Cluster.
+//! With several shards, a channel's keys are all on its shard; `P:nodes`, `P:node:NODE`
+//! (for that shard's presence entries) are on every shard, `P:control` on the first.
 
 use std::sync::Arc;
 

@@ -1,12 +1,13 @@
-//! What the broker and its tasks share: the Redis client and connection, the keys and
+//! What the broker and its tasks share: the Redis server and connection, the keys and
 //! scripts, and the requests every part makes (each bounded by [`RedisConfig::timeout`]).
 
 use std::future::Future;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, PubSub};
 use tokio::time::Instant;
 
 use super::config::{RedisConfig, millis};
+use super::connect::Server;
 use super::metrics::{Health, Metrics};
 use super::scripts::{self, Keys, Scripts};
 use crate::broker::{BrokerError, HistoryRange};
@@ -16,7 +17,9 @@ use crate::random::random_hex;
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) config: RedisConfig,
-    pub(super) client: redis::Client,
+    /// Which shard this is, `shard N (HOST:PORT)`, when there are several.
+    pub(super) shard: Option<String>,
+    pub(super) server: Server,
     pub(super) con: ConnectionManager,
     pub(super) keys: Keys,
     pub(super) scripts: Scripts,
@@ -24,11 +27,24 @@ pub(super) struct Shared {
     pub(super) health: Health,
 }
 
+/// What errors about `shard` (`shard N (HOST:PORT)`, or none with one Redis) name.
+pub(super) fn what(shard: Option<&str>) -> String {
+    match shard {
+        Some(shard) => format!("redis {shard}"),
+        None => "redis".to_owned(),
+    }
+}
+
 pub(super) fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
 impl Shared {
+    /// What errors name: `redis`, or `redis shard N (HOST:PORT)`.
+    pub(super) fn what(&self) -> String {
+        what(self.shard.as_deref())
+    }
+
     /// Runs a request against Redis, bounded by the configured timeout; counts its round
     /// trip and how it ended.
     pub(super) async fn bounded<T>(
@@ -43,12 +59,13 @@ impl Shared {
             }
             Ok(Err(e)) => {
                 self.metrics.error();
-                Err(format!("redis: {e}"))
+                Err(format!("{}: {e}", self.what()))
             }
             Err(_) => {
                 self.metrics.timeout();
                 Err(format!(
-                    "redis did not answer within {:?}",
+                    "{} did not answer within {:?}",
+                    self.what(),
                     self.config.timeout
                 ))
             }
@@ -58,6 +75,17 @@ impl Shared {
             self.health.failed(&why);
             BrokerError::Unavailable(why)
         })
+    }
+
+    /// Opens a Pub/Sub connection, bounded by the connect timeout. A failure is counted, and
+    /// is why Pub/Sub is down (for the health check) until the follower is connected again.
+    pub(super) async fn pubsub(&self) -> Result<PubSub, BrokerError> {
+        let result = self.server.pubsub().await;
+        if let Err(BrokerError::Unavailable(why)) = &result {
+            self.metrics.error();
+            self.health.pubsub(Some(why.clone()));
+        }
+        result
     }
 
     /// Reads a channel's position (creating it when missing) and `range` of its history.

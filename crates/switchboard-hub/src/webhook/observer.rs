@@ -131,6 +131,10 @@ impl Broker for Observed {
         self.inner.health()
     }
 
+    fn degraded(&self) -> Option<String> {
+        self.inner.degraded()
+    }
+
     fn render_metrics(&self, out: &mut String) {
         self.inner.render_metrics(out);
     }

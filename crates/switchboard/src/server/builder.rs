@@ -9,17 +9,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use ipnet::IpNet;
+use proto::{CloseCode, Message};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 
+use super::admission::{self, HandshakeGate};
+use super::forwarded::TrustedProxies;
 use super::origin::AllowedOrigins;
 use super::router::{self, Handler, Route, Router};
 use super::{Hook, Server, Shared, UpgradeCheck, http2, plain};
 use crate::accept::AcceptOptions;
+use crate::addresses::AddressLimit;
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::hook::{Accept, Reject};
-use crate::link::Group;
+use crate::link::{Farewell, Group};
 use crate::metrics::Metrics;
+use crate::throttle::LogThrottle;
 use crate::tls::ServerTls;
 
 /// Builds a [`Server`]: limits, TLS, hooks and routes first, then [`bind`](Self::bind).
@@ -42,7 +48,15 @@ pub struct ServerBuilder {
     shutdown_grace: Duration,
     metrics: Metrics,
     http2: bool,
+    h2c: bool,
     http2_max_streams: u32,
+    max_handshakes: usize,
+    handshake_rate: Option<u32>,
+    /// Made by the setters, so that the servers of one builder's clones share it.
+    gate: Arc<HandshakeGate>,
+    addresses: Option<Arc<AddressLimit>>,
+    trusted_proxies: Vec<IpNet>,
+    farewell: Farewell,
 }
 
 impl Default for ServerBuilder {
@@ -61,7 +75,14 @@ impl Default for ServerBuilder {
             shutdown_grace: Duration::from_secs(10),
             metrics: Metrics::new(),
             http2: true,
+            h2c: false,
             http2_max_streams: http2::DEFAULT_MAX_STREAMS,
+            max_handshakes: admission::DEFAULT_MAX_HANDSHAKES,
+            handshake_rate: None,
+            gate: Arc::new(HandshakeGate::new(admission::DEFAULT_MAX_HANDSHAKES, None)),
+            addresses: None,
+            trusted_proxies: Vec::new(),
+            farewell: Farewell::default(),
         }
     }
 }
@@ -77,7 +98,13 @@ impl std::fmt::Debug for ServerBuilder {
             .field("send_queue", &self.send_queue)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("http2", &self.http2)
+            .field("h2c", &self.h2c)
             .field("http2_max_streams", &self.http2_max_streams)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("handshake_rate", &self.handshake_rate)
+            .field("addresses", &self.addresses)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("farewell", &self.farewell)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +164,69 @@ impl ServerBuilder {
         self
     }
 
+    /// The most opening handshakes under way at once (default 512): TLS, the request head,
+    /// the checks and the accept hook. At the limit the server stops accepting until one
+    /// finishes, and new clients wait in the kernel's listen backlog: a reconnect storm is
+    /// served at the pace the machine can take, not as a pile of half-done handshakes that
+    /// all time out. A keep-alive connection's later requests and an HTTP/2 connection's
+    /// streams do not count.
+    ///
+    /// The servers of one builder's clones (one per thread, see
+    /// [`bind_reuse_port`](Self::bind_reuse_port)) share this limit, and the rate below.
+    pub fn max_handshakes(mut self, count: usize) -> Self {
+        self.max_handshakes = count.max(1);
+        self.gate = Arc::new(HandshakeGate::new(self.max_handshakes, self.handshake_rate));
+        self
+    }
+
+    /// At most this many handshakes started per second, in bursts of a tenth of that (default:
+    /// no limit but [`max_handshakes`](Self::max_handshakes)). Clients beyond the rate wait in
+    /// the listen backlog, as at the concurrency limit.
+    pub fn handshake_rate(mut self, per_second: Option<u32>) -> Self {
+        self.handshake_rate = per_second.filter(|&r| r > 0);
+        self.gate = Arc::new(HandshakeGate::new(self.max_handshakes, self.handshake_rate));
+        self
+    }
+
+    /// The most connections from one client address (an IPv6 client counts by its /64), plain
+    /// HTTP included (default: no limit). Past it a connection is answered `429 Too Many
+    /// Requests` with `Retry-After` before its request is read. Behind a proxy, set
+    /// [`trusted_proxies`](Self::trusted_proxies): connections from a trusted proxy are
+    /// counted by the address it forwards, as each upgrade request arrives. The servers of one
+    /// builder's clones share the counts.
+    pub fn max_connections_per_address(mut self, count: Option<usize>) -> Self {
+        self.addresses = count.map(AddressLimit::new);
+        self
+    }
+
+    /// The proxies (address blocks, such as `10.0.0.0/8` or `127.0.0.1/32`) whose
+    /// `Forwarded` or `X-Forwarded-For` header tells the client's address (see
+    /// [`ClientAddr`](crate::ClientAddr)). Those headers from anyone else are ignored, since
+    /// a client can write them; none are trusted by default.
+    pub fn trusted_proxies<I: IntoIterator<Item = IpNet>>(mut self, proxies: I) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// The Close frame that shutting down sends every WebSocket (default `1001 Going Away`,
+    /// "server shutting down"). A server that comes back soon says `1012` (service restart).
+    pub fn shutdown_close(mut self, code: CloseCode, reason: &str) -> Self {
+        self.farewell.code = code;
+        self.farewell.reason = reason.to_owned();
+        self
+    }
+
+    /// A message sent to every WebSocket just before the shutdown's Close frame, made per
+    /// connection (so that it can carry a hint of its own, such as a randomized time to wait
+    /// before reconnecting); `None` from `message` sends nothing.
+    pub fn shutdown_message<F>(mut self, message: F) -> Self
+    where
+        F: Fn() -> Option<Message> + Send + Sync + 'static,
+    {
+        self.farewell.message = Some(Arc::new(message));
+        self
+    }
+
     /// The connection limit set with [`max_connections`](Self::max_connections).
     pub fn connection_limit(&self) -> usize {
         self.max_connections
@@ -178,7 +268,7 @@ impl ServerBuilder {
     }
 
     /// How long [`Server::serve_with_shutdown`] waits for clients to close after sending them
-    /// 1001 (default 10 s).
+    /// the [shutdown's Close](Self::shutdown_close) (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -200,14 +290,32 @@ impl ServerBuilder {
     /// Serves HTTP/2 over TLS (default on): ALPN offers `h2` before `http/1.1`, and a client
     /// that picks it gets the routes over HTTP/2 and its WebSockets through extended CONNECT
     /// (RFC 8441), several on one connection, each through the same checks as an HTTP/1.1
-    /// upgrade and run by the same handler. Off, or without [`tls`](Self::tls), the server
-    /// speaks HTTP/1.1 only.
+    /// upgrade and run by the same handler. Off, the server speaks HTTP/1.1 only; without
+    /// [`tls`](Self::tls), too, unless [`h2c`](Self::h2c) is on.
     ///
     /// Each WebSocket on an HTTP/2 connection counts against
     /// [`max_connections`](Self::max_connections), as the connection itself does.
     pub fn http2(mut self, enabled: bool) -> Self {
         self.http2 = enabled;
         self
+    }
+
+    /// Serves HTTP/2 with prior knowledge in clear text, h2c (RFC 9113 §3.3; default off), on a
+    /// server without [`tls`](Self::tls): a connection that opens with the HTTP/2 preface
+    /// (`PRI * HTTP/2.0`) is served as one that agreed on `h2` over TLS, routes and
+    /// WebSockets (extended CONNECT) alike, and HTTP/1.1 on the same port goes on as before.
+    /// For clients behind a proxy that ends TLS and speaks HTTP/2 to the server; browsers
+    /// never use h2c. Off, the preface gets `400` as any malformed request does; with TLS or
+    /// with [`http2`](Self::http2) off, this has no effect.
+    pub fn h2c(mut self, enabled: bool) -> Self {
+        self.h2c = enabled;
+        self
+    }
+
+    /// Whether connections in clear text may open with HTTP/2 (h2c): [`h2c`](Self::h2c) and
+    /// [`http2`](Self::http2) on, and no TLS.
+    pub fn serves_h2c(&self) -> bool {
+        self.h2c && self.http2 && self.tls.is_none()
     }
 
     /// The most streams (requests and WebSockets) open at once on one HTTP/2 connection
@@ -382,11 +490,25 @@ impl ServerBuilder {
     where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
+        self.health_report(path, move || check().map(|()| None))
+    }
+
+    /// As [`health_check`](Self::health_check), where `check` may also answer
+    /// `Ok(Some(note))`: `200` with `degraded: NOTE`, for a server that serves but not all of
+    /// it (one of several backing services is unreachable, say), so that a load balancer
+    /// keeps it while a person reading the answer learns what is wrong.
+    pub fn health_report<F>(self, path: &str, check: F) -> Self
+    where
+        F: Fn() -> Result<Option<String>, String> + Send + Sync + 'static,
+    {
         self.route(path, move |request| {
             let answer = router::only_get(&request).unwrap_or_else(|| {
                 let plain = "text/plain; charset=utf-8";
                 match check() {
-                    Ok(()) => router::text(StatusCode::OK, plain, "ok\n".into()),
+                    Ok(None) => router::text(StatusCode::OK, plain, "ok\n".into()),
+                    Ok(Some(note)) => {
+                        router::text(StatusCode::OK, plain, format!("degraded: {note}\n"))
+                    }
                     Err(why) => router::text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         plain,
@@ -454,15 +576,18 @@ impl ServerBuilder {
 
     /// Serves on a listener bound elsewhere (systemd socket activation, tests).
     pub fn from_listener(self, listener: TcpListener) -> Server {
+        let h2c = self.serves_h2c();
         let group = Group::new(
             &self.options.config,
             self.max_connections,
             self.send_queue,
             self.metrics,
+            self.farewell,
         );
-        let http2 = (self.http2 && self.tls.is_some())
+        let http2 = (self.http2 && self.tls.is_some() || h2c)
             .then(|| http2::builder(&self.options, self.http2_max_streams));
         let shared = Arc::new(Shared {
+            h2c,
             config: Arc::new(self.options.config.clone()),
             http1: plain::builder(&self.options),
             http2,
@@ -473,6 +598,10 @@ impl ServerBuilder {
             check: self.check,
             origins: self.origins,
             group: Arc::new(group),
+            gate: self.gate,
+            addresses: self.addresses,
+            proxies: TrustedProxies::new(self.trusted_proxies),
+            refusals: LogThrottle::default(),
             drain: Notify::new(),
         });
         Server::new(listener, shared, self.shutdown_grace)

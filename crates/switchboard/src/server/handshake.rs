@@ -44,8 +44,23 @@ pub(super) enum First {
     WebSocket(WebSocket<MaybeTlsStream>, Request<()>),
     /// A plain HTTP request: the stream, and what was read off it (the request's head first).
     Plain(MaybeTlsStream, Bytes),
-    /// An HTTP/2 connection (ALPN `h2`), nothing read from it yet.
-    Http2(MaybeTlsStream),
+    /// An HTTP/2 connection (ALPN `h2`, or h2c's preface): the stream, and what was read off
+    /// it (nothing over TLS, the preface and what followed it over h2c).
+    Http2(MaybeTlsStream, Bytes),
+}
+
+/// What opens an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a clear-text connection opens with.
+// Lives only while the head is read: boxing the request would cost an allocation per
+// connection and save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Opening {
+    /// An HTTP/1.1 request head, of that length.
+    Request(Request<()>, usize),
+    /// The HTTP/2 preface (h2c on only).
+    Preface,
 }
 
 /// The first request within the server's time limit; a failure is counted and logged.
@@ -85,20 +100,26 @@ async fn handshake(tcp: TcpStream, peer: SocketAddr, shared: &Shared) -> Result<
                     let detail = "h2 agreed with http2 off".to_owned();
                     return Err(Failure::Dropped(HandshakeFailure::Tls, detail));
                 }
-                return Ok(First::Http2(stream));
+                return Ok(First::Http2(stream, Bytes::new()));
             }
             Ok(tls) => MaybeTlsStream::Tls(Box::new(tls.into())),
             Err(e) => return Err(Failure::Dropped(HandshakeFailure::Tls, e.to_string())),
         },
     };
     let max_head = shared.options.max_head_size;
+    // Only a clear-text connection: over TLS, HTTP/2 is agreed through ALPN (RFC 9113 §3.2).
+    let h2c = shared.h2c && matches!(stream, MaybeTlsStream::Plain(_));
     // Consumes nothing (a length of 0), so that the head's bytes stay in the buffer for hyper
-    // to read again when the request is a plain one.
+    // to read again when the request is a plain one, or the preface for HTTP/2.
     let parse = |buf: &[u8]| {
+        if h2c && PREFACE.starts_with(&buf[..buf.len().min(PREFACE.len())]) {
+            // The preface so far: wait for the rest of it, which tells it from HTTP/1.1.
+            return Ok((buf.len() >= PREFACE.len()).then_some((Opening::Preface, 0)));
+        }
         let head = server::parse_request(buf, max_head)?;
-        Ok(head.map(|(request, len)| ((request, len), 0)))
+        Ok(head.map(|(request, len)| (Opening::Request(request, len), 0)))
     };
-    let ((mut request, head_len), mut read) = match read_head(&mut stream, parse).await {
+    let (opening, mut read) = match read_head(&mut stream, parse).await {
         Ok(head) => head,
         Err(Error::Handshake(e)) => {
             return Err(Failure::Refused(
@@ -108,6 +129,10 @@ async fn handshake(tcp: TcpStream, peer: SocketAddr, shared: &Shared) -> Result<
             ));
         }
         Err(e) => return Err(Failure::Dropped(HandshakeFailure::Io, e.to_string())),
+    };
+    let (mut request, head_len) = match opening {
+        Opening::Request(request, len) => (request, len),
+        Opening::Preface => return Ok(First::Http2(stream, read.freeze())),
     };
     if !server::is_upgrade_request(&request) {
         return Ok(First::Plain(stream, read.freeze()));

@@ -1,4 +1,5 @@
-//! HTTP/2 on hyper, for a TLS connection that agreed on ALPN `h2`: plain requests go to the
+//! HTTP/2 on hyper, for a TLS connection that agreed on ALPN `h2` or, with h2c on, a clear-text
+//! one that opened with the HTTP/2 preface (prior knowledge): plain requests go to the
 //! router as over HTTP/1.1, and a WebSocket opens a stream with an extended CONNECT
 //! (RFC 8441: `:method = CONNECT`, `:protocol = websocket`), which passes the checks of
 //! [`upgrade::prepare`], is answered `200`, and runs the unchanged engine over the stream in a
@@ -35,6 +36,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::Shared;
+use super::rewind::Rewind;
 use super::router;
 use super::upgrade::{self, Refusal};
 use crate::accept::AcceptOptions;
@@ -73,10 +75,11 @@ pub(super) fn builder(options: &AcceptOptions, max_streams: u32) -> Builder {
     builder
 }
 
-/// Serves an HTTP/2 connection until it ends; its WebSockets run `handler` in tasks of their
-/// own.
+/// Serves an HTTP/2 connection, whose first bytes (`read`) the server has read already, until
+/// it ends; its WebSockets run `handler` in tasks of their own.
 pub(super) async fn serve<H, F>(
     stream: MaybeTlsStream,
+    read: Bytes,
     peer: SocketAddr,
     shared: Arc<Shared>,
     handler: Arc<H>,
@@ -91,15 +94,17 @@ pub(super) async fn serve<H, F>(
     metrics.http2_connection_opened();
     tracing::debug!(%peer, "http/2 connection");
     let activity = Arc::new(Activity::default());
+    let tls = stream.is_tls();
     let service = {
         let shared = shared.clone();
         let activity = activity.clone();
         service_fn(move |request| {
             let stream = Stream::open(&activity);
-            answer(request, peer, shared.clone(), handler.clone(), stream)
+            answer(request, peer, tls, shared.clone(), handler.clone(), stream)
         })
     };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(Rewind::new(stream, read));
+    let conn = builder.serve_connection(io, service);
     let drained = shared.drained();
     let idle = activity.idle(shared.options.handshake_timeout);
     tokio::pin!(conn, drained, idle);
@@ -128,6 +133,7 @@ pub(super) async fn serve<H, F>(
 async fn answer<H, F>(
     mut request: Request<Incoming>,
     peer: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     handler: Arc<H>,
     stream: Stream,
@@ -210,7 +216,7 @@ where
                 return;
             }
         };
-        let io = MaybeTlsStream::Http2(Box::new(Http2Stream::new(upgraded)));
+        let io = MaybeTlsStream::Http2(Box::new(Http2Stream::new(upgraded, tls)));
         let mut ws = prepared.into_websocket(io, BytesMut::new());
         ws.attach(Link::new(member));
         shared.group.metrics().websocket_opened(Version::HTTP_2);

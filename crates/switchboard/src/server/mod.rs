@@ -9,21 +9,24 @@
 //!
 //! Every connection is bounded: the opening handshake (TLS, request head, accept hook,
 //! response) by the handshake timeout, the head by its size, a request body by its size, the
-//! number of connections by a limit (`503` beyond it), a silent peer by keepalive pings, the
-//! closing handshake by the close timeout, and what is queued for a slow reader by the send
-//! queue limit. On shutdown the server stops accepting, ends idle HTTP connections, sends
-//! `1001 Going Away` to every WebSocket client, and waits up to a grace period for them to
-//! finish.
+//! number of connections by a limit (`503` beyond it) and per address (`429`), handshakes
+//! under way by a count and a rate, a silent peer by keepalive pings, the closing handshake by
+//! the close timeout, and what is queued for a slow reader by the send queue limit. On
+//! shutdown the server stops accepting, ends idle HTTP connections, sends every WebSocket
+//! client its Close (`1001 Going Away` unless the application chose another, with a message
+//! before it if it likes), and waits up to a grace period for them to finish.
 //!
 //! - `builder.rs`: [`ServerBuilder`], the settings;
-//! - `admission.rs`: who gets in (the connection limit, `503` beyond it);
+//! - `admission.rs`: who gets in and how fast (the connection limit, `503` beyond it; the
+//!   limit per address, `429`; handshakes under way, bounded in number and rate);
+//! - `forwarded.rs`: the client's address behind trusted proxies;
 //! - `handshake.rs`: a connection's first request (TLS, head, then the fast path's `101`, or
 //!   the request handed on to hyper);
 //! - `upgrade.rs`: the checks every upgrade request passes (check, RFC 6455, origin, hook);
 //! - `origin.rs`: the origin allow-list;
 //! - `respond.rs`: the fast path's refusals;
 //! - `plain.rs`: plain HTTP on hyper, keep-alive, and an upgrade among its requests;
-//! - `http2.rs`: HTTP/2 on hyper (TLS with ALPN `h2`): the routes, and WebSockets through
+//! - `http2.rs`: HTTP/2 on hyper (TLS with ALPN `h2`, or h2c): the routes, and WebSockets through
 //!   extended CONNECT (RFC 8441), each stream's handler in a task of its own;
 //! - `rewind.rs`: the transport that gives hyper the bytes already read;
 //! - `router.rs`: the routes, their bodies and `HEAD`;
@@ -32,6 +35,7 @@
 
 mod admission;
 mod builder;
+mod forwarded;
 mod handshake;
 mod http2;
 mod origin;
@@ -126,8 +130,18 @@ struct Shared {
     http1: hyper::server::conn::http1::Builder,
     /// hyper's settings for HTTP/2 connections; `None` when HTTP/2 is off.
     http2: Option<http2::Builder>,
+    /// Whether a clear-text connection may open with the HTTP/2 preface.
+    h2c: bool,
     /// Admission, shutdown, deadlines and counters of the connections.
     group: Arc<Group>,
+    /// The bounds on handshakes under way.
+    gate: Arc<admission::HandshakeGate>,
+    /// The limit of connections per client address, if any.
+    addresses: Option<Arc<crate::addresses::AddressLimit>>,
+    /// Whose `Forwarded` and `X-Forwarded-For` are believed.
+    proxies: forwarded::TrustedProxies,
+    /// Keeps the log of refusals an attacker can repeat short.
+    refusals: crate::LogThrottle,
     /// Wakes the plain HTTP connections when the group starts shutting down.
     drain: Notify,
 }
@@ -188,7 +202,8 @@ impl Server {
     }
 
     /// Accepts connections until `signal` completes, then drains: stops accepting, sends
-    /// `1001 Going Away` to every open WebSocket (their handlers see the client's Close, then
+    /// every open WebSocket the [shutdown's Close](ServerBuilder::shutdown_close), `1001 Going
+    /// Away` by default (their handlers see the client's Close, then
     /// the end), waits until every connection is over or the
     /// [grace period](ServerBuilder::shutdown_grace) ends, cancels the handlers still running,
     /// and returns.
@@ -216,6 +231,10 @@ impl Server {
         let sweeper = Sweeper::start(&group);
         tokio::pin!(signal);
         loop {
+            let permit = tokio::select! {
+                () = &mut signal => break,
+                permit = shared.gate.ready(group.metrics()) => permit,
+            };
             let (tcp, peer) = tokio::select! {
                 () = &mut signal => break,
                 accepted = listener.accept() => match accepted {
@@ -229,12 +248,14 @@ impl Server {
                     Err(e) => return Err(e),
                 },
             };
-            let Some((member, tcp)) = admission::admit(&group, tcp, peer) else {
+            let Some((admitted, tcp)) = admission::admit(&shared, tcp, peer) else {
                 continue;
             };
-            let slot = member.slot();
+            let slot = admitted.member.slot();
+            let pending = admission::Handshake::new(permit, group.metrics());
             let task = tokio::spawn(task::connection(
-                member,
+                admitted,
+                pending,
                 tcp,
                 peer,
                 shared.clone(),
@@ -247,7 +268,8 @@ impl Server {
         drop(listener);
         tracing::info!(
             connections = group.members(),
-            "shutting down: closing connections with 1001"
+            "shutting down: closing connections with {}",
+            group.farewell().code
         );
         group.shut_down();
         shared.drain.notify_waiters();

@@ -11,15 +11,21 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Version};
 use tokio::net::TcpStream;
 
+use super::admission::{Admitted, Handshake};
 use super::handshake::{self, First};
 use super::{Shared, http2, plain};
-use crate::link::{Link, Member};
+use crate::link::Link;
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 
-/// The task of one admitted connection: the handshake, then the handler.
+/// The task of one admitted connection: the handshake, then the handler. `pending` holds its
+/// place among the handshakes under way until the first request is read (an HTTP/2
+/// connection's streams and a keep-alive connection's later requests do not count). The count
+/// under the limit per address lasts as long as the connection: the handshake's future holds
+/// it, then the WebSocket.
 pub(super) fn connection<H, F>(
-    member: Member,
+    admitted: Admitted,
+    pending: Handshake,
     tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -33,20 +39,26 @@ where
     // request being parsed, the hook, hyper's connection) is several times a connection's, and
     // the task would otherwise keep room for it, and for what it captures, for the
     // connection's whole life.
+    let Admitted { member, address } = admitted;
     ConnectionTask::Starting {
         start: Box::pin(async move {
-            let (mut ws, request) = match handshake::first_request(tcp, peer, &shared).await? {
+            let first = handshake::first_request(tcp, peer, &shared).await;
+            drop(pending);
+            let (mut ws, request) = match first? {
                 First::WebSocket(ws, request) => (ws, request),
                 First::Plain(stream, read) => plain::serve(stream, read, peer, &shared).await?,
-                First::Http2(stream) => {
+                First::Http2(stream, read) => {
                     // Its WebSockets run in tasks of their own; this one serves the connection.
-                    http2::serve(stream, peer, shared, handler).await;
+                    http2::serve(stream, read, peer, shared, handler).await;
                     return None;
                 }
             };
             shared.group.metrics().websocket_opened(Version::HTTP_11);
             drop(shared);
             ws.attach(Link::new(member));
+            if let Some(ticket) = address {
+                ws.hold(ticket);
+            }
             Some(handler(ws, request))
         }),
     }
@@ -100,5 +112,11 @@ where
     let peer = tcp.local_addr().unwrap();
     let shared = server.shared.clone();
     let member = shared.group.admit().unwrap();
-    connection(member, tcp, peer, shared, Arc::new(handler))
+    let admitted = Admitted {
+        member,
+        address: None,
+    };
+    let permit = shared.gate.ready(shared.group.metrics()).await;
+    let pending = Handshake::new(permit, shared.group.metrics());
+    connection(admitted, pending, tcp, peer, shared, Arc::new(handler))
 }

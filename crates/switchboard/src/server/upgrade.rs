@@ -5,7 +5,7 @@
 //! the accept hook, then the `101` with the subprotocol and permessage-deflate agreed
 //! ([`PreparedUpgrade`]). A refusal is the response to send and how it is counted.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -13,7 +13,8 @@ use proto::handshake::{HandshakeError, server};
 
 use super::Shared;
 use crate::accept::{PreparedUpgrade, choose_protocol};
-use crate::hook::Reject;
+use crate::addresses::AddressTicket;
+use crate::hook::{ClientAddr, PeerAddr, Reject};
 use crate::metrics::{HandshakeFailure, Metrics};
 
 /// An upgrade request turned down.
@@ -101,6 +102,8 @@ pub(super) async fn prepare(
             detail,
         ));
     }
+    let address =
+        count_forwarded(shared, request).map_err(|client| over_address_limit(client, version))?;
     let mut protocol = choose_protocol(request, &shared.options.protocols);
     if let Some(hook) = &shared.hook {
         match hook(request).await {
@@ -118,10 +121,50 @@ pub(super) async fn prepare(
         }
     }
     let config = shared.config.clone();
-    PreparedUpgrade::with_protocol(request, &shared.options, config, protocol)
-        .map_err(|e| Refusal::handshake_for(request, &e))
+    let prepared = PreparedUpgrade::with_protocol(request, &shared.options, config, protocol)
+        .map_err(|e| Refusal::handshake_for(request, &e))?;
+    Ok(match address {
+        Some(ticket) => prepared.holding(ticket),
+        None => prepared,
+    })
 }
 
+/// Puts the client's address in `request`'s extensions and, when it came through a trusted
+/// proxy and there is a limit per address, counts it there: the connection from the proxy was
+/// not counted when it was accepted. `Err` holds the client's address when it is at the limit.
+fn count_forwarded(
+    shared: &Shared,
+    request: &mut Request<()>,
+) -> Result<Option<AddressTicket>, IpAddr> {
+    let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() else {
+        return Ok(None);
+    };
+    let client = shared.proxies.client(peer, request.headers());
+    request.extensions_mut().insert(ClientAddr(client));
+    match &shared.addresses {
+        Some(limit) if shared.proxies.trusts(peer.ip()) => match limit.acquire(client) {
+            Some(ticket) => Ok(Some(ticket)),
+            None => {
+                shared.refusals.log(|suppressed| {
+                    tracing::info!(%client, via = %peer, suppressed, "address at its connection limit: 429");
+                });
+                Err(client)
+            }
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The refusal of a client whose address is at its connection limit.
+fn over_address_limit(client: IpAddr, version: Version) -> Refusal {
+    let reject = Reject::new(StatusCode::TOO_MANY_REQUESTS)
+        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .body("too many connections from your address, try again later\n");
+    let mut response = reject.into_response();
+    *response.version_mut() = version;
+    let detail = format!("{client} at its connection limit");
+    Refusal::new(response, HandshakeFailure::AddressLimit, detail)
+}
 /// Counts and logs a handshake that failed.
 pub(super) fn failed(metrics: &Metrics, peer: SocketAddr, reason: HandshakeFailure, detail: &str) {
     metrics.handshake_failed(reason);

@@ -13,6 +13,7 @@ use proto::{Message, ProtocolError};
 use tokio::time::Sleep;
 
 use super::WebSocket;
+use crate::addresses::AddressTicket;
 use crate::backpressure::SendQueue;
 use crate::link::Link;
 use crate::metrics::Metrics;
@@ -51,11 +52,18 @@ pub(super) struct Extras {
     pub(super) deflate: Option<DeflateParams>,
     /// The send queue of [`split`](WebSocket::split), when not the server's or the default.
     pub(super) send_queue: Option<SendQueue>,
+    /// The connection's count under a server's limit per address, when a trusted proxy
+    /// forwarded it (a direct client's is its [`Link`]'s).
+    pub(super) address: Option<AddressTicket>,
 }
 
 impl<S> WebSocket<S> {
     pub(crate) fn attach(&mut self, link: Link) {
         self.cold_mut().link = Some(link);
+    }
+
+    pub(crate) fn hold(&mut self, ticket: AddressTicket) {
+        self.extras_mut().address = Some(ticket);
     }
 
     pub(super) fn cold_mut(&mut self) -> &mut Cold {

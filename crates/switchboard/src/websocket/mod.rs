@@ -247,11 +247,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(link) = link(&mut self.cold)
-                && !self.conn.is_closing()
-                && link.poll_shutdown(cx)
+            if !self.conn.is_closing()
+                && let Some(link) = link(&mut self.cold)
+                && let Some(farewell) = link.poll_shutdown(cx)
             {
-                let _ = self.start_close(CloseCode::GOING_AWAY, "server shutting down");
+                if let Some(message) = farewell.message.as_ref().and_then(|make| make()) {
+                    let _ = self.feed(message);
+                }
+                let _ = self.start_close(farewell.code, &farewell.reason);
             }
             {
                 // Also after the engine closed: a keepalive failure is reported then.
