@@ -11,26 +11,28 @@
 #    7 cargo test            8 cargo doc
 #    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
 #   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
-#   13 interop: deflate with ws and Chromium   14 browser: the chat page in Chromium
-#   15 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   16 hostile clients                         17 cluster on Redis
-#   18 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#   13 Autobahn over HTTP/2, as server         14 Autobahn over HTTP/2, as client
+#      (examples/h2_bridge between Autobahn's HTTP/1.1 and switchboard's HTTP/2)
+#   15 interop: deflate with ws and Chromium   16 browser: the chat page in Chromium
+#   17 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
+#   18 hostile clients                         19 cluster on Redis (one Redis, then 2 shards)
+#   20 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
-#   19 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   20 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   21 backend: proxies, webhooks, server API  22 10,000 connections
-#   23 soak                                    24 fuzz smoke
+#   21 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   22 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   23 backend: proxies, webhooks, server API  24 10,000 connections
+#   25 soak                                    26 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
 #                tests, the hostile clients, the cluster, the network faults, the storm,
 #                the abuse limits, the backend, the 10,000 connections, the soak
-#                (steps 2, 3, 11-23)
+#                (steps 2, 3, 11-25)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 24; default 5; 0 skips it)
-#   CUTS         cuts per run of the JS client's cut test (step 15; default 200)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 26; default 5; 0 skips it)
+#   CUTS         cuts per run of the JS client's cut test (step 17; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
