@@ -274,11 +274,11 @@ def silent_client(run):
     view.partition("C", "c")
     cut = time.monotonic()
     try:
-        # The keepalive fails a silent peer within 2 x idle + pong (the deadline is checked
-        # once per idle period), and the session ends after the close timeout: twice that,
-        # and more, is the generous bound.
+        # The keepalive fails a silent peer idle + pong after its last input (a sweeper tick
+        # late at most), and the session ends after the close timeout: twice that, and more,
+        # is the generous bound.
         gone = until("the silent client to leave presence", lambda: "silent" not in present(),
-                     seconds=2 * (2 * idle + pong + a.close) + 20)
+                     seconds=2 * (idle + pong + a.close) + 20)
         left = until("the watcher to see the leave",
                      lambda: any(e["client"]["user"] == "silent" for e in watcher.count("leave")))
         closed = metric(host, port, closes) - before

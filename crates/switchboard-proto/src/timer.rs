@@ -27,7 +27,7 @@ pub(crate) enum Due {
 }
 
 /// The deadlines of one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Timers {
     /// The latest time the caller reported.
     now: Option<Instant>,
@@ -38,14 +38,46 @@ pub(crate) struct Timers {
     closing: bool,
     /// A keepalive Ping is out and unanswered.
     awaiting_pong: bool,
-    /// Input arrived since the keepalive deadline was armed.
-    received: bool,
+    /// Input since the keepalive deadline was armed: [`NO_INPUT`], [`INPUT`] (at a time the
+    /// caller did not tell), or how many milliseconds before the deadline the last input came
+    /// (told by [`input_at`](Self::input_at)). A `u32` rather than an `Instant`, so that the
+    /// engine's state does not grow.
+    input: u32,
+}
+
+/// No input since the keepalive deadline was armed.
+const NO_INPUT: u32 = u32::MAX;
+/// Input since the keepalive deadline was armed, at a time the caller did not tell.
+const INPUT: u32 = u32::MAX - 1;
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            now: None,
+            deadline: None,
+            closing: false,
+            awaiting_pong: false,
+            input: NO_INPUT,
+        }
+    }
 }
 
 impl Timers {
     /// Input arrived from the peer: it is alive.
     pub(crate) fn on_input(&mut self) {
-        self.received = true;
+        if self.input == NO_INPUT {
+            self.input = INPUT;
+        }
+    }
+
+    /// Input arrived at `at` (by a clock that may lag, never lead): the keepalive counts the
+    /// silence from then.
+    pub(crate) fn input_at(&mut self, at: Instant) {
+        let Some(deadline) = self.deadline.filter(|_| !self.closing) else {
+            return;
+        };
+        let before = deadline.saturating_duration_since(at).as_millis();
+        self.input = u32::try_from(before).unwrap_or(INPUT - 1).min(INPUT - 1);
     }
 
     /// The next deadline: the close timeout once `closing`, else the keepalive (when
@@ -95,11 +127,24 @@ impl Timers {
         if now < deadline {
             return Due::Nothing;
         }
-        if self.received {
-            // Heard from the peer since the deadline was armed (a Pong, or anything else).
+        if self.input != NO_INPUT {
+            // Heard from the peer since the deadline was armed (a Pong, or anything else): the
+            // next check is a full idle period after that input when the caller told its time,
+            // else after now.
             self.awaiting_pong = false;
-            self.arm_keepalive(now + idle_timeout);
-            Due::Nothing
+            let next = match self.input {
+                INPUT => now + idle_timeout,
+                before => deadline
+                    .checked_sub(Duration::from_millis(before.into()))
+                    .map_or(now, |at| at + idle_timeout),
+            };
+            if next > now {
+                self.arm_keepalive(next);
+                return Due::Nothing;
+            }
+            self.awaiting_pong = true;
+            self.arm_keepalive(now + pong_timeout);
+            Due::Ping
         } else if self.awaiting_pong {
             self.deadline = None;
             Due::PongOverdue
@@ -112,6 +157,6 @@ impl Timers {
 
     fn arm_keepalive(&mut self, at: Instant) {
         self.deadline = Some(at);
-        self.received = false;
+        self.input = NO_INPUT;
     }
 }

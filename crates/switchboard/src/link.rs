@@ -230,6 +230,11 @@ impl Link {
         group.is_shutting_down().then(|| group.farewell.clone())
     }
 
+    /// The time by the sweeper's clock (an atomic load; see [`Wakeups::now`]).
+    pub(crate) fn clock(&self) -> std::time::Instant {
+        self.member.group.wakeups.now()
+    }
+
     /// Whether `deadline` has come, by the sweeper's clock; if not, it wakes `cx` then.
     pub(crate) fn poll_deadline(
         &mut self,

@@ -170,6 +170,13 @@ impl Wakeups {
             .min(NEVER - 1)
     }
 
+    /// The sweeper's clock: the time of its last tick, behind the true time by at most a tick
+    /// while it ticks (while any deadline is set), for stamps that must be cheap.
+    pub(crate) fn now(&self) -> std::time::Instant {
+        let ms = self.now_ms.load(Ordering::Acquire);
+        (self.epoch + Duration::from_millis(ms)).into_std()
+    }
+
     /// Whether the sweeper's clock has passed `deadline_ms`.
     pub(crate) fn is_due(&self, deadline_ms: u64) -> bool {
         deadline_ms <= self.now_ms.load(Ordering::Acquire)

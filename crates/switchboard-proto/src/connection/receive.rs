@@ -48,6 +48,14 @@ impl Connection {
         }
     }
 
+    /// Tells when input last arrived (by the caller's clock, which may lag but never lead), so
+    /// that the keepalive pings after [`Config::idle_timeout`](crate::Config::idle_timeout) of
+    /// silence counted from then. Without it, silence is counted from the keepalive check that
+    /// saw the input, which may ping up to twice the idle timeout after it.
+    pub fn input_at(&mut self, at: std::time::Instant) {
+        self.timers.input_at(at);
+    }
+
     /// Appends a copy of bytes received from the peer to [`read_buffer`](Self::read_buffer)
     /// and commits them (see [`commit_read`](Self::commit_read)). Input after the closing
     /// handshake or a failure is discarded.

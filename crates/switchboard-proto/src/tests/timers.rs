@@ -165,3 +165,45 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn told_when_input_came_the_ping_goes_an_idle_period_after_it() {
+    let t0 = Instant::now();
+    let mut pair = keepalive_pair();
+    pair.server.handle_timeout(t0);
+    // Input 1 s in, then silence: the ping goes at 1 s + IDLE, not at the check after it
+    // (2 × IDLE), so that a dead peer is found within IDLE + PONG of its last word.
+    pair.client.send(Message::text("last word")).unwrap();
+    pair.drive().unwrap();
+    pair.server.input_at(t0 + s(1));
+    pair.server.handle_timeout(t0 + IDLE);
+    assert_eq!(
+        pair.server.poll_transmit(),
+        None,
+        "pinged before IDLE of silence"
+    );
+    assert_eq!(pair.server.poll_timeout(), Some(t0 + s(1) + IDLE));
+    pair.server.handle_timeout(t0 + s(1) + IDLE);
+    assert!(
+        pair.server.poll_transmit().is_some(),
+        "no ping after IDLE of silence"
+    );
+    assert_eq!(pair.server.poll_timeout(), Some(t0 + s(1) + IDLE + PONG));
+}
+
+#[test]
+fn input_told_late_still_counts_from_its_time() {
+    let t0 = Instant::now();
+    let mut pair = keepalive_pair();
+    pair.server.handle_timeout(t0);
+    pair.client.send(Message::text("hi")).unwrap();
+    pair.drive().unwrap();
+    // The check comes a whole idle period after the input: the peer is pinged at once.
+    pair.server.input_at(t0 + s(1));
+    pair.server.handle_timeout(t0 + s(1) + IDLE + s(3));
+    assert!(pair.server.poll_transmit().is_some());
+    assert_eq!(
+        pair.server.poll_timeout(),
+        Some(t0 + s(1) + IDLE + s(3) + PONG)
+    );
+}

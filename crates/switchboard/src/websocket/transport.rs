@@ -69,6 +69,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         if let (Some(link), Poll::Ready(Ok(n))) = (link(&mut self.cold), &result) {
             link.tally.bytes_in += *n as u64;
+            if *n > 0 {
+                // The keepalive counts silence from here, not from its check after it.
+                self.conn.input_at(link.clock());
+            }
         }
         result
     }
