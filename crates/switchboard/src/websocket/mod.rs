@@ -21,7 +21,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use proto::deflate::{DeflateConfig, DeflateParams};
-use proto::{CloseCode, Config, Connection, EncodedFrame, Message, Role};
+use proto::{CloseCode, Config, Connection, EncodedFrame, Message, ProtocolError, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -301,8 +301,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // A server that started the handshake then reads to the end, discarding:
                 // closing a socket with unread input makes the kernel send a reset, which can
                 // destroy the Close frame before the peer reads it (the close timer bounds the
-                // wait). A peer that started it sends nothing after its Close: done.
-                if self.conn.role() == Role::Server && self.conn.is_closed_by_peer() {
+                // wait). A peer that started it sends nothing after its Close: done. So is a
+                // peer that failed the keepalive: it is gone, and waiting buys nothing.
+                if self.conn.role() == Role::Server
+                    && (self.conn.is_closed_by_peer() || self.keepalive_failed())
+                {
                     return Poll::Ready(self.finish(None));
                 }
             }
@@ -338,6 +341,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Err(e) => return Poll::Ready(self.finish(Some(e))),
             }
         }
+    }
+
+    /// Whether the connection failed because the peer did not answer the keepalive ping.
+    fn keepalive_failed(&self) -> bool {
+        let ending = self.cold.as_deref().and_then(|cold| cold.ending.as_deref());
+        matches!(
+            ending,
+            Some(Ending::Failed(ProtocolError::KeepaliveTimeout))
+        )
     }
 
     /// Ends the connection, reporting (in order of precedence) the protocol error, the Close
