@@ -275,8 +275,8 @@ def silent_client(run):
     cut = time.monotonic()
     try:
         # The keepalive fails a silent peer idle + pong after its last input (a sweeper tick
-        # late at most), and the session ends after the close timeout: twice that, and more,
-        # is the generous bound.
+        # late at most) and ends its connection then: twice that, and more, is the generous
+        # bound.
         gone = until("the silent client to leave presence", lambda: "silent" not in present(),
                      seconds=2 * (idle + pong + a.close) + 20)
         left = until("the watcher to see the leave",
