@@ -20,6 +20,10 @@ use tokio::sync::Notify;
 #[path = "support/client.rs"]
 mod client;
 
+#[path = "support/probe.rs"]
+mod probe;
+use probe::{all_at_once, healthz};
+
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
 
@@ -704,30 +708,6 @@ fn counter(broker: &RedisBroker, name: &str) -> u64 {
     line.parse().unwrap()
 }
 
-/// Polls every future once before any runs further, as a burst of clients asking at the same
-/// moment does, and waits for all of them.
-async fn all_at_once<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
-    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
-    let mut results: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (future, result) in futures.iter_mut().zip(&mut results) {
-            if let Some(f) = future
-                && let std::task::Poll::Ready(value) = f.as_mut().poll(cx)
-            {
-                *result = Some(value);
-                *future = None;
-            }
-        }
-        if futures.iter().all(Option::is_none) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
-}
-
 #[tokio::test]
 async fn identical_history_reads_at_the_same_moment_are_one_redis_read() {
     let redis = Redis::start();
@@ -857,22 +837,6 @@ async fn health_says_redis_is_unreachable_while_it_is_down_and_on_the_healthz_ro
     let (_, body) = until_healthz(addr, 200).await;
     assert_eq!(body, "ok\n");
     assert!(hub.health().is_ok());
-}
-
-/// `GET /healthz`: the status and body.
-async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(STEP, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
 }
 
 /// Asks `/healthz` until it answers `status` (bounded by `STEP`).

@@ -20,6 +20,10 @@ use tokio::sync::Notify;
 #[path = "support/client.rs"]
 mod client;
 
+#[path = "support/probe.rs"]
+mod probe;
+use probe::{all_at_once, healthz};
+
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
 
@@ -235,7 +239,7 @@ async fn a_channel_lives_on_its_shard_and_every_node_delivers_it_in_order() {
             publishes.push(from.publish(channel, client("p"), data(i)));
         }
     }
-    for answer in futures_all(publishes).await {
+    for answer in all_at_once(publishes).await {
         answer.unwrap();
     }
     for seen in [&seen_a, &seen_b] {
@@ -297,30 +301,6 @@ async fn a_channel_lives_on_its_shard_and_every_node_delivers_it_in_order() {
     assert_eq!(first, again, "a retry on another node is the same publish");
     let once = format!("switchboard:once:{} k1", on1[0]);
     assert!(r1.exists(&once).await && !r0.exists(&once).await);
-}
-
-/// Polls every future once before any runs further (so that publishes are made in call
-/// order), then waits for all of them.
-async fn futures_all<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
-    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
-    let mut results: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (future, result) in futures.iter_mut().zip(&mut results) {
-            if let Some(f) = future
-                && let std::task::Poll::Ready(value) = f.as_mut().poll(cx)
-            {
-                *result = Some(value);
-                *future = None;
-            }
-        }
-        if futures.iter().all(Option::is_none) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
 }
 
 #[tokio::test]
@@ -493,22 +473,6 @@ async fn hub_on(shards: &[&Redis]) -> (Hub, std::net::SocketAddr) {
         async move { hub.serve(ws, &request).await }
     }));
     (hub, addr)
-}
-
-/// `GET /healthz`: the status and body.
-async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(STEP, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
 }
 
 #[tokio::test]

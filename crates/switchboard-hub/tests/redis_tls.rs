@@ -21,6 +21,11 @@ use switchboard_hub::{
 };
 use tokio::sync::Notify;
 
+#[path = "support/probe.rs"]
+#[allow(dead_code)] // The burst helper is for the other Redis tests.
+mod probe;
+use probe::healthz;
+
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
 
@@ -421,22 +426,6 @@ async fn credentials_that_stop_working_later_make_healthz_answer_503() {
         "{body}"
     );
     assert!(!body.contains(PASSWORD) && !body.contains(WRONG), "{body}");
-}
-
-/// `GET /healthz`: the status and body.
-async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(STEP, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
 }
 
 #[tokio::test]
