@@ -8,7 +8,8 @@ recovers what it missed.
 Checks: every client is back and recovered, nothing acked is lost or delivered twice (the
 clients check offsets one by one), and no gap is reported. Reports: the time until the last
 client recovered, node A's peak RSS and CPU during the storm (sampled from /proc every 100 ms),
-handshakes node A refused, and how the recoveries spread over time.
+handshakes node A refused, how the recoveries spread over time, and how many of node A's
+recovery reads were answered by one read of the same channel made at the same time.
 
   e2e/storm/storm.py [--clients 2000] [--channels 100] [--rate 200] [--no-admission]
                      [--json FILE]
@@ -187,6 +188,9 @@ def main():
         refused = sum(metric(port_a, f'switchboard_handshake_failures_total{{reason="{r}"}}')
                       for r in ("over_capacity", "address_limit"))
         held = metric(port_a, "switchboard_accepts_held_total")
+        # Node A started afresh, so its counters cover the storm alone.
+        reads = metric(port_a, "switchboard_redis_history_reads_total")
+        coalesced = metric(port_a, "switchboard_redis_history_reads_coalesced_total")
         storm.stdin.write("stop\n")
         storm.stdin.flush()
         result = wait_line("result", 120)["result"]
@@ -199,6 +203,7 @@ def main():
             "cpu_s_during_storm": round(sampler.cpu_total, 2),
             "handshakes_refused_503_429": int(refused), "handshake_failures": int(failures),
             "accepts_held": int(held),
+            "history_reads_sent": int(reads), "history_reads_coalesced": int(coalesced),
             **result,
         }
         print(json.dumps(figures, indent=1))
@@ -219,7 +224,9 @@ def main():
             fail("; ".join(problems) + f" (logs: {logdir})")
         print(f"storm: {args.clients} clients back and recovered "
               f"{figures['all_recovered_s']} s after the restart; "
-              f"{result['received']} deliveries, 0 lost, 0 duplicated")
+              f"{result['received']} deliveries, 0 lost, 0 duplicated; "
+              f"{int(reads + coalesced)} recovery reads, {int(coalesced)} of them "
+              f"answered by a read made at the same time")
 
 
 if __name__ == "__main__":

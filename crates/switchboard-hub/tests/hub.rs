@@ -810,7 +810,9 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
     let (client_io, server_io) = tokio::io::duplex(16 * 1024);
     let hub = server.hub.clone();
     tokio::spawn(async move {
-        let (ws, request) = switchboard::accept(server_io).await.unwrap();
+        let (mut ws, request) = switchboard::accept(server_io).await.unwrap();
+        // A server's default policy, which closes a full queue by itself.
+        ws.set_send_queue(1 << 20, switchboard::Backpressure::Disconnect);
         hub.serve(ws, &request).await;
     });
     let uri: http::Uri = "ws://localhost/ws?name=slow".parse().unwrap();
@@ -837,15 +839,22 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
     }
     assert_eq!(server.hub.lagged(), 1);
 
-    // Now read what the slow client was sent: a gap-free prefix, then the close.
+    // Now read what the slow client was sent: a gap-free prefix, then the retry hint (past
+    // the full queue), then the close.
     let mut last = 0;
+    let mut hint = Value::Null;
     let code = loop {
         match tokio::time::timeout(STEP, slow.ws.recv()).await.unwrap() {
             Some(Ok(Message::Text(text))) => {
                 let frame: Value = serde_json::from_str(&text).unwrap();
-                if frame["type"] == "message" {
-                    assert_eq!(frame["offset"], last + 1);
-                    last += 1;
+                assert_eq!(hint, Value::Null, "{frame} after the hint");
+                match frame["type"].as_str() {
+                    Some("message") => {
+                        assert_eq!(frame["offset"], last + 1);
+                        last += 1;
+                    }
+                    Some("disconnect") => hint = frame,
+                    _ => {}
                 }
             }
             Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code.0),
@@ -853,6 +862,11 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
         }
     };
     assert_eq!(code, Some(1013));
+    assert_eq!(hint["code"], 1013, "{hint}");
+    assert!(
+        hint["retry_after_ms"].as_u64().is_some_and(|ms| ms < 1000),
+        "{hint}"
+    );
     assert!(last > 0 && last < TOTAL, "received {last} of {TOTAL}");
 
     let mut again = Client::connect(&server, "name=slow").await;

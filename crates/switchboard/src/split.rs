@@ -121,6 +121,27 @@ where
     ///
     /// When called outside a tokio runtime.
     pub fn split(self) -> (Sender, Receiver) {
+        let queue = self.send_queue();
+        self.split_queue(queue)
+    }
+
+    /// As [`split`](Self::split), with `policy` for a full send queue in place of the
+    /// connection's: for an application that closes a slow reader itself, after telling it
+    /// why with [`Sender::close_with`], which it could not do behind the Close that
+    /// [`Backpressure::Disconnect`] queues.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn split_with(self, policy: Backpressure) -> (Sender, Receiver) {
+        let queue = SendQueue {
+            policy,
+            ..self.send_queue()
+        };
+        self.split_queue(queue)
+    }
+
+    fn split_queue(self, queue: SendQueue) -> (Sender, Receiver) {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (msg_tx, msg_rx) = mpsc::channel(RECEIVE_QUEUE);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +149,7 @@ where
             queued: AtomicUsize::new(0),
             buffered: AtomicUsize::new(self.buffered_amount()),
             room: Notify::new(),
-            queue: self.send_queue(),
+            queue,
             overflowed: AtomicBool::new(false),
             metrics: self.metrics().cloned(),
         });
@@ -230,6 +251,27 @@ impl Sender {
         self.tx
             .send(Command::Close(code, reason.into()))
             .map_err(|_| Error::Closed)
+    }
+
+    /// Queues `last`, past the send queue limit if need be, then starts the closing handshake
+    /// as [`close`](Self::close) does: for the message that tells a peer why it is closed and
+    /// what to do, which must reach it also when it is closed for reading too slowly.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the connection has ended.
+    pub fn close_with(
+        &self,
+        last: impl Into<Message>,
+        code: CloseCode,
+        reason: impl Into<String>,
+    ) -> Result<(), Error> {
+        let last = last.into();
+        let cost = last.len() + FRAME_OVERHEAD;
+        self.outgoing.queued.fetch_add(cost, Ordering::AcqRel);
+        self.push(Command::Message(last, cost), cost)
+            .map_err(|()| Error::Closed)?;
+        self.close(code, reason)
     }
 
     /// Whether the connection has ended.

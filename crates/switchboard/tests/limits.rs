@@ -350,6 +350,44 @@ async fn under_the_drop_policy_a_slow_reader_misses_messages_but_stays() {
 }
 
 #[tokio::test]
+async fn close_with_reaches_a_reader_behind_a_full_queue_before_its_close() {
+    let builder = Server::builder()
+        .max_send_queue(LIMIT)
+        .backpressure(Backpressure::Drop)
+        .close_timeout(Duration::from_millis(200));
+    let (addr, _metrics, mut senders) = broadcast_server(builder).await;
+    let mut client = non_reader(addr).await;
+    let sender = senders.recv().await.unwrap();
+    timeout(Duration::from_secs(60), flood(&sender))
+        .await
+        .unwrap();
+    // As large as the messages that filled the queue, so that it does not fit.
+    let last = format!("come back in 500 ms{}", ".".repeat(4096));
+    assert_eq!(
+        sender.try_send(Message::text(last.clone())),
+        Err(TrySendError::Full)
+    );
+    sender
+        .close_with(
+            Message::text(last.clone()),
+            CloseCode::TRY_AGAIN_LATER,
+            "too slow",
+        )
+        .unwrap();
+    let received = timeout(Duration::from_secs(60), read_to_end(&mut client))
+        .await
+        .unwrap();
+    // The text frame, then a Close frame with 1013 (0x03F5), at the end of the backlog.
+    let text = received
+        .windows(last.len())
+        .rposition(|w| w == last.as_bytes())
+        .expect("the last message arrived");
+    let close = &received[text + last.len()..];
+    assert_eq!(close[0], 0x88, "{close:?}");
+    assert_eq!(&close[2..4], &[0x03, 0xF5], "{close:?}");
+}
+
+#[tokio::test]
 async fn a_waiting_send_resumes_when_the_reader_catches_up() {
     let builder = Server::builder()
         .max_send_queue(LIMIT)

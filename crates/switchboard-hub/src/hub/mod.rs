@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::Request;
-use switchboard::WebSocket;
+use switchboard::{Backpressure, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use cluster::Events;
@@ -81,8 +81,10 @@ use crate::webhook::{self, Observed, WebhookMetrics};
 /// ## Lagging
 ///
 /// A subscriber whose send queue is full (it reads slower than messages arrive) is not sent
-/// anything more: the hub closes its connection with 1013 (try again later), and the client
-/// recovers what it missed when it reconnects with `since`. Dropping messages silently would
+/// anything more: the hub closes its connection with 1013 (try again later), after a
+/// `disconnect` hint to come back within a second (past the full queue, so that the laggards
+/// of one burst do not return as one wave), and the client recovers what it missed when it
+/// reconnects with `since`. Dropping messages silently would
 /// break the promise above.
 ///
 /// ## Lost streams
@@ -187,8 +189,9 @@ impl Hub {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Split here, not in an `async fn`: its future would keep room for the socket (twice)
-        // for the connection's whole life, though the socket's own task owns it.
-        let (sender, receiver) = ws.split();
+        // for the connection's whole life, though the socket's own task owns it. A full queue
+        // only refuses the message: the hub closes a laggard itself, after its retry hint.
+        let (sender, receiver) = ws.split_with(Backpressure::Drop);
         session::serve(&self.shared, sender, receiver, request)
     }
 }

@@ -257,11 +257,11 @@ impl<'h> Session<'h> {
                 let (code, reason) = self.kick.close_frame();
                 tracing::debug!(conn = %self.info.conn, reason, "closing a client");
                 // The subscribers of a lost channel, or the laggards of a burst, come back
-                // spread over a second rather than at once. A full queue has no room for it:
-                // then the client retries with its own backoff.
+                // spread over a second rather than at once. The hint goes past a full queue,
+                // and the Close right after it.
                 let hint = retry_hint(code, reason, Duration::ZERO, KICK_SPREAD);
-                let _ = self.sender.try_send(hint);
-                Some((code, reason.to_owned()))
+                let _ = self.sender.close_with(hint, code, reason);
+                None
             }
             Exit::OverRate => {
                 let limits = &self.hub.limits;
