@@ -276,3 +276,39 @@ async fn a_page_of_another_origin_gets_403_and_is_counted_as_an_origin_refusal()
         "{metrics}"
     );
 }
+
+/// `--log-format json`: every line on stderr is one JSON object with the event's fields as
+/// keys, for log shippers; a refused handshake shows with its reason and the peer.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_fields_as_keys() {
+    let mut serve = Serve::start(&["--log-format", "json", "--max-connections-per-ip", "1"]);
+    let url = serve.url();
+    let (first, _) = switchboard::connect(&url).await.unwrap();
+    let refused = switchboard::connect(&url).await.unwrap_err();
+    assert!(refused.to_string().contains("429"), "{refused}");
+    drop(first);
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let mut seen_refusal = false;
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(event[key].is_string(), "no {key} in {line}");
+        }
+        if event["message"] == "address at its connection limit: 429" {
+            assert_eq!(event["level"], "INFO", "{line}");
+            assert!(
+                event["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+                "{line}"
+            );
+            assert_eq!(event["suppressed"], 0, "{line}");
+            seen_refusal = true;
+        }
+    }
+    assert!(seen_refusal, "{lines:#?}");
+    assert!(
+        lines.iter().any(|line| line.contains("stopped")),
+        "{lines:#?}"
+    );
+}

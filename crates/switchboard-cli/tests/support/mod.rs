@@ -71,6 +71,18 @@ impl Serve {
         }
     }
 
+    /// Every log line written until the process exits (at most 30 s from now).
+    pub fn lines_to_exit(&mut self) -> Vec<String> {
+        let code = self.wait();
+        assert_eq!(code, Some(0), "switchboard serve exited with {code:?}");
+        // The reader thread ends with the pipe; what it read is all there.
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        lines
+    }
+
     pub fn terminate(&self) {
         // The shell's built-in kill: no procps needed.
         let status = Command::new("sh")
