@@ -102,8 +102,7 @@ async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Result<Hub> {
         .context("cannot start the hub")?;
     let counted = hub.clone();
     metrics.extend(move |out| {
-        counted.render_broker_metrics(out);
-        counted.render_limit_metrics(out);
+        counted.render_metrics(out);
     });
     if hub.webhook_metrics().is_some() {
         let counted = hub.clone();

@@ -457,3 +457,107 @@ async fn the_publish_command_publishes_and_says_why_not() {
     assert_eq!(code, Some(2));
     assert!(err.contains("not JSON"), "{err}");
 }
+
+/// docs/grafana-dashboard.json asks only for metrics that `serve` (hub, Redis broker, server
+/// API) exposes, and groups only by labels they carry.
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_metrics_and_labels_that_exist() {
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../docs/grafana-dashboard.json")).unwrap();
+    let redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}", redis.port);
+    let serve = Serve::start(&["--api-key", "k", "--broker", &broker]);
+    let url = serve.url();
+    // Traffic, so that the labelled families have samples: a delivery, an API request, a close.
+    let mut ws = subscriber(&url, "ann", "room").await;
+    let mut api = Api::open(&url).await;
+    let (status, _) = api
+        .post("publish", "k", json!({"channel": "room", "data": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    next_message(&mut ws).await;
+    ws.close(switchboard::CloseCode::NORMAL, "").await.unwrap();
+    while ws.recv().await.is_some() {}
+    let (status, _, _) = api.send(Method::GET, "/healthz", &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut http = TcpStream::connect(host(&url)).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    http.read_to_string(&mut metrics).await.unwrap();
+
+    // The histograms counted what happened: the client's handshake, the delivery.
+    let count = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        count("switchboard_handshake_duration_seconds_count ") >= 1,
+        "{metrics}"
+    );
+    assert_eq!(
+        count("switchboard_hub_publish_to_deliver_seconds_count "),
+        1
+    );
+
+    // Families by their # TYPE line; a histogram's samples add _bucket, _sum and _count.
+    let mut known = std::collections::HashSet::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            known.insert(name.to_owned());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    known.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    let mut exprs: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        exprs.push(variable["definition"].as_str().unwrap().to_owned());
+    }
+    assert!(exprs.len() > 20, "{exprs:?}");
+    for expr in &exprs {
+        let names: Vec<&str> = expr
+            .match_indices("switchboard_")
+            .map(|(at, _)| {
+                let rest = &expr[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(!names.is_empty(), "no metric in {expr}");
+        for name in &names {
+            assert!(
+                known.contains(*name),
+                "{name} (in {expr}) is not on /metrics"
+            );
+        }
+        // Each label grouped by is on a sample of one of the expression's metrics
+        // (`instance` is Prometheus's own, `le` every histogram's).
+        for (at, _) in expr.match_indices("by (") {
+            let labels = &expr[at + 4..at + 4 + expr[at + 4..].find(')').unwrap()];
+            for label in labels.split(',').map(str::trim) {
+                if label == "instance" || label == "le" {
+                    continue;
+                }
+                let carried = metrics.lines().any(|line| {
+                    names
+                        .iter()
+                        .any(|name| line.starts_with(&format!("{name}{{")))
+                        && line.contains(&format!("{label}=\""))
+                });
+                assert!(carried, "no {label} label on {names:?} (in {expr})");
+            }
+        }
+    }
+}

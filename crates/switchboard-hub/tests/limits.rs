@@ -23,7 +23,7 @@ fn rate(per_second: f64, burst: u32) -> HubConfig {
 
 fn metrics(hub: &Hub) -> String {
     let mut out = String::new();
-    hub.render_limit_metrics(&mut out);
+    hub.render_metrics(&mut out);
     out
 }
 

@@ -905,7 +905,7 @@ async fn a_connection_keeps_publishes_in_flight_and_gets_every_answer_in_order()
         );
     }
     let mut out = String::new();
-    a.render_broker_metrics(&mut out);
+    a.render_metrics(&mut out);
     let batches: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("switchboard_redis_publish_batch_size_count{shard=\"0\"} "))

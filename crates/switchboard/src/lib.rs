@@ -80,6 +80,7 @@ mod error;
 mod footprint;
 mod h2_stream;
 mod head;
+mod histogram;
 mod hook;
 mod link;
 mod metrics;
@@ -100,6 +101,7 @@ pub use accept::{
 pub use backpressure::Backpressure;
 pub use connect::{ConnectOptions, Http2Connection, client_handshake, connect, connect_with};
 pub use error::Error;
+pub use histogram::Histogram;
 pub use hook::{Accept, ClientAddr, PeerAddr, Reject};
 pub use ipnet::IpNet;
 pub use metrics::{HandshakeFailure, Metrics};

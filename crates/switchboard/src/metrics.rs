@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::histogram::Histogram;
 
 /// Why an opening handshake did not produce a connection; the `reason` label of
 /// `switchboard_handshake_failures_total`.
@@ -98,6 +101,8 @@ struct Inner {
     handshakes_in_progress: AtomicU64,
     accepts_held: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
+    /// From accepting a TCP connection to its `101`, in microseconds (HTTP/1.1 upgrades).
+    handshake_time: Histogram,
     closes: Mutex<BTreeMap<u16, u64>>,
     /// What the application adds; see [`Metrics::extend`].
     extensions: Extensions,
@@ -264,6 +269,13 @@ impl Metrics {
                 reason.as_str()
             );
         }
+        let name = "switchboard_handshake_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from accepting a TCP connection to its 101 (TLS and the \
+             request included), for WebSockets over HTTP/1.1.\n# TYPE {name} histogram"
+        );
+        i.handshake_time.render(&mut out, name, "", 1e6);
         let extensions = self
             .inner
             .extensions
@@ -311,6 +323,10 @@ impl Metrics {
             &self.inner.websockets_http1
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn handshake_took(&self, took: Duration) {
+        self.inner.handshake_time.observe_micros(took);
     }
 
     pub(crate) fn http2_connection_opened(&self) {

@@ -3,10 +3,12 @@
 //! waiting; events for a pending subscriber are held until its `subscribed` reply leaves.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use switchboard::{EncodedFrame, Sender, TrySendError, Utf8Bytes};
+use switchboard::{EncodedFrame, Histogram, Sender, TrySendError, Utf8Bytes};
 
 use super::kick::{Kick, KickReason};
 use crate::broker::{ClientInfo, Publication};
@@ -20,6 +22,8 @@ const MAX_PENDING: usize = 4096;
 pub(super) struct Fanout {
     channels: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
     lagged: AtomicU64,
+    /// From a publication's time to its fan-out here, in microseconds.
+    delivery: Histogram,
 }
 
 #[derive(Debug)]
@@ -51,6 +55,18 @@ impl Fanout {
     /// Subscribers dropped because their queue was full.
     pub(super) fn lagged(&self) -> u64 {
         self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Writes the publish-to-deliver histogram.
+    pub(super) fn render(&self, out: &mut String) {
+        let name = "switchboard_hub_publish_to_deliver_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From when the broker accepted a publication (its time, in ms, on \
+             the broker's clock) to when this node queued it for its subscribers.\n\
+             # TYPE {name} histogram"
+        );
+        self.delivery.render(out, name, "", 1e6);
     }
 
     /// Adds a pending subscriber: the channel's events are held for it until
@@ -181,6 +197,10 @@ fn presence_frame(reply: &Reply<'_>) -> EncodedFrame {
 /// The broker's channel events, as [`Events`](super::cluster::Events) passes them on.
 impl Fanout {
     pub(super) fn publication(&self, channel: &str, publication: &Arc<Publication>) {
+        // Milliseconds on both sides; a clock behind the broker's counts as no wait.
+        let now = SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default();
+        let since = now.saturating_sub(Duration::from_millis(publication.time));
+        self.delivery.observe_micros(since);
         self.dispatch(
             channel,
             Some(publication.offset),

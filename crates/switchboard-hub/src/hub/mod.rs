@@ -155,17 +155,14 @@ impl Hub {
         self.shared.broker.degraded()
     }
 
-    /// Appends the broker's metrics to `out` (see [`Broker::render_metrics`]), for a
-    /// `/metrics` endpoint.
-    pub fn render_broker_metrics(&self, out: &mut String) {
+    /// Appends the hub's metrics to `out`, for a `/metrics` endpoint: the broker's (see
+    /// [`Broker::render_metrics`]), what the per-client limits refused (see
+    /// [`HubConfig::message_rate`] and [`HubConfig::max_subscriptions`]), and the time from
+    /// publish to delivery.
+    pub fn render_metrics(&self, out: &mut String) {
         self.shared.broker.render_metrics(out);
-    }
-
-    /// Appends what the per-client limits refused to `out` (see
-    /// [`HubConfig::message_rate`] and [`HubConfig::max_subscriptions`]), for a `/metrics`
-    /// endpoint.
-    pub fn render_limit_metrics(&self, out: &mut String) {
         self.shared.limits.render(out);
+        self.shared.fanout.render(out);
     }
 
     /// Subscribers dropped because their queue was full (see [Lagging](Self#lagging)).

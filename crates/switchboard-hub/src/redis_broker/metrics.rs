@@ -6,51 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use switchboard::Histogram;
+
 use crate::broker::BrokerError;
-
-/// A Prometheus histogram over fixed bucket bounds, in the unit values are observed in.
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [u64],
-    /// One count per bound, then the count above the last.
-    buckets: Vec<AtomicU64>,
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [u64]) -> Self {
-        Self {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, value: u64) {
-        let bucket = self.bounds.partition_point(|&bound| bound < value);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
-    }
-
-    /// Writes the histogram's samples with `labels` (`shard="0",`, say), bounds and sum
-    /// divided by `scale` (1e6 for microseconds shown as seconds).
-    fn render(&self, out: &mut String, name: &str, labels: &str, scale: f64) {
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = *bound as f64 / scale;
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
-        let sum = self.sum.load(Ordering::Relaxed) as f64 / scale;
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
-        let labels = labels.trim_end_matches(',');
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {cumulative}"
-        );
-    }
-}
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -239,26 +197,6 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histograms_render_cumulative_buckets() {
-        let h = Histogram::new(&[1, 4]);
-        for v in [1, 2, 4, 9] {
-            h.observe(v);
-        }
-        let mut out = String::new();
-        h.render(&mut out, "x", "shard=\"1\",", 1.0);
-        assert!(out.contains("x_bucket{shard=\"1\",le=\"1\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{shard=\"1\",le=\"4\"} 3\n"), "{out}");
-        assert!(
-            out.contains("x_bucket{shard=\"1\",le=\"+Inf\"} 4\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_sum{shard=\"1\"} 16\nx_count{shard=\"1\"} 4\n"),
-            "{out}"
-        );
-    }
 
     #[test]
     fn health_reports_the_last_failure_until_an_answer() {

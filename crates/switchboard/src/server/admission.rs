@@ -9,7 +9,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Response, StatusCode, header};
 use proto::handshake::server;
@@ -85,6 +85,7 @@ impl HandshakeGate {
 pub(super) struct Handshake {
     _permit: OwnedSemaphorePermit,
     metrics: Metrics,
+    started: Instant,
 }
 
 impl Handshake {
@@ -93,7 +94,13 @@ impl Handshake {
         Self {
             _permit: permit,
             metrics: metrics.clone(),
+            started: Instant::now(),
         }
+    }
+
+    /// When the connection was accepted.
+    pub(super) fn started(&self) -> Instant {
+        self.started
     }
 }
 

@@ -43,9 +43,13 @@ where
     ConnectionTask::Starting {
         start: Box::pin(async move {
             let first = handshake::first_request(tcp, peer, &shared).await;
+            let started = pending.started();
             drop(pending);
             let (mut ws, request) = match first? {
-                First::WebSocket(ws, request) => (ws, request),
+                First::WebSocket(ws, request) => {
+                    shared.group.metrics().handshake_took(started.elapsed());
+                    (ws, request)
+                }
                 First::Plain(stream, read) => plain::serve(stream, read, peer, &shared).await?,
                 First::Http2(stream, read) => {
                     // Its WebSockets run in tasks of their own; this one serves the connection.
