@@ -9,6 +9,7 @@ use std::time::Duration;
 use support::Serve;
 use switchboard::tls::ClientTls;
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Serves `mode`, connects clients, sends SIGTERM: every client gets its Close (the hub's
 /// clients a restart hint first), and the server exits 0.
@@ -281,15 +282,78 @@ async fn a_page_of_another_origin_gets_403_and_is_counted_as_an_origin_refusal()
 /// keys, for log shippers; a refused handshake shows with its reason and the peer.
 #[tokio::test]
 async fn json_logs_are_one_object_a_line_with_the_fields_as_keys() {
-    let mut serve = Serve::start(&["--log-format", "json", "--max-connections-per-ip", "1"]);
+    let mut serve = Serve::start(&[
+        "--log-format",
+        "json",
+        "--max-connections-per-ip",
+        "2",
+        "--api-key",
+        "k",
+    ]);
     let url = serve.url();
-    let (first, _) = switchboard::connect(&url).await.unwrap();
+    let (mut ann, _) = switchboard::connect(&format!("{url}?name=ann"))
+        .await
+        .unwrap();
+    let (mut second, _) = switchboard::connect(&url).await.unwrap();
     let refused = switchboard::connect(&url).await.unwrap_err();
     assert!(refused.to_string().contains("429"), "{refused}");
-    drop(first);
+    second.close(CloseCode::NORMAL, "").await.unwrap();
+    while second.recv().await.is_some() {}
+    // The server closes ann through its API: the close is logged with its code and reason.
+    let host = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let body = r#"{"user":"ann","code":4001,"reason":"account closed"}"#;
+    let request = format!(
+        "POST /api/disconnect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // The second connection's place is free once its task has ended: until then, 429.
+    let mut response = String::new();
+    for _ in 0..100 {
+        let mut api = tokio::net::TcpStream::connect(host).await.unwrap();
+        api.write_all(request.as_bytes()).await.unwrap();
+        response.clear();
+        api.read_to_string(&mut response).await.unwrap();
+        if !response.starts_with("HTTP/1.1 429") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ann.recv())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.unwrap().code, CloseCode(4001));
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // A handshake refused for its version (426), once the API connection's place is free.
+    let mut head = [0u8; 12];
+    for _ in 0..100 {
+        let mut old = tokio::net::TcpStream::connect(host).await.unwrap();
+        old.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 12\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        old.read_exact(&mut head).await.unwrap();
+        if &head != b"HTTP/1.1 429" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(&head, b"HTTP/1.1 426");
+    drop(ann);
     serve.terminate();
     let lines = serve.lines_to_exit();
-    let mut seen_refusal = false;
+    let (mut seen_refusal, mut seen_close, mut seen_failure) = (false, false, false);
     for line in &lines {
         let event: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
@@ -305,8 +369,27 @@ async fn json_logs_are_one_object_a_line_with_the_fields_as_keys() {
             assert_eq!(event["suppressed"], 0, "{line}");
             seen_refusal = true;
         }
+        if event["message"] == "closing a client" {
+            assert_eq!(
+                (&event["code"], &event["reason"], &event["user"]),
+                (&4001.into(), &"account closed".into(), &"ann".into()),
+                "{line}"
+            );
+            assert!(event["conn"].is_string(), "{line}");
+            seen_close = true;
+        }
+        if event["reason"] == "unsupported_version" {
+            assert!(
+                event["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("handshake failed"),
+                "{line}"
+            );
+            seen_failure = true;
+        }
     }
-    assert!(seen_refusal, "{lines:#?}");
+    assert!(seen_refusal && seen_close && seen_failure, "{lines:#?}");
     assert!(
         lines.iter().any(|line| line.contains("stopped")),
         "{lines:#?}"

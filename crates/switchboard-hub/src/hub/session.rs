@@ -247,43 +247,47 @@ impl<'h> Session<'h> {
         if exit != Exit::Left {
             self.flush().await;
         }
+        // What the hub closes with, and whether that Close waits until the session is done.
         let close = match exit {
             Exit::Left => None,
             Exit::Expired => {
                 refuse(&self.sender, "token expired").await;
-                None
+                Some((
+                    CloseCode::POLICY_VIOLATION,
+                    "token expired".to_owned(),
+                    false,
+                ))
             }
             Exit::Kicked => {
                 let (code, reason) = self.kick.close_frame();
-                tracing::debug!(conn = %self.info.conn, reason, "closing a client");
                 // The subscribers of a lost channel, or the laggards of a burst, come back
                 // spread over a second rather than at once. The hint goes past a full queue,
                 // and the Close right after it.
                 let hint = retry_hint(code, reason, Duration::ZERO, KICK_SPREAD);
                 let _ = self.sender.close_with(hint, code, reason);
-                None
+                Some((code, reason.to_owned(), false))
             }
             Exit::OverRate => {
-                let limits = &self.hub.limits;
-                limits.rate_limit_closed();
-                limits.log.log(|suppressed| {
-                    tracing::info!(
-                        conn = %self.info.conn,
-                        user = %self.info.user,
-                        suppressed,
-                        "closing a client that went on over its message rate (1008)"
-                    );
-                });
-                Some((
-                    CloseCode::POLICY_VIOLATION,
-                    "message rate exceeded".to_owned(),
-                ))
+                self.hub.limits.rate_limit_closed();
+                let reason = "message rate exceeded".to_owned();
+                Some((CloseCode::POLICY_VIOLATION, reason, true))
             }
-            Exit::Disconnected(code, reason) => {
-                tracing::debug!(conn = %self.info.conn, reason, "disconnected by the server side");
-                Some((code, reason))
-            }
+            Exit::Disconnected(code, reason) => Some((code, reason, true)),
         };
+        if let Some((code, reason, _)) = &close {
+            // Once per close, but a flood of them (a burst of laggards, a flooder coming back)
+            // at most once a second.
+            self.hub.limits.log.log(|suppressed| {
+                tracing::info!(
+                    conn = %self.info.conn,
+                    user = %self.info.user,
+                    code = code.0,
+                    reason = %reason,
+                    suppressed,
+                    "closing a client"
+                );
+            });
+        }
         self.hub.registry.deregister(&self.info.conn);
         self.hub.beats.remove(&self.sender);
         for channel in std::mem::take(&mut self.subscriptions) {
@@ -291,7 +295,7 @@ impl<'h> Session<'h> {
         }
         self.hub.connections.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conn = %self.info.conn, "client gone");
-        if let Some((code, reason)) = close {
+        if let Some((code, reason, true)) = close {
             // The Close queues behind what the client has yet to read: a client that reads
             // again gets a gap-free prefix, then the close.
             let _ = self.sender.close(code, reason);

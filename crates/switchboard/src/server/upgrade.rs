@@ -6,6 +6,7 @@
 //! ([`PreparedUpgrade`]). A refusal is the response to send and how it is counted.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -16,6 +17,7 @@ use crate::accept::{PreparedUpgrade, choose_protocol};
 use crate::addresses::AddressTicket;
 use crate::hook::{ClientAddr, PeerAddr, Reject};
 use crate::metrics::{HandshakeFailure, Metrics};
+use crate::throttle::LogThrottle;
 
 /// An upgrade request turned down.
 pub(super) struct Refusal {
@@ -165,10 +167,22 @@ fn over_address_limit(client: IpAddr, version: Version) -> Refusal {
     let detail = format!("{client} at its connection limit");
     Refusal::new(response, HandshakeFailure::AddressLimit, detail)
 }
-/// Counts and logs a handshake that failed.
+/// Handshake failures, which a client can cause at will: at most one line a second.
+static FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+
+/// Counts and logs a handshake that failed: at info level one a second, with the count of
+/// those held back; the others at debug level.
 pub(super) fn failed(metrics: &Metrics, peer: SocketAddr, reason: HandshakeFailure, detail: &str) {
     metrics.handshake_failed(reason);
-    tracing::debug!(%peer, reason = reason.as_str(), "handshake failed: {detail}");
+    let reason = reason.as_str();
+    let mut logged = false;
+    FAILURES.log(|suppressed| {
+        logged = true;
+        tracing::info!(%peer, reason, suppressed, "handshake failed: {detail}");
+    });
+    if !logged {
+        tracing::debug!(%peer, reason, "handshake failed: {detail}");
+    }
 }
 
 /// How a handshake error is counted.
