@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::Serve;
+use switchboard::http::HeaderValue;
+use switchboard::{ConnectOptions, Message};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -192,4 +194,92 @@ async fn only_a_session_reads_and_only_its_own_pages_act() {
     assert!(logout.head.contains("max-age=0"), "{}", logout.head);
     let after = ask(&host, "GET", "/admin/api/nodes", &[with_cookie], "").await;
     assert_eq!(after.status, 401);
+}
+
+/// `/admin/live` with `headers` (name, value).
+async fn live(
+    host: &str,
+    headers: &[(&'static str, String)],
+) -> Result<switchboard::WebSocket<switchboard::MaybeTlsStream>, switchboard::Error> {
+    let mut options = ConnectOptions::default();
+    for (name, value) in headers {
+        options
+            .headers
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    let url = format!("ws://{host}/admin/live");
+    let connected = switchboard::connect_with(&url, &options);
+    let connected = tokio::time::timeout(Duration::from_secs(10), connected).await;
+    connected.unwrap().map(|(ws, _)| ws)
+}
+
+#[tokio::test]
+async fn the_live_socket_needs_the_session_and_ends_with_it() {
+    let serve = Serve::start(&["--admin-password", PASSWORD]);
+    let host = host(&serve);
+    let Err(e) = live(&host, &[]).await else {
+        panic!("no session, no socket");
+    };
+    assert!(e.to_string().contains("401"), "{e}");
+    let welcome = login(&host, PASSWORD).await;
+    let cookie = (
+        "cookie",
+        format!("switchboard_admin={}", welcome.cookie().unwrap()),
+    );
+    let evil = ("origin", "http://evil.example".to_owned());
+    let Err(e) = live(&host, &[cookie.clone(), evil]).await else {
+        panic!("another site's");
+    };
+    assert!(e.to_string().contains("403"), "{e}");
+
+    let own = ("origin", format!("http://{host}"));
+    let mut ws = live(&host, &[cookie.clone(), own]).await.unwrap();
+    let next = async |ws: &mut switchboard::WebSocket<_>| {
+        tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .expect("a frame a second")
+    };
+    let Some(Ok(Message::Text(text))) = next(&mut ws).await else {
+        panic!("a JSON frame");
+    };
+    let tick: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(tick["type"], "tick", "{tick}");
+    assert!(
+        tick["connections"].as_u64().unwrap() >= 1,
+        "this socket: {tick}"
+    );
+    assert_eq!(tick["nodes"].as_array().unwrap().len(), 1);
+    for field in [
+        "messages_in",
+        "messages_out",
+        "bytes_in",
+        "bytes_out",
+        "broker_ms",
+    ] {
+        assert!(tick[field].is_number(), "{field} in {tick}");
+    }
+    assert!(tick["handshake_failures"]["origin"].is_number(), "{tick}");
+
+    // Logging out closes the socket with 4001 within a frame's time.
+    let csrf = welcome.json()["csrf"].as_str().unwrap().to_owned();
+    let out = [
+        format!("Cookie: {}", cookie.1),
+        format!("X-CSRF-Token: {csrf}"),
+    ];
+    assert_eq!(
+        ask(&host, "POST", "/admin/api/logout", &out, "")
+            .await
+            .status,
+        200
+    );
+    loop {
+        match next(&mut ws).await {
+            Some(Ok(Message::Text(_))) => {}
+            Some(Ok(Message::Close(Some(close)))) => {
+                assert_eq!(close.code.0, 4001);
+                break;
+            }
+            other => panic!("expected the close, got {other:?}"),
+        }
+    }
 }
