@@ -13,7 +13,8 @@
 #   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
 #   13 Autobahn over HTTP/2, as server         14 Autobahn over HTTP/2, as client
 #      (examples/h2_bridge between Autobahn's HTTP/1.1 and switchboard's HTTP/2)
-#   15 interop: deflate with ws and Chromium   16 browser: the chat page in Chromium
+#   15 interop: deflate with ws and Chromium   16 browser: the chat page and the admin
+#      dashboard in Chromium
 #   17 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
 #   18 hostile clients                         19 cluster on Redis (one Redis, then 2 shards)
 #   20 network faults in namespaces (loss, delay and reordering, a silent client, a node
@@ -155,8 +156,9 @@ e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
 e2e_step "Autobahn over HTTP/2: switchboard as server (h2_bridge to-h2)" e2e/autobahn/run.sh server-h2
 e2e_step "Autobahn over HTTP/2: switchboard as client (h2_bridge from-h2)" e2e/autobahn/run.sh client-h2
 e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
-# the chat page in Chromium (installs chromium and the npm packages when missing)
-e2e_step "browser: chat page in Chromium" e2e/browser/run.sh
+# the chat page and the admin dashboard in Chromium (installs chromium and the npm packages
+# when missing)
+e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py

@@ -15,6 +15,7 @@ with WebSocket clients and the server API (driven with curl and with urllib):
     a publish on node A reaches subscribers on B and C; an idempotent publish repeated on
     another node is delivered once; history and presence show the whole cluster
     cluster-wide actions (info, channels, disconnect, subscribe, unsubscribe over all nodes)
+    the admin dashboard's data on node A: all three nodes, the connections of every node
     Redis gone: the API answers 503 unavailable
 
 Prints one line per check and "N passed, M failed"; exits non-zero on a failure. Every wait
@@ -37,6 +38,7 @@ PROXY_TIMEOUT = "500ms"  # serve's --proxy-timeout, well under the app's slow an
 SLOW = 3.0               # seconds the app's slow endpoint takes
 KEYS = ("key-one", "key-two")
 WEBHOOK_SECRET = "hook-secret"
+ADMIN_PASSWORD = "admin-secret"
 SERVER = {"user": "", "conn": "", "authenticated": True}  # `from` of a server publish
 
 
@@ -92,6 +94,21 @@ def curl_call(port, path, body=None, key=KEYS[0], method="POST",
         name, _, value = line.partition(":")
         headers[name.strip()] = value.strip()
     return Answer(int(status), headers, body_text)
+
+
+def admin_call(port, path, body=None, cookie=None):
+    """The admin dashboard's `path` under /admin/api/: GET without a body, else a POST of it."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if cookie:
+        headers["Cookie"] = cookie
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/admin/api/{path}", data=data,
+                                     method="GET" if body is None else "POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=STEP) as response:
+            return Answer(response.status, dict(response.headers), response.read().decode())
+    except urllib.error.HTTPError as e:
+        return Answer(e.code, dict(e.headers), e.read().decode())
 
 
 async def api(port, endpoint, body=None, client=urllib_call, **kw):
@@ -629,7 +646,7 @@ async def webhooks(report, setup, port):
 
 async def cluster(setup, report):
     setup.start_redis()
-    flags = [*setup.backend_flags(), "--api-key", KEYS[0],
+    flags = [*setup.backend_flags(), "--api-key", KEYS[0], "--admin-password", ADMIN_PASSWORD,
              "--broker", f"redis://127.0.0.1:{setup.redis_port}"]
     a, b, c = (setup.start_node(f"cluster-{n}", flags) for n in "abc")
     clients = []
@@ -696,6 +713,23 @@ async def cluster(setup, report):
         assert len({n["node"] for n in nodes}) == 3, answer
         return json.dumps(answer)
 
+    async def admin():
+        login = await asyncio.to_thread(admin_call, a, "login", {"password": ADMIN_PASSWORD})
+        assert login.status == 200, login
+        cookie = login.headers["set-cookie"].split(";")[0]
+        nodes = await asyncio.to_thread(admin_call, a, "nodes", cookie=cookie)
+        assert nodes.status == 200 and len(nodes.json["nodes"]) == 3, nodes
+        listed = await asyncio.to_thread(admin_call, a, "connections", cookie=cookie)
+        assert listed.status == 200, listed
+        by_node = {c["node"] for c in listed.json["clients"]}
+        assert by_node == {n["node"] for n in nodes.json["nodes"]}, listed
+        assert len(listed.json["clients"]) == len(clients), (listed, len(clients))
+        bobs = await asyncio.to_thread(admin_call, a, "connections?user=bo", cookie=cookie)
+        assert sorted(c["user"] for c in bobs.json["clients"]) == ["bob", "bob"], bobs
+        refused = await asyncio.to_thread(admin_call, a, "nodes")
+        assert refused.status == 401, refused
+        return f"{len(nodes.json['nodes'])} nodes, {len(listed.json['clients'])} connections"
+
     async def channels():
         answer = await api_ok(b, "channels", {"pattern": "fan"})
         assert answer == {"channels": [{"channel": "fan", "subscribers": 3}]}, answer
@@ -726,6 +760,7 @@ async def cluster(setup, report):
 
     for title, check in (
             ("POST /api/info lists the 3 nodes, connections summed", info()),
+            ("admin on A: the 3 nodes, the connections of every node", admin()),
             ("POST /api/channels on B counts subscribers of every node", channels()),
             ("POST /api/subscribe on A subscribes bob on B and C", subscribe()),
             ("POST /api/unsubscribe on A unsubscribes bob on B and C", unsubscribe()),

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# e2e/browser/run.sh: the chat page in Debian's Chromium (Playwright), against the release
-# binary: the chat (chat.test.mjs) and its WebSockets over HTTP/2 (h2.test.mjs). Installs what it needs (chromium, the npm packages) when missing; expects
-# target/release/switchboard to be built (scripts/test.sh does).
+# e2e/browser/run.sh: the web pages in Debian's Chromium (Playwright), against the release
+# binary: the chat (chat.test.mjs), its WebSockets over HTTP/2 (h2.test.mjs), and the admin
+# dashboard (admin.test.mjs). Installs what it needs (chromium, the npm packages) when missing;
+# expects target/release/switchboard to be built (scripts/test.sh does).
 #
-#   UPDATE_SCREENSHOTS=1   write docs/chat.png and docs/chat-phone.png (else target/e2e/)
+#   UPDATE_SCREENSHOTS=1   write docs/chat.png, docs/chat-phone.png, docs/admin.png and
+#                          docs/admin-phone.png (else target/e2e/)
 #   CHROMIUM, SWITCHBOARD_BIN   see chat.test.mjs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -21,4 +23,4 @@ if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; the
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
-exec node --test --test-timeout=180000 chat.test.mjs h2.test.mjs
+exec node --test --test-timeout=180000 chat.test.mjs h2.test.mjs admin.test.mjs

@@ -221,6 +221,15 @@ pub(crate) struct ServeOptions {
         help_heading = "Hub mode"
     )]
     pub(crate) api_keys: Option<Vec<String>>,
+    /// The password of the admin dashboard at /admin (who is connected, live figures, channels,
+    /// nodes; disconnect, publish). Without one the dashboard is off (404)
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Hub mode"
+    )]
+    pub(crate) admin_password: Option<String>,
     /// How long the API remembers a publish's idempotency_key: a repeat within it returns the
     /// first result and delivers nothing [default: 5m]
     #[arg(long, value_name = "DURATION", help_heading = "Hub mode")]
@@ -471,6 +480,7 @@ impl ServeOptions {
             heartbeat,
             jwt_secret,
             api_keys,
+            admin_password,
             idempotency_window,
             rules,
             connect_proxy,

@@ -20,6 +20,7 @@ use switchboard_hub::{
     OnFailure, ProxyEndpoint, RESTART_REASON, WebhookConfig, restart_hint,
 };
 
+use crate::admin::{self, Admin};
 use crate::config::{Mode, Policy, ServeOptions};
 use crate::{proxies, web};
 
@@ -40,7 +41,8 @@ pub(crate) struct ServeArgs {
 
 /// What the server runs, built from the mode before the listener binds.
 enum Service {
-    Hub(Hub),
+    /// The hub, and its admin dashboard when there is a password.
+    Hub(Hub, Option<Arc<Admin>>),
     Echo,
     Broadcast(switchboard_hub::Broadcast),
 }
@@ -265,6 +267,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mode = options.mode.unwrap_or(Mode::Hub);
     let tls = tls(&options, listen)?;
+    let secure = tls.is_some();
     let (scheme, http) = if tls.is_some() {
         ("wss", "https")
     } else {
@@ -300,9 +303,26 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             if !spread.is_zero() {
                 builder = builder.shutdown_message(restart_hint(RESTART_FLOOR, spread));
             }
+            let admin = options
+                .admin_password
+                .as_deref()
+                .filter(|password| !password.is_empty())
+                .map(|password| {
+                    Admin::new(hub.clone(), builder.metrics().clone(), password, secure)
+                });
+            if let Some(admin) = &admin {
+                builder = admin::routes(builder, admin.clone());
+                tracing::info!("admin dashboard at /admin");
+            }
             // The origin allow-list is the server's, checked after this.
-            builder = web::routes(builder)
-                .check_upgrade(|request| (request.uri().path() != "/ws").then(web::not_found));
+            let checked = admin.clone();
+            builder = web::routes(builder).check_upgrade(move |request| {
+                match (request.uri().path(), &checked) {
+                    ("/ws", _) => None,
+                    (admin::LIVE, Some(admin)) => admin.check_live(request),
+                    _ => Some(web::not_found()),
+                }
+            });
             let keys = options.api_keys.clone().unwrap_or_default();
             if let Some(api) = HttpApi::new(hub.clone(), keys) {
                 let counted = api.clone();
@@ -314,17 +334,25 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     async move { api.handle(request).await }
                 });
             }
-            Service::Hub(hub)
+            Service::Hub(hub, admin)
         }
         Mode::Echo => Service::Echo,
         Mode::Broadcast => Service::Broadcast(switchboard_hub::Broadcast::new()),
     };
     let threads = options.threads.unwrap_or(0);
     match service {
-        Service::Hub(hub) => {
+        Service::Hub(hub, admin) => {
             let handler = move |ws, request: Request<()>| {
                 let hub = hub.clone();
-                async move { hub.serve(ws, &request).await }
+                let admin = admin.clone();
+                async move {
+                    match admin {
+                        Some(admin) if request.uri().path() == admin::LIVE => {
+                            admin.live(ws, &request).await;
+                        }
+                        _ => hub.serve(ws, &request).await,
+                    }
+                }
             };
             serve(builder, listen, threads, handler, |addr| {
                 tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");

@@ -70,7 +70,7 @@ pub(crate) fn routes(builder: ServerBuilder) -> ServerBuilder {
 }
 
 /// A handler answering `GET` and `HEAD` with `respond()`, other methods with 405.
-fn get(
+pub(crate) fn get(
     respond: fn() -> Response<Bytes>,
 ) -> impl Fn(Request<Bytes>) -> Ready<Response<Bytes>> + Send + Sync + 'static {
     move |request| {
@@ -90,7 +90,7 @@ pub(crate) fn not_found() -> Response<Bytes> {
     text(StatusCode::NOT_FOUND, "not found\n")
 }
 
-fn asset(body: &'static str, content_type: &'static str) -> Response<Bytes> {
+pub(crate) fn asset(body: &'static str, content_type: &'static str) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from_static(body.as_bytes()));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -43,11 +43,11 @@ pub use hooks::{
     ConnectDecision, ConnectRequest, Connection, Hooks, PublishDecision, Refusal, SubscribeDecision,
 };
 pub use hub::{
-    ChannelList, ClusterInfo, DEFAULT_HEARTBEAT, DEFAULT_HISTORY_LIMIT, Hub, HubConfig, HubError,
-    MAX_IDEMPOTENCY_KEY, MessageRate, RESTART_REASON, Target, restart_hint,
+    ChannelList, ClientList, ClusterInfo, DEFAULT_HEARTBEAT, DEFAULT_HISTORY_LIMIT, Hub, HubConfig,
+    HubError, MAX_IDEMPOTENCY_KEY, MessageRate, RESTART_REASON, Target, restart_hint,
 };
 pub use local::LocalBroker;
-pub use nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
+pub use nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
 pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use raw::{Broadcast, Echo, echo};

@@ -1,5 +1,6 @@
 //! What one node of a deployment asks of the others: the server API's actions on connections
-//! (disconnect, subscribe, unsubscribe) and its questions about them (info, channels) reach
+//! (disconnect, subscribe, unsubscribe) and its questions about them (info, channels,
+//! connections) reach
 //! every node sharing the broker, because a user's connections may be on any of them.
 //!
 //! The hub runs a [`NodeCommand`] on its own connections and hands it to
@@ -46,6 +47,38 @@ pub enum NodeCommand {
         /// The channel.
         channel: String,
     },
+    /// List the node's connections whose user contains `user` (ignoring case), at most
+    /// `limit` of them.
+    Connections {
+        /// Part of a user's name; none lists every connection.
+        user: Option<String>,
+        /// The most connections one node lists.
+        limit: usize,
+    },
+}
+
+/// One connection, as [`Hub::clients`](crate::Hub::clients) lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The connection's id.
+    pub conn: String,
+    /// Its user (empty for an anonymous one).
+    pub user: String,
+    /// The node it is connected to.
+    pub node: String,
+    /// The client's address (the one trusted proxies forwarded, else the peer's).
+    pub address: Option<String>,
+    /// Its `User-Agent` header (at most 256 characters).
+    pub user_agent: Option<String>,
+    /// The channels it subscribes to; `None` when its session did not answer in time.
+    pub subscriptions: Option<Vec<String>>,
+    /// Bytes waiting in its send queue.
+    pub send_queue: usize,
+    /// Whether permessage-deflate was agreed.
+    pub compression: bool,
+    /// When it connected, in milliseconds since the Unix epoch.
+    pub since: u64,
 }
 
 /// One node, as [`Hub::info`](crate::Hub::info) lists it.
@@ -86,6 +119,9 @@ pub struct NodeReply {
     /// For [`NodeCommand::Channels`], the node's channels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<ChannelInfo>,
+    /// For [`NodeCommand::Connections`], the node's connections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ConnectionInfo>,
 }
 
 /// The answers of the other nodes to [`Broker::ask_nodes`](crate::Broker::ask_nodes).

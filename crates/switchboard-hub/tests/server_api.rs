@@ -155,3 +155,52 @@ async fn broadcast_checks_every_channel_first_and_answers_one_result_each() {
     let since = hub.history("a", Some(10), Some(1)).await.unwrap();
     assert!(since.publications.is_empty());
 }
+
+#[tokio::test]
+async fn clients_lists_each_connection_with_its_channels_searchable_by_user() {
+    let (hub, addr) = hub_and_addr(HubConfig::default()).await;
+    let _ann = join(addr, "Ann").await;
+    let mut joanna = join(addr, "joanna").await;
+    let _bob = join(addr, "bob").await;
+    let subscribe = json!({"op": "subscribe", "channel": "room", "id": 1});
+    joanna
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(frame(&mut joanna).await["type"], "subscribed");
+
+    let all = hub.clients(None, 100).await.unwrap();
+    assert_eq!(all.clients.len(), 3);
+    assert_eq!(all.unanswered, 0);
+    let found = hub.clients(Some("ANN"), 100).await.unwrap().clients;
+    let mut users: Vec<&str> = found.iter().map(|c| c.user.as_str()).collect();
+    users.sort_unstable();
+    assert_eq!(users, ["Ann", "joanna"], "a part of the name, any case");
+    let joanna = found.iter().find(|c| c.user == "joanna").unwrap();
+    assert_eq!(
+        joanna.subscriptions.as_deref(),
+        Some(&["room".to_owned()][..])
+    );
+    assert!(joanna.conn.starts_with(&joanna.node));
+    let address = joanna.address.as_deref().unwrap();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert!(!joanna.compression, "the test client offers no deflate");
+    assert!(joanna.since > 0);
+    assert_eq!(hub.clients(Some("ann"), 1).await.unwrap().clients.len(), 1);
+    assert!(
+        hub.clients(Some("zed"), 100)
+            .await
+            .unwrap()
+            .clients
+            .is_empty()
+    );
+
+    // What the listing finds, disconnect reaches.
+    let conn = joanna.conn.clone();
+    assert_eq!(
+        hub.disconnect(Target::Conn(&conn), CloseCode::from(4002), "bye")
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -57,6 +57,11 @@ impl HandshakeFailure {
         Self::Other,
     ];
 
+    /// Every reason, in the order `/metrics` lists them.
+    pub fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +149,28 @@ impl Metrics {
     /// WebSocket connections opened since the start.
     pub fn connections_total(&self) -> u64 {
         self.inner.connections_total.load(Ordering::Relaxed)
+    }
+
+    /// Text and binary messages received since the start (a connection adds its counts when
+    /// it waits for input and when it ends, so this trails by what is being read now).
+    pub fn messages_received(&self) -> u64 {
+        self.inner.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Text and binary messages queued for sending since the start (added as
+    /// [`messages_received`](Self::messages_received) is).
+    pub fn messages_sent(&self) -> u64 {
+        self.inner.messages_out.load(Ordering::Relaxed)
+    }
+
+    /// WebSocket bytes received since the start, frame headers included.
+    pub fn bytes_received(&self) -> u64 {
+        self.inner.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// WebSocket bytes sent since the start, frame headers included.
+    pub fn bytes_sent(&self) -> u64 {
+        self.inner.bytes_out.load(Ordering::Relaxed)
     }
 
     /// WebSocket connections opened since the start over HTTP `version`: `HTTP_11` (an
@@ -422,6 +449,10 @@ mod tests {
         };
         m.add(&mut tally);
         assert_eq!(tally.messages_in, 0, "the tally is emptied");
+        // The getters read what /metrics renders.
+        assert_eq!((m.messages_received(), m.bytes_received()), (3, 40));
+        assert_eq!((m.messages_sent(), m.bytes_sent()), (0, 0));
+        assert_eq!(HandshakeFailure::all().len(), HandshakeFailure::ALL.len());
         let text = m.render();
         for line in [
             "switchboard_connections_open 1",

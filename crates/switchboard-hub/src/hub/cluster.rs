@@ -3,6 +3,7 @@
 //! connections ([`run`]), and how the hub runs one on every node ([`Hub::everywhere`]).
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, UNIX_EPOCH};
 
 use switchboard::CloseCode;
 use tokio::sync::oneshot;
@@ -12,7 +13,7 @@ use super::fanout::Fanout;
 use super::registry::{Command, Whom};
 use super::shared::Shared;
 use crate::broker::{BoxFuture, BrokerEvents, ClientInfo, Publication};
-use crate::nodes::{ChannelInfo, NodeCommand, NodeInfo, NodeReply};
+use crate::nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReply};
 use crate::protocol::check_channel;
 
 use super::server_api::HubError;
@@ -54,6 +55,10 @@ impl BrokerEvents for Events {
         })
     }
 }
+
+/// How long a listing waits for the sessions to say what they subscribe to: one busy with a
+/// slow broker call is listed without.
+const LISTING_WAIT: Duration = Duration::from_millis(500);
 
 /// This node, as a reply names it.
 fn node_info(shared: &Shared) -> NodeInfo {
@@ -130,6 +135,9 @@ pub(super) async fn run(shared: &Shared, command: NodeCommand) -> NodeReply {
                 }
             }
         }
+        NodeCommand::Connections { user, limit } => {
+            reply.connections = connections(shared, user.as_deref(), limit).await;
+        }
         NodeCommand::Unsubscribe { user, channel } => {
             let waits = ask(shared, &user, |done| Command::Unsubscribe {
                 channel: channel.clone(),
@@ -143,6 +151,47 @@ pub(super) async fn run(shared: &Shared, command: NodeCommand) -> NodeReply {
         }
     }
     reply
+}
+
+/// This node's connections whose user contains `user`, with their subscriptions.
+async fn connections(shared: &Shared, user: Option<&str>, limit: usize) -> Vec<ConnectionInfo> {
+    let listed = shared.registry.matching(user, limit);
+    // Asked all at once, then awaited in turn against one deadline.
+    let asked: Vec<_> = listed
+        .iter()
+        .map(|one| {
+            let (done, channels) = oneshot::channel();
+            let sent = one.mailbox.send(Command::Subscriptions { done }).is_ok();
+            sent.then_some(channels)
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + LISTING_WAIT;
+    let mut subscriptions = Vec::with_capacity(asked.len());
+    for channels in asked {
+        let answer = match channels {
+            Some(channels) => tokio::time::timeout_at(deadline, channels).await.ok(),
+            None => None,
+        };
+        subscriptions.push(answer.and_then(Result::ok));
+    }
+    listed
+        .into_iter()
+        .zip(subscriptions)
+        .map(|(one, subscriptions)| ConnectionInfo {
+            conn: one.conn,
+            user: one.user,
+            node: shared.node.clone(),
+            address: one.address,
+            user_agent: one.user_agent,
+            subscriptions,
+            send_queue: one.send_queue,
+            compression: one.compression,
+            since: one
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
+        .collect()
 }
 
 /// Sends `command` to every connection of `user` on this node; the receivers get their
@@ -227,7 +276,14 @@ impl Hub {
                 })
             }
             // A question has no answer; an action was done here only.
-            Err(e) if matches!(command, NodeCommand::Info | NodeCommand::Channels { .. }) => {
+            Err(e)
+                if matches!(
+                    command,
+                    NodeCommand::Info
+                        | NodeCommand::Channels { .. }
+                        | NodeCommand::Connections { .. }
+                ) =>
+            {
                 Err(e.into())
             }
             Err(e) => Err(HubError::Partial {

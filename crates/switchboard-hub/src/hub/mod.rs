@@ -42,7 +42,8 @@ pub use config::{DEFAULT_HEARTBEAT, HubConfig};
 use fanout::Fanout;
 pub use limits::{MessageRate, RESTART_REASON, restart_hint};
 pub use server_api::{
-    ChannelList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY, Target,
+    ChannelList, ClientList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY,
+    Target,
 };
 use shared::Shared;
 
@@ -188,7 +189,8 @@ impl Hub {
         // Split here, not in an `async fn`: its future would keep room for the socket (twice)
         // for the connection's whole life, though the socket's own task owns it. A full queue
         // only refuses the message: the hub closes a laggard itself, after its retry hint.
+        let compression = ws.deflate().is_some();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
-        session::serve(&self.shared, sender, receiver, request)
+        session::serve(&self.shared, sender, receiver, request, compression)
     }
 }

@@ -1,11 +1,13 @@
-//! This node's connections by user and by connection id, and what the server side may ask of
-//! each: subscribe it to a channel, unsubscribe it, end it. Sessions register when they start
+//! This node's connections by user and by connection id, what is known of each from its
+//! handshake (for an operator's list), and what the server side may ask of each: subscribe it
+//! to a channel, unsubscribe it, list its channels, end it. Sessions register when they start
 //! and leave when they end; the commands reach them through their own queue, in order.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
-use switchboard::CloseCode;
+use switchboard::{CloseCode, Sender};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::RequestError;
@@ -25,6 +27,33 @@ pub(super) enum Command {
     },
     /// Close it with this code and reason.
     Disconnect { code: CloseCode, reason: String },
+    /// Tell `done` the channels it subscribes to.
+    Subscriptions { done: oneshot::Sender<Vec<String>> },
+}
+
+/// What a connection's handshake said of it, kept for listing.
+#[derive(Debug)]
+pub(super) struct Profile {
+    /// The client's address (behind trusted proxies, the one they forwarded).
+    pub(super) address: Option<String>,
+    pub(super) user_agent: Option<String>,
+    /// Whether permessage-deflate was agreed.
+    pub(super) compression: bool,
+    pub(super) since: SystemTime,
+    /// Its sending half, for the bytes waiting in its send queue.
+    pub(super) sender: Sender,
+}
+
+/// One connection, as [`Registry::matching`] lists it.
+pub(super) struct Listed {
+    pub(super) conn: String,
+    pub(super) user: String,
+    pub(super) address: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) compression: bool,
+    pub(super) since: SystemTime,
+    pub(super) send_queue: usize,
+    pub(super) mailbox: Mailbox,
 }
 
 /// Where commands for one connection go.
@@ -45,10 +74,17 @@ pub(super) struct Registry {
 
 #[derive(Debug, Default)]
 struct Maps {
-    /// Connection id → (user, mailbox).
-    conns: HashMap<String, (String, Mailbox)>,
+    /// Connection id → its entry.
+    conns: HashMap<String, Entry>,
     /// User → their connection ids on this node.
     users: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    user: String,
+    mailbox: Mailbox,
+    profile: Profile,
 }
 
 impl Registry {
@@ -58,11 +94,20 @@ impl Registry {
     }
 
     /// Registers a connection; the receiver is where its commands arrive.
-    pub(super) fn register(&self, conn: &str, user: &str) -> mpsc::UnboundedReceiver<Command> {
+    pub(super) fn register(
+        &self,
+        conn: &str,
+        user: &str,
+        profile: Profile,
+    ) -> mpsc::UnboundedReceiver<Command> {
         let (mailbox, commands) = mpsc::unbounded_channel();
+        let entry = Entry {
+            user: user.to_owned(),
+            mailbox,
+            profile,
+        };
         let mut maps = self.lock();
-        maps.conns
-            .insert(conn.to_owned(), (user.to_owned(), mailbox));
+        maps.conns.insert(conn.to_owned(), entry);
         maps.users
             .entry(user.to_owned())
             .or_default()
@@ -73,7 +118,7 @@ impl Registry {
     /// Forgets a connection.
     pub(super) fn deregister(&self, conn: &str) {
         let mut maps = self.lock();
-        let Some((user, _)) = maps.conns.remove(conn) else {
+        let Some(Entry { user, .. }) = maps.conns.remove(conn) else {
             return;
         };
         if let Some(conns) = maps.users.get_mut(&user) {
@@ -91,7 +136,7 @@ impl Registry {
             Whom::Conn(conn) => maps
                 .conns
                 .get(conn)
-                .map(|(_, m)| m.clone())
+                .map(|entry| entry.mailbox.clone())
                 .into_iter()
                 .collect(),
             Whom::User(user) => maps
@@ -99,22 +144,66 @@ impl Registry {
                 .get(user)
                 .into_iter()
                 .flatten()
-                .filter_map(|conn| maps.conns.get(conn).map(|(_, m)| m.clone()))
+                .filter_map(|conn| maps.conns.get(conn).map(|e| e.mailbox.clone()))
                 .collect(),
         }
+    }
+
+    /// Up to `limit` connections whose user contains `search` (ignoring case; every
+    /// connection without one), by connection id.
+    pub(super) fn matching(&self, search: Option<&str>, limit: usize) -> Vec<Listed> {
+        let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let maps = self.lock();
+        let mut listed: Vec<Listed> = maps
+            .conns
+            .iter()
+            .filter(|(_, entry)| {
+                let user = entry.user.to_lowercase();
+                search.as_deref().is_none_or(|s| user.contains(s))
+            })
+            .map(|(conn, entry)| Listed {
+                conn: conn.clone(),
+                user: entry.user.clone(),
+                address: entry.profile.address.clone(),
+                user_agent: entry.profile.user_agent.clone(),
+                compression: entry.profile.compression,
+                since: entry.profile.since,
+                send_queue: entry.profile.sender.buffered_amount(),
+                mailbox: entry.mailbox.clone(),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.conn.cmp(&b.conn));
+        listed.truncate(limit);
+        listed
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use switchboard::{Config, Role, WebSocket};
+
     use super::*;
 
-    #[test]
-    fn connections_are_found_by_user_and_by_id_until_they_leave() {
+    /// A profile whose sender feeds an in-memory connection.
+    fn profile(agent: &str) -> Profile {
+        let (io, _peer) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(io, Role::Server, Config::default(), Default::default());
+        let (sender, _receiver) = ws.split();
+        Profile {
+            address: Some("127.0.0.1:1".to_owned()),
+            user_agent: Some(agent.to_owned()),
+            compression: false,
+            since: SystemTime::now(),
+            sender,
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_found_by_user_and_by_id_until_they_leave() {
         let registry = Registry::default();
-        let _a = registry.register("c1", "ann");
-        let _b = registry.register("c2", "ann");
-        let _c = registry.register("c3", "bob");
+        let _a = registry.register("c1", "ann", profile("a"));
+        let _b = registry.register("c2", "ann", profile("b"));
+        let _c = registry.register("c3", "bob", profile("c"));
         assert_eq!(registry.mailboxes(Whom::User("ann")).len(), 2);
         assert_eq!(registry.mailboxes(Whom::Conn("c3")).len(), 1);
         registry.deregister("c1");
@@ -123,5 +212,24 @@ mod tests {
         registry.deregister("c2");
         assert!(registry.mailboxes(Whom::User("ann")).is_empty());
         assert!(registry.mailboxes(Whom::Conn("nope")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn listing_searches_users_ignoring_case_within_the_limit() {
+        let registry = Registry::default();
+        let _a = registry.register("c1", "Ann", profile("a"));
+        let _b = registry.register("c2", "joanna", profile("b"));
+        let _c = registry.register("c3", "bob", profile("c"));
+        let users = |search, limit| -> Vec<String> {
+            let listed = registry.matching(search, limit);
+            listed.into_iter().map(|l| l.user).collect()
+        };
+        assert_eq!(users(Some("ANN"), 10), ["Ann", "joanna"]);
+        assert_eq!(users(None, 10), ["Ann", "joanna", "bob"]);
+        assert_eq!(users(Some(""), 2), ["Ann", "joanna"]);
+        assert!(users(Some("zed"), 10).is_empty());
+        let first = &registry.matching(Some("bob"), 1)[0];
+        assert_eq!(first.user_agent.as_deref(), Some("c"));
+        assert_eq!(first.send_queue, 0);
     }
 }

@@ -11,7 +11,7 @@ use switchboard::CloseCode;
 
 use super::Hub;
 use crate::broker::{BrokerError, ClientInfo, History, HistoryRange, StreamPosition};
-use crate::nodes::{ChannelInfo, NodeCommand, NodeInfo};
+use crate::nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo};
 use crate::protocol::{ErrorCode, check_channel};
 
 /// How many publications [`Hub::history`] returns when given no limit.
@@ -105,6 +105,17 @@ pub struct ChannelList {
     /// By name, with their subscribers on every node that answered.
     pub channels: Vec<ChannelInfo>,
     /// Nodes that did not answer in time (their subscribers are not counted).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswered: usize,
+}
+
+/// The connections of the deployment, as [`Hub::clients`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClientList {
+    /// By node, then by connection id.
+    pub clients: Vec<ConnectionInfo>,
+    /// Nodes that did not answer in time (their connections are not listed).
     #[serde(skip_serializing_if = "is_zero")]
     pub unanswered: usize,
 }
@@ -279,6 +290,26 @@ impl Hub {
             });
         Ok(ChannelList {
             channels: channels.collect(),
+            unanswered: gathered.unanswered,
+        })
+    }
+
+    /// The connections of every node whose user contains `user` (ignoring case; every
+    /// connection without it), at most `limit` of each node: their address, user agent,
+    /// channels, send queue and compression, for an operator to look at.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Unavailable`] when the broker cannot reach the other nodes.
+    pub async fn clients(&self, user: Option<&str>, limit: usize) -> Result<ClientList, HubError> {
+        let command = NodeCommand::Connections {
+            user: user.map(str::to_owned),
+            limit,
+        };
+        let gathered = self.everywhere(command).await?;
+        let clients = gathered.replies.into_iter().flat_map(|r| r.connections);
+        Ok(ClientList {
+            clients: clients.collect(),
             unanswered: gathered.unanswered,
         })
     }

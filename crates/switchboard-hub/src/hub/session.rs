@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use http::Request;
 use serde_json::value::RawValue;
-use switchboard::{CloseCode, Message, PeerAddr, Receiver, Sender};
+use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver, Sender};
 use tokio::time::Instant;
 
 use super::heartbeat;
@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::kick::Kick;
 use super::limits::{RateGuard, Verdict, retry_hint};
 use super::recovery;
-use super::registry::Command;
+use super::registry::{Command, Profile};
 use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
 use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
@@ -55,12 +55,14 @@ impl<'h> Queue<'h> {
     }
 }
 
-/// Serves the client of `request` until it leaves.
+/// Serves the client of `request` until it leaves; `compression` says whether
+/// permessage-deflate was agreed.
 pub(super) async fn serve(
     hub: &Shared,
     sender: Sender,
     mut receiver: Receiver,
     request: &Request<()>,
+    compression: bool,
 ) {
     let query = request.uri().query().unwrap_or("");
     let mut granted = None;
@@ -98,7 +100,18 @@ pub(super) async fn serve(
         },
     };
     let expiry = identity.expires_in.map(|d| Instant::now() + d);
-    let mut session = Session::start(hub, sender, identity, info).await;
+    let profile = Profile {
+        address: address(request),
+        user_agent: request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(|agent| agent.chars().take(256).collect()),
+        compression,
+        since: SystemTime::now(),
+        sender: sender.clone(),
+    };
+    let mut session = Session::start(hub, sender, identity, info, profile).await;
     for channel in channels {
         // The connect hook's channels are the application's own choice: no rules, no hook.
         if let Err(e) = session.join(None, channel, None).await {
@@ -141,6 +154,17 @@ pub(super) async fn serve(
         }
     };
     session.end(exit).await;
+}
+
+/// The client's address: the one trusted proxies forwarded, else the peer's.
+fn address(request: &Request<()>) -> Option<String> {
+    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+    match (request.extensions().get::<ClientAddr>(), peer) {
+        (Some(client), Some(peer)) if client.0 != peer.ip() => Some(client.0.to_string()),
+        (_, Some(peer)) => Some(peer.to_string()),
+        (Some(client), None) => Some(client.0.to_string()),
+        (None, None) => None,
+    }
 }
 
 /// Sends an `unauthorized` error and closes with 1008: for a client the hub will not serve.
@@ -209,6 +233,7 @@ impl<'h> Session<'h> {
         sender: Sender,
         identity: Identity,
         info: Option<Box<RawValue>>,
+        profile: Profile,
     ) -> Self {
         let info = ClientInfo {
             user: identity.user,
@@ -219,7 +244,7 @@ impl<'h> Session<'h> {
         let session = Self {
             hub,
             id: sender.id(),
-            commands: hub.registry.register(&info.conn, &info.user),
+            commands: hub.registry.register(&info.conn, &info.user, profile),
             info,
             sender,
             kick: Arc::new(Kick::default()),
@@ -326,6 +351,11 @@ impl<'h> Session<'h> {
                 let _ = done.send(was);
             }
             Command::Disconnect { code, reason } => return Some(Exit::Disconnected(code, reason)),
+            Command::Subscriptions { done } => {
+                let mut channels: Vec<String> = self.subscriptions.iter().cloned().collect();
+                channels.sort();
+                let _ = done.send(channels);
+            }
         }
         None
     }
