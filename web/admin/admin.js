@@ -188,7 +188,7 @@ function draw(canvas, lines, colors, label = rounded) {
   const style = getComputedStyle(document.documentElement);
   const muted = style.getPropertyValue('--muted').trim();
   const grid = style.getPropertyValue('--border').trim();
-  const max = Math.max(1, ...lines.flat()) * 1.15;
+  const max = niceMax(Math.max(2, ...lines.flat()) * 1.1);
   const left = 44;
   const top = 6;
   const bottom = height - 18;
@@ -374,3 +374,9 @@ for (const id of ['connections-search', 'channels-search']) {
 }
 
 start();
+
+/** The smallest of 1, 2, 4 or 10 times a power of ten at or above `v`: round gridlines. */
+function niceMax(v) {
+  const power = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 4, 10].map((m) => m * power).find((m) => m >= v);
+}
