@@ -8,13 +8,10 @@
 //! a publication that skips offsets makes the follower read the missing ones first.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_core::Stream as _;
 use redis::Msg;
-use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -22,6 +19,7 @@ use super::config::millis;
 use super::control::{self, Control};
 use super::scripts::{self, Event};
 use super::shared::{Shared, unavailable};
+use super::subscriber::Subscriber;
 use crate::broker::{BrokerError, BrokerEvents, HistoryRange, Publication};
 
 /// First wait before connecting again after the Pub/Sub connection was lost.
@@ -51,7 +49,7 @@ pub(super) struct Follower {
     /// On the shard that carries commands between nodes (the first).
     control: Option<Arc<Control>>,
     events: Arc<dyn BrokerEvents>,
-    connection: Option<(PubSubSink, PubSubStream)>,
+    connection: Option<Subscriber>,
     followed: HashMap<String, Position>,
 }
 
@@ -66,14 +64,14 @@ impl Follower {
         let mut connection = shared.pubsub().await?;
         if control.is_some() {
             shared
-                .bounded(connection.subscribe(shared.keys.control()))
+                .bounded(connection.subscribe(&shared.keys.control()))
                 .await?;
         }
         Ok(Self {
             shared,
             control,
             events,
-            connection: Some(connection.split()),
+            connection: Some(connection),
             followed: HashMap::new(),
         })
     }
@@ -87,13 +85,13 @@ impl Follower {
         let mut tick = tokio::time::interval(self.shared.config.beat_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some((_, stream)) = &mut self.connection {
+            if let Some(connection) = &mut self.connection {
                 tokio::select! {
                     command = commands.recv() => match command {
                         Some(command) => self.command(command).await,
                         None => return,
                     },
-                    message = next(stream) => match message {
+                    message = connection.next() => match message {
                         Some(message) => self.message(&message).await,
                         None => self.lost("redis closed the pub/sub connection"),
                     },
@@ -154,7 +152,7 @@ impl Follower {
             // Without a connection there is nothing to undo: the next one will not subscribe
             // to the channel.
             None => Ok(()),
-            Some((sink, _)) => self.shared.bounded(sink.unsubscribe(&pubsub)).await,
+            Some(connection) => self.shared.bounded(connection.unsubscribe(&pubsub)).await,
         };
         if let Err(e) = &result {
             self.lost(&e.to_string());
@@ -166,12 +164,12 @@ impl Follower {
         if self.followed.contains_key(channel) {
             return Ok(());
         }
-        let Some((sink, _)) = &mut self.connection else {
+        let Some(connection) = &mut self.connection else {
             let what = self.shared.what();
             return Err(unavailable(format!("{what} pub/sub is reconnecting")));
         };
         let pubsub = self.shared.keys.pubsub(channel);
-        if let Err(e) = self.shared.bounded(sink.subscribe(&pubsub)).await {
+        if let Err(e) = self.shared.bounded(connection.subscribe(&pubsub)).await {
             self.lost(&e.to_string());
             return Err(e);
         }
@@ -187,10 +185,10 @@ impl Follower {
                 Ok(())
             }
             Err(e) => {
-                if let Some((sink, _)) = &mut self.connection
+                if let Some(connection) = &mut self.connection
                     && self
                         .shared
-                        .bounded(sink.unsubscribe(&pubsub))
+                        .bounded(connection.unsubscribe(&pubsub))
                         .await
                         .is_err()
                 {
@@ -212,7 +210,7 @@ impl Follower {
             }
             return;
         };
-        if !self.followed.contains_key(channel) {
+        if !self.followed.contains_key(channel.as_ref()) {
             return; // unsubscribed meanwhile
         }
         let event = match scripts::event(message.get_payload_bytes()) {
@@ -222,7 +220,7 @@ impl Follower {
                 return;
             }
         };
-        let channel = channel.to_owned();
+        let channel = channel.into_owned();
         match event {
             Event::Join(client) => self.events.join(&channel, &client),
             Event::Leave(client) => self.events.leave(&channel, &client),
@@ -304,28 +302,29 @@ impl Follower {
     /// Connects Pub/Sub again, subscribes to every followed channel and catches up each.
     async fn reconnect(&mut self) -> bool {
         let shared = self.shared.clone();
-        let connection = match shared.pubsub().await {
+        let mut connection = match shared.pubsub().await {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!(error = %e, "redis pub/sub reconnect failed");
                 return false;
             }
         };
-        let (mut sink, stream) = connection.split();
         if self.control.is_some()
-            && let Err(e) = shared.bounded(sink.subscribe(shared.keys.control())).await
+            && let Err(e) = shared
+                .bounded(connection.subscribe(&shared.keys.control()))
+                .await
         {
             tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
             return false;
         }
         for channel in self.followed.keys() {
             let pubsub = shared.keys.pubsub(channel);
-            if let Err(e) = shared.bounded(sink.subscribe(&pubsub)).await {
+            if let Err(e) = shared.bounded(connection.subscribe(&pubsub)).await {
                 tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
                 return false;
             }
         }
-        self.connection = Some((sink, stream));
+        self.connection = Some(connection);
         let channels: Vec<String> = self.followed.keys().cloned().collect();
         for channel in &channels {
             if let Err(e) = self.catch_up(channel).await {
@@ -341,10 +340,10 @@ impl Follower {
     }
 
     async fn tick(&mut self) {
-        let Some((sink, _)) = &mut self.connection else {
+        let Some(connection) = &mut self.connection else {
             return;
         };
-        if let Err(e) = self.shared.bounded(sink.ping::<redis::Value>()).await {
+        if let Err(e) = self.shared.bounded(connection.ping()).await {
             self.lost(&e.to_string());
             return;
         }
@@ -364,9 +363,4 @@ impl Follower {
             tracing::debug!(error = %e, "refreshing channel positions failed");
         }
     }
-}
-
-/// The next Pub/Sub message; `None` when the connection ended.
-async fn next(stream: &mut PubSubStream) -> Option<Msg> {
-    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
 }

@@ -3,13 +3,14 @@
 
 use std::future::Future;
 
-use redis::aio::{ConnectionManager, PubSub};
+use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use super::config::{RedisConfig, millis};
 use super::connect::Server;
 use super::metrics::{Health, Metrics};
 use super::scripts::{self, Keys, Scripts};
+use super::subscriber::Subscriber;
 use crate::broker::{BrokerError, HistoryRange};
 use crate::random::random_hex;
 
@@ -77,9 +78,19 @@ impl Shared {
         })
     }
 
+    /// Runs a script (by hash, loading it when Redis lacks it), bounded by the configured
+    /// timeout.
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        let mut con = self.con.clone();
+        self.bounded(invocation.invoke_async(&mut con)).await
+    }
+
     /// Opens a Pub/Sub connection, bounded by the connect timeout. A failure is counted, and
     /// is why Pub/Sub is down (for the health check) until the follower is connected again.
-    pub(super) async fn pubsub(&self) -> Result<PubSub, BrokerError> {
+    pub(super) async fn pubsub(&self) -> Result<Subscriber, BrokerError> {
         let result = self.server.pubsub().await;
         if let Err(BrokerError::Unavailable(why)) = &result {
             self.metrics.error();
@@ -110,8 +121,7 @@ impl Shared {
         invocation
             .arg(millis(history.ttl.unwrap_or_default()))
             .arg(millis(self.config.position_ttl()));
-        let mut con = self.con.clone();
-        let reply: Vec<String> = self.bounded(invocation.invoke_async(&mut con)).await?;
+        let reply: Vec<String> = self.invoke(&invocation).await?;
         scripts::stream(reply).map_err(unavailable)
     }
 }

@@ -1,0 +1,515 @@
+//! The Redis broker on a Redis Cluster of three masters (each a `redis-server` started here on
+//! free loopback ports, with no persistence, joined by `redis-cli --cluster create`, and
+//! killed by PID): every master holds the channels of its slots, nodes deliver and recover
+//! across masters, presence and commands between nodes work, and a master that is lost fails
+//! only its own channels.
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use switchboard_hub::{
+    Broker, BrokerError, HistoryRange, Hub, HubConfig, NodeCommand, RedisBroker, RedisConfig,
+};
+
+#[path = "support/client.rs"]
+mod client;
+
+#[path = "support/probe.rs"]
+mod probe;
+use probe::{all_at_once, healthz};
+
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{Event, Recorder, client, data};
+
+#[path = "support/temp.rs"]
+mod temp;
+use temp::TempDir;
+
+/// Every wait in these tests is bounded by this.
+const STEP: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A `redis-server` in cluster mode, killed (by PID) when dropped.
+struct Member {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn start(dir: &TempDir) -> Self {
+        let port = free_port();
+        // The cluster bus port would be port + 10000, which may not exist or be free.
+        let bus = free_port();
+        let config = dir.0.join(format!("nodes-{port}.conf"));
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus.to_string(),
+            ])
+            .args(["--cluster-config-file", &config.display().to_string()])
+            // A lost master fails its own slots only, not the whole cluster.
+            .args(["--cluster-require-full-coverage", "no"])
+            .args(["--cluster-node-timeout", "1000"])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let member = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + STEP;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        member
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command on a connection of its own.
+    async fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut con).await.unwrap()
+    }
+
+    async fn exists(&self, key: &str) -> bool {
+        self.command(&["EXISTS", key]).await == redis::Value::Int(1)
+    }
+
+    /// How many connections follow the sharded Pub/Sub channel `name` here.
+    async fn shard_subscribers(&self, name: &str) -> i64 {
+        match self.command(&["PUBSUB", "SHARDNUMSUB", name]).await {
+            redis::Value::Array(reply) => redis::from_redis_value(reply[1].clone()).unwrap(),
+            other => panic!("PUBSUB SHARDNUMSUB answered {other:?}"),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three masters owning a third of the slots each, in slot order.
+struct Cluster {
+    masters: Vec<Member>,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = TempDir::new("redis-cluster");
+        let mut masters: Vec<Member> = (0..3).map(|_| Member::start(&dir)).collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(masters.iter().map(|m| format!("127.0.0.1:{}", m.port)))
+            .arg("--cluster-yes")
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli must be installed (apt-get install redis-tools)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        // redis-cli gives the slots in the order of the addresses; the broker numbers masters
+        // by their first slot, so the same order.
+        let deadline = std::time::Instant::now() + STEP;
+        for master in &mut masters {
+            loop {
+                let info = std::process::Command::new("redis-cli")
+                    .args(["-p", &master.port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster did not become ok"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { masters, _dir: dir }
+    }
+
+    /// Every node's configuration: the seeds are every master.
+    fn config(&self) -> RedisConfig {
+        let seeds: Vec<String> = self.masters.iter().map(Member::url).collect();
+        let mut config = RedisConfig::new(seeds.join(","));
+        config.cluster = true;
+        config.timeout = Duration::from_secs(1);
+        config
+    }
+}
+
+async fn node(config: RedisConfig) -> (RedisBroker, Arc<Recorder>) {
+    let broker = RedisBroker::connect(config).await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+    broker.start(recorder.clone()).await.unwrap();
+    (broker, recorder)
+}
+
+async fn publish(broker: &RedisBroker, channel: &str, n: u64) -> Result<u64, BrokerError> {
+    Ok(broker.publish(channel, client("p"), data(n)).await?.offset)
+}
+
+/// `n` channel names on master `master`, the first with braces in its name.
+fn channels_on(broker: &RedisBroker, master: usize, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("}}room{{{i}}}")
+            } else {
+                format!("room-{i}")
+            }
+        })
+        .filter(|channel| broker.shard_of(channel) == master)
+        .take(n)
+        .collect()
+}
+
+/// The key `KIND:{CH}` as Redis names it (the channel escaped inside its hash tag).
+fn key(kind: &str, channel: &str) -> String {
+    let escaped = channel.replace('%', "%25").replace('}', "%7D");
+    format!("switchboard:{kind}:{{{escaped}}}")
+}
+
+#[tokio::test]
+async fn every_master_holds_its_channels_and_every_node_delivers_them_in_order() {
+    let cluster = Cluster::start();
+    let (a, seen_a) = node(cluster.config()).await;
+    let (b, seen_b) = node(cluster.config()).await;
+    assert_eq!(a.shards(), 3);
+    let per_master: Vec<Vec<String>> = (0..3).map(|m| channels_on(&a, m, 2)).collect();
+    let all: Vec<&String> = per_master.iter().flatten().collect();
+    for channel in &all {
+        assert_eq!(a.shard_of(channel), b.shard_of(channel), "nodes agree");
+        a.subscribe(channel).await.unwrap();
+        b.subscribe(channel).await.unwrap();
+    }
+    // Both nodes publish to every channel at once, as many publishes in flight as calls.
+    let mut publishes = Vec::new();
+    for i in 0..20 {
+        for channel in &all {
+            let from = if i % 2 == 0 { &a } else { &b };
+            publishes.push(from.publish(channel, client("p"), data(i)));
+        }
+    }
+    for answer in all_at_once(publishes).await {
+        answer.unwrap();
+    }
+    for seen in [&seen_a, &seen_b] {
+        seen.until("every publication", |e| e.len() >= 120).await;
+        for channel in &all {
+            assert_eq!(seen.offsets(channel), (1..=20).collect::<Vec<_>>());
+        }
+    }
+    // Each channel's keys are on the master that owns its slot, and only there.
+    for (master, channels) in per_master.iter().enumerate() {
+        for channel in channels {
+            for kind in ["meta", "history"] {
+                let key = key(kind, channel);
+                for (m, member) in cluster.masters.iter().enumerate() {
+                    // Another master answers MOVED: asking it is an error, not `false`.
+                    if m == master {
+                        assert!(member.exists(&key).await, "{key} on master {m}");
+                    }
+                }
+            }
+        }
+    }
+    // History is read from the channel's master, on either node.
+    let channel = &per_master[2][0];
+    let history = b
+        .history(
+            channel,
+            HistoryRange::After {
+                offset: 15,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = history.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, [16, 17, 18, 19, 20]);
+    let from_a = a.history(channel, HistoryRange::Latest(0)).await.unwrap();
+    assert_eq!(from_a.position, history.position);
+
+    // An idempotent publish retried on the other node is the same publish.
+    let window = Duration::from_secs(60);
+    let first = a
+        .publish_once(&per_master[1][1], client("p"), data(1), "k}1", window)
+        .await
+        .unwrap();
+    let again = b
+        .publish_once(&per_master[1][1], client("p"), data(1), "k}1", window)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.offset, 21);
+}
+
+#[tokio::test]
+async fn presence_crosses_nodes_and_a_gone_nodes_clients_are_swept_on_every_master() {
+    let cluster = Cluster::start();
+    let mut config = cluster.config();
+    config.node_timeout = Duration::from_millis(900);
+    let (a, seen_a) = node(config.clone()).await;
+    let (b, _) = node(config.clone()).await;
+    let channels: Vec<String> = (0..3).map(|m| channels_on(&a, m, 1).remove(0)).collect();
+    for channel in &channels {
+        a.subscribe(channel).await.unwrap();
+    }
+    for channel in &channels {
+        b.join(channel, client("c1")).await.unwrap();
+        b.join(channel, client("c2")).await.unwrap();
+    }
+    seen_a
+        .until("every join", |e| {
+            channels
+                .iter()
+                .all(|c| e.contains(&Event::Join(c.clone(), "c2".into())))
+        })
+        .await;
+    for channel in &channels {
+        assert_eq!(
+            a.presence(channel).await.unwrap(),
+            [client("c1"), client("c2")]
+        );
+    }
+    b.leave(&channels[0], client("c1")).await.unwrap();
+    seen_a
+        .until("the leave", |e| {
+            e.contains(&Event::Leave(channels[0].clone(), "c1".into()))
+        })
+        .await;
+    assert_eq!(a.presence(&channels[0]).await.unwrap(), [client("c2")]);
+
+    // Node B stops without a word: node A sweeps its clients off every master.
+    drop(b);
+    seen_a
+        .until("the sweep of node B's clients", |e| {
+            channels
+                .iter()
+                .all(|c| e.contains(&Event::Leave(c.clone(), "c2".into())))
+        })
+        .await;
+    for channel in &channels {
+        assert_eq!(a.presence(channel).await.unwrap(), []);
+    }
+}
+
+#[tokio::test]
+async fn commands_between_nodes_reach_every_node_through_one_master() {
+    let cluster = Cluster::start();
+    let (a, _) = node(cluster.config()).await;
+    let (_b, seen_b) = node(cluster.config()).await;
+    let (_c, seen_c) = node(cluster.config()).await;
+    let mut followers = Vec::new();
+    for master in &cluster.masters {
+        followers.push(master.shard_subscribers("switchboard:control").await);
+    }
+    followers.sort_unstable();
+    assert_eq!(followers, [0, 0, 3], "every node on one master");
+    let replies = a.ask_nodes(&NodeCommand::Info).await.unwrap();
+    assert_eq!((replies.replies.len(), replies.unanswered), (2, 0));
+    for seen in [&seen_b, &seen_c] {
+        seen.until("the command", |e| e.contains(&Event::Command))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_master_fails_only_its_channels() {
+    let mut cluster = Cluster::start();
+    let (a, seen_a) = node(cluster.config()).await;
+    let (b, seen_b) = node(cluster.config()).await;
+    // The master that carries commands between nodes stays; another one is lost.
+    let mut control = None;
+    for (m, master) in cluster.masters.iter().enumerate() {
+        if master.shard_subscribers("switchboard:control").await > 0 {
+            control = Some(m);
+        }
+    }
+    let control = control.expect("a master carries the control channel");
+    let lost_master = (control + 1) % 3;
+    let kept: Vec<String> = (0..3)
+        .filter(|&m| m != lost_master)
+        .map(|m| channels_on(&a, m, 1).remove(0))
+        .collect();
+    let lost = channels_on(&a, lost_master, 2);
+    for broker in [&a, &b] {
+        for channel in kept.iter().chain([&lost[0]]) {
+            broker.subscribe(channel).await.unwrap();
+        }
+    }
+    for n in 1..=5 {
+        for channel in kept.iter().chain([&lost[0]]) {
+            assert_eq!(publish(&a, channel, n).await.unwrap(), n);
+        }
+    }
+    for seen in [&seen_a, &seen_b] {
+        seen.until("the first fifteen", |e| e.len() >= 15).await;
+    }
+    assert!(a.degraded().is_none());
+
+    cluster.masters[lost_master].stop();
+    // The other masters' channels go on, every publish delivered to both nodes.
+    for n in 6..=30 {
+        let from = if n % 2 == 0 { &a } else { &b };
+        for channel in &kept {
+            assert_eq!(publish(from, channel, n).await.unwrap(), n);
+        }
+    }
+    for seen in [&seen_a, &seen_b] {
+        for channel in &kept {
+            seen.until("the kept channels' 30", |_| {
+                seen.offsets(channel).len() >= 30
+            })
+            .await;
+            assert_eq!(seen.offsets(channel), (1..=30).collect::<Vec<_>>());
+        }
+    }
+    // The lost master's channels fail as unavailable, naming its shard.
+    let e = publish(&a, &lost[0], 6).await.unwrap_err();
+    assert!(matches!(e, BrokerError::Unavailable(_)), "{e}");
+    let why = e.to_string();
+    assert!(why.contains(&format!("shard {lost_master}")), "{why}");
+    assert!(a.subscribe(&lost[1]).await.is_err());
+    assert!(b.history(&lost[0], HistoryRange::Latest(1)).await.is_err());
+    assert!(b.presence(&lost[1]).await.is_err());
+    // The node is degraded, not down, and says which master is lost.
+    assert!(a.health().is_ok());
+    let degraded = a.degraded().expect("degraded while a master is down");
+    let port = cluster.masters[lost_master].port;
+    assert!(
+        degraded.contains(&format!("shard {lost_master} (redis://127.0.0.1:{port})")),
+        "{degraded}"
+    );
+    assert!(a.ask_nodes(&NodeCommand::Info).await.is_ok());
+}
+
+/// A hub on the cluster, served on a free loopback port with its `/healthz`.
+async fn hub_on(cluster: &Cluster) -> (Hub, std::net::SocketAddr) {
+    let broker = RedisBroker::connect(cluster.config()).await.unwrap();
+    let hub = Hub::new(Arc::new(broker), HubConfig::default())
+        .await
+        .unwrap();
+    let checked = hub.clone();
+    let server = switchboard::Server::builder()
+        .health_report("/healthz", move || match checked.health() {
+            Ok(()) => Ok(checked.degraded()),
+            Err(e) => Err(e.to_string()),
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = hub.clone();
+    tokio::spawn(server.serve(move |ws, request| {
+        let hub = serving.clone();
+        async move { hub.serve(ws, &request).await }
+    }));
+    (hub, addr)
+}
+
+#[tokio::test]
+async fn clients_recover_on_another_node_from_every_master() {
+    use client::{frame, join};
+    use serde_json::json;
+    use switchboard::Message;
+
+    let cluster = Cluster::start();
+    let (a, addr_a) = hub_on(&cluster).await;
+    let (_b, addr_b) = hub_on(&cluster).await;
+    let broker = RedisBroker::connect(cluster.config()).await.unwrap();
+    let channels: Vec<String> = (0..3)
+        .map(|m| channels_on(&broker, m, 1).remove(0))
+        .collect();
+    drop(broker);
+
+    // A client on node A sees 3 messages of each channel, leaves, 5 more are published on
+    // node B, and it recovers exactly those on node B.
+    let mut ann = join(addr_a, "ann").await;
+    let mut epochs = Vec::new();
+    for channel in &channels {
+        let subscribe = json!({"op": "subscribe", "channel": channel, "id": 1});
+        ann.send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+        let reply = frame(&mut ann).await;
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+        epochs.push(reply["epoch"].clone());
+    }
+    for channel in &channels {
+        for n in 0..3 {
+            let data = RawValue::from_string(n.to_string()).unwrap();
+            a.publish(channel, data, None).await.unwrap();
+        }
+    }
+    for _ in 0..9 {
+        let message = frame(&mut ann).await;
+        assert_eq!(message["type"], "message", "{message}");
+    }
+    drop(ann);
+    let mut bob = join(addr_b, "bob").await;
+    for channel in &channels {
+        for n in 3..8 {
+            let publish = json!({"op": "publish", "channel": channel, "id": n, "data": n});
+            bob.send(Message::text(publish.to_string())).await.unwrap();
+            assert_eq!(frame(&mut bob).await["type"], "ack");
+        }
+    }
+    let mut ann = join(addr_b, "ann").await;
+    for (channel, epoch) in channels.iter().zip(&epochs) {
+        let subscribe = json!({"op": "subscribe", "channel": channel, "id": 2,
+            "since": {"epoch": epoch, "offset": 3}});
+        ann.send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+        let reply = frame(&mut ann).await;
+        assert_eq!(reply["recovered"], true, "{reply}");
+        let offsets: Vec<u64> = reply["publications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [4, 5, 6, 7, 8], "{channel}");
+    }
+    assert_eq!(healthz(addr_a).await, (200, "ok\n".to_owned()));
+}
