@@ -1,8 +1,9 @@
 //! The Redis broker on a Redis Cluster of three masters (each a `redis-server` started here on
 //! free loopback ports, with no persistence, joined by `redis-cli --cluster create`, and
-//! killed by PID): every master holds the channels of its slots, nodes deliver and recover
-//! across masters, presence and commands between nodes work, and a master that is lost fails
-//! only its own channels.
+//! killed by PID), some with a replica per master: every master holds the channels of its
+//! slots, nodes deliver and recover across masters, presence and commands between nodes work,
+//! a master that is lost fails only its own channels, nodes follow a replica that takes over,
+//! and publishes it never got are reported as a lost stream.
 #![cfg(feature = "redis")]
 
 use std::net::TcpListener;
@@ -106,6 +107,29 @@ impl Member {
         cmd.query_async(&mut con).await.unwrap()
     }
 
+    /// A field of `INFO replication`.
+    async fn replication(&self, field: &str) -> String {
+        let info = match self.command(&["INFO", "replication"]).await {
+            redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
+            redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("INFO answered {other:?}"),
+        };
+        info.lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Sends `signal` (STOP, CONT) to the server.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     async fn exists(&self, key: &str) -> bool {
         self.command(&["EXISTS", key]).await == redis::Value::Int(1)
     }
@@ -125,29 +149,38 @@ impl Drop for Member {
     }
 }
 
-/// Three masters owning a third of the slots each, in slot order.
+/// Three masters owning a third of the slots each, in slot order, and their replicas.
 struct Cluster {
     masters: Vec<Member>,
+    replicas: Vec<Member>,
     _dir: TempDir,
 }
 
 impl Cluster {
     fn start() -> Self {
+        Self::with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each.
+    fn with_replicas(replicas: usize) -> Self {
         let dir = TempDir::new("redis-cluster");
-        let mut masters: Vec<Member> = (0..3).map(|_| Member::start(&dir)).collect();
+        let mut members: Vec<Member> = (0..3 * (1 + replicas))
+            .map(|_| Member::start(&dir))
+            .collect();
         let status = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
-            .args(masters.iter().map(|m| format!("127.0.0.1:{}", m.port)))
+            .args(members.iter().map(|m| format!("127.0.0.1:{}", m.port)))
+            .args(["--cluster-replicas", &replicas.to_string()])
             .arg("--cluster-yes")
             .stdout(Stdio::null())
             .status()
             .expect("redis-cli must be installed (apt-get install redis-tools)");
         assert!(status.success(), "redis-cli --cluster create failed");
-        // redis-cli gives the slots in the order of the addresses; the broker numbers masters
-        // by their first slot, so the same order.
+        // redis-cli makes masters of the first three addresses and gives them the slots in
+        // that order; the broker numbers masters by their first slot, so the same order.
         let deadline = std::time::Instant::now() + STEP;
-        for master in &mut masters {
+        for master in &mut members {
             loop {
                 let info = std::process::Command::new("redis-cli")
                     .args(["-p", &master.port.to_string(), "CLUSTER", "INFO"])
@@ -163,12 +196,44 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Self { masters, _dir: dir }
+        let replicas = members.split_off(3);
+        Self {
+            masters: members,
+            replicas,
+            _dir: dir,
+        }
     }
 
-    /// Every node's configuration: the seeds are every master.
+    /// Which replica is master `index`'s, once it has everything the master has.
+    async fn synced_replica(&self, index: usize) -> usize {
+        let master = &self.masters[index];
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let written = master.replication("master_repl_offset").await;
+            for (r, replica) in self.replicas.iter().enumerate() {
+                if replica.replication("master_port").await == master.port.to_string()
+                    && replica.replication("master_link_status").await == "up"
+                    && replica.replication("slave_repl_offset").await == written
+                {
+                    return r;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica of master {index} caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every node's configuration: the seeds are every member.
     fn config(&self) -> RedisConfig {
-        let seeds: Vec<String> = self.masters.iter().map(Member::url).collect();
+        let seeds: Vec<String> = self
+            .masters
+            .iter()
+            .chain(&self.replicas)
+            .map(Member::url)
+            .collect();
         let mut config = RedisConfig::new(seeds.join(","));
         config.cluster = true;
         config.timeout = Duration::from_secs(1);
@@ -512,4 +577,124 @@ async fn clients_recover_on_another_node_from_every_master() {
         assert_eq!(offsets, [4, 5, 6, 7, 8], "{channel}");
     }
     assert_eq!(healthz(addr_a).await, (200, "ok\n".to_owned()));
+}
+
+/// Publishes `n` to `channel` until the broker takes it (a replica taking over its master's
+/// slots takes a few seconds); its offset.
+async fn publish_until_taken(broker: &RedisBroker, channel: &str, n: u64) -> u64 {
+    tokio::time::timeout(3 * STEP, async {
+        loop {
+            match publish(broker, channel, n).await {
+                Ok(offset) => return offset,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("a replica took over the lost master's slots")
+}
+
+#[tokio::test]
+async fn a_replica_that_takes_over_serves_its_masters_channels_with_nothing_lost() {
+    let mut cluster = Cluster::with_replicas(1);
+    let (a, seen_a) = node(cluster.config()).await;
+    let (b, seen_b) = node(cluster.config()).await;
+    let failing = 1;
+    let moved = channels_on(&a, failing, 1).remove(0);
+    let kept = channels_on(&a, 0, 1).remove(0);
+    for broker in [&a, &b] {
+        broker.subscribe(&moved).await.unwrap();
+        broker.subscribe(&kept).await.unwrap();
+    }
+    for n in 1..=5 {
+        assert_eq!(publish(&a, &moved, n).await.unwrap(), n);
+        assert_eq!(publish(&b, &kept, n).await.unwrap(), n);
+    }
+    cluster.synced_replica(failing).await;
+
+    cluster.masters[failing].stop();
+    assert_eq!(
+        publish(&b, &kept, 6).await.unwrap(),
+        6,
+        "other masters serve"
+    );
+    // The replica has every acknowledged publish: offsets go on.
+    assert_eq!(publish_until_taken(&a, &moved, 6).await, 6);
+    for n in 7..=10 {
+        let from = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(publish(from, &moved, n).await.unwrap(), n);
+    }
+    for seen in [&seen_a, &seen_b] {
+        seen.until("the moved channel's 10", |_| {
+            seen.offsets(&moved).len() >= 10
+        })
+        .await;
+        assert_eq!(seen.offsets(&moved), (1..=10).collect::<Vec<_>>());
+        assert_eq!(seen.offsets(&kept), (1..=6).collect::<Vec<_>>());
+        assert!(!seen.events().contains(&Event::Lost(moved.clone())));
+    }
+    let history = b.history(&moved, HistoryRange::Latest(10)).await.unwrap();
+    assert_eq!(history.publications.len(), 10);
+    tokio::time::timeout(STEP, async {
+        while a.degraded().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("healthy again");
+    // The shard is up again, on the replica.
+    let mut metrics = String::new();
+    a.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("switchboard_redis_up{shard=\"1\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn publishes_a_replica_never_got_are_reported_as_a_lost_stream_not_delivered_again() {
+    let mut cluster = Cluster::with_replicas(1);
+    let (a, seen_a) = node(cluster.config()).await;
+    let (b, seen_b) = node(cluster.config()).await;
+    let failing = 2;
+    let moved = channels_on(&a, failing, 1).remove(0);
+    for broker in [&a, &b] {
+        broker.subscribe(&moved).await.unwrap();
+    }
+    for n in 1..=5 {
+        assert_eq!(publish(&a, &moved, n).await.unwrap(), n);
+    }
+    let replica = cluster.synced_replica(failing).await;
+    // The replica is cut off; the master acknowledges a publish it never sends it, and dies.
+    cluster.replicas[replica].signal("STOP");
+    cluster.masters[failing]
+        .command(&["CLIENT", "KILL", "TYPE", "replica"])
+        .await;
+    assert_eq!(publish(&a, &moved, 6).await.unwrap(), 6);
+    for seen in [&seen_a, &seen_b] {
+        seen.until("the sixth", |_| seen.offsets(&moved).len() >= 6)
+            .await;
+    }
+    cluster.masters[failing].stop();
+    cluster.replicas[replica].signal("CONT");
+
+    // The replica takes over without publication 6, and gives offset 6 again.
+    assert_eq!(publish_until_taken(&b, &moved, 60).await, 6);
+    for seen in [&seen_a, &seen_b] {
+        seen.until("the lost stream", |e| {
+            e.contains(&Event::Lost(moved.clone()))
+        })
+        .await;
+    }
+    assert_eq!(publish(&a, &moved, 7).await.unwrap(), 7);
+    for seen in [&seen_a, &seen_b] {
+        seen.until("the seventh", |_| seen.offsets(&moved).last() == Some(&7))
+            .await;
+        // Offset 6 is never delivered twice: the first 6 and then 7 (or the second 6, 7).
+        let offsets = seen.offsets(&moved);
+        assert!(
+            offsets == [1, 2, 3, 4, 5, 6, 7] || offsets == [1, 2, 3, 4, 5, 6, 6, 7],
+            "{offsets:?}"
+        );
+    }
 }

@@ -11,8 +11,11 @@ use redis::Value;
 
 use super::config::RedisConfig;
 use super::connect::Server;
-use super::shared::unavailable;
 use crate::broker::BrokerError;
+
+fn unavailable(why: String) -> BrokerError {
+    BrokerError::Unavailable(why)
+}
 
 /// A master of the cluster and the slot ranges it owns (inclusive).
 pub(super) struct Master {

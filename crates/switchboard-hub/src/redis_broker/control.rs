@@ -115,7 +115,7 @@ pub(super) async fn ask(
 /// Publishes `message` on the control channel; returns how many nodes heard it.
 async fn publish(shared: &Shared, message: &Message) -> Result<usize, BrokerError> {
     let message = serde_json::to_string(message).map_err(unavailable)?;
-    let mut con = shared.con.clone();
+    let mut con = shared.con();
     let mut publish = redis::cmd(shared.keys.publish());
     publish.arg(shared.keys.control()).arg(message);
     shared.bounded(publish.query_async(&mut con)).await

@@ -42,6 +42,9 @@ struct Position {
     epoch: String,
     /// The last offset delivered (or known to be in history when delivery started).
     offset: u64,
+    /// The publication delivered at `offset`, if one was: the stream must still hold it
+    /// there, else what was delivered is not what Redis has.
+    last: Option<Arc<Publication>>,
 }
 
 pub(super) struct Follower {
@@ -106,6 +109,10 @@ impl Follower {
                     () = tokio::time::sleep_until(retry_at) => {
                         if self.reconnect().await {
                             backoff = MIN_BACKOFF;
+                        } else if self.shared.relocate().await {
+                            // A replica took over the shard's slots: connect to it now.
+                            backoff = MIN_BACKOFF;
+                            retry_at = Instant::now();
                         } else {
                             retry_at = Instant::now() + backoff;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -180,6 +187,7 @@ impl Follower {
                 let position = Position {
                     epoch: stream.epoch,
                     offset: stream.top,
+                    last: None,
                 };
                 self.followed.insert(channel.to_owned(), position);
                 Ok(())
@@ -253,35 +261,54 @@ impl Follower {
             return;
         }
         position.offset = publication.offset;
+        position.last = Some(publication.clone());
         self.events.publication(channel, publication);
     }
 
     /// Delivers what the channel's stream holds past the delivered position. When that is
-    /// not everything that was missed (another epoch, or history too short), the hub is told
-    /// the stream was lost, and delivery goes on from the stream's current position.
+    /// not everything that was missed (another epoch, or history too short), or the stream
+    /// no longer holds what was delivered (a Redis that lost recent writes, such as a
+    /// replica that took over before it had them, gives their offsets again), the hub is
+    /// told the stream was lost, and delivery goes on from the stream's current position.
     async fn catch_up(&mut self, channel: &str) -> Result<(), BrokerError> {
         let Some(position) = self.followed.get(channel) else {
             return Ok(());
         };
+        // The last publication delivered is read again, to check it is still there.
+        let check = position.last.is_some() && position.offset > 0;
         let range = HistoryRange::After {
-            offset: position.offset,
-            limit: self.shared.config.history.size,
+            offset: position.offset - u64::from(check),
+            limit: self.shared.config.history.size + usize::from(check),
         };
         let stream = self.shared.stream(channel, range).await?;
         let Some(position) = self.followed.get_mut(channel) else {
             return Ok(());
         };
-        let whole = stream.epoch == position.epoch
+        let mut missed = &stream.publications[..];
+        let mut same = true;
+        if let (true, Some(last), Some(first)) = (check, &position.last, missed.first())
+            && first.offset == position.offset
+        {
+            // Trimmed from history, it cannot be checked; present, it must be the same.
+            same = first.time == last.time
+                && first.from.conn == last.from.conn
+                && first.data.get() == last.data.get();
+            missed = &missed[1..];
+        }
+        let whole = same
+            && stream.epoch == position.epoch
             && stream.top >= position.offset
-            && stream.publications.len() as u64 == stream.top - position.offset
-            && stream
-                .publications
+            && missed.len() as u64 == stream.top - position.offset
+            && missed
                 .iter()
                 .zip(position.offset + 1..)
                 .all(|(p, offset)| p.offset == offset);
         if whole {
-            for publication in &stream.publications {
+            for publication in missed {
                 self.events.publication(channel, publication);
+            }
+            if let Some(newest) = missed.last() {
+                position.last = Some(newest.clone());
             }
         } else {
             tracing::warn!(
@@ -293,6 +320,9 @@ impl Follower {
                 "channel stream lost (redis lost its data, or more was missed than history holds)"
             );
             self.events.stream_lost(channel);
+        }
+        if !whole {
+            position.last = None;
         }
         position.epoch = stream.epoch;
         position.offset = stream.top;
@@ -358,7 +388,7 @@ impl Follower {
                 .arg(ttl)
                 .ignore();
         }
-        let mut con = self.shared.con.clone();
+        let mut con = self.shared.con();
         if let Err(e) = self.shared.bounded(pipe.query_async::<()>(&mut con)).await {
             tracing::debug!(error = %e, "refreshing channel positions failed");
         }

@@ -52,12 +52,15 @@
 //!   cluster client, whose own resubscription would hide lost Pub/Sub connections from the
 //!   follower, which must see them to fill the gap. Node keys sit in a slot of each master,
 //!   and commands between nodes go through the master that owns the control channel's slot.
-//!   The slot map is read once, at connect: a resharded slot answers MOVED, which fails its
-//!   channels as unavailable with that reason until the nodes restart; a master that fails
-//!   over to its replica is unavailable for its channels likewise (the nodes keep
-//!   connecting to its old address). Replication is asynchronous: a publish acknowledged
-//!   just before a master dies may be missing on the replica that takes over, which then
-//!   gives its offset to another publication.
+//!   When a master fails and a replica takes over its slots, the shard follows them: its
+//!   follower, unable to connect again, asks the seeds who owns the shard's first slot now
+//!   and moves the shard's connections there (`Shared::relocate`). Replication is
+//!   asynchronous, so a publish acknowledged just before its master died may be missing on
+//!   that replica, which then gives its offset to another publication; a follower that
+//!   delivered it finds the stream shorter or another publication at that offset, and tells
+//!   the hub the stream was lost rather than deliver a reused offset. The slot map is read at
+//!   connect: a slot moved to another live master (resharding) answers MOVED, which fails
+//!   its channels as unavailable with that reason until the nodes restart.
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
 //! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, how connections are
@@ -97,8 +100,7 @@ pub use connect::RedisConnectOptions;
 use connect::Server;
 use control::Control;
 use follow::Command;
-use metrics::{Health, Metrics};
-use scripts::{Keys, Scripts};
+use scripts::Keys;
 use shard::{Shard, shard_of};
 use shared::{Shared, unavailable};
 use slots::{SlotMap, hash_slot};
@@ -159,9 +161,10 @@ impl RedisBroker {
             let servers = masters
                 .into_iter()
                 .map(|master| {
-                    // Node keys go in the master's first slot.
+                    // Node keys go in the master's first slot, which also names its shard.
                     let first = master.ranges.first().map_or(0, |r| r.0);
-                    (master.server, Keys::cluster(&config.prefix, first))
+                    let keys = Keys::cluster(&config.prefix, first);
+                    (master.server, keys, Some(first))
                 })
                 .collect();
             (servers, Some(slots))
@@ -170,7 +173,7 @@ impl RedisBroker {
                 .iter()
                 .map(|url| {
                     let server = Server::new(url, &config.connect, config.timeout)?;
-                    Ok((server, Keys::new(&config.prefix)))
+                    Ok((server, Keys::new(&config.prefix), None))
                 })
                 .collect::<Result<Vec<_>, BrokerError>>()?;
             (servers, None)
@@ -179,21 +182,12 @@ impl RedisBroker {
         let node = random_hex(8);
         let mut shards = Vec::with_capacity(servers.len());
         let mut tasks = Vec::with_capacity(servers.len());
-        for (index, (server, keys)) in servers.into_iter().enumerate() {
+        for (index, (server, keys, slot)) in servers.into_iter().enumerate() {
             let con = server.manager().await?;
             // With one Redis, errors read as they always did; with shards, they name theirs.
-            let shard = named.then(|| format!("shard {index} ({})", server.name()));
-            let what = shared::what(shard.as_deref());
-            let shared = Arc::new(Shared {
-                config: config.clone(),
-                shard,
-                server,
-                con,
-                scripts: Scripts::new(&keys),
-                keys,
-                metrics: Metrics::new(),
-                health: Health::new(what),
-            });
+            let index = named.then_some(index);
+            let shared = Shared::new(config.clone(), index, slot, server, con, keys);
+            let shared = Arc::new(shared);
             let (shard, writer) = Shard::new(shared, node.clone());
             shards.push(shard);
             tasks.push(writer);

@@ -168,7 +168,7 @@ impl Presence {
         }
         // Entries of clients that are gone: a leave that failed, or a client that left while
         // the joins above ran (and was registered again after its leave).
-        let mut con = self.shared.con.clone();
+        let mut con = self.shared.con();
         let mut members = redis::cmd("SMEMBERS");
         members.arg(self.shared.keys.node(&self.node));
         let members: Vec<String> = self.shared.bounded(members.query_async(&mut con)).await?;
