@@ -5,7 +5,9 @@
 //! order, so a channel's position (the last offset delivered) needs no lock. Redis delivers a
 //! Pub/Sub connection's messages in publish order; the only way to miss some is to lose the
 //! connection, so after a reconnect every followed channel is read back from its stream, and
-//! a publication that skips offsets makes the follower read the missing ones first.
+//! a publication that skips offsets makes the follower read the missing ones first. On a Redis
+//! Cluster, a follower that cannot connect again asks where its shard's slots went, since a
+//! replica may have taken over from a failed master (`Shared::relocate`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +51,8 @@ struct Position {
 
 pub(super) struct Follower {
     shared: Arc<Shared>,
-    /// On the shard that carries commands between nodes (the first).
+    /// On the shard that carries commands between nodes (the first, or on a Redis Cluster
+    /// the master of the control channel's slot).
     control: Option<Arc<Control>>,
     events: Arc<dyn BrokerEvents>,
     connection: Option<Subscriber>,
