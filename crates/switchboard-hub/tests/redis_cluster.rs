@@ -44,16 +44,31 @@ fn free_port() -> u16 {
 /// A `redis-server` in cluster mode, killed (by PID) when dropped.
 struct Member {
     port: u16,
+    /// What clients (and replicas, of their master) must give.
+    password: Option<String>,
     child: Option<Child>,
 }
 
+/// `redis-cli`, with the cluster's password.
+fn redis_cli(password: Option<&str>) -> Command {
+    let mut cli = Command::new("redis-cli");
+    if let Some(password) = password {
+        cli.args(["--no-auth-warning", "-a", password]);
+    }
+    cli
+}
+
 impl Member {
-    fn start(dir: &TempDir) -> Self {
+    fn start(dir: &TempDir, password: Option<&str>) -> Self {
         let port = free_port();
         // The cluster bus port would be port + 10000, which may not exist or be free.
         let bus = free_port();
         let config = dir.0.join(format!("nodes-{port}.conf"));
-        let child = Command::new("redis-server")
+        let mut server = Command::new("redis-server");
+        if let Some(password) = password {
+            server.args(["--requirepass", password, "--masterauth", password]);
+        }
+        let child = server
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--cluster-enabled",
@@ -72,6 +87,7 @@ impl Member {
             .expect("redis-server must be installed (apt-get install redis-server)");
         let member = Self {
             port,
+            password: password.map(str::to_owned),
             child: Some(child),
         };
         let deadline = std::time::Instant::now() + STEP;
@@ -98,7 +114,9 @@ impl Member {
 
     /// Runs a command on a connection of its own.
     async fn command(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url()).unwrap();
+        let password = self.password.as_deref().unwrap_or_default();
+        let url = format!("redis://:{password}@127.0.0.1:{}", self.port);
+        let client = redis::Client::open(url).unwrap();
         let mut con = client.get_multiplexed_async_connection().await.unwrap();
         let mut cmd = redis::cmd(args[0]);
         for arg in &args[1..] {
@@ -158,16 +176,20 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        Self::with_replicas(0)
+        Self::with(0, None)
     }
 
-    /// Three masters with `replicas` replicas each.
     fn with_replicas(replicas: usize) -> Self {
+        Self::with(replicas, None)
+    }
+
+    /// Three masters with `replicas` replicas each, that want `password` when given.
+    fn with(replicas: usize, password: Option<&str>) -> Self {
         let dir = TempDir::new("redis-cluster");
         let mut members: Vec<Member> = (0..3 * (1 + replicas))
-            .map(|_| Member::start(&dir))
+            .map(|_| Member::start(&dir, password))
             .collect();
-        let status = Command::new("redis-cli")
+        let status = redis_cli(password)
             .arg("--cluster")
             .arg("create")
             .args(members.iter().map(|m| format!("127.0.0.1:{}", m.port)))
@@ -182,7 +204,7 @@ impl Cluster {
         let deadline = std::time::Instant::now() + STEP;
         for master in &mut members {
             loop {
-                let info = std::process::Command::new("redis-cli")
+                let info = redis_cli(password)
                     .args(["-p", &master.port.to_string(), "CLUSTER", "INFO"])
                     .output()
                     .expect("redis-cli runs");
@@ -396,6 +418,31 @@ async fn presence_crosses_nodes_and_a_gone_nodes_clients_are_swept_on_every_mast
     for channel in &channels {
         assert_eq!(a.presence(channel).await.unwrap(), []);
     }
+}
+
+#[tokio::test]
+async fn the_password_given_for_the_seeds_opens_every_master() {
+    const PASSWORD: &str = "cluster-s3cret";
+    let cluster = Cluster::with(0, Some(PASSWORD));
+    let mut config = cluster.config();
+    config.connect.password = Some(PASSWORD.into());
+    let (a, _) = node(config.clone()).await;
+    let (b, seen_b) = node(config).await;
+    let channels: Vec<String> = (0..3).map(|m| channels_on(&a, m, 1).remove(0)).collect();
+    for channel in &channels {
+        b.subscribe(channel).await.unwrap();
+        assert_eq!(publish(&a, channel, 1).await.unwrap(), 1);
+    }
+    seen_b
+        .until("a publication from every master", |e| e.len() >= 3)
+        .await;
+    // Without it, the seeds refuse, and the error says which without the password.
+    let mut wrong = cluster.config();
+    wrong.connect.password = Some("wrong-s3cret".into());
+    let e = RedisBroker::connect(wrong).await.unwrap_err().to_string();
+    let port = cluster.masters[0].port;
+    assert!(e.contains(&format!("redis://127.0.0.1:{port}")), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
 }
 
 #[tokio::test]
