@@ -281,7 +281,12 @@ impl Follower {
         let check = position.last.is_some() && position.offset > 0;
         let range = HistoryRange::After {
             offset: position.offset - u64::from(check),
-            limit: self.shared.config.history.size + usize::from(check),
+            limit: self
+                .shared
+                .config
+                .history
+                .size
+                .saturating_add(usize::from(check)),
         };
         let stream = self.shared.stream(channel, range).await?;
         let Some(position) = self.followed.get_mut(channel) else {
