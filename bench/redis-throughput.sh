@@ -10,6 +10,8 @@
 #       then on two (the load of (k), through one Redis)
 #   (k) three nodes sharing two Redis shards: publishers on A, subscribers on B and C, on two
 #       channels, one on each shard
+#   (l) the same on a Redis Cluster of three masters (--broker-cluster), the two channels on
+#       two of them
 #   each at the highest rate acknowledgements allow, then at a fixed rate (RATE, default
 #   2000/s) and, for (j) and (k) on two channels, at HALF/s (default 40000, about half
 #   their peak here) for latency below saturation.
@@ -60,6 +62,28 @@ shards="redis://127.0.0.1:$shard0,redis://127.0.0.1:$shard1"
 ka=$(free_port); node "$ka" --broker "$shards"; ka_pid=$started
 kb=$(free_port); node "$kb" --broker "$shards"; kb_pid=$started
 kc=$(free_port); node "$kc" --broker "$shards"; kc_pid=$started
+
+member() {  # member PORT: a Redis Cluster member (its bus on a free port); sets redis_pid
+  start "$logs/redis-$1.log" redis-server --port "$1" --bind 127.0.0.1 --save '' \
+    --appendonly no --cluster-enabled yes --cluster-port "$(free_port)" \
+    --cluster-config-file "$logs/nodes-$1.conf"
+  wait_port "$1" "$started"
+  redis_pid=$started
+}
+masters=()
+l_cpu=()
+for _ in 0 1 2; do
+  port=$(free_port); member "$port"; masters+=("$port"); l_cpu+=(--cpu-pid "$redis_pid")
+done
+redis-cli --cluster create "${masters[@]/#/127.0.0.1:}" --cluster-yes >/dev/null
+for port in "${masters[@]}"; do
+  until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+done
+seeds=$(printf 'redis://127.0.0.1:%s,' "${masters[@]}")
+la=$(free_port); node "$la" --broker "${seeds%,}" --broker-cluster; la_pid=$started
+lb=$(free_port); node "$lb" --broker "${seeds%,}" --broker-cluster; lb_pid=$started
+lc=$(free_port); node "$lc" --broker "${seeds%,}" --broker-cluster; lc_pid=$started
+l_cpu+=(--cpu-pid "$la_pid" --cpu-pid "$lb_pid" --cpu-pid "$lc_pid")
 # CPU per delivery counts these.
 h_cpu=(--cpu-pid "$local_pid")
 i_cpu=(--cpu-pid "$a_pid" --cpu-pid "$r_pid")
@@ -106,6 +130,10 @@ run "(k) three nodes, two Redis shards: $many publishers on A, subscribers on B 
   "${two[@]}" --server-pid "$ka_pid" "${k_cpu[@]}" $(several "ws://127.0.0.1:$ka/ws") \
   --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
 # shellcheck disable=SC2046
+run "(l) three nodes, a Redis Cluster of three masters: $many publishers on A, subscribers on B and C, the channels on two masters (max rate)" \
+  "${two[@]}" --server-pid "$la_pid" "${l_cpu[@]}" $(several "ws://127.0.0.1:$la/ws") \
+  --subscribe "ws://127.0.0.1:$lb/ws" --subscribe "ws://127.0.0.1:$lc/ws"
+# shellcheck disable=SC2046
 run "(j) two channels, $half/s" "${two[@]}" --rate "$half" "${j_cpu[@]}" \
   $(several "ws://127.0.0.1:$a/ws") \
   --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
@@ -113,6 +141,10 @@ run "(j) two channels, $half/s" "${two[@]}" --rate "$half" "${j_cpu[@]}" \
 run "(k) two shards, a channel on each, $half/s" "${two[@]}" --rate "$half" "${k_cpu[@]}" \
   $(several "ws://127.0.0.1:$ka/ws") \
   --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
+# shellcheck disable=SC2046
+run "(l) a Redis Cluster, the channels on two masters, $half/s" "${two[@]}" --rate "$half" \
+  "${l_cpu[@]}" $(several "ws://127.0.0.1:$la/ws") \
+  --subscribe "ws://127.0.0.1:$lb/ws" --subscribe "ws://127.0.0.1:$lc/ws"
 run "(h) one node, in-process broker, $rate/s" --channel l1 --rate "$rate" \
   --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
 run "(j) three nodes, Redis broker, $rate/s: publish on A, subscribe on B and C" --channel l3 \
@@ -122,12 +154,25 @@ run "(k) two shards, $rate/s: publishers on A, subscribe on B and C, a channel o
   --channel l4-a --channel l4-b --rate "$rate" --publish "ws://127.0.0.1:$ka/ws" \
   --publish "ws://127.0.0.1:$ka/ws" \
   --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
+run "(l) a Redis Cluster, $rate/s: publishers on A, subscribe on B and C, the channels on two masters" \
+  --channel l4-a --channel l4-b --rate "$rate" --publish "ws://127.0.0.1:$la/ws" \
+  --publish "ws://127.0.0.1:$la/ws" \
+  --subscribe "ws://127.0.0.1:$lb/ws" --subscribe "ws://127.0.0.1:$lc/ws"
 
 echo
 for shard in "$shard0" "$shard1"; do
   printf 'shard on port %s holds:' "$shard"
   for channel in m6-a m6-b l4-a l4-b; do
     if [ "$(redis-cli -p "$shard" exists "switchboard:meta:$channel")" = 1 ]; then
+      printf ' %s' "$channel"
+    fi
+  done
+  echo
+done
+for master in "${masters[@]}"; do
+  printf 'cluster master on port %s holds:' "$master"
+  for channel in m6-a m6-b l4-a l4-b; do
+    if [ "$(redis-cli -p "$master" exists "switchboard:meta:{$channel}")" = 1 ]; then
       printf ' %s' "$channel"
     fi
   done

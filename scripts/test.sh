@@ -91,10 +91,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make gcc libc6-dev
   fi
-  # redis-server: the Redis broker's tests (cargo test) and the cluster e2e start their own
-  if ! command -v redis-server >/dev/null 2>&1; then
+  # redis-server: the Redis broker's tests (cargo test) and the cluster e2e start their own;
+  # redis-cli (redis-tools) joins the Redis Cluster of tests/redis_cluster.rs
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools
   fi
   # curl: the backend e2e drives the server API with it, as a shell backend would
   if [ -z "$skip_e2e" ] && ! command -v curl >/dev/null 2>&1; then

@@ -276,6 +276,16 @@ pub(crate) struct ServeOptions {
     /// channels live in this process
     #[arg(long, value_name = "URL", help_heading = "Hub mode")]
     pub(crate) broker: Option<String>,
+    /// --broker's URLs are seeds of one Redis Cluster (Redis 7): channels go to the master
+    /// that owns their slot, found from any seed that answers [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        help_heading = "Redis broker"
+    )]
+    pub(crate) broker_cluster: Option<bool>,
     /// CA certificates (PEM) that a rediss:// broker's certificate must chain to, instead of
     /// the Mozilla roots: for a Redis whose certificate a private CA signed
     #[arg(long, value_name = "PEM", help_heading = "Redis broker")]
@@ -489,6 +499,7 @@ impl ServeOptions {
             proxy_timeout,
             proxy_failure,
             broker,
+            broker_cluster,
             broker_ca,
             broker_cert,
             broker_key,
@@ -577,6 +588,7 @@ mod tests {
                 Some(Span(redis.connect.connect_timeout))
             );
             assert_eq!(options.broker_response_timeout, Some(Span(redis.timeout)));
+            assert_eq!(options.broker_cluster, Some(redis.cluster));
         }
         let defaults = switchboard::DeflateConfig::default();
         assert_eq!(

@@ -184,6 +184,7 @@ async fn redis_broker(
     history: HistoryConfig,
 ) -> anyhow::Result<Arc<dyn Broker>> {
     let mut config = switchboard_hub::RedisConfig::new(url);
+    config.cluster = options.broker_cluster.unwrap_or(false);
     config.history = history;
     config.connect = redis_connect(options)?;
     if let Some(timeout) = options.broker_response_timeout {
@@ -193,10 +194,12 @@ async fn redis_broker(
         );
         config.timeout = timeout.0;
     }
+    let cluster = config.cluster;
     let broker = switchboard_hub::RedisBroker::connect(config).await?;
     tracing::info!(
         broker = %without_password(url),
         shards = broker.shards(),
+        cluster,
         node = broker.node(),
         "channels shared through redis"
     );

@@ -162,7 +162,8 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn leave(&self, channel: &str, client: &ClientInfo);
     /// The node can no longer deliver the channel without a gap: publications it did not
     /// deliver are gone (the broker's backing service lost its data and the channel has a
-    /// new epoch, or more was missed during an outage than history holds). Events after this
+    /// new epoch, or lost recent writes and gave their offsets again, or more was missed
+    /// during an outage than history holds). Events after this
     /// continue from the channel's current position; subscribers from before must recover
     /// (the hub closes their connections so that they subscribe again with `since`).
     fn stream_lost(&self, channel: &str);

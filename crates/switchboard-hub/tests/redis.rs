@@ -345,6 +345,50 @@ async fn publications_missed_while_pubsub_reconnects_are_delivered_from_history(
 }
 
 #[tokio::test]
+async fn publications_redis_lost_are_reported_as_a_lost_stream_when_their_offsets_come_again() {
+    let redis = Redis::start();
+    let (follower, seen) = node(config(&redis)).await;
+    let (publisher, _) = node(config(&redis)).await;
+    follower.subscribe("room").await.unwrap();
+    for n in 1..=6 {
+        publish(&publisher, "room", n).await.unwrap();
+    }
+    seen.until("offset 6", |_| seen.offsets("room").len() == 6)
+        .await;
+    // At once, Pub/Sub is cut and Redis goes back to before publication 6 (as a replica that
+    // never got it does when it takes over), then gives offset 6 to another publication.
+    let before_6 = r#"local kept = redis.call('XRANGE', KEYS[1], '-', '0-5')
+        redis.call('DEL', KEYS[1])
+        for _, e in ipairs(kept) do redis.call('XADD', KEYS[1], e[1], unpack(e[2])) end
+        redis.call('HSET', KEYS[2], 'offset', 6)
+        local body = '{"from":{"user":"u","conn":"c"},"data":60}'
+        redis.call('XADD', KEYS[1], '0-6', 't', kept[#kept][2][2], 'b', body)"#;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (history, meta) = ("switchboard:history:room", "switchboard:meta:room");
+    redis::pipe()
+        .atomic()
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .ignore()
+        .cmd("EVAL")
+        .arg(&[before_6, "2", history, meta])
+        .ignore()
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
+    // The follower finds another publication at the offset it delivered: not the same stream.
+    seen.until("the loss", |e| e.contains(&Event::Lost("room".into())))
+        .await;
+    assert_eq!(publish(&publisher, "room", 7).await.unwrap(), 7);
+    seen.until("offset 7", |e| {
+        e.last() == Some(&Event::Publication("room".into(), 7))
+    })
+    .await;
+    assert_eq!(seen.offsets("room"), (1..=7).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn redis_losing_its_data_is_reported_as_a_lost_stream_and_delivery_goes_on() {
     let redis = Redis::start();
     let (a, seen) = node(config(&redis)).await;

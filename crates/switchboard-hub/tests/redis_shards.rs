@@ -7,15 +7,13 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use switchboard_hub::{
-    BoxFuture, Broker, BrokerError, BrokerEvents, ClientInfo, HistoryRange, Hub, HubConfig,
-    NodeCommand, NodeReply, Publication, RedisBroker, RedisConfig,
+    Broker, BrokerError, HistoryRange, Hub, HubConfig, NodeCommand, RedisBroker, RedisConfig,
 };
-use tokio::sync::Notify;
 
 #[path = "support/client.rs"]
 mod client;
@@ -23,6 +21,10 @@ mod client;
 #[path = "support/probe.rs"]
 mod probe;
 use probe::{all_at_once, healthz};
+
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{Event, Recorder, client, data};
 
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
@@ -96,76 +98,6 @@ impl Drop for Redis {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Event {
-    Publication(String, u64),
-    Join(String, String),
-    Lost(String),
-    Command,
-}
-
-/// Records what a broker delivers; answers other nodes' commands with one connection.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    changed: Notify,
-}
-
-impl Recorder {
-    fn push(&self, event: Event) {
-        self.events.lock().unwrap().push(event);
-        self.changed.notify_waiters();
-    }
-
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// The offsets delivered for `channel`, in delivery order.
-    fn offsets(&self, channel: &str) -> Vec<u64> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Publication(c, offset) if c == channel => Some(offset),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Waits until `done` holds for the events, or fails after [`STEP`].
-    async fn until(&self, what: &str, done: impl Fn(&[Event]) -> bool) {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let changed = self.changed.notified();
-            if done(&self.events()) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                panic!("timed out waiting for {what}; events: {:?}", self.events());
-            }
-        }
-    }
-}
-
-impl BrokerEvents for Recorder {
-    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
-        self.push(Event::Publication(channel.into(), publication.offset));
-    }
-    fn join(&self, channel: &str, client: &ClientInfo) {
-        self.push(Event::Join(channel.into(), client.conn.clone()));
-    }
-    fn leave(&self, _: &str, _: &ClientInfo) {}
-    fn stream_lost(&self, channel: &str) {
-        self.push(Event::Lost(channel.into()));
-    }
-    fn command(&self, _: NodeCommand) -> BoxFuture<'static, NodeReply> {
-        self.push(Event::Command);
-        let mut reply = NodeReply::default();
-        reply.node.connections = 1;
-        Box::pin(std::future::ready(reply))
-    }
-}
-
 /// Both shards, in this order on every node.
 fn config(shards: &[&Redis]) -> RedisConfig {
     let urls: Vec<String> = shards.iter().map(|r| r.url()).collect();
@@ -179,19 +111,6 @@ async fn node(config: RedisConfig) -> (RedisBroker, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     broker.start(recorder.clone()).await.unwrap();
     (broker, recorder)
-}
-
-fn client(conn: &str) -> ClientInfo {
-    ClientInfo {
-        user: format!("user-{conn}"),
-        conn: conn.into(),
-        authenticated: false,
-        info: None,
-    }
-}
-
-fn data(n: u64) -> Box<RawValue> {
-    RawValue::from_string(format!(r#"{{"n": {n}}}"#)).unwrap()
 }
 
 async fn publish(broker: &RedisBroker, channel: &str, n: u64) -> Result<u64, BrokerError> {

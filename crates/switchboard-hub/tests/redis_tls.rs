@@ -5,7 +5,7 @@
 #![cfg(feature = "redis")]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,35 +26,15 @@ use tokio::sync::Notify;
 mod probe;
 use probe::healthz;
 
+#[path = "support/temp.rs"]
+mod temp;
+use temp::TempDir;
+
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
 
 const PASSWORD: &str = "hunter2-correct";
 const WRONG: &str = "hunter2-wrong";
-
-/// A directory of this test's own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let suffix: u64 = rand_suffix();
-        let dir = std::env::temp_dir().join(format!("switchboard-{name}-{suffix:x}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    let mut bytes = [0; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    u64::from_le_bytes(bytes)
-}
 
 /// A private CA, the certificate it signed for a Redis server on 127.0.0.1, and one it signed
 /// for a client; PEM files in `dir`.

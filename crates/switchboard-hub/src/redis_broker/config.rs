@@ -12,8 +12,13 @@ pub struct RedisConfig {
     /// `redis://[user[:password]@]host:port[/db]`, or `rediss://` for TLS. Several URLs
     /// separated by commas shard the channels over as many independent Redis servers (see
     /// [`RedisBroker`](super::RedisBroker)); every node must list the same servers in the same
-    /// order. A comma in a password is written `%2C`.
+    /// order. A comma in a password is written `%2C`. With [`cluster`](Self::cluster), the
+    /// URLs are seeds of one Redis Cluster: any of them that answers tells where the masters
+    /// are.
     pub url: String,
+    /// [`url`](Self::url) names a Redis Cluster (Redis 7): each master holds the channels of
+    /// the slots it owns (see [`RedisBroker`](super::RedisBroker)).
+    pub cluster: bool,
     /// TLS trust, credentials and the connect timeout.
     pub connect: RedisConnectOptions,
     /// How much history each channel keeps (the same for every node of a deployment).
@@ -29,12 +34,13 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Defaults for Redis at `url`: 100 messages of history per channel, prefix
+    /// Defaults for Redis at `url` (not a cluster): 100 messages of history per channel, prefix
     /// `switchboard`, nodes gone after 10 s of silence, requests bounded to 3 s, and
     /// [`RedisConnectOptions::default`].
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             connect: RedisConnectOptions::default(),
             history: HistoryConfig::default(),
             prefix: "switchboard".into(),

@@ -7,10 +7,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
-use redis::{ClientTlsConfig, ConnectionAddr, IntoConnectionInfo as _, TlsCertificates};
+use redis::{
+    AsyncConnectionConfig, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo as _, ProtocolVersion, TlsCertificates,
+};
+use tokio::sync::mpsc;
 
+use super::subscriber::Subscriber;
 use crate::broker::BrokerError;
 
 /// How the broker connects to Redis, besides the URL: TLS trust, credentials, and how long
@@ -73,6 +78,11 @@ pub(super) struct Server {
     client: redis::Client,
     /// `redis://host:port` or `rediss://user@host:port`: which server, without a password.
     name: String,
+    /// Where it is and how it is reached: the model for the other masters of its cluster.
+    info: ConnectionInfo,
+    options: RedisConnectOptions,
+    /// A master of a Redis Cluster: its Pub/Sub is sharded (SSUBSCRIBE), over RESP3.
+    sharded: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -101,14 +111,47 @@ impl Server {
         if let Some(password) = &options.password {
             redis = redis.set_password(password);
         }
-        let name = name(info.addr(), redis.username());
         // Requests are small and latency matters: no Nagle delay behind an unacknowledged one.
         let info = info
             .set_redis_settings(redis)
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        Self::build(info, options, response_timeout, false)
+    }
+
+    /// The master of this server's cluster at `host:port`, reached the same way (scheme,
+    /// TLS trust, credentials); its Pub/Sub is sharded.
+    pub(super) fn member(&self, host: &str, port: u16) -> Result<Self, BrokerError> {
+        let addr = match self.info.addr() {
+            ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: None,
+            },
+            _ => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let info = self.info.clone().set_addr(addr);
+        Self::build(info, &self.options, self.response_timeout, true)
+    }
+
+    fn build(
+        info: ConnectionInfo,
+        options: &RedisConnectOptions,
+        response_timeout: Duration,
+        sharded: bool,
+    ) -> Result<Self, BrokerError> {
+        let invalid = |e: &dyn fmt::Display| unavailable(format!("invalid redis url: {e}"));
+        let name = name(info.addr(), info.redis_settings().username());
+        let info = if sharded {
+            // Sharded Pub/Sub messages arrive as RESP3 pushes on an ordinary connection.
+            let redis = info.redis_settings().clone();
+            info.set_redis_settings(redis.set_protocol(ProtocolVersion::RESP3))
+        } else {
+            info
+        };
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let client = if options.ca_pem.is_none() && options.client_cert_pem.is_none() {
-            redis::Client::open(info).map_err(|e| invalid(&format_args!("{name}: {e}")))?
+            redis::Client::open(info.clone()).map_err(|e| invalid(&format_args!("{name}: {e}")))?
         } else if !tls {
             return Err(invalid(&format_args!(
                 "a CA or client certificate needs rediss:// ({name})"
@@ -135,12 +178,15 @@ impl Server {
                     }),
                 root_cert: options.ca_pem.clone(),
             };
-            redis::Client::build_with_tls(info, certificates)
+            redis::Client::build_with_tls(info.clone(), certificates)
                 .map_err(|e| unavailable(format!("invalid TLS settings for {name}: {e}")))?
         };
         Ok(Self {
             client,
             name,
+            info,
+            options: options.clone(),
+            sharded,
             connect_timeout: options.connect_timeout,
             response_timeout,
         })
@@ -176,9 +222,28 @@ impl Server {
     }
 
     /// A Pub/Sub connection (made again by the follower when it is lost).
-    pub(super) async fn pubsub(&self) -> Result<PubSub, BrokerError> {
-        match tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
+    pub(super) async fn pubsub(&self) -> Result<Subscriber, BrokerError> {
+        let connect = async {
+            if !self.sharded {
+                return self
+                    .client
+                    .get_async_pubsub()
+                    .await
+                    .map(Subscriber::classic);
+            }
+            let (pushes, received) = mpsc::unbounded_channel();
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(Some(self.response_timeout))
+                .set_push_sender(pushes);
+            let con = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            Ok(Subscriber::sharded(con, received))
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(subscriber)) => Ok(subscriber),
             Ok(Err(e)) => Err(self.cannot_connect(&e)),
             Err(_) => Err(self.timed_out()),
         }

@@ -7,6 +7,9 @@
 //! the others, plus itself when its own follower is subscribed. Redis sends a connection its
 //! messages in the order it published them, so the asker's follower hears its own ask before
 //! any reply to it, and the asker stops counting itself before the replies are counted.
+//!
+//! On a Redis Cluster the channel is sharded (SSUBSCRIBE, SPUBLISH) and lives on the master
+//! that owns its slot; SPUBLISH counts that master's subscribers, which are every node.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -112,8 +115,8 @@ pub(super) async fn ask(
 /// Publishes `message` on the control channel; returns how many nodes heard it.
 async fn publish(shared: &Shared, message: &Message) -> Result<usize, BrokerError> {
     let message = serde_json::to_string(message).map_err(unavailable)?;
-    let mut con = shared.con.clone();
-    let mut publish = redis::cmd("PUBLISH");
+    let mut con = shared.con();
+    let mut publish = redis::cmd(shared.keys.publish());
     publish.arg(shared.keys.control()).arg(message);
     shared.bounded(publish.query_async(&mut con)).await
 }

@@ -5,16 +5,15 @@
 //! order, so a channel's position (the last offset delivered) needs no lock. Redis delivers a
 //! Pub/Sub connection's messages in publish order; the only way to miss some is to lose the
 //! connection, so after a reconnect every followed channel is read back from its stream, and
-//! a publication that skips offsets makes the follower read the missing ones first.
+//! a publication that skips offsets makes the follower read the missing ones first. On a Redis
+//! Cluster, a follower that cannot connect again asks where its shard's slots went, since a
+//! replica may have taken over from a failed master (`Shared::relocate`).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_core::Stream as _;
 use redis::Msg;
-use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -22,6 +21,7 @@ use super::config::millis;
 use super::control::{self, Control};
 use super::scripts::{self, Event};
 use super::shared::{Shared, unavailable};
+use super::subscriber::Subscriber;
 use crate::broker::{BrokerError, BrokerEvents, HistoryRange, Publication};
 
 /// First wait before connecting again after the Pub/Sub connection was lost.
@@ -44,14 +44,18 @@ struct Position {
     epoch: String,
     /// The last offset delivered (or known to be in history when delivery started).
     offset: u64,
+    /// The publication delivered at `offset`, if one was: the stream must still hold it
+    /// there, else what was delivered is not what Redis has.
+    last: Option<Arc<Publication>>,
 }
 
 pub(super) struct Follower {
     shared: Arc<Shared>,
-    /// On the shard that carries commands between nodes (the first).
+    /// On the shard that carries commands between nodes (the first, or on a Redis Cluster
+    /// the master of the control channel's slot).
     control: Option<Arc<Control>>,
     events: Arc<dyn BrokerEvents>,
-    connection: Option<(PubSubSink, PubSubStream)>,
+    connection: Option<Subscriber>,
     followed: HashMap<String, Position>,
 }
 
@@ -66,14 +70,14 @@ impl Follower {
         let mut connection = shared.pubsub().await?;
         if control.is_some() {
             shared
-                .bounded(connection.subscribe(shared.keys.control()))
+                .bounded(connection.subscribe(&shared.keys.control()))
                 .await?;
         }
         Ok(Self {
             shared,
             control,
             events,
-            connection: Some(connection.split()),
+            connection: Some(connection),
             followed: HashMap::new(),
         })
     }
@@ -87,13 +91,13 @@ impl Follower {
         let mut tick = tokio::time::interval(self.shared.config.beat_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some((_, stream)) = &mut self.connection {
+            if let Some(connection) = &mut self.connection {
                 tokio::select! {
                     command = commands.recv() => match command {
                         Some(command) => self.command(command).await,
                         None => return,
                     },
-                    message = next(stream) => match message {
+                    message = connection.next() => match message {
                         Some(message) => self.message(&message).await,
                         None => self.lost("redis closed the pub/sub connection"),
                     },
@@ -108,6 +112,10 @@ impl Follower {
                     () = tokio::time::sleep_until(retry_at) => {
                         if self.reconnect().await {
                             backoff = MIN_BACKOFF;
+                        } else if self.shared.relocate().await {
+                            // A replica took over the shard's slots: connect to it now.
+                            backoff = MIN_BACKOFF;
+                            retry_at = Instant::now();
                         } else {
                             retry_at = Instant::now() + backoff;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -154,7 +162,7 @@ impl Follower {
             // Without a connection there is nothing to undo: the next one will not subscribe
             // to the channel.
             None => Ok(()),
-            Some((sink, _)) => self.shared.bounded(sink.unsubscribe(&pubsub)).await,
+            Some(connection) => self.shared.bounded(connection.unsubscribe(&pubsub)).await,
         };
         if let Err(e) = &result {
             self.lost(&e.to_string());
@@ -166,12 +174,12 @@ impl Follower {
         if self.followed.contains_key(channel) {
             return Ok(());
         }
-        let Some((sink, _)) = &mut self.connection else {
+        let Some(connection) = &mut self.connection else {
             let what = self.shared.what();
             return Err(unavailable(format!("{what} pub/sub is reconnecting")));
         };
         let pubsub = self.shared.keys.pubsub(channel);
-        if let Err(e) = self.shared.bounded(sink.subscribe(&pubsub)).await {
+        if let Err(e) = self.shared.bounded(connection.subscribe(&pubsub)).await {
             self.lost(&e.to_string());
             return Err(e);
         }
@@ -182,15 +190,16 @@ impl Follower {
                 let position = Position {
                     epoch: stream.epoch,
                     offset: stream.top,
+                    last: None,
                 };
                 self.followed.insert(channel.to_owned(), position);
                 Ok(())
             }
             Err(e) => {
-                if let Some((sink, _)) = &mut self.connection
+                if let Some(connection) = &mut self.connection
                     && self
                         .shared
-                        .bounded(sink.unsubscribe(&pubsub))
+                        .bounded(connection.unsubscribe(&pubsub))
                         .await
                         .is_err()
                 {
@@ -212,7 +221,7 @@ impl Follower {
             }
             return;
         };
-        if !self.followed.contains_key(channel) {
+        if !self.followed.contains_key(channel.as_ref()) {
             return; // unsubscribed meanwhile
         }
         let event = match scripts::event(message.get_payload_bytes()) {
@@ -222,7 +231,7 @@ impl Follower {
                 return;
             }
         };
-        let channel = channel.to_owned();
+        let channel = channel.into_owned();
         match event {
             Event::Join(client) => self.events.join(&channel, &client),
             Event::Leave(client) => self.events.leave(&channel, &client),
@@ -255,35 +264,59 @@ impl Follower {
             return;
         }
         position.offset = publication.offset;
+        position.last = Some(publication.clone());
         self.events.publication(channel, publication);
     }
 
     /// Delivers what the channel's stream holds past the delivered position. When that is
-    /// not everything that was missed (another epoch, or history too short), the hub is told
-    /// the stream was lost, and delivery goes on from the stream's current position.
+    /// not everything that was missed (another epoch, or history too short), or the stream
+    /// no longer holds what was delivered (a Redis that lost recent writes, such as a
+    /// replica that took over before it had them, gives their offsets again), the hub is
+    /// told the stream was lost, and delivery goes on from the stream's current position.
     async fn catch_up(&mut self, channel: &str) -> Result<(), BrokerError> {
         let Some(position) = self.followed.get(channel) else {
             return Ok(());
         };
+        // The last publication delivered is read again, to check it is still there.
+        let check = position.last.is_some() && position.offset > 0;
         let range = HistoryRange::After {
-            offset: position.offset,
-            limit: self.shared.config.history.size,
+            offset: position.offset - u64::from(check),
+            limit: self
+                .shared
+                .config
+                .history
+                .size
+                .saturating_add(usize::from(check)),
         };
         let stream = self.shared.stream(channel, range).await?;
         let Some(position) = self.followed.get_mut(channel) else {
             return Ok(());
         };
-        let whole = stream.epoch == position.epoch
+        let mut missed = &stream.publications[..];
+        let mut same = true;
+        if let (true, Some(last), Some(first)) = (check, &position.last, missed.first())
+            && first.offset == position.offset
+        {
+            // Trimmed from history, it cannot be checked; present, it must be the same.
+            same = first.time == last.time
+                && first.from.conn == last.from.conn
+                && first.data.get() == last.data.get();
+            missed = &missed[1..];
+        }
+        let whole = same
+            && stream.epoch == position.epoch
             && stream.top >= position.offset
-            && stream.publications.len() as u64 == stream.top - position.offset
-            && stream
-                .publications
+            && missed.len() as u64 == stream.top - position.offset
+            && missed
                 .iter()
                 .zip(position.offset + 1..)
                 .all(|(p, offset)| p.offset == offset);
         if whole {
-            for publication in &stream.publications {
+            for publication in missed {
                 self.events.publication(channel, publication);
+            }
+            if let Some(newest) = missed.last() {
+                position.last = Some(newest.clone());
             }
         } else {
             tracing::warn!(
@@ -296,6 +329,9 @@ impl Follower {
             );
             self.events.stream_lost(channel);
         }
+        if !whole {
+            position.last = None;
+        }
         position.epoch = stream.epoch;
         position.offset = stream.top;
         Ok(())
@@ -304,28 +340,29 @@ impl Follower {
     /// Connects Pub/Sub again, subscribes to every followed channel and catches up each.
     async fn reconnect(&mut self) -> bool {
         let shared = self.shared.clone();
-        let connection = match shared.pubsub().await {
+        let mut connection = match shared.pubsub().await {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!(error = %e, "redis pub/sub reconnect failed");
                 return false;
             }
         };
-        let (mut sink, stream) = connection.split();
         if self.control.is_some()
-            && let Err(e) = shared.bounded(sink.subscribe(shared.keys.control())).await
+            && let Err(e) = shared
+                .bounded(connection.subscribe(&shared.keys.control()))
+                .await
         {
             tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
             return false;
         }
         for channel in self.followed.keys() {
             let pubsub = shared.keys.pubsub(channel);
-            if let Err(e) = shared.bounded(sink.subscribe(&pubsub)).await {
+            if let Err(e) = shared.bounded(connection.subscribe(&pubsub)).await {
                 tracing::debug!(error = %e, "redis pub/sub resubscribe failed");
                 return false;
             }
         }
-        self.connection = Some((sink, stream));
+        self.connection = Some(connection);
         let channels: Vec<String> = self.followed.keys().cloned().collect();
         for channel in &channels {
             if let Err(e) = self.catch_up(channel).await {
@@ -341,10 +378,10 @@ impl Follower {
     }
 
     async fn tick(&mut self) {
-        let Some((sink, _)) = &mut self.connection else {
+        let Some(connection) = &mut self.connection else {
             return;
         };
-        if let Err(e) = self.shared.bounded(sink.ping::<redis::Value>()).await {
+        if let Err(e) = self.shared.bounded(connection.ping()).await {
             self.lost(&e.to_string());
             return;
         }
@@ -359,14 +396,9 @@ impl Follower {
                 .arg(ttl)
                 .ignore();
         }
-        let mut con = self.shared.con.clone();
+        let mut con = self.shared.con();
         if let Err(e) = self.shared.bounded(pipe.query_async::<()>(&mut con)).await {
             tracing::debug!(error = %e, "refreshing channel positions failed");
         }
     }
-}
-
-/// The next Pub/Sub message; `None` when the connection ended.
-async fn next(stream: &mut PubSubStream) -> Option<Msg> {
-    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
 }

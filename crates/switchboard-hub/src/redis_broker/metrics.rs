@@ -146,8 +146,8 @@ pub(super) fn render(out: &mut String, shards: &[(&Metrics, &Health)]) {
 /// happens; a request may fail while the Pub/Sub connection has not noticed yet).
 #[derive(Debug, Default)]
 pub(super) struct Health {
-    /// What the Pub/Sub reason names: `redis`, or the shard.
-    what: String,
+    /// What the Pub/Sub reason names: `redis`, or the shard (whose address may change).
+    what: Mutex<String>,
     pubsub_down: Mutex<Option<String>>,
     /// Set with `request_error` on a failure, cleared by the next answer: the hot path reads
     /// only the flag.
@@ -158,9 +158,14 @@ pub(super) struct Health {
 impl Health {
     pub(super) fn new(what: String) -> Self {
         Self {
-            what,
+            what: Mutex::new(what),
             ..Self::default()
         }
+    }
+
+    /// Names the shard anew (a Redis Cluster master replaced by its replica).
+    pub(super) fn rename(&self, what: String) {
+        *self.what.lock().unwrap_or_else(|e| e.into_inner()) = what;
     }
 
     pub(super) fn pubsub(&self, down: Option<String>) {
@@ -181,10 +186,8 @@ impl Health {
     pub(super) fn check(&self) -> Result<(), BrokerError> {
         let pubsub = self.pubsub_down.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(why) = &*pubsub {
-            return Err(BrokerError::Unavailable(format!(
-                "{} pub/sub: {why}",
-                self.what
-            )));
+            let what = self.what.lock().unwrap_or_else(|e| e.into_inner());
+            return Err(BrokerError::Unavailable(format!("{what} pub/sub: {why}")));
         }
         if self.request_failed.load(Ordering::Relaxed) {
             let why = self.request_error.lock().unwrap_or_else(|e| e.into_inner());

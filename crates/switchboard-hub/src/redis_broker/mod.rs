@@ -1,5 +1,5 @@
-//! [`RedisBroker`]: channels shared by several nodes through one Redis, or sharded over
-//! several.
+//! [`RedisBroker`]: channels shared by several nodes through one Redis, sharded over several,
+//! or over the masters of a Redis Cluster.
 //!
 //! - **Publish** runs one Lua script that gives the publication the channel's next offset,
 //!   appends it to the channel's stream (capped at the history size, trimmed by age when a
@@ -43,6 +43,24 @@
 //!   answers, which holds on one server only; while the first shard is down those commands
 //!   fail as unavailable, and channels on the others still work. [`Broker::health`] fails
 //!   only when every shard is down; with some down, [`Broker::degraded`] names them.
+//! - **Redis Cluster** ([`RedisConfig::cluster`]): each master is a shard, found from the
+//!   seed URLs with `CLUSTER SHARDS` and numbered by the first slot it owns (`cluster.rs`); a
+//!   channel goes to the master owning its slot, computed as Redis does from its keys' hash
+//!   tag `{CH}` (`slots.rs`), so one script touches one slot. Pub/Sub is sharded (SSUBSCRIBE
+//!   and SPUBLISH, `subscriber.rs`): a publication reaches only its master's subscribers, not
+//!   the whole cluster bus. The broker routes by itself instead of using the redis client's
+//!   cluster client, whose own resubscription would hide lost Pub/Sub connections from the
+//!   follower, which must see them to fill the gap. Node keys sit in a slot of each master,
+//!   and commands between nodes go through the master that owns the control channel's slot.
+//!   When a master fails and a replica takes over its slots, the shard follows them: its
+//!   follower, unable to connect again, asks the seeds who owns the shard's first slot now
+//!   and moves the shard's connections there (`Shared::relocate`). Replication is
+//!   asynchronous, so a publish acknowledged just before its master died may be missing on
+//!   that replica, which then gives its offset to another publication; a follower that
+//!   delivered it finds the stream shorter or another publication at that offset, and tells
+//!   the hub the stream was lost rather than deliver a reused offset. The slot map is read at
+//!   connect: a slot moved to another live master (resharding) answers MOVED, which fails
+//!   its channels as unavailable with that reason until the nodes restart.
 //!
 //! Keys and scripts are described in `scripts.rs`; everything lives under
 //! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, how connections are
@@ -51,6 +69,7 @@
 //! `presence.rs`, delivery in `follow.rs`, and what it counts for `/metrics` (labelled by
 //! shard) in `metrics.rs`.
 
+mod cluster;
 mod config;
 mod connect;
 mod control;
@@ -62,6 +81,8 @@ mod reads;
 mod scripts;
 mod shard;
 mod shared;
+mod slots;
+mod subscriber;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,10 +100,10 @@ pub use connect::RedisConnectOptions;
 use connect::Server;
 use control::Control;
 use follow::Command;
-use metrics::{Health, Metrics};
-use scripts::{Keys, Scripts};
+use scripts::Keys;
 use shard::{Shard, shard_of};
 use shared::{Shared, unavailable};
+use slots::{SlotMap, hash_slot};
 
 /// The broker over Redis: any number of nodes share channels, history and presence.
 ///
@@ -102,8 +123,11 @@ use shared::{Shared, unavailable};
 pub struct RedisBroker {
     /// At least one; a channel lives on `shards[shard_of(channel)]`.
     shards: Vec<Shard>,
-    /// This node's asks to the others, waiting for replies (over the first shard).
+    /// On a Redis Cluster, which shard (master) owns each slot.
+    slots: Option<SlotMap>,
+    /// This node's asks to the others, waiting for replies (over `shards[control_shard]`).
     control: Arc<Control>,
+    control_shard: usize,
     node: String,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -122,32 +146,61 @@ impl RedisBroker {
         if urls.is_empty() {
             return Err(unavailable("no redis url"));
         }
+        // Each server with the keys it holds, and on a cluster the slots each master owns.
+        let (servers, slots) = if config.cluster {
+            if config.prefix.contains(['{', '}']) {
+                return Err(unavailable(
+                    "on a redis cluster the key prefix may not hold `{` or `}`",
+                ));
+            }
+            let masters = cluster::masters(&config).await?;
+            let ranges: Vec<_> = masters.iter().map(|m| m.ranges.clone()).collect();
+            let slots = SlotMap::new(&ranges).map_err(|slot| {
+                unavailable(format!("no master of the redis cluster owns slot {slot}"))
+            })?;
+            let servers = masters
+                .into_iter()
+                .map(|master| {
+                    // Node keys go in the master's first slot, which also names its shard.
+                    let first = master.ranges.first().map_or(0, |r| r.0);
+                    let keys = Keys::cluster(&config.prefix, first);
+                    (master.server, keys, Some(first))
+                })
+                .collect();
+            (servers, Some(slots))
+        } else {
+            let servers = urls
+                .iter()
+                .map(|url| {
+                    let server = Server::new(url, &config.connect, config.timeout)?;
+                    Ok((server, Keys::new(&config.prefix), None))
+                })
+                .collect::<Result<Vec<_>, BrokerError>>()?;
+            (servers, None)
+        };
+        let named = servers.len() > 1 || slots.is_some();
         let node = random_hex(8);
-        let mut shards = Vec::with_capacity(urls.len());
-        let mut tasks = Vec::with_capacity(urls.len());
-        for (index, url) in urls.iter().enumerate() {
-            let server = Server::new(url, &config.connect, config.timeout)?;
+        let mut shards = Vec::with_capacity(servers.len());
+        let mut tasks = Vec::with_capacity(servers.len());
+        for (index, (server, keys, slot)) in servers.into_iter().enumerate() {
             let con = server.manager().await?;
             // With one Redis, errors read as they always did; with shards, they name theirs.
-            let shard = (urls.len() > 1).then(|| format!("shard {index} ({})", server.name()));
-            let what = shared::what(shard.as_deref());
-            let shared = Arc::new(Shared {
-                config: config.clone(),
-                shard,
-                server,
-                con,
-                keys: Keys::new(&config.prefix),
-                scripts: Scripts::new(),
-                metrics: Metrics::new(),
-                health: Health::new(what),
-            });
+            let index = named.then_some(index);
+            let shared = Shared::new(config.clone(), index, slot, server, con, keys);
+            let shared = Arc::new(shared);
             let (shard, writer) = Shard::new(shared, node.clone());
             shards.push(shard);
             tasks.push(writer);
         }
+        // On a cluster, commands between nodes go through the master of their channel's slot.
+        let control_shard = slots.as_ref().map_or(0, |slots| {
+            slots.owner(hash_slot(Keys::new(&config.prefix).control().as_bytes()))
+        });
         Ok(Self {
             shards,
+            slots,
             control: Arc::new(Control::new(node.clone())),
+            control_shard,
             node,
             tasks: Mutex::new(tasks),
         })
@@ -158,14 +211,19 @@ impl RedisBroker {
         &self.node
     }
 
-    /// How many Redis servers share the channels.
+    /// How many Redis servers share the channels: the masters of a Redis Cluster.
     pub fn shards(&self) -> usize {
         self.shards.len()
     }
 
-    /// The shard of `channel`: its index in [`RedisConfig::url`]'s list.
+    /// The shard of `channel`: its index in [`RedisConfig::url`]'s list, or on a Redis
+    /// Cluster the index of the master that owns its slot, masters ordered by the first slot
+    /// they own.
     pub fn shard_of(&self, channel: &str) -> usize {
-        shard_of(channel, self.shards.len())
+        match &self.slots {
+            Some(slots) => slots.owner(hash_slot(slots::tag(channel).as_bytes())),
+            None => shard_of(channel, self.shards.len()),
+        }
     }
 
     fn shard(&self, channel: &str) -> &Shard {
@@ -195,8 +253,8 @@ impl Broker for RedisBroker {
     fn start(&self, events: Arc<dyn BrokerEvents>) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
             for (index, shard) in self.shards.iter().enumerate() {
-                // Commands between nodes go over the first shard only (see the module docs).
-                let control = (index == 0).then(|| self.control.clone());
+                // Commands between nodes go over one shard only (see the module docs).
+                let control = (index == self.control_shard).then(|| self.control.clone());
                 let started = shard.start(control, events.clone()).await?;
                 let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                 tasks.extend(started);
@@ -277,7 +335,7 @@ impl Broker for RedisBroker {
 
     fn ask_nodes(&self, command: &NodeCommand) -> BoxFuture<'_, Result<NodeReplies, BrokerError>> {
         let command = command.clone();
-        let shared = &self.shards[0].shared;
+        let shared = &self.shards[self.control_shard].shared;
         Box::pin(async move { control::ask(shared, &self.control, &command).await })
     }
 

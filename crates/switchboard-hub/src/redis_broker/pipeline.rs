@@ -108,7 +108,7 @@ async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
         }
         let request = async {
             if attempt > 0 {
-                let mut con = shared.con.clone();
+                let mut con = shared.con();
                 shared
                     .bounded(shared.scripts.publish.load_async(&mut con))
                     .await?;
@@ -118,7 +118,7 @@ async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
             for &c in &todo {
                 pipe.add_command(command(shared, &batch[calls[c].start..calls[c].end]));
             }
-            let mut con = shared.con.clone();
+            let mut con = shared.con();
             shared
                 .bounded::<Vec<RedisResult<(String, u64)>>>(pipe.query_async(&mut con))
                 .await

@@ -70,9 +70,8 @@ impl Presence {
         let mut invocation = shared.scripts.presence.prepare_invoke();
         invocation
             .key(shared.keys.presence(channel))
-            .key(shared.keys.nodes());
-        let mut con = shared.con.clone();
-        let entries: Vec<String> = shared.bounded(invocation.invoke_async(&mut con)).await?;
+            .arg(shared.keys.nodes());
+        let entries: Vec<String> = shared.invoke(&invocation).await?;
         let mut clients = Vec::with_capacity(entries.len());
         for json in entries {
             match serde_json::from_str::<ClientInfo>(&json) {
@@ -114,32 +113,30 @@ impl Presence {
     async fn add(&self, channel: &str, client: &ClientInfo) -> Result<(), BrokerError> {
         let shared = &self.shared;
         let json = serde_json::to_string(client).map_err(unavailable)?;
-        let mut con = shared.con.clone();
         let mut invocation = shared.scripts.join.prepare_invoke();
         invocation
             .key(shared.keys.presence(channel))
-            .key(shared.keys.node(&self.node))
             .arg(&client.conn)
             .arg(&self.node)
             .arg(json)
             .arg(shared.keys.pubsub(channel))
-            .arg(format!("{} {channel}", client.conn));
-        let _fresh: i64 = shared.bounded(invocation.invoke_async(&mut con)).await?;
+            .arg(shared.keys.member(&client.conn, channel))
+            .arg(shared.keys.node(&self.node));
+        let _fresh: i64 = shared.invoke(&invocation).await?;
         Ok(())
     }
 
     /// Removes a presence entry; announces it when there was one.
     async fn remove(&self, channel: &str, conn: &str) -> Result<(), BrokerError> {
         let shared = &self.shared;
-        let mut con = shared.con.clone();
         let mut invocation = shared.scripts.leave.prepare_invoke();
         invocation
             .key(shared.keys.presence(channel))
-            .key(shared.keys.node(&self.node))
             .arg(conn)
             .arg(shared.keys.pubsub(channel))
-            .arg(format!("{conn} {channel}"));
-        let _gone: i64 = shared.bounded(invocation.invoke_async(&mut con)).await?;
+            .arg(shared.keys.member(conn, channel))
+            .arg(shared.keys.node(&self.node));
+        let _gone: i64 = shared.invoke(&invocation).await?;
         Ok(())
     }
 
@@ -148,14 +145,14 @@ impl Presence {
     /// swept the node after a long silence), or joins and leaves failed during an outage.
     async fn heartbeat(&self, reconcile: &mut bool) -> Result<(), BrokerError> {
         let shared = &self.shared;
-        let mut con = shared.con.clone();
         let mut invocation = shared.scripts.heartbeat.prepare_invoke();
         invocation
             .key(shared.keys.nodes())
             .arg(&self.node)
             .arg(millis(shared.config.node_timeout))
-            .arg(shared.keys.prefix());
-        let fresh: i64 = shared.bounded(invocation.invoke_async(&mut con)).await?;
+            .arg(shared.keys.prefix())
+            .arg(shared.keys.node_tag());
+        let fresh: i64 = shared.invoke(&invocation).await?;
         *reconcile |= fresh == 1 || self.unsure.swap(false, Ordering::Relaxed);
         if *reconcile {
             self.reconcile().await?;
@@ -171,18 +168,18 @@ impl Presence {
         }
         // Entries of clients that are gone: a leave that failed, or a client that left while
         // the joins above ran (and was registered again after its leave).
-        let mut con = self.shared.con.clone();
+        let mut con = self.shared.con();
         let mut members = redis::cmd("SMEMBERS");
         members.arg(self.shared.keys.node(&self.node));
         let members: Vec<String> = self.shared.bounded(members.query_async(&mut con)).await?;
         let mut removed = 0;
         for member in members {
-            let Some((conn, channel)) = member.split_once(' ') else {
+            let Some((conn, channel)) = self.shared.keys.of_member(&member) else {
                 continue;
             };
-            let key = (channel.to_owned(), conn.to_owned());
+            let key = (channel, conn);
             if !self.present().contains_key(&key) {
-                self.remove(channel, conn).await?;
+                self.remove(&key.0, &key.1).await?;
                 removed += 1;
             }
         }

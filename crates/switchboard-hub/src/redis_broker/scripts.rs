@@ -21,16 +21,25 @@
 //! ```
 //!
 //! A body is `{"from":CLIENT,"data":DATA}` with `DATA` the publisher's exact JSON text.
-//! Presence and history scripts also touch keys they compute from `P` (the sweep of gone
-//! nodes), so each shard is a single Redis (with replicas or Sentinel), not Redis Cluster.
 //! With several shards, a channel's keys are all on its shard; `P:nodes`, `P:node:NODE`
 //! (for that shard's presence entries) are on every shard, `P:control` on the first.
+//!
+//! On a Redis Cluster (`cluster.rs`), `CH` in every key and Pub/Sub name above is the
+//! channel's hash tag `{CH}` (escaped, `slots.rs`), so one script touches one slot, and the
+//! Pub/Sub is sharded: the scripts SPUBLISH. `P:nodes` and `P:node:NODE` are
+//! `P:nodes:{T}` and `P:node:{T}NODE` with `T` a tag in a slot of the master they are on,
+//! one pair per master like one per shard. Presence scripts touch a channel's slot and the
+//! master's node keys, and the sweep touches many channels: they are flagged
+//! `allow-cross-slot-keys` (Redis 7), all their keys being on one master. `P:control` is
+//! on the master that owns its slot.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::slots;
 use crate::broker::{ClientInfo, Publication};
 
 /// Lua helpers shared by the scripts that read or write a channel's stream.
@@ -145,21 +154,25 @@ end
 return out
 ";
 
-/// KEYS: presence, node set. ARGV: connection id, node, client JSON, Pub/Sub channel, node
-/// set member. Announces the join when the entry is new; returns 1 then, else 0.
+// The presence scripts take the node keys as arguments, not KEYS: on a cluster those are in
+// another slot than the channel's (on the same master), which a script may touch only
+// undeclared, with the allow-cross-slot-keys flag.
+
+/// KEYS: presence. ARGV: connection id, node, client JSON, Pub/Sub channel, node set member,
+/// node set. Announces the join when the entry is new; returns 1 then, else 0.
 const JOIN: &str = r"
 local fresh = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('SADD', ARGV[6], ARGV[5])
 if fresh == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[3]) end
 return fresh
 ";
 
-/// KEYS: presence, node set. ARGV: connection id, Pub/Sub channel, node set member.
+/// KEYS: presence. ARGV: connection id, Pub/Sub channel, node set member, node set.
 /// Announces the leave (with the client as stored) when there was an entry; returns 1 then,
 /// else 0.
 const LEAVE: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('SREM', ARGV[4], ARGV[3])
 if not v then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local sp = string.find(v, ' ', 1, true)
@@ -167,7 +180,7 @@ if sp then redis.call('PUBLISH', ARGV[2], 'l' .. string.sub(v, sp + 1)) end
 return 1
 ";
 
-/// KEYS: presence, nodes. The client JSON of every entry whose node has not timed out.
+/// KEYS: presence. ARGV: nodes. The client JSON of every entry whose node has not timed out.
 const PRESENCE: &str = r"
 local now = now_ms()
 local all = redis.call('HGETALL', KEYS[1])
@@ -179,7 +192,7 @@ for i = 1, #all, 2 do
     local node = string.sub(v, 1, sp - 1)
     local ok = alive[node]
     if ok == nil then
-      local deadline = redis.call('ZSCORE', KEYS[2], node)
+      local deadline = redis.call('ZSCORE', ARGV[1], node)
       ok = (not deadline) or tonumber(deadline) > now
       alive[node] = ok
     end
@@ -189,7 +202,8 @@ end
 return out
 ";
 
-/// KEYS: nodes. ARGV: node, timeout (ms), key prefix (with its colon). Marks the node alive
+/// KEYS: nodes. ARGV: node, timeout (ms), key prefix (with its colon), the hash tag of node
+/// keys (empty when not on a cluster). Marks the node alive
 /// for the timeout, then removes up to 16 timed-out nodes: their presence entries go, with a
 /// leave announced for each. Returns 1 when the node was not registered (new, or swept).
 const HEARTBEAT: &str = r"
@@ -197,7 +211,7 @@ local now = now_ms()
 local fresh = redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[2])), ARGV[1])
 local p = ARGV[3]
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 16)) do
-  local set = p .. 'node:' .. node
+  local set = p .. 'node:' .. ARGV[4] .. node
   for _, member in ipairs(redis.call('SMEMBERS', set)) do
     local sp = string.find(member, ' ', 1, true)
     if sp then
@@ -228,15 +242,30 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
-        let stream = |body: &str| redis::Script::new(&format!("{STREAM_HELPERS}{body}"));
+    /// The scripts for the key layout of `keys`.
+    pub(super) fn new(keys: &Keys) -> Self {
+        let cluster = keys.node_tag.is_some();
+        let script = |helpers: &str, body: &str, cross_slot: bool| {
+            // A Redis Cluster master runs a script whose keys span slots only when it says
+            // so, in its first line.
+            let flags = if cluster && cross_slot {
+                "#!lua flags=allow-cross-slot-keys\n"
+            } else {
+                ""
+            };
+            let mut source = format!("{flags}{helpers}{body}");
+            if cluster {
+                source = source.replace("'PUBLISH'", "'SPUBLISH'");
+            }
+            redis::Script::new(&source)
+        };
         Self {
-            publish: stream(PUBLISH),
-            history: stream(HISTORY),
-            join: redis::Script::new(JOIN),
-            leave: redis::Script::new(LEAVE),
-            presence: stream(PRESENCE),
-            heartbeat: stream(HEARTBEAT),
+            publish: script(STREAM_HELPERS, PUBLISH, false),
+            history: script(STREAM_HELPERS, HISTORY, false),
+            join: script("", JOIN, true),
+            leave: script("", LEAVE, true),
+            presence: script(STREAM_HELPERS, PRESENCE, true),
+            heartbeat: script(STREAM_HELPERS, HEARTBEAT, true),
         }
     }
 }
@@ -246,12 +275,25 @@ impl Scripts {
 pub(super) struct Keys {
     /// The prefix with its colon.
     prefix: String,
+    /// On a Redis Cluster master, the hash tag of its node keys (a slot it owns): channels
+    /// are then named by their own hash tags, and Pub/Sub is sharded.
+    node_tag: Option<String>,
 }
 
 impl Keys {
+    /// The keys on one Redis (not a cluster).
     pub(super) fn new(prefix: &str) -> Self {
         Self {
             prefix: format!("{prefix}:"),
+            node_tag: None,
+        }
+    }
+
+    /// The keys on a Redis Cluster master that owns `slot`.
+    pub(super) fn cluster(prefix: &str, slot: u16) -> Self {
+        Self {
+            prefix: format!("{prefix}:"),
+            node_tag: Some(slots::tag_in(slot)),
         }
     }
 
@@ -259,29 +301,61 @@ impl Keys {
         &self.prefix
     }
 
+    /// How keys name `channel`: as it is, or as its hash tag on a cluster.
+    fn name<'a>(&self, channel: &'a str) -> Cow<'a, str> {
+        match self.node_tag {
+            Some(_) => Cow::Owned(slots::tag(channel)),
+            None => Cow::Borrowed(channel),
+        }
+    }
+
     pub(super) fn meta(&self, channel: &str) -> String {
-        format!("{}meta:{channel}", self.prefix)
+        format!("{}meta:{}", self.prefix, self.name(channel))
     }
 
     pub(super) fn history(&self, channel: &str) -> String {
-        format!("{}history:{channel}", self.prefix)
+        format!("{}history:{}", self.prefix, self.name(channel))
     }
 
     /// Where the position of the publish with idempotency `key` on `channel` is kept.
     pub(super) fn once(&self, channel: &str, key: &str) -> String {
-        format!("{}once:{channel} {key}", self.prefix)
+        format!("{}once:{} {key}", self.prefix, self.name(channel))
     }
 
     pub(super) fn presence(&self, channel: &str) -> String {
-        format!("{}presence:{channel}", self.prefix)
+        format!("{}presence:{}", self.prefix, self.name(channel))
+    }
+
+    /// The hash tag of the node keys (empty when not on a cluster).
+    pub(super) fn node_tag(&self) -> &str {
+        self.node_tag.as_deref().unwrap_or_default()
     }
 
     pub(super) fn node(&self, node: &str) -> String {
-        format!("{}node:{node}", self.prefix)
+        format!("{}node:{}{node}", self.prefix, self.node_tag())
+    }
+
+    /// A member of a node's set: a presence entry it made, `CONN CH` (`CH` as keys name it,
+    /// which the sweep script puts after `P:presence:`).
+    pub(super) fn member(&self, conn: &str, channel: &str) -> String {
+        format!("{conn} {}", self.name(channel))
+    }
+
+    /// The connection id and channel of a node set's member.
+    pub(super) fn of_member(&self, member: &str) -> Option<(String, String)> {
+        let (conn, name) = member.split_once(' ')?;
+        let channel = match self.node_tag {
+            Some(_) => slots::untag(name)?,
+            None => name.to_owned(),
+        };
+        Some((conn.to_owned(), channel))
     }
 
     pub(super) fn nodes(&self) -> String {
-        format!("{}nodes", self.prefix)
+        match &self.node_tag {
+            Some(tag) => format!("{}nodes:{tag}", self.prefix),
+            None => format!("{}nodes", self.prefix),
+        }
     }
 
     /// The Pub/Sub channel of commands between nodes.
@@ -289,13 +363,28 @@ impl Keys {
         format!("{}control", self.prefix)
     }
 
+    /// PUBLISH, or SPUBLISH for sharded Pub/Sub on a cluster.
+    pub(super) fn publish(&self) -> &'static str {
+        if self.node_tag.is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     pub(super) fn pubsub(&self, channel: &str) -> String {
-        format!("{}channel:{channel}", self.prefix)
+        format!("{}channel:{}", self.prefix, self.name(channel))
     }
 
     /// The hub channel a Pub/Sub channel name stands for.
-    pub(super) fn channel_of<'a>(&self, pubsub: &'a str) -> Option<&'a str> {
-        pubsub.strip_prefix(&self.prefix)?.strip_prefix("channel:")
+    pub(super) fn channel_of<'a>(&self, pubsub: &'a str) -> Option<Cow<'a, str>> {
+        let name = pubsub
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("channel:")?;
+        match self.node_tag {
+            Some(_) => slots::untag(name).map(Cow::Owned),
+            None => Some(Cow::Borrowed(name)),
+        }
     }
 }
 
@@ -530,8 +619,48 @@ mod tests {
     fn pubsub_names_map_back_to_channels() {
         let keys = Keys::new("sb");
         assert_eq!(keys.pubsub("a:b"), "sb:channel:a:b");
-        assert_eq!(keys.channel_of("sb:channel:a:b"), Some("a:b"));
+        assert_eq!(keys.channel_of("sb:channel:a:b").as_deref(), Some("a:b"));
         assert_eq!(keys.channel_of("other:channel:a"), None);
         assert_eq!(keys.meta("x"), "sb:meta:x");
+        assert_eq!(
+            keys.of_member(&keys.member("c1", "a b")),
+            Some(("c1".into(), "a b".into()))
+        );
+    }
+
+    #[test]
+    fn on_a_cluster_a_channels_keys_share_its_slot_and_node_keys_their_masters() {
+        let keys = Keys::cluster("sb", 5461);
+        for channel in ["room", "a}b", "}", "{x}"] {
+            let slot = slots::hash_slot(keys.meta(channel).as_bytes());
+            for key in [
+                keys.history(channel),
+                keys.presence(channel),
+                keys.once(channel, "k{1}"),
+                keys.pubsub(channel),
+            ] {
+                assert_eq!(slots::hash_slot(key.as_bytes()), slot, "{key}");
+            }
+            let pubsub = keys.pubsub(channel);
+            assert_eq!(keys.channel_of(&pubsub).as_deref(), Some(channel));
+            let member = keys.member("c1", channel);
+            assert_eq!(keys.of_member(&member), Some(("c1".into(), channel.into())));
+            // The sweep script finds the presence key from the member.
+            let (_, name) = member.split_once(' ').unwrap();
+            assert_eq!(
+                format!("{}presence:{name}", keys.prefix()),
+                keys.presence(channel)
+            );
+        }
+        assert_eq!(keys.meta("room"), "sb:meta:{room}");
+        assert_eq!(slots::hash_slot(keys.nodes().as_bytes()), 5461);
+        assert_eq!(slots::hash_slot(keys.node("n1").as_bytes()), 5461);
+        assert_eq!(
+            keys.node("n1"),
+            format!("{}node:{}n1", keys.prefix(), keys.node_tag())
+        );
+        assert_eq!(keys.channel_of("sb:channel:room"), None, "untagged");
+        assert_eq!(keys.publish(), "SPUBLISH");
+        assert_eq!(Keys::new("sb").publish(), "PUBLISH");
     }
 }
