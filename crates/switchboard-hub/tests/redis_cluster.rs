@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use switchboard_hub::{
-    Broker, BrokerError, HistoryRange, Hub, HubConfig, NodeCommand, RedisBroker, RedisConfig,
+    Broker, BrokerError, HistoryRange, Hub, NodeCommand, RedisBroker, RedisConfig,
 };
 
 #[path = "support/client.rs"]
@@ -21,7 +21,7 @@ mod client;
 
 #[path = "support/probe.rs"]
 mod probe;
-use probe::{all_at_once, healthz};
+use probe::{all_at_once, healthz, hub_with_healthz};
 
 #[path = "support/recorder.rs"]
 mod recorder;
@@ -537,26 +537,7 @@ async fn a_lost_master_fails_only_its_channels() {
 
 /// A hub on the cluster, served on a free loopback port with its `/healthz`.
 async fn hub_on(cluster: &Cluster) -> (Hub, std::net::SocketAddr) {
-    let broker = RedisBroker::connect(cluster.config()).await.unwrap();
-    let hub = Hub::new(Arc::new(broker), HubConfig::default())
-        .await
-        .unwrap();
-    let checked = hub.clone();
-    let server = switchboard::Server::builder()
-        .health_report("/healthz", move || match checked.health() {
-            Ok(()) => Ok(checked.degraded()),
-            Err(e) => Err(e.to_string()),
-        })
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
-    (hub, addr)
+    hub_with_healthz(RedisBroker::connect(cluster.config()).await.unwrap()).await
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
-//! Small probes the Redis tests share: a burst of futures started together, and `/healthz`.
+//! Small probes the Redis tests share: a burst of futures started together, and a hub served
+//! with its `/healthz`.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_hub::BoxFuture;
+use switchboard_hub::{BoxFuture, Broker, Hub, HubConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Polls every future once before any runs further, as a burst of clients asking at the same
@@ -30,7 +33,7 @@ pub(crate) async fn all_at_once<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
 }
 
 /// `GET /healthz`: the status and body (within 10 s).
-pub(crate) async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
+pub(crate) async fn healthz(addr: SocketAddr) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -45,4 +48,29 @@ pub(crate) async fn healthz(addr: std::net::SocketAddr) -> (u16, String) {
     let status = response[9..12].parse().unwrap();
     let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
     (status, body)
+}
+
+/// A hub on `broker`, served on a free loopback port with its `/healthz`: 200 (with the
+/// broker's degraded note, if any) or 503 with the reason.
+#[allow(dead_code)] // not every test that probes serves a hub of its own
+pub(crate) async fn hub_with_healthz(broker: impl Broker + 'static) -> (Hub, SocketAddr) {
+    let hub = Hub::new(Arc::new(broker), HubConfig::default())
+        .await
+        .unwrap();
+    let checked = hub.clone();
+    let server = switchboard::Server::builder()
+        .health_report("/healthz", move || match checked.health() {
+            Ok(()) => Ok(checked.degraded()),
+            Err(e) => Err(e.to_string()),
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = hub.clone();
+    tokio::spawn(server.serve(move |ws, request| {
+        let hub = serving.clone();
+        async move { hub.serve(ws, &request).await }
+    }));
+    (hub, addr)
 }
