@@ -6,16 +6,14 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use switchboard_hub::BrokerEvents;
 use switchboard_hub::{
-    BoxFuture, Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Hub, HubConfig,
-    HubError, NodeCommand, NodeReply, Publication, RedisBroker, RedisConfig, Target,
+    Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Hub, HubConfig, HubError,
+    NodeCommand, Publication, RedisBroker, RedisConfig, Target,
 };
-use tokio::sync::Notify;
 
 #[path = "support/client.rs"]
 mod client;
@@ -23,6 +21,10 @@ mod client;
 #[path = "support/probe.rs"]
 mod probe;
 use probe::{all_at_once, healthz};
+
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{Event, Recorder, client, data};
 
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
@@ -108,87 +110,6 @@ impl Drop for Redis {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Event {
-    Publication(String, u64),
-    Join(String, String),
-    Leave(String, String),
-    Lost(String),
-    Command(NodeCommand),
-}
-
-/// Records what a broker delivers, and answers other nodes' commands as a node named `name`
-/// with one connection (or never, when `silent`).
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    changed: Notify,
-    name: String,
-    silent: bool,
-}
-
-impl Recorder {
-    fn push(&self, event: Event) {
-        self.events.lock().unwrap().push(event);
-        self.changed.notify_waiters();
-    }
-
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// The offsets delivered for `channel`, in delivery order.
-    fn offsets(&self, channel: &str) -> Vec<u64> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Publication(c, offset) if c == channel => Some(offset),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Waits until `done` holds for the events, or fails after [`STEP`].
-    async fn until(&self, what: &str, done: impl Fn(&[Event]) -> bool) {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let changed = self.changed.notified();
-            if done(&self.events()) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                panic!("timed out waiting for {what}; events: {:?}", self.events());
-            }
-        }
-    }
-}
-
-impl BrokerEvents for Recorder {
-    fn publication(&self, channel: &str, publication: &Arc<Publication>) {
-        self.push(Event::Publication(channel.into(), publication.offset));
-    }
-    fn join(&self, channel: &str, client: &ClientInfo) {
-        self.push(Event::Join(channel.into(), client.conn.clone()));
-    }
-    fn leave(&self, channel: &str, client: &ClientInfo) {
-        self.push(Event::Leave(channel.into(), client.conn.clone()));
-    }
-    fn stream_lost(&self, channel: &str) {
-        self.push(Event::Lost(channel.into()));
-    }
-    fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
-        self.push(Event::Command(command));
-        if self.silent {
-            return Box::pin(std::future::pending());
-        }
-        let mut reply = NodeReply::default();
-        reply.node.node.clone_from(&self.name);
-        reply.node.connections = 1;
-        reply.done = 1;
-        Box::pin(std::future::ready(reply))
-    }
-}
-
 fn config(redis: &Redis) -> RedisConfig {
     let mut config = RedisConfig::new(redis.url());
     config.timeout = Duration::from_secs(1);
@@ -204,26 +125,6 @@ async fn node_with(config: RedisConfig, recorder: Recorder) -> (RedisBroker, Arc
     let recorder = Arc::new(recorder);
     broker.start(recorder.clone()).await.unwrap();
     (broker, recorder)
-}
-
-fn named(name: &str) -> Recorder {
-    Recorder {
-        name: name.into(),
-        ..Recorder::default()
-    }
-}
-
-fn client(conn: &str) -> ClientInfo {
-    ClientInfo {
-        user: format!("user-{conn}"),
-        conn: conn.into(),
-        authenticated: false,
-        info: None,
-    }
-}
-
-fn data(n: u64) -> Box<RawValue> {
-    RawValue::from_string(format!(r#"{{"n": {n}}}"#)).unwrap()
 }
 
 async fn publish(broker: &RedisBroker, channel: &str, n: u64) -> Result<u64, BrokerError> {
@@ -602,9 +503,9 @@ async fn an_idempotent_publish_retried_on_another_node_is_delivered_once() {
 #[tokio::test]
 async fn a_command_reaches_every_other_node_once_and_their_replies_come_back() {
     let redis = Redis::start();
-    let (a, seen_a) = node_with(config(&redis), named("a")).await;
-    let (_b, seen_b) = node_with(config(&redis), named("b")).await;
-    let (_c, seen_c) = node_with(config(&redis), named("c")).await;
+    let (a, seen_a) = node_with(config(&redis), Recorder::named("a")).await;
+    let (_b, seen_b) = node_with(config(&redis), Recorder::named("b")).await;
+    let (_c, seen_c) = node_with(config(&redis), Recorder::named("c")).await;
     let command = NodeCommand::Subscribe {
         user: "ann".into(),
         channel: "user:ann".into(),
@@ -635,13 +536,9 @@ async fn a_command_reaches_every_other_node_once_and_their_replies_come_back() {
 #[tokio::test]
 async fn a_node_that_does_not_answer_is_counted_and_the_others_still_reply() {
     let redis = Redis::start();
-    let (a, _) = node_with(config(&redis), named("a")).await;
-    let (_b, _) = node_with(config(&redis), named("b")).await;
-    let silent = Recorder {
-        silent: true,
-        ..named("c")
-    };
-    let (_c, seen_c) = node_with(config(&redis), silent).await;
+    let (a, _) = node_with(config(&redis), Recorder::named("a")).await;
+    let (_b, _) = node_with(config(&redis), Recorder::named("b")).await;
+    let (_c, seen_c) = node_with(config(&redis), Recorder::silent("c")).await;
     let replies = a.ask_nodes(&NodeCommand::Info).await.unwrap();
     assert_eq!(replies.replies.len(), 1);
     assert_eq!(replies.replies[0].node.node, "b");
@@ -655,7 +552,7 @@ async fn a_node_that_does_not_answer_is_counted_and_the_others_still_reply() {
 #[tokio::test]
 async fn commands_fail_as_unavailable_while_redis_is_down() {
     let mut redis = Redis::start();
-    let (a, _) = node_with(config(&redis), named("a")).await;
+    let (a, _) = node_with(config(&redis), Recorder::named("a")).await;
     redis.stop();
     let asked = a.ask_nodes(&NodeCommand::Info).await;
     assert!(

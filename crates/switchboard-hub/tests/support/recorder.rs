@@ -17,17 +17,38 @@ pub(crate) enum Event {
     Join(String, String),
     Leave(String, String),
     Lost(String),
-    Command,
+    Command(NodeCommand),
 }
 
-/// Records what a broker delivers; answers other nodes' commands with one connection.
+/// Records what a broker delivers, and answers other nodes' commands as a node named `name`
+/// with one connection (or never, when `silent`).
 #[derive(Default)]
 pub(crate) struct Recorder {
     events: Mutex<Vec<Event>>,
     changed: Notify,
+    name: String,
+    silent: bool,
 }
 
 impl Recorder {
+    /// A recorder that answers commands as node `name`.
+    #[allow(dead_code)] // for the tests that tell nodes apart
+    pub(crate) fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A recorder that records commands as node `name` and never answers them.
+    #[allow(dead_code)] // for the tests that tell nodes apart
+    pub(crate) fn silent(name: &str) -> Self {
+        Self {
+            silent: true,
+            ..Self::named(name)
+        }
+    }
+
     fn push(&self, event: Event) {
         self.events.lock().unwrap().push(event);
         self.changed.notify_waiters();
@@ -76,10 +97,15 @@ impl BrokerEvents for Recorder {
     fn stream_lost(&self, channel: &str) {
         self.push(Event::Lost(channel.into()));
     }
-    fn command(&self, _: NodeCommand) -> BoxFuture<'static, NodeReply> {
-        self.push(Event::Command);
+    fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
+        self.push(Event::Command(command));
+        if self.silent {
+            return Box::pin(std::future::pending());
+        }
         let mut reply = NodeReply::default();
+        reply.node.node.clone_from(&self.name);
         reply.node.connections = 1;
+        reply.done = 1;
         Box::pin(std::future::ready(reply))
     }
 }
