@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use switchboard_hub::{
-    Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Hub, HubConfig, HubError,
-    NodeCommand, Publication, RedisBroker, RedisConfig, Target,
+    Broker, BrokerError, ClientInfo, HistoryConfig, HistoryRange, Hub, HubError, NodeCommand,
+    Publication, RedisBroker, RedisConfig, Target,
 };
 
 #[path = "support/client.rs"]
@@ -20,7 +20,7 @@ mod client;
 
 #[path = "support/probe.rs"]
 mod probe;
-use probe::{all_at_once, healthz};
+use probe::{all_at_once, healthz, hub_with_healthz};
 
 #[path = "support/recorder.rs"]
 mod recorder;
@@ -563,21 +563,7 @@ async fn commands_fail_as_unavailable_while_redis_is_down() {
 
 /// A hub on a Redis broker, served on a free loopback port.
 async fn hub_on(redis: &Redis) -> (Hub, std::net::SocketAddr) {
-    let broker = RedisBroker::connect(config(redis)).await.unwrap();
-    let hub = Hub::new(Arc::new(broker), HubConfig::default())
-        .await
-        .unwrap();
-    let server = switchboard::Server::builder()
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
-    (hub, addr)
+    hub_with_healthz(RedisBroker::connect(config(redis)).await.unwrap()).await
 }
 
 #[tokio::test]

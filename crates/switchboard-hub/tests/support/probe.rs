@@ -52,7 +52,6 @@ pub(crate) async fn healthz(addr: SocketAddr) -> (u16, String) {
 
 /// A hub on `broker`, served on a free loopback port with its `/healthz`: 200 (with the
 /// broker's degraded note, if any) or 503 with the reason.
-#[allow(dead_code)] // not every test that probes serves a hub of its own
 pub(crate) async fn hub_with_healthz(broker: impl Broker + 'static) -> (Hub, SocketAddr) {
     let hub = Hub::new(Arc::new(broker), HubConfig::default())
         .await
