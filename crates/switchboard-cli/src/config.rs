@@ -4,7 +4,7 @@
 //! bad value in the file is an error that names it.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -16,7 +16,7 @@ use switchboard::IpNet;
 use switchboard_hub::{ChannelRule, EventKind};
 
 use crate::proxies::{Failure, Route};
-use crate::units::{Level, Span};
+use crate::units::{Level, Listen, Span};
 
 /// What the server does with messages.
 #[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
@@ -34,9 +34,10 @@ pub(crate) enum Mode {
 #[derive(Args, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ServeOptions {
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, short)]
-    pub(crate) listen: Option<SocketAddr>,
+    /// Address to listen on: HOST:PORT, :PORT (every interface) or PORT (loopback)
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, short, value_name = "ADDR")]
+    pub(crate) listen: Option<Listen>,
     /// What the server does with messages [default: hub]
     #[arg(long, value_enum)]
     pub(crate) mode: Option<Mode>,
@@ -538,7 +539,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(options.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(
+            options.listen.map(|l| l.0),
+            Some("127.0.0.1:9000".parse().unwrap())
+        );
         assert!(matches!(options.mode, Some(Mode::Broadcast)));
         assert_eq!(options.max_connections, Some(100));
         assert_eq!(options.idle_timeout, Some(Span(Duration::from_secs(45))));

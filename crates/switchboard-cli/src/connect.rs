@@ -103,11 +103,9 @@ fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
+/// Seconds, as every duration flag reads them (`2`, `1.5s`, `500ms`).
 pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
-        _ => Err(format!("expected a number of seconds, got {s:?}")),
-    }
+    crate::units::parse_span(s).map(|duration| duration.as_secs_f64())
 }
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {

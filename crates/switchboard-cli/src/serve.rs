@@ -267,7 +267,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let listen = options
         .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |l| l.0);
     let mode = options.mode.unwrap_or(Mode::Hub);
     let tls = tls(&options, listen)?;
     let secure = tls.is_some();

@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use crate::units::parse_span;
+
 #[derive(Parser, Debug, Clone)]
 pub(crate) struct BenchArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ (with --raw: the host and port of a TCP echo).
@@ -26,10 +28,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, short = 'k', default_value_t = 1)]
     pub(crate) in_flight: usize,
     /// The measured window, e.g. 10s, 500ms, 1m.
-    #[arg(long, short, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, short, default_value = "10s", value_parser = parse_span)]
     pub(crate) duration: Duration,
     /// Load applied before the measured window, not counted.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_span)]
     pub(crate) warmup: Duration,
     /// Print the result as JSON on standard output.
     #[arg(long)]
@@ -81,40 +83,4 @@ pub(crate) enum Mode {
     Idle,
     /// Connect, upgrade and close, with N workers.
     Handshakes,
-}
-
-/// Parses `10s`, `500ms`, `2m`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => s.split_at(at),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_and_without_units() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 }
