@@ -403,6 +403,25 @@ pub(crate) enum Policy {
 }
 
 impl ServeOptions {
+    /// Refuses sizes of 0, which would refuse every message or connection rather than mean
+    /// "no limit".
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        let sizes = [
+            ("max-message-size", self.max_message_size),
+            ("max-frame-size", self.max_frame_size),
+            ("max-fragments", self.max_fragments),
+            ("max-head-size", self.max_head_size),
+            ("max-send-queue", self.max_send_queue),
+        ];
+        for (name, value) in sizes {
+            anyhow::ensure!(
+                value != Some(0),
+                "--{name} 0 would refuse every message: give at least 1"
+            );
+        }
+        Ok(())
+    }
+
     /// Reads a TOML file of settings.
     pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -521,6 +540,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_size_of_zero_is_refused_with_its_name() {
+        let options = ServeOptions::from_toml("max-message-size = 0").unwrap();
+        let e = options.check().unwrap_err().to_string();
+        assert!(e.contains("--max-message-size 0"), "{e}");
+        assert!(
+            ServeOptions::from_toml("max-message-size = 1")
+                .unwrap()
+                .check()
+                .is_ok()
+        );
+        assert!(ServeOptions::default().check().is_ok());
+    }
 
     #[test]
     fn a_file_mirrors_the_flags() {

@@ -265,6 +265,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => args.options.or(ServeOptions::from_file(path)?),
         None => args.options,
     };
+    options.check()?;
     let listen = options
         .listen
         .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |l| l.0);

@@ -395,3 +395,39 @@ async fn json_logs_are_one_object_a_line_with_the_fields_as_keys() {
         "{lines:#?}"
     );
 }
+
+/// Logs written to a pipe or a file carry no colour codes, NO_COLOR or not; and a size of 0,
+/// which would refuse every message, is refused before the server starts.
+#[test]
+fn logs_to_a_pipe_have_no_colour_and_a_zero_size_is_refused() {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("INFO"), "{line:?}");
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-message-size",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-message-size 0"), "{stderr}");
+}
