@@ -34,7 +34,7 @@ pub(crate) const ALPN_H2: &[u8] = b"h2";
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
