@@ -435,8 +435,18 @@ impl<'h> Session<'h> {
             );
             return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
         }
+        // The id is made only when the span is on: none is logged otherwise.
+        let span = tracing::debug_span!(
+            "publish",
+            conn = %self.info.conn,
+            request_id = tracing::field::Empty
+        );
+        if !span.is_disabled() {
+            span.record("request_id", new_request_id());
+        }
         if let Some(hooks) = &self.hub.config.hooks {
-            match hooks.publish(&self.info, &channel, &data).await {
+            let decision = hooks.publish(&self.info, &channel, &data);
+            match decision.instrument(span.clone()).await {
                 PublishDecision::Allow => {}
                 PublishDecision::Rewrite(rewritten) => data = rewritten,
                 PublishDecision::Refuse(reason) => {
@@ -450,17 +460,11 @@ impl<'h> Session<'h> {
             self.send(reply).await;
         }
         let hub: &'h Shared = self.hub;
-        // The id is made only when the span is on: none is logged otherwise.
-        let span = tracing::debug_span!(
-            "publish",
-            conn = %self.info.conn,
-            request_id = tracing::field::Empty
-        );
-        if !span.is_disabled() {
-            span.record("request_id", new_request_id());
-        }
         // A broker may do its work in the call (`LocalBroker` delivers there): in the span.
-        let published = span.in_scope(|| hub.broker.publish(&channel, self.info.clone(), data));
+        let broker = tracing::debug_span!(parent: &span, "broker", op = "publish", %channel);
+        let published = broker
+            .in_scope(|| hub.broker.publish(&channel, self.info.clone(), data))
+            .instrument(broker);
         let conn = self.info.conn.clone();
         self.in_flight.get().push_back(Box::pin(
             async move {
