@@ -59,7 +59,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[tokio::test]
+// The collector answers on a worker thread while this one waits for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_with_the_request_id_reach_the_collector() {
     let (endpoint, mut exports) = collector().await;
     // The default log level: traces do not depend on RUST_LOG.
@@ -88,7 +89,14 @@ async fn spans_with_the_request_id_reach_the_collector() {
     drop(ann);
     // Spans still queued are sent on the way out.
     serve.terminate();
-    serve.lines_to_exit();
+    let lines = serve.lines_to_exit();
+    // Exported, not given up on.
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line.to_lowercase().contains("error")),
+        "{lines:#?}"
+    );
 
     let mut all = Vec::new();
     while let Ok(Some((path, content_type, body))) =
