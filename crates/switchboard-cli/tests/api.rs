@@ -660,3 +660,54 @@ async fn a_request_id_follows_a_publish_to_its_delivery_in_the_logs() {
     assert!(with("published in process", ws_ids[0]));
     assert_ne!(ws_ids[0], "abc-123");
 }
+
+#[tokio::test]
+async fn through_redis_the_request_id_is_on_the_broker_call_and_the_offset_joins_the_delivery() {
+    let redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}", redis.port);
+    let mut serve = Serve::start_logging(
+        &[
+            "--log-format",
+            "json",
+            "--api-key",
+            "k",
+            "--broker",
+            &broker,
+        ],
+        "info,switchboard_hub=debug",
+    );
+    let url = serve.url();
+    let mut ann = subscriber(&url, "ann", "news").await;
+    let mut api = Api::open(&url).await;
+    let headers = [
+        ("authorization", "Bearer k"),
+        ("content-type", "application/json"),
+        ("x-request-id", "red-456"),
+    ];
+    let body = json!({"channel": "news", "data": "hi"})
+        .to_string()
+        .into_bytes();
+    let (status, headers, body) = api.send(Method::POST, "/api/publish", &headers, body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "red-456");
+    let offset = body["offset"].as_u64().unwrap();
+    assert_eq!(next_message(&mut ann).await["offset"], offset);
+
+    drop((api, ann));
+    serve.terminate();
+    let events: Vec<Value> = serve
+        .lines_to_exit()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let at = |message: &str| {
+        events
+            .iter()
+            .find(|e| e["message"] == message && e["channel"] == "news" && e["offset"] == offset)
+            .unwrap_or_else(|| panic!("no {message:?} at offset {offset}: {events:#?}"))
+    };
+    assert_eq!(request_ids(at("published to redis")), ["red-456"]);
+    // Delivered from the Pub/Sub message: no id, found by channel and offset.
+    at("delivering");
+    drop(redis);
+}
