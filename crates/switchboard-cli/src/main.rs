@@ -5,6 +5,9 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// See the `jemalloc` feature: a server's memory is mostly many small blocks per connection.
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
@@ -16,6 +19,8 @@ mod bench;
 mod config;
 mod connect;
 mod hub_mode;
+#[cfg(feature = "otel")]
+mod otel;
 mod proxies;
 mod publish;
 mod serve;
@@ -43,6 +48,22 @@ struct Cli {
         env = "SWITCHBOARD_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Export traces (handshake, publish, broker and proxy calls, with the request id) as
+    /// OpenTelemetry spans over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318
+    /// (they go to URL/v1/traces).
+    #[cfg(feature = "otel")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    otlp_endpoint: Option<String>,
+    /// Without the feature the flag is refused with the reason (the environment variable is
+    /// left to other programs).
+    #[cfg(not(feature = "otel"))]
+    #[arg(long, global = true, hide = true)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -65,17 +86,42 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour for a person at a terminal, not for a file or a pipe (or with NO_COLOR set).
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    let logs = match cli.log_format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    #[cfg(not(feature = "otel"))]
+    {
+        if cli.otlp_endpoint.is_some() {
+            eprintln!(
+                "error: --otlp-endpoint: this switchboard was built without the otel feature \
+                 (cargo build --release -p switchboard-cli --features otel)"
+            );
+            return ExitCode::FAILURE;
+        }
+        registry.init();
     }
+    // Kept to the end of `main`: dropping it sends the spans still queued.
+    #[cfg(feature = "otel")]
+    let _traces = {
+        let traces = cli.otlp_endpoint.as_deref().map(otel::layer).transpose();
+        let (layer, traces) = match traces {
+            Ok(traces) => traces.unzip(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        registry.with(layer).init();
+        traces
+    };
     match cli.command {
         // The load generator sizes its own runtime.
         Command::Bench(args) => exit_code(bench::main(args)),

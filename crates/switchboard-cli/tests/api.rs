@@ -561,3 +561,153 @@ async fn the_grafana_dashboard_uses_only_metrics_and_labels_that_exist() {
         }
     }
 }
+
+/// The request ids of the spans a JSON log line was written in.
+fn request_ids(event: &Value) -> Vec<&str> {
+    let spans = event["spans"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    spans
+        .iter()
+        .filter_map(|span| span["request_id"].as_str())
+        .collect()
+}
+
+/// Whether a JSON log line was written in a span named `name`.
+fn in_span(event: &Value, name: &str) -> bool {
+    let spans = event["spans"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    spans.iter().any(|span| span["name"] == name)
+}
+
+#[tokio::test]
+async fn a_request_id_follows_a_publish_to_its_delivery_in_the_logs() {
+    let mut serve = Serve::start_logging(
+        &["--log-format", "json", "--api-key", "k"],
+        "info,switchboard_hub=debug",
+    );
+    let url = serve.url();
+    let mut ann = subscriber(&url, "ann", "news").await;
+    let mut api = Api::open(&url).await;
+    let publish = || {
+        json!({"channel": "news", "data": "hi"})
+            .to_string()
+            .into_bytes()
+    };
+    let auth = [
+        ("authorization", "Bearer k"),
+        ("content-type", "application/json"),
+    ];
+    let with_id = [auth[0], auth[1], ("x-request-id", "abc-123")];
+    let (status, headers, _) = api
+        .send(Method::POST, "/api/publish", &with_id, publish())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "abc-123");
+    assert_eq!(next_message(&mut ann).await["data"], "hi");
+
+    // Without one, the hub makes one; a bad one is refused, naming the header.
+    let (status, headers, _) = api
+        .send(Method::POST, "/api/publish", &auth, publish())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let made = headers["x-request-id"].to_str().unwrap();
+    assert!(!made.is_empty() && made != "abc-123", "{made}");
+    next_message(&mut ann).await;
+    let long = "a".repeat(129);
+    for bad in [long.as_str(), "tab\there"] {
+        let headers = [auth[0], auth[1], ("x-request-id", bad)];
+        let (status, _, body) = api
+            .send(Method::POST, "/api/publish", &headers, publish())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("X-Request-Id: "), "{message}");
+    }
+
+    // A WebSocket publish gets one made by the hub.
+    let op = json!({"op": "publish", "channel": "news", "data": "ws", "id": 2});
+    ann.send(Message::text(op.to_string())).await.unwrap();
+    assert_eq!(next_message(&mut ann).await["data"], "ws");
+
+    drop((api, ann));
+    serve.terminate();
+    let events: Vec<Value> = serve
+        .lines_to_exit()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let with = |message: &str, id: &str| {
+        events
+            .iter()
+            .any(|e| e["message"] == message && request_ids(e).contains(&id))
+    };
+    for message in ["published in process", "delivering", "answered"] {
+        assert!(
+            with(message, "abc-123"),
+            "no {message:?} with abc-123: {events:#?}"
+        );
+    }
+    let ws_ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e["message"] == "delivering" && in_span(e, "publish"))
+        .flat_map(request_ids)
+        .collect();
+    assert_eq!(ws_ids.len(), 1, "{events:#?}");
+    assert!(with("published in process", ws_ids[0]));
+    assert_ne!(ws_ids[0], "abc-123");
+}
+
+#[tokio::test]
+async fn through_redis_the_request_id_is_on_the_broker_call_and_the_offset_joins_the_delivery() {
+    let redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}", redis.port);
+    let mut serve = Serve::start_logging(
+        &[
+            "--log-format",
+            "json",
+            "--api-key",
+            "k",
+            "--broker",
+            &broker,
+        ],
+        "info,switchboard_hub=debug",
+    );
+    let url = serve.url();
+    let mut ann = subscriber(&url, "ann", "news").await;
+    let mut api = Api::open(&url).await;
+    let headers = [
+        ("authorization", "Bearer k"),
+        ("content-type", "application/json"),
+        ("x-request-id", "red-456"),
+    ];
+    let body = json!({"channel": "news", "data": "hi"})
+        .to_string()
+        .into_bytes();
+    let (status, headers, body) = api.send(Method::POST, "/api/publish", &headers, body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "red-456");
+    let offset = body["offset"].as_u64().unwrap();
+    assert_eq!(next_message(&mut ann).await["offset"], offset);
+
+    drop((api, ann));
+    serve.terminate();
+    let events: Vec<Value> = serve
+        .lines_to_exit()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let at = |message: &str| {
+        events
+            .iter()
+            .find(|e| e["message"] == message && e["channel"] == "news" && e["offset"] == offset)
+            .unwrap_or_else(|| panic!("no {message:?} at offset {offset}: {events:#?}"))
+    };
+    assert_eq!(request_ids(at("published to redis")), ["red-456"]);
+    // Delivered from the Pub/Sub message: no id, found by channel and offset.
+    at("delivering");
+    drop(redis);
+}

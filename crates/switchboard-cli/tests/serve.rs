@@ -457,3 +457,20 @@ fn a_missing_certificate_is_named_with_its_os_error_once() {
         "{stderr}"
     );
 }
+
+#[cfg(not(feature = "otel"))]
+#[test]
+fn without_the_otel_feature_the_otlp_flag_is_refused_with_the_reason() {
+    // Refused before anything is bound: the process exits at once.
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--otlp-endpoint", "http://127.0.0.1:4318"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("built without the otel feature"),
+        "{stderr}"
+    );
+}

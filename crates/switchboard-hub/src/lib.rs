@@ -30,6 +30,7 @@ mod random;
 mod raw;
 #[cfg(feature = "redis")]
 mod redis_broker;
+mod request_id;
 mod rules;
 mod webhook;
 
@@ -53,5 +54,6 @@ pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError
 pub use raw::{Broadcast, Echo, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};
+pub use request_id::{MAX_REQUEST_ID, REQUEST_ID_HEADER};
 pub use rules::{ChannelRule, Policy, RuleParseError};
 pub use webhook::{EventKind, UnknownEvent, WebhookConfig, WebhookMetrics};

@@ -169,6 +169,8 @@ fn append(
     events: Option<&dyn BrokerEvents>,
 ) -> StreamPosition {
     stream.top += 1;
+    // In the caller's span: an API request's or WebSocket publish's id is on this line.
+    tracing::debug!(%channel, offset = stream.top, "published in process");
     let publication = Arc::new(Publication {
         offset: stream.top,
         time: unix_millis(),

@@ -14,11 +14,16 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "info")
+    }
+
+    /// Starts with `RUST_LOG` set to `filter`.
+    pub fn start_logging(args: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

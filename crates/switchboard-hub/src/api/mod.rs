@@ -15,8 +15,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
 use switchboard::CloseCode;
+use tracing::Instrument as _;
 
 use crate::hub::{Hub, HubError, Target};
+use crate::request_id::{REQUEST_ID_HEADER, check_request_id, new_request_id};
 use counters::Counters;
 use fields::{Fields, Refusal};
 use keys::ApiKeys;
@@ -54,17 +56,37 @@ impl HttpApi {
         })
     }
 
-    /// The answer to one request under `/api/`.
+    /// The answer to one request under `/api/`. It carries the request's id in
+    /// `X-Request-Id`: the caller's, or one made here; the id is in the `api` span of every
+    /// log line the request causes on this node.
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
-        let response = match self.answer(&request).await {
-            Ok(body) => json_response(StatusCode::OK, &body),
-            Err(refusal) => refusal.response(),
-        };
         let name = request.uri().path().strip_prefix("/api/");
         let endpoint = ENDPOINTS
             .iter()
             .find(|e| Some(**e) == name)
             .map_or("unknown", |e| *e);
+        let id = match request.headers().get(REQUEST_ID_HEADER) {
+            None => Ok(new_request_id()),
+            Some(value) => check_request_id(value.as_bytes()).map(str::to_owned),
+        };
+        let mut response = match &id {
+            Err(reason) => Refusal::field("X-Request-Id", reason).response(),
+            Ok(id) => {
+                let span = tracing::debug_span!("api", endpoint, request_id = %id);
+                let response = match self.answer(&request).instrument(span.clone()).await {
+                    Ok(body) => json_response(StatusCode::OK, &body),
+                    Err(refusal) => refusal.response(),
+                };
+                let status = response.status().as_u16();
+                span.in_scope(|| tracing::debug!(status, "answered"));
+                response
+            }
+        };
+        if let Ok(id) = &id
+            && let Ok(value) = HeaderValue::from_str(id)
+        {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
         self.counters.count(endpoint, response.status());
         response
     }

@@ -201,6 +201,8 @@ impl Fanout {
         let now = SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default();
         let since = now.saturating_sub(Duration::from_millis(publication.time));
         self.delivery.observe_micros(since);
+        // In the publisher's span when the broker delivers in process (see `LocalBroker`).
+        tracing::debug!(%channel, offset = publication.offset, "delivering");
         self.dispatch(
             channel,
             Some(publication.offset),

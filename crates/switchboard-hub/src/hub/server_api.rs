@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard::CloseCode;
+use tracing::Instrument as _;
 
 use super::Hub;
 use crate::broker::{BrokerError, ClientInfo, History, HistoryRange, StreamPosition};
@@ -184,23 +185,26 @@ impl Hub {
     ) -> Result<StreamPosition, HubError> {
         channel_ok(channel)?;
         self.data_ok(&data)?;
+        if let Some(key) = idempotency_key
+            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
+        {
+            let reason = format!("must be 1 to {MAX_IDEMPOTENCY_KEY} bytes");
+            return Err(HubError::Invalid {
+                field: "idempotency_key",
+                reason,
+            });
+        }
         let broker = &self.shared.broker;
-        let position = match idempotency_key {
-            None => broker.publish(channel, server(), data).await?,
+        // A broker may do its work in the call (`LocalBroker` delivers there): in the span.
+        let span = tracing::debug_span!("broker", op = "publish", %channel);
+        let published = span.in_scope(|| match idempotency_key {
+            None => broker.publish(channel, server(), data),
             Some(key) => {
-                if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-                    let reason = format!("must be 1 to {MAX_IDEMPOTENCY_KEY} bytes");
-                    return Err(HubError::Invalid {
-                        field: "idempotency_key",
-                        reason,
-                    });
-                }
                 let window = self.shared.config.idempotency_window;
-                broker
-                    .publish_once(channel, server(), data, key, window)
-                    .await?
+                broker.publish_once(channel, server(), data, key, window)
             }
-        };
+        });
+        let position = published.instrument(span).await?;
         Ok(position)
     }
 

@@ -12,6 +12,7 @@ use http::Request;
 use serde_json::value::RawValue;
 use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver, Sender};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::heartbeat;
 use super::identity::Identity;
@@ -28,6 +29,7 @@ use crate::hooks::{
 use crate::protocol::{
     ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request, request_id,
 };
+use crate::request_id::new_request_id;
 use crate::rules::{Access, check};
 
 /// Room around `data` for the rest of a publish request, before the size check parses it.
@@ -433,8 +435,18 @@ impl<'h> Session<'h> {
             );
             return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
         }
+        // The id is made only when the span is on: none is logged otherwise.
+        let span = tracing::debug_span!(
+            "publish",
+            conn = %self.info.conn,
+            request_id = tracing::field::Empty
+        );
+        if !span.is_disabled() {
+            span.record("request_id", new_request_id());
+        }
         if let Some(hooks) = &self.hub.config.hooks {
-            match hooks.publish(&self.info, &channel, &data).await {
+            let decision = hooks.publish(&self.info, &channel, &data);
+            match decision.instrument(span.clone()).await {
                 PublishDecision::Allow => {}
                 PublishDecision::Rewrite(rewritten) => data = rewritten,
                 PublishDecision::Refuse(reason) => {
@@ -448,25 +460,32 @@ impl<'h> Session<'h> {
             self.send(reply).await;
         }
         let hub: &'h Shared = self.hub;
-        let published = hub.broker.publish(&channel, self.info.clone(), data);
+        // A broker may do its work in the call (`LocalBroker` delivers there): in the span.
+        let broker = tracing::debug_span!(parent: &span, "broker", op = "publish", %channel);
+        let published = broker
+            .in_scope(|| hub.broker.publish(&channel, self.info.clone(), data))
+            .instrument(broker);
         let conn = self.info.conn.clone();
-        self.in_flight.get().push_back(Box::pin(async move {
-            let position = match published.await {
-                Ok(position) => position,
-                Err(e) => {
-                    let e = unavailable(id, &e);
-                    tracing::debug!(%conn, error = %e, "request refused");
-                    return Some(String::from(&e));
-                }
-            };
-            let id = id?;
-            let reply = Reply::Ack {
-                id: &id,
-                channel: &channel,
-                offset: position.offset,
-            };
-            Some(reply.to_json())
-        }));
+        self.in_flight.get().push_back(Box::pin(
+            async move {
+                let position = match published.await {
+                    Ok(position) => position,
+                    Err(e) => {
+                        let e = unavailable(id, &e);
+                        tracing::debug!(%conn, error = %e, "request refused");
+                        return Some(String::from(&e));
+                    }
+                };
+                let id = id?;
+                let reply = Reply::Ack {
+                    id: &id,
+                    channel: &channel,
+                    offset: position.offset,
+                };
+                Some(reply.to_json())
+            }
+            .instrument(span),
+        ));
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use self::client::{CallError, post};
 pub use self::metrics::ProxyMetrics;
@@ -134,7 +135,12 @@ impl HttpProxy {
         body: Result<Vec<u8>, serde_json::Error>,
     ) -> Result<A, String> {
         let answer = match body {
-            Ok(body) => post(&self.backend, &endpoint.uri, body, endpoint.timeout).await,
+            Ok(body) => {
+                let span = tracing::debug_span!("proxy", proxy = proxy.as_str());
+                post(&self.backend, &endpoint.uri, body, endpoint.timeout)
+                    .instrument(span)
+                    .await
+            }
             Err(e) => Err(CallError::Failed(e.to_string())),
         };
         let answer = answer.and_then(|bytes| {

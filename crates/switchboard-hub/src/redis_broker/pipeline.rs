@@ -38,6 +38,8 @@ pub(super) struct Publish {
     /// Past this, waiting for an earlier batch, the publish is answered unavailable and not
     /// sent (so that "unavailable" means "not published" whenever it can).
     pub(super) deadline: Instant,
+    /// The caller's span (with its request id, if any), for the line that answers it.
+    pub(super) span: tracing::Span,
     pub(super) done: oneshot::Sender<Result<StreamPosition, BrokerError>>,
 }
 
@@ -159,6 +161,10 @@ async fn send(shared: &Shared, batch: &mut Vec<Publish>) {
                 }),
                 Err(e) => Err(BrokerError::Unavailable(e.clone())),
             };
+            publish.span.in_scope(|| match &position {
+                Ok(p) => tracing::debug!(channel = %publish.channel, offset = p.offset, "published to redis"),
+                Err(e) => tracing::debug!(channel = %publish.channel, error = %e, "publish to redis failed"),
+            });
             let _ = publish.done.send(position);
         }
     }

@@ -116,6 +116,7 @@ impl Shard {
                     body,
                     once: once.map(|(key, window)| (key.to_owned(), window)),
                     deadline: Instant::now() + self.shared.config.timeout,
+                    span: tracing::Span::current(),
                     done,
                 };
                 self.publishes

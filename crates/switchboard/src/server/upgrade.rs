@@ -68,7 +68,9 @@ impl Refusal {
 }
 
 /// Runs the checks on `request` and prepares its `101`; data the accept hook attaches goes into
-/// the request's extensions.
+/// the request's extensions. In a `handshake` span: the hook's calls (a connect proxy) are
+/// its children in a trace.
+#[tracing::instrument(level = "debug", name = "handshake", skip_all)]
 pub(super) async fn prepare(
     shared: &Shared,
     request: &mut Request<()>,
