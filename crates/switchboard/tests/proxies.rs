@@ -222,3 +222,57 @@ async fn a_socks5_proxy_takes_a_username_and_password() {
         "{text}"
     );
 }
+
+/// A fake proxy on loopback that reads what the client sends first, then writes `answer` and
+/// ends its side (reading on until the client goes, so that nothing is reset); its URL with
+/// `scheme`.
+async fn fake_proxy(scheme: &str, answer: Vec<u8>) -> Proxy {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = [0; 1024];
+        let _ = tcp.read(&mut request).await;
+        let _ = tcp.write_all(&answer).await;
+        let _ = tcp.shutdown().await;
+        while tcp.read(&mut request).await.is_ok_and(|n| n > 0) {}
+    });
+    format!("{scheme}://127.0.0.1:{port}").parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_misbehaving_proxy_is_a_clear_error() {
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "http",
+            b"SSH-2.0-OpenSSH_9.2\r\n".to_vec(),
+            "not an HTTP answer",
+        ),
+        (
+            "http",
+            b"HTTP/1.1 200 OK\r\n\r\nearly".to_vec(),
+            "5 bytes after its 200 answer to CONNECT",
+        ),
+        (
+            "http",
+            [&b"HTTP/1.1 200 OK\r\nX: "[..], &[b'a'; 20_000]].concat(),
+            "longer than 16384 bytes",
+        ),
+        (
+            "http",
+            Vec::new(),
+            "closed the connection without answering",
+        ),
+        ("socks5", vec![4, 0], "version 4 where SOCKS5 answers 5"),
+    ];
+    for (scheme, answer, expected) in cases {
+        let proxy = fake_proxy(scheme, answer).await;
+        let err = switchboard::connect_with("ws://127.0.0.1:9/", &through(proxy))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Proxy(_)), "{err:?}");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
