@@ -1,4 +1,4 @@
-//! `connect --proxy` and `bench --proxy` through real proxies from Debian (tinyproxy,
+//! `connect --proxy` and `bench --proxy` (`--raw` too) through real proxies from Debian (tinyproxy,
 //! microsocks; see the library's tests/support/proxy_servers.rs), and the proxy environment
 //! variables as curl reads them: the flag wins, `--no-proxy` and `no_proxy` bypass them, and
 //! uppercase `HTTP_PROXY` is never read. `-v` names the proxy without its password.
@@ -142,4 +142,51 @@ fn bench_goes_through_the_proxy() {
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(stderr.contains("through proxy http://ann:***@"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// A TCP echo on loopback (for `bench --raw`), one thread per connection; its address.
+fn raw_echo() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = tcp.try_clone().unwrap();
+                let mut writer = tcp;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bench_raw_goes_through_a_socks5_proxy() {
+    let addr = raw_echo();
+    let socks = microsocks();
+    let proxy = socks.url_string("socks5", "ann:s3cret@");
+    let args = [
+        "bench",
+        &addr,
+        "--raw",
+        "--proxy",
+        &proxy,
+        "-c",
+        "2",
+        "--json",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ];
+    let output = run(&args, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        stderr.contains("through proxy socks5://ann:***@"),
+        "{stderr}"
+    );
 }
