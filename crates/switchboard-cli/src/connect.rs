@@ -15,6 +15,7 @@ use clap::Parser;
 use http::{HeaderName, HeaderValue, Version};
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
 
+use crate::client_proxy::ProxyArgs;
 use crate::terminal::{Display, stdin_lines};
 
 /// Exit statuses, as `--help` lists them.
@@ -31,6 +32,7 @@ Examples:
   echo hello | switchboard connect ws://127.0.0.1:8080/
   switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30
   switchboard connect --http2 -v --ca cert.pem wss://localhost:8443/ws
+  switchboard connect --proxy http://ann:secret@proxy.lan:3128 wss://example.com/ws
   switchboard connect --hub --name ann ws://127.0.0.1:8080/ws -x 'subscribe lobby' -w 60")]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
@@ -60,7 +62,9 @@ pub(crate) struct ConnectArgs {
     /// Lines starting with '/' are commands: /ping [TEXT], /close [CODE [REASON]]
     #[arg(long)]
     slash: bool,
-    /// Print the handshake response (status line and headers) to stderr
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Print the proxy used, and the handshake response (status line and headers), to stderr
     #[arg(short, long)]
     verbose: bool,
     /// Offer permessage-deflate (compression), as browsers do
@@ -110,6 +114,12 @@ pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let options = connect_options(&args)?;
+    if args.verbose {
+        match &options.proxy {
+            Some(proxy) => eprintln!("proxy: {proxy}"),
+            None => eprintln!("proxy: none"),
+        }
+    }
     let display = Display {
         interactive: args.execute.is_empty()
             && std::io::stdin().is_terminal()
@@ -268,6 +278,7 @@ fn connect_options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
         options.headers.append(name.clone(), value.clone());
     }
     options.tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
+    options.proxy = args.proxy.for_url(&args.url)?;
     Ok(options)
 }
 

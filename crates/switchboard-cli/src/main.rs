@@ -16,6 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod admin;
 mod bench;
+mod client_proxy;
 mod config;
 mod connect;
 mod hub_mode;

@@ -5,6 +5,8 @@ use std::io;
 use proto::handshake::HandshakeError;
 use proto::{ProtocolError, SendError};
 
+use crate::connect::proxy::ProxyError;
+
 /// What can go wrong with a WebSocket connection.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +34,9 @@ pub enum Error {
     /// says so; [`connect_with`](crate::connect_with) falls back to HTTP/1.1 instead.
     #[error("no websockets over http/2: {0}")]
     Http2Unavailable(&'static str),
+    /// The proxy could not be reached, refused the tunnel, or its URL is invalid.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// An operation took longer than its configured timeout.
     #[error("timed out: {0}")]
     Timeout(&'static str),
@@ -43,6 +48,7 @@ impl From<Error> for io::Error {
             Error::Io(e) => e,
             Error::Timeout(_) => Self::new(io::ErrorKind::TimedOut, e),
             Error::Closed => Self::new(io::ErrorKind::NotConnected, e),
+            Error::Proxy(e) => e.into(),
             e => Self::new(io::ErrorKind::InvalidData, e),
         }
     }

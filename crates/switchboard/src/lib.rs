@@ -99,7 +99,9 @@ pub use accept::{
     write_response,
 };
 pub use backpressure::Backpressure;
-pub use connect::{ConnectOptions, Http2Connection, client_handshake, connect, connect_with};
+pub use connect::{
+    ConnectOptions, Http2Connection, Proxy, ProxyError, client_handshake, connect, connect_with,
+};
 pub use error::Error;
 pub use histogram::Histogram;
 pub use hook::{Accept, ClientAddr, PeerAddr, Reject};

@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::connect::proxy::Proxy;
 use crate::error::Error;
 use crate::h2_stream::H2Stream;
 use crate::tls::{self, ClientTls};
@@ -137,15 +138,17 @@ impl MaybeTlsStream {
     /// [`Error::Url`] for a scheme other than `ws`, `wss`, `http` and `https`, or no host;
     /// [`Error::Io`] when the connection or the TLS handshake fails.
     pub async fn connect(uri: &Uri, tls: Option<&ClientTls>) -> Result<Self, Error> {
-        Self::connect_offering(uri, tls, false).await
+        Self::connect_via(uri, tls, false, None).await
     }
 
     /// [`connect`](Self::connect), offering ALPN `h2` before `http/1.1` when `http2` (TLS
-    /// only); [`alpn_h2`](Self::alpn_h2) says whether the server chose it.
-    pub(crate) async fn connect_offering(
+    /// only), through `proxy` when there is one; [`alpn_h2`](Self::alpn_h2) says whether the
+    /// server chose `h2`.
+    pub(crate) async fn connect_via(
         uri: &Uri,
         tls: Option<&ClientTls>,
         http2: bool,
+        proxy: Option<&Proxy>,
     ) -> Result<Self, Error> {
         let secure = match uri.scheme_str() {
             Some("ws" | "http") => false,
@@ -167,8 +170,14 @@ impl MaybeTlsStream {
         } else {
             None
         };
-        let tcp = TcpStream::connect((host, port)).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = match proxy {
+            Some(proxy) => proxy.connect(host, port).await?,
+            None => {
+                let tcp = TcpStream::connect((host, port)).await?;
+                tcp.set_nodelay(true)?;
+                tcp
+            }
+        };
         let Some(name) = server_name else {
             return Ok(Self::Plain(tcp));
         };

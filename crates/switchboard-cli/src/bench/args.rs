@@ -67,6 +67,8 @@ pub(crate) struct BenchArgs {
     /// each connection; over HTTP/1.1 (with a note) when the server does not take them.
     #[arg(long, conflicts_with = "raw")]
     pub(crate) http2: bool,
+    #[command(flatten)]
+    pub(crate) proxy: crate::client_proxy::ProxyArgs,
     /// With --http2: WebSockets sharing one HTTP/2 connection.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "http2")]
     pub(crate) streams_per_connection: usize,

@@ -18,7 +18,7 @@ use super::stats::Errors;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections open: how wss:// verifies the server (`--ca`, `--insecure`), whether
-/// permessage-deflate is offered. Every connection of a run opens through [`open`], deep in
+/// permessage-deflate is offered, the proxy. Every connection of a run opens through [`open`], deep in
 /// the workload modules, so the choice is made once ([`configure`]) rather than threaded
 /// through each of them.
 static CONNECT_OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
@@ -71,14 +71,20 @@ impl Http2Pool {
     }
 }
 
-/// Sets how the connections of this run open, from `--insecure`, `--ca` and `--deflate`.
-/// Called once, before any connection opens.
+/// Sets how the connections of this run open, from `--insecure`, `--ca`, `--deflate` and
+/// `--proxy` (or the environment's proxy, said on stderr so that a run through a proxy is not
+/// taken for a direct one). Called once, before any connection opens.
 pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
     let tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
+    let proxy = args.proxy.for_url(&raw_as_ws(&args.url))?;
+    if let Some(proxy) = &proxy {
+        eprintln!("note: connecting through proxy {proxy}");
+    }
     let _ = CONNECT_OPTIONS.set(ConnectOptions {
         timeout: CONNECT_TIMEOUT,
         tls,
         deflate: args.deflate.then(DeflateConfig::default),
+        proxy,
         ..ConnectOptions::default()
     });
     if args.http2 {
@@ -147,9 +153,32 @@ pub(crate) fn host_port(url: &str) -> anyhow::Result<String> {
     Ok(authority.to_owned())
 }
 
-/// Opens a plain TCP connection (for `--raw`), with Nagle off as WebSocket connections have it.
+/// A `--raw` target (`host:port`, `tcp://host:port`) as a `ws://` URL, for the
+/// environment's proxy rules, which go by scheme and host.
+fn raw_as_ws(url: &str) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("ws://{url}/")
+    }
+}
+
+/// Opens a plain TCP connection (for `--raw`), with Nagle off as WebSocket connections have
+/// it, through the proxy when there is one.
 pub(crate) async fn open_raw(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
-    let connect = tokio::net::TcpStream::connect(addr);
+    let proxy = CONNECT_OPTIONS.get().and_then(|o| o.proxy.as_ref());
+    let connect = async {
+        match proxy {
+            Some(proxy) => {
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host, port.parse().ok()?)))
+                    .ok_or_else(|| std::io::Error::other(format!("{addr}: expected host:port")))?;
+                Ok(proxy.connect(host, port).await?)
+            }
+            None => tokio::net::TcpStream::connect(addr).await,
+        }
+    };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;

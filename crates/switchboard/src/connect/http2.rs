@@ -253,7 +253,9 @@ pub(super) fn is_tls(uri: &Uri) -> bool {
 /// TLS to `uri`'s host offering ALPN `h2` then `http/1.1`, and on `h2` the HTTP/2 handshake
 /// and the server's SETTINGS.
 pub(super) async fn negotiate(uri: &Uri, options: &ConnectOptions) -> Result<Negotiated, Error> {
-    let stream = MaybeTlsStream::connect_offering(uri, options.tls.as_ref(), true).await?;
+    let stream =
+        MaybeTlsStream::connect_via(uri, options.tls.as_ref(), true, options.proxy.as_ref())
+            .await?;
     if !stream.alpn_h2() {
         return Ok(Negotiated::Http1(stream));
     }

@@ -1,7 +1,9 @@
 //! The client side: connecting to a `ws://` or `wss://` URL, over HTTP/1.1 or, when asked and
-//! the server takes it, over HTTP/2 (`http2.rs`).
+//! the server takes it, over HTTP/2 (`http2.rs`), directly or through an HTTP or SOCKS5
+//! proxy (`proxy/`).
 
 mod http2;
+pub(crate) mod proxy;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::tls::ClientTls;
 use crate::websocket::WebSocket;
 
 pub use http2::Http2Connection;
+pub use proxy::{Proxy, ProxyError};
 
 /// Options for [`connect_with`].
 #[derive(Clone, Debug)]
@@ -47,6 +50,10 @@ pub struct ConnectOptions {
     /// response's version says which. Off by default (HTTP/1.1 only); `ws://` is always
     /// HTTP/1.1. To share one connection among several WebSockets, see [`Http2Connection`].
     pub http2: bool,
+    /// The proxy to connect through (HTTP `CONNECT` or SOCKS5): TLS to the server, HTTP/2
+    /// included, runs inside the tunnel. `None` (the default) connects directly; the
+    /// environment is not read unless asked, with [`Proxy::from_env`].
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for ConnectOptions {
@@ -60,6 +67,7 @@ impl Default for ConnectOptions {
             deflate: None,
             tls: None,
             http2: false,
+            proxy: None,
         }
     }
 }
@@ -84,6 +92,7 @@ impl Default for ConnectOptions {
 /// [`Error::Url`] for a URL that is not `ws[s]://host[:port]/...`, [`Error::Io`] when the TCP
 /// connection or the TLS handshake fails (an untrusted certificate included),
 /// [`Error::Handshake`] when the server refuses the upgrade or answers wrongly,
+/// [`Error::Proxy`] when a proxy ([`ConnectOptions::proxy`]) cannot be reached or refuses,
 /// [`Error::Timeout`].
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
     connect_with(url, &ConnectOptions::default()).await
@@ -112,7 +121,9 @@ pub async fn connect_with(
                 }
             }
         }
-        let stream = MaybeTlsStream::connect(&uri, options.tls.as_ref()).await?;
+        let stream =
+            MaybeTlsStream::connect_via(&uri, options.tls.as_ref(), false, options.proxy.as_ref())
+                .await?;
         client_handshake(&uri, stream, options).await
     };
     tokio::time::timeout(options.timeout, handshake)
