@@ -5,10 +5,12 @@
 # already there).
 #
 # Steps, in the order they run (numbered so in the output and the summary):
-#    1 prerequisites: rustfmt, clippy, make and cc, redis-server, python3 and pip, curl
+#    1 prerequisites: rustfmt, clippy, make and cc, redis-server, proxies (tinyproxy, dante,
+#      microsocks), python3 and pip, curl
 #    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
-#    4 cargo fmt --check     5 cargo clippy     6 no import circles (scripts/import-circles.py)
-#    7 cargo test            8 cargo doc
+#    4 cargo fmt --check     5 cargo clippy (also with the otel feature)
+#    6 no import circles (scripts/import-circles.py)
+#    7 cargo test (also the otel feature's export)       8 cargo doc
 #    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
 #   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
 #   13 Autobahn over HTTP/2, as server         14 Autobahn over HTTP/2, as client
@@ -97,11 +99,28 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools
   fi
+  # real proxies on loopback for the client's proxy tests (cargo test): an HTTP CONNECT proxy
+  # and two SOCKS5 servers (dante for rulesets, microsocks for user/password)
+  if ! command -v tinyproxy >/dev/null 2>&1 || ! command -v danted >/dev/null 2>&1 ||
+    ! command -v microsocks >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      tinyproxy dante-server microsocks
+  fi
   # curl: the backend e2e drives the server API with it, as a shell backend would
   if [ -z "$skip_e2e" ] && ! command -v curl >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl
   fi
+}
+
+# the CLI's optional OpenTelemetry export (off by default) is linted and tested too
+clippy_all() {
+  cargo clippy --workspace --all-targets -- -D warnings &&
+    cargo clippy -p switchboard-cli --features otel --all-targets -- -D warnings
+}
+tests_all() {
+  cargo test --workspace && cargo test -p switchboard-cli --features otel --test otel
 }
 
 install_autobahn() {
@@ -139,13 +158,13 @@ install_interop() {
   (cd e2e/interop && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 }
 
-step "prerequisites (rustfmt, clippy, make, python3, redis, curl)" prereqs
+step "prerequisites (rustfmt, clippy, make, python3, redis, proxies, curl)" prereqs
 e2e_step "install Autobahn (wstest)" install_autobahn
 e2e_step "install node, npm, chromium (interop)" install_interop
 step "cargo fmt --check" cargo fmt --all --check
-step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo clippy -D warnings (and the otel feature)" clippy_all
 step "no import circles between files of a crate" python3 scripts/import-circles.py
-step "cargo test" cargo test --workspace
+step "cargo test (and the otel feature's export)" tests_all
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # release binary + examples for e2e (autobahn_client of crate switchboard, storm of
 # switchboard-client)
