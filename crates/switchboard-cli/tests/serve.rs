@@ -474,3 +474,39 @@ fn without_the_otel_feature_the_otlp_flag_is_refused_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// A connection the engine closes for the peer's fault (here a message over the limit) is
+/// logged with the close code and why.
+#[tokio::test]
+async fn a_close_for_a_peers_fault_is_logged_with_its_code() {
+    let mut serve = Serve::start(&[
+        "--mode",
+        "echo",
+        "--max-message-size",
+        "16",
+        "--log-format",
+        "json",
+    ]);
+    let url = serve.url();
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    ws.send(Message::text("x".repeat(100))).await.unwrap();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::MESSAGE_TOO_BIG));
+    drop(ws);
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let logged = lines.iter().any(|line| {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        event["message"] == "closing a connection" && event["code"] == 1009
+    });
+    assert!(logged, "{lines:#?}");
+}

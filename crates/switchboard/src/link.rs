@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use proto::{CloseCode, Message};
+use proto::{CloseCode, Message, ProtocolError};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::backpressure::SendQueue;
 use crate::metrics::{Metrics, Tally};
+use crate::throttle::LogThrottle;
 use crate::wakeups::{SlotId, Wakeups};
 
 /// What shutting down sends every WebSocket: a message made per connection, if any, then a
@@ -264,6 +265,18 @@ impl Link {
             self.waker = Some(waker.clone());
         }
         self.armed = deadline;
+    }
+
+    /// The engine closes the connection for `error` (a protocol violation, a limit, a failed
+    /// keepalive): counted under its code, and logged at most once a second, since a peer can
+    /// cause it at will.
+    pub(crate) fn note_fault(&mut self, error: &ProtocolError) {
+        static FAULTS: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+        let code = error.close_code();
+        self.note_close(code);
+        FAULTS.log(|suppressed| {
+            tracing::info!(code = code.0, reason = %error, suppressed, "closing a connection");
+        });
     }
 
     pub(crate) fn note_close(&mut self, code: CloseCode) {

@@ -262,7 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 if let (Some(link), Some(result)) = (link(&mut self.cold), &message) {
                     match result {
                         Ok(message) => link.note_received(message),
-                        Err(e) => link.note_close(e.close_code()),
+                        Err(e) => link.note_fault(e),
                     }
                 }
                 match message {
