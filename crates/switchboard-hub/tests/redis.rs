@@ -4,8 +4,6 @@
 //! is down, history limits, presence across nodes with expiry, and commands between nodes.
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,89 +24,12 @@ use probe::{all_at_once, healthz, hub_with_healthz};
 mod recorder;
 use recorder::{Event, Recorder, client, data};
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::Redis;
+
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
-
-/// A `redis-server` of this test's own, killed (by PID) when dropped.
-struct Redis {
-    port: u16,
-    /// Where a `SAVE` writes its dump (`None`: the current directory, never saved).
-    dir: Option<std::path::PathBuf>,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Self {
-        Self::start_in(None)
-    }
-
-    /// With `dir`, a `SAVE` keeps the data for the next `run`.
-    fn start_in(dir: Option<std::path::PathBuf>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self {
-            port,
-            dir,
-            child: None,
-        };
-        redis.run();
-        redis
-    }
-
-    /// Starts the server on its port (again, after `stop`); it never saves by itself.
-    fn run(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"]);
-        if let Some(dir) = &self.dir {
-            command.arg("--dir").arg(dir);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + STEP;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs a command on a connection of its own.
-    async fn command(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        cmd.query_async(&mut con).await.unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn config(redis: &Redis) -> RedisConfig {
     let mut config = RedisConfig::new(redis.url());
