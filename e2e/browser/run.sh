@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # e2e/browser/run.sh: the web pages in Debian's Chromium (Playwright), against the release
 # binary: the chat (chat.test.mjs), its WebSockets over HTTP/2 (h2.test.mjs), and the admin
-# dashboard (admin.test.mjs). Installs what it needs (chromium, the npm packages) when missing;
-# expects target/release/switchboard to be built (scripts/test.sh does).
+# dashboard (admin.test.mjs; on three nodes sharing a redis-server, admin-cluster.test.mjs).
+# Installs what it needs (chromium, the npm packages) when missing; expects
+# target/release/switchboard to be built (scripts/test.sh does) and redis-server installed.
 #
 #   UPDATE_SCREENSHOTS=1   write docs/chat.png, docs/chat-phone.png, docs/admin.png and
 #                          docs/admin-phone.png (else target/e2e/)
@@ -23,4 +24,4 @@ if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; the
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
-exec node --test --test-timeout=180000 chat.test.mjs h2.test.mjs admin.test.mjs
+exec node --test --test-timeout=180000 chat.test.mjs h2.test.mjs admin.test.mjs admin-cluster.test.mjs

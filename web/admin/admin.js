@@ -152,16 +152,43 @@ function tick(frame) {
   nodes(frame);
 }
 
+// Each node's totals at the last frame, for its rates.
+const lastNodes = new Map(); // node -> { at, publications, deliveries }
+
 function nodes(frame) {
   const body = $('nodes').tBodies[0];
-  body.replaceChildren(...frame.nodes.map((node) => row([
-    ['Node', node.node],
-    ['Connections', node.connections, 'num'],
-    ['Version', node.version],
-  ])));
+  const seen = new Map();
+  body.replaceChildren(...frame.nodes.map((node) => {
+    const before = lastNodes.get(node.node);
+    const secs = before ? (frame.time - before.at) / 1000 : 0;
+    const rate = (key) => (secs > 0 ? rounded(Math.max(0, node[key] - before[key]) / secs) : '–');
+    seen.set(node.node, { at: frame.time, publications: node.publications, deliveries: node.deliveries });
+    const tr = row([
+      ['Node', node.node],
+      ['Connections', node.connections, 'num'],
+      ['Channels', node.channels, 'num'],
+      ['Publications / s', rate('publications'), 'num'],
+      ['Deliveries / s', rate('deliveries'), 'num'],
+      ['Lagged', node.lagged, 'num'],
+      ['Up', uptime(frame.time - node.started)],
+      ['Version', node.version],
+    ]);
+    tr.dataset.node = node.node;
+    return tr;
+  }));
+  lastNodes.clear();
+  for (const [name, totals] of seen) lastNodes.set(name, totals);
   $('nodes-note').textContent = frame.unanswered
     ? `${frame.unanswered} node(s) did not answer`
     : `${frame.nodes.length} node${frame.nodes.length === 1 ? '' : 's'}`;
+}
+
+function uptime(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
 function rounded(n) {

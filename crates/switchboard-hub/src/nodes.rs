@@ -91,6 +91,22 @@ pub struct NodeInfo {
     pub connections: usize,
     /// The node's version of the hub.
     pub version: String,
+    /// When the node's hub started, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started: u64,
+    /// Channels its connections subscribe to.
+    #[serde(default)]
+    pub channels: usize,
+    /// Publications it has fanned out to its subscribers since it started.
+    #[serde(default)]
+    pub publications: u64,
+    /// Messages it has queued for its subscribers since it started: publications times the
+    /// subscribers each reached, and presence events.
+    #[serde(default)]
+    pub deliveries: u64,
+    /// Subscribers it dropped because their send queue was full.
+    #[serde(default)]
+    pub lagged: u64,
 }
 
 /// A channel, as [`Hub::channels`](crate::Hub::channels) lists it.

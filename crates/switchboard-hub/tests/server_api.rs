@@ -52,6 +52,12 @@ async fn server_side_subscribe_publish_and_unsubscribe_reach_every_connection_of
     }
     let channels = hub.channels(Some("user:*")).await.unwrap().channels;
     assert_eq!((channels.len(), channels[0].subscribers), (1, 2));
+    // The node's own figures: one channel, one publication fanned out to its two subscribers,
+    // and the three presence joins they were sent between them.
+    let node = hub.info().await.unwrap().nodes.remove(0);
+    let figures = (node.channels, node.publications, node.deliveries);
+    assert_eq!(figures, (1, 1, 2 + 3), "{node:?}");
+    assert!(node.started > 0 && node.lagged == 0, "{node:?}");
     assert!(
         hub.channels(Some("room*"))
             .await

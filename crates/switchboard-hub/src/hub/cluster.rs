@@ -68,6 +68,11 @@ fn node_info(shared: &Shared) -> NodeInfo {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: shared.started,
+        channels: shared.fanout.channel_count(),
+        publications: shared.fanout.publications(),
+        deliveries: shared.fanout.deliveries(),
+        lagged: shared.fanout.lagged(),
     }
 }
 

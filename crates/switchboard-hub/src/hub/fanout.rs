@@ -22,6 +22,8 @@ const MAX_PENDING: usize = 4096;
 pub(super) struct Fanout {
     channels: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
     lagged: AtomicU64,
+    /// Frames queued for subscribers.
+    deliveries: AtomicU64,
     /// From a publication's time to its fan-out here, in microseconds.
     delivery: Histogram,
 }
@@ -55,6 +57,21 @@ impl Fanout {
     /// Subscribers dropped because their queue was full.
     pub(super) fn lagged(&self) -> u64 {
         self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Frames queued for subscribers since the start.
+    pub(super) fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Publications fanned out since the start.
+    pub(super) fn publications(&self) -> u64 {
+        self.delivery.count()
+    }
+
+    /// Channels with a subscriber on this node.
+    pub(super) fn channel_count(&self) -> usize {
+        self.lock().len()
     }
 
     /// Writes the publish-to-deliver histogram.
@@ -111,18 +128,20 @@ impl Fanout {
             subscriber,
             &EncodedFrame::text(&Utf8Bytes::from(subscribed)),
         );
+        let mut sent = 0;
         for event in held {
             if !ok {
                 break;
             }
-            ok = match event {
-                Held::Publication(p) if p.offset > offset => {
-                    self.send(subscriber, &message_frame(channel, &p))
-                }
-                Held::Publication(_) => true, // already in the reply, or before `since`
-                Held::Presence(frame) => self.send(subscriber, &frame),
+            let frame = match event {
+                Held::Publication(p) if p.offset > offset => message_frame(channel, &p),
+                Held::Publication(_) => continue, // already in the reply, or before `since`
+                Held::Presence(frame) => frame,
             };
+            ok = self.send(subscriber, &frame);
+            sent += u64::from(ok);
         }
+        self.deliveries.fetch_add(sent, Ordering::Relaxed);
         if !ok {
             subscribers.remove(&id);
             if subscribers.is_empty() {
@@ -163,6 +182,7 @@ impl Fanout {
             return;
         };
         let mut encoded: Option<EncodedFrame> = None;
+        let mut sent = 0;
         subscribers.retain(|_, subscriber| match &mut subscriber.pending {
             Some(pending) if pending.len() < MAX_PENDING => {
                 pending.push(held());
@@ -173,8 +193,14 @@ impl Fanout {
                 false
             }
             None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,
-            None => self.send(subscriber, encoded.get_or_insert_with(&frame)),
+            None => {
+                let ok = self.send(subscriber, encoded.get_or_insert_with(&frame));
+                sent += u64::from(ok);
+                ok
+            }
         });
+        // One add per event, not per subscriber: the fan-out's hot loop stays free of atomics.
+        self.deliveries.fetch_add(sent, Ordering::Relaxed);
         if subscribers.is_empty() {
             channels.remove(channel);
         }

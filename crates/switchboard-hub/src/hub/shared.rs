@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub(super) connections: AtomicUsize,
     /// What the per-client limits refused.
     pub(super) limits: LimitCounts,
+    /// When the hub started, in milliseconds since the Unix epoch.
+    pub(super) started: u64,
 }
 
 impl Shared {
@@ -49,6 +51,9 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             limits: LimitCounts::default(),
+            started: std::time::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |since| since.as_millis() as u64),
         }
     }
 
