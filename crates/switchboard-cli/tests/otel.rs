@@ -1,6 +1,6 @@
 //! `switchboard serve --otlp-endpoint` (the `otel` feature) exports its spans to a collector
 //! on loopback: an OTLP/HTTP protobuf POST to `/v1/traces` with the spans' names and the
-//! request id in it.
+//! request id in it, among them the span of a call to a backend proxy.
 #![cfg(feature = "otel")]
 
 mod support;
@@ -42,8 +42,14 @@ async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
                         .unwrap_or_default()
                         .to_owned();
                     let body = request.into_body().collect().await.unwrap().to_bytes();
+                    // Anything but an export is a proxy call, which this allows.
+                    let answer = if path == "/v1/traces" {
+                        Bytes::new()
+                    } else {
+                        Bytes::from_static(br#"{"result":{}}"#)
+                    };
                     let _ = tx.send((path, content_type, body));
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    Ok::<_, Infallible>(Response::new(Full::new(answer)))
                 }
             });
             tokio::spawn(
@@ -55,6 +61,9 @@ async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
     (url, rx)
 }
 
+/// A span named `proxy`: field 5 (the name) of a span, 5 bytes long.
+const PROXY: &[u8] = b"\x2a\x05proxy";
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -64,7 +73,16 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn spans_with_the_request_id_reach_the_collector() {
     let (endpoint, mut exports) = collector().await;
     // The default log level: traces do not depend on RUST_LOG.
-    let mut serve = Serve::start(&["--api-key", "k", "--otlp-endpoint", &endpoint]);
+    // The collector is also the backend the subscribe proxy asks.
+    let proxy = format!("news={endpoint}/subscribe");
+    let mut serve = Serve::start(&[
+        "--api-key",
+        "k",
+        "--otlp-endpoint",
+        &endpoint,
+        "--subscribe-proxy",
+        &proxy,
+    ]);
     let url = serve.url();
     let (mut ann, _) = switchboard::connect(&format!("{url}?name=ann"))
         .await
@@ -73,6 +91,15 @@ async fn spans_with_the_request_id_reach_the_collector() {
     ann.send(Message::text(subscribe.to_string()))
         .await
         .unwrap();
+    // Subscribed once the proxy allowed it.
+    let reply = loop {
+        match ann.recv().await {
+            Some(Ok(Message::Text(text))) if text.contains("\"id\":1") => break text,
+            Some(Ok(_)) => {}
+            other => panic!("no reply to the subscribe: {other:?}"),
+        }
+    };
+    assert!(reply.contains("\"subscribed\""), "{reply}");
     let host = url.trim_start_matches("ws://").trim_end_matches("/ws");
     let body = r#"{"channel":"news","data":"hi"}"#;
     let request = format!(
@@ -99,22 +126,29 @@ async fn spans_with_the_request_id_reach_the_collector() {
     );
 
     let mut all = Vec::new();
+    let mut proxy_calls = 0;
     while let Ok(Some((path, content_type, body))) =
         tokio::time::timeout(Duration::from_secs(5), exports.recv()).await
     {
+        if path == "/subscribe" {
+            proxy_calls += 1;
+            continue;
+        }
         assert_eq!(path, "/v1/traces");
         assert_eq!(content_type, "application/x-protobuf");
         all.extend_from_slice(&body);
-        if contains(&all, b"abc-123") && contains(&all, b"handshake") {
+        if contains(&all, b"abc-123") && contains(&all, b"handshake") && contains(&all, PROXY) {
             break;
         }
     }
+    assert_eq!(proxy_calls, 1, "the subscribe proxy was asked once");
     // Protobuf strings are their bytes: span names, attribute values, the service's name.
     for needle in [
         &b"switchboard"[..],
         b"handshake",
         b"api",
         b"broker",
+        PROXY,
         b"request_id",
         b"abc-123",
     ] {
