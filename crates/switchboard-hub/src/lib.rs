@@ -8,6 +8,7 @@
 //! - [`echo`]: every message goes back to its sender (the first program of every WebSocket
 //!   tutorial, and what conformance suites test against);
 //! - [`Broadcast`]: every message goes to every other open client, as-is.
+//! - [`pusher`]: the Pusher Channels protocol's apps, signatures and frames.
 //!
 //! # Design
 //!
@@ -26,6 +27,7 @@ mod local;
 mod nodes;
 pub mod protocol;
 mod proxy;
+pub mod pusher;
 mod random;
 mod raw;
 #[cfg(feature = "redis")]
