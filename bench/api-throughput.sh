@@ -2,8 +2,8 @@
 # bench/api-throughput.sh: publishes through the server HTTP API beside WebSocket publishes,
 # on the same server.
 #
-# Starts one `switchboard serve --api-key` (hub mode, in-process broker) on CPU 0 and runs the
-# hub_bench example on CPU 1, in interleaved rounds (W1 W16 A1 A16, W1 W16 A1 A16, ... so that
+# Starts one `switchboard serve --api-key` (hub mode, in-process broker) on CPU 0 and runs
+# `switchboard bench --mode hub` on CPU 1, in interleaved rounds (W1 W16 A1 A16, W1 W16 A1 A16, ... so that
 # drift of the machine hits all alike) of four workloads, each at the highest rate answers
 # allow:
 #
@@ -56,9 +56,7 @@ quiet_wait=${QUIET_WAIT:-120}
 
 echo "==> building"
 cargo build --release -q -p switchboard-cli
-cargo build --release -q -p switchboard-hub --example hub_bench
 bin=target/release/switchboard
-bench=target/release/examples/hub_bench
 out=bench/results/api-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 
@@ -72,7 +70,7 @@ wait_port "$port" "$server_pid"
 ws=ws://127.0.0.1:$port/ws
 api=http://127.0.0.1:$port/api/publish
 
-publishers() {  # publishers W1|W16|A1|A16: the hub_bench arguments of its publishers
+publishers() {  # publishers W1|W16|A1|A16: the bench arguments of its publishers
   local n=${1#?} flag i
   case $1 in W*) flag=(--publish "$ws") ;; A*) flag=(--api-publish "$api") ;; esac
   for ((i = 0; i < n; i++)); do printf '%s\n' "${flag[@]}"; done
@@ -102,29 +100,32 @@ wait_quiet() {
 }
 
 measure() {  # measure ROUND WORKLOAD: the least disturbed of up to $retries runs
-  local round=$1 w=$2 file=$out/$2-$1.txt attempt other best_other='' args
+  local round=$1 w=$2 file=$out/$2-$1.json attempt other best_other='' args
   mapfile -t args < <(publishers "$w")
   for ((attempt = 1; attempt <= retries; attempt++)); do
     wait_quiet
     # Bounded: the generator ends by itself after the warm-up, the window and a second.
     nice -n "$nice" taskset -c 1 timeout "$((${warmup%.*} + ${duration%.*} + 30))" \
-      "$bench" --channel "r$round-$w-$attempt" --size "$size" --window "$window" \
-      --duration "$duration" --warmup "$warmup" --server-pid "$server_pid" \
-      --subscribe "$ws" "${args[@]}" >"$file.try" 2>&1 || {
-      echo "hub_bench failed ($w, round $round):" >&2
-      cat "$file.try" >&2
+      "$bin" bench --mode hub "$ws" -c 1 --channel "r$round-$w-$attempt" --size "$size" \
+      --in-flight "$window" --duration "${duration}s" --warmup "${warmup}s" \
+      --server-pid "$server_pid" --json "${args[@]}" >"$file.try" 2>"$file.err" || {
+      echo "the load generator failed ($w, round $round):" >&2
+      cat "$file.try" "$file.err" >&2
       exit 1
     }
-    other=$(grep -o 'other programs: [0-9.]*' "$file.try" | grep -o '[0-9.]*$')
-    echo "  round $round $w attempt $attempt: $(grep -h -e '^acked' "$file.try")," \
-      "$(grep -o '[0-9.]* us per acked publish' "$file.try"), others used $other cores"
+    other=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cpu"]; print("%.2f" % (c["other_s"] / c["window_s"]))' "$file.try")
+    echo "  round $round $w attempt $attempt: $(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("%.0f acked publishes/s, %.2f us per acked publish" % (
+    r["published"] / r["duration_s"], r["cpu"]["server_s"] * 1e6 / max(r["published"], 1)))' "$file.try"), others used $other cores"
     if [ -z "$best_other" ] || awk -v o="$other" -v b="$best_other" 'BEGIN{exit !(o < b)}'; then
       mv "$file.try" "$file"
       best_other=$other
     fi
     awk -v o="$best_other" -v m="$max_other" 'BEGIN{exit !(o <= m)}' && break
   done
-  rm -f "$file.try"
+  rm -f "$file.try" "$file.err"
 }
 
 workloads=(W1 W16 A1 A16)
@@ -148,7 +149,7 @@ kill -0 "$server_pid" 2>/dev/null || { echo "the server exited:" >&2; cat "$out/
 stop "$server_pid"
 
 python3 - "$out" "$rounds" "$size" "$window" <<'EOF'
-import re, statistics, sys
+import json, statistics, sys
 from pathlib import Path
 
 out, rounds, size, window = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -157,26 +158,25 @@ names = {"W1": "WebSocket, 1 connection", "W16": "WebSocket, 16 connections",
 runs, problems = {}, []
 for w in names:
     for r in range(1, rounds + 1):
-        text = (out / f"{w}-{r}.txt").read_text()
-        acked = re.search(r"^acked publishes: (\d+)/s \((\d+) errors\)", text, re.M)
-        cpu = re.search(r"^server cpu: ([\d.]+) s over the window \(([\d.]+) s user\), "
-                        r"([\d.]+) us per acked publish; other programs: ([\d.]+) cores",
-                        text, re.M)
-        delivered = re.search(r"^  \S+: (\d+) deliveries/s", text, re.M)
-        if not (acked and cpu and delivered):
-            sys.exit(f"cannot read {w}-{r}.txt:\n{text}")
-        rate, errors = int(acked[1]), int(acked[2])
-        seen = [f"{errors} errors"] if errors else []
-        seen += [s for s in ("closed by the server", "OUT OF ORDER") if s in text]
-        if int(delivered[1]) < 0.99 * rate:
-            seen.append(f"{delivered[1]} deliveries/s for {rate} publishes/s")
+        path = out / f"{w}-{r}.json"
+        report = json.loads(path.read_text())
+        cpu, hub = report["cpu"], report["hub"]
+        if cpu.get("server_s") is None or not report["published"]:
+            sys.exit(f"cannot read {path}:\n{path.read_text()}")
+        rate = report["published"] / report["duration_s"]
+        seen = [f"{report['errors']} errors: {report['error_samples']}"] if report["errors"] else []
+        if report["missed"] or hub["duplicates"]:
+            seen.append(f"{report['missed']} missed, {hub['duplicates']} duplicated")
+        if report["msgs_per_sec"] < 0.99 * rate:
+            seen.append(f"{report['msgs_per_sec']:.0f} deliveries/s for {rate:.0f} publishes/s")
         if seen:
-            problems.append(f"{w} round {r}: {', '.join(seen)} (see {out / f'{w}-{r}.txt'})")
+            problems.append(f"{w} round {r}: {', '.join(seen)} (see {path})")
         # publishes/s, server µs per publish, of which user, others' cores
-        total, user, per_publish = float(cpu[1]), float(cpu[2]), float(cpu[3])
+        total, user = cpu["server_s"], cpu.get("server_user_s") or 0.0
+        per_publish = total * 1e6 / report["published"]
         user_share = user / total if total else 0.0
         runs.setdefault(w, []).append(
-            (rate, per_publish, per_publish * user_share, float(cpu[4])))
+            (rate, per_publish, per_publish * user_share, cpu["other_s"] / cpu["window_s"]))
 
 def med(w, i):
     return statistics.median(run[i] for run in runs[w])

@@ -1,8 +1,11 @@
-//! `switchboard bench` against in-process servers: correct echoes count, wrong ones are caught.
+//! `switchboard bench` against in-process servers and `switchboard serve`: correct echoes count,
+//! wrong ones are caught; hub mode checks every offset.
 
 use std::process::Command;
 
 use switchboard::{Message, Server};
+
+mod support;
 
 /// Starts an echo server on a free port that answers message number `corrupt_every` (and every
 /// multiple of it) with its last byte changed; 0 never corrupts.
@@ -142,4 +145,45 @@ fn http2_puts_the_streams_per_connection_on_each_connection() {
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["http2"]["websockets"], 10, "{report}");
     assert_eq!(report["http2"]["connections"], 3, "{report}");
+}
+
+#[test]
+fn hub_mode_checks_every_offset_and_counts_every_delivery() {
+    let serve = support::Serve::start(&["--api-key", "bench-key"]);
+    let url = serve.url();
+    let api = format!(
+        "{}/api/publish",
+        url.replace("ws://", "http://").trim_end_matches("/ws")
+    );
+    let report = bench(&[
+        &url,
+        "--mode",
+        "hub",
+        "-c",
+        "6",
+        "-k",
+        "8",
+        "--channel",
+        "a",
+        "--channel",
+        "b",
+        "--publish",
+        &url,
+        "--api-publish",
+        &api,
+        "--api-key",
+        "bench-key",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["missed"], 0, "{report}");
+    assert_eq!(report["hub"]["duplicates"], 0, "{report}");
+    assert_eq!(report["hub"]["publishers"], 2, "{report}");
+    let published = report["published"].as_u64().unwrap();
+    assert!(published > 0, "{report}");
+    // Every subscriber follows both channels: each publication of the window, once to each.
+    assert_eq!(
+        report["messages"].as_u64().unwrap(),
+        published * 6,
+        "{report}"
+    );
 }

@@ -14,7 +14,7 @@ pub(crate) struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub(crate) mode: Mode,
-    /// Connections (echo, idle), subscribers (broadcast) or concurrent workers (handshakes).
+    /// Connections (echo, idle), subscribers (broadcast, hub) or concurrent workers (handshakes).
     #[arg(long, short, default_value_t = 100)]
     pub(crate) connections: usize,
     /// Message payload size in bytes.
@@ -24,7 +24,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) binary: bool,
     /// Messages in flight per connection (1: wait for each echo; more: pipelined). In broadcast
-    /// mode, messages the publisher may have out that not every subscriber has received.
+    /// mode, messages the publisher may have out that not every subscriber has received; in
+    /// hub mode, unacknowledged publishes per WebSocket publisher.
     #[arg(long, short = 'k', default_value_t = 1)]
     pub(crate) in_flight: usize,
     /// The measured window, e.g. 10s, 500ms, 1m.
@@ -69,6 +70,8 @@ pub(crate) struct BenchArgs {
     pub(crate) http2: bool,
     #[command(flatten)]
     pub(crate) proxy: crate::client_proxy::ProxyArgs,
+    #[command(flatten)]
+    pub(crate) hub: super::hub::HubArgs,
     /// With --http2: WebSockets sharing one HTTP/2 connection.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "http2")]
     pub(crate) streams_per_connection: usize,
@@ -85,4 +88,6 @@ pub(crate) enum Mode {
     Idle,
     /// Connect, upgrade and close, with N workers.
     Handshakes,
+    /// Publishers and N subscribers over the hub protocol, offsets checked.
+    Hub,
 }

@@ -10,6 +10,9 @@
 //! - `idle`: opens N connections, exchanges one message on each, and holds them (for memory
 //!   measurements).
 //! - `handshakes`: N workers connect, upgrade and close, over and over.
+//! - `hub`: publishers and N subscribers over the hub protocol, on one node or several: every
+//!   subscriber's offsets checked (each once, in order), deliveries per second and
+//!   publish-to-deliver latency.
 //!
 //! Each mode runs a warm-up, then a measured window. With `--server-pid` the server's CPU time
 //! over the window (and in `idle` mode its memory) is read from `/proc` and reported per message.
@@ -18,7 +21,8 @@
 //! floor, what the kernel and this load generator allow.
 //!
 //! The files: [`args`] (the command line), [`open`] (opening connections), the workloads
-//! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes), [`window`] (warm-up
+//! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes, [`hub`] and its API
+//! publisher [`hub_api`]), [`window`] (warm-up
 //! and measured window), [`stats`] (errors, latencies), [`probe`] (the server's CPU and memory
 //! from `/proc`), [`payload`], [`progress`] and [`report`] (the result, as text or JSON).
 
@@ -31,6 +35,8 @@ mod args;
 mod broadcast;
 mod connections;
 mod echo;
+mod hub;
+mod hub_api;
 mod open;
 mod payload;
 mod probe;
@@ -67,6 +73,7 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Mode::Broadcast => broadcast::run(&args).await,
             Mode::Idle => connections::idle(&args).await,
             Mode::Handshakes => connections::handshakes(&args).await,
+            Mode::Hub => hub::run(&args).await,
         }
     })?;
     // Connections still closing are dropped with the runtime.

@@ -16,6 +16,11 @@ const USER_HZ: f64 = 100.0;
 
 /// CPU time (user + system, all threads) the process `pid` (or `"self"`) has used, in seconds.
 pub(crate) fn cpu_seconds(pid: &str) -> io::Result<f64> {
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// User and system time (all threads) the process `pid` (or `"self"`) has used, in seconds.
+pub(crate) fn cpu_times(pid: &str) -> io::Result<(f64, f64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Field 2, the command name, is in parentheses and may hold spaces and parentheses:
     // count the fields after the last ')'. They start at field 3; utime and stime are 14, 15.
@@ -31,7 +36,7 @@ pub(crate) fn cpu_seconds(pid: &str) -> io::Result<f64> {
             .map(|t| t as f64 / USER_HZ)
             .ok_or_else(|| bad_data("short /proc/PID/stat"))
     };
-    Ok(tick()? + tick()?)
+    Ok((tick()?, tick()?))
 }
 
 /// The resident memory of process `pid`, in KiB (`VmRSS`).
@@ -77,6 +82,7 @@ fn bad_data(what: &'static str) -> io::Error {
 pub(crate) struct Snapshot {
     at: Instant,
     server: Option<f64>,
+    server_user: Option<f64>,
     own: Option<f64>,
     machine: Option<f64>,
 }
@@ -84,9 +90,11 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Reads the counters now; `server` is the server's process id, when known.
     pub(crate) fn take(server: Option<u32>) -> Self {
+        let times = server.and_then(|pid| cpu_times(&pid.to_string()).ok());
         Self {
             at: Instant::now(),
-            server: server.and_then(|pid| cpu_seconds(&pid.to_string()).ok()),
+            server: times.map(|(user, system)| user + system),
+            server_user: times.map(|(user, _)| user),
             own: cpu_seconds("self").ok(),
             machine: machine_busy_seconds().ok(),
         }
@@ -106,6 +114,7 @@ impl Snapshot {
         CpuUsage {
             window_s: end.at.duration_since(self.at).as_secs_f64(),
             server_s,
+            server_user_s: diff(self.server_user, end.server_user),
             server_us_per_msg: server_s.filter(|_| work > 0).map(|s| s * 1e6 / work as f64),
             load_s,
             other_s,
@@ -121,6 +130,9 @@ pub(crate) struct CpuUsage {
     /// The server's CPU time (user + system), when its process id was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) server_s: Option<f64>,
+    /// The user-space part of `server_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_user_s: Option<f64>,
     /// The server's CPU time per counted message (or delivery, or handshake), in µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) server_us_per_msg: Option<f64>,

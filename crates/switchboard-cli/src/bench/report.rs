@@ -24,6 +24,23 @@ pub(crate) struct Http2 {
     pub(crate) connections: u64,
 }
 
+/// Hub mode: the deployment measured.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Deployment {
+    /// Publishers, WebSocket and API.
+    pub(crate) publishers: usize,
+    pub(crate) channels: usize,
+    /// Publications a subscriber got twice (each also an error).
+    pub(crate) duplicates: u64,
+    /// CPU time of the `--cpu-pid` processes over the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu_us_per_delivery: Option<f64>,
+    /// How many `--cpu-pid` processes.
+    pub(crate) processes: usize,
+}
+
 /// The result of a run; `--json` prints it as is.
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
@@ -46,10 +63,12 @@ pub(crate) struct Report {
     pub(crate) latency_us: Option<Latency>,
     pub(crate) errors: usize,
     pub(crate) error_samples: Vec<String>,
-    /// Broadcast: messages the publisher sent in the window.
+    /// Broadcast: messages the publisher sent in the window; hub: acknowledged publishes sent
+    /// in the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) published: Option<u64>,
-    /// Broadcast: deliveries a subscriber never got (the server skipped it), in the window.
+    /// Broadcast: deliveries a subscriber never got (the server skipped it), in the window;
+    /// hub: offsets a subscriber never got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) missed: Option<u64>,
     pub(crate) cpu: Option<CpuUsage>,
@@ -61,6 +80,8 @@ pub(crate) struct Report {
     pub(crate) deflate_agreed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) http2: Option<Http2>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hub: Option<Deployment>,
 }
 
 impl Report {
@@ -86,6 +107,7 @@ impl Report {
             memory: None,
             deflate_agreed: None,
             http2: None,
+            hub: None,
         }
     }
 
@@ -119,15 +141,24 @@ impl Report {
                 "  {} workers, {:.1} s measured",
                 self.connections, self.duration_s
             ),
+            Mode::Hub => {
+                let (publishers, channels) =
+                    self.hub.map_or((0, 0), |h| (h.publishers, h.channels));
+                println!(
+                    "  publishers {publishers}, subscribers {}, channels {channels}, {} B of \
+                     padding, {} in flight, {:.1} s measured",
+                    self.connections, self.size, self.in_flight, self.duration_s
+                );
+            }
         }
         let (what, one) = match self.mode {
             Mode::Echo => ("echoes", "echo"),
-            Mode::Broadcast => ("deliveries", "delivery"),
+            Mode::Broadcast | Mode::Hub => ("deliveries", "delivery"),
             Mode::Idle => ("connections", "connection"),
             Mode::Handshakes => ("handshakes", "handshake"),
         };
         match self.mode {
-            Mode::Echo | Mode::Broadcast => println!(
+            Mode::Echo | Mode::Broadcast | Mode::Hub => println!(
                 "  {what:<12}{:>14} checked  {:>12.0}/s  {:>9.2} MB/s",
                 self.messages, self.msgs_per_sec, self.mb_per_sec
             ),
@@ -138,7 +169,8 @@ impl Report {
             Mode::Idle => {}
         }
         if let (Some(published), Some(missed)) = (self.published, self.missed) {
-            println!("  published   {published:>14}          missed {missed}");
+            let rate = published as f64 / self.duration_s;
+            println!("  published   {published:>14}          {rate:>12.0}/s  missed {missed}");
         }
         if let Some(l) = &self.latency_us {
             println!(
@@ -177,6 +209,18 @@ impl Report {
             if let Some(other) = cpu.other_s {
                 println!("  other load  {other:.2} s of CPU during the window");
             }
+        }
+        if let Some(Deployment {
+            cpu_s: Some(cpu),
+            processes,
+            cpu_us_per_delivery,
+            ..
+        }) = self.hub
+        {
+            let per = cpu_us_per_delivery
+                .map(|us| format!(" ({us:.2} µs per delivery)"))
+                .unwrap_or_default();
+            println!("  deployment  {cpu:.2} s of CPU in {processes} processes{per}");
         }
         if let Some(m) = &self.memory {
             println!(
