@@ -22,6 +22,7 @@ mod connect;
 mod hub_mode;
 #[cfg(feature = "otel")]
 mod otel;
+mod port_lock;
 mod proxies;
 mod publish;
 mod serve;
