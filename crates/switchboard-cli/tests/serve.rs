@@ -579,3 +579,92 @@ async fn a_close_for_a_peers_fault_is_logged_with_its_code() {
     });
     assert!(logged, "{lines:#?}");
 }
+
+/// The JSON log lines (`--log-format json`) whose message is `message`.
+fn events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["message"] == message)
+        .collect()
+}
+
+/// A connection refused at the connection limit is logged (at info, held to a line a second
+/// like the other refusals), with the peer.
+#[tokio::test]
+async fn a_refusal_at_the_connection_limit_is_logged() {
+    let mut serve = Serve::start(&[
+        "--mode",
+        "echo",
+        "--max-connections",
+        "1",
+        "--log-format",
+        "json",
+    ]);
+    let url = serve.url();
+    let (ws, _) = switchboard::connect(&url).await.unwrap();
+    let err = switchboard::connect(&url).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    drop(ws);
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let refused = events(&lines, "at the connection limit: 503");
+    let [event] = &refused[..] else {
+        panic!("{lines:#?}")
+    };
+    assert_eq!(event["level"], "INFO");
+    assert!(event["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(event["suppressed"], 0);
+}
+
+/// At debug level each connection is logged as it opens, with an id and the client's address
+/// (the one a trusted proxy forwarded when it came through one), and as it closes, with the
+/// id and the close code.
+#[tokio::test]
+async fn each_connection_is_logged_at_debug_with_its_address_id_and_close_code() {
+    let mut serve = Serve::start_logging(
+        &[
+            "--mode",
+            "echo",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--log-format",
+            "json",
+        ],
+        "info,switchboard=debug",
+    );
+    let url = serve.url();
+    let mut proxied = ConnectOptions::default();
+    proxied.headers.insert(
+        "x-forwarded-for",
+        switchboard::http::HeaderValue::from_static("203.0.113.7"),
+    );
+    for (options, code) in [
+        (ConnectOptions::default(), CloseCode::NORMAL),
+        (proxied, CloseCode::from(4000)),
+    ] {
+        let (mut ws, _) = switchboard::connect_with(&url, &options).await.unwrap();
+        ws.close(code, "bye").await.unwrap();
+        while let Some(Ok(_)) = ws.recv().await {}
+    }
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let opened = events(&lines, "connection opened");
+    let closed = events(&lines, "connection closed");
+    assert_eq!((opened.len(), closed.len()), (2, 2), "{lines:#?}");
+    let remote = |event: &serde_json::Value| event["remote"].as_str().unwrap().to_owned();
+    assert!(
+        remote(&opened[0]).starts_with("127.0.0.1:"),
+        "{:?}",
+        opened[0]
+    );
+    assert!(opened[0].get("via").is_none(), "{:?}", opened[0]);
+    assert_eq!(remote(&opened[1]), "203.0.113.7");
+    assert!(opened[1]["via"].as_str().unwrap().starts_with("127.0.0.1:"));
+    for (open, code) in opened.iter().zip([1000, 4000]) {
+        let close = closed.iter().find(|c| c["conn"] == open["conn"]).unwrap();
+        assert_eq!(close["code"], code, "{close:?}");
+        assert_eq!(close["level"], "DEBUG");
+    }
+    assert_ne!(opened[0]["conn"], opened[1]["conn"]);
+}
