@@ -33,14 +33,14 @@ check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no err
 }
 
 serve echo
-check "echo, 16 B text, 4 in flight" -c 4 -k 4 -d 2s --warmup 500ms
-check "echo, 64 KiB binary" -c 2 -s 65536 --binary -d 1s --warmup 200ms
+check "echo, 16 B text, 4 in flight" -c 4 -m 4 -d 2s --warmup 500ms
+check "echo, 64 KiB binary" -c 2 --size 65536 --binary -d 1s --warmup 200ms
 check "idle connections" --mode idle -c 50 -d 200ms
 check "handshakes" --mode handshakes -c 4 -d 1s --warmup 200ms
-check "echo, 1 KiB text, permessage-deflate" -c 4 -k 4 -s 1024 -d 1s --warmup 200ms --deflate
+check "echo, 1 KiB text, permessage-deflate" -c 4 -m 4 --size 1024 -d 1s --warmup 200ms --deflate
 # serve answers every deflate offer: each of the 4 connections must have agreed.
 grep -q '"deflate_agreed": 4' <<<"$json" || { echo "FAILED: deflate not agreed: $json" >&2; exit 1; }
 serve broadcast
-check "broadcast, 20 subscribers" --mode broadcast -c 20 -k 4 -d 1s --warmup 200ms
+check "broadcast, 20 subscribers" --mode broadcast -c 20 -m 4 -d 1s --warmup 200ms
 serve echo --tls-self-signed
-scheme=wss check "echo over wss://, self-signed" -c 4 -k 4 -d 1s --warmup 200ms --insecure
+scheme=wss check "echo over wss://, self-signed" -c 4 -m 4 -d 1s --warmup 200ms --insecure

@@ -19,6 +19,7 @@ mod bench;
 mod client_proxy;
 mod config;
 mod connect;
+mod handshake_args;
 mod hub_mode;
 #[cfg(feature = "otel")]
 mod otel;
