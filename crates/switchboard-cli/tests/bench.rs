@@ -1,5 +1,7 @@
 //! `switchboard bench` against in-process servers: correct echoes count, wrong ones are caught.
 
+mod support;
+
 use std::process::Command;
 
 use switchboard::{Message, Server};
@@ -244,4 +246,34 @@ fn origin_given_twice_is_a_bad_argument() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--origin"), "{command}: {stderr}");
     }
+}
+
+/// Hub mode against `serve --mode hub`: publishers and subscribers of one channel, every
+/// delivery's offset and order checked, none failing.
+#[test]
+fn hub_mode_checks_every_delivery_against_a_hub() {
+    let serve = support::Serve::start(&["--mode", "hub"]);
+    let url = serve.url();
+    assert!(url.ends_with("/ws"), "{url}");
+    let report = bench(&[
+        &url,
+        "--mode",
+        "hub",
+        "-c",
+        "5",
+        "--publishers",
+        "2",
+        "-m",
+        "4",
+        "--size",
+        "64",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["publishers"], 2, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["published"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["latency_us"]["p50"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
 }

@@ -14,17 +14,23 @@ pub(crate) struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub(crate) mode: Mode,
-    /// Connections (echo, idle), subscribers (broadcast) or concurrent workers (handshakes).
+    /// Connections (echo, idle), subscribers (broadcast, hub) or concurrent workers
+    /// (handshakes).
     #[arg(long, short, default_value_t = 100)]
     pub(crate) connections: usize,
-    /// Message payload size in bytes (no short flag: -s is --subprotocol, as in connect).
+    /// Hub mode: publishers, each on a connection of its own.
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    pub(crate) publishers: usize,
+    /// Message payload size in bytes; in hub mode, what a publication's data is padded to
+    /// (no short flag: -s is --subprotocol, as in connect).
     #[arg(long, default_value_t = 16)]
     pub(crate) size: usize,
     /// Send binary messages instead of text.
     #[arg(long)]
     pub(crate) binary: bool,
     /// Messages in flight per connection (1: wait for each echo; more: pipelined). In broadcast
-    /// mode, messages the publisher may have out that not every subscriber has received.
+    /// and hub modes, messages each publisher may have out that not every subscriber has
+    /// received.
     /// (-m as h2load's --max-concurrent-streams; -k is --insecure, as in connect and curl)
     #[arg(long, short = 'm', default_value_t = 1)]
     pub(crate) in_flight: usize,
@@ -88,6 +94,9 @@ pub(crate) enum Mode {
     Idle,
     /// Connect, upgrade and close, with N workers.
     Handshakes,
+    /// P publishers and N subscribers of one channel over the hub's protocol, against
+    /// `serve --mode hub` (URL ws://HOST:PORT/ws), every delivery's offset checked.
+    Hub,
 }
 
 #[cfg(test)]

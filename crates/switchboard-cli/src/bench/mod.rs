@@ -10,6 +10,9 @@
 //! - `idle`: opens N connections, exchanges one message on each, and holds them (for memory
 //!   measurements).
 //! - `handshakes`: N workers connect, upgrade and close, over and over.
+//! - `hub`: P publishers and N subscribers of one channel over the hub's protocol (`switchboard
+//!   serve --mode hub`): every delivery's offset and order checked, deliveries per second and
+//!   publish-to-delivery latency.
 //!
 //! Each mode runs a warm-up, then a measured window. With `--server-pid` the server's CPU time
 //! over the window (and in `idle` mode its memory) is read from `/proc` and reported per message.
@@ -18,7 +21,7 @@
 //! floor, what the kernel and this load generator allow.
 //!
 //! The files: [`args`] (the command line), [`open`] (opening connections), the workloads
-//! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes), [`window`] (warm-up
+//! ([`echo`], [`broadcast`], [`hub`], [`connections`] for idle and handshakes), [`window`] (warm-up
 //! and measured window), [`stats`] (errors, latencies), [`probe`] (the server's CPU and memory
 //! from `/proc`), [`payload`], [`progress`] and [`report`] (the result, as text or JSON).
 
@@ -31,6 +34,7 @@ mod args;
 mod broadcast;
 mod connections;
 mod echo;
+mod hub;
 mod open;
 mod payload;
 mod probe;
@@ -67,6 +71,7 @@ pub(crate) fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Mode::Broadcast => broadcast::run(&args).await,
             Mode::Idle => connections::idle(&args).await,
             Mode::Handshakes => connections::handshakes(&args).await,
+            Mode::Hub => hub::run(&args).await,
         }
     })?;
     // Connections still closing are dropped with the runtime.

@@ -57,6 +57,9 @@ pub(crate) struct Report {
     pub(crate) memory: Option<Memory>,
     /// With `--deflate`: connections (warm-up and setup included) on which the server agreed
     /// permessage-deflate.
+    /// Hub mode: the publishers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) publishers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deflate_agreed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,7 @@ impl Report {
             missed: None,
             cpu: None,
             memory: None,
+            publishers: None,
             deflate_agreed: None,
             http2: None,
         }
@@ -114,6 +118,14 @@ impl Report {
                 "  1 publisher, {} subscribers, {} B {kind}, {} in flight, {:.1} s measured",
                 self.connections, self.size, self.in_flight, self.duration_s
             ),
+            Mode::Hub => println!(
+                "  {} publishers, {} subscribers of one channel, data of at least {} B, {} in flight each, {:.1} s measured",
+                self.publishers.unwrap_or(1),
+                self.connections,
+                self.size,
+                self.in_flight,
+                self.duration_s
+            ),
             Mode::Idle => println!("  {} connections held", self.messages),
             Mode::Handshakes => println!(
                 "  {} workers, {:.1} s measured",
@@ -122,12 +134,12 @@ impl Report {
         }
         let (what, one) = match self.mode {
             Mode::Echo => ("echoes", "echo"),
-            Mode::Broadcast => ("deliveries", "delivery"),
+            Mode::Broadcast | Mode::Hub => ("deliveries", "delivery"),
             Mode::Idle => ("connections", "connection"),
             Mode::Handshakes => ("handshakes", "handshake"),
         };
         match self.mode {
-            Mode::Echo | Mode::Broadcast => println!(
+            Mode::Echo | Mode::Broadcast | Mode::Hub => println!(
                 "  {what:<12}{:>14} checked  {:>12.0}/s  {:>9.2} MB/s",
                 self.messages, self.msgs_per_sec, self.mb_per_sec
             ),
