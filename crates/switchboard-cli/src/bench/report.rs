@@ -119,7 +119,7 @@ impl Report {
                 self.connections, self.size, self.in_flight, self.duration_s
             ),
             Mode::Hub => println!(
-                "  {} publishers, {} subscribers of one channel, data of at least {} B, {} in flight each, {:.1} s measured",
+                "  publishers {}, subscribers {} of one channel, data of at least {} B, {} in flight each, {:.1} s measured",
                 self.publishers.unwrap_or(1),
                 self.connections,
                 self.size,
