@@ -37,7 +37,7 @@ start "$out/server.out" nice -n "$nice" taskset -c 0 "$bin" serve --mode echo \
 server_pid=$started
 wait_port "$port" "$server_pid"
 
-rows=("a -s 16 -k 1" "b -s 16 -k 16" "c -s 1024 --binary -k 16")
+rows=("a --size 16 -m 1" "b --size 16 -m 16" "c --size 1024 --binary -m 16")
 variants=("http1" "http2x1 --http2 --streams-per-connection 100" "http2x10 --http2 --streams-per-connection 10")
 printf '%-4s %-9s %12s %14s %8s\n' row http msg/s 'µs CPU/msg' errors
 for round in $(seq "$rounds"); do

@@ -2,7 +2,7 @@
 # bench/redis-throughput.sh: throughput and latency of the hub alone and through Redis.
 #
 # Starts three redis-servers (free loopback ports, no persistence) and switchboard nodes on
-# free ports, runs the hub_bench example against them, and stops everything by PID:
+# free ports, runs `switchboard bench --mode hub` against them, and stops everything by PID:
 #
 #   (h) one node, in-process broker: publishers and a subscriber on the same node
 #   (i) one node, Redis broker: the same, every message through Redis
@@ -18,8 +18,8 @@
 #
 #   DURATION=5 SIZE=64 RATE=2000 HALF=40000 PUBLISHERS=16 bench/redis-throughput.sh
 #
-# BIN and BENCH name other builds of `switchboard` and `hub_bench` (to compare two commits
-# on the same machine); without them both are built here. Each run reports the CPU time of
+# BIN names another build of `switchboard` (to compare two commits on the same machine);
+# without it, it is built here. Each run reports the CPU time of
 # the node the publishers reach (`--server-pid`) and of the other programs (Redis, the other
 # nodes, anything else running), and the CPU of the deployment's nodes and Redis servers per
 # delivery (`--cpu-pid`). Everything, the load generator too, shares the machine's cores.
@@ -33,11 +33,7 @@ rate=${RATE:-2000}
 half=${HALF:-40000}
 
 if [ -z "${BIN:-}" ]; then cargo build --release -q -p switchboard-cli; fi
-if [ -z "${BENCH:-}" ]; then
-  cargo build --release -q -p switchboard-hub --features redis --example hub_bench
-fi
 bin=${BIN:-target/release/switchboard}
-bench=${BENCH:-target/release/examples/hub_bench}
 temp_dir logs
 
 redis() {  # redis PORT: sets redis_pid
@@ -93,34 +89,41 @@ k_cpu=(--cpu-pid "$ka_pid" --cpu-pid "$kb_pid" --cpu-pid "$kc_pid" --cpu-pid "$s
 # Two channels on different shards: the nodes' hash puts m6-a and l4-a on the first, m6-b and
 # l4-b on the second (checked at the end).
 
-run() {  # run TITLE [hub_bench args..]
-  echo
-  echo "== $1"
+run() {  # run TITLE [bench args..]: one subscriber per --subscribe
+  local title=$1 subscribers=0 first='' previous='' arg
   shift
-  "$bench" --duration "$duration" --size "$size" "$@"
+  for arg in "$@"; do
+    if [ "$previous" = --subscribe ]; then
+      subscribers=$((subscribers + 1))
+      [ -n "$first" ] || first=$arg
+    fi
+    previous=$arg
+  done
+  echo
+  echo "== $title"
+  "$bin" bench --mode hub "$first" -c "$subscribers" --duration "${duration}s" --size "$size" "$@"
 }
-# A publisher keeps 64 publishes unacknowledged (8 each with several publishers); a node
-# sends its publishes to Redis in pipelined batches. PUBLISHERS connections (default 16)
-# show what a node does with many. (In-process, many publishers outrun one subscriber, which
-# is then closed with 1013.)
+# A publisher keeps 64 publications out that not every subscriber has received (8 each with
+# several publishers); a node sends its publishes to Redis in pipelined batches. PUBLISHERS
+# connections (default 16) show what a node does with many.
 many=${PUBLISHERS:-16}
-several() { local i; for ((i = 0; i < many; i++)); do echo --publish "$1"; done; }
-run "(h) one node, in-process broker, 1 publisher (max rate)" --channel m1 \
+several() { echo --publishers "$many" --publish "$1"; }
+run "(h) one node, in-process broker, 1 publisher (max rate)" --channel m1 -m 64 \
   --server-pid "$local_pid" "${h_cpu[@]}" \
   --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
-run "(i) one node, Redis broker, 1 publisher (max rate)" --channel m3 \
+run "(i) one node, Redis broker, 1 publisher (max rate)" --channel m3 -m 64 \
   --server-pid "$a_pid" "${i_cpu[@]}" \
   --publish "ws://127.0.0.1:$a/ws" --subscribe "ws://127.0.0.1:$a/ws"
 # shellcheck disable=SC2046
-run "(i) one node, Redis broker, $many publishers (max rate)" --channel m4 --window 8 \
+run "(i) one node, Redis broker, $many publishers (max rate)" --channel m4 -m 8 \
   --server-pid "$a_pid" "${i_cpu[@]}" \
   $(several "ws://127.0.0.1:$a/ws") --subscribe "ws://127.0.0.1:$a/ws"
 # shellcheck disable=SC2046
 run "(j) three nodes, Redis broker: $many publishers on A, subscribers on B and C (max rate)" \
-  --channel m5 --window 8 --server-pid "$a_pid" "${j_cpu[@]}" \
+  --channel m5 -m 8 --server-pid "$a_pid" "${j_cpu[@]}" \
   $(several "ws://127.0.0.1:$a/ws") \
   --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
-two=(--channel m6-a --channel m6-b --window 8)
+two=(--channel m6-a --channel m6-b -m 8)
 # shellcheck disable=SC2046
 run "(j) the same on two channels (max rate)" "${two[@]}" --server-pid "$a_pid" "${j_cpu[@]}" \
   $(several "ws://127.0.0.1:$a/ws") \
@@ -145,18 +148,16 @@ run "(k) two shards, a channel on each, $half/s" "${two[@]}" --rate "$half" "${k
 run "(l) a Redis Cluster, the channels on two masters, $half/s" "${two[@]}" --rate "$half" \
   "${l_cpu[@]}" $(several "ws://127.0.0.1:$la/ws") \
   --subscribe "ws://127.0.0.1:$lb/ws" --subscribe "ws://127.0.0.1:$lc/ws"
-run "(h) one node, in-process broker, $rate/s" --channel l1 --rate "$rate" \
+run "(h) one node, in-process broker, $rate/s" --channel l1 -m 64 --rate "$rate" \
   --publish "ws://127.0.0.1:$local_port/ws" --subscribe "ws://127.0.0.1:$local_port/ws"
 run "(j) three nodes, Redis broker, $rate/s: publish on A, subscribe on B and C" --channel l3 \
-  --rate "$rate" --publish "ws://127.0.0.1:$a/ws" \
+  -m 64 --rate "$rate" --publish "ws://127.0.0.1:$a/ws" \
   --subscribe "ws://127.0.0.1:$b/ws" --subscribe "ws://127.0.0.1:$c/ws"
 run "(k) two shards, $rate/s: publishers on A, subscribe on B and C, a channel on each shard" \
-  --channel l4-a --channel l4-b --rate "$rate" --publish "ws://127.0.0.1:$ka/ws" \
-  --publish "ws://127.0.0.1:$ka/ws" \
+  --channel l4-a --channel l4-b -m 64 --rate "$rate" --publishers 2 --publish "ws://127.0.0.1:$ka/ws" \
   --subscribe "ws://127.0.0.1:$kb/ws" --subscribe "ws://127.0.0.1:$kc/ws"
 run "(l) a Redis Cluster, $rate/s: publishers on A, subscribe on B and C, the channels on two masters" \
-  --channel l4-a --channel l4-b --rate "$rate" --publish "ws://127.0.0.1:$la/ws" \
-  --publish "ws://127.0.0.1:$la/ws" \
+  --channel l4-a --channel l4-b -m 64 --rate "$rate" --publishers 2 --publish "ws://127.0.0.1:$la/ws" \
   --subscribe "ws://127.0.0.1:$lb/ws" --subscribe "ws://127.0.0.1:$lc/ws"
 
 echo

@@ -136,11 +136,11 @@ wait_quiet() {
 # --- workloads ----------------------------------------------------------------------------
 workload_args() {  # workload_args ID: the server mode, then the bench arguments
   case $1 in
-    a) echo "echo --mode echo -c 100 -s 16 -k 1" ;;
-    b) echo "echo --mode echo -c 100 -s 16 -k 16" ;;
-    c) echo "echo --mode echo -c 100 -s 1024 --binary -k 16" ;;
-    d) echo "echo --mode echo -c 1 -s 1048576 --binary -k 1" ;;
-    e) echo "broadcast --mode broadcast -c 10000 -s 16 -k 8 --connect-concurrency 128" ;;
+    a) echo "echo --mode echo -c 100 --size 16 -m 1" ;;
+    b) echo "echo --mode echo -c 100 --size 16 -m 16" ;;
+    c) echo "echo --mode echo -c 100 --size 1024 --binary -m 16" ;;
+    d) echo "echo --mode echo -c 1 --size 1048576 --binary -m 1" ;;
+    e) echo "broadcast --mode broadcast -c 10000 --size 16 -m 8 --connect-concurrency 128" ;;
     f) echo "echo --mode idle -c 10000 --connect-concurrency 128" ;;
     g) echo "echo --mode handshakes -c 32" ;;
   esac

@@ -21,7 +21,7 @@ serve() {  # serve MODE [ARGS..]: starts the server, sets $server and $addr
 check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no error
   local name=$1 messages errors  # json stays set for a check after the call
   shift
-  json=$(timeout 60 "$bin" bench "${scheme:-ws}://$addr/" --json --server-pid "$server" "$@")
+  json=$(timeout 60 "$bin" bench "${scheme:-ws}://$addr${path:-/}" --json --server-pid "$server" "$@")
   messages=$(grep -o '"messages": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
   errors=$(grep -o '"errors": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
   if [ "${messages:-0}" -eq 0 ] || [ "${errors:-1}" -ne 0 ]; then
@@ -33,14 +33,16 @@ check() {  # check NAME ARGS..: runs the bench, requires messages > 0 and no err
 }
 
 serve echo
-check "echo, 16 B text, 4 in flight" -c 4 -k 4 -d 2s --warmup 500ms
-check "echo, 64 KiB binary" -c 2 -s 65536 --binary -d 1s --warmup 200ms
+check "echo, 16 B text, 4 in flight" -c 4 -m 4 -d 2s --warmup 500ms
+check "echo, 64 KiB binary" -c 2 --size 65536 --binary -d 1s --warmup 200ms
 check "idle connections" --mode idle -c 50 -d 200ms
 check "handshakes" --mode handshakes -c 4 -d 1s --warmup 200ms
-check "echo, 1 KiB text, permessage-deflate" -c 4 -k 4 -s 1024 -d 1s --warmup 200ms --deflate
+check "echo, 1 KiB text, permessage-deflate" -c 4 -m 4 --size 1024 -d 1s --warmup 200ms --deflate
 # serve answers every deflate offer: each of the 4 connections must have agreed.
 grep -q '"deflate_agreed": 4' <<<"$json" || { echo "FAILED: deflate not agreed: $json" >&2; exit 1; }
 serve broadcast
-check "broadcast, 20 subscribers" --mode broadcast -c 20 -k 4 -d 1s --warmup 200ms
+check "broadcast, 20 subscribers" --mode broadcast -c 20 -m 4 -d 1s --warmup 200ms
+serve hub
+path=/ws check "hub, 2 publishers, 20 subscribers, offsets checked" --mode hub -c 20 --publishers 2 -m 4 -d 1s --warmup 200ms
 serve echo --tls-self-signed
-scheme=wss check "echo over wss://, self-signed" -c 4 -k 4 -d 1s --warmup 200ms --insecure
+scheme=wss check "echo over wss://, self-signed" -c 4 -m 4 -d 1s --warmup 200ms -k

@@ -1,5 +1,7 @@
 //! `switchboard serve`'s settings: every flag, also readable from a TOML file (`--config`)
-//! under the same name (`--max-connections` is `max-connections = 10000`). A flag given on
+//! under the same name (`--max-connections` is `max-connections = 10000`). A list's key is
+//! the plural (`allowed-origins = [..]` for `--allowed-origin`, repeated) or, so that a user
+//! need not remember which, the flag's own name (`allowed-origin = [..]`). A flag given on
 //! the command line wins over the file; the file wins over the defaults. An unknown key or a
 //! bad value in the file is an error that names it.
 
@@ -111,6 +113,7 @@ pub(crate) struct ServeOptions {
         help_heading = "Abuse limits"
     )]
     #[serde(default, deserialize_with = "nets")]
+    #[serde(alias = "trusted-proxy")]
     pub(crate) trusted_proxies: Option<Vec<IpNet>>,
     /// Hub mode: most messages a second from one connection (bursts of twice that); past it
     /// messages are refused with `rate_limited`, and a client that goes on is closed with 1008
@@ -159,6 +162,7 @@ pub(crate) struct ServeOptions {
     /// Accept upgrades from browser pages of this origin only (repeat for more; default:
     /// any)
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    #[serde(alias = "allowed-origin")]
     pub(crate) allowed_origins: Option<Vec<String>>,
     /// On SIGINT/SIGTERM, how long to wait for clients to close after their Close (1001; in
     /// hub mode 1012 with a hint to come back in 1 to 6 s) [default: 10s]
@@ -221,6 +225,7 @@ pub(crate) struct ServeOptions {
         hide_env_values = true,
         help_heading = "Hub mode"
     )]
+    #[serde(alias = "api-key")]
     pub(crate) api_keys: Option<Vec<String>>,
     /// The password of the admin dashboard at /admin (who is connected, live figures, channels,
     /// nodes; disconnect, publish). Without one the dashboard is off (404)
@@ -244,6 +249,7 @@ pub(crate) struct ServeOptions {
         help_heading = "Hub mode"
     )]
     #[serde(default, deserialize_with = "parsed")]
+    #[serde(alias = "rule")]
     pub(crate) rules: Option<Vec<ChannelRule>>,
     /// POST each WebSocket connection's headers (cookies included), query and address to
     /// this URL; the backend answers who the user is or refuses (README: "Proxies")
@@ -256,6 +262,7 @@ pub(crate) struct ServeOptions {
         value_name = "PATTERN=URL",
         help_heading = "Proxies"
     )]
+    #[serde(alias = "subscribe-proxy")]
     pub(crate) subscribe_proxies: Option<Vec<Route>>,
     /// Ask URL whether a client may publish on a channel matching PATTERN, and what is
     /// published; repeat for more namespaces, first match wins
@@ -264,6 +271,7 @@ pub(crate) struct ServeOptions {
         value_name = "PATTERN=URL",
         help_heading = "Proxies"
     )]
+    #[serde(alias = "publish-proxy")]
     pub(crate) publish_proxies: Option<Vec<Route>>,
     /// How long a proxy call may take [default: 1s]
     #[arg(long, value_name = "DURATION", help_heading = "Proxies")]
@@ -584,6 +592,36 @@ mod tests {
         assert_eq!(options.tls_self_signed, Some(true));
         assert_eq!(options.history_ttl, Some(Span(Duration::from_secs(3600))));
         assert_eq!(options.rules.map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn a_lists_key_may_be_its_flags_name_but_not_both() {
+        let options = ServeOptions::from_toml(
+            r#"
+            allowed-origin = ["https://example.com"]
+            rule = ["team:*=authenticated", "news=public-read"]
+            trusted-proxy = ["10.0.0.0/8"]
+            api-key = ["k1"]
+            subscribe-proxy = ["team:*=http://127.0.0.1:9/sub"]
+            publish-proxy = ["team:*=http://127.0.0.1:9/pub"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            options.allowed_origins,
+            Some(vec!["https://example.com".to_owned()])
+        );
+        assert_eq!(options.rules.map(|r| r.len()), Some(2));
+        assert_eq!(options.trusted_proxies.map(|r| r.len()), Some(1));
+        assert_eq!(options.api_keys, Some(vec!["k1".to_owned()]));
+        assert_eq!(options.subscribe_proxies.map(|r| r.len()), Some(1));
+        assert_eq!(options.publish_proxies.map(|r| r.len()), Some(1));
+        let both = r#"
+            rule = ["a=public"]
+            rules = ["b=public"]
+        "#;
+        let err = format!("{:#}", ServeOptions::from_toml(both).unwrap_err());
+        assert!(err.contains("rules"), "{err}");
     }
 
     #[test]

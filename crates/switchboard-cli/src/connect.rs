@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http::{HeaderName, HeaderValue, Version};
+use http::Version;
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
 
 use crate::client_proxy::ProxyArgs;
+use crate::handshake_args::HandshakeArgs;
 use crate::terminal::{Display, stdin_lines};
 
 /// Exit statuses, as `--help` lists them.
@@ -32,17 +33,14 @@ Examples:
   echo hello | switchboard connect ws://127.0.0.1:8080/
   switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30
   switchboard connect --http2 -v --ca cert.pem wss://localhost:8443/ws
+  switchboard connect --origin https://chat.example -s chat.v2 ws://127.0.0.1:8080/ws
   switchboard connect --proxy http://ann:secret@proxy.lan:3128 wss://example.com/ws
   switchboard connect --hub --name ann ws://127.0.0.1:8080/ws -x 'subscribe lobby' -w 60")]
 pub(crate) struct ConnectArgs {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
-    /// Add a request header (repeat for more), e.g. -H 'Authorization: Bearer abc'
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
-    headers: Vec<(HeaderName, HeaderValue)>,
-    /// Offer a subprotocol (repeat for more, in order of preference)
-    #[arg(short = 's', long = "subprotocol", value_name = "PROTOCOL")]
-    subprotocols: Vec<String>,
+    #[command(flatten)]
+    handshake: HandshakeArgs,
     /// Send MESSAGE once connected (repeat for more), then close after --wait; stdin is not read
     #[arg(short = 'x', long = "execute", value_name = "MESSAGE")]
     execute: Vec<String>,
@@ -96,15 +94,6 @@ pub(crate) struct ConnectArgs {
     /// session)
     #[arg(long, requires = "hub")]
     token: Option<String>,
-}
-
-fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = s
-        .split_once(':')
-        .ok_or_else(|| format!("expected 'Name: value', got {s:?}"))?;
-    let name = HeaderName::try_from(name.trim()).map_err(|e| format!("header name: {e}"))?;
-    let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("header value: {e}"))?;
-    Ok((name, value))
 }
 
 /// Seconds, as every duration flag reads them (`2`, `1.5s`, `500ms`).
@@ -268,15 +257,12 @@ impl Exit {
 /// Everything about the connection besides the URL.
 fn connect_options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     let mut options = ConnectOptions {
-        protocols: args.subprotocols.clone(),
         timeout: Duration::from_secs_f64(args.connect_timeout),
         deflate: args.deflate.then(DeflateConfig::default),
         http2: args.http2,
         ..ConnectOptions::default()
     };
-    for (name, value) in &args.headers {
-        options.headers.append(name.clone(), value.clone());
-    }
+    args.handshake.apply(&mut options);
     options.tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
     options.proxy = args.proxy.for_url(&args.url)?;
     Ok(options)
@@ -401,11 +387,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_and_commands_parse() {
-        let (name, value) = parse_header("X-Trace:  abc ").unwrap();
-        assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-trace", "abc"));
-        assert!(parse_header("no colon").is_err());
-        assert!(parse_header("bad name: x").is_err());
+    fn commands_parse() {
         assert!(matches!(parse_command("ping hi"), Ok(Command::Ping(t)) if t == "hi"));
         assert!(matches!(
             parse_command("close"),

@@ -19,9 +19,11 @@ mod bench;
 mod client_proxy;
 mod config;
 mod connect;
+mod handshake_args;
 mod hub_mode;
 #[cfg(feature = "otel")]
 mod otel;
+mod port_lock;
 mod proxies;
 mod publish;
 mod serve;

@@ -414,6 +414,12 @@ where
     {
         // Each thread admits its share of the connection limit.
         let per_thread = builder.connection_limit().div_ceil(threads);
+        // Claimed before binding, so that a second server never takes a connection; with
+        // port 0, once the first listener has its port.
+        let mut claim = match listen.port() {
+            0 => None,
+            _ => Some(crate::port_lock::claim(listen)?),
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut addr = listen;
         let mut running = Vec::with_capacity(threads);
@@ -450,6 +456,9 @@ where
                 .await
                 .context("a server thread ended early")?
                 .with_context(|| format!("cannot listen on {addr}"))?;
+            if claim.is_none() {
+                claim = Some(crate::port_lock::claim(addr)?);
+            }
         }
         tracing::info!(threads, "thread per core");
         listening(addr);
@@ -466,6 +475,7 @@ where
                 .collect::<std::io::Result<Vec<()>>>()
         });
         joined.await??;
+        drop(claim);
         Ok(())
     }
     #[cfg(not(unix))]

@@ -224,6 +224,7 @@ mod tests {
         assert_eq!(body, "not found\n");
         let (head, _) = ask(addr, "GET", "/ws").await;
         assert!(head.starts_with("http/1.1 426"), "{head}");
+        assert!(head.contains("upgrade: websocket"), "{head}");
         let (head, _) = ask(addr, "POST", "/").await;
         assert!(head.starts_with("http/1.1 405"), "{head}");
         assert!(head.contains("allow: get, head"), "{head}");

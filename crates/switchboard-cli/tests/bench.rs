@@ -1,11 +1,11 @@
 //! `switchboard bench` against in-process servers and `switchboard serve`: correct echoes count,
 //! wrong ones are caught; hub mode checks every offset.
 
+mod support;
+
 use std::process::Command;
 
 use switchboard::{Message, Server};
-
-mod support;
 
 /// Starts an echo server on a free port that answers message number `corrupt_every` (and every
 /// multiple of it) with its last byte changed; 0 never corrupts.
@@ -46,6 +46,56 @@ fn spawn_echo(corrupt_every: usize) -> (std::net::SocketAddr, std::thread::JoinH
     (rx.recv().unwrap(), thread)
 }
 
+/// What the server saw of one connection's handshake: the `X-Run` and `Origin` headers and
+/// the subprotocol agreed.
+type Handshake = (Option<String>, Option<String>, Option<String>);
+
+/// Starts an echo server on a free port that speaks subprotocol `bench.v1` and records each
+/// connection's [`Handshake`].
+fn spawn_recording() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Handshake>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = Server::builder()
+                .protocols(["bench.v1"])
+                .bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            tx.send(server.local_addr().unwrap()).unwrap();
+            let serve = server.serve(move |mut ws, request| {
+                let header = |name: &str| {
+                    let value = request.headers().get(name)?;
+                    Some(value.to_str().ok()?.to_owned())
+                };
+                let handshake = (
+                    header("x-run"),
+                    header("origin"),
+                    ws.protocol().map(str::to_owned),
+                );
+                record.lock().unwrap().push(handshake);
+                async move {
+                    while let Some(Ok(message)) = ws.recv().await {
+                        if message.is_data() && ws.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), serve).await;
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
 fn bench(args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("bench")
@@ -61,7 +111,7 @@ fn bench(args: &[&str]) -> serde_json::Value {
 fn checked_echoes_count_and_report_latency() {
     let (addr, _server) = spawn_echo(0);
     let url = format!("ws://{addr}/");
-    let report = bench(&[&url, "-c", "4", "-k", "4", "-s", "100", "--binary"]);
+    let report = bench(&[&url, "-c", "4", "-m", "4", "--size", "100", "--binary"]);
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(
@@ -77,7 +127,7 @@ fn checked_echoes_count_and_report_latency() {
 fn a_wrong_echo_is_an_error_and_ends_its_connection() {
     let (addr, _server) = spawn_echo(50);
     let url = format!("ws://{addr}/");
-    let report = bench(&[&url, "-c", "2", "-k", "1", "-s", "64", "--binary"]);
+    let report = bench(&[&url, "-c", "2", "-m", "1", "--size", "64", "--binary"]);
     // Each connection fails at its 50th message, before the warm-up is over.
     assert_eq!(report["errors"], 2, "{report}");
     assert!(
@@ -147,6 +197,60 @@ fn http2_puts_the_streams_per_connection_on_each_connection() {
     assert_eq!(report["http2"]["connections"], 3, "{report}");
 }
 
+/// `-H`, `--origin` and `-s` mean what they mean to `connect`, and go out on every connection
+/// bench opens.
+#[test]
+fn headers_origin_and_subprotocol_go_out_on_every_connection() {
+    let (addr, seen) = spawn_recording();
+    let url = format!("ws://{addr}/");
+    let report = bench(&[
+        &url,
+        "--mode",
+        "idle",
+        "-c",
+        "5",
+        "-H",
+        "X-Run: 7",
+        "--origin",
+        "https://chat.example",
+        "-s",
+        "bench.v1",
+    ]);
+    assert_eq!(report["errors"], 0, "{report}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 5);
+    for handshake in seen.iter() {
+        let expected = (
+            Some("7".to_owned()),
+            Some("https://chat.example".to_owned()),
+            Some("bench.v1".to_owned()),
+        );
+        assert_eq!(handshake, &expected);
+    }
+}
+
+/// `--origin` beside `-H 'Origin: …'` is a bad argument (exit status 2), not a silent choice.
+#[test]
+fn origin_given_twice_is_a_bad_argument() {
+    for command in ["bench", "connect"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([command, "ws://127.0.0.1:9/"])
+            .args([
+                "--origin",
+                "https://a.example",
+                "-H",
+                "Origin: https://b.example",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--origin"), "{command}: {stderr}");
+    }
+}
+
+/// Hub mode against `serve`: WebSocket and API publishers on two channels, every delivery's
+/// offset and order checked, each publication of the window delivered once to each subscriber.
 #[test]
 fn hub_mode_checks_every_offset_and_counts_every_delivery() {
     let serve = support::Serve::start(&["--api-key", "bench-key"]);
@@ -161,7 +265,9 @@ fn hub_mode_checks_every_offset_and_counts_every_delivery() {
         "hub",
         "-c",
         "6",
-        "-k",
+        "--publishers",
+        "2",
+        "-m",
         "8",
         "--channel",
         "a",
@@ -177,10 +283,14 @@ fn hub_mode_checks_every_offset_and_counts_every_delivery() {
     assert_eq!(report["errors"], 0, "{report}");
     assert_eq!(report["missed"], 0, "{report}");
     assert_eq!(report["hub"]["duplicates"], 0, "{report}");
-    assert_eq!(report["hub"]["publishers"], 2, "{report}");
+    assert_eq!(report["hub"]["publishers"], 3, "{report}");
     let published = report["published"].as_u64().unwrap();
     assert!(published > 0, "{report}");
     // Every subscriber follows both channels: each publication of the window, once to each.
+    assert!(
+        report["latency_us"]["p50"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     assert_eq!(
         report["messages"].as_u64().unwrap(),
         published * 6,

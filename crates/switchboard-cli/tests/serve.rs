@@ -107,6 +107,68 @@ async fn thread_per_core_serves_every_mode_and_drains() {
     }
 }
 
+/// A second `serve --threads` on a port one serves does not share it silently: it exits
+/// non-zero, naming the address.
+#[tokio::test]
+async fn a_second_thread_per_core_server_on_a_served_port_is_refused() {
+    let first = Serve::start(&["--mode", "echo", "--threads", "2"]);
+    let url = first.url();
+    let addr = url.split('/').nth(2).unwrap().to_owned();
+    let mut second = Serve::start_on(&addr, &["--mode", "echo", "--threads", "2"], "info");
+    let line = second.line("address in use");
+    assert!(line.contains(&addr), "{line}");
+    assert_ne!(second.wait(), Some(0));
+    // The first still serves.
+    let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+}
+
+/// In every mode, `HEAD` answers the headers `GET` does (the length of the page included)
+/// without the body, and every `426` says what to upgrade to.
+#[tokio::test]
+async fn head_answers_gets_headers_and_every_426_names_its_upgrade() {
+    for mode in ["hub", "echo", "broadcast"] {
+        let serve = Serve::start(&["--mode", mode]);
+        let url = serve.url();
+        let mut upgrades_required = 0;
+        for path in ["/", "/ws", "/healthz"] {
+            let get = http_request(&url, "GET", path).await;
+            let head = http_request(&url, "HEAD", path).await;
+            let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+            let (head_head, head_body) = head.split_once("\r\n\r\n").unwrap();
+            let length = |head: &str| {
+                head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+            };
+            assert_eq!(
+                length(head_head),
+                Some(get_body.len().to_string()),
+                "{mode} {path}: {head}"
+            );
+            assert_eq!(length(get_head), length(head_head), "{mode} {path}");
+            assert_eq!(head_body, "", "{mode} {path}");
+            for answer in [get_head, head_head] {
+                if answer.starts_with("HTTP/1.1 426") {
+                    upgrades_required += 1;
+                    let lower = answer.to_ascii_lowercase();
+                    assert!(
+                        lower.contains("\r\nupgrade: websocket"),
+                        "{mode} {path}: {answer}"
+                    );
+                }
+            }
+        }
+        assert!(upgrades_required > 0, "{mode}: no 426 seen");
+    }
+}
+
 #[tokio::test]
 async fn serves_wss_with_a_self_signed_certificate_and_logs_its_fingerprint() {
     let serve = Serve::start(&["--tls-self-signed", "--mode", "echo"]);
@@ -235,10 +297,17 @@ async fn compression_is_on_in_every_mode_and_over_wss_unless_turned_off() {
 
 /// A plain `GET` of `path` on the server behind `url`: the response, head and body.
 async fn http_get(url: &str, path: &str) -> String {
+    http_request(url, "GET", path).await
+}
+
+/// A plain request with `method` for `path` on the server behind `url`: the response, head
+/// and body.
+async fn http_request(url: &str, method: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = url.split('/').nth(2).unwrap();
     let mut tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
@@ -509,4 +578,93 @@ async fn a_close_for_a_peers_fault_is_logged_with_its_code() {
         event["message"] == "closing a connection" && event["code"] == 1009
     });
     assert!(logged, "{lines:#?}");
+}
+
+/// The JSON log lines (`--log-format json`) whose message is `message`.
+fn events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["message"] == message)
+        .collect()
+}
+
+/// A connection refused at the connection limit is logged (at info, held to a line a second
+/// like the other refusals), with the peer.
+#[tokio::test]
+async fn a_refusal_at_the_connection_limit_is_logged() {
+    let mut serve = Serve::start(&[
+        "--mode",
+        "echo",
+        "--max-connections",
+        "1",
+        "--log-format",
+        "json",
+    ]);
+    let url = serve.url();
+    let (ws, _) = switchboard::connect(&url).await.unwrap();
+    let err = switchboard::connect(&url).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    drop(ws);
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let refused = events(&lines, "at the connection limit: 503");
+    let [event] = &refused[..] else {
+        panic!("{lines:#?}")
+    };
+    assert_eq!(event["level"], "INFO");
+    assert!(event["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(event["suppressed"], 0);
+}
+
+/// At debug level each connection is logged as it opens, with an id and the client's address
+/// (the one a trusted proxy forwarded when it came through one), and as it closes, with the
+/// id and the close code.
+#[tokio::test]
+async fn each_connection_is_logged_at_debug_with_its_address_id_and_close_code() {
+    let mut serve = Serve::start_logging(
+        &[
+            "--mode",
+            "echo",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--log-format",
+            "json",
+        ],
+        "info,switchboard=debug",
+    );
+    let url = serve.url();
+    let mut proxied = ConnectOptions::default();
+    proxied.headers.insert(
+        "x-forwarded-for",
+        switchboard::http::HeaderValue::from_static("203.0.113.7"),
+    );
+    for (options, code) in [
+        (ConnectOptions::default(), CloseCode::NORMAL),
+        (proxied, CloseCode::from(4000)),
+    ] {
+        let (mut ws, _) = switchboard::connect_with(&url, &options).await.unwrap();
+        ws.close(code, "bye").await.unwrap();
+        while let Some(Ok(_)) = ws.recv().await {}
+    }
+    serve.terminate();
+    let lines = serve.lines_to_exit();
+    let opened = events(&lines, "connection opened");
+    let closed = events(&lines, "connection closed");
+    assert_eq!((opened.len(), closed.len()), (2, 2), "{lines:#?}");
+    let remote = |event: &serde_json::Value| event["remote"].as_str().unwrap().to_owned();
+    assert!(
+        remote(&opened[0]).starts_with("127.0.0.1:"),
+        "{:?}",
+        opened[0]
+    );
+    assert!(opened[0].get("via").is_none(), "{:?}", opened[0]);
+    assert_eq!(remote(&opened[1]), "203.0.113.7");
+    assert!(opened[1]["via"].as_str().unwrap().starts_with("127.0.0.1:"));
+    for (open, code) in opened.iter().zip([1000, 4000]) {
+        let close = closed.iter().find(|c| c["conn"] == open["conn"]).unwrap();
+        assert_eq!(close["code"], code, "{close:?}");
+        assert_eq!(close["level"], "DEBUG");
+    }
+    assert_ne!(opened[0]["conn"], opened[1]["conn"]);
 }

@@ -9,8 +9,9 @@
 //! first Close, and the waker and deadline last registered, so that the shared slot is locked
 //! only when one of those changes.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -189,6 +190,51 @@ impl Drop for Member {
     }
 }
 
+/// The connection ids of this process's servers, in the order the connections opened.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// Where a connection comes from, as its log lines say it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Remote {
+    /// The client: the peer, or the client a trusted proxy forwarded.
+    pub(crate) client: RemoteAddr,
+    /// The trusted proxy the connection came through, if any.
+    pub(crate) via: Option<SocketAddr>,
+}
+
+/// A client's address: with its port when it is the peer's, without when a proxy forwarded it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RemoteAddr {
+    Forwarded(IpAddr),
+    Peer(SocketAddr),
+}
+
+impl std::fmt::Display for RemoteAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Forwarded(ip) => ip.fmt(f),
+            Self::Peer(addr) => addr.fmt(f),
+        }
+    }
+}
+
+impl Remote {
+    /// From the addresses the server put in a request's extensions: the peer's, and the
+    /// client's behind trusted proxies (the peer's own IP when none forwarded one).
+    pub(crate) fn of(peer: SocketAddr, client: Option<IpAddr>) -> Self {
+        match client {
+            Some(ip) if ip != peer.ip() => Self {
+                client: RemoteAddr::Forwarded(ip),
+                via: Some(peer),
+            },
+            _ => Self {
+                client: RemoteAddr::Peer(peer),
+                via: None,
+            },
+        }
+    }
+}
+
 /// A WebSocket's link to its group; see the module docs.
 pub(crate) struct Link {
     member: Member,
@@ -196,6 +242,10 @@ pub(crate) struct Link {
     pub(crate) tally: Tally,
     /// The code of the first Close frame, sent or received.
     close_code: Option<CloseCode>,
+    /// Names the connection in the log lines of its opening and closing. 32 bits fit beside
+    /// `close_code`, in bytes the struct has anyway (see `footprint.rs`); they wrap after four
+    /// billion connections, which is no harm to a log reader pairing two nearby lines.
+    id: u32,
     /// The waker and the deadline last given to the slot.
     waker: Option<Waker>,
     armed: Option<u64>,
@@ -211,13 +261,23 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Links an upgraded connection: it counts as open from now on.
-    pub(crate) fn new(member: Member) -> Self {
+    /// Links an upgraded connection: it counts as open from now on, and is logged at debug
+    /// level with an id and `remote`, its client's address (the one trusted proxies forwarded,
+    /// else the peer's), which its closing line does not repeat: the id pairs them.
+    pub(crate) fn new(member: Member, remote: &Remote) -> Self {
         member.group.metrics.connection_opened();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        match remote.via {
+            Some(proxy) => {
+                tracing::debug!(conn = id, remote = %remote.client, via = %proxy, "connection opened")
+            }
+            None => tracing::debug!(conn = id, remote = %remote.client, "connection opened"),
+        }
         Self {
             member,
             tally: Tally::default(),
             close_code: None,
+            id,
             waker: None,
             armed: None,
         }
@@ -312,5 +372,6 @@ impl Drop for Link {
         self.flush();
         let code = self.close_code.unwrap_or(CloseCode::ABNORMAL);
         self.member.group.metrics.connection_closed(code.0);
+        tracing::debug!(conn = self.id, code = code.0, "connection closed");
     }
 }

@@ -14,19 +14,22 @@ pub(crate) struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub(crate) mode: Mode,
-    /// Connections (echo, idle), subscribers (broadcast, hub) or concurrent workers (handshakes).
+    /// Connections (echo, idle), subscribers (broadcast, hub) or concurrent workers
+    /// (handshakes).
     #[arg(long, short, default_value_t = 100)]
     pub(crate) connections: usize,
-    /// Message payload size in bytes.
-    #[arg(long, short, default_value_t = 16)]
+    /// Message payload size in bytes; in hub mode, what a publication's data is padded to
+    /// (no short flag: -s is --subprotocol, as in connect).
+    #[arg(long, default_value_t = 16)]
     pub(crate) size: usize,
     /// Send binary messages instead of text.
     #[arg(long)]
     pub(crate) binary: bool,
     /// Messages in flight per connection (1: wait for each echo; more: pipelined). In broadcast
-    /// mode, messages the publisher may have out that not every subscriber has received; in
-    /// hub mode, unacknowledged publishes per WebSocket publisher.
-    #[arg(long, short = 'k', default_value_t = 1)]
+    /// and hub modes, messages each publisher may have out that not every subscriber has
+    /// received.
+    /// (-m as h2load's --max-concurrent-streams; -k is --insecure, as in connect and curl)
+    #[arg(long, short = 'm', default_value_t = 1)]
     pub(crate) in_flight: usize,
     /// The measured window, e.g. 10s, 500ms, 1m.
     #[arg(long, short, default_value = "10s", value_parser = parse_span)]
@@ -39,7 +42,7 @@ pub(crate) struct BenchArgs {
     pub(crate) json: bool,
     /// The target is a raw TCP echo: no handshake; the masked frames sent must come back as
     /// they were sent (the floor of what the kernel allows).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["headers", "subprotocols", "origin"])]
     pub(crate) raw: bool,
     /// The server's process id: its CPU time over the window (and in idle mode its resident
     /// memory) is read from /proc and reported.
@@ -52,7 +55,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
     pub(crate) ca: Option<std::path::PathBuf>,
     /// For wss://, do not verify the server's certificate (development only)
-    #[arg(long)]
+    #[arg(short = 'k', long)]
     pub(crate) insecure: bool,
     /// Connections being opened at any one time during setup.
     #[arg(long, default_value_t = 64)]
@@ -68,6 +71,8 @@ pub(crate) struct BenchArgs {
     /// each connection; over HTTP/1.1 (with a note) when the server does not take them.
     #[arg(long, conflicts_with = "raw")]
     pub(crate) http2: bool,
+    #[command(flatten)]
+    pub(crate) handshake: crate::handshake_args::HandshakeArgs,
     #[command(flatten)]
     pub(crate) proxy: crate::client_proxy::ProxyArgs,
     #[command(flatten)]
@@ -88,6 +93,43 @@ pub(crate) enum Mode {
     Idle,
     /// Connect, upgrade and close, with N workers.
     Handshakes,
-    /// Publishers and N subscribers over the hub protocol, offsets checked.
+    /// Publishers and N subscribers over the hub protocol (`serve --mode hub`, URL
+    /// ws://HOST:PORT/ws), on one node or several, every delivery checked.
     Hub,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The short flags `connect` shares mean the same here; those of bench's own are others.
+    #[test]
+    fn short_flags_mean_what_they_mean_to_connect() {
+        let args = BenchArgs::try_parse_from([
+            "bench",
+            "wss://127.0.0.1:9/",
+            "-k",
+            "-H",
+            "X-A: 1",
+            "-s",
+            "chat",
+            "--origin",
+            "https://chat.example",
+            "-m",
+            "8",
+            "-c",
+            "3",
+            "--size",
+            "64",
+        ])
+        .unwrap();
+        assert!(args.insecure);
+        assert_eq!(args.handshake.headers.len(), 1);
+        assert_eq!(args.handshake.subprotocols, ["chat"]);
+        assert!(args.handshake.origin.is_some());
+        assert_eq!((args.in_flight, args.connections, args.size), (8, 3, 64));
+        // Nothing of the handshake applies to a raw TCP echo.
+        let raw = BenchArgs::try_parse_from(["bench", "127.0.0.1:9", "--raw", "-s", "chat"]);
+        assert!(raw.is_err());
+    }
 }

@@ -1,47 +1,54 @@
 //! Hub mode: publishers and subscribers over the hub protocol (`switchboard serve`, the
-//! default mode), on one node or across several sharing a broker.
+//! default mode, URL ws://HOST:PORT/ws), on one node or across several sharing a broker.
 //!
 //! Subscribers (`-c`, spread over the `--subscribe` URLs, else the server's URL) each follow
-//! every `--channel`; publishers (one per `--publish`, else one at the server's URL; and one
-//! per `--api-publish`, through the server API) take the channels in turn. The window starts
-//! once every subscriber has its `subscribed` replies, so none is still registering.
+//! every `--channel`; WebSocket publishers (`--publishers`, spread over the `--publish` URLs,
+//! else the server's URL) and server API publishers (one per `--api-publish`) take the channels
+//! in turn. The window starts once every subscriber has its `subscribed` replies, so none is
+//! still registering.
 //!
-//! What the hub promises is checked, not sampled: each subscriber must see every channel's
-//! offsets one after the other from the offset of its `subscribed` reply, each once, in order;
-//! a gap is counted as missed and an offset seen again as a duplicate, both errors. Every
-//! publication carries its send time (in µs since the run began, read back in the same
-//! process, so clocks agree) and its publisher's acknowledgement is matched by that time too.
+//! What the hub promises is checked, not sampled (`switchboard_hub::protocol`,
+//! "Invariants"): each subscriber must see every channel's offsets one after the other from
+//! the offset of its `subscribed` reply, each once; and each publisher's publications in the
+//! order it sent them, none missed. Any break is an error (a gap also counts as missed, an
+//! offset seen again as a duplicate). Each publication's data is
+//! `{"p":PUBLISHER,"s":SEQUENCE,"t":SENT_US,"pad":"…"}`: its send time is read back in the same
+//! process, so clocks agree.
 //!
-//! `--rate 0` publishes as fast as acknowledgements allow (`-k` unacknowledged publishes per
-//! WebSocket publisher; an API publisher has one request in flight, as HTTP/1.1 without
-//! pipelining has); a fixed `--rate` (messages per second over all publishers) measures
-//! latency below saturation. `--cpu-pid` (repeated: every node and Redis of a deployment) adds
-//! their CPU time over the window per delivery.
+//! Flow control is closed-loop, as in broadcast mode: each publisher keeps at most `-m`
+//! publications out that not every subscriber has received, so the hub is measured at the rate
+//! it delivers rather than at the rate it drops slow subscribers. A fixed `--rate` (publications
+//! per second over all publishers) paces them below that, for latency below saturation. An API
+//! publisher has one request in flight, as HTTP/1.1 without pipelining has. `--cpu-pid`
+//! (repeated: every node and Redis of a deployment) adds their CPU time over the window per
+//! delivery.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
 use switchboard::{CloseCode, Message, WebSocket};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::args::BenchArgs;
 use super::hub_api::ApiPublisher;
-use super::open::{Transport, open};
+use super::open::{Transport, open, open_all};
 use super::probe::cpu_seconds;
-use super::progress::window_bar;
+use super::progress::{connect_bar, window_bar};
 use super::report::{Deployment, Report};
 use super::stats::{Errors, Latencies, LatencyBatch};
 use super::window::{GRACE, Window};
 
 /// How long subscribing every subscriber may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A publisher gives up when none of its publications reaches every subscriber for this long.
+const STALL: Duration = Duration::from_secs(10);
 /// How long late acknowledgements and deliveries may take after the window.
 const SETTLE: Duration = Duration::from_millis(500);
 
@@ -49,7 +56,10 @@ const SETTLE: Duration = Duration::from_millis(500);
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Hub mode")]
 pub(crate) struct HubArgs {
-    /// A WebSocket publisher connects here (repeat for more; default: one, at the server's URL)
+    /// WebSocket publishers, each on a connection of its own
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    pub(crate) publishers: usize,
+    /// Publishers connect here, in turn (repeat for several nodes; default: the server's URL)
     #[arg(long, value_name = "URL")]
     pub(crate) publish: Vec<String>,
     /// A publisher through the server API: `POST` to this URL (e.g.
@@ -65,7 +75,7 @@ pub(crate) struct HubArgs {
     /// A channel (repeat for more: publishers take them in turn, every subscriber follows all)
     #[arg(long, value_name = "NAME", default_value = "bench")]
     pub(crate) channel: Vec<String>,
-    /// Messages per second over all publishers; 0: as fast as acknowledgements allow
+    /// Publications per second over all publishers; 0: as fast as deliveries allow
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) rate: u64,
     /// A process of the deployment (node, Redis) whose CPU time over the window is reported
@@ -74,7 +84,7 @@ pub(crate) struct HubArgs {
     pub(crate) cpu_pid: Vec<u32>,
 }
 
-/// Send times count from here, in µs; a publish's id is its send time.
+/// Send times count from here, in µs.
 #[derive(Clone, Copy)]
 pub(crate) struct Clock {
     origin: Instant,
@@ -92,8 +102,13 @@ impl Clock {
     }
 }
 
-/// What every task adds to.
+/// What every task shares.
 pub(crate) struct Shared {
+    /// Per publisher, per slot of its window: subscribers yet to receive that publication.
+    slots: Vec<Vec<AtomicU32>>,
+    /// Per publisher: wakes it when one of its slots empties.
+    freed: Vec<Notify>,
+    subscribers: u32,
     /// Acknowledged publishes sent in the window.
     pub(crate) acked: AtomicU64,
     /// Deliveries checked so far, warm-up included (for the progress bar).
@@ -111,11 +126,41 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .add(error);
     }
+
+    /// Waits until publisher `p` may send publication `seq`: the one `-m` before it has
+    /// reached every subscriber. Then counts the subscribers it must reach.
+    pub(crate) async fn room(&self, p: usize, seq: u64) -> Result<(), String> {
+        let slots = &self.slots[p];
+        let slot = &slots[(seq % slots.len() as u64) as usize];
+        while slot.load(Ordering::Acquire) != 0 {
+            tokio::select! {
+                () = self.freed[p].notified() => {}
+                () = tokio::time::sleep(STALL) => return Err(format!(
+                    "no publication reached every subscriber for {} s",
+                    STALL.as_secs()
+                )),
+            }
+        }
+        slot.store(self.subscribers, Ordering::Release);
+        Ok(())
+    }
+
+    /// A subscriber has publications up to `seq` of publisher `p` (those it missed included).
+    fn delivered(&self, p: usize, from: u64, seq: u64) {
+        let Some(slots) = self.slots.get(p) else {
+            return;
+        };
+        for s in from..=seq {
+            if slots[(s % slots.len() as u64) as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.freed[p].notify_one();
+            }
+        }
+    }
 }
 
-/// A publication's data: its send time and padding up to `--size` bytes of data.
-pub(crate) fn data(stamp: u64, pad: &str) -> serde_json::Value {
-    json!({"t": stamp, "pad": pad})
+/// Publication `seq` of publisher `p`, sent at `stamp`.
+pub(crate) fn data(p: usize, seq: u64, stamp: u64, pad: &str) -> serde_json::Value {
+    json!({"p": p, "s": seq, "t": stamp, "pad": pad})
 }
 
 #[derive(Default)]
@@ -130,30 +175,67 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.raw {
         bail!("hub mode needs a hub (--raw applies to echo, idle and handshakes)");
     }
-    let subscribe_urls = urls(&hub.subscribe, &args.url);
-    let mut publish_urls = hub.publish.clone();
-    if publish_urls.is_empty() && hub.api_publish.is_empty() {
-        publish_urls.push(args.url.clone());
+    if args.binary {
+        bail!("the hub's protocol is text: --binary does not apply to hub mode");
+    }
+    let subscribe_urls = urls(&hub.subscribe, &args.url, "bench-sub");
+    let publish_urls = urls(&hub.publish, &args.url, "bench-pub");
+    let publishers = hub.publishers + hub.api_publish.len();
+    if publishers == 0 {
+        bail!("no publisher: --publishers must be at least 1 without --api-publish");
     }
     let shared = Arc::new(Shared {
+        slots: (0..publishers)
+            .map(|_| (0..args.in_flight).map(|_| AtomicU32::new(0)).collect())
+            .collect(),
+        freed: (0..publishers).map(|_| Notify::new()).collect(),
+        subscribers: u32::try_from(args.connections)?,
         acked: AtomicU64::new(0),
         progress: AtomicU64::new(0),
         ready: AtomicUsize::new(0),
         latencies: Latencies::new(),
         errors: std::sync::Mutex::new(Errors::default()),
     });
+
+    let mut errors = Errors::default();
+    let bar = connect_bar(args.connections + hub.publishers);
+    let turn = AtomicUsize::new(0);
+    let next = |urls: &[String]| urls[turn.fetch_add(1, Ordering::Relaxed) % urls.len()].clone();
+    let sockets = open_all(
+        args.connections,
+        args.connect_concurrency,
+        || open(next(&subscribe_urls)),
+        &mut errors,
+        &bar,
+    )
+    .await;
+    turn.store(0, Ordering::Relaxed);
+    let websockets = open_all(
+        hub.publishers,
+        args.connect_concurrency,
+        || open(next(&publish_urls)),
+        &mut errors,
+        &bar,
+    )
+    .await;
+    bar.finish_and_clear();
+    if errors.count() > 0 {
+        bail!(
+            "{} of {} connections failed: {}",
+            errors.count(),
+            args.connections + hub.publishers,
+            errors.first()
+        );
+    }
     let (stop, stopped) = watch::channel(false);
-    let mut subscribers = JoinSet::new();
     let (started, starts) = watch::channel(None::<Clock>);
-    for i in 0..args.connections {
-        let url = with_name(&subscribe_urls[i % subscribe_urls.len()], "bench-sub");
-        let ws = open(url.clone())
-            .await
-            .with_context(|| format!("subscriber {i}: {url}"))?;
+    let mut subscribers = JoinSet::new();
+    for ws in sockets {
+        let (channels, shared) = (hub.channel.clone(), shared.clone());
         subscribers.spawn(subscribe(
             ws,
-            hub.channel.clone(),
-            shared.clone(),
+            channels,
+            shared,
             starts.clone(),
             stopped.clone(),
         ));
@@ -171,21 +253,11 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-
-    let mut websockets = Vec::new();
-    for url in &publish_urls {
-        let url = with_name(url, "bench-pub");
-        websockets.push(
-            open(url.clone())
-                .await
-                .with_context(|| format!("publisher: {url}"))?,
-        );
-    }
     let mut apis = Vec::new();
     for url in &hub.api_publish {
         apis.push(ApiPublisher::connect(url, hub.api_key.as_deref().unwrap_or_default()).await?);
     }
-    let publishers = websockets.len() + apis.len();
+
     let clock = Clock {
         origin: Instant::now(),
         window: Window::starting_now(args),
@@ -195,28 +267,19 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let pad = "x".repeat(args.size);
     let mut channels = hub.channel.iter().cycle();
     let mut publishing = JoinSet::new();
-    for ws in websockets {
+    for (p, ws) in websockets.into_iter().enumerate() {
         let channel = channels.next().cloned().unwrap_or_default();
         let (shared, pad) = (shared.clone(), pad.clone());
-        let window = args.in_flight;
         publishing.spawn(async move {
-            publish(
-                ws,
-                channel,
-                clock,
-                ticker(per_publisher),
-                window,
-                &pad,
-                &shared,
-            )
-            .await;
+            publish(ws, p, &channel, clock, ticker(per_publisher), &pad, &shared).await;
         });
     }
-    for api in apis {
+    for (i, api) in apis.into_iter().enumerate() {
+        let p = hub.publishers + i;
         let channel = channels.next().cloned().unwrap_or_default();
         let (shared, pad) = (shared.clone(), pad.clone());
         publishing.spawn(async move {
-            api.run(&channel, clock, ticker(per_publisher), &pad, &shared)
+            api.run(p, &channel, clock, ticker(per_publisher), &pad, &shared)
                 .await;
         });
     }
@@ -278,16 +341,15 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// `given`, or the server's URL alone.
-fn urls(given: &[String], url: &str) -> Vec<String> {
+/// `given`, or the server's URL alone, each with a `name` for the hub's presence and logs.
+fn urls(given: &[String], url: &str, name: &str) -> Vec<String> {
     if given.is_empty() {
-        vec![url.to_owned()]
-    } else {
-        given.to_vec()
+        return vec![with_name(url, name)];
     }
+    given.iter().map(|url| with_name(url, name)).collect()
 }
 
-/// `url` with a `name` for the hub's presence and logs (unless it names one already).
+/// `url` with a `name` (unless it names one already).
 fn with_name(url: &str, name: &str) -> String {
     if url.contains("name=") {
         url.to_owned()
@@ -308,7 +370,7 @@ fn deployment_cpu(pids: &[u32]) -> Option<f64> {
         .sum()
 }
 
-/// Pacing for one publisher: `None` publishes as fast as acknowledgements allow.
+/// Pacing for one publisher: `None` publishes as fast as deliveries allow.
 pub(crate) fn ticker(rate: f64) -> Option<tokio::time::Interval> {
     (rate > 0.0).then(|| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -332,9 +394,36 @@ struct Frame<'a> {
     message: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// What a publication of this run carries.
 #[derive(Deserialize)]
 struct Stamped {
+    p: usize,
+    s: u64,
     t: u64,
+}
+
+/// How a delivery broke the hub's promise.
+#[derive(Debug, PartialEq, Eq)]
+enum Broken {
+    /// An offset seen already (or older than one seen): a duplicate, or out of order.
+    Again,
+    /// This many offsets before it never came.
+    Missed(u64),
+}
+
+/// Checks that `offset` follows `seen`, the channel's last offset seen, and moves `seen` to
+/// it unless it came again.
+fn next_offset(seen: &mut u64, offset: u64) -> Result<(), Broken> {
+    if offset <= *seen {
+        return Err(Broken::Again);
+    }
+    let missed = offset - *seen - 1;
+    *seen = offset;
+    if missed > 0 {
+        Err(Broken::Missed(missed))
+    } else {
+        Ok(())
+    }
 }
 
 async fn subscribe<S: Transport>(
@@ -352,8 +441,10 @@ async fn subscribe<S: Transport>(
             return tally;
         }
     }
-    // The last offset seen, by channel: from the `subscribed` reply on.
+    // The last offset seen, by channel, from the `subscribed` reply on; and per publisher the
+    // sequence number due next.
     let mut last: HashMap<String, u64> = HashMap::new();
+    let mut due: Vec<u64> = vec![0; shared.slots.len()];
     let mut latencies = LatencyBatch::default();
     let failed = loop {
         let received = tokio::select! {
@@ -365,10 +456,8 @@ async fn subscribe<S: Transport>(
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map(|f| format!(" ({} {})", f.code, f.reason));
-                shared.error(format!(
-                    "the hub closed a subscriber{}",
-                    why.unwrap_or_default()
-                ));
+                let why = why.unwrap_or_default();
+                shared.error(format!("the hub closed a subscriber{why}"));
                 break true;
             }
             Some(Ok(_)) => continue,
@@ -384,7 +473,7 @@ async fn subscribe<S: Transport>(
         let frame: Frame<'_> = match serde_json::from_str(&text) {
             Ok(frame) => frame,
             Err(e) => {
-                shared.error(format!("a frame that is not the hub's: {e}"));
+                shared.error(format!("not a frame of the hub's protocol ({e})"));
                 break true;
             }
         };
@@ -405,25 +494,45 @@ async fn subscribe<S: Transport>(
                 };
                 match next_offset(seen, frame.offset) {
                     Ok(()) => {}
-                    Err(Offset::Again) => {
+                    Err(Broken::Again) => {
                         tally.duplicates += 1;
                         shared.error(format!("{channel}: offset {} again", frame.offset));
                         continue;
                     }
-                    Err(Offset::Missed(n)) => {
+                    Err(Broken::Missed(n)) => {
                         tally.missed += n;
-                        shared.error(format!(
-                            "{channel}: {n} offsets missed before {}",
-                            frame.offset
-                        ));
+                        let offset = frame.offset;
+                        shared.error(format!("{channel}: {n} offsets missed before {offset}"));
                     }
                 }
                 shared.progress.fetch_add(1, Ordering::Relaxed);
-                // Another program's publication on the channel has no send time.
-                let stamped = frame
+                // Another program's publication on the channel is not this run's.
+                let Some(data) = frame
                     .data
-                    .and_then(|d| serde_json::from_str::<Stamped>(d.get()).ok());
-                let (Some(clock), Some(data)) = (*started.borrow_and_update(), stamped) else {
+                    .and_then(|d| serde_json::from_str::<Stamped>(d.get()).ok())
+                    .filter(|data| data.p < due.len())
+                else {
+                    continue;
+                };
+                let expected = due[data.p];
+                if data.s < expected {
+                    shared.error(format!(
+                        "publisher {}'s publication {} again, after {}",
+                        data.p,
+                        data.s,
+                        expected - 1
+                    ));
+                    continue;
+                }
+                if data.s > expected {
+                    shared.error(format!(
+                        "publisher {}'s publication {} where {expected} was due",
+                        data.p, data.s
+                    ));
+                }
+                shared.delivered(data.p, expected, data.s);
+                due[data.p] = data.s + 1;
+                let Some(clock) = *started.borrow_and_update() else {
                     continue;
                 };
                 if clock.counts(data.t) {
@@ -436,7 +545,7 @@ async fn subscribe<S: Transport>(
             }
             "error" => {
                 let message = frame.message.as_deref().unwrap_or_default();
-                shared.error(format!("subscriber: {message}"));
+                shared.error(format!("subscriber: the hub answered {message}"));
             }
             _ => {} // presence, heartbeats
         }
@@ -446,30 +555,6 @@ async fn subscribe<S: Transport>(
         shared.error(format!("subscriber close: {e}"));
     }
     tally
-}
-
-/// How an offset broke the hub's promise.
-#[derive(Debug, PartialEq, Eq)]
-enum Offset {
-    /// Seen already (or older than one seen): a duplicate, or out of order.
-    Again,
-    /// This many offsets before it never came.
-    Missed(u64),
-}
-
-/// Checks that `offset` follows `seen`, the last offset seen, and moves `seen` to it unless
-/// it came again.
-fn next_offset(seen: &mut u64, offset: u64) -> Result<(), Offset> {
-    if offset <= *seen {
-        return Err(Offset::Again);
-    }
-    let missed = offset - *seen - 1;
-    *seen = offset;
-    if missed > 0 {
-        Err(Offset::Missed(missed))
-    } else {
-        Ok(())
-    }
 }
 
 /// What a publisher reads of a frame.
@@ -483,79 +568,84 @@ struct Answer<'a> {
     message: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Publishes until the window ends, `window` unacknowledged at most, paced by `ticker`.
+/// Publisher `p`: publishes on `channel` until the window ends, as closed-loop flow control
+/// and `ticker` allow, reading the hub's acks as they come (so that they never back up into
+/// its send queue for this connection, which it would end as a slow reader's).
 async fn publish<S: Transport>(
     mut ws: WebSocket<S>,
-    channel: String,
+    p: usize,
+    channel: &str,
     clock: Clock,
     mut ticker: Option<tokio::time::Interval>,
-    window: usize,
     pad: &str,
     shared: &Shared,
 ) {
-    let room = Semaphore::new(window);
     let until = tokio::time::Instant::from(clock.window.until);
-    let mut open = 0usize;
+    // Send time by sequence number, until acknowledged.
+    let mut open: HashMap<u64, u64> = HashMap::new();
+    let mut seq = 0u64;
     loop {
         let sending = tokio::time::Instant::now() < until;
-        if !sending && open == 0 {
+        if !sending && open.is_empty() {
             break;
         }
         tokio::select! {
-            permit = room.acquire(), if sending => {
+            room = shared.room(p, seq), if sending => {
+                if let Err(e) = room {
+                    shared.error(format!("publisher {p}: {e}"));
+                    break;
+                }
                 if let Some(ticker) = &mut ticker {
                     ticker.tick().await;
                 }
-                if let Ok(permit) = permit {
-                    permit.forget();
-                }
                 let t = clock.stamp();
-                let request = json!({"op": "publish", "channel": channel, "id": t,
-                    "data": data(t, pad)});
+                let request = json!({"op": "publish", "channel": channel, "id": seq,
+                    "data": data(p, seq, t, pad)});
                 if let Err(e) = ws.send(Message::text(request.to_string())).await {
-                    shared.error(format!("publisher: {e}"));
+                    shared.error(format!("publisher {p}: {e}"));
                     return;
                 }
-                open += 1;
+                open.insert(seq, t);
+                seq += 1;
             }
             received = ws.recv() => {
                 let text = match received {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
-                        shared.error(format!("publisher: {e}"));
+                        shared.error(format!("publisher {p}: {e}"));
                         return;
                     }
                     None => {
-                        shared.error("the hub closed a publisher".into());
+                        shared.error(format!("the hub closed publisher {p}"));
                         return;
                     }
                 };
                 let Ok(answer) = serde_json::from_str::<Answer<'_>>(&text) else {
                     continue;
                 };
-                let Some(id) = answer.id else { continue };
-                open = open.saturating_sub(1);
-                room.add_permits(1);
+                let Some(sent) = answer.id.and_then(|id| open.remove(&id)) else {
+                    continue;
+                };
                 match answer.kind {
-                    "ack" if clock.counts(id) => {
+                    "ack" if clock.counts(sent) => {
                         shared.acked.fetch_add(1, Ordering::Relaxed);
                     }
                     "ack" => {}
                     _ => shared.error(format!(
-                        "publish refused: {}",
+                        "publisher {p}: the hub answered {}",
                         answer.message.as_deref().unwrap_or(answer.kind)
                     )),
                 }
             }
             () = tokio::time::sleep_until(until + GRACE), if !sending => {
-                shared.error(format!("{open} publishes never acknowledged"));
+                shared.error(format!("publisher {p}: {} publishes never acknowledged", open.len()));
                 break;
             }
         }
     }
     if let Err(e) = ws.close(CloseCode::NORMAL, "").await {
-        shared.error(format!("publisher close: {e}"));
+        shared.error(format!("publisher {p} close: {e}"));
     }
 }
 
@@ -567,18 +657,53 @@ mod tests {
     fn offsets_must_follow_each_other_once() {
         let mut seen = 4;
         assert_eq!(next_offset(&mut seen, 5), Ok(()));
-        assert_eq!(next_offset(&mut seen, 5), Err(Offset::Again));
-        assert_eq!(next_offset(&mut seen, 3), Err(Offset::Again));
+        assert_eq!(next_offset(&mut seen, 5), Err(Broken::Again));
+        assert_eq!(next_offset(&mut seen, 3), Err(Broken::Again));
         assert_eq!(seen, 5);
-        assert_eq!(next_offset(&mut seen, 9), Err(Offset::Missed(3)));
+        assert_eq!(next_offset(&mut seen, 9), Err(Broken::Missed(3)));
         assert_eq!(next_offset(&mut seen, 10), Ok(()));
     }
 
+    #[tokio::test]
+    async fn a_publisher_waits_until_its_oldest_publication_reached_everyone() {
+        let shared = Shared {
+            slots: vec![(0..2).map(|_| AtomicU32::new(0)).collect()],
+            freed: vec![Notify::new()],
+            subscribers: 2,
+            acked: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
+            ready: AtomicUsize::new(0),
+            latencies: Latencies::new(),
+            errors: std::sync::Mutex::default(),
+        };
+        shared.room(0, 0).await.unwrap();
+        shared.room(0, 1).await.unwrap();
+        // Publication 2 reuses 0's slot: not before both subscribers have 0.
+        let third = shared.room(0, 2);
+        tokio::pin!(third);
+        assert!(futures_poll(&mut third).is_none());
+        shared.delivered(0, 0, 0);
+        assert!(futures_poll(&mut third).is_none());
+        // The second subscriber skipped 0 and got 1: 0 counts as had.
+        shared.delivered(0, 0, 1);
+        assert!(futures_poll(&mut third).is_some());
+    }
+
+    /// Polls once.
+    fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(future).poll(&mut cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
+    }
+
     #[test]
-    fn subscribers_get_a_name_once() {
+    fn clients_get_a_name_once() {
         assert_eq!(with_name("ws://h/ws", "a"), "ws://h/ws?name=a");
         assert_eq!(with_name("ws://h/ws?x=1", "a"), "ws://h/ws?x=1&name=a");
         assert_eq!(with_name("ws://h/ws?name=b", "a"), "ws://h/ws?name=b");
-        assert_eq!(urls(&[], "ws://h/"), ["ws://h/"]);
+        assert_eq!(urls(&[], "ws://h/ws", "s"), ["ws://h/ws?name=s"]);
     }
 }

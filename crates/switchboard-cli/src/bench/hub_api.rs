@@ -1,6 +1,7 @@
 //! A hub-mode publisher through the server API: `POST /api/publish` over one HTTP/1.1
 //! keep-alive connection (hyper's client), one request in flight, as HTTP/1.1 without
-//! pipelining has. A publish counts as acknowledged when its answer is a 200.
+//! pipelining has, and no more publications out than `-m` as a WebSocket publisher. A
+//! publish counts as acknowledged when its answer is a 200.
 
 use std::sync::atomic::Ordering;
 
@@ -56,30 +57,38 @@ impl ApiPublisher {
         })
     }
 
-    /// Publishes to `channel` until the window ends, paced by `ticker` if given; counts the
-    /// answers to publishes sent inside the window. Ends early if the connection fails.
+    /// Publisher `p`: publishes to `channel` until the window ends, as closed-loop flow
+    /// control and `ticker` allow; counts the answers to publishes sent inside the window.
+    /// Ends early if the connection fails.
     pub(crate) async fn run(
         mut self,
+        p: usize,
         channel: &str,
         clock: Clock,
         mut ticker: Option<tokio::time::Interval>,
         pad: &str,
         shared: &Shared,
     ) {
+        let mut seq = 0;
         while std::time::Instant::now() < clock.window.until {
+            if let Err(e) = shared.room(p, seq).await {
+                shared.error(format!("api publisher {p}: {e}"));
+                break;
+            }
             if let Some(ticker) = &mut ticker {
                 ticker.tick().await;
             }
             let t = clock.stamp();
-            let body = json!({"channel": channel, "data": data(t, pad)}).to_string();
+            let body = json!({"channel": channel, "data": data(p, seq, t, pad)}).to_string();
+            seq += 1;
             let request = self.request(body);
             match exchange(&mut self.sender, request).await {
                 Ok(StatusCode::OK) if clock.counts(t) => {
                     shared.acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(StatusCode::OK) => {}
-                Ok(status) => shared.error(format!("api publish: status {status}")),
-                Err(e) => shared.error(format!("api publish: {e}")),
+                Ok(status) => shared.error(format!("api publisher {p}: status {status}")),
+                Err(e) => shared.error(format!("api publisher {p}: {e}")),
             }
             if self.sender.is_closed() {
                 break;

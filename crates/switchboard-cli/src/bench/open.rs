@@ -18,7 +18,7 @@ use super::stats::Errors;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections open: how wss:// verifies the server (`--ca`, `--insecure`), whether
-/// permessage-deflate is offered, the proxy. Every connection of a run opens through [`open`], deep in
+/// permessage-deflate is offered, the proxy, the headers, origin and subprotocols. Every connection of a run opens through [`open`], deep in
 /// the workload modules, so the choice is made once ([`configure`]) rather than threaded
 /// through each of them.
 static CONNECT_OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
@@ -71,8 +71,8 @@ impl Http2Pool {
     }
 }
 
-/// Sets how the connections of this run open, from `--insecure`, `--ca`, `--deflate` and
-/// `--proxy` (or the environment's proxy, said on stderr so that a run through a proxy is not
+/// Sets how the connections of this run open, from `--insecure`, `--ca`, `--deflate`,
+/// `-H`, `--origin`, `-s` and `--proxy` (or the environment's proxy, said on stderr so that a run through a proxy is not
 /// taken for a direct one). Called once, before any connection opens.
 pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
     let tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
@@ -80,13 +80,15 @@ pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(proxy) = &proxy {
         eprintln!("note: connecting through proxy {proxy}");
     }
-    let _ = CONNECT_OPTIONS.set(ConnectOptions {
+    let mut options = ConnectOptions {
         timeout: CONNECT_TIMEOUT,
         tls,
         deflate: args.deflate.then(DeflateConfig::default),
         proxy,
         ..ConnectOptions::default()
-    });
+    };
+    args.handshake.apply(&mut options);
+    let _ = CONNECT_OPTIONS.set(options);
     if args.http2 {
         if args.streams_per_connection == 0 {
             bail!("--streams-per-connection must be at least 1");

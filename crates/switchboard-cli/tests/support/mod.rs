@@ -19,9 +19,14 @@ impl Serve {
 
     /// Starts with `RUST_LOG` set to `filter`.
     pub fn start_logging(args: &[&str], filter: &str) -> Self {
+        Self::start_on("127.0.0.1:0", args, filter)
+    }
+
+    /// Starts listening on `listen`, with `RUST_LOG` set to `filter`.
+    pub fn start_on(listen: &str, args: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")

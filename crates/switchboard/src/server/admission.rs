@@ -130,7 +130,15 @@ pub(super) fn admit(
         group
             .metrics()
             .handshake_failed(HandshakeFailure::OverCapacity);
-        tracing::debug!(%peer, "at the connection limit: 503");
+        // As the other refusals a client can cause at will: at most a line a second.
+        let mut logged = false;
+        shared.refusals.log(|suppressed| {
+            logged = true;
+            tracing::info!(%peer, suppressed, "at the connection limit: 503");
+        });
+        if !logged {
+            tracing::debug!(%peer, "at the connection limit: 503");
+        }
         let body = "server at its connection limit, try again later\n";
         tokio::spawn(refuse(tcp, StatusCode::SERVICE_UNAVAILABLE, body));
         return None;

@@ -556,7 +556,8 @@ impl ServerBuilder {
     /// connections among them. Bind the first to port 0 if you like, then the others to the
     /// port it got. Each server counts its connections against
     /// [`max_connections`](Self::max_connections) on its own; clones of one builder share
-    /// their [`Metrics`].
+    /// their [`Metrics`]. Any process of the same user may join the port the same way: one
+    /// that must not share it claims it first (as `switchboard serve --threads` does).
     ///
     /// # Errors
     ///

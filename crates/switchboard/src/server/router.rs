@@ -161,6 +161,14 @@ impl Router {
                 }
             }
         };
+        // RFC 9110 §15.5.22: a 426 "MUST send an Upgrade header field", whoever answered it
+        // (HTTP/2 drops the field again: it is connection-specific there).
+        if response.status() == StatusCode::UPGRADE_REQUIRED {
+            let headers = response.headers_mut();
+            headers
+                .entry(header::UPGRADE)
+                .or_insert(HeaderValue::from_static("websocket"));
+        }
         if head {
             let len = response.body().len();
             let headers = response.headers_mut();
@@ -298,17 +306,13 @@ fn closing(mut response: Response<Bytes>) -> Response<Bytes> {
     response
 }
 
+/// The fallback's answer; [`Router::handle`] adds its `Upgrade` field, as to every 426.
 fn upgrade_required() -> Response<Bytes> {
-    let mut response = text(
+    text(
         StatusCode::UPGRADE_REQUIRED,
         "text/plain; charset=utf-8",
         "this endpoint speaks websocket\n".into(),
-    );
-    // RFC 9110 §15.5.22: a 426 "MUST send an Upgrade header field".
-    response
-        .headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    response
+    )
 }
 
 #[cfg(test)]
@@ -363,6 +367,26 @@ mod tests {
             call(&router, Method::GET, "/else", "").await.body(),
             "fallback"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handlers_426_carries_upgrade_as_the_fallbacks_does() {
+        let mut router = Router::default();
+        router.route(
+            "/ws",
+            Route::text(Arc::new(|_| {
+                Box::pin(async {
+                    let mut response = Response::new(Bytes::from_static(b"use a websocket"));
+                    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+                    response
+                })
+            })),
+        );
+        for path in ["/ws", "/elsewhere"] {
+            let answer = call(&router, Method::GET, path, "").await;
+            assert_eq!(answer.status(), StatusCode::UPGRADE_REQUIRED, "{path}");
+            assert_eq!(answer.headers()[header::UPGRADE], "websocket", "{path}");
+        }
     }
 
     #[tokio::test]

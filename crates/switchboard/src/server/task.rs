@@ -14,7 +14,8 @@ use tokio::net::TcpStream;
 use super::admission::{Admitted, Handshake};
 use super::handshake::{self, First};
 use super::{Shared, http2, plain};
-use crate::link::Link;
+use crate::hook::ClientAddr;
+use crate::link::{Link, Remote};
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 
@@ -59,7 +60,8 @@ where
             };
             shared.group.metrics().websocket_opened(Version::HTTP_11);
             drop(shared);
-            ws.attach(Link::new(member));
+            let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+            ws.attach(Link::new(member, &Remote::of(peer, client)));
             if let Some(ticket) = address {
                 ws.hold(ticket);
             }
