@@ -1,14 +1,15 @@
 //! The client side: connecting to a `ws://` or `wss://` URL, over HTTP/1.1 or, when asked and
 //! the server takes it, over HTTP/2 (`http2.rs`), directly or through an HTTP or SOCKS5
-//! proxy (`proxy/`).
+//! proxy (`proxy/`). A server's refusal keeps its status, headers and body (`refusal.rs`).
 
 mod http2;
 pub(crate) mod proxy;
+pub(crate) mod refusal;
 
 use std::time::Duration;
 
 use http::header::SEC_WEBSOCKET_EXTENSIONS;
-use http::{HeaderMap, Response, Uri};
+use http::{HeaderMap, Response, StatusCode, Uri};
 use proto::deflate::DeflateConfig;
 use proto::handshake::client;
 use proto::{Config, Role};
@@ -22,6 +23,7 @@ use crate::websocket::WebSocket;
 
 pub use http2::Http2Connection;
 pub use proxy::{Proxy, ProxyError};
+pub use refusal::Refusal;
 
 /// Options for [`connect_with`].
 #[derive(Clone, Debug)]
@@ -91,7 +93,8 @@ impl Default for ConnectOptions {
 ///
 /// [`Error::Url`] for a URL that is not `ws[s]://host[:port]/...`, [`Error::Io`] when the TCP
 /// connection or the TLS handshake fails (an untrusted certificate included),
-/// [`Error::Handshake`] when the server refuses the upgrade or answers wrongly,
+/// [`Error::Refused`] when the server refuses the upgrade, [`Error::Handshake`] when it answers
+/// wrongly,
 /// [`Error::Proxy`] when a proxy ([`ConnectOptions::proxy`]) cannot be reached or refuses,
 /// [`Error::Timeout`].
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
@@ -164,6 +167,10 @@ where
     let max_head = options.max_head_size;
     let (response, rest) =
         read_head(&mut stream, |buf| client::parse_response(buf, max_head)).await?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let refusal = refusal::read(&mut stream, response, rest).await;
+        return Err(Error::Refused(Box::new(refusal)));
+    }
     let agreed =
         client::validate_response_with(&response, &key, &protocols, options.deflate.as_ref())?;
     let mut ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
