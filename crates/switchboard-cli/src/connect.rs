@@ -22,7 +22,7 @@ use clap::Parser;
 use http::{HeaderName, HeaderValue, Version};
 use switchboard::{CloseCode, CloseFrame, ConnectOptions, DeflateConfig, Message, Sender};
 
-use self::pipe::{Format, Input, Output};
+use self::pipe::{Format, Input, Output, Split};
 use crate::client_proxy::ProxyArgs;
 use crate::terminal::{Display, stdin_lines};
 
@@ -39,10 +39,11 @@ close frame, stdout unwritable); 2 for bad arguments; 3 when the server closed i
 code; 4 when a line of stdin is not UTF-8 (the lines before it are sent; --binary sends bytes).
 
 Piped: each line of stdin is a text message and each message received a line of stdout \
-(binary as hex). --binary: stdin's bytes go as binary messages, one per read of up to 64 KiB, \
-and received data is written raw. --jsonl: every message in and out is one JSON object a line: \
-timestamp_ms (Unix epoch), direction (in/out), type (text/binary/ping/pong/close), payload \
-(text as is, binary base64), code and reason for a close.
+(binary as hex). --binary: stdin's bytes go as binary messages, one per read of up to 64 KiB \
+(or every N bytes with --split-bytes N), and received data is written raw. --jsonl: every \
+message in and out is one JSON object a line: timestamp_ms (Unix epoch), direction (in/out), \
+type (text/binary/ping/pong/close), payload (text as is, binary base64), code and reason for \
+a close.
 
 Examples:
   switchboard connect ws://127.0.0.1:8080/ws
@@ -74,6 +75,15 @@ pub(crate) struct ConnectArgs {
     /// as it is, with no hex and no newline
     #[arg(short = 'b', long, conflicts_with = "slash")]
     binary: bool,
+    /// With --binary: cut stdin into messages of N bytes (the last may be shorter), whatever
+    /// the reads return (at most 64 MiB); e.g. a file as one message with N at least its size
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "binary",
+        value_parser = clap::value_parser!(u32).range(1..=64 << 20)
+    )]
+    split_bytes: Option<u32>,
     /// Write every message sent and received to stdout as one JSON object a line (see below)
     #[arg(long, conflicts_with = "hub")]
     jsonl: bool,
@@ -294,9 +304,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         (Some(InputEnd::Failed), _) => ExitCode::FAILURE,
         (_, Some(why)) if why != std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
         // The server echoed the code the user closed with: what was asked for.
-        (Some(InputEnd::Closed(sent)), _) if matches!(exit, Exit::Closed(code) if code == *sent) => {
-            ExitCode::SUCCESS
-        }
+        (Some(InputEnd::Closed(sent)), _) if exit.is_closed_with(*sent) => ExitCode::SUCCESS,
         _ => exit.code(),
     })
 }
@@ -319,6 +327,10 @@ enum Exit {
 }
 
 impl Exit {
+    fn is_closed_with(&self, sent: CloseCode) -> bool {
+        matches!(self, Self::Closed(code) if *code == sent)
+    }
+
     fn code(&self) -> ExitCode {
         match self {
             Self::Closed(CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS) => {
@@ -351,6 +363,7 @@ struct InputOptions {
     execute: Vec<String>,
     wait: Duration,
     binary: bool,
+    split: Split,
     slash: bool,
     display: Display,
     output: Output,
@@ -368,6 +381,11 @@ impl InputOptions {
             execute: args.execute.clone(),
             wait: Duration::from_secs_f64(args.wait),
             binary: args.binary,
+            split: match (args.binary, args.split_bytes) {
+                (_, Some(size)) => Split::Bytes(size as usize),
+                (true, None) => Split::Reads,
+                (false, None) => Split::Lines,
+            },
             slash: args.slash,
             display,
             output,
@@ -403,7 +421,7 @@ async fn send_input(sender: Sender, options: InputOptions) {
             display.prompt();
         }
     } else {
-        let mut input = pipe::stdin(options.binary);
+        let mut input = pipe::stdin(options.split);
         while let Some(input) = input.recv().await {
             let sent = match input {
                 Input::Line(line) => send_line(&sender, &line, &options).await,

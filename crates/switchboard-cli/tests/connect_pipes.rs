@@ -49,6 +49,22 @@ async fn binary_sends_stdin_as_bytes_and_writes_received_bytes_raw() {
     assert!(output.stdout == bytes, "{} bytes back", output.stdout.len());
 }
 
+#[tokio::test]
+async fn split_bytes_cuts_stdin_into_messages_of_that_size() {
+    let (_serve, url) = echo();
+    let args = ["--binary", "--split-bytes", "4", "--jsonl", &url];
+    let output = connect(&args, b"0123456789").await;
+    let lines = records(&output);
+    let sent: Vec<_> = lines
+        .iter()
+        .filter(|l| l["direction"] == "out" && l["type"] == "binary")
+        .map(|l| l["payload"].as_str().unwrap())
+        .collect();
+    // base64 of "0123", "4567", "89"
+    assert_eq!(sent, ["MDEyMw==", "NDU2Nw==", "ODk="], "{lines:?}");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 /// The lines of a `--jsonl` run, parsed.
 fn records(output: &Output) -> Vec<Value> {
     stdout(output)

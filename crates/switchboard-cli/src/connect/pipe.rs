@@ -3,14 +3,15 @@
 //!
 //! - stdin is read as lines of UTF-8 (each line a text message), or with `--binary` as raw
 //!   bytes, one binary message per read (at most [`CHUNK`] bytes; what a read returns depends
-//!   on how the writer wrote). A line that is not UTF-8 ends the input with an error naming
-//!   the line: nothing is dropped silently.
+//!   on how the writer wrote), or with `--split-bytes N` one message per N bytes (the last may
+//!   be shorter), whatever the reads. A line that is not UTF-8 ends the input with an error
+//!   naming the line: nothing is dropped silently.
 //! - stdout carries what was received, in one of three [`Format`]s.
 //! - When stdout goes away (the reader of a pipe exited, as `| head -1` does), the connection
 //!   is closed with 1001 (going away): noticed on the next write, or at once for a pipe or a
 //!   socket on Unix, whose hangup is watched.
 
-use std::io::{self, BufRead as _, Read as _, Write as _};
+use std::io::{self, BufRead as _, Write as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -36,20 +37,34 @@ pub(super) enum Input {
     Failed(io::Error),
 }
 
+/// How stdin is cut into messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Split {
+    /// Lines of UTF-8 text.
+    Lines,
+    /// `--binary`: each read.
+    Reads,
+    /// `--split-bytes N`: every N bytes.
+    Bytes(usize),
+}
+
 /// Reads stdin on a thread of its own (a blocking read must not keep the process alive once
-/// the connection is over), as lines, or as raw reads with `binary`. The channel closes at the
-/// end of input or after the first [`Input::NotUtf8`] or [`Input::Failed`].
-pub(super) fn stdin(binary: bool) -> mpsc::Receiver<Input> {
+/// the connection is over), cut as `split` says. The channel closes at the end of input or
+/// after the first [`Input::NotUtf8`] or [`Input::Failed`].
+pub(super) fn stdin(split: Split) -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
-        if binary {
-            let mut buf = vec![0; CHUNK];
+        if split != Split::Lines {
+            let (size, whole) = match split {
+                Split::Bytes(size) => (size.max(1), true),
+                _ => (CHUNK, false),
+            };
+            let mut buf = vec![0; size];
             loop {
-                let input = match stdin.read(&mut buf) {
+                let input = match fill(&mut stdin, &mut buf, whole) {
                     Ok(0) => return,
                     Ok(n) => Input::Bytes(Bytes::copy_from_slice(&buf[..n])),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => Input::Failed(e),
                 };
                 let last = matches!(input, Input::Failed(_));
@@ -80,6 +95,24 @@ pub(super) fn stdin(binary: bool) -> mpsc::Receiver<Input> {
         }
     });
     rx
+}
+
+/// Reads into `buf`: once, or with `whole` until it is full or the input ends; the bytes
+/// read (0 at the end of input).
+fn fill(input: &mut impl io::Read, buf: &mut [u8], whole: bool) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if !whole {
+            break;
+        }
+    }
+    Ok(filled)
 }
 
 /// How received messages are written to stdout.
@@ -209,4 +242,35 @@ async fn hangup() {
 #[cfg(not(unix))]
 async fn hangup() {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most 3 bytes a read, as a pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(3).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn split_bytes_fills_each_message_whatever_the_reads() {
+        let mut input = Trickle(b"0123456789");
+        let mut buf = [0; 4];
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let n = fill(&mut input, &mut buf, true).unwrap();
+            (n > 0).then_some(n)
+        })
+        .collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        let mut input = Trickle(b"0123456789");
+        assert_eq!(fill(&mut input, &mut buf, false).unwrap(), 3, "one read");
+    }
 }
