@@ -156,7 +156,7 @@ async fn tls_to_a_plain_port_and_plain_to_a_tls_port_suggest_the_other_scheme() 
     let plain = secure.replace("wss://", "ws://");
     let output = connect(&[&plain, "-x", "hi"], b"").await;
     let err = stderr(&output);
-    assert!(err.contains("the server's answer is not HTTP"), "{err}");
+    assert!(err.contains("the server answered with TLS"), "{err}");
     assert!(err.contains(&format!("try {secure}")), "{err}");
     assert_eq!(output.status.code(), Some(1));
 

@@ -25,6 +25,10 @@ pub enum Error {
     /// HTTP/2, than 2xx). The refusal has the status, headers and the start of the body.
     #[error("handshake failed: expected 101 switching protocols, got {}", .0.status())]
     Refused(Box<Refusal>),
+    /// A plain (`ws://`) connection was answered with a TLS record: the server speaks TLS on
+    /// that port, and its URL is `wss://`.
+    #[error("the server answered with tls, not http")]
+    TlsAnswer,
     /// A message could not be sent (closed connection, oversized control frame, ...).
     #[error("cannot send: {0}")]
     Send(#[from] SendError),

@@ -31,6 +31,10 @@ pub(super) fn explain(url: &str, error: &Error, verbose: bool) -> String {
             }
             _ => error.to_string(),
         },
+        Error::TlsAnswer => format!(
+            "the server answered with TLS: it expects a secure connection; try {}",
+            other_scheme(url)
+        ),
         Error::Handshake(HandshakeError::MalformedHttp(why)) if !secure => format!(
             "the server's answer is not HTTP ({why}); if it serves TLS on this port, try {}",
             other_scheme(url)

@@ -6,6 +6,7 @@ mod http2;
 pub(crate) mod proxy;
 pub(crate) mod refusal;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::SEC_WEBSOCKET_EXTENSIONS;
@@ -94,7 +95,7 @@ impl Default for ConnectOptions {
 /// [`Error::Url`] for a URL that is not `ws[s]://host[:port]/...`, [`Error::Io`] when the TCP
 /// connection or the TLS handshake fails (an untrusted certificate included),
 /// [`Error::Refused`] when the server refuses the upgrade, [`Error::Handshake`] when it answers
-/// wrongly,
+/// wrongly ([`Error::TlsAnswer`] when in TLS, to a `ws://` URL),
 /// [`Error::Proxy`] when a proxy ([`ConnectOptions::proxy`]) cannot be reached or refuses,
 /// [`Error::Timeout`].
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
@@ -134,6 +135,12 @@ pub async fn connect_with(
         .map_err(|_| Error::Timeout("connect and handshake"))?
 }
 
+/// Whether `head` starts as a TLS record does (an alert or a handshake, protocol version 3.x,
+/// RFC 8446 §5.1): what a TLS server answers a plain HTTP request with.
+fn is_tls_record(head: &[u8]) -> bool {
+    matches!(head, [0x15 | 0x16, 0x03, ..] | [0x15 | 0x16])
+}
+
 /// `url` as a URI.
 fn parse(url: &str) -> Result<Uri, Error> {
     url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))
@@ -165,8 +172,20 @@ where
     stream.flush().await?;
 
     let max_head = options.max_head_size;
-    let (response, rest) =
-        read_head(&mut stream, |buf| client::parse_response(buf, max_head)).await?;
+    // Set by the parser, read after it failed (the future must stay Send: no Cell).
+    let tls_answer = AtomicBool::new(false);
+    let parse = |buf: &[u8]| {
+        let parsed = client::parse_response(buf, max_head);
+        tls_answer.store(parsed.is_err() && is_tls_record(buf), Ordering::Relaxed);
+        parsed
+    };
+    let (response, rest) = read_head(&mut stream, parse).await.map_err(|e| {
+        if tls_answer.load(Ordering::Relaxed) {
+            Error::TlsAnswer
+        } else {
+            e
+        }
+    })?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let refusal = refusal::read(&mut stream, response, rest).await;
         return Err(Error::Refused(Box::new(refusal)));
@@ -178,4 +197,20 @@ where
         ws.enable_deflate(params, config);
     }
     Ok((ws.with_protocol(agreed.protocol), response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_alert_or_handshake_reads_as_tls_and_http_does_not() {
+        // What a rustls server answers a plain request with: a fatal decode_error alert.
+        assert!(is_tls_record(b"\x15\x03\x03\x00\x02\x02\x32"));
+        assert!(is_tls_record(b"\x16\x03\x01\x00\x05"));
+        assert!(is_tls_record(b"\x15"));
+        assert!(!is_tls_record(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!is_tls_record(b"\x15\x04"));
+        assert!(!is_tls_record(b""));
+    }
 }
