@@ -2,35 +2,55 @@
 //!
 //! Lines typed (or piped) are sent as messages; messages received are printed. In a terminal
 //! there is a prompt and received messages are marked `< `; piped, stdout carries only what was
-//! received, one message per line, so scripts can read it. Binary messages are shown as hex.
-//! Status (connected, closed) goes to stderr.
+//! received, one message per line, so scripts can read it (`connect/pipe.rs`, with the raw
+//! `--binary` and the `--jsonl` log). Binary messages are shown as hex. Status (connected,
+//! closed) goes to stderr, and a failure to connect is explained (`connect/errors.rs`).
+
+mod errors;
+mod jsonl;
+mod pipe;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
 use http::Version;
-use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
+use switchboard::{CloseCode, CloseFrame, ConnectOptions, DeflateConfig, Message, Sender};
 
+use self::pipe::{Format, Input, Output, Split};
 use crate::client_proxy::ProxyArgs;
 use crate::handshake_args::HandshakeArgs;
 use crate::terminal::{Display, stdin_lines};
 
 /// Exit statuses, as `--help` lists them.
 const EXIT_CLOSED_ABNORMALLY: u8 = 3;
+const EXIT_BAD_INPUT: u8 = 4;
 
 #[derive(Parser, Debug)]
 #[command(after_help = "\
-Exit status: 0 when the connection closed normally (1000, 1001, or no code), 1 when it could \
-not be opened or failed (I/O error, protocol error, no close frame), 2 for bad arguments, 3 when \
-the server closed it with another code.
+Exit status: 0 when the connection closed normally (1000, 1001, no code, or the code you sent \
+with /close, echoed), or when stdout closed (a reader such as `head` exited: the connection \
+is closed with 1001); 1 when it could not be opened or failed (I/O error, protocol error, no \
+close frame, stdout unwritable); 2 for bad arguments; 3 when the server closed it with another \
+code; 4 when a line of stdin is not UTF-8 (the lines before it are sent; --binary sends bytes).
+
+Piped: each line of stdin is a text message and each message received a line of stdout \
+(binary as hex). --binary: stdin's bytes go as binary messages, one per read of up to 64 KiB \
+(or every N bytes with --split-bytes N), and received data is written raw. --jsonl: every \
+message in and out is one JSON object a line: timestamp_ms (Unix epoch), direction (in/out), \
+type (text/binary/ping/pong/close), payload (text as is, binary base64), code and reason for \
+a close.
 
 Examples:
   switchboard connect ws://127.0.0.1:8080/ws
   echo hello | switchboard connect ws://127.0.0.1:8080/
+  head -c 1000 /dev/urandom | switchboard connect --binary ws://127.0.0.1:8080/ > echoed.bin
+  switchboard connect --jsonl ws://127.0.0.1:8080/ -x hi | jq -r .payload
   switchboard connect ws://127.0.0.1:8080/ws -x '{\"op\":\"subscribe\",\"channel\":\"lobby\"}' -w 30
   switchboard connect --http2 -v --ca cert.pem wss://localhost:8443/ws
   switchboard connect --origin https://chat.example -s chat.v2 ws://127.0.0.1:8080/ws
@@ -48,13 +68,27 @@ pub(crate) struct ConnectArgs {
     /// end of input) before closing
     #[arg(short = 'w', long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
     wait: f64,
-    /// Send lines and --execute messages as binary messages (their UTF-8 bytes)
-    #[arg(short = 'b', long)]
+    /// Raw bytes: stdin is sent as binary messages, one per read (up to 64 KiB), and
+    /// --execute messages as binary (their UTF-8 bytes); data received is written to stdout
+    /// as it is, with no hex and no newline
+    #[arg(short = 'b', long, conflicts_with = "slash")]
     binary: bool,
+    /// With --binary: cut stdin into messages of N bytes (the last may be shorter), whatever
+    /// the reads return (at most 64 MiB); e.g. a file as one message with N at least its size
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "binary",
+        value_parser = clap::value_parser!(u32).range(1..=64 << 20)
+    )]
+    split_bytes: Option<u32>,
+    /// Write every message sent and received to stdout as one JSON object a line (see below)
+    #[arg(long, conflicts_with = "hub")]
+    jsonl: bool,
     /// Send a ping every SECONDS (0: never)
     #[arg(short = 'p', long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds)]
     ping_interval: f64,
-    /// Print the pings and pongs received
+    /// Print the pings and pongs received (--jsonl always does)
     #[arg(long)]
     show_ping_pong: bool,
     /// Lines starting with '/' are commands: /ping [TEXT], /close [CODE [REASON]]
@@ -62,7 +96,8 @@ pub(crate) struct ConnectArgs {
     slash: bool,
     #[command(flatten)]
     proxy: ProxyArgs,
-    /// Print the proxy used, and the handshake response (status line and headers), to stderr
+    /// Print the proxy used, and the handshake response (status line and headers; and the body
+    /// of a refusal), to stderr
     #[arg(short, long)]
     verbose: bool,
     /// Offer permessage-deflate (compression), as browsers do
@@ -111,6 +146,8 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     let display = Display {
         interactive: args.execute.is_empty()
+            && !args.binary
+            && !args.jsonl
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal(),
     };
@@ -128,7 +165,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
         Ok(connected) => connected,
         Err(e) => {
-            eprintln!("error: cannot connect to {}: {e}", args.url);
+            if let Some(refusal) = errors::refusal(&e).filter(|_| args.verbose) {
+                eprint!("{refusal}");
+            }
+            eprintln!(
+                "error: cannot connect to {}: {}",
+                args.url,
+                errors::explain(&args.url, &e, args.verbose)
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -167,18 +211,31 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     display.prompt();
 
     let (sender, mut receiver) = ws.split();
+    let format = if args.jsonl {
+        Format::Jsonl
+    } else if args.binary {
+        Format::Raw
+    } else {
+        Format::Lines
+    };
+    let output = Output::new(format, args.show_ping_pong || args.jsonl, sender.clone());
+    let watcher = (!display.interactive).then(|| tokio::spawn(output.clone().watch()));
+    let ended = Arc::new(OnceLock::new());
     let input = tokio::spawn(send_input(
         sender.clone(),
-        InputOptions::new(&args, display),
+        InputOptions::new(&args, display, output.clone(), ended.clone()),
     ));
     let pinger = (args.ping_interval > 0.0).then(|| {
         let sender = sender.clone();
+        let output = output.clone();
         let every = Duration::from_secs_f64(args.ping_interval);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 ticks.tick().await;
-                if sender.send(Message::Ping(Bytes::new())).await.is_err() {
+                let ping = Message::Ping(Bytes::new());
+                output.sent(&ping);
+                if sender.send(ping).await.is_err() {
                     return;
                 }
             }
@@ -196,15 +253,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
 
     let mut exit = Exit::Vanished;
     while let Some(message) = receiver.recv().await {
+        if let Ok(message) = &message {
+            if !display.interactive {
+                output.received(message);
+            } else if let Some(line) = show::line(message, args.show_ping_pong) {
+                display.received(&line);
+            }
+        }
         match message {
-            Ok(Message::Text(text)) => display.received(&text),
-            Ok(Message::Binary(data)) => display.received(&hex(&data)),
-            Ok(Message::Ping(data)) if args.show_ping_pong => {
-                display.received(&control("ping", &data))
-            }
-            Ok(Message::Pong(data)) if args.show_ping_pong => {
-                display.received(&control("pong", &data))
-            }
             Ok(Message::Close(frame)) => {
                 exit = match frame {
                     Some(f) => {
@@ -226,13 +282,30 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     input.abort();
     interrupt.abort();
-    if let Some(pinger) = pinger {
-        pinger.abort();
+    for task in [pinger, watcher].into_iter().flatten() {
+        task.abort();
     }
     if matches!(exit, Exit::Vanished) {
         display.status("connection lost without a close frame");
     }
-    Ok(exit.code())
+    Ok(match (ended.get(), output.gone()) {
+        (Some(InputEnd::NotUtf8), _) => ExitCode::from(EXIT_BAD_INPUT),
+        (Some(InputEnd::Failed), _) => ExitCode::FAILURE,
+        (_, Some(why)) if why != std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        // The server echoed the code the user closed with: what was asked for.
+        (Some(InputEnd::Closed(sent)), _) if exit.is_closed_with(*sent) => ExitCode::SUCCESS,
+        _ => exit.code(),
+    })
+}
+
+/// How the sending side ended the connection, when it did.
+enum InputEnd {
+    /// With `/close CODE`, or at the end of input (1000).
+    Closed(CloseCode),
+    /// At a line of stdin that is not UTF-8.
+    NotUtf8,
+    /// When stdin could not be read.
+    Failed,
 }
 
 /// How the connection ended.
@@ -243,6 +316,10 @@ enum Exit {
 }
 
 impl Exit {
+    fn is_closed_with(&self, sent: CloseCode) -> bool {
+        matches!(self, Self::Closed(code) if *code == sent)
+    }
+
     fn code(&self) -> ExitCode {
         match self {
             Self::Closed(CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS) => {
@@ -272,26 +349,56 @@ struct InputOptions {
     execute: Vec<String>,
     wait: Duration,
     binary: bool,
+    split: Split,
     slash: bool,
     display: Display,
+    output: Output,
+    ended: Arc<OnceLock<InputEnd>>,
 }
 
 impl InputOptions {
-    fn new(args: &ConnectArgs, display: Display) -> Self {
+    fn new(
+        args: &ConnectArgs,
+        display: Display,
+        output: Output,
+        ended: Arc<OnceLock<InputEnd>>,
+    ) -> Self {
         Self {
             execute: args.execute.clone(),
             wait: Duration::from_secs_f64(args.wait),
             binary: args.binary,
+            split: match (args.binary, args.split_bytes) {
+                (_, Some(size)) => Split::Bytes(size as usize),
+                (true, None) => Split::Reads,
+                (false, None) => Split::Lines,
+            },
             slash: args.slash,
             display,
+            output,
+            ended,
         }
+    }
+
+    /// Closes the connection from this side, first recording why for the exit status.
+    fn close(&self, sender: &Sender, end: InputEnd, code: CloseCode, reason: String) {
+        let _ = self.ended.set(end);
+        self.output
+            .sent(&Message::Close(Some(CloseFrame::new(code, reason.clone()))));
+        let _ = sender.close(code, reason);
     }
 }
 
-/// Sends the --execute messages or the lines of stdin; at the end, waits and closes.
+/// Sends the --execute messages or stdin (lines typed in a terminal, else `pipe::stdin`); at
+/// the end, waits and closes.
 async fn send_input(sender: Sender, options: InputOptions) {
     let display = options.display;
-    if options.execute.is_empty() {
+    if !options.execute.is_empty() {
+        for message in &options.execute {
+            if !send(&sender, data(message, options.binary), &options).await {
+                return;
+            }
+        }
+    } else if display.interactive {
         let mut lines = stdin_lines();
         while let Some(line) = lines.recv().await {
             if !send_line(&sender, &line, &options).await {
@@ -300,14 +407,42 @@ async fn send_input(sender: Sender, options: InputOptions) {
             display.prompt();
         }
     } else {
-        for message in &options.execute {
-            if sender.send(data(message, options.binary)).await.is_err() {
+        let mut input = pipe::stdin(options.split);
+        while let Some(input) = input.recv().await {
+            let sent = match input {
+                Input::Line(line) => send_line(&sender, &line, &options).await,
+                Input::Bytes(bytes) => send(&sender, Message::Binary(bytes), &options).await,
+                Input::NotUtf8 { line } => {
+                    eprintln!("error: stdin line {line} is not UTF-8; use --binary to send bytes");
+                    let reason = "input is not utf-8".to_owned();
+                    options.close(&sender, InputEnd::NotUtf8, CloseCode::NORMAL, reason);
+                    return;
+                }
+                Input::Failed(e) => {
+                    eprintln!("error: cannot read stdin: {e}");
+                    let reason = "input failed".to_owned();
+                    options.close(&sender, InputEnd::Failed, CloseCode::NORMAL, reason);
+                    return;
+                }
+            };
+            if !sent {
                 return;
             }
         }
     }
     tokio::time::sleep(options.wait).await;
-    let _ = sender.close(CloseCode::NORMAL, "");
+    options.close(
+        &sender,
+        InputEnd::Closed(CloseCode::NORMAL),
+        CloseCode::NORMAL,
+        String::new(),
+    );
+}
+
+/// Sends `message` (and logs it with --jsonl); false once the connection is gone or closing.
+async fn send(sender: &Sender, message: Message, options: &InputOptions) -> bool {
+    options.output.sent(&message);
+    sender.send(message).await.is_ok()
 }
 
 /// Sends one line (or runs it, with --slash); false once the connection is gone or closing.
@@ -316,7 +451,7 @@ async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool 
         Some(command) => match parse_command(command) {
             Ok(Command::Ping(text)) => Message::Ping(Bytes::from(text)),
             Ok(Command::Close(code, reason)) => {
-                let _ = sender.close(code, reason);
+                options.close(sender, InputEnd::Closed(code), code, reason);
                 return false;
             }
             Err(e) => {
@@ -326,7 +461,7 @@ async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool 
         },
         None => data(line, options.binary),
     };
-    sender.send(message).await.is_ok()
+    send(sender, message, options).await
 }
 
 enum Command {
@@ -367,21 +502,6 @@ fn data(text: &str, binary: bool) -> Message {
     }
 }
 
-fn control(kind: &str, data: &[u8]) -> String {
-    if data.is_empty() {
-        format!("[{kind}]")
-    } else {
-        format!("[{kind}] {}", hex(data))
-    }
-}
-
-fn hex(data: &[u8]) -> String {
-    data.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +519,5 @@ mod tests {
         assert!(parse_command("close 1005").is_err());
         assert!(parse_command("close abc").is_err());
         assert!(parse_command("dance").is_err());
-        assert_eq!(hex(b"\x00\xffA"), "00 ff 41");
     }
 }

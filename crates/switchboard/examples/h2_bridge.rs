@@ -151,9 +151,7 @@ async fn relay_to_h2(mut tcp: TcpStream, upstream: &Upstream) -> Result<(), Erro
         Ok(opened) => opened,
         Err(e) => {
             let status = match &e {
-                Error::Handshake(
-                    switchboard::proto::handshake::HandshakeError::UnexpectedStatus(s),
-                ) => *s,
+                Error::Refused(refusal) => refusal.status(),
                 _ => StatusCode::BAD_GATEWAY,
             };
             let head =

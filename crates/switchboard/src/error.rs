@@ -6,6 +6,7 @@ use proto::handshake::HandshakeError;
 use proto::{ProtocolError, SendError};
 
 use crate::connect::proxy::ProxyError;
+use crate::connect::refusal::Refusal;
 
 /// What can go wrong with a WebSocket connection.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,14 @@ pub enum Error {
     /// The opening handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The server refused the upgrade: it answered with another status than 101 (or, over
+    /// HTTP/2, than 2xx). The refusal has the status, headers and the start of the body.
+    #[error("handshake failed: expected 101 switching protocols, got {}", .0.status())]
+    Refused(Box<Refusal>),
+    /// A plain (`ws://`) connection was answered with a TLS record: the server speaks TLS on
+    /// that port, and its URL is `wss://`.
+    #[error("the server answered with tls, not http")]
+    TlsAnswer,
     /// A message could not be sent (closed connection, oversized control frame, ...).
     #[error("cannot send: {0}")]
     Send(#[from] SendError),

@@ -100,7 +100,8 @@ pub use accept::{
 };
 pub use backpressure::Backpressure;
 pub use connect::{
-    ConnectOptions, Http2Connection, Proxy, ProxyError, client_handshake, connect, connect_with,
+    ConnectOptions, Http2Connection, Proxy, ProxyError, Refusal, client_handshake, connect,
+    connect_with,
 };
 pub use error::Error;
 pub use histogram::Histogram;

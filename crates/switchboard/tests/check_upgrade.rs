@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use switchboard::proto::handshake::HandshakeError;
 use switchboard::{Error, Message, Server};
 
 #[tokio::test]
@@ -26,8 +25,9 @@ async fn refused_upgrade_gets_the_checks_response_and_others_upgrade() {
 
     let test = async {
         match switchboard::connect(&format!("ws://{addr}/elsewhere")).await {
-            Err(Error::Handshake(HandshakeError::UnexpectedStatus(status))) => {
-                assert_eq!(status, StatusCode::NOT_FOUND);
+            Err(Error::Refused(refusal)) => {
+                assert_eq!(refusal.status(), StatusCode::NOT_FOUND);
+                assert_eq!(&refusal.body()[..], b"not here\n");
             }
             other => panic!("expected a 404, got {other:?}"),
         }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard::http::{Response, StatusCode, Version};
-use switchboard::proto::handshake::HandshakeError;
 use switchboard::tls::rustls::{self, pki_types};
 use switchboard::tls::{ClientTls, ServerTls};
 use switchboard::{
@@ -150,7 +149,7 @@ async fn without_http2_on_the_server_the_client_falls_back_to_http1() {
 }
 
 #[tokio::test]
-async fn a_refusal_over_http2_is_the_handshake_error_with_its_status() {
+async fn a_refusal_over_http2_is_refused_with_its_status() {
     let builder = Server::builder().check_upgrade(|request| {
         (request.uri().path() == "/private").then(|| {
             let mut response = Response::new(Bytes::from_static(b"no\n"));
@@ -164,8 +163,8 @@ async fn a_refusal_over_http2_is_the_handshake_error_with_its_status() {
         .unwrap_err();
     assert!(
         matches!(
-            err,
-            Error::Handshake(HandshakeError::UnexpectedStatus(StatusCode::FORBIDDEN))
+            &err,
+            Error::Refused(refusal) if refusal.status() == StatusCode::FORBIDDEN
         ),
         "{err}"
     );
@@ -184,7 +183,7 @@ async fn a_refusal_over_http2_is_the_handshake_error_with_its_status() {
         .await
         .unwrap();
     let err = connection.open("/private").await.unwrap_err();
-    assert!(matches!(err, Error::Handshake(_)), "{err}");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
     let (mut ws, _) = connection.open("/public").await.unwrap();
     echo(&mut ws, Message::text("fine")).await;
     assert_eq!(metrics.http2_connections_total(), 2);

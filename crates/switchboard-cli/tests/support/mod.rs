@@ -2,9 +2,36 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a part
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt as _;
+
+/// Every run of `switchboard connect` is bounded by this.
+pub const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `switchboard connect ARGS` with `stdin` as its input (then end of input); its output,
+/// once it exited (killed if it takes longer than [`CONNECT_LIMIT`]).
+pub async fn connect(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // The client may exit before reading all of it (a refused connection).
+    let _ = input.write_all(stdin).await;
+    drop(input); // end of input
+    tokio::time::timeout(CONNECT_LIMIT, child.wait_with_output())
+        .await
+        .expect("switchboard connect did not finish")
+        .unwrap()
+}
 
 /// A running `switchboard serve`, killed (by PID) if the test ends before it exits.
 pub struct Serve {

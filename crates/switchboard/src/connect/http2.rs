@@ -16,9 +16,10 @@ use http::header::{
 };
 use http::{Request, Response, Uri};
 use proto::Role;
-use proto::handshake::{HandshakeError, client};
+use proto::handshake::client;
 
 use super::ConnectOptions;
+use super::refusal::Refusal;
 use crate::error::Error;
 use crate::h2_stream::{self, H2Stream};
 use crate::stream::{Http2Stream, MaybeTlsStream};
@@ -128,8 +129,8 @@ impl Http2Connection {
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`] with [`UnexpectedStatus`](proto::handshake::HandshakeError::UnexpectedStatus)
-    /// when the server refuses (as over HTTP/1.1), or another handshake error when it answers
+    /// [`Error::Refused`] when the server refuses (as over HTTP/1.1; the body is not read),
+    /// or a handshake error when it answers
     /// with a subprotocol or extension it was not offered; [`Error::Io`] when the connection
     /// is gone or the stream was refused; [`Error::Url`]; [`Error::Timeout`].
     pub async fn open(
@@ -172,7 +173,8 @@ impl Http2Connection {
         let opening = async {
             let (response, stream) = self.send_connect(request).await?;
             if !response.status().is_success() {
-                return Err(HandshakeError::UnexpectedStatus(response.status()).into());
+                let refusal = Refusal::new(response.map(|()| Bytes::new()), false);
+                return Err(Error::Refused(Box::new(refusal)));
             }
             let io = MaybeTlsStream::Http2(Box::new(Http2Stream::client(stream)));
             Ok((response, io))
@@ -234,6 +236,10 @@ impl Http2Connection {
                 .insert(SEC_WEBSOCKET_EXTENSIONS, config.offer());
         }
         let (response, stream) = self.send_connect(request).await?;
+        if !response.status().is_success() {
+            let refusal = Refusal::new(response.map(|()| Bytes::new()), false);
+            return Err(Error::Refused(Box::new(refusal)));
+        }
         let agreed =
             client::validate_http2_response(&response, &protocols, options.deflate.as_ref())?;
         let io = MaybeTlsStream::Http2(Box::new(Http2Stream::client(stream)));

@@ -1,14 +1,16 @@
 //! The client side: connecting to a `ws://` or `wss://` URL, over HTTP/1.1 or, when asked and
 //! the server takes it, over HTTP/2 (`http2.rs`), directly or through an HTTP or SOCKS5
-//! proxy (`proxy/`).
+//! proxy (`proxy/`). A server's refusal keeps its status, headers and body (`refusal.rs`).
 
 mod http2;
 pub(crate) mod proxy;
+pub(crate) mod refusal;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::SEC_WEBSOCKET_EXTENSIONS;
-use http::{HeaderMap, Response, Uri};
+use http::{HeaderMap, Response, StatusCode, Uri};
 use proto::deflate::DeflateConfig;
 use proto::handshake::client;
 use proto::{Config, Role};
@@ -22,6 +24,7 @@ use crate::websocket::WebSocket;
 
 pub use http2::Http2Connection;
 pub use proxy::{Proxy, ProxyError};
+pub use refusal::Refusal;
 
 /// Options for [`connect_with`].
 #[derive(Clone, Debug)]
@@ -91,7 +94,8 @@ impl Default for ConnectOptions {
 ///
 /// [`Error::Url`] for a URL that is not `ws[s]://host[:port]/...`, [`Error::Io`] when the TCP
 /// connection or the TLS handshake fails (an untrusted certificate included),
-/// [`Error::Handshake`] when the server refuses the upgrade or answers wrongly,
+/// [`Error::Refused`] when the server refuses the upgrade, [`Error::Handshake`] when it answers
+/// wrongly ([`Error::TlsAnswer`] when in TLS, to a `ws://` URL),
 /// [`Error::Proxy`] when a proxy ([`ConnectOptions::proxy`]) cannot be reached or refuses,
 /// [`Error::Timeout`].
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
@@ -131,6 +135,12 @@ pub async fn connect_with(
         .map_err(|_| Error::Timeout("connect and handshake"))?
 }
 
+/// Whether `head` starts as a TLS record does (an alert or a handshake, protocol version 3.x,
+/// RFC 8446 §5.1): what a TLS server answers a plain HTTP request with.
+fn is_tls_record(head: &[u8]) -> bool {
+    matches!(head, [0x15 | 0x16, 0x03, ..] | [0x15 | 0x16])
+}
+
 /// `url` as a URI.
 fn parse(url: &str) -> Result<Uri, Error> {
     url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))
@@ -162,8 +172,24 @@ where
     stream.flush().await?;
 
     let max_head = options.max_head_size;
-    let (response, rest) =
-        read_head(&mut stream, |buf| client::parse_response(buf, max_head)).await?;
+    // Set by the parser, read after it failed (the future must stay Send: no Cell).
+    let tls_answer = AtomicBool::new(false);
+    let parse = |buf: &[u8]| {
+        let parsed = client::parse_response(buf, max_head);
+        tls_answer.store(parsed.is_err() && is_tls_record(buf), Ordering::Relaxed);
+        parsed
+    };
+    let (response, rest) = read_head(&mut stream, parse).await.map_err(|e| {
+        if tls_answer.load(Ordering::Relaxed) {
+            Error::TlsAnswer
+        } else {
+            e
+        }
+    })?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let refusal = refusal::read(&mut stream, response, rest).await;
+        return Err(Error::Refused(Box::new(refusal)));
+    }
     let agreed =
         client::validate_response_with(&response, &key, &protocols, options.deflate.as_ref())?;
     let mut ws = WebSocket::from_raw(stream, Role::Client, options.config.clone(), rest);
@@ -171,4 +197,20 @@ where
         ws.enable_deflate(params, config);
     }
     Ok((ws.with_protocol(agreed.protocol), response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_alert_or_handshake_reads_as_tls_and_http_does_not() {
+        // What a rustls server answers a plain request with: a fatal decode_error alert.
+        assert!(is_tls_record(b"\x15\x03\x03\x00\x02\x02\x32"));
+        assert!(is_tls_record(b"\x16\x03\x01\x00\x05"));
+        assert!(is_tls_record(b"\x15"));
+        assert!(!is_tls_record(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!is_tls_record(b"\x15\x04"));
+        assert!(!is_tls_record(b""));
+    }
 }
