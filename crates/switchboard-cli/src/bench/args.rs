@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use serde::Serialize;
 
 use crate::units::parse_span;
@@ -76,10 +76,42 @@ pub(crate) struct BenchArgs {
     #[command(flatten)]
     pub(crate) proxy: crate::client_proxy::ProxyArgs,
     #[command(flatten)]
-    pub(crate) hub: super::hub::HubArgs,
+    pub(crate) hub: HubArgs,
     /// With --http2: WebSockets sharing one HTTP/2 connection.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "http2")]
     pub(crate) streams_per_connection: usize,
+}
+
+/// The options of hub mode.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Hub mode")]
+pub(crate) struct HubArgs {
+    /// WebSocket publishers, each on a connection of its own
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    pub(crate) publishers: usize,
+    /// Publishers connect here, in turn (repeat for several nodes; default: the server's URL)
+    #[arg(long, value_name = "URL")]
+    pub(crate) publish: Vec<String>,
+    /// A publisher through the server API: `POST` to this URL (e.g.
+    /// http://127.0.0.1:8080/api/publish) over one keep-alive connection (repeat for more)
+    #[arg(long, value_name = "URL", requires = "api_key")]
+    pub(crate) api_publish: Vec<String>,
+    /// The key the API publishers send (`serve --api-key`)
+    #[arg(long, value_name = "KEY")]
+    pub(crate) api_key: Option<String>,
+    /// Subscribers connect here, in turn (repeat for several nodes; default: the server's URL)
+    #[arg(long, value_name = "URL")]
+    pub(crate) subscribe: Vec<String>,
+    /// A channel (repeat for more: publishers take them in turn, every subscriber follows all)
+    #[arg(long, value_name = "NAME", default_value = "bench")]
+    pub(crate) channel: Vec<String>,
+    /// Publications per second over all publishers; 0: as fast as deliveries allow
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) rate: u64,
+    /// A process of the deployment (node, Redis) whose CPU time over the window is reported
+    /// per delivery (repeat for each)
+    #[arg(long, value_name = "PID")]
+    pub(crate) cpu_pid: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]

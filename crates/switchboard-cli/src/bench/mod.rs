@@ -21,8 +21,7 @@
 //! floor, what the kernel and this load generator allow.
 //!
 //! The files: [`args`] (the command line), [`open`] (opening connections), the workloads
-//! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes, [`hub`] and its API
-//! publisher [`hub_api`]), [`window`] (warm-up
+//! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes, [`hub`]), [`window`] (warm-up
 //! and measured window), [`stats`] (errors, latencies), [`probe`] (the server's CPU and memory
 //! from `/proc`), [`payload`], [`progress`] and [`report`] (the result, as text or JSON).
 
@@ -36,7 +35,6 @@ mod broadcast;
 mod connections;
 mod echo;
 mod hub;
-mod hub_api;
 mod open;
 mod payload;
 mod probe;

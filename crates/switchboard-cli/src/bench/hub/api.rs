@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use super::hub::{Clock, Shared, data};
+use super::flow::{Clock, Shared, data};
 
 pub(crate) struct ApiPublisher {
     sender: SendRequest<Full<Bytes>>,

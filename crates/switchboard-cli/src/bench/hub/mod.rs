@@ -22,6 +22,9 @@
 //! publisher has one request in flight, as HTTP/1.1 without pipelining has. `--cpu-pid`
 //! (repeated: every node and Redis of a deployment) adds their CPU time over the window per
 //! delivery.
+//!
+//! Here the run, its subscribers and WebSocket publishers; in [`flow`] the clock and the flow
+//! control every task shares; in [`api`] the server API publisher.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,15 +32,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
 use switchboard::{CloseCode, Message, WebSocket};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use self::api::ApiPublisher;
+use self::flow::{Clock, Shared, data, ticker};
 use super::args::BenchArgs;
-use super::hub_api::ApiPublisher;
 use super::open::{Transport, open, open_all};
 use super::probe::cpu_seconds;
 use super::progress::{connect_bar, window_bar};
@@ -45,123 +48,13 @@ use super::report::{Deployment, Report};
 use super::stats::{Errors, Latencies, LatencyBatch};
 use super::window::{GRACE, Window};
 
+mod api;
+mod flow;
+
 /// How long subscribing every subscriber may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// A publisher gives up when none of its publications reaches every subscriber for this long.
-const STALL: Duration = Duration::from_secs(10);
 /// How long late acknowledgements and deliveries may take after the window.
 const SETTLE: Duration = Duration::from_millis(500);
-
-/// The options of hub mode.
-#[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Hub mode")]
-pub(crate) struct HubArgs {
-    /// WebSocket publishers, each on a connection of its own
-    #[arg(long, value_name = "P", default_value_t = 1)]
-    pub(crate) publishers: usize,
-    /// Publishers connect here, in turn (repeat for several nodes; default: the server's URL)
-    #[arg(long, value_name = "URL")]
-    pub(crate) publish: Vec<String>,
-    /// A publisher through the server API: `POST` to this URL (e.g.
-    /// http://127.0.0.1:8080/api/publish) over one keep-alive connection (repeat for more)
-    #[arg(long, value_name = "URL", requires = "api_key")]
-    pub(crate) api_publish: Vec<String>,
-    /// The key the API publishers send (`serve --api-key`)
-    #[arg(long, value_name = "KEY")]
-    pub(crate) api_key: Option<String>,
-    /// Subscribers connect here, in turn (repeat for several nodes; default: the server's URL)
-    #[arg(long, value_name = "URL")]
-    pub(crate) subscribe: Vec<String>,
-    /// A channel (repeat for more: publishers take them in turn, every subscriber follows all)
-    #[arg(long, value_name = "NAME", default_value = "bench")]
-    pub(crate) channel: Vec<String>,
-    /// Publications per second over all publishers; 0: as fast as deliveries allow
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) rate: u64,
-    /// A process of the deployment (node, Redis) whose CPU time over the window is reported
-    /// per delivery (repeat for each)
-    #[arg(long, value_name = "PID")]
-    pub(crate) cpu_pid: Vec<u32>,
-}
-
-/// Send times count from here, in µs.
-#[derive(Clone, Copy)]
-pub(crate) struct Clock {
-    origin: Instant,
-    pub(crate) window: Window,
-}
-
-impl Clock {
-    pub(crate) fn stamp(&self) -> u64 {
-        self.origin.elapsed().as_micros() as u64
-    }
-
-    pub(crate) fn counts(&self, stamp: u64) -> bool {
-        self.window
-            .contains(self.origin + Duration::from_micros(stamp))
-    }
-}
-
-/// What every task shares.
-pub(crate) struct Shared {
-    /// Per publisher, per slot of its window: subscribers yet to receive that publication.
-    slots: Vec<Vec<AtomicU32>>,
-    /// Per publisher: wakes it when one of its slots empties.
-    freed: Vec<Notify>,
-    subscribers: u32,
-    /// Acknowledged publishes sent in the window.
-    pub(crate) acked: AtomicU64,
-    /// Deliveries checked so far, warm-up included (for the progress bar).
-    progress: AtomicU64,
-    /// Subscribers with all their `subscribed` replies.
-    ready: AtomicUsize,
-    latencies: Latencies,
-    pub(crate) errors: std::sync::Mutex<Errors>,
-}
-
-impl Shared {
-    pub(crate) fn error(&self, error: String) {
-        self.errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(error);
-    }
-
-    /// Waits until publisher `p` may send publication `seq`: the one `-m` before it has
-    /// reached every subscriber. Then counts the subscribers it must reach.
-    pub(crate) async fn room(&self, p: usize, seq: u64) -> Result<(), String> {
-        let slots = &self.slots[p];
-        let slot = &slots[(seq % slots.len() as u64) as usize];
-        while slot.load(Ordering::Acquire) != 0 {
-            tokio::select! {
-                () = self.freed[p].notified() => {}
-                () = tokio::time::sleep(STALL) => return Err(format!(
-                    "no publication reached every subscriber for {} s",
-                    STALL.as_secs()
-                )),
-            }
-        }
-        slot.store(self.subscribers, Ordering::Release);
-        Ok(())
-    }
-
-    /// A subscriber has publications up to `seq` of publisher `p` (those it missed included).
-    fn delivered(&self, p: usize, from: u64, seq: u64) {
-        let Some(slots) = self.slots.get(p) else {
-            return;
-        };
-        for s in from..=seq {
-            if slots[(s % slots.len() as u64) as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                self.freed[p].notify_one();
-            }
-        }
-    }
-}
-
-/// Publication `seq` of publisher `p`, sent at `stamp`.
-pub(crate) fn data(p: usize, seq: u64, stamp: u64, pad: &str) -> serde_json::Value {
-    json!({"p": p, "s": seq, "t": stamp, "pad": pad})
-}
 
 #[derive(Default)]
 struct Tally {
@@ -368,15 +261,6 @@ fn deployment_cpu(pids: &[u32]) -> Option<f64> {
     pids.iter()
         .map(|pid| cpu_seconds(&pid.to_string()).ok())
         .sum()
-}
-
-/// Pacing for one publisher: `None` publishes as fast as deliveries allow.
-pub(crate) fn ticker(rate: f64) -> Option<tokio::time::Interval> {
-    (rate > 0.0).then(|| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        t
-    })
 }
 
 /// What a subscriber reads of a frame.
