@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::config::millis;
 use super::control::{self, Control};
-use super::scripts::{self, Event};
+use super::decode::{self, Event};
 use super::shared::{Shared, unavailable};
 use super::subscriber::Subscriber;
 use crate::broker::{BrokerError, BrokerEvents, HistoryRange, Publication};
@@ -224,7 +224,7 @@ impl Follower {
         if !self.followed.contains_key(channel.as_ref()) {
             return; // unsubscribed meanwhile
         }
-        let event = match scripts::event(message.get_payload_bytes()) {
+        let event = match decode::event(message.get_payload_bytes()) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "unreadable pub/sub message");

@@ -62,7 +62,8 @@
 //!   connect: a slot moved to another live master (resharding) answers MOVED, which fails
 //!   its channels as unavailable with that reason until the nodes restart.
 //!
-//! Keys and scripts are described in `scripts.rs`; everything lives under
+//! The keys are described in `keys.rs`, the Lua scripts in `scripts.rs`, the decoding of what
+//! they store and publish in `decode.rs`; everything lives under
 //! [`RedisConfig::prefix`] on each shard. The settings are in `config.rs`, how connections are
 //! opened (TLS, credentials, connect timeout) in `connect.rs`, a shard's parts in `shard.rs`,
 //! the connection and requests every part makes in `shared.rs`, presence and the heartbeat in
@@ -73,7 +74,9 @@ mod cluster;
 mod config;
 mod connect;
 mod control;
+mod decode;
 mod follow;
+mod keys;
 mod metrics;
 mod pipeline;
 mod presence;
@@ -100,7 +103,7 @@ pub use connect::RedisConnectOptions;
 use connect::Server;
 use control::Control;
 use follow::Command;
-use scripts::Keys;
+use keys::Keys;
 use shard::{Shard, shard_of};
 use shared::{Shared, unavailable};
 use slots::{SlotMap, hash_slot};

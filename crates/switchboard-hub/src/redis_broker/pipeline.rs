@@ -10,7 +10,7 @@
 //!
 //! Consecutive publishes to one channel (without idempotency key) in a batch become one call
 //! of the publish script: consecutive offsets, one history write each, and one Pub/Sub
-//! message for all of them, which the followers split again (`scripts.rs`).
+//! message for all of them, which the followers split again (`decode.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::scripts::Stream;
+use super::decode::Stream;
 use super::shared::{Shared, unavailable};
 use crate::broker::{BrokerError, HistoryRange};
 

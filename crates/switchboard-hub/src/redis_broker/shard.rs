@@ -11,11 +11,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::control::Control;
+use super::decode::Body;
 use super::follow::{Command, Follower};
 use super::pipeline::{self, Publish};
 use super::presence::Presence;
 use super::reads::Reads;
-use super::scripts::Body;
 use super::shared::{Shared, unavailable};
 use crate::broker::{BoxFuture, BrokerError, BrokerEvents, ClientInfo, StreamPosition};
 

@@ -13,8 +13,10 @@ use tokio::time::Instant;
 use super::cluster;
 use super::config::{RedisConfig, millis};
 use super::connect::Server;
+use super::decode::{self, Stream};
+use super::keys::Keys;
 use super::metrics::{Health, Metrics};
-use super::scripts::{self, Keys, Scripts};
+use super::scripts::Scripts;
 use super::subscriber::Subscriber;
 use crate::broker::{BrokerError, HistoryRange};
 use crate::random::random_hex;
@@ -194,7 +196,7 @@ impl Shared {
         &self,
         channel: &str,
         range: HistoryRange,
-    ) -> Result<scripts::Stream, BrokerError> {
+    ) -> Result<Stream, BrokerError> {
         let history = &self.config.history;
         let mut invocation = self.scripts.history.prepare_invoke();
         invocation
@@ -212,6 +214,6 @@ impl Shared {
             .arg(millis(history.ttl.unwrap_or_default()))
             .arg(millis(self.config.position_ttl()));
         let reply: Vec<String> = self.invoke(&invocation).await?;
-        scripts::stream(reply).map_err(unavailable)
+        decode::stream(reply).map_err(unavailable)
     }
 }
