@@ -1,9 +1,7 @@
 //! One connection's session: who the client is, its requests answered in order, and the end
 //! of its subscriptions however it leaves.
 
-use std::collections::{HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -12,50 +10,31 @@ use http::Request;
 use serde_json::value::RawValue;
 use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver, Sender};
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use super::heartbeat;
 use super::identity::Identity;
 use super::kick::Kick;
 use super::limits::{RateGuard, Verdict, retry_hint};
-use super::recovery;
 use super::registry::{Command, Profile};
 use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
-use crate::broker::{BrokerError, ClientInfo, HistoryRange, StreamPosition};
-use crate::hooks::{
-    ConnectDecision, ConnectRequest, Connection, PublishDecision, SubscribeDecision,
-};
+use crate::broker::{BrokerError, ClientInfo, HistoryRange};
+use crate::hooks::{ConnectDecision, ConnectRequest, Connection};
 use crate::protocol::{
     ErrorCode, Reply, Request as Op, RequestError, RequestId, parse_request, request_id,
 };
-use crate::request_id::new_request_id;
-use crate::rules::{Access, check};
+use crate::rules::Access;
 
-/// Room around `data` for the rest of a publish request, before the size check parses it.
-const ENVELOPE: usize = 4096;
+mod channels;
+mod publish;
 
-/// The most publishes of one connection waiting for the broker: past this the session reads
-/// no more requests until the oldest is answered.
-const MAX_IN_FLIGHT: usize = 64;
+use self::publish::{Queue, answered};
 
 /// How widely the clients the hub closes of its own accord spread their return.
 const KICK_SPREAD: Duration = Duration::from_secs(1);
 
-/// A publish handed to the broker, whose answer (the ack, or an error) is not sent yet.
-type InFlight<'h> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'h>>;
-
-/// Publishes in flight, oldest first. The futures are `Send` but not `Sync`, and the session
-/// must be `Sync` (its methods hold `&self` across awaits): the mutex provides that, and is
-/// never locked, only reached through `&mut self`.
-#[derive(Default)]
-struct Queue<'h>(std::sync::Mutex<VecDeque<InFlight<'h>>>);
-
-impl<'h> Queue<'h> {
-    fn get(&mut self) -> &mut VecDeque<InFlight<'h>> {
-        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// Room around `data` for the rest of a publish request, before the size check parses it.
+const ENVELOPE: usize = 4096;
 
 /// Serves the client of `request` until it leaves; `compression` says whether
 /// permessage-deflate was agreed.
@@ -419,76 +398,6 @@ impl<'h> Session<'h> {
         }
     }
 
-    /// Checks a publish and hands it to the broker, answered later (see `in_flight`).
-    async fn publish(
-        &mut self,
-        id: Option<RequestId>,
-        channel: String,
-        mut data: Box<RawValue>,
-    ) -> Result<(), RequestError> {
-        self.check(id.as_ref(), &channel, Access::Publish)?;
-        let size = data.get().len();
-        if size > self.hub.config.max_data_size {
-            let reason = format!(
-                "data is {size} bytes, limit is {}",
-                self.hub.config.max_data_size
-            );
-            return Err(RequestError::new(id, ErrorCode::TooLarge, reason));
-        }
-        // The id is made only when the span is on: none is logged otherwise.
-        let span = tracing::debug_span!(
-            "publish",
-            conn = %self.info.conn,
-            request_id = tracing::field::Empty
-        );
-        if !span.is_disabled() {
-            span.record("request_id", new_request_id());
-        }
-        if let Some(hooks) = &self.hub.config.hooks {
-            let decision = hooks.publish(&self.info, &channel, &data);
-            match decision.instrument(span.clone()).await {
-                PublishDecision::Allow => {}
-                PublishDecision::Rewrite(rewritten) => data = rewritten,
-                PublishDecision::Refuse(reason) => {
-                    return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
-                }
-            }
-        }
-        if self.in_flight.get().len() >= MAX_IN_FLIGHT
-            && let Some(reply) = answered(self.in_flight.get()).await
-        {
-            self.send(reply).await;
-        }
-        let hub: &'h Shared = self.hub;
-        // A broker may do its work in the call (`LocalBroker` delivers there): in the span.
-        let broker = tracing::debug_span!(parent: &span, "broker", op = "publish", %channel);
-        let published = broker
-            .in_scope(|| hub.broker.publish(&channel, self.info.clone(), data))
-            .instrument(broker);
-        let conn = self.info.conn.clone();
-        self.in_flight.get().push_back(Box::pin(
-            async move {
-                let position = match published.await {
-                    Ok(position) => position,
-                    Err(e) => {
-                        let e = unavailable(id, &e);
-                        tracing::debug!(%conn, error = %e, "request refused");
-                        return Some(String::from(&e));
-                    }
-                };
-                let id = id?;
-                let reply = Reply::Ack {
-                    id: &id,
-                    channel: &channel,
-                    offset: position.offset,
-                };
-                Some(reply.to_json())
-            }
-            .instrument(span),
-        ));
-        Ok(())
-    }
-
     async fn apply(&mut self, op: Op) -> Result<(), RequestError> {
         match op {
             Op::Subscribe { id, channel, since } => self.subscribe(id, channel, since).await,
@@ -547,115 +456,6 @@ impl<'h> Session<'h> {
     fn user(&self) -> Option<&str> {
         self.info.authenticated.then_some(self.info.user.as_str())
     }
-
-    /// Refuses, with `forbidden`, what the channel rules do not allow this client.
-    fn check(
-        &self,
-        id: Option<&RequestId>,
-        channel: &str,
-        access: Access,
-    ) -> Result<(), RequestError> {
-        check(&self.hub.config.rules, channel, self.user(), access)
-            .map_err(|reason| RequestError::new(id.cloned(), ErrorCode::Forbidden, reason))
-    }
-
-    async fn subscribe(
-        &mut self,
-        id: Option<RequestId>,
-        channel: String,
-        since: Option<StreamPosition>,
-    ) -> Result<(), RequestError> {
-        self.check(id.as_ref(), &channel, Access::Read)?;
-        if let Some(hooks) = &self.hub.config.hooks
-            && !self.subscriptions.contains(&channel)
-            && let SubscribeDecision::Refuse(reason) = hooks.subscribe(&self.info, &channel).await
-        {
-            return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
-        }
-        self.join(id, channel, since).await
-    }
-
-    /// Subscribes, rules already checked (or waived, when the server side asks): the
-    /// `subscribed` reply, then the channel's events.
-    async fn join(
-        &mut self,
-        id: Option<RequestId>,
-        channel: String,
-        since: Option<StreamPosition>,
-    ) -> Result<(), RequestError> {
-        if self.subscriptions.contains(&channel) {
-            let reason = format!("already subscribed to {channel}");
-            return Err(RequestError::new(id, ErrorCode::AlreadySubscribed, reason));
-        }
-        if self.subscriptions.len() >= self.hub.config.max_subscriptions {
-            self.hub.limits.subscription_limited();
-            let reason = format!(
-                "a connection may subscribe to at most {} channels",
-                self.hub.config.max_subscriptions
-            );
-            return Err(RequestError::new(
-                id,
-                ErrorCode::TooManySubscriptions,
-                reason,
-            ));
-        }
-        let fanout = &self.hub.fanout;
-        fanout.add_pending(&channel, self.id, &self.sender, &self.kick);
-        if let Err(e) = self.hub.interest.attach(&channel).await {
-            fanout.remove(&channel, self.id);
-            return Err(unavailable(id, &e));
-        }
-        let range = recovery::range(since.as_ref(), self.hub.config.max_replay);
-        let history = match self.hub.broker.history(&channel, range).await {
-            Ok(history) => history,
-            Err(e) => {
-                fanout.remove(&channel, self.id);
-                self.hub.interest.detach(&channel).await;
-                return Err(unavailable(id, &e));
-            }
-        };
-        let recovery = since
-            .as_ref()
-            .map(|since| recovery::recover(since, &history));
-        let (recovered, code, reason, publications) = match &recovery {
-            None => (None, None, None, &[][..]),
-            Some(Ok(())) => (Some(true), None, None, &history.publications[..]),
-            Some(Err((code, reason))) => (Some(false), Some(*code), Some(reason.as_str()), &[][..]),
-        };
-        let reply = Reply::Subscribed {
-            id: id.as_ref(),
-            channel: &channel,
-            epoch: &history.position.epoch,
-            offset: history.position.offset,
-            recovered,
-            code,
-            reason,
-            publications,
-        };
-        self.subscriptions.insert(channel.clone());
-        fanout.activate(&channel, self.id, reply.to_json(), history.position.offset);
-        if let Err(e) = self.hub.broker.join(&channel, self.info.clone()).await {
-            tracing::warn!(%channel, error = %e, "presence join failed");
-        }
-        Ok(())
-    }
-
-    /// Leaves a channel: no more events, out of presence, and the node's interest dropped.
-    async fn leave(&self, channel: &str) {
-        self.hub.fanout.remove(channel, self.id);
-        if let Err(e) = self.hub.broker.leave(channel, self.info.clone()).await {
-            tracing::warn!(%channel, error = %e, "presence leave failed");
-        }
-        self.hub.interest.detach(channel).await;
-    }
-}
-
-/// The reply of the oldest publish in flight, once the broker answered it (`None`: the
-/// publish had no id, so nothing is sent).
-async fn answered(in_flight: &mut VecDeque<InFlight<'_>>) -> Option<String> {
-    let reply = in_flight.front_mut()?.await;
-    in_flight.pop_front();
-    reply
 }
 
 fn unavailable(id: Option<RequestId>, e: &BrokerError) -> RequestError {
