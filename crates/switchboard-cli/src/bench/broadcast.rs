@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::args::BenchArgs;
-use super::open::{Transport, open, open_all};
+use super::open::{Transport, open, open_every};
 use super::progress::{connect_bar, window_bar};
 use super::report::Report;
 use super::stats::{Errors, Latencies, LatencyBatch};
@@ -75,30 +75,20 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         bail!("broadcast messages carry a {HEAD}-byte header: --size must be at least {HEAD}");
     }
     let n = u32::try_from(args.connections).context("too many subscribers")?;
-    let mut errors = Errors::default();
     let bar = connect_bar(args.connections + 1);
     let url = args.url.clone();
     let connect = || {
         let url = url.clone();
         open(url)
     };
-    let mut sockets = open_all(
+    let mut sockets = open_every(
         args.connections + 1,
         args.connect_concurrency,
         connect,
-        &mut errors,
         &bar,
     )
-    .await;
+    .await?;
     bar.finish_and_clear();
-    if errors.count() > 0 {
-        bail!(
-            "{} of {} connections failed: {}",
-            errors.count(),
-            args.connections + 1,
-            errors.first()
-        );
-    }
     let Some(mut publisher) = sockets.pop() else {
         bail!("no connection opened");
     };
@@ -183,14 +173,13 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             }
         }
     }
-    errors.merge(tally.errors);
     let mut report = Report::new(args);
     report.counted(tally.deliveries, tally.deliveries * args.size as u64);
     report.published = Some(tally.published);
     report.missed = Some(tally.missed);
     report.latency_us = shared.latencies.summary();
     report.cpu = Some(start.usage(&end, tally.deliveries));
-    report.errors(errors);
+    report.errors(tally.errors);
     Ok(report)
 }
 

@@ -190,6 +190,31 @@ pub(crate) async fn open_raw(addr: &str) -> std::io::Result<tokio::net::TcpStrea
 
 /// Opens `n` connections with `open`, at most `concurrency` at a time; returns those that
 /// opened and counts the failures into `errors`.
+/// [`open_all`] for a run that needs every connection: the first error fails it.
+pub(crate) async fn open_every<T, F, Fut, E>(
+    n: usize,
+    concurrency: usize,
+    open: F,
+    progress: &ProgressBar,
+) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let mut errors = Errors::default();
+    let opened = open_all(n, concurrency, open, &mut errors, progress).await;
+    if errors.count() > 0 {
+        bail!(
+            "{} of {n} connections failed: {}",
+            errors.count(),
+            errors.first()
+        );
+    }
+    Ok(opened)
+}
+
 pub(crate) async fn open_all<T, F, Fut, E>(
     n: usize,
     concurrency: usize,

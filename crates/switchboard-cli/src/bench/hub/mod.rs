@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 use self::api::ApiPublisher;
 use self::flow::{Clock, Shared, data, ticker};
 use super::args::BenchArgs;
-use super::open::{Transport, open, open_all};
+use super::open::{Transport, open, open_every};
 use super::probe::cpu_seconds;
 use super::progress::{connect_bar, window_bar};
 use super::report::{Deployment, Report};
@@ -90,36 +90,16 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         errors: std::sync::Mutex::new(Errors::default()),
     });
 
-    let mut errors = Errors::default();
     let bar = connect_bar(args.connections + hub.publishers);
     let turn = AtomicUsize::new(0);
     let next = |urls: &[String]| urls[turn.fetch_add(1, Ordering::Relaxed) % urls.len()].clone();
-    let sockets = open_all(
-        args.connections,
-        args.connect_concurrency,
-        || open(next(&subscribe_urls)),
-        &mut errors,
-        &bar,
-    )
-    .await;
+    let concurrency = args.connect_concurrency;
+    let subscribing = || open(next(&subscribe_urls));
+    let sockets = open_every(args.connections, concurrency, subscribing, &bar).await?;
     turn.store(0, Ordering::Relaxed);
-    let websockets = open_all(
-        hub.publishers,
-        args.connect_concurrency,
-        || open(next(&publish_urls)),
-        &mut errors,
-        &bar,
-    )
-    .await;
+    let publishing = || open(next(&publish_urls));
+    let websockets = open_every(hub.publishers, concurrency, publishing, &bar).await?;
     bar.finish_and_clear();
-    if errors.count() > 0 {
-        bail!(
-            "{} of {} connections failed: {}",
-            errors.count(),
-            args.connections + hub.publishers,
-            errors.first()
-        );
-    }
     let (stop, stopped) = watch::channel(false);
     let (started, starts) = watch::channel(None::<Clock>);
     let mut subscribers = JoinSet::new();
