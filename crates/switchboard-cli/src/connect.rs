@@ -15,8 +15,13 @@ use clap::Parser;
 use http::{HeaderName, HeaderValue, Version};
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
 
+use tokio::sync::mpsc;
+
 use crate::client_proxy::ProxyArgs;
+use crate::terminal::interrupt::Interrupt;
 use crate::terminal::{Display, stdin_lines};
+
+mod interactive;
 
 /// Exit statuses, as `--help` lists them.
 const EXIT_CLOSED_ABNORMALLY: u8 = 3;
@@ -25,7 +30,14 @@ const EXIT_CLOSED_ABNORMALLY: u8 = 3;
 #[command(after_help = "\
 Exit status: 0 when the connection closed normally (1000, 1001, or no code), 1 when it could \
 not be opened or failed (I/O error, protocol error, no close frame), 2 for bad arguments, 3 when \
-the server closed it with another code.
+the server closed it with another code, 130 when a second Ctrl-C (143: SIGTERM) ended it at once.
+
+At a terminal, the typed line is edited as in a shell: Left/Right, Home/End (Ctrl-A/Ctrl-E), \
+Ctrl-W/Ctrl-U/Ctrl-K delete a word/to the start/to the end, Ctrl-Y pastes it back, Up/Down \
+recall this session's lines (kept in memory only, never in a file), Ctrl-R searches them. \
+Messages received are printed above the prompt, control characters escaped (\\x1b); the typed \
+line stays as it is. Ctrl-C clears a typed line; on an empty line it closes (Close 1000, \
+waiting for the server's Close), as does Ctrl-D. Once closing, Ctrl-C exits at once.
 
 Examples:
   switchboard connect ws://127.0.0.1:8080/ws
@@ -70,6 +82,9 @@ pub(crate) struct ConnectArgs {
     /// Offer permessage-deflate (compression), as browsers do
     #[arg(long)]
     deflate: bool,
+    /// No colour at a terminal (as when NO_COLOR is set)
+    #[arg(long)]
+    no_color: bool,
     /// For wss://, open the WebSocket over HTTP/2 (RFC 8441) when the server takes it, as
     /// browsers do; otherwise (a note on stderr says so) over HTTP/1.1
     #[arg(long)]
@@ -120,11 +135,12 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             None => eprintln!("proxy: none"),
         }
     }
-    let display = Display {
-        interactive: args.execute.is_empty()
+    let display = Display::new(
+        args.execute.is_empty()
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal(),
-    };
+        args.no_color,
+    );
     if args.hub {
         let hub = crate::hub_mode::HubArgs {
             url: args.url,
@@ -132,7 +148,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             token: args.token,
             execute: args.execute,
             wait: Duration::from_secs_f64(args.wait),
-            display,
+            display: display.clone(),
         };
         return crate::hub_mode::run(hub, options).await;
     }
@@ -163,7 +179,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     if display.interactive {
         eprintln!(
-            "connected to {}{protocol}; type lines to send, Ctrl+D or Ctrl+C to close",
+            "connected to {}{protocol}; type lines to send, Ctrl-D or Ctrl-C to close",
             args.url
         );
     } else {
@@ -175,12 +191,25 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     } else if args.deflate {
         eprintln!("compression: declined by the server");
     }
-    display.prompt();
 
     let (sender, mut receiver) = ws.split();
+    let interrupt = Interrupt::new({
+        let sender = sender.clone();
+        let display = display.clone();
+        move || {
+            display.status("closing (Ctrl-C again to exit at once)");
+            let _ = sender.close(CloseCode::NORMAL, "");
+        }
+    });
+    let watching = interrupt.watch_signals();
+    let lines = args
+        .execute
+        .is_empty()
+        .then(|| typed_or_piped(&display, &interrupt));
     let input = tokio::spawn(send_input(
         sender.clone(),
-        InputOptions::new(&args, display),
+        lines,
+        InputOptions::new(&args, display.clone()),
     ));
     let pinger = (args.ping_interval > 0.0).then(|| {
         let sender = sender.clone();
@@ -195,14 +224,6 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             }
         })
     });
-    let interrupt = {
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = sender.close(CloseCode::NORMAL, "");
-            }
-        })
-    };
     drop(sender);
 
     let mut exit = Exit::Vanished;
@@ -236,13 +257,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     input.abort();
-    interrupt.abort();
+    watching.abort();
     if let Some(pinger) = pinger {
         pinger.abort();
     }
     if matches!(exit, Exit::Vanished) {
         display.status("connection lost without a close frame");
     }
+    display.finish();
     Ok(exit.code())
 }
 
@@ -302,11 +324,22 @@ impl InputOptions {
     }
 }
 
-/// Sends the --execute messages or the lines of stdin; at the end, waits and closes.
-async fn send_input(sender: Sender, options: InputOptions) {
-    let display = options.display;
-    if options.execute.is_empty() {
-        let mut lines = stdin_lines();
+/// The lines of the line editor at a terminal, else of stdin.
+fn typed_or_piped(display: &Display, interrupt: &Interrupt) -> mpsc::Receiver<String> {
+    if !display.interactive {
+        return stdin_lines();
+    }
+    interactive::lines(display, interrupt.clone()).unwrap_or_else(|e| {
+        eprintln!("note: no line editing on this terminal ({e:#}); reading plain lines");
+        display.prompt();
+        stdin_lines()
+    })
+}
+
+/// Sends the --execute messages, or `lines` (typed or piped); at the end, waits and closes.
+async fn send_input(sender: Sender, lines: Option<mpsc::Receiver<String>>, options: InputOptions) {
+    let display = &options.display;
+    if let Some(mut lines) = lines {
         while let Some(line) = lines.recv().await {
             if !send_line(&sender, &line, &options).await {
                 return;
@@ -334,7 +367,7 @@ async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool 
                 return false;
             }
             Err(e) => {
-                eprintln!("{e}");
+                options.display.status(&e);
                 return true;
             }
         },

@@ -50,16 +50,19 @@ pub(crate) async fn run(args: HubArgs, connect: ConnectOptions) -> anyhow::Resul
         }
     };
     let display = args.display;
-    let watching = tokio::spawn(watch_state(client.clone(), display));
+    let watching = tokio::spawn(watch_state(client.clone(), display.clone()));
     let (lines, mut printed) = mpsc::unbounded_channel::<String>();
     let mut session = Session {
         client: client.clone(),
         lines,
         readers: HashMap::new(),
     };
-    let printer = tokio::spawn(async move {
-        while let Some(line) = printed.recv().await {
-            display.received(&line);
+    let printer = tokio::spawn({
+        let display = display.clone();
+        async move {
+            while let Some(line) = printed.recv().await {
+                display.received(&line);
+            }
         }
     });
     display.prompt();
