@@ -142,15 +142,25 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         args.no_color,
     );
     if args.hub {
+        // The hub mode stops its input on the first Ctrl-C by itself; a second exits at once.
+        let interrupt = Interrupt::new(|| {});
+        let watching = interrupt.watch_signals();
         let hub = crate::hub_mode::HubArgs {
             url: args.url,
             name: args.name,
             token: args.token,
+            lines: args
+                .execute
+                .is_empty()
+                .then(|| typed_or_piped(&display, &interrupt)),
             execute: args.execute,
             wait: Duration::from_secs_f64(args.wait),
             display: display.clone(),
         };
-        return crate::hub_mode::run(hub, options).await;
+        let exit = crate::hub_mode::run(hub, options).await;
+        watching.abort();
+        display.finish();
+        return exit;
     }
     let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
         Ok(connected) => connected,

@@ -358,3 +358,42 @@ async fn a_second_ctrl_c_exits_at_once_when_the_server_never_closes() {
     assert_eq!(terminal.exit_status().await, 130);
     serving.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_mode_keeps_a_half_typed_command_across_events() {
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    let terminal = Terminal::connect(&["--hub", "--name", "ann", &url], &[]);
+    terminal.shows(">").await;
+    terminal.type_text("subscribe lobby");
+    terminal.press("Enter");
+    terminal.shows("subscribed to lobby").await;
+
+    terminal.type_text("publish lobby {\"text\":");
+    terminal.shows("> publish lobby {\"text\":").await;
+    let bob = tokio::process::Command::new(BIN)
+        .args(["connect", "--hub", "--name", "bob", &url])
+        .args(["-x", "publish lobby {\"text\":\"from bob\"}"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    assert!(bounded(bob).await.unwrap().success());
+    let screen = terminal
+        .screen_until("bob's message", |screen| {
+            screen.iter().any(|row| row.contains("from bob"))
+        })
+        .await;
+    assert_eq!(last_row(&screen), "> publish lobby {\"text\":");
+
+    terminal.type_text("\"from ann\"}");
+    terminal.press("Enter");
+    terminal
+        .screen_until("ann's message", |screen| {
+            screen.iter().any(|row| row.contains("\"text\":\"from ann\""))
+        })
+        .await;
+    terminal.press("C-d");
+    assert_eq!(terminal.exit_status().await, 0);
+}
