@@ -187,21 +187,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .protocol()
         .map(|p| format!(" (subprotocol {p})"))
         .unwrap_or_default();
-    if display.interactive {
-        eprintln!(
-            "connected to {}{protocol}; type lines to send, Ctrl-D or Ctrl-C to close",
-            args.url
-        );
-    } else {
-        eprintln!("connected to {}{protocol}", args.url);
-    }
-    if let Some(params) = ws.deflate() {
-        let agreed = params.to_header();
-        eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
-    } else if args.deflate {
-        eprintln!("compression: declined by the server");
-    }
-
+    let agreed = ws.deflate().map(|params| params.to_header());
     let (sender, mut receiver) = ws.split();
     let interrupt = Interrupt::new({
         let sender = sender.clone();
@@ -211,7 +197,22 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             let _ = sender.close(CloseCode::NORMAL, "");
         }
     });
+    // Listening before saying "connected": a Ctrl-C from then on closes gracefully.
     let watching = interrupt.watch_signals();
+    if display.interactive {
+        eprintln!(
+            "connected to {}{protocol}; type lines to send, Ctrl-D or Ctrl-C to close",
+            args.url
+        );
+    } else {
+        eprintln!("connected to {}{protocol}", args.url);
+    }
+    if let Some(agreed) = agreed {
+        eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
+    } else if args.deflate {
+        eprintln!("compression: declined by the server");
+    }
+
     let lines = args
         .execute
         .is_empty()

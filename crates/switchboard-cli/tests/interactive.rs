@@ -391,7 +391,9 @@ async fn hub_mode_keeps_a_half_typed_command_across_events() {
     terminal.press("Enter");
     terminal
         .screen_until("ann's message", |screen| {
-            screen.iter().any(|row| row.contains("\"text\":\"from ann\""))
+            screen
+                .iter()
+                .any(|row| row.contains("\"text\":\"from ann\""))
         })
         .await;
     terminal.press("C-d");
