@@ -28,6 +28,8 @@ struct Terminal {
     socket: String,
     config: PathBuf,
     status: PathBuf,
+    /// tmux's socket, left behind by a server killed by PID.
+    socket_path: PathBuf,
     pids: Vec<u32>,
 }
 
@@ -46,6 +48,7 @@ impl Terminal {
             socket,
             config,
             status,
+            socket_path: PathBuf::new(),
             pids: Vec::new(),
         };
         let settings: Vec<String> = env.iter().map(|(n, v)| format!("{n}={v}")).collect();
@@ -62,11 +65,21 @@ impl Terminal {
         command.extend(["--", "sh", "-c", &script, BIN]);
         command.extend(args);
         terminal.tmux(&command);
-        let pids = terminal.tmux(&["display-message", "-p", "-t", "t", "#{pane_pid} #{pid}"]);
-        terminal.pids = String::from_utf8_lossy(&pids.stdout)
-            .split_whitespace()
+        let found = terminal.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            "t",
+            "#{pane_pid} #{pid} #{socket_path}",
+        ]);
+        let found = String::from_utf8_lossy(&found.stdout);
+        let mut found = found.split_whitespace();
+        terminal.pids = found
+            .by_ref()
+            .take(2)
             .filter_map(|pid| pid.parse().ok())
             .collect();
+        terminal.socket_path = found.next().unwrap_or_default().into();
         terminal
     }
 
@@ -150,17 +163,19 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
+        // The pane's `sh` leads the process group `connect` runs in: `-PID` kills both, before
+        // the tmux server goes (its hangup would let `sh` write a status after the cleanup).
+        for (pid, group) in self.pids.iter().zip(["-", ""]) {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -KILL {group}{pid} 2>/dev/null")])
+                .status();
+        }
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
-        // The pane's `sh` leads the process group `connect` runs in: `-PID` kills both.
-        for (pid, group) in self.pids.iter().zip(["-", ""]) {
-            let _ = Command::new("sh")
-                .args(["-c", &format!("kill -KILL -- {group}{pid} 2>/dev/null")])
-                .status();
+        for file in [&self.config, &self.status, &self.socket_path] {
+            let _ = std::fs::remove_file(file);
         }
-        let _ = std::fs::remove_file(&self.config);
-        let _ = std::fs::remove_file(&self.status);
     }
 }
 
