@@ -14,7 +14,6 @@ use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderName, HeaderValue, Version};
 use switchboard::{CloseCode, ConnectOptions, DeflateConfig, Message, Sender};
-
 use tokio::sync::mpsc;
 
 use crate::client_proxy::ProxyArgs;
