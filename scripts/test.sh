@@ -6,7 +6,7 @@
 #
 # Steps, in the order they run (numbered so in the output and the summary):
 #    1 prerequisites: rustfmt, clippy, make and cc, redis-server, proxies (tinyproxy, dante,
-#      microsocks), python3 and pip, curl
+#      microsocks), tmux, python3 and pip, curl
 #    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
 #    4 cargo fmt --check     5 cargo clippy (also with the otel feature)
 #    6 no import circles (scripts/import-circles.py)
@@ -106,6 +106,11 @@ prereqs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       tinyproxy dante-server microsocks
+  fi
+  # tmux: the interactive `connect` tests (tests/interactive.rs) type into a terminal it runs
+  if ! command -v tmux >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux
   fi
   # curl: the backend e2e drives the server API with it, as a shell backend would
   if [ -z "$skip_e2e" ] && ! command -v curl >/dev/null 2>&1; then

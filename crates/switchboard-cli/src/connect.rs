@@ -7,6 +7,7 @@
 //! closed) goes to stderr, and a failure to connect is explained (`connect/errors.rs`).
 
 mod errors;
+mod interactive;
 mod jsonl;
 mod pipe;
 mod show;
@@ -21,10 +22,12 @@ use bytes::Bytes;
 use clap::Parser;
 use http::Version;
 use switchboard::{CloseCode, CloseFrame, ConnectOptions, DeflateConfig, Message, Sender};
+use tokio::sync::mpsc;
 
 use self::pipe::{Format, Input, Output, Split};
 use crate::client_proxy::ProxyArgs;
 use crate::handshake_args::HandshakeArgs;
+use crate::terminal::interrupt::Interrupt;
 use crate::terminal::{Display, stdin_lines};
 
 /// Exit statuses, as `--help` lists them.
@@ -37,7 +40,15 @@ Exit status: 0 when the connection closed normally (1000, 1001, no code, or the 
 with /close, echoed), or when stdout closed (a reader such as `head` exited: the connection \
 is closed with 1001); 1 when it could not be opened or failed (I/O error, protocol error, no \
 close frame, stdout unwritable); 2 for bad arguments; 3 when the server closed it with another \
-code; 4 when a line of stdin is not UTF-8 (the lines before it are sent; --binary sends bytes).
+code; 4 when a line of stdin is not UTF-8 (the lines before it are sent; --binary sends bytes); \
+130 when a second Ctrl-C (143: SIGTERM) ended it at once.
+
+At a terminal, the typed line is edited as in a shell: Left/Right, Home/End (Ctrl-A/Ctrl-E), \
+Ctrl-W/Ctrl-U/Ctrl-K delete a word/to the start/to the end, Ctrl-Y pastes it back, Up/Down \
+recall this session's lines (kept in memory only, never in a file), Ctrl-R searches them. \
+Messages received are printed above the prompt, control characters escaped (\\x1b); the typed \
+line stays as it is. Ctrl-C clears a typed line; on an empty line it closes (Close 1000, \
+waiting for the server's Close), as does Ctrl-D. Once closing, Ctrl-C exits at once.
 
 Piped: each line of stdin is a text message and each message received a line of stdout \
 (binary as hex). --binary: stdin's bytes go as binary messages, one per read of up to 64 KiB \
@@ -103,6 +114,9 @@ pub(crate) struct ConnectArgs {
     /// Offer permessage-deflate (compression), as browsers do
     #[arg(long)]
     deflate: bool,
+    /// No colour at a terminal (as when NO_COLOR is set)
+    #[arg(long)]
+    no_color: bool,
     /// For wss://, open the WebSocket over HTTP/2 (RFC 8441) when the server takes it, as
     /// browsers do; otherwise (a note on stderr says so) over HTTP/1.1
     #[arg(long)]
@@ -144,23 +158,34 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             None => eprintln!("proxy: none"),
         }
     }
-    let display = Display {
-        interactive: args.execute.is_empty()
+    let display = Display::new(
+        args.execute.is_empty()
             && !args.binary
             && !args.jsonl
             && std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal(),
-    };
+        args.no_color,
+    );
     if args.hub {
+        // The hub mode stops its input on the first Ctrl-C by itself; a second exits at once.
+        let interrupt = Interrupt::new(|| {});
+        let watching = interrupt.watch_signals();
         let hub = crate::hub_mode::HubArgs {
             url: args.url,
             name: args.name,
             token: args.token,
+            lines: args
+                .execute
+                .is_empty()
+                .then(|| typed_or_piped(&display, &interrupt)),
             execute: args.execute,
             wait: Duration::from_secs_f64(args.wait),
-            display,
+            display: display.clone(),
         };
-        return crate::hub_mode::run(hub, options).await;
+        let exit = crate::hub_mode::run(hub, options).await;
+        watching.abort();
+        display.finish();
+        return exit;
     }
     let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
         Ok(connected) => connected,
@@ -194,22 +219,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .protocol()
         .map(|p| format!(" (subprotocol {p})"))
         .unwrap_or_default();
-    if display.interactive {
-        eprintln!(
-            "connected to {}{protocol}; type lines to send, Ctrl+D or Ctrl+C to close",
-            args.url
-        );
-    } else {
-        eprintln!("connected to {}{protocol}", args.url);
-    }
-    if let Some(params) = ws.deflate() {
-        let agreed = params.to_header();
-        eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
-    } else if args.deflate {
-        eprintln!("compression: declined by the server");
-    }
-    display.prompt();
-
+    let agreed = ws.deflate().map(|params| params.to_header());
     let (sender, mut receiver) = ws.split();
     let format = if args.jsonl {
         Format::Jsonl
@@ -219,11 +229,41 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         Format::Lines
     };
     let output = Output::new(format, args.show_ping_pong || args.jsonl, sender.clone());
+    let interrupt = Interrupt::new({
+        let (sender, display, output) = (sender.clone(), display.clone(), output.clone());
+        move || {
+            display.status("closing (Ctrl-C again to exit at once)");
+            output.sent(&Message::Close(Some(CloseFrame::new(
+                CloseCode::NORMAL,
+                "",
+            ))));
+            let _ = sender.close(CloseCode::NORMAL, "");
+        }
+    });
+    // Listening before saying "connected": a Ctrl-C from then on closes gracefully.
+    let watching = interrupt.watch_signals();
+    if display.interactive {
+        eprintln!(
+            "connected to {}{protocol}; type lines to send, Ctrl-D or Ctrl-C to close",
+            args.url
+        );
+    } else {
+        eprintln!("connected to {}{protocol}", args.url);
+    }
+    if let Some(agreed) = agreed {
+        eprintln!("compression: {}", agreed.to_str().unwrap_or_default());
+    } else if args.deflate {
+        eprintln!("compression: declined by the server");
+    }
+
     let watcher = (!display.interactive).then(|| tokio::spawn(output.clone().watch()));
     let ended = Arc::new(OnceLock::new());
+    let typed = (args.execute.is_empty() && display.interactive)
+        .then(|| typed_or_piped(&display, &interrupt));
     let input = tokio::spawn(send_input(
         sender.clone(),
-        InputOptions::new(&args, display, output.clone(), ended.clone()),
+        typed,
+        InputOptions::new(&args, display.clone(), output.clone(), ended.clone()),
     ));
     let pinger = (args.ping_interval > 0.0).then(|| {
         let sender = sender.clone();
@@ -241,14 +281,6 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             }
         })
     });
-    let interrupt = {
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = sender.close(CloseCode::NORMAL, "");
-            }
-        })
-    };
     drop(sender);
 
     let mut exit = Exit::Vanished;
@@ -281,13 +313,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     input.abort();
-    interrupt.abort();
+    watching.abort();
     for task in [pinger, watcher].into_iter().flatten() {
         task.abort();
     }
     if matches!(exit, Exit::Vanished) {
         display.status("connection lost without a close frame");
     }
+    display.finish();
     Ok(match (ended.get(), output.gone()) {
         (Some(InputEnd::NotUtf8), _) => ExitCode::from(EXIT_BAD_INPUT),
         (Some(InputEnd::Failed), _) => ExitCode::FAILURE,
@@ -388,18 +421,29 @@ impl InputOptions {
     }
 }
 
-/// Sends the --execute messages or stdin (lines typed in a terminal, else `pipe::stdin`); at
-/// the end, waits and closes.
-async fn send_input(sender: Sender, options: InputOptions) {
-    let display = options.display;
+/// The lines of the line editor at a terminal (plain lines if it cannot start there).
+fn typed_or_piped(display: &Display, interrupt: &Interrupt) -> mpsc::Receiver<String> {
+    if !display.interactive {
+        return stdin_lines();
+    }
+    interactive::lines(display, interrupt.clone()).unwrap_or_else(|e| {
+        eprintln!("note: no line editing on this terminal ({e:#}); reading plain lines");
+        display.prompt();
+        stdin_lines()
+    })
+}
+
+/// Sends the --execute messages, or the `typed` lines at a terminal, or stdin (`pipe::stdin`);
+/// at the end, waits and closes.
+async fn send_input(sender: Sender, typed: Option<mpsc::Receiver<String>>, options: InputOptions) {
+    let display = &options.display;
     if !options.execute.is_empty() {
         for message in &options.execute {
             if !send(&sender, data(message, options.binary), &options).await {
                 return;
             }
         }
-    } else if display.interactive {
-        let mut lines = stdin_lines();
+    } else if let Some(mut lines) = typed {
         while let Some(line) = lines.recv().await {
             if !send_line(&sender, &line, &options).await {
                 return;
@@ -455,7 +499,7 @@ async fn send_line(sender: &Sender, line: &str, options: &InputOptions) -> bool 
                 return false;
             }
             Err(e) => {
-                eprintln!("{e}");
+                options.display.status(&e);
                 return true;
             }
         },

@@ -4,7 +4,8 @@
 //!
 //! Lines are commands (`subscribe CH`, `unsubscribe CH`, `publish CH JSON`, `presence CH`,
 //! `history CH [N]`); what the hub sends is printed as one JSON object per line on stdout;
-//! connection changes and errors go to stderr.
+//! connection changes and errors go to stderr (above the prompt, at a terminal). Typed at a
+//! terminal, the lines come from the line editor (`connect/interactive.rs`).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use switchboard_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::terminal::{Display, stdin_lines};
+use crate::terminal::Display;
 
 /// The commands, as a typo's error lists them.
 const COMMANDS: &str = "subscribe CH, unsubscribe CH, publish CH JSON, presence CH, history CH [N]";
@@ -29,6 +30,8 @@ pub(crate) struct HubArgs {
     pub(crate) url: String,
     pub(crate) name: Option<String>,
     pub(crate) token: Option<String>,
+    /// The lines typed or piped; none with --execute.
+    pub(crate) lines: Option<mpsc::Receiver<String>>,
     pub(crate) execute: Vec<String>,
     pub(crate) wait: Duration,
     pub(crate) display: Display,
@@ -50,21 +53,24 @@ pub(crate) async fn run(args: HubArgs, connect: ConnectOptions) -> anyhow::Resul
         }
     };
     let display = args.display;
-    let watching = tokio::spawn(watch_state(client.clone(), display));
+    let watching = tokio::spawn(watch_state(client.clone(), display.clone()));
     let (lines, mut printed) = mpsc::unbounded_channel::<String>();
     let mut session = Session {
         client: client.clone(),
         lines,
         readers: HashMap::new(),
+        display: display.clone(),
     };
-    let printer = tokio::spawn(async move {
-        while let Some(line) = printed.recv().await {
-            display.received(&line);
+    let printer = tokio::spawn({
+        let display = display.clone();
+        async move {
+            while let Some(line) = printed.recv().await {
+                display.received(&line);
+            }
         }
     });
     display.prompt();
-    if args.execute.is_empty() {
-        let mut input = stdin_lines();
+    if let Some(mut input) = args.lines {
         loop {
             tokio::select! {
                 line = input.recv() => match line {
@@ -109,6 +115,8 @@ struct Session {
     client: HubClient,
     lines: mpsc::UnboundedSender<String>,
     readers: HashMap<String, JoinHandle<()>>,
+    /// Where status lines go: stderr, or above the line editor's prompt.
+    display: Display,
 }
 
 impl Session {
@@ -119,7 +127,7 @@ impl Session {
             return;
         }
         if let Err(e) = self.command(line).await {
-            eprintln!("error: {e}");
+            self.display.status(&format!("error: {e}"));
         }
     }
 
@@ -135,13 +143,13 @@ impl Session {
                 let subscription = self.client.subscribe(channel).await.map_err(failed)?;
                 let reader = tokio::spawn(print_events(subscription, self.lines.clone()));
                 self.readers.insert(channel.to_owned(), reader);
-                eprintln!("subscribed to {channel}");
+                self.display.status(&format!("subscribed to {channel}"));
             }
             "unsubscribe" => match self.readers.remove(channel) {
                 // Dropping the subscription unsubscribes.
                 Some(reader) => {
                     reader.abort();
-                    eprintln!("unsubscribed from {channel}");
+                    self.display.status(&format!("unsubscribed from {channel}"));
                 }
                 None => return Err(format!("not subscribed to {channel}")),
             },

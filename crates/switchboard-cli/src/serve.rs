@@ -22,6 +22,7 @@ use switchboard_hub::{
 
 use crate::admin::{self, Admin};
 use crate::config::{Mode, Policy, ServeOptions};
+use crate::terminal::interrupt::{self, Signals};
 use crate::{proxies, web};
 
 /// After a restart, the hub's clients wait at least this long before reconnecting...
@@ -582,29 +583,17 @@ fn tls(options: &ServeOptions, listen: SocketAddr) -> anyhow::Result<Option<Serv
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, and from then on exits at once on a second one:
+/// the drain can wait on clients that never answer, and whoever sends it again won't wait.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown requested");
+    let mut signals = Signals::new();
+    signals.recv().await;
+    tracing::info!("shutdown requested (Ctrl-C again to exit at once)");
+    tokio::spawn(async move {
+        let signal = signals.recv().await;
+        tracing::warn!("second stop signal: exiting at once, without draining");
+        interrupt::exit_now(signal);
+    });
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   is closed with 1001 (going away): noticed on the next write, or at once for a pipe or a
 //!   socket on Unix, whose hangup is watched.
 
-use std::io::{self, BufRead as _, Write as _};
+use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::jsonl::{self, Direction};
 use super::show;
+use crate::terminal::escape_controls;
 
 /// The most bytes one read of stdin takes with `--binary`, so the most one message carries.
 pub(super) const CHUNK: usize = 64 * 1024;
@@ -132,6 +133,8 @@ pub(super) enum Format {
 pub(super) struct Output {
     format: Format,
     ping_pong: bool,
+    /// stdout is a terminal: control characters in lines are shown escaped, as at the prompt.
+    escape: bool,
     sender: Sender,
     /// Why stdout stopped taking output, once it did.
     gone: Arc<Mutex<Option<io::ErrorKind>>>,
@@ -144,6 +147,7 @@ impl Output {
         Self {
             format,
             ping_pong,
+            escape: io::stdout().is_terminal(),
             sender,
             gone: Arc::default(),
         }
@@ -152,7 +156,14 @@ impl Output {
     /// Writes a received message as the format says.
     pub(super) fn received(&self, message: &Message) {
         let bytes = match self.format {
-            Format::Lines => show::line(message, self.ping_pong).map(|line| line + "\n"),
+            Format::Lines => show::line(message, self.ping_pong).map(|line| {
+                let line = if self.escape {
+                    escape_controls(&line).into_owned()
+                } else {
+                    line
+                };
+                line + "\n"
+            }),
             Format::Raw => match message {
                 Message::Text(text) => Some(text.to_string()),
                 Message::Binary(data) => return self.write(data),

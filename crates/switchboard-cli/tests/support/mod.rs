@@ -121,9 +121,18 @@ impl Serve {
     }
 
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGINT, as Ctrl-C at a terminal does.
+    pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    fn signal(&self, name: &str) {
         // The shell's built-in kill: no procps needed.
         let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());
