@@ -15,6 +15,7 @@ mod show;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -170,6 +171,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         // The hub mode stops its input on the first Ctrl-C by itself; a second exits at once.
         let interrupt = Interrupt::new(|| {});
         let watching = interrupt.watch_signals();
+        let not_utf8 = Arc::new(AtomicBool::new(false));
         let hub = crate::hub_mode::HubArgs {
             url: args.url,
             name: args.name,
@@ -177,7 +179,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             lines: args
                 .execute
                 .is_empty()
-                .then(|| typed_or_piped(&display, &interrupt)),
+                .then(|| typed_or_piped(&display, &interrupt, &not_utf8)),
             execute: args.execute,
             wait: Duration::from_secs_f64(args.wait),
             display: display.clone(),
@@ -185,6 +187,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         let exit = crate::hub_mode::run(hub, options).await;
         watching.abort();
         display.finish();
+        if not_utf8.load(Ordering::Relaxed) {
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
         return exit;
     }
     let (ws, response) = match switchboard::connect_with(&args.url, &options).await {
@@ -259,7 +264,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let watcher = (!display.interactive).then(|| tokio::spawn(output.clone().watch()));
     let ended = Arc::new(OnceLock::new());
     let typed = (args.execute.is_empty() && display.interactive)
-        .then(|| typed_or_piped(&display, &interrupt));
+        .then(|| typed_or_piped(&display, &interrupt, &Arc::default()));
     let input = tokio::spawn(send_input(
         sender.clone(),
         typed,
@@ -421,16 +426,49 @@ impl InputOptions {
     }
 }
 
-/// The lines of the line editor at a terminal (plain lines if it cannot start there).
-fn typed_or_piped(display: &Display, interrupt: &Interrupt) -> mpsc::Receiver<String> {
+/// The lines of the line editor at a terminal (plain lines if it cannot start there), else of
+/// stdin, which end at a line that is not UTF-8 (said on stderr, and `not_utf8` set).
+fn typed_or_piped(
+    display: &Display,
+    interrupt: &Interrupt,
+    not_utf8: &Arc<AtomicBool>,
+) -> mpsc::Receiver<String> {
     if !display.interactive {
-        return stdin_lines();
+        return piped_lines(not_utf8.clone());
     }
     interactive::lines(display, interrupt.clone()).unwrap_or_else(|e| {
         eprintln!("note: no line editing on this terminal ({e:#}); reading plain lines");
         display.prompt();
         stdin_lines()
     })
+}
+
+/// The lines of stdin (`pipe::stdin`), up to one that is not UTF-8 or a failed read.
+fn piped_lines(not_utf8: Arc<AtomicBool>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(16);
+    let mut input = pipe::stdin(Split::Lines);
+    tokio::spawn(async move {
+        while let Some(input) = input.recv().await {
+            match input {
+                Input::Line(line) => {
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+                Input::Bytes(_) => {}
+                Input::NotUtf8 { line } => {
+                    eprintln!("error: stdin line {line} is not UTF-8");
+                    not_utf8.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Input::Failed(e) => {
+                    eprintln!("error: cannot read stdin: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// Sends the --execute messages, or the `typed` lines at a terminal, or stdin (`pipe::stdin`);

@@ -40,6 +40,24 @@ async fn a_line_that_is_not_utf8_stops_the_input_with_its_number_and_exit_4() {
 }
 
 #[tokio::test]
+async fn in_hub_mode_too_a_line_that_is_not_utf8_ends_the_input_with_exit_4() {
+    let serve = Serve::start(&[]);
+    let url = serve.url();
+    let output = connect(
+        &["--hub", &url],
+        b"subscribe lobby\n\xff\npublish lobby 1\n",
+    )
+    .await;
+    let err = stderr(&output);
+    assert!(err.contains("stdin line 2 is not UTF-8"), "{err}");
+    // The command before it ran (status on stderr); the one after it did not.
+    assert!(err.contains("subscribed to lobby"), "{err}");
+    let out = stdout(&output);
+    assert!(!out.contains("\"message\""), "{out}");
+    assert_eq!(output.status.code(), Some(4), "{err}");
+}
+
+#[tokio::test]
 async fn binary_sends_stdin_as_bytes_and_writes_received_bytes_raw() {
     let (_serve, url) = echo();
     // Every byte value, 0x00 and 0xff included, over more than one read of 64 KiB.
