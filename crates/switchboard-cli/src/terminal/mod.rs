@@ -2,7 +2,7 @@
 //!
 //! - `display`: how received messages and status lines are shown, escaped and coloured;
 //! - `editor`: the line editor (rustyline) that reads what is typed at a terminal;
-//! - `stdin`: stdin as lines, when it is piped;
+//! - `stdin`: stdin as plain lines, where the line editor cannot run;
 //! - `interrupt`: Ctrl-C and SIGTERM, first graceful, second at once;
 //! - `escape`, `style`, `mode`: control characters made visible, colour, the terminal's mode.
 

@@ -1,4 +1,5 @@
-//! stdin as lines, when it is not a terminal (or the line editor cannot run).
+//! stdin as plain lines, for a terminal where the line editor cannot run (piped stdin goes
+//! through `connect/pipe.rs`, which checks it is UTF-8).
 
 use tokio::sync::mpsc;
 
