@@ -6,7 +6,7 @@
 //! `--binary` and the `--jsonl` log). Binary messages are shown as hex. Status (connected,
 //! closed) goes to stderr, and a failure to connect is explained (`connect/errors.rs`).
 
-mod errors;
+pub(crate) mod errors;
 mod interactive;
 mod jsonl;
 mod pipe;

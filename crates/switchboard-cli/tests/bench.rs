@@ -297,3 +297,20 @@ fn hub_mode_checks_every_offset_and_counts_every_delivery() {
         "{report}"
     );
 }
+
+/// A connection that fails is told as `connect` tells it: wss:// to a plain port gets the hint.
+#[test]
+fn a_failed_connection_is_explained_as_connect_explains_it() {
+    let serve = support::Serve::start(&["--mode", "echo"]);
+    let url = serve.url().replace("ws://", "wss://");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", &url, "--mode", "broadcast", "-c", "1", "-d", "1s"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the server does not speak TLS there") && stderr.contains("try ws://"),
+        "{stderr}"
+    );
+}

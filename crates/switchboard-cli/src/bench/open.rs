@@ -119,24 +119,31 @@ pub(crate) fn deflate_agreed() -> u64 {
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-/// Opens a WebSocket connection to `url`, whatever its scheme needs.
+/// Opens a WebSocket connection to `url`, whatever its scheme needs; a failure is told as
+/// `connect` tells it (with a hint for the usual mix-ups).
 ///
 /// Takes the URL by value so that the transport's type borrows nothing.
-pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, switchboard::Error> {
+pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, String> {
+    connect(&url)
+        .await
+        .map_err(|e| crate::connect::errors::explain(&url, &e, false))
+}
+
+async fn connect(url: &str) -> Result<WebSocket<impl Transport + use<>>, switchboard::Error> {
     let options = CONNECT_OPTIONS.get_or_init(|| ConnectOptions {
         timeout: CONNECT_TIMEOUT,
         ..ConnectOptions::default()
     });
     let ws = match HTTP2.get() {
-        Some(pool) => match pool.connection(&url, options).await? {
+        Some(pool) => match pool.connection(url, options).await? {
             Some(connection) => {
-                let (ws, _response) = connection.open(&url).await?;
+                let (ws, _response) = connection.open(url).await?;
                 HTTP2_WEBSOCKETS.fetch_add(1, Ordering::Relaxed);
                 ws
             }
-            None => switchboard::connect_with(&url, options).await?.0,
+            None => switchboard::connect_with(url, options).await?.0,
         },
-        None => switchboard::connect_with(&url, options).await?.0,
+        None => switchboard::connect_with(url, options).await?.0,
     };
     if ws.deflate().is_some() {
         DEFLATE_AGREED.fetch_add(1, Ordering::Relaxed);

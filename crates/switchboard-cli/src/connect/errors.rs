@@ -1,4 +1,4 @@
-//! Why `connect` could not open the WebSocket, told so that the next step is clear: the
+//! Why `connect` (or `bench`) could not open the WebSocket, told so that the next step is clear: the
 //! usual mix-ups (TLS against a plain port and the reverse, an unknown certificate authority)
 //! get a sentence and a hint instead of the TLS or HTTP parser's words, and a refused upgrade
 //! can be shown in full (status line, headers, the start of the body) with `-v`.
@@ -11,7 +11,7 @@ use switchboard::{Error, Refusal};
 
 /// The message for a failure to connect to `url`, with a hint when one helps; `verbose` when
 /// the refusal, if it is one, was shown in full.
-pub(super) fn explain(url: &str, error: &Error, verbose: bool) -> String {
+pub(crate) fn explain(url: &str, error: &Error, verbose: bool) -> String {
     let secure = url.starts_with("wss://") || url.starts_with("https://");
     match error {
         Error::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
