@@ -668,3 +668,24 @@ async fn each_connection_is_logged_at_debug_with_its_address_id_and_close_code()
     }
     assert_ne!(opened[0]["conn"], opened[1]["conn"]);
 }
+
+/// The mode `serve --help` names as the default is the one a server started without `--mode`
+/// runs.
+#[test]
+fn the_default_mode_in_the_help_is_the_one_that_runs() {
+    let help = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mode = help
+        .split("--mode <MODE>")
+        .nth(1)
+        .and_then(|rest| rest.split("[default: ").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no default for --mode in:\n{help}"));
+    assert_eq!(mode, "hub", "{help}");
+    // A hub serves its protocol at /ws and the chat at /.
+    let serve = Serve::start(&[]);
+    assert!(serve.url().ends_with("/ws"), "{}", serve.url());
+}
