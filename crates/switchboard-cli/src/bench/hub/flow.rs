@@ -75,6 +75,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether every publication sent has reached every subscriber.
+    pub(super) fn all_delivered(&self) -> bool {
+        self.slots
+            .iter()
+            .flatten()
+            .all(|slot| slot.load(Ordering::Acquire) == 0)
+    }
+
     /// A subscriber has publications up to `seq` of publisher `p` (those it missed included).
     pub(super) fn delivered(&self, p: usize, from: u64, seq: u64) {
         let Some(slots) = self.slots.get(p) else {

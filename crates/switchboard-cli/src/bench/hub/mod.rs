@@ -53,8 +53,6 @@ mod flow;
 
 /// How long subscribing every subscriber may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long late acknowledgements and deliveries may take after the window.
-const SETTLE: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Tally {
@@ -172,7 +170,12 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     bar.finish_and_clear();
     let deployment_s = deployment.await.ok().flatten();
     while publishing.join_next().await.is_some() {}
-    tokio::time::sleep(SETTLE).await;
+    // Every publication out has reached every subscriber (or the subscribers' failures say
+    // why not) before they stop counting.
+    let settled = tokio::time::Instant::now() + GRACE;
+    while !shared.all_delivered() && tokio::time::Instant::now() < settled {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = stop.send(true);
 
     let mut tally = Tally::default();
