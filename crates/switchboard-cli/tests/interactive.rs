@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::Serve;
-use switchboard::{Message, Server, WebSocket};
+use switchboard::{Message, WebSocket};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Screens and messages are waited for this many times, `POLL` apart, before a test fails.
@@ -351,16 +351,7 @@ async fn ctrl_d_on_an_empty_line_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_exits_at_once_when_the_server_never_closes() {
     // Accepts, then holds the connection without reading it: the Close is never answered.
-    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", server.local_addr().unwrap());
-    let (held, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-    let serving = tokio::spawn(server.serve(move |ws, _| {
-        let held = held.clone();
-        async move {
-            let _ = held.send(ws);
-            std::future::pending::<()>().await;
-        }
-    }));
+    let (url, mut accepted, serving) = support::silent_server().await;
     let terminal = Terminal::connect(&[&url], &[]);
     let _connection = bounded(accepted.recv()).await;
     terminal.shows(">").await;

@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::Serve;
-use switchboard::Server;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -32,16 +31,7 @@ async fn serve_a_second_ctrl_c_stops_the_drain_and_exits_with_130() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_piped_a_second_ctrl_c_exits_with_130() {
     // Accepts, then holds the connection without reading it: the Close is never answered.
-    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", server.local_addr().unwrap());
-    let (held, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-    let serving = tokio::spawn(server.serve(move |ws, _| {
-        let held = held.clone();
-        async move {
-            let _ = held.send(ws);
-            std::future::pending::<()>().await;
-        }
-    }));
+    let (url, mut accepted, serving) = support::silent_server().await;
     let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["connect", &url])
         .stdin(Stdio::piped())

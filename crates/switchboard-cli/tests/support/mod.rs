@@ -159,3 +159,27 @@ impl Drop for Serve {
         }
     }
 }
+
+/// A WebSocket server on a free loopback port that accepts and then holds each connection
+/// without reading it, so that a Close is never answered: its URL, the connections it holds
+/// (as they come), and its task.
+pub async fn silent_server() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<switchboard::WebSocket<switchboard::MaybeTlsStream>>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let server = switchboard::Server::builder()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr().unwrap());
+    let (held, accepted) = tokio::sync::mpsc::unbounded_channel();
+    let serving = tokio::spawn(server.serve(move |ws, _| {
+        let held = held.clone();
+        async move {
+            let _ = held.send(ws);
+            std::future::pending::<()>().await;
+        }
+    }));
+    (url, accepted, serving)
+}
