@@ -25,6 +25,20 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Runs `program` with `args` until `port` on loopback takes connections.
     fn start(program: &str, package: &str, args: &[&str], port: u16, dir: TempDir) -> Self {
+        Self::start_until(program, package, args, port, dir, |port| {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    /// Runs `program` with `args` until `ready(port)`.
+    fn start_until(
+        program: &str,
+        package: &str,
+        args: &[&str],
+        port: u16,
+        dir: TempDir,
+        ready: impl Fn(u16) -> bool,
+    ) -> Self {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -40,7 +54,7 @@ impl Daemon {
             _dir: dir,
         };
         let deadline = Instant::now() + START;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !ready(port) {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("{program} exited with {status}");
             }
@@ -106,13 +120,29 @@ pub(crate) fn danted(allowed: Option<u16>) -> Daemon {
     );
     let path = write(&dir.0, "danted.conf", &config);
     let pid = dir.0.join("danted.pid").display().to_string();
-    Daemon::start(
+    // Dante listens before its worker processes are up, and resets what arrives meanwhile:
+    // ready once it answers a SOCKS5 greeting.
+    Daemon::start_until(
         "danted",
         "dante-server",
         &["-f", &path, "-p", &pid, "-N", "1"],
         port,
         dir,
+        socks5_answers,
     )
+}
+
+/// Whether a SOCKS5 server on `port` answers a greeting offering no authentication.
+fn socks5_answers(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = [0u8; 2];
+    stream.write_all(&[5, 1, 0]).is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && answer == [5, 0]
 }
 
 /// `microsocks` asking for the username `ann` and the password `s3cret`.
