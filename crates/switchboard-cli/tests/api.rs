@@ -571,6 +571,15 @@ async fn the_grafana_dashboard_uses_only_metrics_and_labels_that_exist() {
     }
 }
 
+/// Every line the server logs until it exits, each parsed as JSON (`--log-format json`).
+fn json_lines(serve: &mut Serve) -> Vec<Value> {
+    serve
+        .lines_to_exit()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
 /// The request ids of the spans a JSON log line was written in.
 fn request_ids(event: &Value) -> Vec<&str> {
     let spans = event["spans"]
@@ -644,11 +653,7 @@ async fn a_request_id_follows_a_publish_to_its_delivery_in_the_logs() {
 
     drop((api, ann));
     serve.terminate();
-    let events: Vec<Value> = serve
-        .lines_to_exit()
-        .iter()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
+    let events = json_lines(&mut serve);
     let with = |message: &str, id: &str| {
         events
             .iter()
@@ -704,11 +709,7 @@ async fn through_redis_the_request_id_is_on_the_broker_call_and_the_offset_joins
 
     drop((api, ann));
     serve.terminate();
-    let events: Vec<Value> = serve
-        .lines_to_exit()
-        .iter()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
+    let events = json_lines(&mut serve);
     let at = |message: &str| {
         events
             .iter()

@@ -121,27 +121,23 @@ fn bench_goes_through_the_proxy() {
     let (_serve, url, port) = echo_server();
     let proxy = tinyproxy(port, true);
     let with_password = proxy.url_string("http", "ann:s3cret@");
-    let args = [
-        "bench",
-        &url,
-        "--proxy",
-        &with_password,
-        "-c",
-        "2",
-        "--json",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-    ];
-    let output = run(&args, &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    let (report, stderr) = bench(&[&url, "--proxy", &with_password]);
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(stderr.contains("through proxy http://ann:***@"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// A second of `switchboard bench ARGS` on 2 connections: its JSON report and its stderr.
+fn bench(args: &[&str]) -> (serde_json::Value, String) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend(["-c", "2", "--json", "--duration", "1s", "--warmup", "200ms"]);
+    let output = run(&all, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    (report, stderr)
 }
 
 /// A TCP echo on loopback (for `bench --raw`), one thread per connection; its address.
@@ -165,24 +161,7 @@ fn bench_raw_goes_through_a_socks5_proxy() {
     let addr = raw_echo();
     let socks = microsocks();
     let proxy = socks.url_string("socks5", "ann:s3cret@");
-    let args = [
-        "bench",
-        &addr,
-        "--raw",
-        "--proxy",
-        &proxy,
-        "-c",
-        "2",
-        "--json",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-    ];
-    let output = run(&args, &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    let (report, stderr) = bench(&[&addr, "--raw", "--proxy", &proxy]);
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(
