@@ -177,6 +177,7 @@ step "cargo build --release (bins, examples)" \
   cargo build --release -p switchboard-cli -p switchboard -p switchboard-client --bins --examples
 step "bench smoke (switchboard bench vs serve)" e2e/bench-smoke.sh
 e2e_step "Autobahn: switchboard as server" e2e/autobahn/run.sh server
+e2e_step "Autobahn: switchboard as server on the event loop" e2e/autobahn/run.sh server-loop
 e2e_step "Autobahn: switchboard as client" e2e/autobahn/run.sh client
 e2e_step "Autobahn over HTTP/2: switchboard as server (h2_bridge to-h2)" e2e/autobahn/run.sh server-h2
 e2e_step "Autobahn over HTTP/2: switchboard as client (h2_bridge from-h2)" e2e/autobahn/run.sh client-h2

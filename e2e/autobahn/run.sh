@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e/autobahn/run.sh server|client|server-h2|client-h2 [--update]
+# e2e/autobahn/run.sh server|server-loop|client|server-h2|client-h2 [--update]
 #
 # Autobahn|Testsuite conformance run, diffed against the committed expected results
 # (e2e/autobahn/expected-MODE.json) by compare.py, so that a suite we cannot pass yet
@@ -7,6 +7,8 @@
 #
 #   server    wstest fuzzingclient against `switchboard serve --mode echo` on a free
 #             loopback port; report in target/autobahn/server
+#   server-loop as server, with `serve --mode echo --event-loop`: the connections served by
+#             callbacks from the event loop instead of a task each
 #   client    wstest fuzzingserver driven by examples/autobahn_client (which takes the
 #             fuzzingserver URL as its last argument); report in target/autobahn/client
 #   server-h2 as server, over HTTP/2: wstest speaks HTTP/1.1 to examples/h2_bridge
@@ -49,7 +51,7 @@ usage() {
 mode=${1:-}
 update=
 case $mode in
-  server | client | server-h2 | client-h2) ;;
+  server | server-loop | client | server-h2 | client-h2) ;;
   -h | --help) usage 0 ;;
   *) usage ;;
 esac
@@ -89,7 +91,7 @@ elif [ "$mode" = client-h2 ]; then
   cargo build --release -q -p switchboard --example h2_bridge --example autobahn_client
   client=("$here/h2-client.sh" "$target/release/examples/h2_bridge"
     "$target/release/examples/autobahn_client")
-elif [ "$mode" = server ]; then
+elif [ "$mode" = server ] || [ "$mode" = server-loop ]; then
   if [ -n "${AUTOBAHN_SERVER_CMD:-}" ]; then
     template=$AUTOBAHN_SERVER_CMD
   else
@@ -97,6 +99,7 @@ elif [ "$mode" = server ]; then
     # 9.* needs 16 MiB messages and 65,536 fragments per message: if the server's
     # default limits are lower, add the flags that raise them here.
     template="$(printf '%q' "$target/release/switchboard") serve --mode echo --listen 127.0.0.1:{port}"
+    [ "$mode" = server-loop ] && template+=" --event-loop"
   fi
 else
   if [ -n "${AUTOBAHN_CLIENT_CMD:-}" ]; then
@@ -111,7 +114,7 @@ fi
 # --- run ---------------------------------------------------------------------------
 # autobahn-run runs in the background so that INT/TERM reach our trap (e2e/lib.sh), which
 # stops it by PID; it then stops what it started itself (wstest, the server or client) by PID.
-if [ "$mode" = server ] || [ "$mode" = server-h2 ]; then
+if [ "$mode" != client ] && [ "$mode" != client-h2 ]; then
   # A port nobody holds now; autobahn-run checks it is still free before starting.
   port=$(free_port)
   server_cmd=${template//\{port\}/$port}

@@ -90,6 +90,11 @@ pub(crate) struct ServeOptions {
     /// connection limit is shared out. 0 or 1: one runtime on every core [default: 0]
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// Serve the WebSockets of plain TCP connections from one event loop per thread, with
+    /// callbacks and no task per connection (echo mode); TLS and HTTP/2 ones stay in tasks
+    /// [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) event_loop: Option<bool>,
     /// Most connections at once; more get 503 [default: 25000]
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,

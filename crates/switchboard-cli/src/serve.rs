@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use switchboard::event_loop::EventLoop;
 use switchboard::http::Request;
 use switchboard::{CloseCode, MaybeTlsStream, ServerBuilder, WebSocket};
 use switchboard_hub::{HttpApi, Hub, RESTART_REASON, restart_hint};
@@ -148,6 +149,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             };
             serve(builder, listen, threads, handler, |addr| {
                 tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
+            })
+            .await?;
+        }
+        Service::Echo if options.event_loop.unwrap_or(false) => {
+            let echo = EventLoop::new(switchboard_hub::EchoHandler);
+            let handler = move |ws, request| echo.serve(ws, request);
+            serve(builder, listen, threads, handler, |addr| {
+                tracing::info!(mode = "echo", "listening on {scheme}://{addr} (event loop)");
             })
             .await?;
         }

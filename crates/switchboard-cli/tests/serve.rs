@@ -107,6 +107,14 @@ async fn thread_per_core_serves_every_mode_and_drains() {
     }
 }
 
+/// `--event-loop`: echo connections served by callbacks from a loop per thread drain on
+/// SIGTERM as tasks do, alone and thread per core.
+#[tokio::test]
+async fn echo_on_the_event_loop_serves_and_drains() {
+    sigterm_drains("echo", &["--event-loop"]).await;
+    sigterm_drains("echo", &["--event-loop", "--threads", "2"]).await;
+}
+
 /// A second `serve --threads` on a port one serves does not share it silently: it exits
 /// non-zero, naming the address.
 #[tokio::test]

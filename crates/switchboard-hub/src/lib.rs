@@ -53,7 +53,7 @@ pub use local::LocalBroker;
 pub use nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
 pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
-pub use raw::{Broadcast, Echo, echo};
+pub use raw::{Broadcast, Echo, EchoHandler, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};
 pub use request_id::{MAX_REQUEST_ID, REQUEST_ID_HEADER};

@@ -4,6 +4,8 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use switchboard::event_loop::{Handler, Socket};
+use switchboard::http::Request;
 use switchboard::{Message, Topics, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -44,6 +46,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Echo<S> {
                 return Poll::Ready(());
             }
         }
+    }
+}
+
+/// [`echo`] as an [`EventLoop`](switchboard::event_loop::EventLoop)'s handler: every text and
+/// binary message goes back to its sender, and the echoes of one read leave together.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EchoHandler;
+
+impl Handler for EchoHandler {
+    type State = ();
+
+    fn open(&self, _: &mut Socket<'_>, _: &Request<()>) {}
+
+    fn message(&self, (): &mut (), socket: &mut Socket<'_>, message: Message) {
+        // Fails only once closing; a peer that stops reading stops being read from at the
+        // send limit, in the engine's driver.
+        let _ = socket.send(message);
     }
 }
 

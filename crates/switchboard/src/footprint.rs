@@ -7,6 +7,7 @@
 //! future of up to 280 bytes takes 384. These tests keep each part within its budget, so that a
 //! field added in passing shows up here rather than as a step in the idle-memory benchmark.
 //! (The hub's `Echo`, a handler of another crate, is bounded by the socket's size beside it.)
+//! A connection served by an event loop (`event_loop/`) has no task and no I/O registration.
 #![cfg(all(test, target_pointer_width = "64"))]
 
 use std::future::Future;
@@ -60,4 +61,14 @@ fn the_out_of_line_part_is_one_112_byte_block() {
 fn a_wakeup_slot_is_40_bytes() {
     let slot = size_of::<crate::wakeups::Slot>();
     assert!(slot <= 40, "{slot} bytes");
+}
+
+/// An event loop's connection is its slot in the loop's pages: the engine's driver over the
+/// socket's descriptor and its readiness, and the handler's state (none for an echo). 256 bytes
+/// in release builds; mio keeps a selector id beside the descriptor in debug builds.
+#[test]
+fn an_event_loop_connection_is_at_most_272_bytes() {
+    use crate::event_loop::{driver::Driven, stream::LoopStream};
+    let slot = size_of::<Option<Driven<LoopStream, ()>>>();
+    assert!(slot <= 272, "{slot} bytes");
 }

@@ -77,6 +77,7 @@ mod addresses;
 mod backpressure;
 mod connect;
 mod error;
+pub mod event_loop;
 mod footprint;
 mod h2_stream;
 mod head;

@@ -66,6 +66,8 @@ pub(crate) struct Group {
     /// Notified when `members` drops to zero.
     idle: Notify,
     shutting_down: AtomicBool,
+    /// Set when the grace period ended: members still open are dropped.
+    cancelled: AtomicBool,
     wakeups: Wakeups,
 }
 
@@ -86,6 +88,7 @@ impl Group {
             members: AtomicUsize::new(0),
             idle: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             wakeups: Wakeups::new(config),
         }
     }
@@ -139,8 +142,10 @@ impl Group {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Cancels every member's task.
+    /// Cancels every member: aborts its task, or, for one served by an event loop, wakes it
+    /// to find itself cancelled.
     pub(crate) fn abort_all(&self) {
+        self.cancelled.store(true, Ordering::Release);
         self.wakeups.abort_all();
     }
 
@@ -289,6 +294,16 @@ impl Link {
         self.watch(cx.waker(), self.armed);
         let group = &self.member.group;
         group.is_shutting_down().then(|| group.farewell.clone())
+    }
+
+    /// Whether the server gave up on its members at the end of its grace period.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.member.group.cancelled.load(Ordering::Acquire)
+    }
+
+    /// The connection left its task for an event loop.
+    pub(crate) fn detach(&self) {
+        self.member.group.wakeups.detach(self.member.slot);
     }
 
     /// The time by the sweeper's clock (an atomic load; see [`Wakeups::now`]).

@@ -40,6 +40,8 @@ pub(crate) struct Slot {
     deadline: u64,
     waker: Option<Waker>,
     abort: Option<AbortHandle>,
+    /// The connection left its task for an event loop: nothing to abort, wake it instead.
+    detached: bool,
 }
 
 #[derive(Debug, Default)]
@@ -132,8 +134,19 @@ impl Wakeups {
     /// Gives the slot the handle that cancels its connection's task; nothing if the task has
     /// already ended.
     pub(crate) fn set_abort(&self, id: SlotId, abort: AbortHandle) {
-        if let Some(slot) = owned(&mut self.lock().slots, id) {
+        if let Some(slot) = owned(&mut self.lock().slots, id)
+            && !slot.detached
+        {
             slot.abort = Some(abort);
+        }
+    }
+
+    /// The slot's connection left its task (for an event loop): the handle is dropped, so that
+    /// the task's memory is freed, and cancelling wakes the connection instead.
+    pub(crate) fn detach(&self, id: SlotId) {
+        if let Some(slot) = owned(&mut self.lock().slots, id) {
+            slot.abort = None;
+            slot.detached = true;
         }
     }
 
@@ -191,11 +204,17 @@ impl Wakeups {
         }
     }
 
-    /// Cancels every connection's task.
+    /// Cancels every connection's task, and wakes every connection that has none, to learn
+    /// that it is cancelled.
     pub(crate) fn abort_all(&self) {
         for slot in &self.lock().slots {
             if let Some(abort) = &slot.abort {
                 abort.abort();
+            }
+            if slot.detached
+                && let Some(waker) = &slot.waker
+            {
+                waker.wake_by_ref();
             }
         }
     }

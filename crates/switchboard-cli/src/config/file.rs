@@ -57,6 +57,7 @@ impl ServeOptions {
             http2_max_streams,
             h2c,
             threads,
+            event_loop,
             max_connections,
             max_handshakes,
             handshake_rate,

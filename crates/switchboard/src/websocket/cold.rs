@@ -62,6 +62,14 @@ impl<S> WebSocket<S> {
         self.cold_mut().link = Some(link);
     }
 
+    /// The connection leaves its task (for an event loop): the server no longer aborts the task
+    /// to cancel it.
+    pub(crate) fn detach_task(&mut self) {
+        if let Some(link) = link(&mut self.cold) {
+            link.detach();
+        }
+    }
+
     pub(crate) fn hold(&mut self, ticket: AddressTicket) {
         self.extras_mut().address = Some(ticket);
     }

@@ -247,6 +247,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done {
                 return Poll::Ready(None);
             }
+            if let Some(link) = link(&mut self.cold)
+                && link.is_cancelled()
+            {
+                // A task would have been aborted; a connection without one ends here.
+                return Poll::Ready(self.finish(None));
+            }
             if !self.conn.is_closing()
                 && let Some(link) = link(&mut self.cold)
                 && let Some(farewell) = link.poll_shutdown(cx)
@@ -409,6 +415,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         Ok(())
     }
+}
+
+impl<S> WebSocket<S> {
+    pub(crate) fn io_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// The transport and the rest, to put the connection on another transport made from this
+    /// one (a socket moved into an event loop) with [`from_parts`](WebSocket::from_parts).
+    pub(crate) fn into_parts(self) -> (S, Parts) {
+        let Self {
+            io,
+            conn,
+            cold,
+            done,
+            shut_down,
+        } = self;
+        let parts = Parts {
+            conn,
+            cold,
+            done,
+            shut_down,
+        };
+        (io, parts)
+    }
+
+    pub(crate) fn from_parts(io: S, parts: Parts) -> Self {
+        let Parts {
+            conn,
+            cold,
+            done,
+            shut_down,
+        } = parts;
+        Self {
+            io,
+            conn,
+            cold,
+            done,
+            shut_down,
+        }
+    }
+}
+
+/// A [`WebSocket`] without its transport; see [`WebSocket::into_parts`].
+pub(crate) struct Parts {
+    conn: Connection,
+    cold: Option<Box<Cold>>,
+    done: bool,
+    shut_down: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {

@@ -1,0 +1,67 @@
+//! [`Driven`]: one connection and its handler's state, polled by whoever serves it (the event
+//! loop, or a task of its own). The engine's driver ([`WebSocket::poll_recv`]) does everything
+//! a connection needs (pings, the closing handshake, deadlines, the server's shutdown, counts),
+//! so a connection behaves on the loop exactly as in a task; this adds the callbacks.
+
+use std::task::{Context, Poll};
+
+use proto::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Handler, Socket};
+use crate::error::Error;
+use crate::websocket::WebSocket;
+
+/// How a connection ended: the peer's Close, the failure, or neither (the peer vanished, or
+/// the server dropped it).
+pub(super) type Ending = Option<Result<Message, Error>>;
+
+#[derive(Debug)]
+pub(crate) struct Driven<S, St> {
+    pub(super) ws: WebSocket<S>,
+    pub(super) state: St,
+    /// Output had to wait for the peer since the handler last heard of it.
+    waited: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
+    pub(super) fn new(ws: WebSocket<S>, state: St) -> Self {
+        Self {
+            ws,
+            state,
+            waited: false,
+        }
+    }
+
+    /// Hands the handler every message that has arrived, writes what it queued in reply (all
+    /// of it after the last message of a read: corked), and returns the ending once the
+    /// connection is over.
+    pub(super) fn poll<H: Handler<State = St>>(
+        &mut self,
+        handler: &H,
+        cx: &mut Context<'_>,
+    ) -> Poll<Ending> {
+        loop {
+            match self.ws.poll_recv(cx) {
+                Poll::Ready(Some(Ok(message))) if message.is_data() => {
+                    handler.message(&mut self.state, &mut Socket::new(&mut self.ws), message);
+                    continue;
+                }
+                // Pings and pongs are answered and counted by the engine.
+                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                // A Close, a failure or the end come last.
+                Poll::Ready(ending) => return Poll::Ready(ending),
+                Poll::Pending => {}
+            }
+            // Waiting for input: whatever could be written has been.
+            if self.ws.buffered_amount() > 0 {
+                self.waited = true;
+                return Poll::Pending;
+            }
+            if !std::mem::take(&mut self.waited) {
+                return Poll::Pending;
+            }
+            handler.drain(&mut self.state, &mut Socket::new(&mut self.ws));
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Wakers that name one connection of one event loop, with no allocation.
+//!
+//! A connection's driver registers a waker wherever it waits on something other than its
+//! socket: its deadline and the server's shutdown, both in the server's wake-up slots
+//! (`wakeups.rs`). A task would give every connection a waker of its own for free; here the
+//! waker's data is the loop's number and the connection's token packed into the pointer-sized
+//! word, never dereferenced. Waking it queues the token on that loop and wakes the loop's task.
+//! A waker that outlives its connection (or its loop) wakes whoever holds the token now, which
+//! polls, finds nothing to do, and waits again.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{RawWaker, RawWakerVTable, Waker};
+
+/// The bits of the packed word that number the loop; the rest is the token.
+const LOOP_BITS: u32 = if usize::BITS >= 64 { 16 } else { 8 };
+const TOKEN_BITS: u32 = usize::BITS - LOOP_BITS;
+/// Tokens at or above this have no waker of their own: the loop refuses more connections.
+pub(crate) const MAX_TOKENS: usize = 1 << if TOKEN_BITS > 32 { 32 } else { TOKEN_BITS };
+
+/// The loops alive, by number; a loop's number is freed when it ends.
+static LOOPS: Mutex<Vec<Option<Arc<Woken>>>> = Mutex::new(Vec::new());
+
+/// What wakers have asked of one loop since it last looked.
+#[derive(Debug, Default)]
+pub(crate) struct Woken {
+    inner: Mutex<WokenInner>,
+}
+
+#[derive(Debug, Default)]
+struct WokenInner {
+    tokens: Vec<u32>,
+    /// The loop's task, woken once per batch of tokens.
+    task: Option<Waker>,
+}
+
+impl Woken {
+    fn push(&self, token: u32) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.tokens.push(token);
+        if let Some(task) = inner.task.take() {
+            drop(inner);
+            task.wake();
+        }
+    }
+
+    /// Moves the tokens woken so far into `into` (emptied first), and registers `task` to be
+    /// woken by the next.
+    pub(crate) fn take(&self, into: &mut Vec<u32>, task: &Waker) {
+        into.clear();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut inner.tokens, into);
+        match &inner.task {
+            Some(registered) if registered.will_wake(task) => {}
+            _ => inner.task = Some(task.clone()),
+        }
+    }
+}
+
+/// A loop's place among the loops, freed on drop.
+#[derive(Debug)]
+pub(crate) struct LoopId {
+    number: usize,
+    woken: Arc<Woken>,
+}
+
+impl LoopId {
+    /// Numbers a new loop; `None` when every number is taken.
+    pub(crate) fn new() -> Option<Self> {
+        let woken = Arc::new(Woken::default());
+        let mut loops = LOOPS.lock().unwrap_or_else(PoisonError::into_inner);
+        let number = match loops.iter().position(Option::is_none) {
+            Some(free) => free,
+            None if loops.len() < 1 << LOOP_BITS => {
+                loops.push(None);
+                loops.len() - 1
+            }
+            None => return None,
+        };
+        loops[number] = Some(woken.clone());
+        Some(Self { number, woken })
+    }
+
+    pub(crate) fn woken(&self) -> &Woken {
+        &self.woken
+    }
+
+    /// The waker of connection `token` of this loop.
+    pub(crate) fn waker(&self, token: usize) -> Waker {
+        debug_assert!(token < MAX_TOKENS);
+        let word = (self.number << TOKEN_BITS) | token;
+        // SAFETY: the vtable's functions never dereference the data, which is a plain number;
+        // they are thread-safe (a lock), and clone and drop own nothing.
+        unsafe { Waker::from_raw(RawWaker::new(word as *const (), &VTABLE)) }
+    }
+}
+
+impl Drop for LoopId {
+    fn drop(&mut self) {
+        let mut loops = LOOPS.lock().unwrap_or_else(PoisonError::into_inner);
+        loops[self.number] = None;
+    }
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop_waker);
+
+fn clone(data: *const ()) -> RawWaker {
+    RawWaker::new(data, &VTABLE)
+}
+
+fn wake(data: *const ()) {
+    let word = data as usize;
+    let number = word >> TOKEN_BITS;
+    let token = (word & ((1 << TOKEN_BITS) - 1)) as u32;
+    let woken = {
+        let loops = LOOPS.lock().unwrap_or_else(PoisonError::into_inner);
+        loops.get(number).and_then(Clone::clone)
+    };
+    if let Some(woken) = woken {
+        woken.push(token);
+    }
+}
+
+fn drop_waker(_: *const ()) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waker_queues_its_token_on_its_own_loop() {
+        let first = LoopId::new().unwrap();
+        let second = LoopId::new().unwrap();
+        let mut tokens = Vec::new();
+        first.waker(7).wake_by_ref();
+        let waker = second.waker(9);
+        #[allow(clippy::redundant_clone)]
+        let clone = waker.clone();
+        drop(waker);
+        clone.wake();
+        first.waker(MAX_TOKENS - 1).wake();
+        first.woken().take(&mut tokens, Waker::noop());
+        assert_eq!(tokens, [7, (MAX_TOKENS - 1) as u32]);
+        second.woken().take(&mut tokens, Waker::noop());
+        assert_eq!(tokens, [9]);
+    }
+
+    #[test]
+    fn a_waker_of_a_loop_gone_does_nothing() {
+        let gone = LoopId::new().unwrap();
+        let waker = gone.waker(3);
+        drop(gone);
+        waker.wake();
+    }
+}
