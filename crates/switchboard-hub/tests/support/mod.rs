@@ -6,7 +6,8 @@ use std::sync::Arc;
 use switchboard::Server;
 use switchboard_hub::{Hub, HubConfig, LocalBroker};
 
-/// A hub with `config` on a local broker, served on a free loopback port.
+/// A hub with `config` on a local broker, served on a free loopback port: its protocol on
+/// every path, and Pusher's on `/app/{key}`.
 pub(crate) async fn hub_and_addr(config: HubConfig) -> (Hub, SocketAddr) {
     let hub = Hub::new(Arc::new(LocalBroker::default()), config)
         .await
@@ -16,7 +17,13 @@ pub(crate) async fn hub_and_addr(config: HubConfig) -> (Hub, SocketAddr) {
     let serving = hub.clone();
     tokio::spawn(server.serve(move |ws, request| {
         let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
+        async move {
+            if request.uri().path().starts_with("/app/") {
+                hub.serve_pusher(ws, &request).await;
+            } else {
+                hub.serve(ws, &request).await;
+            }
+        }
     }));
     (hub, addr)
 }
