@@ -15,7 +15,7 @@ use support::hub_and_addr;
 use switchboard::{MaybeTlsStream, Message, WebSocket};
 use switchboard_hub::pusher::signature::channel_auth;
 use switchboard_hub::pusher::{PusherApp, PusherApps};
-use switchboard_hub::{Hub, HubConfig};
+use switchboard_hub::{Hub, HubConfig, MessageRate};
 
 /// Every wait for a frame is bounded by this.
 const STEP: Duration = Duration::from_secs(5);
@@ -25,7 +25,10 @@ fn app() -> PusherApp {
 }
 
 async fn start() -> (Hub, SocketAddr) {
-    let mut config = HubConfig::default();
+    start_with(HubConfig::default()).await
+}
+
+async fn start_with(mut config: HubConfig) -> (Hub, SocketAddr) {
     config.pusher = PusherApps::new(vec![app(), PusherApp::new("2", "quiet-key", "s2")]).unwrap();
     hub_and_addr(config).await
 }
@@ -298,4 +301,98 @@ async fn the_hubs_own_clients_cannot_reach_pusher_channels() {
         assert_eq!(refused["type"], "error", "{op}");
         assert_eq!(refused["code"], "invalid_channel", "{op}");
     }
+}
+
+#[tokio::test]
+async fn a_client_over_the_hubs_message_rate_is_refused_then_closed() {
+    let mut config = HubConfig::default();
+    // Next to no refill: the burst is all a client gets.
+    config.message_rate = Some(MessageRate {
+        per_second: 0.001,
+        burst: 2,
+    });
+    let (_hub, addr) = start_with(config).await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    for _ in 0..5 {
+        a.send(json!({"event": "pusher:ping", "data": {}})).await;
+    }
+    assert_eq!(a.next().await["event"], "pusher:pong");
+    assert_eq!(a.next().await["event"], "pusher:pong");
+    let refused = a.next().await;
+    assert!(
+        refused["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many messages"),
+        "{refused}"
+    );
+    assert_eq!(
+        a.next().await["data"]["message"],
+        refused["data"]["message"]
+    );
+    let closing = a.next().await;
+    assert_eq!(closing["data"]["code"], 4100, "{closing}");
+    assert_eq!(a.next().await, json!({"closed": 4100}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_pinged_then_closed_with_4201() {
+    use switchboard::{Config, Role};
+    let mut config = HubConfig::default();
+    config.pusher = PusherApps::new(vec![app()]).unwrap();
+    let hub = Hub::new(
+        std::sync::Arc::new(switchboard_hub::LocalBroker::default()),
+        config,
+    )
+    .await
+    .unwrap();
+    // In memory, so that paused time only moves when both ends wait.
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = WebSocket::from_raw(
+        server_io,
+        Role::Server,
+        Config::default(),
+        Default::default(),
+    );
+    let mut client = WebSocket::from_raw(
+        client_io,
+        Role::Client,
+        Config::default(),
+        Default::default(),
+    );
+    let request = http::Request::builder()
+        .uri("/app/app-key?protocol=7")
+        .body(())
+        .unwrap();
+    let serving = tokio::spawn(async move { hub.serve_pusher(server, &request).await });
+    async fn next(client: &mut WebSocket<tokio::io::DuplexStream>) -> Value {
+        match client.recv().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+            Some(Ok(Message::Close(close))) => json!({"closed": close.map(|c| c.code.0)}),
+            other => json!({"other": format!("{other:?}")}),
+        }
+    }
+    assert_eq!(
+        next(&mut client).await["event"],
+        "pusher:connection_established"
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(next(&mut client).await["event"], "pusher:ping");
+    assert!(
+        started.elapsed() >= Duration::from_secs(120),
+        "the activity timeout"
+    );
+    let pong = json!({"event": "pusher:pong", "data": {}}).to_string();
+    client.send(Message::text(pong)).await.unwrap();
+    // Answered: the next ping comes a whole activity timeout later, and this one is not.
+    assert_eq!(next(&mut client).await["event"], "pusher:ping");
+    assert!(started.elapsed() >= Duration::from_secs(240));
+    let error = next(&mut client).await;
+    assert_eq!(error["data"]["code"], 4201, "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(270),
+        "and the pong's"
+    );
+    assert_eq!(next(&mut client).await, json!({"closed": 4201}));
+    serving.await.unwrap();
 }

@@ -95,15 +95,14 @@ impl<'a> Frames<'a> {
     }
 
     /// What `tap`'s subscriber (a hub session's, for `None`) is sent; `None`: nothing.
-    fn for_subscriber(&mut self, tap: Option<&mut Tap>) -> Option<EncodedFrame> {
+    fn for_subscriber(&mut self, tap: Option<&mut Tap>) -> Option<&EncodedFrame> {
         let (channel, event) = (self.channel, self.event);
         let Some(tap) = tap else {
-            let frame = self.hub.get_or_insert_with(|| match event {
+            return Some(self.hub.get_or_insert_with(|| match event {
                 Event::Publication(p) => message_frame(channel, p),
                 Event::Join(client) => presence_frame(&Reply::Join { channel, client }),
                 Event::Leave(client) => presence_frame(&Reply::Leave { channel, client }),
-            });
-            return Some(frame.clone());
+            }));
         };
         let name = pusher_wire::pusher_name(channel)?;
         match event {
@@ -116,13 +115,11 @@ impl<'a> Frames<'a> {
             }
             Event::Join(client) if tap.join(client) => Some(
                 self.member
-                    .get_or_insert_with(|| pusher_wire::member_added(name, client))
-                    .clone(),
+                    .get_or_insert_with(|| pusher_wire::member_added(name, client)),
             ),
             Event::Leave(client) if tap.leave(client) => Some(
                 self.member
-                    .get_or_insert_with(|| pusher_wire::member_removed(name, client))
-                    .clone(),
+                    .get_or_insert_with(|| pusher_wire::member_removed(name, client)),
             ),
             Event::Join(_) | Event::Leave(_) => None,
         }
@@ -244,7 +241,7 @@ impl Fanout {
             let Some(frame) = frames.for_subscriber(subscriber.tap.as_mut()) else {
                 continue;
             };
-            ok = self.send(subscriber, &frame);
+            ok = self.send(subscriber, frame);
             sent += u64::from(ok);
         }
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
@@ -298,7 +295,7 @@ impl Fanout {
             None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,
             None => match frames.for_subscriber(subscriber.tap.as_mut()) {
                 Some(frame) => {
-                    let ok = self.send(subscriber, &frame);
+                    let ok = self.send(subscriber, frame);
                     sent += u64::from(ok);
                     ok
                 }

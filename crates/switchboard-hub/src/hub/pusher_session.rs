@@ -26,6 +26,7 @@ use switchboard::{CloseCode, Message, Receiver, Sender, TokenBucket};
 use tokio::time::Instant;
 
 use super::kick::{Kick, KickReason};
+use super::limits::{RateGuard, Verdict};
 use super::pusher_wire::{Envelope, Roster, Tap, hub_channel};
 use super::registry::{Command, Profile};
 use super::session::{address, close_reason};
@@ -73,13 +74,23 @@ pub(super) async fn serve(
         tokio::select! {
             message = receiver.recv() => {
                 session.heard();
-                match message {
-                    Some(Ok(Message::Text(text))) => session.handle(&text).await,
-                    Some(Ok(Message::Binary(_))) => {
+                let verdict = match &message {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => session.check_rate(),
+                    _ => Verdict::Allow,
+                };
+                match (message, verdict) {
+                    (_, Verdict::Close) => break Exit::OverRate,
+                    (_, Verdict::Refuse) => {
+                        hub.limits.rate_limited();
+                        let message = "too many messages a second; this one was dropped";
+                        session.error(None, message).await;
+                    }
+                    (Some(Ok(Message::Text(text))), Verdict::Allow) => session.handle(&text).await,
+                    (Some(Ok(Message::Binary(_))), Verdict::Allow) => {
                         session.error(None, "binary frames are not part of the protocol").await;
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
-                    Some(Ok(_)) => {}
+                    (Some(Ok(Message::Close(_)) | Err(_)) | None, _) => break Exit::Left,
+                    (Some(Ok(_)), _) => {}
                 }
             }
             Some(command) = session.commands.recv() => {
@@ -140,6 +151,8 @@ enum Exit {
     Disconnected(CloseCode, String),
     /// It did not answer the server's `pusher:ping`.
     PongTimeout,
+    /// It went on sending over the hub's message rate.
+    OverRate,
 }
 
 /// One Pusher connection's state, owned by its task.
@@ -157,6 +170,8 @@ struct Session<'h> {
     /// Its channels by Pusher name; a presence channel's with the member it joined as.
     channels: HashMap<String, Option<ClientInfo>>,
     client_events: TokenBucket,
+    /// The hub's message rate limit, when it has one.
+    rate: Option<RateGuard>,
     /// When the client was last heard from.
     heard: Instant,
     /// When the server's `pusher:ping` went unanswered so far.
@@ -198,6 +213,7 @@ impl<'h> Session<'h> {
                 f64::from(CLIENT_EVENTS_PER_SECOND),
                 CLIENT_EVENTS_PER_SECOND,
             ),
+            rate: hub.config.message_rate.map(RateGuard::new),
             heard: Instant::now(),
             pinged: None,
         };
@@ -215,6 +231,10 @@ impl<'h> Session<'h> {
             Some(pinged) => pinged + PONG_TIMEOUT,
             None => self.heard + ACTIVITY_TIMEOUT,
         }
+    }
+
+    fn check_rate(&mut self) -> Verdict {
+        self.rate.as_mut().map_or(Verdict::Allow, RateGuard::check)
     }
 
     fn heard(&mut self) {
@@ -235,6 +255,11 @@ impl<'h> Session<'h> {
                 ),
             }),
             Exit::PongTimeout => Some((PusherCode::PongTimeout, "Pong reply not received")),
+            // Come back after a while, as over capacity: Pusher has no code of its own for it.
+            Exit::OverRate => {
+                self.hub.limits.rate_limit_closed();
+                Some((PusherCode::OverCapacity, "message rate exceeded"))
+            }
             Exit::Disconnected(code, reason) => {
                 let _ = self.sender.close(code, reason);
                 None

@@ -69,8 +69,8 @@ pub(super) struct PusherEvent {
 }
 
 impl PusherEvent {
-    pub(super) fn frame(&self) -> EncodedFrame {
-        self.frame.clone()
+    pub(super) fn frame(&self) -> &EncodedFrame {
+        &self.frame
     }
 }
 
