@@ -1,10 +1,15 @@
 //! The Pusher protocol on `/app/{key}` over real WebSocket connections: the connection's
-//! socket id, public, private and presence channels, client events, and the hub's own
-//! protocol kept out of Pusher's channels.
+//! socket id, public, private and presence channels, client events, liveness and limits, the
+//! hub's own protocol kept out of Pusher's channels, and presence and client events across
+//! two nodes on one `redis-server`.
 
 #[path = "support/client.rs"]
 mod client;
 mod support;
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,8 +34,12 @@ async fn start() -> (Hub, SocketAddr) {
 }
 
 async fn start_with(mut config: HubConfig) -> (Hub, SocketAddr) {
-    config.pusher = PusherApps::new(vec![app(), PusherApp::new("2", "quiet-key", "s2")]).unwrap();
+    config.pusher = apps();
     hub_and_addr(config).await
+}
+
+fn apps() -> PusherApps {
+    PusherApps::new(vec![app(), PusherApp::new("2", "quiet-key", "s2")]).unwrap()
 }
 
 struct Pusher {
@@ -395,4 +404,68 @@ async fn a_silent_client_is_pinged_then_closed_with_4201() {
     );
     assert_eq!(next(&mut client).await, json!({"closed": 4201}));
     serving.await.unwrap();
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn presence_and_client_events_span_nodes_on_redis() {
+    use std::sync::Arc;
+    use switchboard_hub::{RedisBroker, RedisConfig};
+
+    let redis = redis_server::Redis::start();
+    let node = async || {
+        let broker = RedisBroker::connect(RedisConfig::new(redis.url()))
+            .await
+            .unwrap();
+        let mut config = HubConfig::default();
+        config.pusher = apps();
+        support::hub_on(Arc::new(broker), config).await
+    };
+    let ((hub1, addr1), (hub2, addr2)) = (node().await, node().await);
+    let ann = Some(r#"{"user_id":"ann"}"#);
+    let mut ann1 = Pusher::connect(addr1, "app-key").await;
+    ann1.subscribe("presence-x", ann).await;
+    let mut bob = Pusher::connect(addr2, "app-key").await;
+    let ok = bob
+        .subscribe("presence-x", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    assert_eq!(data_of(&ok)["presence"]["ids"], json!(["ann", "bob"]));
+    let added = ann1.next().await;
+    assert_eq!(
+        data_of(&added),
+        json!({"user_id": "bob", "user_info": null})
+    );
+    // Ann again, on bob's node: a member already.
+    let mut ann2 = Pusher::connect(addr2, "app-key").await;
+    let ok = ann2.subscribe("presence-x", ann).await;
+    assert_eq!(data_of(&ok)["presence"]["count"], 2);
+
+    bob.send(json!({"event": "client-hi", "channel": "presence-x", "data": "yo"}))
+        .await;
+    let expected =
+        json!({"event": "client-hi", "channel": "presence-x", "data": "yo", "user_id": "bob"});
+    assert_eq!(ann1.next().await, expected, "across nodes");
+    assert_eq!(ann2.next().await, expected);
+
+    // Ann's first connection leaves; her second keeps her a member. Once the presence shows
+    // it and an event published after it reaches bob, no member_removed came before.
+    drop(ann1);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while hub2.presence("pusher:1:presence-x").await.unwrap().len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "ann1's leave");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let marker = RawValue::from_string(r#"{"event":"mark","data":1}"#.into()).unwrap();
+    hub1.publish("pusher:1:presence-x", marker, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.next().await["event"],
+        "mark",
+        "not echoed, and no member_removed"
+    );
+    drop(ann2);
+    let removed = bob.next().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data_of(&removed), json!({"user_id": "ann"}));
 }
