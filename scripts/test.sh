@@ -18,23 +18,25 @@
 #   15 interop: deflate with ws and Chromium   16 browser: the chat page and the admin
 #      dashboard in Chromium
 #   17 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   18 hostile clients                         19 cluster on Redis (one Redis, then 2 shards)
-#   20 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#   18 Pusher: pusher-js and the pusher server library against --pusher-app
+#   19 hostile clients                         20 cluster on Redis (one Redis, then 2 shards)
+#   21 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
-#   21 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   22 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   23 backend: proxies, webhooks, server API  24 10,000 connections
-#   25 soak                                    26 fuzz smoke
+#   22 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   23 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   24 backend: proxies, webhooks, server API  25 10,000 connections
+#   26 soak                                    27 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
-#                tests, the hostile clients, the cluster, the network faults, the storm,
-#                the abuse limits, the backend, the 10,000 connections, the soak
-#                (steps 2, 3, 11-25)
+#                tests, the Pusher test, the hostile clients, the cluster, the network
+#                faults, the storm, the abuse limits, the backend, the 10,000 connections,
+#                the soak
+#                (steps 2, 3, 11-26)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 26; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 27; default 5; 0 skips it)
 #   CUTS         cuts per run of the JS client's cut test (step 17; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
@@ -187,6 +189,8 @@ e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
+# pusher-js in Node against --pusher-app (installs its npm packages when missing)
+e2e_step "Pusher: pusher-js against --pusher-app" e2e/pusher/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
 # loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use switchboard::IpNet;
+use switchboard_hub::pusher::{AppError, PusherApp};
 use switchboard_hub::{ChannelRule, EventKind};
 
 use crate::proxies::{Failure, Route};
@@ -369,6 +370,59 @@ pub(crate) struct ServeOptions {
     /// [default: 1m]
     #[arg(long, value_name = "DURATION", help_heading = "Webhooks")]
     pub(crate) webhook_retry: Option<Span>,
+
+    /// Serve the Pusher Channels protocol on /app/KEY for the app ID:KEY:SECRET (pusher-js,
+    /// Laravel Echo; README: "Coming from Pusher"); repeat for more apps
+    #[arg(
+        long = "pusher-app",
+        value_name = "ID:KEY:SECRET",
+        help_heading = "Pusher"
+    )]
+    #[serde(default, deserialize_with = "parsed", alias = "pusher-app")]
+    pub(crate) pusher_apps: Option<Vec<PusherApp>>,
+    /// Let the clients of the --pusher-app apps send client- events on private and presence
+    /// channels [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        help_heading = "Pusher"
+    )]
+    pub(crate) pusher_client_events: Option<bool>,
+    /// The file's `[pusher]` section: `[[pusher.apps]]` with id, key, secret and
+    /// client_events.
+    #[arg(skip)]
+    pub(crate) pusher: Option<PusherSection>,
+}
+
+/// The settings file's `[pusher]` section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PusherSection {
+    /// The apps, each `{ id, key, secret, client_events }`.
+    #[serde(default)]
+    pub(crate) apps: Vec<PusherAppEntry>,
+}
+
+/// One app of the `[pusher]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PusherAppEntry {
+    pub(crate) id: String,
+    pub(crate) key: String,
+    pub(crate) secret: String,
+    /// Whether its clients may send client events [default: false]
+    #[serde(default, alias = "client-events")]
+    pub(crate) client_events: bool,
+}
+
+impl PusherAppEntry {
+    /// The app, its id, key and secret checked as `--pusher-app` checks them.
+    pub(crate) fn app(&self) -> Result<PusherApp, AppError> {
+        let app: PusherApp = format!("{}:{}:{}", self.id, self.key, self.secret).parse()?;
+        Ok(app.with_client_events(self.client_events))
+    }
 }
 
 /// A list of strings in a file, each read as its flag reads it: `rules =

@@ -109,9 +109,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             // The origin allow-list is the server's, checked after this.
             let checked = admin.clone();
+            let pusher = hub.serves_pusher();
             builder = web::routes(builder).check_upgrade(move |request| {
                 match (request.uri().path(), &checked) {
                     ("/ws", _) => None,
+                    (path, _) if pusher && path.starts_with("/app/") => None,
                     (admin::LIVE, Some(admin)) => admin.check_live(request),
                     _ => Some(web::not_found()),
                 }
@@ -135,6 +137,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let threads = options.threads.unwrap_or(0);
     match service {
         Service::Hub(hub, admin) => {
+            let pusher = hub.serves_pusher();
             let handler = move |ws, request: Request<()>| {
                 let hub = hub.clone();
                 let admin = admin.clone();
@@ -143,12 +146,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         Some(admin) if request.uri().path() == admin::LIVE => {
                             admin.live(ws, &request).await;
                         }
+                        _ if request.uri().path().starts_with("/app/") => {
+                            hub.serve_pusher(ws, &request).await;
+                        }
                         _ => hub.serve(ws, &request).await,
                     }
                 }
             };
             serve(builder, listen, threads, handler, |addr| {
                 tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
+                if pusher {
+                    tracing::info!("Pusher protocol on {scheme}://{addr}/app/KEY");
+                }
             })
             .await?;
         }

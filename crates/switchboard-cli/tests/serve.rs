@@ -1,5 +1,5 @@
 //! `switchboard serve` as a process: graceful drain on SIGTERM, wss:// with a self-signed
-//! certificate, settings from a config file, compression.
+//! certificate, settings from a config file, compression, the Pusher protocol's route.
 
 mod support;
 
@@ -228,6 +228,45 @@ async fn settings_come_from_the_config_file_and_flags_win() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max-conections"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn pusher_apps_from_the_config_file_are_served_on_app_key_and_only_then() {
+    let off = Serve::start(&[]);
+    let base = off.url().trim_end_matches("/ws").to_owned();
+    let err = switchboard::connect(&format!("{base}/app/app-key?protocol=7"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    drop(off);
+
+    let dir = std::env::temp_dir().join(format!("switchboard-pusher-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serve.toml");
+    let app = "[[pusher.apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"s\"\n";
+    std::fs::write(&path, app).unwrap();
+    let on = Serve::start(&["--config", path.to_str().unwrap()]);
+    let base = on.url().trim_end_matches("/ws").to_owned();
+    on.line("Pusher protocol on");
+    let first = async |path: &str| {
+        let (mut ws, _) = switchboard::connect(&format!("{base}{path}"))
+            .await
+            .unwrap();
+        let Some(Ok(Message::Text(text))) = ws.recv().await else {
+            panic!("no frame on {path}");
+        };
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let established = first("/app/app-key?protocol=7").await;
+    assert_eq!(established["event"], "pusher:connection_established");
+    let refused = first("/app/other?protocol=7").await;
+    assert_eq!(refused["data"]["code"], 4001, "{refused}");
+    assert_eq!(
+        first("/ws").await["type"],
+        "connected",
+        "the hub's own protocol"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

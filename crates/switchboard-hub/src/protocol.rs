@@ -244,7 +244,7 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
             "missing channel",
         ));
     };
-    if let Err(reason) = check_channel(&channel) {
+    if let Err(reason) = check_client_channel(&channel) {
         return Err(RequestError::new(id, ErrorCode::InvalidChannel, reason));
     }
     Ok(match op.as_str() {
@@ -292,6 +292,20 @@ pub(crate) fn check_channel(channel: &str) -> Result<(), String> {
     }
     if channel.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("channel name has whitespace or control characters".into());
+    }
+    Ok(())
+}
+
+/// The channels a client of this protocol may name: [`check_channel`]'s, except those that
+/// carry Pusher channels ([`HUB_PREFIX`](crate::pusher::HUB_PREFIX)), which only Pusher
+/// sessions and the server side reach.
+pub(crate) fn check_client_channel(channel: &str) -> Result<(), String> {
+    check_channel(channel)?;
+    if channel.starts_with(crate::pusher::HUB_PREFIX) {
+        return Err(format!(
+            "channel names starting with {:?} are reserved for the Pusher protocol",
+            crate::pusher::HUB_PREFIX
+        ));
     }
     Ok(())
 }

@@ -108,6 +108,9 @@ impl ServeOptions {
             webhook_events,
             webhook_timeout,
             webhook_retry,
+            pusher_apps,
+            pusher_client_events,
+            pusher,
         )
     }
 }
@@ -223,6 +226,7 @@ mod tests {
         assert_eq!(options.h2c, Some(false));
         assert_eq!(options.proxy_timeout, Some(Span(Duration::from_secs(1))));
         assert_eq!(options.proxy_failure, Some(Failure::Refuse));
+        assert_eq!(options.pusher_client_events, Some(false));
         let webhooks = switchboard_hub::WebhookConfig::new("http://x/".parse().unwrap(), "");
         let events: std::collections::HashSet<_> =
             options.webhook_events.unwrap().into_iter().collect();

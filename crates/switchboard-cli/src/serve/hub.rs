@@ -11,6 +11,8 @@ use switchboard_hub::{
     ProxyEndpoint, WebhookConfig,
 };
 
+use switchboard_hub::pusher::{PusherApp, PusherApps};
+
 use crate::config::ServeOptions;
 use crate::proxies;
 
@@ -51,6 +53,7 @@ pub(super) async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Re
         config.hooks = Some(Arc::new(proxy));
     }
     config.webhooks = webhooks(options)?;
+    config.pusher = pusher_apps(options)?;
     // Timeouts have defaults (the example file states them); these do not.
     let broker_settings = [
         options.broker_ca.is_some(),
@@ -82,6 +85,23 @@ pub(super) async fn hub(options: &ServeOptions, metrics: &Metrics) -> anyhow::Re
         });
     }
     Ok(hub)
+}
+
+/// The Pusher apps of `--pusher-app` and of the file's `[pusher]` section.
+fn pusher_apps(options: &ServeOptions) -> anyhow::Result<PusherApps> {
+    let client_events = options.pusher_client_events.unwrap_or(false);
+    let flags = options.pusher_apps.iter().flatten();
+    let mut apps: Vec<PusherApp> = flags
+        .map(|app| app.clone().with_client_events(client_events))
+        .collect();
+    let section = options.pusher.iter().flat_map(|section| &section.apps);
+    for entry in section {
+        let app = entry
+            .app()
+            .with_context(|| format!("in [[pusher.apps]] with id {:?}", entry.id))?;
+        apps.push(app);
+    }
+    Ok(PusherApps::new(apps)?)
 }
 
 /// The proxies the options configure; `None` when they configure none.
@@ -257,6 +277,62 @@ mod tests {
                 .map_err(|e| e.to_string())
                 .and_then(|o| http_proxy(&o).map_err(|e| e.to_string()))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn pusher_apps_come_from_the_flags_and_the_files_section() {
+        assert!(pusher_apps(&ServeOptions::default()).unwrap().is_empty());
+        let file = ServeOptions::from_toml(
+            r#"
+            pusher-app = ["1:key-1:secret-1"]
+            pusher-client-events = true
+
+            [[pusher.apps]]
+            id = "2"
+            key = "key-2"
+            secret = "secret-2"
+
+            [[pusher.apps]]
+            id = "3"
+            key = "key-3"
+            secret = "secret-3"
+            client_events = true
+            "#,
+        )
+        .unwrap();
+        let flags = ServeOptions {
+            pusher_apps: Some(vec!["4:key-4:secret-4".parse().unwrap()]),
+            ..ServeOptions::default()
+        };
+        let apps = pusher_apps(&flags.or(file)).unwrap();
+        assert!(
+            apps.by_key("key-1").is_none(),
+            "the flag's apps replace the file's"
+        );
+        assert!(apps.by_key("key-4").unwrap().client_events);
+        assert!(!apps.by_id("2").unwrap().client_events);
+        assert_eq!(apps.by_id("3").map(|app| app.key.as_str()), Some("key-3"));
+
+        let twice = ServeOptions::from_toml(
+            r#"
+            pusher-apps = ["1:k:s"]
+            [[pusher.apps]]
+            id = "1"
+            key = "other"
+            secret = "s"
+            "#,
+        )
+        .unwrap();
+        let e = pusher_apps(&twice).unwrap_err().to_string();
+        assert!(e.contains("two Pusher apps have the id"), "{e}");
+        let bad =
+            ServeOptions::from_toml("[[pusher.apps]]\nid = \"1\"\nkey = \"a b\"\nsecret = \"s\"");
+        let e = format!("{:#}", pusher_apps(&bad.unwrap()).unwrap_err());
+        assert!(e.contains("key must be letters"), "{e}");
+        assert!(
+            ServeOptions::from_toml("[pusher]\nkey = 1").is_err(),
+            "unknown keys are refused"
         );
     }
 

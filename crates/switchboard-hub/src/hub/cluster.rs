@@ -14,7 +14,7 @@ use super::registry::{Command, Whom};
 use super::shared::Shared;
 use crate::broker::{BoxFuture, BrokerEvents, ClientInfo, Publication};
 use crate::nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReply};
-use crate::protocol::check_channel;
+use crate::protocol::check_client_channel;
 
 use super::server_api::HubError;
 
@@ -123,7 +123,7 @@ pub(super) async fn run(shared: &Shared, command: NodeCommand) -> NodeReply {
                 .count();
         }
         NodeCommand::Subscribe { user, channel } => {
-            if let Err(e) = check_channel(&channel) {
+            if let Err(e) = check_client_channel(&channel) {
                 reply.failures.push(e);
                 return reply;
             }

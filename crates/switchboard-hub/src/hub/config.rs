@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::limits::MessageRate;
 use crate::auth::JwtKey;
 use crate::hooks::Hooks;
+use crate::pusher::PusherApps;
 use crate::rules::ChannelRule;
 use crate::webhook::WebhookConfig;
 
@@ -44,6 +45,9 @@ pub struct HubConfig {
     /// interval `connected` announces: a client that hears nothing for about twice as long
     /// knows its connection is dead, though it cannot see protocol pings. `None` sends none.
     pub heartbeat: Option<Duration>,
+    /// The Pusher apps whose clients [`Hub::serve_pusher`](super::Hub::serve_pusher) serves
+    /// (none by default).
+    pub pusher: PusherApps,
 }
 
 impl Default for HubConfig {
@@ -59,6 +63,7 @@ impl Default for HubConfig {
             hooks: None,
             webhooks: None,
             heartbeat: Some(DEFAULT_HEARTBEAT),
+            pusher: PusherApps::default(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The fan-out: delivers channel events from the broker to this node's subscribers. Each
-//! event is encoded once, and the same frame is queued for every live subscriber without
-//! waiting; events for a pending subscriber are held until its `subscribed` reply leaves.
+//! event is encoded once per wire (the hub's protocol, or Pusher's for the Pusher sessions'
+//! channels, see `pusher_wire.rs`), and the same frame is queued for every live subscriber
+//! without waiting; events for a pending subscriber are held until its `subscribed` reply
+//! leaves.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use switchboard::{EncodedFrame, Histogram, Sender, TrySendError, Utf8Bytes};
 
 use super::kick::{Kick, KickReason};
+use super::pusher_wire::{self, PusherEvent, Roster, Tap};
 use crate::broker::{ClientInfo, Publication};
 use crate::protocol::Reply;
 
@@ -39,13 +42,88 @@ struct Subscriber {
     /// again.
     covered: u64,
     kick: Arc<Kick>,
+    /// `Some` for a Pusher session's subscription: it is sent Pusher's frames.
+    tap: Option<Tap>,
 }
 
 #[derive(Debug)]
 enum Held {
     Publication(Arc<Publication>),
-    /// A join or leave, already encoded.
-    Presence(EncodedFrame),
+    Join(ClientInfo),
+    Leave(ClientInfo),
+}
+
+/// A channel event, as the fan-out sends it.
+#[derive(Clone, Copy)]
+enum Event<'a> {
+    Publication(&'a Arc<Publication>),
+    Join(&'a ClientInfo),
+    Leave(&'a ClientInfo),
+}
+
+impl Event<'_> {
+    fn held(self) -> Held {
+        match self {
+            Self::Publication(p) => Held::Publication(p.clone()),
+            Self::Join(client) => Held::Join(client.clone()),
+            Self::Leave(client) => Held::Leave(client.clone()),
+        }
+    }
+}
+
+/// One event's frames, each encoded when a subscriber first needs it: once per wire, not
+/// once per subscriber.
+struct Frames<'a> {
+    channel: &'a str,
+    event: Event<'a>,
+    hub: Option<EncodedFrame>,
+    /// The Pusher frame; `None` inside when the data is not a Pusher event.
+    pusher: Option<Option<PusherEvent>>,
+    /// A Pusher `member_added` or `member_removed`.
+    member: Option<EncodedFrame>,
+}
+
+impl<'a> Frames<'a> {
+    fn new(channel: &'a str, event: Event<'a>) -> Self {
+        Self {
+            channel,
+            event,
+            hub: None,
+            pusher: None,
+            member: None,
+        }
+    }
+
+    /// What `tap`'s subscriber (a hub session's, for `None`) is sent; `None`: nothing.
+    fn for_subscriber(&mut self, tap: Option<&mut Tap>) -> Option<&EncodedFrame> {
+        let (channel, event) = (self.channel, self.event);
+        let Some(tap) = tap else {
+            return Some(self.hub.get_or_insert_with(|| match event {
+                Event::Publication(p) => message_frame(channel, p),
+                Event::Join(client) => presence_frame(&Reply::Join { channel, client }),
+                Event::Leave(client) => presence_frame(&Reply::Leave { channel, client }),
+            }));
+        };
+        let name = pusher_wire::pusher_name(channel)?;
+        match event {
+            Event::Publication(p) => {
+                let pusher = self
+                    .pusher
+                    .get_or_insert_with(|| pusher_wire::event_frame(name, p))
+                    .as_ref()?;
+                tap.wants(pusher).then(|| pusher.frame())
+            }
+            Event::Join(client) if tap.join(client) => Some(
+                self.member
+                    .get_or_insert_with(|| pusher_wire::member_added(name, client)),
+            ),
+            Event::Leave(client) if tap.leave(client) => Some(
+                self.member
+                    .get_or_insert_with(|| pusher_wire::member_removed(name, client)),
+            ),
+            Event::Join(_) | Event::Leave(_) => None,
+        }
+    }
 }
 
 impl Fanout {
@@ -87,13 +165,21 @@ impl Fanout {
     }
 
     /// Adds a pending subscriber: the channel's events are held for it until
-    /// [`activate`](Self::activate).
-    pub(super) fn add_pending(&self, channel: &str, id: u64, sender: &Sender, kick: &Arc<Kick>) {
+    /// [`activate`](Self::activate). `tap` is a Pusher session's.
+    pub(super) fn add_pending(
+        &self,
+        channel: &str,
+        id: u64,
+        sender: &Sender,
+        kick: &Arc<Kick>,
+        tap: Option<Tap>,
+    ) {
         let subscriber = Subscriber {
             sender: sender.clone(),
             pending: Some(Vec::new()),
             covered: 0,
             kick: kick.clone(),
+            tap,
         };
         self.lock()
             .entry(channel.to_owned())
@@ -113,8 +199,17 @@ impl Fanout {
     }
 
     /// Ends a pending subscription: sends `subscribed`, then the held events after `offset`,
-    /// and makes the subscriber live, all under the lock so no event slips in between.
-    pub(super) fn activate(&self, channel: &str, id: u64, subscribed: String, offset: u64) {
+    /// and makes the subscriber live, all under the lock so no event slips in between. A
+    /// Pusher subscriber on a presence channel is given its `roster` first, which the held
+    /// joins and leaves then update.
+    pub(super) fn activate(
+        &self,
+        channel: &str,
+        id: u64,
+        subscribed: String,
+        offset: u64,
+        roster: Option<Roster>,
+    ) {
         let mut channels = self.lock();
         let Some(subscribers) = channels.get_mut(channel) else {
             return;
@@ -124,6 +219,9 @@ impl Fanout {
         };
         let held = subscriber.pending.take().unwrap_or_default();
         subscriber.covered = offset;
+        if let (Some(tap), Some(roster)) = (&mut subscriber.tap, roster) {
+            tap.set_roster(roster);
+        }
         let mut ok = self.send(
             subscriber,
             &EncodedFrame::text(&Utf8Bytes::from(subscribed)),
@@ -133,12 +231,17 @@ impl Fanout {
             if !ok {
                 break;
             }
-            let frame = match event {
-                Held::Publication(p) if p.offset > offset => message_frame(channel, &p),
+            let event = match &event {
+                Held::Publication(p) if p.offset > offset => Event::Publication(p),
                 Held::Publication(_) => continue, // already in the reply, or before `since`
-                Held::Presence(frame) => frame,
+                Held::Join(client) => Event::Join(client),
+                Held::Leave(client) => Event::Leave(client),
             };
-            ok = self.send(subscriber, &frame);
+            let frames = &mut Frames::new(channel, event);
+            let Some(frame) = frames.for_subscriber(subscriber.tap.as_mut()) else {
+                continue;
+            };
+            ok = self.send(subscriber, frame);
             sent += u64::from(ok);
         }
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
@@ -169,23 +272,20 @@ impl Fanout {
 
     /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
     /// and closed subscribers are dropped from the channel.
-    /// `offset` is a publication's, `None` for presence events.
-    fn dispatch(
-        &self,
-        channel: &str,
-        offset: Option<u64>,
-        held: impl Fn() -> Held,
-        frame: impl Fn() -> EncodedFrame,
-    ) {
+    fn dispatch(&self, channel: &str, event: Event<'_>) {
         let mut channels = self.lock();
         let Some(subscribers) = channels.get_mut(channel) else {
             return;
         };
-        let mut encoded: Option<EncodedFrame> = None;
+        let offset = match event {
+            Event::Publication(p) => Some(p.offset),
+            Event::Join(_) | Event::Leave(_) => None,
+        };
+        let mut frames = Frames::new(channel, event);
         let mut sent = 0;
         subscribers.retain(|_, subscriber| match &mut subscriber.pending {
             Some(pending) if pending.len() < MAX_PENDING => {
-                pending.push(held());
+                pending.push(event.held());
                 true
             }
             Some(_) => {
@@ -193,11 +293,14 @@ impl Fanout {
                 false
             }
             None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,
-            None => {
-                let ok = self.send(subscriber, encoded.get_or_insert_with(&frame));
-                sent += u64::from(ok);
-                ok
-            }
+            None => match frames.for_subscriber(subscriber.tap.as_mut()) {
+                Some(frame) => {
+                    let ok = self.send(subscriber, frame);
+                    sent += u64::from(ok);
+                    ok
+                }
+                None => true,
+            },
         });
         // One add per event, not per subscriber: the fan-out's hot loop stays free of atomics.
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
@@ -229,32 +332,15 @@ impl Fanout {
         self.delivery.observe_micros(since);
         // In the publisher's span when the broker delivers in process (see `LocalBroker`).
         tracing::debug!(%channel, offset = publication.offset, "delivering");
-        self.dispatch(
-            channel,
-            Some(publication.offset),
-            || Held::Publication(publication.clone()),
-            || message_frame(channel, publication),
-        );
+        self.dispatch(channel, Event::Publication(publication));
     }
 
     pub(super) fn join(&self, channel: &str, client: &ClientInfo) {
-        let frame = presence_frame(&Reply::Join { channel, client });
-        self.dispatch(
-            channel,
-            None,
-            || Held::Presence(frame.clone()),
-            || frame.clone(),
-        );
+        self.dispatch(channel, Event::Join(client));
     }
 
     pub(super) fn leave(&self, channel: &str, client: &ClientInfo) {
-        let frame = presence_frame(&Reply::Leave { channel, client });
-        self.dispatch(
-            channel,
-            None,
-            || Held::Presence(frame.clone()),
-            || frame.clone(),
-        );
+        self.dispatch(channel, Event::Leave(client));
     }
 
     pub(super) fn stream_lost(&self, channel: &str) {

@@ -25,6 +25,11 @@ impl Kick {
         self.notify.notify_one();
     }
 
+    /// Why the connection was kicked, once it was.
+    pub(super) fn reason(&self) -> Option<KickReason> {
+        self.reason.get().copied()
+    }
+
     /// Completes once the connection is kicked.
     pub(super) async fn kicked(&self) {
         self.notify.notified().await;

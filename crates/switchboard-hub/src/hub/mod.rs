@@ -24,6 +24,8 @@ mod identity;
 mod interest;
 mod kick;
 mod limits;
+mod pusher_session;
+mod pusher_wire;
 mod recovery;
 mod registry;
 mod server_api;
@@ -192,5 +194,30 @@ impl Hub {
         let compression = ws.deflate().is_some();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
         session::serve(&self.shared, sender, receiver, request, compression)
+    }
+
+    /// Whether any Pusher app is configured (see [`HubConfig::pusher`]).
+    pub fn serves_pusher(&self) -> bool {
+        !self.shared.config.pusher.is_empty()
+    }
+
+    /// Serves one client of the Pusher Channels protocol until it leaves. `request` is its
+    /// upgrade request, whose path is `/app/{key}` with the key of one of the apps in
+    /// [`HubConfig::pusher`]; for another key the client is sent Pusher's error 4001 and
+    /// closed with it, as Pusher does.
+    ///
+    /// A Pusher app's channel `NAME` is the hub channel `pusher:{app_id}:NAME` (see
+    /// [`HUB_PREFIX`](crate::pusher::HUB_PREFIX)), which the server side can publish to with
+    /// data `{"event": EVENT, "data": DATA}`, and list, as any other channel.
+    pub fn serve_pusher<'a, S>(
+        &'a self,
+        ws: WebSocket<S>,
+        request: &'a Request<()>,
+    ) -> impl Future<Output = ()> + Send + 'a
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, receiver) = ws.split_with(Backpressure::Drop);
+        pusher_session::serve(&self.shared, sender, receiver, request)
     }
 }

@@ -11,6 +11,7 @@ use switchboard::CloseCode;
 use tracing::Instrument as _;
 
 use super::Hub;
+use super::pusher_wire::Envelope;
 use crate::broker::{BrokerError, ClientInfo, History, HistoryRange, StreamPosition};
 use crate::nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo};
 use crate::protocol::{ErrorCode, check_channel};
@@ -157,10 +158,21 @@ fn channel_ok(channel: &str) -> Result<(), HubError> {
 }
 
 impl Hub {
-    fn data_ok(&self, data: &RawValue) -> Result<(), HubError> {
+    /// Checks the size of `data`, and that it is a Pusher event on a Pusher channel.
+    fn data_ok(&self, channel: &str, data: &RawValue) -> Result<(), HubError> {
         let (size, limit) = (data.get().len(), self.shared.config.max_data_size);
         if size > limit {
             return Err(HubError::TooLarge { size, limit });
+        }
+        if channel.starts_with(crate::pusher::HUB_PREFIX)
+            && let Err(e) = serde_json::from_str::<Envelope<'_>>(data.get())
+        {
+            return Err(HubError::Invalid {
+                field: "data",
+                reason: format!(
+                    "a Pusher channel's data is {{\"event\": NAME, \"data\": DATA}} ({e})"
+                ),
+            });
         }
         Ok(())
     }
@@ -184,7 +196,7 @@ impl Hub {
         idempotency_key: Option<&str>,
     ) -> Result<StreamPosition, HubError> {
         channel_ok(channel)?;
-        self.data_ok(&data)?;
+        self.data_ok(channel, &data)?;
         if let Some(key) = idempotency_key
             && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
         {
@@ -223,8 +235,8 @@ impl Hub {
     ) -> Result<Vec<Result<StreamPosition, HubError>>, HubError> {
         for channel in channels {
             channel_ok(channel)?;
+            self.data_ok(channel, &data)?;
         }
-        self.data_ok(&data)?;
         let mut results = Vec::with_capacity(channels.len());
         for channel in channels {
             let published = self.shared.broker.publish(channel, server(), data.clone());

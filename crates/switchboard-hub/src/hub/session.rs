@@ -138,7 +138,7 @@ pub(super) async fn serve(
 }
 
 /// The client's address: the one trusted proxies forwarded, else the peer's.
-fn address(request: &Request<()>) -> Option<String> {
+pub(super) fn address(request: &Request<()>) -> Option<String> {
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
     match (request.extensions().get::<ClientAddr>(), peer) {
         (Some(client), Some(peer)) if client.0 != peer.ip() => Some(client.0.to_string()),
@@ -165,7 +165,7 @@ async fn refuse_with(sender: &Sender, code: CloseCode, reason: &str) {
 }
 
 /// The longest prefix of `reason` a close frame carries (123 bytes), cut at a character.
-fn close_reason(reason: &str) -> &str {
+pub(super) fn close_reason(reason: &str) -> &str {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;

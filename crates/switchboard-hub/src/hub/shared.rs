@@ -59,7 +59,15 @@ impl Shared {
 
     /// A new connection's id, unique across nodes: the node's random prefix and a count.
     pub(super) fn connection_id(&self) -> String {
+        self.connection_ids().0
+    }
+
+    /// A new connection's id, and its Pusher socket id: `NODE.N` in decimal, from the same
+    /// node and count, so unique across nodes too.
+    pub(super) fn connection_ids(&self) -> (String, String) {
         let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        format!("{}{n:x}", self.node)
+        // The node's name is hex (see `Hub::new`); any other name still gives digits.
+        let node = u64::from_str_radix(&self.node, 16).unwrap_or_default();
+        (format!("{}{n:x}", self.node), format!("{node}.{n}"))
     }
 }

@@ -13,6 +13,11 @@ pub mod apps;
 pub mod frames;
 pub mod signature;
 
+/// The prefix of the hub channels that carry Pusher channels: app `ID`'s channel `NAME` is
+/// the hub channel `pusher:ID:NAME`. Clients of the hub's own protocol may not use it, so
+/// that only Pusher sessions (and the server side) reach them.
+pub const HUB_PREFIX: &str = "pusher:";
+
 pub use apps::{AppError, PusherApp, PusherApps};
 pub use frames::{ChannelKind, ClientFrame, FrameError, PusherCode};
 pub use signature::{AuthError, RequestAuthError, SignedRequest};

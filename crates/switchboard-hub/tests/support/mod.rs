@@ -4,19 +4,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchboard::Server;
-use switchboard_hub::{Hub, HubConfig, LocalBroker};
+use switchboard_hub::{Broker, Hub, HubConfig, LocalBroker};
 
-/// A hub with `config` on a local broker, served on a free loopback port.
+/// A hub with `config` on a local broker, served on a free loopback port: its protocol on
+/// every path, and Pusher's on `/app/{key}`.
 pub(crate) async fn hub_and_addr(config: HubConfig) -> (Hub, SocketAddr) {
-    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
-        .await
-        .unwrap();
+    hub_on(Arc::new(LocalBroker::default()), config).await
+}
+
+/// A hub with `config` on `broker`, served as [`hub_and_addr`] serves it.
+pub(crate) async fn hub_on(broker: Arc<dyn Broker>, config: HubConfig) -> (Hub, SocketAddr) {
+    let hub = Hub::new(broker, config).await.unwrap();
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
     tokio::spawn(server.serve(move |ws, request| {
         let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
+        async move {
+            if request.uri().path().starts_with("/app/") {
+                hub.serve_pusher(ws, &request).await;
+            } else {
+                hub.serve(ws, &request).await;
+            }
+        }
     }));
     (hub, addr)
 }

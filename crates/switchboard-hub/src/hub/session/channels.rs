@@ -61,7 +61,7 @@ impl<'h> Session<'h> {
             ));
         }
         let fanout = &self.hub.fanout;
-        fanout.add_pending(&channel, self.id, &self.sender, &self.kick);
+        fanout.add_pending(&channel, self.id, &self.sender, &self.kick, None);
         if let Err(e) = self.hub.interest.attach(&channel).await {
             fanout.remove(&channel, self.id);
             return Err(unavailable(id, &e));
@@ -94,7 +94,8 @@ impl<'h> Session<'h> {
             publications,
         };
         self.subscriptions.insert(channel.clone());
-        fanout.activate(&channel, self.id, reply.to_json(), history.position.offset);
+        let offset = history.position.offset;
+        fanout.activate(&channel, self.id, reply.to_json(), offset, None);
         if let Err(e) = self.hub.broker.join(&channel, self.info.clone()).await {
             tracing::warn!(%channel, error = %e, "presence join failed");
         }

@@ -1,0 +1,550 @@
+//! One Pusher connection's session, on `/app/{key}` (Pusher Channels protocol 7): the app
+//! found by its key, `pusher:connection_established` with the socket id, then the client's
+//! frames answered in order until it leaves.
+//!
+//! A Pusher channel is a hub channel (see `pusher_wire.rs`): subscribing goes through the
+//! fan-out, the node's interest and the broker as a hub session's does, with a [`Tap`] that
+//! makes the fan-out send Pusher's frames. Private and presence channels need the app's
+//! signature of `SOCKET_ID:CHANNEL` (and `:CHANNEL_DATA` for presence); a presence member is
+//! the hub's presence of the connection, with the `user_id` and `user_info` the app signed.
+//!
+//! The socket id is `NODE.N`, the node's number and the connection's count, the same two
+//! that make its hub connection id: unique across nodes, as Pusher's are.
+//!
+//! Liveness: the client pings when the server has been silent for the `activity_timeout`
+//! announced, and is answered `pusher:pong`; a client silent as long is sent `pusher:ping`
+//! and closed with 4201 when nothing comes back within [`PONG_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use http::Request;
+use serde_json::value::RawValue;
+use switchboard::{CloseCode, Message, Receiver, Sender, TokenBucket};
+use tokio::time::Instant;
+
+use super::kick::{Kick, KickReason};
+use super::limits::{RateGuard, Verdict};
+use super::pusher_wire::{Envelope, Roster, Tap, hub_channel};
+use super::registry::{Command, Profile};
+use super::session::{address, close_reason};
+use super::shared::Shared;
+use crate::broker::ClientInfo;
+use crate::protocol::{ErrorCode, RequestError};
+use crate::pusher::frames::{self, ChannelKind, ClientFrame, PROTOCOL, PusherCode};
+use crate::pusher::signature::check_channel_auth;
+use crate::pusher::{FrameError, PusherApp};
+
+/// How long a silent connection waits before a `pusher:ping`, announced in
+/// `connection_established` (Pusher's 120 s).
+pub(super) const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long the answer to the server's `pusher:ping` may take (Pusher's 30 s).
+pub(super) const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Client events one connection may send a second (Pusher's limit).
+const CLIENT_EVENTS_PER_SECOND: u32 = 10;
+
+/// The longest `user_id` of a presence member, in bytes (Pusher's limit).
+const MAX_USER_ID: usize = 128;
+
+/// The oldest protocol version served: 5 to 7 share every frame this session knows.
+const OLDEST_PROTOCOL: u32 = 5;
+
+/// Serves the Pusher client of `request` (its path `/app/{key}`) until it leaves.
+pub(super) async fn serve(
+    hub: &Shared,
+    sender: Sender,
+    mut receiver: Receiver,
+    request: &Request<()>,
+) {
+    let key = request.uri().path().strip_prefix("/app/").unwrap_or("");
+    let Some(app) = hub.config.pusher.by_key(key) else {
+        let message = format!("App key {key} does not exist");
+        return refuse(&sender, PusherCode::AppNotFound, &message).await;
+    };
+    if let Err((code, message)) = check_protocol(request.uri().query().unwrap_or("")) {
+        return refuse(&sender, code, &message).await;
+    }
+    let mut session = Session::start(hub, sender, app.clone(), request).await;
+    let exit = loop {
+        let deadline = session.deadline();
+        tokio::select! {
+            message = receiver.recv() => {
+                session.heard();
+                let verdict = match &message {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => session.check_rate(),
+                    _ => Verdict::Allow,
+                };
+                match (message, verdict) {
+                    (_, Verdict::Close) => break Exit::OverRate,
+                    (_, Verdict::Refuse) => {
+                        hub.limits.rate_limited();
+                        let message = "too many messages a second; this one was dropped";
+                        session.error(None, message).await;
+                    }
+                    (Some(Ok(Message::Text(text))), Verdict::Allow) => session.handle(&text).await,
+                    (Some(Ok(Message::Binary(_))), Verdict::Allow) => {
+                        session.error(None, "binary frames are not part of the protocol").await;
+                    }
+                    (Some(Ok(Message::Close(_)) | Err(_)) | None, _) => break Exit::Left,
+                    (Some(Ok(_)), _) => {}
+                }
+            }
+            Some(command) = session.commands.recv() => {
+                if let Some(exit) = session.obey(command).await {
+                    break exit;
+                }
+            }
+            () = session.kick.kicked() => break Exit::Kicked,
+            () = tokio::time::sleep_until(deadline) => {
+                if session.pinged.is_some() {
+                    break Exit::PongTimeout;
+                }
+                session.pinged = Some(Instant::now());
+                session.send(frames::ping()).await;
+            }
+        }
+    };
+    session.end(exit).await;
+}
+
+/// Checks the `protocol` query parameter pusher-js and the other clients send.
+fn check_protocol(query: &str) -> Result<(), (PusherCode, String)> {
+    let version = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "protocol")
+        .map(|(_, value)| value);
+    let Some(version) = version else {
+        return Err((PusherCode::NoVersion, "No protocol version supplied".into()));
+    };
+    match version.parse::<u32>() {
+        Ok(v) if (OLDEST_PROTOCOL..=PROTOCOL).contains(&v) => Ok(()),
+        Ok(v) => Err((
+            PusherCode::UnsupportedVersion,
+            format!("Unsupported protocol version {v}"),
+        )),
+        Err(_) => Err((
+            PusherCode::InvalidVersion,
+            format!("Invalid protocol version {version:?}"),
+        )),
+    }
+}
+
+/// Sends a `pusher:error` with `code` and closes with it, as Pusher ends a connection.
+async fn refuse(sender: &Sender, code: PusherCode, message: &str) {
+    let _ = sender
+        .send(Message::text(frames::error(Some(code), message)))
+        .await;
+    let _ = sender.close(CloseCode::from(code.code()), close_reason(message));
+}
+
+/// Why a session ends.
+#[derive(Debug)]
+enum Exit {
+    /// The client closed, or its connection failed.
+    Left,
+    /// The hub kicked it (see [`Kick`]).
+    Kicked,
+    /// The server side disconnected it, with this code and reason.
+    Disconnected(CloseCode, String),
+    /// It did not answer the server's `pusher:ping`.
+    PongTimeout,
+    /// It went on sending over the hub's message rate.
+    OverRate,
+}
+
+/// One Pusher connection's state, owned by its task.
+struct Session<'h> {
+    hub: &'h Shared,
+    app: PusherApp,
+    /// The connection's key in the fan-out.
+    id: u64,
+    socket_id: String,
+    /// Who it is to the hub: no user until a presence channel names one.
+    info: ClientInfo,
+    sender: Sender,
+    kick: Arc<Kick>,
+    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Its channels by Pusher name; a presence channel's with the member it joined as.
+    channels: HashMap<String, Option<ClientInfo>>,
+    client_events: TokenBucket,
+    /// The hub's message rate limit, when it has one.
+    rate: Option<RateGuard>,
+    /// When the client was last heard from.
+    heard: Instant,
+    /// When the server's `pusher:ping` went unanswered so far.
+    pinged: Option<Instant>,
+}
+
+impl<'h> Session<'h> {
+    /// Counts the connection and tells the client its socket id.
+    async fn start(hub: &'h Shared, sender: Sender, app: PusherApp, request: &Request<()>) -> Self {
+        let (conn, socket_id) = hub.connection_ids();
+        let profile = Profile {
+            address: address(request),
+            user_agent: request
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|agent| agent.to_str().ok())
+                .map(|agent| agent.chars().take(256).collect()),
+            compression: false,
+            since: SystemTime::now(),
+            sender: sender.clone(),
+        };
+        let info = ClientInfo {
+            user: "anonymous".to_owned(),
+            conn,
+            authenticated: false,
+            info: None,
+        };
+        let session = Self {
+            hub,
+            id: sender.id(),
+            commands: hub.registry.register(&info.conn, &info.user, profile),
+            app,
+            socket_id,
+            info,
+            sender,
+            kick: Arc::new(Kick::default()),
+            channels: HashMap::new(),
+            client_events: TokenBucket::new(
+                f64::from(CLIENT_EVENTS_PER_SECOND),
+                CLIENT_EVENTS_PER_SECOND,
+            ),
+            rate: hub.config.message_rate.map(RateGuard::new),
+            heard: Instant::now(),
+            pinged: None,
+        };
+        hub.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(conn = %session.info.conn, socket_id = %session.socket_id, app = %session.app.id, "Pusher client connected");
+        let established =
+            frames::connection_established(&session.socket_id, ACTIVITY_TIMEOUT.as_secs());
+        session.send(established).await;
+        session
+    }
+
+    /// When the connection is next due a ping, or its end for not answering one.
+    fn deadline(&self) -> Instant {
+        match self.pinged {
+            Some(pinged) => pinged + PONG_TIMEOUT,
+            None => self.heard + ACTIVITY_TIMEOUT,
+        }
+    }
+
+    fn check_rate(&mut self) -> Verdict {
+        self.rate.as_mut().map_or(Verdict::Allow, RateGuard::check)
+    }
+
+    fn heard(&mut self) {
+        self.heard = Instant::now();
+        self.pinged = None;
+    }
+
+    /// Leaves every channel and uncounts the connection, telling the client why when the
+    /// hub ends it.
+    async fn end(mut self, exit: Exit) {
+        let close = match exit {
+            Exit::Left => None,
+            Exit::Kicked => Some(match self.kick.reason() {
+                Some(KickReason::StreamLost) => (PusherCode::ReconnectNow, "Reconnect now"),
+                Some(KickReason::Lagging) | None => (
+                    PusherCode::OverCapacity,
+                    "Over capacity: the client reads too slowly",
+                ),
+            }),
+            Exit::PongTimeout => Some((PusherCode::PongTimeout, "Pong reply not received")),
+            // Come back after a while, as over capacity: Pusher has no code of its own for it.
+            Exit::OverRate => {
+                self.hub.limits.rate_limit_closed();
+                Some((PusherCode::OverCapacity, "message rate exceeded"))
+            }
+            Exit::Disconnected(code, reason) => {
+                let _ = self.sender.close(code, reason);
+                None
+            }
+        };
+        self.hub.registry.deregister(&self.info.conn);
+        for (name, member) in std::mem::take(&mut self.channels) {
+            self.leave(&name, member).await;
+        }
+        self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(conn = %self.info.conn, "Pusher client gone");
+        if let Some((code, message)) = close {
+            // Past a full queue: a laggard is told too.
+            let error = Message::text(frames::error(Some(code), message));
+            let _ = self
+                .sender
+                .close_with(error, CloseCode::from(code.code()), message);
+        }
+    }
+
+    /// Does what the server side asks; `Some` when the connection must end.
+    async fn obey(&mut self, command: Command) -> Option<Exit> {
+        match command {
+            Command::Subscribe { done, .. } => {
+                let reason = "a Pusher connection subscribes itself";
+                let _ = done.send(Err(RequestError::new(None, ErrorCode::Unsupported, reason)));
+            }
+            Command::Unsubscribe { channel, done } => {
+                let name = super::pusher_wire::pusher_name(&channel).map(str::to_owned);
+                let member = name.as_ref().and_then(|name| self.channels.remove(name));
+                if let (Some(name), Some(member)) = (&name, &member) {
+                    self.leave(name, member.clone()).await;
+                }
+                let _ = done.send(member.is_some());
+            }
+            Command::Disconnect { code, reason } => return Some(Exit::Disconnected(code, reason)),
+            Command::Subscriptions { done } => {
+                let mut channels: Vec<String> = (self.channels.keys())
+                    .map(|name| hub_channel(&self.app.id, name))
+                    .collect();
+                channels.sort();
+                let _ = done.send(channels);
+            }
+        }
+        None
+    }
+
+    async fn send(&self, text: String) {
+        // A closed connection ends the loop on the next receive.
+        let _ = self.sender.send(Message::text(text)).await;
+    }
+
+    async fn error(&self, code: Option<PusherCode>, message: &str) {
+        tracing::debug!(conn = %self.info.conn, message, "Pusher frame refused");
+        self.send(frames::error(code, message)).await;
+    }
+
+    async fn handle(&mut self, text: &str) {
+        match ClientFrame::parse(text) {
+            Err(e) => self.error(None, &e.to_string()).await,
+            Ok(ClientFrame::Ping) => self.send(frames::pong()).await,
+            Ok(ClientFrame::Pong) => {}
+            Ok(ClientFrame::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            }) => self.subscribe(channel, auth, channel_data).await,
+            Ok(ClientFrame::Unsubscribe { channel }) => {
+                if let Some(member) = self.channels.remove(&channel) {
+                    self.leave(&channel, member).await;
+                }
+            }
+            Ok(ClientFrame::Signin { .. }) => {
+                let e = FrameError::UnknownEvent("pusher:signin".to_owned());
+                self.error(None, &format!("{e}: user sign-in is not served yet"))
+                    .await;
+            }
+            Ok(ClientFrame::ClientEvent {
+                event,
+                channel,
+                data,
+            }) => self.client_event(&event, &channel, &data).await,
+        }
+    }
+
+    /// Subscribes to Pusher channel `name`: its auth checked, then `subscription_succeeded`
+    /// (with the members of a presence channel) and the channel's events.
+    async fn subscribe(
+        &mut self,
+        name: String,
+        auth: Option<String>,
+        channel_data: Option<String>,
+    ) {
+        if self.channels.contains_key(&name) {
+            return;
+        }
+        let member = match self.authorize(&name, auth.as_deref(), channel_data.as_deref()) {
+            Ok(member) => member,
+            Err((kind, error, status)) => {
+                tracing::debug!(conn = %self.info.conn, channel = %name, %error, "subscription refused");
+                let refused = frames::subscription_error(&name, kind, &error, status);
+                return self.send(refused).await;
+            }
+        };
+        if self.channels.len() >= self.hub.config.max_subscriptions {
+            self.hub.limits.subscription_limited();
+            let error = format!(
+                "a connection may subscribe to at most {} channels",
+                self.hub.config.max_subscriptions
+            );
+            let refused = frames::subscription_error(&name, "LimitReached", &error, 429);
+            return self.send(refused).await;
+        }
+        let channel = hub_channel(&self.app.id, &name);
+        let (hub, id) = (self.hub, self.id);
+        let tap = Tap::new(&self.socket_id);
+        hub.fanout
+            .add_pending(&channel, id, &self.sender, &self.kick, Some(tap));
+        if let Err(e) = hub.interest.attach(&channel).await {
+            hub.fanout.remove(&channel, id);
+            let refused = frames::subscription_error(&name, "Unavailable", &e.to_string(), 503);
+            return self.send(refused).await;
+        }
+        let roster = match &member {
+            None => None,
+            Some(me) => match hub.broker.presence(&channel).await {
+                Ok(clients) => {
+                    let mut roster = Roster::of(&clients);
+                    roster.join(me);
+                    Some(roster)
+                }
+                Err(e) => {
+                    hub.fanout.remove(&channel, id);
+                    hub.interest.detach(&channel).await;
+                    let error = e.to_string();
+                    let refused = frames::subscription_error(&name, "Unavailable", &error, 503);
+                    return self.send(refused).await;
+                }
+            },
+        };
+        let members = roster.as_ref().map(Roster::members);
+        let succeeded = frames::subscription_succeeded(&name, members.as_ref());
+        self.channels.insert(name, member.clone());
+        // Pusher has no history: every event held while subscribing is newer than the reply.
+        hub.fanout.activate(&channel, id, succeeded, 0, roster);
+        if let Some(me) = member
+            && let Err(e) = hub.broker.join(&channel, me).await
+        {
+            tracing::warn!(%channel, error = %e, "presence join failed");
+        }
+    }
+
+    /// Checks the auth a private or presence channel needs; for a presence channel, the
+    /// member it signs. `Err` is a `subscription_error`'s type, error and status.
+    fn authorize(
+        &self,
+        name: &str,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+    ) -> Result<Option<ClientInfo>, (&'static str, String, u16)> {
+        let kind = ChannelKind::of(name);
+        if !kind.needs_auth() {
+            return Ok(None);
+        }
+        let auth = auth.filter(|auth| !auth.is_empty());
+        let Some(auth) = auth else {
+            let error = format!("{name} needs an auth signed by the app");
+            return Err(("AuthError", error, 401));
+        };
+        let data = channel_data.filter(|_| kind == ChannelKind::Presence);
+        if let Err(e) = check_channel_auth(&self.app, auth, &self.socket_id, name, data) {
+            let error = format!("Invalid signature: {e}");
+            return Err(("AuthError", error, 401));
+        }
+        if kind != ChannelKind::Presence {
+            return Ok(None);
+        }
+        let member = data.and_then(|data| self.member(data));
+        match member {
+            Some(member) => Ok(Some(member)),
+            None => {
+                let error =
+                    format!("channel_data must be JSON with a user_id of 1 to {MAX_USER_ID} bytes");
+                Err(("AuthError", error, 400))
+            }
+        }
+    }
+
+    /// The presence member that signed `channel_data` names: `user_id` (a string, or a
+    /// number some server libraries send) and `user_info`.
+    fn member(&self, channel_data: &str) -> Option<ClientInfo> {
+        #[derive(serde::Deserialize)]
+        struct ChannelData {
+            user_id: serde_json::Value,
+            #[serde(default)]
+            user_info: Option<Box<RawValue>>,
+        }
+        let data: ChannelData = serde_json::from_str(channel_data).ok()?;
+        let user = match data.user_id {
+            serde_json::Value::String(id) => id,
+            serde_json::Value::Number(id) => id.to_string(),
+            _ => return None,
+        };
+        if user.is_empty() || user.len() > MAX_USER_ID {
+            return None;
+        }
+        Some(ClientInfo {
+            user,
+            conn: self.info.conn.clone(),
+            authenticated: true,
+            info: data.user_info.filter(|info| info.get() != "null"),
+        })
+    }
+
+    /// Leaves Pusher channel `name`: no more events, out of presence, and the node's
+    /// interest dropped.
+    async fn leave(&self, name: &str, member: Option<ClientInfo>) {
+        let channel = hub_channel(&self.app.id, name);
+        self.hub.fanout.remove(&channel, self.id);
+        if let Some(member) = member
+            && let Err(e) = self.hub.broker.leave(&channel, member).await
+        {
+            tracing::warn!(%channel, error = %e, "presence leave failed");
+        }
+        self.hub.interest.detach(&channel).await;
+    }
+
+    /// Publishes a client event to the channel's other subscribers, when the app allows them
+    /// and the channel takes them.
+    async fn client_event(&mut self, event: &str, name: &str, data: &RawValue) {
+        if !self.app.client_events {
+            let message = "client events are not enabled for this app";
+            return self.error(None, message).await;
+        }
+        if !ChannelKind::of(name).takes_client_events() {
+            let message = "client events are only for private and presence channels";
+            return self.error(None, message).await;
+        }
+        let Some(member) = self.channels.get(name) else {
+            let message = format!("client event on {name}, which this connection is not on");
+            return self.error(None, &message).await;
+        };
+        let member = member.clone();
+        if !self.client_events.try_take() {
+            let message = format!(
+                "Client event rejected - only {CLIENT_EVENTS_PER_SECOND} per second allowed"
+            );
+            return self
+                .error(Some(PusherCode::ClientEventRateLimit), &message)
+                .await;
+        }
+        let (size, limit) = (data.get().len(), self.hub.config.max_data_size);
+        if size > limit {
+            let message = format!("client event data is {size} bytes, limit is {limit}");
+            return self.error(None, &message).await;
+        }
+        let envelope = Envelope {
+            event,
+            data,
+            socket_id: Some(&self.socket_id),
+            user_id: member.as_ref().map(|m| m.user.as_str()),
+        };
+        let data = envelope.to_raw();
+        let channel = hub_channel(&self.app.id, name);
+        let from = member.unwrap_or_else(|| self.info.clone());
+        let published = self.hub.broker.publish(&channel, from, data).await;
+        if let Err(e) = published {
+            self.error(None, &format!("client event not sent: {e}"))
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_version_is_checked_as_pusher_does() {
+        assert!(check_protocol("client=js&version=8.4.0&protocol=7").is_ok());
+        assert!(check_protocol("protocol=5").is_ok());
+        let code = |query| check_protocol(query).unwrap_err().0;
+        assert_eq!(code("client=js"), PusherCode::NoVersion);
+        assert_eq!(code("protocol=8"), PusherCode::UnsupportedVersion);
+        assert_eq!(code("protocol=4"), PusherCode::UnsupportedVersion);
+        assert_eq!(code("protocol=seven"), PusherCode::InvalidVersion);
+    }
+}

@@ -1,0 +1,471 @@
+//! The Pusher protocol on `/app/{key}` over real WebSocket connections: the connection's
+//! socket id, public, private and presence channels, client events, liveness and limits, the
+//! hub's own protocol kept out of Pusher's channels, and presence and client events across
+//! two nodes on one `redis-server`.
+
+#[path = "support/client.rs"]
+mod client;
+mod support;
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use support::hub_and_addr;
+use switchboard::{MaybeTlsStream, Message, WebSocket};
+use switchboard_hub::pusher::signature::channel_auth;
+use switchboard_hub::pusher::{PusherApp, PusherApps};
+use switchboard_hub::{Hub, HubConfig, MessageRate};
+
+/// Every wait for a frame is bounded by this.
+const STEP: Duration = Duration::from_secs(5);
+
+fn app() -> PusherApp {
+    PusherApp::new("1", "app-key", "app-secret").with_client_events(true)
+}
+
+async fn start() -> (Hub, SocketAddr) {
+    start_with(HubConfig::default()).await
+}
+
+async fn start_with(mut config: HubConfig) -> (Hub, SocketAddr) {
+    config.pusher = apps();
+    hub_and_addr(config).await
+}
+
+fn apps() -> PusherApps {
+    PusherApps::new(vec![app(), PusherApp::new("2", "quiet-key", "s2")]).unwrap()
+}
+
+struct Pusher {
+    ws: WebSocket<MaybeTlsStream>,
+    socket_id: String,
+}
+
+impl Pusher {
+    /// A client of app `key`, past `connection_established`.
+    async fn connect(addr: SocketAddr, key: &str) -> Self {
+        let url = format!("ws://{addr}/app/{key}?protocol=7&client=test");
+        let (ws, _) = switchboard::connect(&url).await.unwrap();
+        let mut client = Self {
+            ws,
+            socket_id: String::new(),
+        };
+        let established = client.next().await;
+        assert_eq!(established["event"], "pusher:connection_established");
+        let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["activity_timeout"], 120);
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        client
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame, or `{"closed": code}`.
+    async fn next(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(STEP, self.ws.recv()).await.unwrap() {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(Message::Close(close))) => {
+                    return json!({"closed": close.map(|c| c.code.0)});
+                }
+                Some(Ok(_)) => {}
+                other => return json!({"closed": format!("{other:?}")}),
+            }
+        }
+    }
+
+    /// Subscribes to `channel` (signed, when it needs it) and returns the answer.
+    async fn subscribe(&mut self, channel: &str, channel_data: Option<&str>) -> Value {
+        let auth = channel_auth(&app(), &self.socket_id, channel, channel_data);
+        let mut data = json!({ "channel": channel, "auth": auth });
+        if let Some(channel_data) = channel_data {
+            data["channel_data"] = json!(channel_data);
+        }
+        self.send(json!({"event": "pusher:subscribe", "data": data}))
+            .await;
+        self.next().await
+    }
+
+    /// Sends a ping and waits for its pong: every frame sent before the pong has arrived.
+    async fn sync(&mut self) -> Vec<Value> {
+        self.send(json!({"event": "pusher:ping", "data": {}})).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.next().await;
+            if frame["event"] == "pusher:pong" {
+                return before;
+            }
+            before.push(frame);
+        }
+    }
+}
+
+fn data_of(frame: &Value) -> Value {
+    serde_json::from_str(frame["data"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_gets_a_socket_id_and_answers_pings() {
+    let (_hub, addr) = start().await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (node, n) = a.socket_id.split_once('.').unwrap();
+    assert!(digits(node) && digits(n), "{}", a.socket_id);
+    assert_ne!(a.socket_id, b.socket_id);
+    assert!(a.sync().await.is_empty());
+    b.send(json!({"event": "pusher:nope", "data": {}})).await;
+    let error = b.next().await;
+    assert_eq!(error["event"], "pusher:error");
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pusher:nope")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_app_key_is_refused_with_4001() {
+    let (_hub, addr) = start().await;
+    let url = format!("ws://{addr}/app/nope?protocol=7");
+    let (ws, _) = switchboard::connect(&url).await.unwrap();
+    let mut client = Pusher {
+        ws,
+        socket_id: String::new(),
+    };
+    let error = client.next().await;
+    assert_eq!(error["event"], "pusher:error");
+    assert_eq!(error["data"]["code"], 4001);
+    assert_eq!(client.next().await, json!({"closed": 4001}));
+}
+
+#[tokio::test]
+async fn a_public_channel_gets_what_the_server_publishes() {
+    let (hub, addr) = start().await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let ok = a.subscribe("news", None).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(ok["channel"], "news");
+    let data = RawValue::from_string(r#"{"event":"update","data":"{\"n\":1}"}"#.into()).unwrap();
+    hub.publish("pusher:1:news", data, None).await.unwrap();
+    let event = a.next().await;
+    assert_eq!(
+        event,
+        json!({"event": "update", "channel": "news", "data": "{\"n\":1}"})
+    );
+    // Another app's channel of the same name is another channel.
+    let other = RawValue::from_string(r#"{"event":"x","data":1}"#.into()).unwrap();
+    hub.publish("pusher:2:news", other, None).await.unwrap();
+    a.send(json!({"event": "pusher:unsubscribe", "data": {"channel": "news"}}))
+        .await;
+    assert!(a.sync().await.is_empty());
+    let data = RawValue::from_string(r#"{"event":"update","data":"2"}"#.into()).unwrap();
+    hub.publish("pusher:1:news", data, None).await.unwrap();
+    assert!(a.sync().await.is_empty(), "nothing after unsubscribing");
+    let not_an_event = RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap();
+    let refused = hub.publish("pusher:1:news", not_an_event, None).await;
+    assert_eq!(refused.unwrap_err().code(), "bad_request");
+}
+
+#[tokio::test]
+async fn a_private_channel_needs_the_apps_signature() {
+    let (_hub, addr) = start().await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let wrong = PusherApp::new("1", "app-key", "not-the-secret");
+    let auth = channel_auth(&wrong, &a.socket_id, "private-a", None);
+    a.send(json!({"event": "pusher:subscribe", "data": {"channel": "private-a", "auth": auth}}))
+        .await;
+    let refused = a.next().await;
+    assert_eq!(refused["event"], "pusher:subscription_error");
+    assert_eq!(refused["channel"], "private-a");
+    assert_eq!(refused["data"]["status"], 401);
+    assert_eq!(refused["data"]["type"], "AuthError");
+    // Signed for another connection.
+    let stolen = channel_auth(&app(), "1.1", "private-a", None);
+    a.send(json!({"event": "pusher:subscribe", "data": {"channel": "private-a", "auth": stolen}}))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher:subscription_error");
+    a.send(json!({"event": "pusher:subscribe", "data": {"channel": "private-a"}}))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher:subscription_error");
+    let ok = a.subscribe("private-a", None).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[tokio::test]
+async fn presence_members_are_users_added_on_their_first_connection_and_removed_after_the_last() {
+    let (hub, addr) = start().await;
+    let ann = r#"{"user_id":"ann","user_info":{"name":"Ann"}}"#;
+    let bob = r#"{"user_id":7}"#;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let ok = a.subscribe("presence-room", Some(ann)).await;
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(
+        data_of(&ok),
+        json!({"presence": {"ids": ["ann"], "hash": {"ann": {"name": "Ann"}}, "count": 1}})
+    );
+    let mut b = Pusher::connect(addr, "app-key").await;
+    let ok = b.subscribe("presence-room", Some(bob)).await;
+    let members = data_of(&ok);
+    assert_eq!(members["presence"]["count"], 2);
+    assert_eq!(members["presence"]["hash"]["7"], Value::Null);
+    let added = a.next().await;
+    assert_eq!(added["event"], "pusher_internal:member_added");
+    assert_eq!(data_of(&added), json!({"user_id": "7", "user_info": null}));
+    // Ann's second connection: a member already.
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    let ok = a2.subscribe("presence-room", Some(ann)).await;
+    assert_eq!(data_of(&ok)["presence"]["count"], 2);
+    assert!(
+        b.sync().await.is_empty(),
+        "no member_added for a known user"
+    );
+    let presence = hub.presence("pusher:1:presence-room").await.unwrap();
+    assert_eq!(presence.len(), 3, "the hub sees each connection");
+    drop(a2);
+    drop(a);
+    let removed = b.next().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data_of(&removed), json!({"user_id": "ann"}));
+    assert!(b.sync().await.is_empty(), "one member_removed for ann");
+    let mut c = Pusher::connect(addr, "app-key").await;
+    let bad = c
+        .subscribe("presence-room", Some(r#"{"user_info":{}}"#))
+        .await;
+    assert_eq!(bad["event"], "pusher:subscription_error");
+}
+
+#[tokio::test]
+async fn client_events_reach_the_others_on_the_channel_but_not_the_sender() {
+    let (_hub, addr) = start().await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    a.subscribe("presence-chat", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    b.subscribe("presence-chat", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher_internal:member_added");
+    let typing = json!({"event": "client-typing", "channel": "presence-chat", "data": {"x": [1]}});
+    a.send(typing).await;
+    assert_eq!(
+        b.next().await,
+        json!({"event": "client-typing", "channel": "presence-chat", "data": {"x": [1]}, "user_id": "ann"})
+    );
+    assert!(a.sync().await.is_empty(), "not echoed to the sender");
+
+    // Refused: on a public channel, on a channel it is not on, over the rate.
+    a.subscribe("lobby", None).await;
+    a.send(json!({"event": "client-x", "channel": "lobby", "data": {}}))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher:error");
+    a.send(json!({"event": "client-x", "channel": "private-elsewhere", "data": {}}))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher:error");
+    for _ in 0..11 {
+        a.send(json!({"event": "client-x", "channel": "presence-chat", "data": {}}))
+            .await;
+    }
+    let errors = a.sync().await;
+    assert!(
+        errors.iter().any(|e| e["data"]["code"] == 4301),
+        "{errors:?}"
+    );
+    // An app without client events.
+    let mut quiet = Pusher::connect(addr, "quiet-key").await;
+    quiet
+        .send(json!({"event": "client-x", "channel": "private-a", "data": {}}))
+        .await;
+    let error = quiet.next().await;
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not enabled")
+    );
+}
+
+#[tokio::test]
+async fn the_hubs_own_clients_cannot_reach_pusher_channels() {
+    let (_hub, addr) = start().await;
+    let mut native = client::join(addr, "eve").await;
+    for op in ["subscribe", "publish", "history"] {
+        let request = json!({"op": op, "channel": "pusher:1:news", "data": {"event": "x", "data": 1}, "id": 1});
+        native
+            .send(Message::text(request.to_string()))
+            .await
+            .unwrap();
+        let refused = client::frame(&mut native).await;
+        assert_eq!(refused["type"], "error", "{op}");
+        assert_eq!(refused["code"], "invalid_channel", "{op}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_over_the_hubs_message_rate_is_refused_then_closed() {
+    let mut config = HubConfig::default();
+    // Next to no refill: the burst is all a client gets.
+    config.message_rate = Some(MessageRate {
+        per_second: 0.001,
+        burst: 2,
+    });
+    let (_hub, addr) = start_with(config).await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    for _ in 0..5 {
+        a.send(json!({"event": "pusher:ping", "data": {}})).await;
+    }
+    assert_eq!(a.next().await["event"], "pusher:pong");
+    assert_eq!(a.next().await["event"], "pusher:pong");
+    let refused = a.next().await;
+    assert!(
+        refused["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many messages"),
+        "{refused}"
+    );
+    assert_eq!(
+        a.next().await["data"]["message"],
+        refused["data"]["message"]
+    );
+    let closing = a.next().await;
+    assert_eq!(closing["data"]["code"], 4100, "{closing}");
+    assert_eq!(a.next().await, json!({"closed": 4100}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_pinged_then_closed_with_4201() {
+    use switchboard::{Config, Role};
+    let mut config = HubConfig::default();
+    config.pusher = PusherApps::new(vec![app()]).unwrap();
+    let hub = Hub::new(
+        std::sync::Arc::new(switchboard_hub::LocalBroker::default()),
+        config,
+    )
+    .await
+    .unwrap();
+    // In memory, so that paused time only moves when both ends wait.
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = WebSocket::from_raw(
+        server_io,
+        Role::Server,
+        Config::default(),
+        Default::default(),
+    );
+    let mut client = WebSocket::from_raw(
+        client_io,
+        Role::Client,
+        Config::default(),
+        Default::default(),
+    );
+    let request = http::Request::builder()
+        .uri("/app/app-key?protocol=7")
+        .body(())
+        .unwrap();
+    let serving = tokio::spawn(async move { hub.serve_pusher(server, &request).await });
+    async fn next(client: &mut WebSocket<tokio::io::DuplexStream>) -> Value {
+        match client.recv().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+            Some(Ok(Message::Close(close))) => json!({"closed": close.map(|c| c.code.0)}),
+            other => json!({"other": format!("{other:?}")}),
+        }
+    }
+    assert_eq!(
+        next(&mut client).await["event"],
+        "pusher:connection_established"
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(next(&mut client).await["event"], "pusher:ping");
+    assert!(
+        started.elapsed() >= Duration::from_secs(120),
+        "the activity timeout"
+    );
+    let pong = json!({"event": "pusher:pong", "data": {}}).to_string();
+    client.send(Message::text(pong)).await.unwrap();
+    // Answered: the next ping comes a whole activity timeout later, and this one is not.
+    assert_eq!(next(&mut client).await["event"], "pusher:ping");
+    assert!(started.elapsed() >= Duration::from_secs(240));
+    let error = next(&mut client).await;
+    assert_eq!(error["data"]["code"], 4201, "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(270),
+        "and the pong's"
+    );
+    assert_eq!(next(&mut client).await, json!({"closed": 4201}));
+    serving.await.unwrap();
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn presence_and_client_events_span_nodes_on_redis() {
+    use std::sync::Arc;
+    use switchboard_hub::{RedisBroker, RedisConfig};
+
+    let redis = redis_server::Redis::start();
+    let node = async || {
+        let broker = RedisBroker::connect(RedisConfig::new(redis.url()))
+            .await
+            .unwrap();
+        let mut config = HubConfig::default();
+        config.pusher = apps();
+        support::hub_on(Arc::new(broker), config).await
+    };
+    let ((hub1, addr1), (hub2, addr2)) = (node().await, node().await);
+    let ann = Some(r#"{"user_id":"ann"}"#);
+    let mut ann1 = Pusher::connect(addr1, "app-key").await;
+    ann1.subscribe("presence-x", ann).await;
+    let mut bob = Pusher::connect(addr2, "app-key").await;
+    let ok = bob
+        .subscribe("presence-x", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    assert_eq!(data_of(&ok)["presence"]["ids"], json!(["ann", "bob"]));
+    let added = ann1.next().await;
+    assert_eq!(
+        data_of(&added),
+        json!({"user_id": "bob", "user_info": null})
+    );
+    // Ann again, on bob's node: a member already.
+    let mut ann2 = Pusher::connect(addr2, "app-key").await;
+    let ok = ann2.subscribe("presence-x", ann).await;
+    assert_eq!(data_of(&ok)["presence"]["count"], 2);
+
+    bob.send(json!({"event": "client-hi", "channel": "presence-x", "data": "yo"}))
+        .await;
+    let expected =
+        json!({"event": "client-hi", "channel": "presence-x", "data": "yo", "user_id": "bob"});
+    assert_eq!(ann1.next().await, expected, "across nodes");
+    assert_eq!(ann2.next().await, expected);
+
+    // Ann's first connection leaves; her second keeps her a member. Once the presence shows
+    // it and an event published after it reaches bob, no member_removed came before.
+    drop(ann1);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while hub2.presence("pusher:1:presence-x").await.unwrap().len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "ann1's leave");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let marker = RawValue::from_string(r#"{"event":"mark","data":1}"#.into()).unwrap();
+    hub1.publish("pusher:1:presence-x", marker, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.next().await["event"],
+        "mark",
+        "not echoed, and no member_removed"
+    );
+    drop(ann2);
+    let removed = bob.next().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(data_of(&removed), json!({"user_id": "ann"}));
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# e2e/pusher/run.sh: pusher-js (Node) and the `pusher` server library against
+# `switchboard serve --pusher-app` (pusher.test.mjs). Builds nothing: uses the release binary.
+# Installs what is missing (node, npm, the npm packages), idempotently.
+#
+#   run.sh [BINARY]   default: $SWITCHBOARD_BIN, else target/release/switchboard
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+root=$(cd ../.. && pwd)
+export SWITCHBOARD_BIN=${1:-${SWITCHBOARD_BIN:-$root/target/release/switchboard}}
+if ! [ -x "$SWITCHBOARD_BIN" ]; then
+  echo "no binary at $SWITCHBOARD_BIN: cargo build --release -p switchboard-cli" >&2
+  exit 1
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# Reinstall only when the lock file changed since the last install (a copy marks it).
+if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.installed-from-lock
+fi
+exec node --test --test-timeout=120000 pusher.test.mjs
