@@ -12,32 +12,33 @@
 #    6 no import circles (scripts/import-circles.py)
 #    7 cargo test (also the otel feature's export)       8 cargo doc
 #    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
-#   11 Autobahn, switchboard as server         12 Autobahn, switchboard as client
-#   13 Autobahn over HTTP/2, as server         14 Autobahn over HTTP/2, as client
+#   11 Autobahn, switchboard as server         12 the same on the event loop (--event-loop)
+#   13 Autobahn, switchboard as client
+#   14 Autobahn over HTTP/2, as server         15 Autobahn over HTTP/2, as client
 #      (examples/h2_bridge between Autobahn's HTTP/1.1 and switchboard's HTTP/2)
-#   15 interop: deflate with ws and Chromium   16 browser: the chat page and the admin
+#   16 interop: deflate with ws and Chromium   17 browser: the chat page and the admin
 #      dashboard in Chromium
-#   17 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   18 Pusher: pusher-js and the pusher server library against --pusher-app
-#   19 hostile clients                         20 cluster on Redis (one Redis, then 2 shards)
-#   21 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#   18 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
+#   19 Pusher: pusher-js and the pusher server library against --pusher-app
+#   20 hostile clients                         21 cluster on Redis (one Redis, then 2 shards)
+#   22 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
-#   22 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   23 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   24 backend: proxies, webhooks, server API  25 10,000 connections
-#   26 soak                                    27 fuzz smoke
+#   23 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   24 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   25 backend: proxies, webhooks, server API  26 10,000 connections
+#   27 soak                                    28 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
 #                tests, the Pusher test, the hostile clients, the cluster, the network
 #                faults, the storm, the abuse limits, the backend, the 10,000 connections,
 #                the soak
-#                (steps 2, 3, 11-26)
+#                (steps 2, 3, 11-27)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 27; default 5; 0 skips it)
-#   CUTS         cuts per run of the JS client's cut test (step 17; default 200)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 28; default 5; 0 skips it)
+#   CUTS         cuts per run of the JS client's cut test (step 18; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
