@@ -2,7 +2,8 @@
 # bench/run.sh: switchboard side by side with its peers, one command from build to report.
 #
 # Builds switchboard, the peer servers (bench/peers: tokio-tungstenite, fastwebsockets, Node's
-# ws, a raw TCP echo in C) and the report tool, then runs every workload against every server,
+# ws, and the floor: a raw echo in C that answers WebSocket frames without a handshake) and the
+# report tool, then runs every workload against every server (the raw echo in all but (e)),
 # interleaved (A B C D E, A B C D E, ... so that drift of the machine hits all alike), with the
 # server on CPU 0 and the load generator (`switchboard bench`) on CPU 1. Writes the raw JSON to
 # bench/results/<time>/ and the summary to bench/REPORT.md and bench/chart.svg.
@@ -168,7 +169,7 @@ print("%.0f/s %.1f MB/s, server %.2f us/msg, %s KiB/conn, errors %d, others used
 measure() {  # measure ROUND WORKLOAD SERVER
   local round=$1 w=$2 s=$3 args mode file best= best_other= attempt other
   read -r mode args <<<"$(workload_args "$w")"
-  [ "$s" = raw ] && [ "$w" = e ] && return 0  # a byte echo cannot broadcast
+  [ "$s" = raw ] && [ "$w" = e ] && return 0  # the raw echo only echoes
   file=$out/r$round-$w-$s.json
   for attempt in $(seq "$retries"); do
     wait_quiet

@@ -530,16 +530,17 @@ const METHOD: &str = "## How it is measured
   current-thread runtime; broadcast with its split halves), Node's ws 8.23 (the README's echo
   and broadcast, without the optional native add-ons). All set TCP_NODELAY, as switchboard does.
   switchboard runs as `switchboard serve --mode echo|broadcast` with its defaults.
-- The floor is `bench/peers/raw-echo/raw-echo.c`: one epoll loop that writes back every byte it
-  reads. `switchboard bench --raw` sends it the same masked WebSocket frames it sends a
-  WebSocket server and checks that each comes back byte for byte (header decoded, payload
-  unmasked and compared), so the load generator does the same work per message on every row.
-  The WebSocket rows' client also validates UTF-8 and runs the full client engine, so the
-  floor is slightly kinder to the load generator than the other rows are.
+- The floor is `bench/peers/raw-echo/raw-echo.c`: a WebSocket echo minus the opening
+  handshake and minus every check, one epoll loop that parses the client's frames (split
+  across reads anywhere), takes the mask off and writes each back as a server frame, all the
+  answers to one read in one write. `switchboard bench --raw` opens plain TCP connections and
+  runs the same client on them as on the WebSocket rows (the handshake skipped), so the load
+  generator does the same work per message on every row and the raw row is what the kernel
+  and the load generator allow.
 - Reading the rows: with 1 in flight (a) both sides wait on each other and every server pays
   a wake-up per message; on the pipelined rows (b, c) the load generator saturates its core
-  first, and in `--raw` mode it also unmasks every echo, so there the raw row is no ceiling on
-  throughput (a ratio above 1× says the client was the limit): compare server CPU per message.
+  first, so a server's throughput there says as much about how it batches its answers (and
+  so how often the client must wake) as about its own cost: compare server CPU per message.
 - Server CPU per message: utime + stime of the server process from `/proc/PID/stat` at the
   start and end of the measured window (10 ms ticks), divided by the messages counted in it.
 - (e): the publisher keeps 8 messages out that not every subscriber has received (closed loop,
@@ -548,9 +549,10 @@ const METHOD: &str = "## How it is measured
   count skipped sequence numbers as missed.
 - (f): the server's VmRSS before the first connection and 1 s after the last of 10,000 has
   opened and exchanged one 16-byte echo, divided by 10,000. The raw echo's row shows what the
-  kernel keeps outside the process (nothing in RSS).
+  kernel keeps outside the process (nearly nothing in RSS: a 40-byte slot per connection).
 - (g): 32 workers each connect, upgrade, and close (closing handshake included), over and over;
-  the raw row is TCP connect and close.
+  the raw row is TCP connect and the closing handshake (the raw echo echoes the Close and shuts
+  the connection down).
 ";
 
 /// Draws four panels: throughput relative to raw TCP, CPU per message, idle memory, broadcast.

@@ -314,3 +314,141 @@ fn a_failed_connection_is_explained_as_connect_explains_it() {
         "{stderr}"
     );
 }
+
+/// `--raw` against bench/peers/raw-echo: each frame comes back unmasked, whatever its length
+/// encoding (7, 16 or 64 bits; 70000 bytes also spans reads), and every echo checks.
+#[test]
+fn raw_echoes_of_every_length_check() {
+    let echo = support::RawEcho::start();
+    let runs: Vec<(&str, bool)> = vec![
+        ("125", true),
+        ("126", true),
+        ("65535", true),
+        ("65536", true),
+        ("70000", true),
+        ("1024", false),
+    ];
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = runs
+            .iter()
+            .map(|&(size, binary)| {
+                let echo = &echo;
+                scope.spawn(move || {
+                    let mut args = vec![&echo.addr[..], "--raw", "-c", "2", "-m", "4"];
+                    args.extend(["--size", size]);
+                    if binary {
+                        args.push("--binary");
+                    }
+                    (size, bench(&args))
+                })
+            })
+            .collect();
+        for run in runs {
+            let (size, report) = run.join().unwrap();
+            assert_eq!(report["errors"], 0, "{size} bytes: {report}");
+            assert!(
+                report["messages"].as_u64().unwrap() > 0,
+                "{size} bytes: {report}"
+            );
+        }
+    });
+}
+
+/// Idle and handshakes modes against the raw echo: a connection closes with the closing
+/// handshake (the raw echo echoes the Close and shuts the connection down) and fails nothing.
+#[test]
+fn raw_idle_and_handshakes_close_cleanly() {
+    let echo = support::RawEcho::start();
+    let idle = bench(&[&echo.addr, "--raw", "--mode", "idle", "-c", "20"]);
+    assert_eq!(idle["errors"], 0, "{idle}");
+    assert_eq!(idle["messages"], 20, "{idle}");
+    let cycles = bench(&[&echo.addr, "--raw", "--mode", "handshakes", "-c", "4"]);
+    assert_eq!(cycles["errors"], 0, "{cycles}");
+    assert!(cycles["messages"].as_u64().unwrap() > 0, "{cycles}");
+}
+
+/// The raw echo answers client frames split across reads at any byte, header included, with
+/// the same frames unmasked (FIN and opcode kept), and shuts down after echoing a Close.
+#[test]
+fn raw_echo_answers_frames_split_anywhere() {
+    use std::io::{Read, Write};
+
+    use bytes::BytesMut;
+    use switchboard::proto::frame::{FrameHeader, OpCode};
+    use switchboard::proto::mask::apply_mask;
+
+    let echo = support::RawEcho::start();
+    let frames: Vec<(bool, OpCode, Vec<u8>)> = vec![
+        (true, OpCode::Binary, vec![]),
+        (true, OpCode::Binary, (0..125).map(|i| i as u8).collect()),
+        (
+            true,
+            OpCode::Binary,
+            (0..126).map(|i| (i * 7) as u8).collect(),
+        ),
+        (false, OpCode::Text, b"split ".to_vec()),
+        (true, OpCode::Continuation, b"text".to_vec()),
+        (
+            true,
+            OpCode::Binary,
+            (0..65535).map(|i| (i * 3) as u8).collect(),
+        ),
+        (
+            true,
+            OpCode::Binary,
+            (0..65536).map(|i| (i * 5) as u8).collect(),
+        ),
+        (true, OpCode::Close, vec![0x03, 0xe8]),
+    ];
+    // Each frame as its header and its payload, masked.
+    let mut sent = Vec::new();
+    let mut expected = BytesMut::new();
+    for (i, (fin, opcode, payload)) in frames.iter().enumerate() {
+        let mut header = FrameHeader::new(*opcode, payload.len() as u64);
+        header.fin = *fin;
+        header.encode(&mut expected);
+        expected.extend_from_slice(payload);
+        let key = [0x5a, i as u8 + 1, 0xc3, 0x17];
+        header.mask = Some(key);
+        let mut head = BytesMut::new();
+        header.encode(&mut head);
+        let mut body = payload.clone();
+        apply_mask(&mut body, key, 0);
+        sent.push((head, body));
+    }
+
+    let mut tcp = std::net::TcpStream::connect(&echo.addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = tcp.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut received = Vec::new();
+        // Up to the raw echo's shutdown after the Close.
+        reader.read_to_end(&mut received).map(|_| received)
+    });
+    // A write and a pause, so that the raw echo reads each write apart: every header byte by
+    // byte, each payload in pieces of 1 to 4093 bytes.
+    let write = |tcp: &mut std::net::TcpStream, bytes: &[u8]| {
+        tcp.write_all(bytes).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    for (head, body) in &sent {
+        for byte in head.chunks(1) {
+            write(&mut tcp, byte);
+        }
+        let mut rest = &body[..];
+        for &piece in [1, 7, 1000, 4093].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at(piece.min(rest.len()));
+            write(&mut tcp, now);
+            rest = later;
+        }
+    }
+    let received = reading.join().unwrap().expect("the raw echo shuts down");
+    assert_eq!(received.len(), expected.len());
+    let differs = received.iter().zip(&expected[..]).position(|(a, b)| a != b);
+    assert_eq!(differs, None, "the answer differs from byte {differs:?}");
+}

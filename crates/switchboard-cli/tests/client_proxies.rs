@@ -140,28 +140,12 @@ fn bench(args: &[&str]) -> (serde_json::Value, String) {
     (report, stderr)
 }
 
-/// A TCP echo on loopback (for `bench --raw`), one thread per connection; its address.
-fn raw_echo() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut reader = tcp.try_clone().unwrap();
-                let mut writer = tcp;
-                let _ = std::io::copy(&mut reader, &mut writer);
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn bench_raw_goes_through_a_socks5_proxy() {
-    let addr = raw_echo();
+    let echo = support::RawEcho::start();
     let socks = microsocks();
     let proxy = socks.url_string("socks5", "ann:s3cret@");
-    let (report, stderr) = bench(&[&addr, "--raw", "--proxy", &proxy]);
+    let (report, stderr) = bench(&[&echo.addr, "--raw", "--proxy", &proxy]);
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(

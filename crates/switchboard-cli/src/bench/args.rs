@@ -9,7 +9,7 @@ use crate::units::parse_span;
 
 #[derive(Parser, Debug, Clone)]
 pub(crate) struct BenchArgs {
-    /// The server's URL, e.g. ws://127.0.0.1:8080/ (with --raw: the host and port of a TCP echo).
+    /// The server's URL, e.g. ws://127.0.0.1:8080/ (with --raw: the host and port of a raw echo).
     pub(crate) url: String,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
@@ -40,8 +40,11 @@ pub(crate) struct BenchArgs {
     /// Print the result as JSON on standard output.
     #[arg(long)]
     pub(crate) json: bool,
-    /// The target is a raw TCP echo: no handshake; the masked frames sent must come back as
-    /// they were sent (the floor of what the kernel allows).
+    /// The target is a raw echo (bench/peers/raw-echo): a WebSocket server without the opening
+    /// handshake, which answers each frame with its payload unmasked. The connections speak
+    /// to it as to a WebSocket server after the handshake, so this load generator's cost per
+    /// message is the same, and the server's is the least a WebSocket can cost (the floor).
+    /// In handshakes mode a cycle is TCP connect and the closing handshake.
     #[arg(long, conflicts_with_all = ["headers", "subprotocols", "origin"])]
     pub(crate) raw: bool,
     /// The server's process id: its CPU time over the window (and in idle mode its resident
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(args.handshake.subprotocols, ["chat"]);
         assert!(args.handshake.origin.is_some());
         assert_eq!((args.in_flight, args.connections, args.size), (8, 3, 64));
-        // Nothing of the handshake applies to a raw TCP echo.
+        // Nothing of the handshake applies to a raw echo.
         let raw = BenchArgs::try_parse_from(["bench", "127.0.0.1:9", "--raw", "-s", "chat"]);
         assert!(raw.is_err());
     }

@@ -1,5 +1,9 @@
 //! Connection modes: `idle` opens N connections and holds them (the server's memory per
 //! connection), `handshakes` opens and closes connections as fast as N workers can.
+//!
+//! Against a raw echo (`--raw`) a connection opens without a handshake ([`open`]): a
+//! "handshake" there is TCP connect, then the closing handshake (the raw echo echoes the
+//! Close frame and shuts the connection down).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::Bytes;
 use switchboard::{CloseCode, Message, Utf8Bytes, WebSocket};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::args::BenchArgs;
-use super::echo::RawLink;
-use super::open::{Transport, host_port, open, open_raw};
+use super::open::{Transport, open};
 use super::payload::payload;
 use super::probe::rss_kib;
 use super::progress::{connect_bar, progress_bar, window_bar};
@@ -33,16 +35,10 @@ pub(crate) async fn idle(args: &BenchArgs) -> anyhow::Result<Report> {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
-    let raw_addr = if args.raw {
-        Some(host_port(&args.url)?)
-    } else {
-        None
-    };
     let mut tasks = JoinSet::new();
     for i in 0..args.connections {
         let job = Hold {
             url: args.url.clone(),
-            raw_addr: raw_addr.clone(),
             payload: (!args.no_echo).then(|| payload(i as u64, args.size)),
             binary: args.binary,
             limit: limit.clone(),
@@ -102,7 +98,6 @@ pub(crate) async fn idle(args: &BenchArgs) -> anyhow::Result<Report> {
 /// One connection of the idle mode.
 struct Hold {
     url: String,
-    raw_addr: Option<String>,
     /// The message exchanged before idling, if any.
     payload: Option<Bytes>,
     binary: bool,
@@ -118,37 +113,20 @@ impl Hold {
         let permit = self.limit.clone().acquire_owned().await;
         let start = Instant::now();
         let mut batch = LatencyBatch::default();
-        if let Some(addr) = self.raw_addr.take() {
-            let link = match open_raw(&addr).await {
-                Ok(stream) => RawLink::new(stream, 0),
-                Err(e) => return self.failed(format!("connect: {e}")),
-            };
-            let mut link = match self.raw_exchange(link).await {
-                Ok(link) => link,
-                Err(e) => return self.failed(e),
-            };
-            self.latencies.record(&mut batch, start.elapsed());
-            self.latencies.flush(&mut batch);
-            drop(permit);
-            let _ = self.ready.send(Ok(()));
-            let _ = self.stop.wait_for(|stop| *stop).await;
-            let _ = link.io.shutdown().await;
-        } else {
-            let mut ws = match open(self.url.clone()).await {
-                Ok(ws) => ws,
-                Err(e) => return self.failed(format!("connect: {e}")),
-            };
-            if let Err(e) = self.ws_exchange(&mut ws).await {
-                return self.failed(e);
-            }
-            self.latencies.record(&mut batch, start.elapsed());
-            self.latencies.flush(&mut batch);
-            drop(permit);
-            let _ = self.ready.send(Ok(()));
-            let _ = self.stop.wait_for(|stop| *stop).await;
-            if let Err(e) = ws.close(CloseCode::NORMAL, "").await {
-                errors.add(format!("close: {e}"));
-            }
+        let mut ws = match open(self.url.clone()).await {
+            Ok(ws) => ws,
+            Err(e) => return self.failed(format!("connect: {e}")),
+        };
+        if let Err(e) = self.exchange(&mut ws).await {
+            return self.failed(e);
+        }
+        self.latencies.record(&mut batch, start.elapsed());
+        self.latencies.flush(&mut batch);
+        drop(permit);
+        let _ = self.ready.send(Ok(()));
+        let _ = self.stop.wait_for(|stop| *stop).await;
+        if let Err(e) = ws.close(CloseCode::NORMAL, "").await {
+            errors.add(format!("close: {e}"));
         }
         errors
     }
@@ -158,7 +136,7 @@ impl Hold {
         Errors::default()
     }
 
-    async fn ws_exchange<S: Transport>(&self, ws: &mut WebSocket<S>) -> Result<(), String> {
+    async fn exchange<S: Transport>(&self, ws: &mut WebSocket<S>) -> Result<(), String> {
         let Some(payload) = &self.payload else {
             return Ok(());
         };
@@ -180,26 +158,9 @@ impl Hold {
             }
         }
     }
-
-    async fn raw_exchange(&self, mut link: RawLink) -> Result<RawLink, String> {
-        let Some(payload) = &self.payload else {
-            return Ok(link);
-        };
-        link.feed(payload, self.binary);
-        let (binary, echo) = link.recv().await.map_err(|e| e.to_string())?;
-        if binary != self.binary || echo[..] != payload[..] {
-            return Err("the echo differs from the message sent".into());
-        }
-        Ok(link)
-    }
 }
 
 pub(crate) async fn handshakes(args: &BenchArgs) -> anyhow::Result<Report> {
-    let raw_addr = if args.raw {
-        Some(host_port(&args.url)?)
-    } else {
-        None
-    };
     let latencies = Arc::new(Latencies::new());
     let progress = Arc::new(AtomicU64::new(0));
     let window = Window::starting_now(args);
@@ -207,7 +168,6 @@ pub(crate) async fn handshakes(args: &BenchArgs) -> anyhow::Result<Report> {
     for _ in 0..args.connections {
         let worker = Cycler {
             url: args.url.clone(),
-            raw_addr: raw_addr.clone(),
             window,
             latencies: latencies.clone(),
             progress: progress.clone(),
@@ -232,7 +192,6 @@ pub(crate) async fn handshakes(args: &BenchArgs) -> anyhow::Result<Report> {
 /// One worker of the handshakes mode: connects, upgrades and closes until the window ends.
 struct Cycler {
     url: String,
-    raw_addr: Option<String>,
     window: Window,
     latencies: Arc<Latencies>,
     progress: Arc<AtomicU64>,
@@ -248,22 +207,13 @@ impl Cycler {
             if start >= self.window.until {
                 break;
             }
-            let result = match &self.raw_addr {
-                Some(addr) => match open_raw(addr).await {
-                    Ok(mut stream) => {
-                        self.counted(start, &mut count, &mut batch);
-                        stream.shutdown().await.map_err(|e| format!("close: {e}"))
-                    }
-                    Err(e) => Err(format!("connect: {e}")),
-                },
-                None => match open(self.url.clone()).await {
-                    Ok(mut ws) => {
-                        self.counted(start, &mut count, &mut batch);
-                        let closed = ws.close(CloseCode::NORMAL, "").await;
-                        closed.map_err(|e| format!("close: {e}"))
-                    }
-                    Err(e) => Err(format!("connect: {e}")),
-                },
+            let result = match open(self.url.clone()).await {
+                Ok(mut ws) => {
+                    self.counted(start, &mut count, &mut batch);
+                    let closed = ws.close(CloseCode::NORMAL, "").await;
+                    closed.map_err(|e| format!("close: {e}"))
+                }
+                Err(e) => Err(format!("connect: {e}")),
             };
             if let Err(e) = result {
                 errors.add(e);

@@ -6,27 +6,21 @@
 //! stale buffer or another connection's message fails the check. The pool is built once, so
 //! sending costs no allocation per message beyond what the client engine does.
 //!
-//! `--raw` talks to a plain TCP echo: the same masked frames go out, and the client decodes
-//! each echoed frame's header, unmasks its payload and compares it, which is the work the
-//! WebSocket client does (plus an unmask, minus UTF-8 validation).
+//! Against a raw echo (`--raw`) the connections open without a handshake ([`open`]) and the
+//! rest is the same.
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::bail;
-use bytes::{Buf, Bytes, BytesMut};
-use switchboard::proto::frame::{FrameHeader, OpCode};
-use switchboard::proto::mask::apply_mask;
+use bytes::Bytes;
 use switchboard::{CloseCode, Message, Utf8Bytes, WebSocket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::args::BenchArgs;
-use super::open::{Transport, host_port, open, open_all, open_raw};
+use super::open::{Transport, open, open_all};
 use super::payload::payload;
 use super::progress::{connect_bar, window_bar};
 use super::report::Report;
@@ -99,35 +93,18 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         latencies: Latencies::new(),
     });
     let mut tasks = JoinSet::new();
-    let window;
-    if args.raw {
-        let addr = host_port(&args.url)?;
-        let connect = || {
-            let addr = addr.clone();
-            async move { open_raw(&addr).await }
-        };
-        let streams = open_all(args.connections, conc, connect, &mut errors, &bar).await;
-        bar.finish_and_clear();
-        window = Window::starting_now(args);
-        let plan = Arc::new(Plan::new(args, window)?);
-        for (i, stream) in streams.into_iter().enumerate() {
-            let flow = Flow::new(plan.clone(), shared.clone(), i);
-            tasks.spawn(raw_echo(RawLink::new(stream, i as u64), flow));
-        }
-    } else {
-        let url = args.url.clone();
-        let connect = || {
-            let url = url.clone();
-            open(url)
-        };
-        let sockets = open_all(args.connections, conc, connect, &mut errors, &bar).await;
-        bar.finish_and_clear();
-        window = Window::starting_now(args);
-        let plan = Arc::new(Plan::new(args, window)?);
-        for (i, ws) in sockets.into_iter().enumerate() {
-            let flow = Flow::new(plan.clone(), shared.clone(), i);
-            tasks.spawn(ws_echo(ws, flow));
-        }
+    let url = args.url.clone();
+    let connect = || {
+        let url = url.clone();
+        open(url)
+    };
+    let sockets = open_all(args.connections, conc, connect, &mut errors, &bar).await;
+    bar.finish_and_clear();
+    let window = Window::starting_now(args);
+    let plan = Arc::new(Plan::new(args, window)?);
+    for (i, ws) in sockets.into_iter().enumerate() {
+        let flow = Flow::new(plan.clone(), shared.clone(), i);
+        tasks.spawn(ws_echo(ws, flow));
     }
     if tasks.is_empty() {
         bail!("no connection opened: {}", errors.first());
@@ -316,127 +293,4 @@ async fn ws_echo<S: Transport>(mut ws: WebSocket<S>, mut flow: Flow) -> Tally {
         flow.tally.errors.add(format!("close: {e}"));
     }
     flow.finish()
-}
-
-async fn raw_echo(mut link: RawLink, mut flow: Flow) -> Tally {
-    let now = Instant::now();
-    for _ in 0..flow.plan.in_flight {
-        if let Some(i) = flow.send(now) {
-            link.feed(&flow.plan.payloads[i], flow.plan.binary);
-        }
-    }
-    while !flow.in_flight.is_empty() {
-        let (binary, data) = match link.recv().await {
-            Ok(frame) => frame,
-            Err(e) => {
-                flow.tally.errors.add(e.to_string());
-                return flow.finish();
-            }
-        };
-        let now = Instant::now();
-        if let Err(e) = flow.check(binary, &data, now) {
-            flow.tally.errors.add(e);
-            return flow.finish();
-        }
-        if let Some(i) = flow.send(now) {
-            link.feed(&flow.plan.payloads[i], flow.plan.binary);
-        }
-    }
-    let _ = link.io.shutdown().await;
-    flow.finish()
-}
-
-/// A TCP connection to a raw echo, speaking client frames (masked) both ways.
-pub(crate) struct RawLink {
-    pub(crate) io: TcpStream,
-    read: BytesMut,
-    write: BytesMut,
-    /// State of the masking-key generator. The keys need not be unpredictable here (the peer is
-    /// not a WebSocket server), only different from frame to frame as a client's are.
-    keys: u64,
-}
-
-impl RawLink {
-    pub(crate) fn new(io: TcpStream, seed: u64) -> Self {
-        Self {
-            io,
-            read: BytesMut::with_capacity(16 * 1024),
-            write: BytesMut::with_capacity(16 * 1024),
-            keys: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
-        }
-    }
-
-    /// Queues a masked frame; [`recv`](Self::recv) writes it.
-    pub(crate) fn feed(&mut self, payload: &[u8], binary: bool) {
-        let opcode = if binary { OpCode::Binary } else { OpCode::Text };
-        let mut header = FrameHeader::new(opcode, payload.len() as u64);
-        self.keys ^= self.keys << 13;
-        self.keys ^= self.keys >> 7;
-        self.keys ^= self.keys << 17;
-        let key = (self.keys as u32).to_ne_bytes();
-        header.mask = Some(key);
-        header.encode(&mut self.write);
-        let start = self.write.len();
-        self.write.extend_from_slice(payload);
-        apply_mask(&mut self.write[start..], key, 0);
-    }
-
-    /// Writes what is queued and returns the next echoed frame: whether it is binary, and its
-    /// unmasked payload. Reading goes on while the writes wait, so that a peer that echoes as
-    /// it reads never blocks on us.
-    pub(crate) async fn recv(&mut self) -> io::Result<(bool, BytesMut)> {
-        let Self {
-            io, read, write, ..
-        } = self;
-        let (mut reader, mut writer) = io.split();
-        loop {
-            let decoded = FrameHeader::decode(read)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if let Some((header, header_len)) = decoded {
-                let total = header_len + header.len as usize;
-                if read.len() >= total {
-                    let mut frame = read.split_to(total);
-                    frame.advance(header_len);
-                    let Some(key) = header.mask else {
-                        let e = "an echoed frame came back unmasked";
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                    };
-                    apply_mask(&mut frame, key, 0);
-                    return Ok((header.opcode == OpCode::Binary, frame));
-                }
-                read.reserve(total - read.len());
-            }
-            if read.capacity() - read.len() < 4096 {
-                read.reserve(16 * 1024);
-            }
-            // Write without waiting first, as the WebSocket client does: usually it all goes.
-            while !write.is_empty() {
-                match writer.as_ref().try_write(write) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => write.advance(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            let n = if write.is_empty() {
-                reader.read_buf(read).await?
-            } else {
-                tokio::select! {
-                    written = writer.write_buf(write) => {
-                        if written? == 0 {
-                            return Err(io::ErrorKind::WriteZero.into());
-                        }
-                        continue;
-                    }
-                    n = reader.read_buf(read) => n?,
-                }
-            };
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the echo closed the connection",
-                ));
-            }
-        }
-    }
 }

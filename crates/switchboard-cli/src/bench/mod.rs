@@ -16,9 +16,11 @@
 //!
 //! Each mode runs a warm-up, then a measured window. With `--server-pid` the server's CPU time
 //! over the window (and in `idle` mode its memory) is read from `/proc` and reported per message.
-//! With `--raw` the target is a plain TCP echo instead of a WebSocket server: no handshake, and
-//! the client checks that its own (masked) frames come back byte for byte. That measures the
-//! floor, what the kernel and this load generator allow.
+//! With `--raw` the target is a raw echo (`bench/peers/raw-echo`) instead of a WebSocket
+//! server: a WebSocket server minus the opening handshake, that answers each frame unmasked and
+//! does nothing else. The connections skip the handshake and are otherwise the same clients
+//! ([`open`]), so the load generator costs the same per message as against a WebSocket server,
+//! and the row measures the floor: what the kernel and this load generator allow.
 //!
 //! The files: [`args`] (the command line), [`open`] (opening connections), the workloads
 //! ([`echo`], [`broadcast`], [`connections`] for idle and handshakes, [`hub`]), [`window`] (warm-up

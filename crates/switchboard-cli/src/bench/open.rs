@@ -1,13 +1,18 @@
 //! Opening connections: WebSocket (ws://, wss://, with or without permessage-deflate, over
-//! HTTP/1.1 or as streams of shared HTTP/2 connections) and plain TCP for `--raw`, one at a
-//! time or many with bounded concurrency.
+//! HTTP/1.1 or as streams of shared HTTP/2 connections), one at a time or many with bounded
+//! concurrency. With `--raw` a connection is plain TCP to a raw echo, taken as a WebSocket
+//! whose handshake is done: the workloads then run the same client, at the same cost per
+//! message, against the raw echo as against a WebSocket server.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
+use bytes::BytesMut;
 use indicatif::ProgressBar;
-use switchboard::{ConnectOptions, DeflateConfig, Http2Connection, WebSocket};
+use switchboard::{
+    ConnectOptions, DeflateConfig, Http2Connection, MaybeTlsStream, Role, WebSocket,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
@@ -22,6 +27,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the workload modules, so the choice is made once ([`configure`]) rather than threaded
 /// through each of them.
 static CONNECT_OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
+/// With `--raw`: connections are plain TCP, without a handshake.
+static RAW: AtomicBool = AtomicBool::new(false);
 /// Connections on which the server agreed permessage-deflate.
 static DEFLATE_AGREED: AtomicU64 = AtomicU64::new(0);
 /// With `--http2`: the connection new WebSockets open on, until it has its share of them.
@@ -75,6 +82,10 @@ impl Http2Pool {
 /// `-H`, `--origin`, `-s` and `--proxy` (or the environment's proxy, said on stderr so that a run through a proxy is not
 /// taken for a direct one). Called once, before any connection opens.
 pub(crate) fn configure(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.raw {
+        host_port(&args.url)?;
+        RAW.store(true, Ordering::Relaxed);
+    }
     let tls = crate::trust::client_tls(args.ca.as_deref(), args.insecure)?;
     let proxy = args.proxy.for_url(&raw_as_ws(&args.url))?;
     if let Some(proxy) = &proxy {
@@ -119,21 +130,31 @@ pub(crate) fn deflate_agreed() -> u64 {
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
 
-/// Opens a WebSocket connection to `url`, whatever its scheme needs; a failure is told as
-/// `connect` tells it (with a hint for the usual mix-ups).
+/// Opens a WebSocket connection to `url`, whatever its scheme needs (with `--raw`, a TCP
+/// connection to a raw echo); a failure is told as `connect` tells it (with a hint for the
+/// usual mix-ups).
 ///
 /// Takes the URL by value so that the transport's type borrows nothing.
 pub(crate) async fn open(url: String) -> Result<WebSocket<impl Transport>, String> {
+    if RAW.load(Ordering::Relaxed) {
+        return open_raw(&url).await;
+    }
     connect(&url)
         .await
         .map_err(|e| crate::connect::errors::explain(&url, &e, false))
 }
 
-async fn connect(url: &str) -> Result<WebSocket<impl Transport + use<>>, switchboard::Error> {
-    let options = CONNECT_OPTIONS.get_or_init(|| ConnectOptions {
+/// The options every connection opens with (the defaults with the connect timeout, when
+/// [`configure`] was not called).
+fn options() -> &'static ConnectOptions {
+    CONNECT_OPTIONS.get_or_init(|| ConnectOptions {
         timeout: CONNECT_TIMEOUT,
         ..ConnectOptions::default()
-    });
+    })
+}
+
+async fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream>, switchboard::Error> {
+    let options = options();
     let ws = match HTTP2.get() {
         Some(pool) => match pool.connection(url, options).await? {
             Some(connection) => {
@@ -157,7 +178,7 @@ pub(crate) fn host_port(url: &str) -> anyhow::Result<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or_default();
     if !authority.contains(':') {
-        bail!("{url}: a raw TCP target needs a port");
+        bail!("{url}: a raw echo target needs a port");
     }
     Ok(authority.to_owned())
 }
@@ -172,12 +193,14 @@ fn raw_as_ws(url: &str) -> String {
     }
 }
 
-/// Opens a plain TCP connection (for `--raw`), with Nagle off as WebSocket connections have
-/// it, through the proxy when there is one.
-pub(crate) async fn open_raw(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
-    let proxy = CONNECT_OPTIONS.get().and_then(|o| o.proxy.as_ref());
+/// Opens a plain TCP connection to the raw echo at `url` (for `--raw`), with Nagle off as
+/// WebSocket connections have it, through the proxy when there is one, and wraps it as a
+/// client WebSocket with the configuration of every other connection.
+async fn open_raw(url: &str) -> Result<WebSocket<MaybeTlsStream>, String> {
+    let addr = host_port(url).map_err(|e| e.to_string())?;
+    let options = options();
     let connect = async {
-        match proxy {
+        match &options.proxy {
             Some(proxy) => {
                 let (host, port) = addr
                     .rsplit_once(':')
@@ -185,14 +208,21 @@ pub(crate) async fn open_raw(addr: &str) -> std::io::Result<tokio::net::TcpStrea
                     .ok_or_else(|| std::io::Error::other(format!("{addr}: expected host:port")))?;
                 Ok(proxy.connect(host, port).await?)
             }
-            None => tokio::net::TcpStream::connect(addr).await,
+            None => tokio::net::TcpStream::connect(&addr).await,
         }
     };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+        .and_then(|connected| connected)
+        .and_then(|stream| stream.set_nodelay(true).map(|()| stream))
+        .map_err(|e| e.to_string())?;
+    Ok(WebSocket::from_raw(
+        MaybeTlsStream::from(stream),
+        Role::Client,
+        options.config.clone(),
+        BytesMut::new(),
+    ))
 }
 
 /// Opens `n` connections with `open`, at most `concurrency` at a time; returns those that

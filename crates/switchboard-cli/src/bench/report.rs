@@ -125,7 +125,7 @@ impl Report {
 
     pub(crate) fn print(&self) {
         let kind = if self.binary { "binary" } else { "text" };
-        let target = if self.raw { " (raw TCP)" } else { "" };
+        let target = if self.raw { " (raw echo)" } else { "" };
         println!("{:?} {}{target}", self.mode, self.url);
         match self.mode {
             Mode::Echo => println!(

@@ -183,3 +183,61 @@ pub async fn silent_server() -> (
     }));
     (url, accepted, serving)
 }
+
+/// bench/peers/raw-echo, the floor of `bench/run.sh` (a WebSocket echo without the opening
+/// handshake, for `bench --raw`), running on a free loopback port; killed (by PID) when dropped.
+pub struct RawEcho {
+    child: Child,
+    /// Where it listens, `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl RawEcho {
+    pub fn start() -> Self {
+        let mut child = Command::new(raw_echo_binary())
+            .arg("127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("raw-echo runs");
+        let mut line = String::new();
+        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let Some(addr) = line.trim_end().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("raw-echo did not start ({read:?}): {line:?}");
+        };
+        let addr = addr.to_owned();
+        Self { child, addr }
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// raw-echo built from its source with cc (as bench/run.sh builds it), once per test process.
+fn raw_echo_binary() -> &'static std::path::Path {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../bench/peers/raw-echo/raw-echo.c");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Built under a name of this process's own, then renamed into place: test processes
+        // running at the same time never see a half-written binary.
+        let building = dir.join(format!("raw-echo.{}", std::process::id()));
+        let status = Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-o"])
+            .arg(&building)
+            .arg(&source)
+            .status()
+            .expect("cc runs");
+        assert!(status.success(), "cc could not build {}", source.display());
+        let binary = dir.join("raw-echo");
+        std::fs::rename(&building, &binary).unwrap();
+        binary
+    })
+}
