@@ -14,7 +14,8 @@
 #   --duration S      measured seconds per run (default 10)
 #   --warmup S        warm-up seconds before each measured window (default 2)
 #   --workloads W     which workloads, e.g. "abc" (default abcdefg, see bench/REPORT.md)
-#   --servers LIST    comma-separated subset of switchboard,tungstenite,fastwebsockets,ws,raw
+#   --servers LIST    comma-separated subset of switchboard,switchboard-loop (serve
+#                     --event-loop),tungstenite,fastwebsockets,ws,raw
 #   --no-report       leave bench/REPORT.md and bench/chart.svg alone
 #   --baseline BIN    also run BIN, a switchboard binary built from another commit, as the
 #                     server "baseline" (interleaved like the others), and print this build
@@ -36,7 +37,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 . e2e/lib.sh
 
 rounds=3 duration=10 warmup=2 workloads=abcdefg report=1 baseline=
-servers=switchboard,tungstenite,fastwebsockets,ws,raw
+servers=switchboard,switchboard-loop,tungstenite,fastwebsockets,ws,raw
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -92,6 +93,7 @@ start_server() {  # start_server NAME MODE: sets server_pid and server_addr
   local name=$1 mode=$2 cmd
   case $name in
     switchboard) cmd=(env RUST_LOG=info "$bench" serve --mode "$mode" --listen 127.0.0.1:0) ;;
+    switchboard-loop) cmd=(env RUST_LOG=info "$bench" serve --mode "$mode" --event-loop --listen 127.0.0.1:0) ;;
     baseline) cmd=(env RUST_LOG=info "$baseline" serve --mode "$mode" --listen 127.0.0.1:0) ;;
     tungstenite) cmd=(bench/target/release/tungstenite-peer 127.0.0.1:0 "$mode") ;;
     fastwebsockets) cmd=(bench/target/release/fastwebsockets-peer 127.0.0.1:0 "$mode") ;;
