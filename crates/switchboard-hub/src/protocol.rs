@@ -67,6 +67,10 @@ pub(crate) enum Request {
         id: Option<RequestId>,
         channel: String,
         since: Option<StreamPosition>,
+        /// Whether the channel's `join` and `leave` events are wanted (the default): a
+        /// subscriber of a large channel declines them, as each subscribe would otherwise
+        /// reach every other subscriber.
+        join_leave: bool,
     },
     Unsubscribe {
         id: Option<RequestId>,
@@ -97,6 +101,7 @@ struct Incoming {
     data: Option<Box<RawValue>>,
     since: Option<StreamPosition>,
     limit: Option<usize>,
+    join_leave: Option<bool>,
 }
 
 /// Just the id, to address the error reply of a request whose other fields are wrong.
@@ -228,6 +233,7 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
         data,
         since,
         limit,
+        join_leave,
     } = incoming;
     let Some(op) = op else {
         return Err(RequestError::new(id, ErrorCode::BadRequest, "missing op"));
@@ -248,7 +254,12 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
         return Err(RequestError::new(id, ErrorCode::InvalidChannel, reason));
     }
     Ok(match op.as_str() {
-        "subscribe" => Request::Subscribe { id, channel, since },
+        "subscribe" => Request::Subscribe {
+            id,
+            channel,
+            since,
+            join_leave: join_leave.unwrap_or(true),
+        },
         "unsubscribe" => Request::Unsubscribe { id, channel },
         "publish" => match data {
             Some(data) => Request::Publish { id, channel, data },
@@ -440,9 +451,16 @@ mod tests {
             r#"{"op":"subscribe","channel":"room","since":{"epoch":"e1","offset":41},"id":1}"#,
         )
         .unwrap();
-        let Request::Subscribe { id, channel, since } = r else {
+        let Request::Subscribe {
+            id,
+            channel,
+            since,
+            join_leave,
+        } = r
+        else {
             panic!("{r:?}")
         };
+        assert!(join_leave, "joins and leaves are sent unless declined");
         assert_eq!(id, Some(RequestId::Number(1)));
         assert_eq!(channel, "room");
         assert_eq!(
@@ -451,6 +469,17 @@ mod tests {
                 epoch: "e1".into(),
                 offset: 41
             })
+        );
+        let r = parse_request(r#"{"op":"subscribe","channel":"room","join_leave":false}"#);
+        assert!(
+            matches!(
+                r,
+                Ok(Request::Subscribe {
+                    join_leave: false,
+                    ..
+                })
+            ),
+            "{r:?}"
         );
         let r =
             parse_request(r#"{"op":"publish","channel":"room","data":{"text":"hi" },"id":"x"}"#)

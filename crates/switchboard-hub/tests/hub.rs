@@ -550,6 +550,45 @@ async fn presence_lists_subscribers_and_announces_joins_and_leaves() {
     .unwrap();
 }
 
+/// A subscriber of a large channel declines its joins and leaves: publications still come, and
+/// the others are still told of its join.
+#[tokio::test]
+async fn a_subscriber_that_declines_joins_and_leaves_gets_only_the_publications() {
+    let server = start_default().await;
+    let mut quiet = Client::connect(&server, "name=quiet").await;
+    quiet
+        .send(json!({"op": "subscribe", "channel": "feed", "id": "sub", "join_leave": false}))
+        .await;
+    let subscribed = quiet.next().await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    let mut ann = Client::connect(&server, "name=ann").await;
+    ann.subscribe("feed", None).await;
+    // Ann is told of her own join; the quiet one is not, nor of her leaving.
+    assert_eq!(ann.next().await["type"], "join");
+    ann.publish("feed", json!("one"), 1).await;
+    drop(ann);
+    let first = quiet.next().await;
+    assert_eq!(first["type"], "message", "{first}");
+    assert_eq!(first["data"], "one");
+    let mut bob = Client::connect(&server, "name=bob").await;
+    bob.subscribe("feed", None).await;
+    // The quiet one is in presence, as any other subscriber.
+    bob.send(json!({"op": "presence", "channel": "feed", "id": 3}))
+        .await;
+    let presence = bob.reply().await;
+    let users: Vec<&str> = presence["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["user"].as_str().unwrap())
+        .collect();
+    assert!(users.contains(&"quiet"), "{presence}");
+    bob.publish("feed", json!("two"), 2).await;
+    let second = quiet.next().await;
+    assert_eq!(second["type"], "message", "{second}");
+    assert_eq!(second["data"], "two");
+}
+
 #[tokio::test]
 async fn bad_input_gets_an_error_the_connection_stays_open_and_nothing_reaches_others() {
     let mut config = HubConfig::default();

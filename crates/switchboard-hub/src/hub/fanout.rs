@@ -44,6 +44,16 @@ struct Subscriber {
     kick: Arc<Kick>,
     /// `Some` for a Pusher session's subscription: it is sent Pusher's frames.
     tap: Option<Tap>,
+    /// Whether it is sent the channel's joins and leaves.
+    join_leave: bool,
+}
+
+/// Which of a channel's events a subscriber is sent, and how.
+pub(super) struct Events {
+    /// The joins and leaves too, not only the publications.
+    pub(super) join_leave: bool,
+    /// A Pusher session's: it is sent Pusher's frames.
+    pub(super) tap: Option<Tap>,
 }
 
 #[derive(Debug)]
@@ -165,21 +175,22 @@ impl Fanout {
     }
 
     /// Adds a pending subscriber: the channel's events are held for it until
-    /// [`activate`](Self::activate). `tap` is a Pusher session's.
+    /// [`activate`](Self::activate).
     pub(super) fn add_pending(
         &self,
         channel: &str,
         id: u64,
         sender: &Sender,
         kick: &Arc<Kick>,
-        tap: Option<Tap>,
+        events: Events,
     ) {
         let subscriber = Subscriber {
             sender: sender.clone(),
             pending: Some(Vec::new()),
             covered: 0,
             kick: kick.clone(),
-            tap,
+            tap: events.tap,
+            join_leave: events.join_leave,
         };
         self.lock()
             .entry(channel.to_owned())
@@ -284,6 +295,7 @@ impl Fanout {
         let mut frames = Frames::new(channel, event);
         let mut sent = 0;
         subscribers.retain(|_, subscriber| match &mut subscriber.pending {
+            _ if offset.is_none() && !subscriber.join_leave => true,
             Some(pending) if pending.len() < MAX_PENDING => {
                 pending.push(event.held());
                 true

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use switchboard::{CloseCode, Message, Receiver, Sender, TokenBucket};
 use tokio::time::Instant;
 
+use super::fanout::Events;
 use super::kick::{Kick, KickReason};
 use super::limits::{RateGuard, Verdict};
 use super::pusher_wire::{Envelope, Roster, Tap, hub_channel};
@@ -376,8 +377,16 @@ impl<'h> Session<'h> {
         let channel = hub_channel(&self.app.id, &name);
         let (hub, id) = (self.hub, self.id);
         let tap = Tap::new(&self.socket_id);
-        hub.fanout
-            .add_pending(&channel, id, &self.sender, &self.kick, Some(tap));
+        hub.fanout.add_pending(
+            &channel,
+            id,
+            &self.sender,
+            &self.kick,
+            Events {
+                join_leave: true,
+                tap: Some(tap),
+            },
+        );
         if let Err(e) = hub.interest.attach(&channel).await {
             hub.fanout.remove(&channel, id);
             let refused = frames::subscription_error(&name, "Unavailable", &e.to_string(), 503);

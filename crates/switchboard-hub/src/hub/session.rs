@@ -95,7 +95,7 @@ pub(super) async fn serve(
     let mut session = Session::start(hub, sender, identity, info, profile).await;
     for channel in channels {
         // The connect hook's channels are the application's own choice: no rules, no hook.
-        if let Err(e) = session.join(None, channel, None).await {
+        if let Err(e) = session.join(None, channel, None, true).await {
             session.send(String::from(&e)).await;
         }
     }
@@ -315,7 +315,7 @@ impl<'h> Session<'h> {
                 let result = if self.subscriptions.contains(&channel) {
                     Ok(())
                 } else {
-                    self.join(None, channel, None).await
+                    self.join(None, channel, None, true).await
                 };
                 let _ = done.send(result);
             }
@@ -400,7 +400,12 @@ impl<'h> Session<'h> {
 
     async fn apply(&mut self, op: Op) -> Result<(), RequestError> {
         match op {
-            Op::Subscribe { id, channel, since } => self.subscribe(id, channel, since).await,
+            Op::Subscribe {
+                id,
+                channel,
+                since,
+                join_leave,
+            } => self.subscribe(id, channel, since, join_leave).await,
             Op::Unsubscribe { id, channel } => {
                 if !self.subscriptions.remove(&channel) {
                     let reason = format!("not subscribed to {channel}");

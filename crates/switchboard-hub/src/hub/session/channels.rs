@@ -1,6 +1,7 @@
 //! A session's channels: the rules and hooks asked, the subscription (its `subscribed`
 //! reply, then the channel's events from the fan-out, and presence) and its end.
 
+use super::super::fanout::Events;
 use super::super::recovery;
 use super::{Session, unavailable};
 use crate::broker::StreamPosition;
@@ -25,6 +26,7 @@ impl<'h> Session<'h> {
         id: Option<RequestId>,
         channel: String,
         since: Option<StreamPosition>,
+        join_leave: bool,
     ) -> Result<(), RequestError> {
         self.check(id.as_ref(), &channel, Access::Read)?;
         if let Some(hooks) = &self.hub.config.hooks
@@ -33,16 +35,17 @@ impl<'h> Session<'h> {
         {
             return Err(RequestError::new(id, ErrorCode::Forbidden, reason));
         }
-        self.join(id, channel, since).await
+        self.join(id, channel, since, join_leave).await
     }
 
     /// Subscribes, rules already checked (or waived, when the server side asks): the
-    /// `subscribed` reply, then the channel's events.
+    /// `subscribed` reply, then the channel's events (`join` and `leave` only if `join_leave`).
     pub(super) async fn join(
         &mut self,
         id: Option<RequestId>,
         channel: String,
         since: Option<StreamPosition>,
+        join_leave: bool,
     ) -> Result<(), RequestError> {
         if self.subscriptions.contains(&channel) {
             let reason = format!("already subscribed to {channel}");
@@ -61,7 +64,11 @@ impl<'h> Session<'h> {
             ));
         }
         let fanout = &self.hub.fanout;
-        fanout.add_pending(&channel, self.id, &self.sender, &self.kick, None);
+        let events = Events {
+            join_leave,
+            tap: None,
+        };
+        fanout.add_pending(&channel, self.id, &self.sender, &self.kick, events);
         if let Err(e) = self.hub.interest.attach(&channel).await {
             fanout.remove(&channel, self.id);
             return Err(unavailable(id, &e));
