@@ -13,9 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\r\n";
+mod support;
+use support::{UPGRADE_REQUEST, read_to_end};
 
 /// What the handler's callbacks saw, in order.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -102,22 +101,10 @@ async fn counted(metrics: &Metrics, code: u16) {
     assert_eq!(metrics.closes(code), 1);
 }
 
-/// Reads until the peer closes (or errors); returns everything read.
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// A client that completed the handshake by hand, for frames no well-behaved client sends.
 async fn raw_client(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(REQUEST.as_bytes()).await.unwrap();
+    stream.write_all(UPGRADE_REQUEST.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -13,23 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::echo_server;
-
-const REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\r\n";
-
-/// Reads until the peer closes (or errors); returns everything read.
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
+use support::{UPGRADE_REQUEST, echo_server, read_to_end};
 
 /// Reads an HTTP response head.
 async fn read_head(stream: &mut TcpStream) -> String {
@@ -51,7 +35,7 @@ async fn a_slowloris_trickling_a_byte_a_second_is_dropped_by_the_handshake_timeo
     let start = Instant::now();
     let (mut reader, mut writer) = stream.split();
     let trickle = async {
-        for byte in REQUEST.bytes().take(REQUEST.len() - 1) {
+        for byte in UPGRADE_REQUEST.bytes().take(UPGRADE_REQUEST.len() - 1) {
             if writer.write_all(&[byte]).await.is_err() {
                 return;
             }
@@ -89,7 +73,7 @@ async fn an_oversized_request_head_gets_431() {
     let (addr, metrics) = echo_server(Server::builder().max_head_size(4096)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let padding = format!("X-Padding: {}\r\n", "a".repeat(8000));
-    let request = REQUEST.replacen("\r\n\r\n", &format!("\r\n{padding}\r\n"), 1);
+    let request = UPGRADE_REQUEST.replacen("\r\n\r\n", &format!("\r\n{padding}\r\n"), 1);
     // The server answers as soon as 4 KiB arrived without the end of the head; it may close
     // before the rest is written.
     let _ = stream.write_all(request.as_bytes()).await;
@@ -112,7 +96,7 @@ async fn beyond_the_connection_limit_a_client_gets_503_until_one_leaves() {
     let (mut second, _) = switchboard::connect(&url).await.unwrap();
 
     let mut third = TcpStream::connect(addr).await.unwrap();
-    third.write_all(REQUEST.as_bytes()).await.unwrap();
+    third.write_all(UPGRADE_REQUEST.as_bytes()).await.unwrap();
     let head = read_head(&mut third).await;
     assert!(head.starts_with("HTTP/1.1 503 "), "{head:?}");
     assert!(
@@ -169,7 +153,7 @@ async fn an_idle_peer_that_never_answers_pings_is_closed() {
 
     // A client that completes the handshake and then never reads nor answers.
     let mut dead = TcpStream::connect(addr).await.unwrap();
-    dead.write_all(REQUEST.as_bytes()).await.unwrap();
+    dead.write_all(UPGRADE_REQUEST.as_bytes()).await.unwrap();
     let head = read_head(&mut dead).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head:?}");
     let start = Instant::now();
@@ -242,7 +226,7 @@ async fn non_reader(addr: std::net::SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
-    stream.write_all(REQUEST.as_bytes()).await.unwrap();
+    stream.write_all(UPGRADE_REQUEST.as_bytes()).await.unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head:?}");
     stream
