@@ -23,7 +23,7 @@ use crate::units::{Level, Listen, Span};
 mod file;
 
 /// What the server does with messages.
-#[derive(Clone, Copy, Debug, Deserialize, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Mode {
     /// Channels with presence, history and recovery: the chat page at /, WebSocket at /ws.
@@ -487,6 +487,11 @@ impl ServeOptions {
                 "--{name} 0 would refuse every message: give at least 1"
             );
         }
+        anyhow::ensure!(
+            self.event_loop != Some(true) || self.mode == Some(Mode::Echo),
+            "--event-loop serves the echo mode only (--mode echo); the hub and broadcast \
+             modes run a task per connection"
+        );
         Ok(())
     }
 

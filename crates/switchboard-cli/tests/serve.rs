@@ -115,6 +115,30 @@ async fn echo_on_the_event_loop_serves_and_drains() {
     sigterm_drains("echo", &["--event-loop", "--threads", "2"]).await;
 }
 
+/// `--event-loop` in a mode it does not serve is refused, not ignored.
+#[test]
+fn the_event_loop_outside_echo_mode_is_refused_with_why() {
+    for mode in ["hub", "broadcast"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--mode",
+                mode,
+                "--event-loop",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{mode}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--event-loop serves the echo mode only"),
+            "{mode}: {stderr}"
+        );
+    }
+}
+
 /// A second `serve --threads` on a port one serves does not share it silently: it exits
 /// non-zero, naming the address.
 #[tokio::test]
