@@ -121,7 +121,7 @@ export declare class Switchboard {
   /** For good: no reconnect; waiting requests fail with `closed`. `connect()` starts again. */
   close(): void;
   /** Follows `channel` until `unsubscribe()`, across reconnects. Throws if already subscribed. */
-  subscribe(channel: string, handlers?: SubscriptionHandlers): Subscription;
+  subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
   /**
    * Resolves with the message's offset when the hub acks it. Offline, it waits in a bounded
    * queue. Rejects with a SwitchboardError past `timeout`, on a full queue, or with
@@ -164,9 +164,16 @@ export type SubscriptionHandlers = {
   [K in keyof SubscriptionEvents]?: (event: SubscriptionEvents[K]) => void;
 };
 
+export interface SubscribeOptions {
+  /** false: the channel's `join` and `leave` events are not sent (a large channel). Default true. */
+  joinLeave?: boolean;
+}
+
 /** One channel followed by a client. */
 export declare class Subscription {
   readonly channel: string;
+  /** Whether the channel's joins and leaves are sent to it. */
+  readonly joinLeave: boolean;
   readonly state: 'subscribing' | 'subscribed' | 'failed' | 'unsubscribed';
   /** The last position delivered; null before the first `subscribed`. */
   readonly position: Position | null;

@@ -191,13 +191,16 @@ export class Switchboard extends Emitter {
 
   /**
    * Subscribes to `channel`; the subscription lasts until `unsubscribe()`, across reconnects.
+   * With `{ joinLeave: false }` the channel's `join` and `leave` events are not sent (for a
+   * large channel, where each subscribe would reach every subscriber).
    * @param {string} channel
    * @param {import('./switchboard.d.ts').SubscriptionHandlers} [handlers]
+   * @param {import('./switchboard.d.ts').SubscribeOptions} [options]
    * @returns {Subscription}
    */
-  subscribe(channel, handlers = {}) {
+  subscribe(channel, handlers = {}, options = {}) {
     if (this.#subs.has(channel)) throw new Error(`already subscribed to ${channel}`);
-    const sub = new Subscription(this, channel, this.#internals);
+    const sub = new Subscription(this, channel, this.#internals, options.joinLeave !== false);
     for (const [type, fn] of Object.entries(handlers)) if (typeof fn === 'function') sub.on(type, fn);
     this.#subs.set(channel, sub);
     if (this.#state === 'connected') this.#sendSubscribe(sub);
@@ -625,6 +628,7 @@ export class Switchboard extends Emitter {
     const generation = this.#generation;
     const id = this.#nextId++;
     const frame = { op: 'subscribe', channel: sub.channel, id };
+    if (!sub.joinLeave) frame.join_leave = false;
     const position = sub.position;
     if (position) frame.since = { epoch: position.epoch, offset: position.offset };
     this.#inflight.set(id, {
@@ -659,13 +663,15 @@ export class Subscription extends Emitter {
   #state = 'subscribing';
   #stats = { messages: 0, duplicates: 0, recovered: 0, gaps: 0 };
 
-  /** @param {Switchboard} client @param {string} channel */
-  constructor(client, channel, internals) {
+  /** @param {Switchboard} client @param {string} channel @param {boolean} joinLeave */
+  constructor(client, channel, internals, joinLeave) {
     super();
     this.#client = client;
     this.#internals = internals;
     /** @type {string} */
     this.channel = channel;
+    /** Whether the channel's joins and leaves are sent to this subscription. @type {boolean} */
+    this.joinLeave = joinLeave;
   }
 
   /** The last position delivered (epoch and offset); null before the first `subscribed`. */

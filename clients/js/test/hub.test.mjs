@@ -85,6 +85,51 @@ test('connect() while waiting to retry is the retry: one socket, not two', async
   }
 });
 
+test('a subscription with joinLeave: false gets the messages and not the joins, after a reconnect too', async () => {
+  const sockets = [];
+  class Tracked extends WebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
+  const quiet = new Switchboard(`ws://127.0.0.1:${port}/ws`, { name: 'quiet', WebSocket: Tracked, minDelay: 50, maxDelay: 50 });
+  const loud = new Switchboard(`ws://127.0.0.1:${port}/ws`, { name: 'loud' });
+  const others = [];
+  try {
+    const events = [];
+    const quietSub = quiet.subscribe('crowd', {
+      join: (c) => events.push(`join ${c.user}`),
+      message: (m) => events.push(`message ${m.data}`),
+    }, { joinLeave: false });
+    assert.equal(quietSub.joinLeave, false);
+    const loudJoins = [];
+    loud.subscribe('crowd', { join: (c) => loudJoins.push(c.user) });
+    await until(() => quietSub.state === 'subscribed' && loudJoins.includes('loud'), 'both subscribed');
+    for (const name of ['a', 'b']) {
+      const other = new Switchboard(`ws://127.0.0.1:${port}/ws`, { name });
+      others.push(other);
+      other.subscribe('crowd');
+    }
+    await until(() => loudJoins.includes('a') && loudJoins.includes('b'), 'the others seen joining');
+    await loud.publish('crowd', 'one');
+    await until(() => events.includes('message one'), 'the first message');
+    // Resubscribed after a cut with the same choice.
+    sockets[0].close(4000, 'cut by the test');
+    await until(() => sockets.length === 2 && quiet.state === 'connected' && quietSub.state === 'subscribed', 'back');
+    others.push(new Switchboard(`ws://127.0.0.1:${port}/ws`, { name: 'c' }));
+    others.at(-1).subscribe('crowd');
+    await until(() => loudJoins.includes('c'), 'c seen joining');
+    await loud.publish('crowd', 'two');
+    await until(() => events.includes('message two'), 'the second message');
+    assert.deepEqual(events, ['message one', 'message two']);
+  } finally {
+    quiet.close();
+    loud.close();
+    for (const other of others) other.close();
+  }
+});
+
 test('a token is replaced before it expires, and the subscription loses nothing', async () => {
   let issued = 0;
   // 7 s tokens: replaced 5 s before expiry (the least margin), so after about 2 s.
