@@ -201,6 +201,11 @@ impl Hub {
         !self.shared.config.pusher.is_empty()
     }
 
+    /// The Pusher apps served (see [`HubConfig::pusher`]).
+    pub fn pusher_apps(&self) -> &crate::pusher::PusherApps {
+        &self.shared.config.pusher
+    }
+
     /// Serves one client of the Pusher Channels protocol until it leaves. `request` is its
     /// upgrade request, whose path is `/app/{key}` with the key of one of the apps in
     /// [`HubConfig::pusher`]; for another key the client is sent Pusher's error 4001 and

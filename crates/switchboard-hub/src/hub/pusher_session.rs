@@ -168,6 +168,9 @@ struct Session<'h> {
     sender: Sender,
     kick: Arc<Kick>,
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Whether a presence member has named its user in the registry (see
+    /// [`hub_user`](crate::pusher::hub_user)).
+    named: bool,
     /// Its channels by Pusher name; a presence channel's with the member it joined as.
     channels: HashMap<String, Option<ClientInfo>>,
     client_events: TokenBucket,
@@ -209,6 +212,7 @@ impl<'h> Session<'h> {
             info,
             sender,
             kick: Arc::new(Kick::default()),
+            named: false,
             channels: HashMap::new(),
             client_events: TokenBucket::new(
                 f64::from(CLIENT_EVENTS_PER_SECOND),
@@ -414,6 +418,14 @@ impl<'h> Session<'h> {
         self.channels.insert(name, member.clone());
         // Pusher has no history: every event held while subscribing is newer than the reply.
         hub.fanout.activate(&channel, id, succeeded, 0, roster);
+        if let Some(me) = &member
+            && !self.named
+        {
+            // Its first presence member names the connection's user for the server side.
+            self.named = true;
+            let user = crate::pusher::hub_user(&self.app.id, &me.user);
+            hub.registry.rename(&self.info.conn, &user);
+        }
         if let Some(me) = member
             && let Err(e) = hub.broker.join(&channel, me).await
         {
