@@ -2,7 +2,9 @@
 // channels, client events, unsubscribing, and an unknown app key. Private and presence
 // channels are authorized by an HTTP endpoint of this test that signs with the `pusher`
 // server library's authorizeChannel, as an app's backend does. Events reach the public
-// channel through the hub's own server API (`POST /api/publish`, data {event, data}).
+// channel through the hub's own server API (`POST /api/publish`, data {event, data}), and
+// through Pusher's HTTP API (`/apps/ID/...`) as the `pusher` library calls it: trigger,
+// triggerBatch, get, terminateUserConnections.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -23,6 +25,8 @@ let authServer;
 const clients = [];
 
 const signer = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: '1' });
+/** The `pusher` library pointed at the server: its HTTP API calls. */
+let server;
 
 before(async () => {
   port = await serve(procs, [
@@ -32,6 +36,7 @@ before(async () => {
     '--api-key',
     API_KEY,
   ]);
+  server = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: String(port) });
   // The app's auth endpoint: form fields socket_id and channel_name, and the user_id this
   // test's client sends along for presence.
   authServer = http.createServer((request, response) => {
@@ -220,4 +225,95 @@ test('an unknown app key is refused with 4001 and no reconnection', async () => 
   assert.equal(error.error?.data?.code, 4001, JSON.stringify(error));
   // 4000-4099: pusher-js does not come back.
   await until(() => ['failed', 'disconnected'].includes(client.connection.state), 'pusher-js to give up');
+});
+
+test('the pusher library triggers to a channel pusher-js is on', async () => {
+  const client = await connect();
+  const channel = await within(subscribe(client, 'orders'), 'subscribe orders');
+  const got = next(channel, 'created');
+  const response = await server.trigger('orders', 'created', { id: 7 });
+  assert.equal(response.status, 200);
+  assert.deepEqual(await response.json(), {});
+  assert.deepEqual((await within(got, 'created')).data, { id: 7 });
+});
+
+test('trigger with socket_id skips that connection and reaches the others', async () => {
+  const sender = await connect();
+  const other = await connect();
+  const senderFeed = await within(subscribe(sender, 'feed'), 'sender subscribes');
+  const otherFeed = await within(subscribe(other, 'feed'), 'other subscribes');
+  let echoed = 0;
+  senderFeed.bind('post', () => echoed++);
+  const got = next(otherFeed, 'post');
+  await server.trigger('feed', 'post', { n: 1 }, { socket_id: sender.connection.socket_id });
+  assert.deepEqual((await within(got, 'post')).data, { n: 1 });
+  // A later event to both: once the sender has it, the skipped one would have come first.
+  const marker = next(senderFeed, 'marker');
+  await server.trigger('feed', 'marker', {});
+  await within(marker, 'marker');
+  assert.equal(echoed, 0);
+});
+
+test('triggerBatch sends each event to its channel', async () => {
+  const client = await connect();
+  const a = await within(subscribe(client, 'batch-a'), 'subscribe batch-a');
+  const b = await within(subscribe(client, 'batch-b'), 'subscribe batch-b');
+  const gotA = next(a, 'one');
+  const gotB = next(b, 'two');
+  const response = await server.triggerBatch([
+    { channel: 'batch-a', name: 'one', data: { x: 1 } },
+    { channel: 'batch-b', name: 'two', data: 'plain', info: 'subscription_count' },
+  ]);
+  assert.deepEqual(await response.json(), { batch: [{}, { subscription_count: 1 }] });
+  assert.deepEqual((await within(gotA, 'one')).data, { x: 1 });
+  assert.equal((await within(gotB, 'two')).data, 'plain');
+});
+
+test('get lists the occupied channels and a presence channel\'s users', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-api' });
+  const bob = await connect(APP.key, { user_id: 'bob-api' });
+  await within(subscribe(ann, 'presence-x'), 'ann subscribes');
+  await within(subscribe(bob, 'presence-x'), 'bob subscribes');
+  await within(subscribe(bob, 'listed'), 'bob subscribes to listed');
+  const all = await (await server.get({ path: '/channels' })).json();
+  assert.ok(all.channels['presence-x'] && all.channels.listed, JSON.stringify(all));
+  const presence = await server.get({
+    path: '/channels',
+    params: { filter_by_prefix: 'presence-', info: 'user_count' },
+  });
+  const counted = await presence.json();
+  assert.deepEqual(counted.channels['presence-x'], { user_count: 2 });
+  assert.equal(counted.channels.listed, undefined);
+  const one = await (await server.get({ path: '/channels/presence-x', params: { info: 'user_count,subscription_count' } })).json();
+  assert.deepEqual(one, { occupied: true, user_count: 2, subscription_count: 2 });
+  const users = await (await server.get({ path: '/channels/presence-x/users' })).json();
+  assert.deepEqual(users.users.map((u) => u.id).sort(), ['ann-api', 'bob-api']);
+});
+
+test('terminateUserConnections closes that user\'s connections only', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-end' });
+  const bob = await connect(APP.key, { user_id: 'bob-end' });
+  await within(subscribe(ann, 'presence-end'), 'ann subscribes');
+  await within(subscribe(bob, 'presence-end'), 'bob subscribes');
+  const response = await server.terminateUserConnections('ann-end');
+  assert.equal(response.status, 200);
+  await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann.connection.state), 'ann to be cut off');
+  assert.equal(bob.connection.state, 'connected');
+});
+
+test('a request signed with the wrong secret is refused with 401', async () => {
+  const forger = new PusherServer({ ...APP, secret: 'not-the-secret', useTLS: false, host: '127.0.0.1', port: String(port) });
+  const refused = await forger.trigger('orders', 'created', {}).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(refused, 'refused');
+  assert.equal(refused.status, 401);
+  assert.match(refused.body, /invalid signature/);
+  const unknown = new PusherServer({ ...APP, appId: '99', useTLS: false, host: '127.0.0.1', port: String(port) });
+  const missing = await unknown.get({ path: '/channels' }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(missing?.status, 404);
 });
