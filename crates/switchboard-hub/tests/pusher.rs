@@ -2,7 +2,8 @@
 //! socket id, public, private and presence channels, client events, liveness and limits, the
 //! hub's own protocol kept out of Pusher's channels, and presence and client events across
 //! two nodes on one `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the
-//! official server libraries call it, its events received by those connections.
+//! official server libraries call it, its events received by those connections; and an
+//! app's webhooks in Pusher's format.
 
 #[path = "support/client.rs"]
 mod client;
@@ -685,6 +686,113 @@ async fn terminating_a_users_connections_closes_each_of_them() {
     assert_eq!(removed["event"], "pusher_internal:member_removed");
     assert!(b.sync().await.is_empty(), "bob stays");
     assert!(other.sync().await.is_empty(), "another app's ann stays");
+}
+
+/// An HTTP receiver on loopback for an app's webhooks: each request's events, after its
+/// `X-Pusher-Key` and `X-Pusher-Signature` (the HMAC of the body with the app's secret) are
+/// checked, and `time_ms` is there.
+async fn hook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/pusher", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let header =
+                            |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+                        let (key, signature) =
+                            (header("x-pusher-key"), header("x-pusher-signature"));
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let text = String::from_utf8(body.to_vec()).unwrap();
+                        assert_eq!(key, "app-key");
+                        assert_eq!(
+                            signature,
+                            sign("app-secret", &text),
+                            "signed with the secret"
+                        );
+                        let body: Value = serde_json::from_str(&text).unwrap();
+                        assert!(body["time_ms"].as_u64().unwrap() > 0);
+                        for event in body["events"].as_array().unwrap() {
+                            tx.send(event.clone()).unwrap();
+                        }
+                        let ok =
+                            http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                        Ok::<_, std::convert::Infallible>(ok)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn an_apps_webhooks_tell_occupancy_members_and_client_events_in_pushers_format() {
+    let (url, mut hooks) = hook_receiver().await;
+    let mut config = HubConfig::default();
+    let hooked = app().with_webhook(url.parse().unwrap());
+    config.pusher = PusherApps::new(vec![hooked, PusherApp::new("2", "quiet-key", "s2")]).unwrap();
+    let (_hub, addr) = hub_and_addr(config).await;
+    let mut next_hook = async || {
+        tokio::time::timeout(STEP, hooks.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut a = Pusher::connect(addr, "app-key").await;
+    a.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_occupied", "channel": "presence-room"})
+    );
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "ann"})
+    );
+    // Ann's second connection: no second member_added, no second channel_occupied.
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    a2.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    a.send(json!({"event": "client-typing", "channel": "presence-room", "data": {"x": 1}}))
+        .await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "client_event", "channel": "presence-room", "event": "client-typing",
+               "data": "{\"x\":1}", "socket_id": a.socket_id, "user_id": "ann"})
+    );
+    drop(a);
+    drop(a2);
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "member_removed", "channel": "presence-room", "user_id": "ann"}),
+        "once, after ann's last connection"
+    );
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_vacated", "channel": "presence-room"})
+    );
+    // Another app's channels are not this app's business.
+    let mut quiet = Pusher::connect(addr, "quiet-key").await;
+    quiet
+        .send(json!({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+        .await;
+    quiet.sync().await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    b.subscribe("news", None).await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_occupied", "channel": "news"})
+    );
 }
 
 #[cfg(feature = "redis")]

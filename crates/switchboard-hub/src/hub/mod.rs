@@ -24,6 +24,7 @@ mod identity;
 mod interest;
 mod kick;
 mod limits;
+mod pusher_hooks;
 mod pusher_session;
 mod pusher_wire;
 mod recovery;
