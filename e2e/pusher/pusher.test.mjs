@@ -4,7 +4,8 @@
 // server library's authorizeChannel, as an app's backend does. Events reach the public
 // channel through the hub's own server API (`POST /api/publish`, data {event, data}), and
 // through Pusher's HTTP API (`/apps/ID/...`) as the `pusher` library calls it: trigger,
-// triggerBatch, get, terminateUserConnections.
+// triggerBatch, get, terminateUserConnections; the app's webhooks are checked with the
+// library's webhook().isValid().
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -28,11 +29,26 @@ const signer = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port
 /** The `pusher` library pointed at the server: its HTTP API calls. */
 let server;
 
+/** The app's webhook requests, as the `pusher` library's webhook() takes them. */
+const hookRequests = [];
+let hookServer;
+
 before(async () => {
+  hookServer = http.createServer((request, response) => {
+    let rawBody = '';
+    request.on('data', (chunk) => (rawBody += chunk));
+    request.on('end', () => {
+      hookRequests.push({ headers: request.headers, rawBody });
+      response.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
   port = await serve(procs, [
     '--pusher-app',
     `${APP.appId}:${APP.key}:${APP.secret}`,
     '--pusher-client-events',
+    '--pusher-webhook',
+    `${APP.appId}=http://127.0.0.1:${hookServer.address().port}/hooks`,
     '--api-key',
     API_KEY,
   ]);
@@ -60,6 +76,8 @@ before(async () => {
 after(async () => {
   for (const client of clients) client.disconnect();
   await new Promise((resolve) => authServer.close(resolve));
+  hookServer.closeAllConnections();
+  await new Promise((resolve) => hookServer.close(resolve));
   await procs.stopAll();
 });
 
@@ -316,4 +334,37 @@ test('a request signed with the wrong secret is refused with 401', async () => {
     (e) => e,
   );
   assert.equal(missing?.status, 404);
+});
+
+test('webhooks in Pusher\'s format pass the pusher library\'s isValid()', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-hook' });
+  const bob = await connect(APP.key, { user_id: 'bob-hook' });
+  const annRoom = await within(subscribe(ann, 'presence-hooked'), 'ann subscribes');
+  const bobRoom = await within(subscribe(bob, 'presence-hooked'), 'bob subscribes');
+  const typing = next(bobRoom, 'client-typing');
+  annRoom.trigger('client-typing', { text: 'hi' });
+  await within(typing, 'client-typing');
+  bob.disconnect();
+  /** Every event of a valid request so far. */
+  const events = () =>
+    hookRequests.flatMap((request) => {
+      const webhook = server.webhook(request);
+      assert.ok(webhook.isValid(), `a valid webhook: ${request.rawBody}`);
+      assert.ok(webhook.getTime() instanceof Date);
+      return webhook.getEvents().filter((event) => event.channel === 'presence-hooked');
+    });
+  const has = (wanted) => events().some((event) => Object.entries(wanted).every(([k, v]) => event[k] === v));
+  await until(() => has({ name: 'member_removed', user_id: 'bob-hook' }), `member_removed: ${JSON.stringify(events())}`);
+  assert.ok(has({ name: 'channel_occupied' }));
+  assert.ok(has({ name: 'member_added', user_id: 'ann-hook' }));
+  assert.ok(has({ name: 'member_added', user_id: 'bob-hook' }));
+  const clientEvent = events().find((event) => event.name === 'client_event');
+  assert.equal(clientEvent.event, 'client-typing');
+  assert.deepEqual(JSON.parse(clientEvent.data), { text: 'hi' });
+  assert.equal(clientEvent.socket_id, ann.connection.socket_id);
+  assert.equal(clientEvent.user_id, 'ann-hook');
+  // A body changed on the way is not valid.
+  const [first] = hookRequests;
+  const forged = { headers: first.headers, rawBody: first.rawBody.replace('channel', 'channeI') };
+  assert.equal(server.webhook(forged).isValid(), false);
 });
