@@ -2,14 +2,14 @@
 """The Python `pusher` server library against `switchboard serve --pusher-app`: it triggers
 events (one, to several channels, skipping a socket, in a batch) that a Pusher protocol client
 on the server receives, reads channels and presence users, and is refused with a wrong secret
-or an unknown app. (Its terminate_user_connections posts to /users/ID/terminate_connections,
+or an unknown app; and the app's webhooks pass its validate_webhook. (Its terminate_user_connections posts to /users/ID/terminate_connections,
 without the /apps/ID/ prefix Pusher's API has, so it is not called here; the Node library's
 is, in pusher.test.mjs.) The client is a raw WebSocket client (e2e/pylib), so the
 check needs nothing but the library.
 
 Usage: server_lib.py BINARY
 """
-import asyncio, json, os, sys, tempfile
+import asyncio, http.server, json, os, sys, tempfile, threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
@@ -116,6 +116,7 @@ async def check():
     users = sorted(u["id"] for u in api.users_info("presence-room")["users"])
     assert users == ["ann", "bob"], users
     passed("channels_info, channel_info, users_info")
+    await check_webhooks()
 
     for refused_by, expected in ((server("not-the-secret"), pusher.errors.PusherBadAuth),
                                  (server(SECRET, app_id="99"), pusher.errors.PusherBadStatus)):
@@ -127,14 +128,45 @@ async def check():
             raise AssertionError("a request the server must refuse was answered")
 
 
+HOOKS = []  # the events of every webhook request that validate_webhook accepted
+
+
+class HookHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        key, signature = self.headers["X-Pusher-Key"], self.headers["X-Pusher-Signature"]
+        webhook = server(SECRET).validate_webhook(key, signature, body)
+        forged = server(SECRET).validate_webhook(key, signature, body.replace("channel", "channeI"))
+        if webhook is not None and forged is None:
+            HOOKS.extend(webhook["events"])
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+async def check_webhooks():
+    for _ in range(STEP * 20):
+        names = {(e["name"], e.get("user_id")) for e in HOOKS if e["channel"] == "presence-room"}
+        if {("channel_occupied", None), ("member_added", "ann"), ("member_added", "bob")} <= names:
+            return passed("webhooks validated by validate_webhook")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"webhooks missing: {HOOKS}")
+
+
 def main():
     global PORT
     binary = sys.argv[1]
     PORT = free_port()
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HookHandler)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{hooks.server_address[1]}/hooks"
     with Processes() as procs, tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "serve.log")
         proc = procs.start([binary, "serve", "--listen", f"127.0.0.1:{PORT}",
-                            "--pusher-app", f"{APP_ID}:{KEY}:{SECRET}"], log)
+                            "--pusher-app", f"{APP_ID}:{KEY}:{SECRET}",
+                            "--pusher-webhook", f"{APP_ID}={hook_url}"], log)
         if not wait_port(PORT, proc):
             sys.exit("serve did not listen:\n" + open(log).read())
         try:
@@ -142,6 +174,8 @@ def main():
         except BaseException:
             print(open(log).read(), file=sys.stderr)
             raise
+        finally:
+            hooks.shutdown()
     print(f"server_lib.py: {len(PASSED)} passed, 0 failed")
 
 
