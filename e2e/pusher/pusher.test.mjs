@@ -2,7 +2,10 @@
 // channels, client events, unsubscribing, and an unknown app key. Private and presence
 // channels are authorized by an HTTP endpoint of this test that signs with the `pusher`
 // server library's authorizeChannel, as an app's backend does. Events reach the public
-// channel through the hub's own server API (`POST /api/publish`, data {event, data}).
+// channel through the hub's own server API (`POST /api/publish`, data {event, data}), and
+// through Pusher's HTTP API (`/apps/ID/...`) as the `pusher` library calls it: trigger,
+// triggerBatch, get, terminateUserConnections; the app's webhooks are checked with the
+// library's webhook().isValid().
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -23,15 +26,33 @@ let authServer;
 const clients = [];
 
 const signer = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: '1' });
+/** The `pusher` library pointed at the server: its HTTP API calls. */
+let server;
+
+/** The app's webhook requests, as the `pusher` library's webhook() takes them. */
+const hookRequests = [];
+let hookServer;
 
 before(async () => {
+  hookServer = http.createServer((request, response) => {
+    let rawBody = '';
+    request.on('data', (chunk) => (rawBody += chunk));
+    request.on('end', () => {
+      hookRequests.push({ headers: request.headers, rawBody });
+      response.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
   port = await serve(procs, [
     '--pusher-app',
     `${APP.appId}:${APP.key}:${APP.secret}`,
     '--pusher-client-events',
+    '--pusher-webhook',
+    `${APP.appId}=http://127.0.0.1:${hookServer.address().port}/hooks`,
     '--api-key',
     API_KEY,
   ]);
+  server = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: String(port) });
   // The app's auth endpoint: form fields socket_id and channel_name, and the user_id this
   // test's client sends along for presence.
   authServer = http.createServer((request, response) => {
@@ -55,6 +76,8 @@ before(async () => {
 after(async () => {
   for (const client of clients) client.disconnect();
   await new Promise((resolve) => authServer.close(resolve));
+  hookServer.closeAllConnections();
+  await new Promise((resolve) => hookServer.close(resolve));
   await procs.stopAll();
 });
 
@@ -220,4 +243,128 @@ test('an unknown app key is refused with 4001 and no reconnection', async () => 
   assert.equal(error.error?.data?.code, 4001, JSON.stringify(error));
   // 4000-4099: pusher-js does not come back.
   await until(() => ['failed', 'disconnected'].includes(client.connection.state), 'pusher-js to give up');
+});
+
+test('the pusher library triggers to a channel pusher-js is on', async () => {
+  const client = await connect();
+  const channel = await within(subscribe(client, 'orders'), 'subscribe orders');
+  const got = next(channel, 'created');
+  const response = await server.trigger('orders', 'created', { id: 7 });
+  assert.equal(response.status, 200);
+  assert.deepEqual(await response.json(), {});
+  assert.deepEqual((await within(got, 'created')).data, { id: 7 });
+});
+
+test('trigger with socket_id skips that connection and reaches the others', async () => {
+  const sender = await connect();
+  const other = await connect();
+  const senderFeed = await within(subscribe(sender, 'feed'), 'sender subscribes');
+  const otherFeed = await within(subscribe(other, 'feed'), 'other subscribes');
+  let echoed = 0;
+  senderFeed.bind('post', () => echoed++);
+  const got = next(otherFeed, 'post');
+  await server.trigger('feed', 'post', { n: 1 }, { socket_id: sender.connection.socket_id });
+  assert.deepEqual((await within(got, 'post')).data, { n: 1 });
+  // A later event to both: once the sender has it, the skipped one would have come first.
+  const marker = next(senderFeed, 'marker');
+  await server.trigger('feed', 'marker', {});
+  await within(marker, 'marker');
+  assert.equal(echoed, 0);
+});
+
+test('triggerBatch sends each event to its channel', async () => {
+  const client = await connect();
+  const a = await within(subscribe(client, 'batch-a'), 'subscribe batch-a');
+  const b = await within(subscribe(client, 'batch-b'), 'subscribe batch-b');
+  const gotA = next(a, 'one');
+  const gotB = next(b, 'two');
+  const response = await server.triggerBatch([
+    { channel: 'batch-a', name: 'one', data: { x: 1 } },
+    { channel: 'batch-b', name: 'two', data: 'plain', info: 'subscription_count' },
+  ]);
+  assert.deepEqual(await response.json(), { batch: [{}, { subscription_count: 1 }] });
+  assert.deepEqual((await within(gotA, 'one')).data, { x: 1 });
+  assert.equal((await within(gotB, 'two')).data, 'plain');
+});
+
+test('get lists the occupied channels and a presence channel\'s users', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-api' });
+  const bob = await connect(APP.key, { user_id: 'bob-api' });
+  await within(subscribe(ann, 'presence-x'), 'ann subscribes');
+  await within(subscribe(bob, 'presence-x'), 'bob subscribes');
+  await within(subscribe(bob, 'listed'), 'bob subscribes to listed');
+  const all = await (await server.get({ path: '/channels' })).json();
+  assert.ok(all.channels['presence-x'] && all.channels.listed, JSON.stringify(all));
+  const presence = await server.get({
+    path: '/channels',
+    params: { filter_by_prefix: 'presence-', info: 'user_count' },
+  });
+  const counted = await presence.json();
+  assert.deepEqual(counted.channels['presence-x'], { user_count: 2 });
+  assert.equal(counted.channels.listed, undefined);
+  const one = await (await server.get({ path: '/channels/presence-x', params: { info: 'user_count,subscription_count' } })).json();
+  assert.deepEqual(one, { occupied: true, user_count: 2, subscription_count: 2 });
+  const users = await (await server.get({ path: '/channels/presence-x/users' })).json();
+  assert.deepEqual(users.users.map((u) => u.id).sort(), ['ann-api', 'bob-api']);
+});
+
+test('terminateUserConnections closes that user\'s connections only', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-end' });
+  const bob = await connect(APP.key, { user_id: 'bob-end' });
+  await within(subscribe(ann, 'presence-end'), 'ann subscribes');
+  await within(subscribe(bob, 'presence-end'), 'bob subscribes');
+  const response = await server.terminateUserConnections('ann-end');
+  assert.equal(response.status, 200);
+  await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann.connection.state), 'ann to be cut off');
+  assert.equal(bob.connection.state, 'connected');
+});
+
+test('a request signed with the wrong secret is refused with 401', async () => {
+  const forger = new PusherServer({ ...APP, secret: 'not-the-secret', useTLS: false, host: '127.0.0.1', port: String(port) });
+  const refused = await forger.trigger('orders', 'created', {}).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(refused, 'refused');
+  assert.equal(refused.status, 401);
+  assert.match(refused.body, /invalid signature/);
+  const unknown = new PusherServer({ ...APP, appId: '99', useTLS: false, host: '127.0.0.1', port: String(port) });
+  const missing = await unknown.get({ path: '/channels' }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(missing?.status, 404);
+});
+
+test('webhooks in Pusher\'s format pass the pusher library\'s isValid()', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-hook' });
+  const bob = await connect(APP.key, { user_id: 'bob-hook' });
+  const annRoom = await within(subscribe(ann, 'presence-hooked'), 'ann subscribes');
+  const bobRoom = await within(subscribe(bob, 'presence-hooked'), 'bob subscribes');
+  const typing = next(bobRoom, 'client-typing');
+  annRoom.trigger('client-typing', { text: 'hi' });
+  await within(typing, 'client-typing');
+  bob.disconnect();
+  /** Every event of a valid request so far. */
+  const events = () =>
+    hookRequests.flatMap((request) => {
+      const webhook = server.webhook(request);
+      assert.ok(webhook.isValid(), `a valid webhook: ${request.rawBody}`);
+      assert.ok(webhook.getTime() instanceof Date);
+      return webhook.getEvents().filter((event) => event.channel === 'presence-hooked');
+    });
+  const has = (wanted) => events().some((event) => Object.entries(wanted).every(([k, v]) => event[k] === v));
+  await until(() => has({ name: 'member_removed', user_id: 'bob-hook' }), `member_removed: ${JSON.stringify(events())}`);
+  assert.ok(has({ name: 'channel_occupied' }));
+  assert.ok(has({ name: 'member_added', user_id: 'ann-hook' }));
+  assert.ok(has({ name: 'member_added', user_id: 'bob-hook' }));
+  const clientEvent = events().find((event) => event.name === 'client_event');
+  assert.equal(clientEvent.event, 'client-typing');
+  assert.deepEqual(JSON.parse(clientEvent.data), { text: 'hi' });
+  assert.equal(clientEvent.socket_id, ann.connection.socket_id);
+  assert.equal(clientEvent.user_id, 'ann-hook');
+  // A body changed on the way is not valid.
+  const [first] = hookRequests;
+  const forged = { headers: first.headers, rawBody: first.rawBody.replace('channel', 'channeI') };
+  assert.equal(server.webhook(forged).isValid(), false);
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e/pusher/run.sh: pusher-js (Node) and the `pusher` server library against
-# `switchboard serve --pusher-app` (pusher.test.mjs). Builds nothing: uses the release binary.
-# Installs what is missing (node, npm, the npm packages), idempotently.
+# `switchboard serve --pusher-app` (pusher.test.mjs), then the Python `pusher` server library
+# (server_lib.py). Builds nothing: uses the release binary. Installs what is missing (node,
+# npm, the npm packages, the Python library), idempotently.
 #
 #   run.sh [BINARY]   default: $SWITCHBOARD_BIN, else target/release/switchboard
 set -euo pipefail
@@ -22,4 +23,13 @@ if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; the
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
-exec node --test --test-timeout=120000 pusher.test.mjs
+node --test --test-timeout=120000 pusher.test.mjs
+
+# The Python library, pinned; pip as root and, on a system Python, past its externally
+# managed marker.
+PY_PUSHER=pusher==3.3.4
+if ! python3 -c 'import pusher' 2>/dev/null; then
+  pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+  "${pip[@]}" "$PY_PUSHER" 2>/dev/null || "${pip[@]}" --break-system-packages "$PY_PUSHER"
+fi
+exec python3 server_lib.py "$SWITCHBOARD_BIN"

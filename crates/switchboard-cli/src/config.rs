@@ -390,8 +390,18 @@ pub(crate) struct ServeOptions {
         help_heading = "Pusher"
     )]
     pub(crate) pusher_client_events: Option<bool>,
-    /// The file's `[pusher]` section: `[[pusher.apps]]` with id, key, secret and
-    /// client_events.
+    /// Post app ID's webhooks (channel_occupied, channel_vacated, member_added,
+    /// member_removed, client_event) to URL in Pusher's format, signed with its secret;
+    /// repeat for more apps
+    #[arg(
+        long = "pusher-webhook",
+        value_name = "ID=URL",
+        help_heading = "Pusher"
+    )]
+    #[serde(default, deserialize_with = "parsed", alias = "pusher-webhook")]
+    pub(crate) pusher_webhooks: Option<Vec<String>>,
+    /// The file's `[pusher]` section: `[[pusher.apps]]` with id, key, secret,
+    /// client_events and webhook_url.
     #[arg(skip)]
     pub(crate) pusher: Option<PusherSection>,
 }
@@ -415,6 +425,9 @@ pub(crate) struct PusherAppEntry {
     /// Whether its clients may send client events [default: false]
     #[serde(default, alias = "client-events")]
     pub(crate) client_events: bool,
+    /// Where its webhooks go, in Pusher's format [default: none]
+    #[serde(default, alias = "webhook-url")]
+    pub(crate) webhook_url: Option<String>,
 }
 
 impl PusherAppEntry {

@@ -13,7 +13,7 @@ use clap::Parser;
 use switchboard::event_loop::EventLoop;
 use switchboard::http::Request;
 use switchboard::{CloseCode, MaybeTlsStream, ServerBuilder, WebSocket};
-use switchboard_hub::{HttpApi, Hub, RESTART_REASON, restart_hint};
+use switchboard_hub::{HttpApi, Hub, PusherApi, RESTART_REASON, restart_hint};
 
 use crate::admin::{self, Admin};
 use crate::config::{Mode, ServeOptions};
@@ -129,6 +129,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     async move { api.handle(request).await }
                 });
             }
+            // Pusher's HTTP API, for the official server libraries of the apps served.
+            if let Some(api) = PusherApi::new(hub.clone()) {
+                builder = builder.api_route("/apps/*", move |request| {
+                    let api = api.clone();
+                    async move { api.handle(request).await }
+                });
+            }
             Service::Hub(hub, admin)
         }
         Mode::Echo => Service::Echo,
@@ -156,7 +163,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             serve(builder, listen, threads, handler, |addr| {
                 tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
                 if pusher {
-                    tracing::info!("Pusher protocol on {scheme}://{addr}/app/KEY");
+                    tracing::info!(
+                        "Pusher protocol on {scheme}://{addr}/app/KEY, its HTTP API on {http}://{addr}/apps/ID/"
+                    );
                 }
             })
             .await?;

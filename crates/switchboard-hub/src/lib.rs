@@ -8,7 +8,8 @@
 //! - [`echo`]: every message goes back to its sender (the first program of every WebSocket
 //!   tutorial, and what conformance suites test against);
 //! - [`Broadcast`]: every message goes to every other open client, as-is.
-//! - [`pusher`]: the Pusher Channels protocol's apps, signatures and frames.
+//! - [`pusher`]: the Pusher Channels protocol's apps, signatures and frames, and
+//!   [`PusherApi`], Pusher's HTTP API for an app's backend.
 //!
 //! # Design
 //!
@@ -28,6 +29,7 @@ mod nodes;
 pub mod protocol;
 mod proxy;
 pub mod pusher;
+mod pusher_api;
 mod random;
 mod raw;
 #[cfg(feature = "redis")]
@@ -53,6 +55,7 @@ pub use local::LocalBroker;
 pub use nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReplies, NodeReply};
 pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
+pub use pusher_api::PusherApi;
 pub use raw::{Broadcast, Echo, EchoHandler, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};

@@ -1,7 +1,9 @@
 //! The Pusher protocol on `/app/{key}` over real WebSocket connections: the connection's
 //! socket id, public, private and presence channels, client events, liveness and limits, the
 //! hub's own protocol kept out of Pusher's channels, and presence and client events across
-//! two nodes on one `redis-server`.
+//! two nodes on one `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the
+//! official server libraries call it, its events received by those connections; and an
+//! app's webhooks in Pusher's format.
 
 #[path = "support/client.rs"]
 mod client;
@@ -18,9 +20,9 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::hub_and_addr;
 use switchboard::{MaybeTlsStream, Message, WebSocket};
-use switchboard_hub::pusher::signature::channel_auth;
+use switchboard_hub::pusher::signature::{channel_auth, sign};
 use switchboard_hub::pusher::{PusherApp, PusherApps};
-use switchboard_hub::{Hub, HubConfig, MessageRate};
+use switchboard_hub::{Hub, HubConfig, MessageRate, PusherApi};
 
 /// Every wait for a frame is bounded by this.
 const STEP: Duration = Duration::from_secs(5);
@@ -404,6 +406,393 @@ async fn a_silent_client_is_pinged_then_closed_with_4201() {
     );
     assert_eq!(next(&mut client).await, json!({"closed": 4201}));
     serving.await.unwrap();
+}
+
+/// A request to the Pusher HTTP API signed as the official libraries sign one, with
+/// `secret`, at `timestamp`; `extra` are the endpoint's own query parameters.
+fn api_request(
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+    secret: &str,
+    timestamp: u64,
+) -> http::Request<bytes::Bytes> {
+    use md5::Digest as _;
+    let mut params: Vec<(String, String)> = vec![
+        ("auth_key".into(), "app-key".into()),
+        ("auth_timestamp".into(), timestamp.to_string()),
+        ("auth_version".into(), "1.0".into()),
+    ];
+    if !body.is_empty() {
+        let md5 = md5::Md5::digest(body.as_bytes());
+        let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+        params.push(("body_md5".into(), hex));
+    }
+    params.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    params.sort();
+    let text: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let signature = sign(secret, &format!("{method}\n{path}\n{}", text.join("&")));
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &params {
+        query.append_pair(k, v);
+    }
+    query.append_pair("auth_signature", &signature);
+    http::Request::builder()
+        .method(method)
+        .uri(format!("{path}?{}", query.finish()))
+        .header("content-type", "application/json")
+        .body(bytes::Bytes::from(body.to_owned()))
+        .unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Calls the API with a request signed with the app's secret, now.
+async fn call(
+    api: &PusherApi,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let request = api_request(method, path, extra, body, "app-secret", now());
+    let response = api.handle(request).await;
+    let status = response.status().as_u16();
+    let body = serde_json::from_slice(response.body())
+        .unwrap_or_else(|_| json!(String::from_utf8_lossy(response.body())));
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_http_api_refuses_what_is_not_signed_by_the_app() {
+    let (hub, _addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let body = r#"{"name":"e","data":"{}","channel":"news"}"#;
+    let status = |request| async { api.handle(request).await.status().as_u16() };
+    let at = now();
+    let good = api_request("POST", "/apps/1/events", &[], body, "app-secret", at);
+    assert_eq!(status(good).await, 200);
+    let wrong = api_request("POST", "/apps/1/events", &[], body, "not-the-secret", at);
+    let response = api.handle(wrong).await;
+    assert_eq!(response.status(), 401);
+    let reason = String::from_utf8_lossy(response.body()).into_owned();
+    assert!(reason.contains("invalid signature"), "{reason}");
+    let stale = api_request("POST", "/apps/1/events", &[], body, "app-secret", at - 601);
+    assert_eq!(status(stale).await, 401);
+    // The body changed after signing: body_md5 no longer matches.
+    let mut tampered = api_request("POST", "/apps/1/events", &[], body, "app-secret", at);
+    *tampered.body_mut() = bytes::Bytes::from(body.replace("news", "other"));
+    assert_eq!(status(tampered).await, 401);
+    let unsigned = http::Request::post("/apps/1/events")
+        .body(bytes::Bytes::from(body))
+        .unwrap();
+    assert_eq!(status(unsigned).await, 401);
+    let unknown = api_request("POST", "/apps/9/events", &[], body, "app-secret", at);
+    assert_eq!(status(unknown).await, 404);
+    // App 2's key signs nothing of app 1.
+    let other_app = api_request("POST", "/apps/2/events", &[], body, "app-secret", at);
+    assert_eq!(status(other_app).await, 401);
+    let (code, _) = call(&api, "POST", "/apps/1/events", &[], "{not json").await;
+    assert_eq!(code, 400);
+    let big = json!({"name": "e", "data": "x".repeat(10 * 1024 + 1), "channel": "news"});
+    let (code, _) = call(&api, "POST", "/apps/1/events", &[], &big.to_string()).await;
+    assert_eq!(code, 413);
+    let (code, _) = call(&api, "GET", "/apps/1/events", &[], "").await;
+    assert_eq!(code, 405);
+    let mut small = HubConfig::default();
+    small.max_data_size = 100;
+    let (small_hub, _) = start_with(small).await;
+    let small_api = PusherApi::new(small_hub).unwrap();
+    let over = json!({"name": "e", "data": "x".repeat(200), "channel": "news"});
+    let (code, _) = call(&small_api, "POST", "/apps/1/events", &[], &over.to_string()).await;
+    assert_eq!(code, 413, "the hub's data limit when smaller");
+}
+
+#[tokio::test]
+async fn triggered_events_reach_subscribers_except_the_socket_excluded() {
+    let (hub, addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    a.subscribe("news", None).await;
+    b.subscribe("news", None).await;
+    b.subscribe("private-b", None).await;
+    let body = json!({"name": "update", "data": "{\"n\":1}", "channels": ["news", "private-b"]});
+    assert_eq!(
+        call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await,
+        (200, json!({}))
+    );
+    let event = json!({"event": "update", "channel": "news", "data": "{\"n\":1}"});
+    assert_eq!(a.next().await, event);
+    assert_eq!(b.next().await, event);
+    assert_eq!(b.next().await["channel"], "private-b");
+    let body = json!({"name": "e", "data": "2", "channel": "news", "socket_id": a.socket_id});
+    call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+    assert_eq!(b.next().await["data"], "2");
+    assert!(
+        a.sync().await.is_empty(),
+        "the excluded socket gets nothing"
+    );
+
+    let batch = json!({"batch": [
+        {"name": "one", "data": "1", "channel": "news"},
+        {"name": "two", "data": "2", "channel": "private-b", "info": "subscription_count"},
+    ]});
+    let (code, answer) = call(
+        &api,
+        "POST",
+        "/apps/1/batch_events",
+        &[],
+        &batch.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (code, answer),
+        (200, json!({"batch": [{}, {"subscription_count": 1}]}))
+    );
+    assert_eq!(b.next().await["event"], "one");
+    assert_eq!(b.next().await["event"], "two");
+    assert_eq!(a.next().await["event"], "one");
+    let body = json!({"name": "e", "data": "3", "channel": "news", "info": "subscription_count"});
+    let (_, answer) = call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+    assert_eq!(
+        answer,
+        json!({"channels": {"news": {"subscription_count": 2}}})
+    );
+}
+
+#[tokio::test]
+async fn the_http_api_lists_occupied_channels_and_presence_users() {
+    let (hub, addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    a.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    a2.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    b.subscribe("presence-room", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    b.subscribe("news", None).await;
+    let mut quiet = Pusher::connect(addr, "quiet-key").await;
+    quiet.subscribe("elsewhere", None).await;
+    let mut gone = Pusher::connect(addr, "app-key").await;
+    gone.subscribe("left", None).await;
+    gone.send(json!({"event": "pusher:unsubscribe", "data": {"channel": "left"}}))
+        .await;
+    gone.sync().await;
+
+    let (code, all) = call(&api, "GET", "/apps/1/channels", &[], "").await;
+    assert_eq!(
+        (code, all),
+        (200, json!({"channels": {"news": {}, "presence-room": {}}}))
+    );
+    let presence = [
+        ("filter_by_prefix", "presence-"),
+        ("info", "user_count,subscription_count"),
+    ];
+    let (_, counted) = call(&api, "GET", "/apps/1/channels", &presence, "").await;
+    assert_eq!(
+        counted,
+        json!({"channels": {"presence-room": {"user_count": 2, "subscription_count": 3}}})
+    );
+    let (code, _) = call(
+        &api,
+        "GET",
+        "/apps/1/channels",
+        &[("info", "user_count")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 400, "user_count needs the presence- prefix");
+
+    let info = [("info", "subscription_count,user_count")];
+    let (_, room) = call(&api, "GET", "/apps/1/channels/presence-room", &info, "").await;
+    assert_eq!(
+        room,
+        json!({"occupied": true, "subscription_count": 3, "user_count": 2})
+    );
+    let (_, left) = call(&api, "GET", "/apps/1/channels/left", &[], "").await;
+    assert_eq!(left, json!({"occupied": false}));
+    let (code, _) = call(
+        &api,
+        "GET",
+        "/apps/1/channels/news",
+        &[("info", "user_count")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 400);
+    let (code, users) = call(&api, "GET", "/apps/1/channels/presence-room/users", &[], "").await;
+    assert_eq!(
+        (code, users),
+        (200, json!({"users": [{"id": "ann"}, {"id": "bob"}]}))
+    );
+    let (code, _) = call(&api, "GET", "/apps/1/channels/news/users", &[], "").await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn terminating_a_users_connections_closes_each_of_them() {
+    let (hub, addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    // The same user id on another app is another user.
+    let mut other = Pusher::connect(addr, "quiet-key").await;
+    a.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    a2.subscribe("presence-x", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    b.subscribe("presence-room", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    let auth = channel_auth(
+        &PusherApp::new("2", "quiet-key", "s2"),
+        &other.socket_id,
+        "presence-q",
+        Some(r#"{"user_id":"ann"}"#),
+    );
+    other.send(json!({"event": "pusher:subscribe", "data": {"channel": "presence-q", "auth": auth, "channel_data": r#"{"user_id":"ann"}"#}})).await;
+    assert_eq!(
+        other.next().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    // Past bob's member_added.
+    a.sync().await;
+    let (code, answer) = call(
+        &api,
+        "POST",
+        "/apps/1/users/ann/terminate_connections",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!((code, answer), (200, json!({})));
+    assert_eq!(a.next().await, json!({"closed": 4009}));
+    assert_eq!(a2.next().await, json!({"closed": 4009}));
+    let removed = b.next().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert!(b.sync().await.is_empty(), "bob stays");
+    assert!(other.sync().await.is_empty(), "another app's ann stays");
+}
+
+/// An HTTP receiver on loopback for an app's webhooks: each request's events, after its
+/// `X-Pusher-Key` and `X-Pusher-Signature` (the HMAC of the body with the app's secret) are
+/// checked, and `time_ms` is there.
+async fn hook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/pusher", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let header =
+                            |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+                        let (key, signature) =
+                            (header("x-pusher-key"), header("x-pusher-signature"));
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let text = String::from_utf8(body.to_vec()).unwrap();
+                        assert_eq!(key, "app-key");
+                        assert_eq!(
+                            signature,
+                            sign("app-secret", &text),
+                            "signed with the secret"
+                        );
+                        let body: Value = serde_json::from_str(&text).unwrap();
+                        assert!(body["time_ms"].as_u64().unwrap() > 0);
+                        for event in body["events"].as_array().unwrap() {
+                            tx.send(event.clone()).unwrap();
+                        }
+                        let ok =
+                            http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                        Ok::<_, std::convert::Infallible>(ok)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn an_apps_webhooks_tell_occupancy_members_and_client_events_in_pushers_format() {
+    let (url, mut hooks) = hook_receiver().await;
+    let mut config = HubConfig::default();
+    let hooked = app().with_webhook(url.parse().unwrap());
+    config.pusher = PusherApps::new(vec![hooked, PusherApp::new("2", "quiet-key", "s2")]).unwrap();
+    let (_hub, addr) = hub_and_addr(config).await;
+    let mut next_hook = async || {
+        tokio::time::timeout(STEP, hooks.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut a = Pusher::connect(addr, "app-key").await;
+    a.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_occupied", "channel": "presence-room"})
+    );
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "ann"})
+    );
+    // Ann's second connection: no second member_added, no second channel_occupied.
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    a2.subscribe("presence-room", Some(r#"{"user_id":"ann"}"#))
+        .await;
+    a.send(json!({"event": "client-typing", "channel": "presence-room", "data": {"x": 1}}))
+        .await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "client_event", "channel": "presence-room", "event": "client-typing",
+               "data": "{\"x\":1}", "socket_id": a.socket_id, "user_id": "ann"})
+    );
+    drop(a);
+    drop(a2);
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "member_removed", "channel": "presence-room", "user_id": "ann"}),
+        "once, after ann's last connection"
+    );
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_vacated", "channel": "presence-room"})
+    );
+    // Another app's channels are not this app's business.
+    let mut quiet = Pusher::connect(addr, "quiet-key").await;
+    quiet
+        .send(json!({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+        .await;
+    quiet.sync().await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+    b.subscribe("news", None).await;
+    assert_eq!(
+        next_hook().await,
+        json!({"name": "channel_occupied", "channel": "news"})
+    );
 }
 
 #[cfg(feature = "redis")]

@@ -110,6 +110,7 @@ impl ServeOptions {
             webhook_retry,
             pusher_apps,
             pusher_client_events,
+            pusher_webhooks,
             pusher,
         )
     }

@@ -96,12 +96,38 @@ fn pusher_apps(options: &ServeOptions) -> anyhow::Result<PusherApps> {
         .collect();
     let section = options.pusher.iter().flat_map(|section| &section.apps);
     for entry in section {
-        let app = entry
+        let mut app = entry
             .app()
             .with_context(|| format!("in [[pusher.apps]] with id {:?}", entry.id))?;
+        if let Some(url) = &entry.webhook_url {
+            let what = format!("webhook_url {url} of the Pusher app {:?}", entry.id);
+            app = app.with_webhook(http_url(url, &what)?);
+        }
         apps.push(app);
     }
+    for webhook in options.pusher_webhooks.iter().flatten() {
+        let (id, url) = webhook
+            .split_once('=')
+            .with_context(|| format!("--pusher-webhook {webhook}: expected ID=URL"))?;
+        let what = format!("--pusher-webhook {webhook}");
+        let url = http_url(url, &what)?;
+        let app = apps
+            .iter_mut()
+            .find(|app| app.id == id)
+            .with_context(|| format!("{what}: no Pusher app has the id {id:?}"))?;
+        *app = app.clone().with_webhook(url);
+    }
     Ok(PusherApps::new(apps)?)
+}
+
+/// `url` as an `http://` or `https://` URL with a host; `what` names it in the error.
+fn http_url(url: &str, what: &str) -> anyhow::Result<Uri> {
+    url.parse()
+        .ok()
+        .filter(|uri: &Uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+        })
+        .with_context(|| format!("{what}: expected an http:// or https:// URL"))
 }
 
 /// The proxies the options configure; `None` when they configure none.
@@ -143,13 +169,7 @@ fn webhooks(options: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
     let Some(secret) = &options.webhook_secret else {
         anyhow::bail!("--webhook-url needs --webhook-secret (or SWITCHBOARD_WEBHOOK_SECRET)");
     };
-    let uri: Uri = url
-        .parse()
-        .ok()
-        .filter(|uri: &Uri| {
-            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
-        })
-        .with_context(|| format!("--webhook-url {url}: expected an http:// or https:// URL"))?;
+    let uri = http_url(url, &format!("--webhook-url {url}"))?;
     let mut config = WebhookConfig::new(uri, secret.clone());
     if let Some(events) = &options.webhook_events {
         config.events = events.iter().copied().collect();
@@ -278,6 +298,46 @@ mod tests {
                 .and_then(|o| http_proxy(&o).map_err(|e| e.to_string()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn pusher_webhooks_come_from_the_apps_section_and_the_flag() {
+        let file = ServeOptions::from_toml(
+            r#"
+            pusher-webhook = ["2=http://127.0.0.1:9/two"]
+            [[pusher.apps]]
+            id = "1"
+            key = "key-1"
+            secret = "secret-1"
+            webhook_url = "https://hooks.example/one"
+            [[pusher.apps]]
+            id = "2"
+            key = "key-2"
+            secret = "secret-2"
+            "#,
+        )
+        .unwrap();
+        let apps = pusher_apps(&file).unwrap();
+        let url = |id| {
+            apps.by_id(id)
+                .unwrap()
+                .webhook
+                .as_ref()
+                .map(ToString::to_string)
+        };
+        assert_eq!(url("1").as_deref(), Some("https://hooks.example/one"));
+        assert_eq!(url("2").as_deref(), Some("http://127.0.0.1:9/two"));
+        let refused = |webhook: &str| {
+            let options = ServeOptions {
+                pusher_apps: Some(vec!["1:k:s".parse().unwrap()]),
+                pusher_webhooks: Some(vec![webhook.to_owned()]),
+                ..ServeOptions::default()
+            };
+            pusher_apps(&options).unwrap_err().to_string()
+        };
+        assert!(refused("9=http://a/").contains("no Pusher app"));
+        assert!(refused("1=ftp://a/").contains("http://"));
+        assert!(refused("http://a/").contains("ID=URL"));
     }
 
     #[test]

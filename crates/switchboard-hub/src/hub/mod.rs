@@ -24,6 +24,7 @@ mod identity;
 mod interest;
 mod kick;
 mod limits;
+mod pusher_hooks;
 mod pusher_session;
 mod pusher_wire;
 mod recovery;
@@ -199,6 +200,11 @@ impl Hub {
     /// Whether any Pusher app is configured (see [`HubConfig::pusher`]).
     pub fn serves_pusher(&self) -> bool {
         !self.shared.config.pusher.is_empty()
+    }
+
+    /// The Pusher apps served (see [`HubConfig::pusher`]).
+    pub fn pusher_apps(&self) -> &crate::pusher::PusherApps {
+        &self.shared.config.pusher
     }
 
     /// Serves one client of the Pusher Channels protocol until it leaves. `request` is its

@@ -168,6 +168,9 @@ struct Session<'h> {
     sender: Sender,
     kick: Arc<Kick>,
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Whether a presence member has named its user in the registry (see
+    /// [`hub_user`](crate::pusher::hub_user)).
+    named: bool,
     /// Its channels by Pusher name; a presence channel's with the member it joined as.
     channels: HashMap<String, Option<ClientInfo>>,
     client_events: TokenBucket,
@@ -209,6 +212,7 @@ impl<'h> Session<'h> {
             info,
             sender,
             kick: Arc::new(Kick::default()),
+            named: false,
             channels: HashMap::new(),
             client_events: TokenBucket::new(
                 f64::from(CLIENT_EVENTS_PER_SECOND),
@@ -411,13 +415,45 @@ impl<'h> Session<'h> {
         };
         let members = roster.as_ref().map(Roster::members);
         let succeeded = frames::subscription_succeeded(&name, members.as_ref());
-        self.channels.insert(name, member.clone());
+        hub.pusher_hooks.occupancy(&self.app.id, &name, true);
+        self.channels.insert(name.clone(), member.clone());
         // Pusher has no history: every event held while subscribing is newer than the reply.
         hub.fanout.activate(&channel, id, succeeded, 0, roster);
-        if let Some(me) = member
-            && let Err(e) = hub.broker.join(&channel, me).await
+        if let Some(me) = &member
+            && !self.named
         {
-            tracing::warn!(%channel, error = %e, "presence join failed");
+            // Its first presence member names the connection's user for the server side.
+            self.named = true;
+            let user = crate::pusher::hub_user(&self.app.id, &me.user);
+            hub.registry.rename(&self.info.conn, &user);
+        }
+        if let Some(me) = member {
+            let user = me.user.clone();
+            match hub.broker.join(&channel, me).await {
+                Ok(()) => self.member_hook(&name, &user, true).await,
+                Err(e) => tracing::warn!(%channel, error = %e, "presence join failed"),
+            }
+        }
+    }
+
+    /// Tells the app's webhooks that `user` was added to presence channel `name` (`added`)
+    /// when this connection is its first there, or removed when it has none left: the
+    /// channel's presence, read across nodes after the join or leave, says which.
+    async fn member_hook(&self, name: &str, user: &str, added: bool) {
+        let hooks = &self.hub.pusher_hooks;
+        if !hooks.wants(&self.app.id) {
+            return;
+        }
+        let channel = hub_channel(&self.app.id, name);
+        let clients = match self.hub.broker.presence(&channel).await {
+            Ok(clients) => clients,
+            Err(e) => {
+                return tracing::warn!(%channel, error = %e, "presence read for a webhook failed");
+            }
+        };
+        let conns = clients.iter().filter(|c| c.user == user).count();
+        if (added && conns == 1) || (!added && conns == 0) {
+            hooks.member(&self.app.id, name, user, added);
         }
     }
 
@@ -488,11 +524,14 @@ impl<'h> Session<'h> {
     async fn leave(&self, name: &str, member: Option<ClientInfo>) {
         let channel = hub_channel(&self.app.id, name);
         self.hub.fanout.remove(&channel, self.id);
-        if let Some(member) = member
-            && let Err(e) = self.hub.broker.leave(&channel, member).await
-        {
-            tracing::warn!(%channel, error = %e, "presence leave failed");
+        if let Some(member) = member {
+            let user = member.user.clone();
+            match self.hub.broker.leave(&channel, member).await {
+                Ok(()) => self.member_hook(name, &user, false).await,
+                Err(e) => tracing::warn!(%channel, error = %e, "presence leave failed"),
+            }
         }
+        self.hub.pusher_hooks.occupancy(&self.app.id, name, false);
         self.hub.interest.detach(&channel).await;
     }
 
@@ -531,13 +570,24 @@ impl<'h> Session<'h> {
             socket_id: Some(&self.socket_id),
             user_id: member.as_ref().map(|m| m.user.as_str()),
         };
-        let data = envelope.to_raw();
+        let envelope_data = envelope.to_raw();
         let channel = hub_channel(&self.app.id, name);
+        let user_id = member.as_ref().map(|m| m.user.clone());
         let from = member.unwrap_or_else(|| self.info.clone());
-        let published = self.hub.broker.publish(&channel, from, data).await;
-        if let Err(e) = published {
-            self.error(None, &format!("client event not sent: {e}"))
-                .await;
+        let published = self.hub.broker.publish(&channel, from, envelope_data).await;
+        match published {
+            Ok(_) => self.hub.pusher_hooks.client_event(
+                &self.app.id,
+                name,
+                event,
+                data,
+                &self.socket_id,
+                user_id.as_deref(),
+            ),
+            Err(e) => {
+                self.error(None, &format!("client event not sent: {e}"))
+                    .await;
+            }
         }
     }
 }

@@ -22,19 +22,8 @@ use serde_json::value::RawValue;
 use switchboard::{EncodedFrame, Utf8Bytes};
 
 use crate::broker::{ClientInfo, Publication};
-use crate::pusher::HUB_PREFIX as PREFIX;
 use crate::pusher::frames::{self, Members};
-
-/// The hub channel of app `app_id`'s channel `name`.
-pub(super) fn hub_channel(app_id: &str, name: &str) -> String {
-    format!("{PREFIX}{app_id}:{name}")
-}
-
-/// The Pusher channel name of a hub channel, `None` when it is not one.
-pub(super) fn pusher_name(channel: &str) -> Option<&str> {
-    let rest = channel.strip_prefix(PREFIX)?;
-    rest.split_once(':').map(|(_, name)| name)
-}
+pub(super) use crate::pusher::{hub_channel, pusher_name};
 
 /// A publication's data on a Pusher channel.
 #[derive(Debug, Deserialize, Serialize)]

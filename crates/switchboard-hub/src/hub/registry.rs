@@ -129,6 +129,25 @@ impl Registry {
         }
     }
 
+    /// Makes a registered connection `user`'s, as if it had registered as that user.
+    pub(super) fn rename(&self, conn: &str, user: &str) {
+        let mut maps = self.lock();
+        let Some(entry) = maps.conns.get_mut(conn) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.user, user.to_owned());
+        if let Some(conns) = maps.users.get_mut(&old) {
+            conns.retain(|c| c != conn);
+            if conns.is_empty() {
+                maps.users.remove(&old);
+            }
+        }
+        maps.users
+            .entry(user.to_owned())
+            .or_default()
+            .push(conn.to_owned());
+    }
+
     /// The mailboxes of the connections `whom` names.
     pub(super) fn mailboxes(&self, whom: Whom<'_>) -> Vec<Mailbox> {
         let maps = self.lock();
@@ -212,6 +231,19 @@ mod tests {
         registry.deregister("c2");
         assert!(registry.mailboxes(Whom::User("ann")).is_empty());
         assert!(registry.mailboxes(Whom::Conn("nope")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_renamed_connection_is_found_by_its_new_user_only() {
+        let registry = Registry::default();
+        let _a = registry.register("c1", "anonymous", profile("a"));
+        let _b = registry.register("c2", "anonymous", profile("b"));
+        registry.rename("c1", "pusher:1:ann");
+        registry.rename("nope", "pusher:1:ann");
+        assert_eq!(registry.mailboxes(Whom::User("pusher:1:ann")).len(), 1);
+        assert_eq!(registry.mailboxes(Whom::User("anonymous")).len(), 1);
+        registry.deregister("c1");
+        assert!(registry.mailboxes(Whom::User("pusher:1:ann")).is_empty());
     }
 
     #[tokio::test]

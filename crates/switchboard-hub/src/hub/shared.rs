@@ -8,6 +8,7 @@ use super::fanout::Fanout;
 use super::heartbeat::Beats;
 use super::interest::Interest;
 use super::limits::LimitCounts;
+use super::pusher_hooks::PusherHooks;
 use super::registry::Registry;
 use crate::broker::Broker;
 
@@ -31,6 +32,8 @@ pub(super) struct Shared {
     pub(super) limits: LimitCounts,
     /// When the hub started, in milliseconds since the Unix epoch.
     pub(super) started: u64,
+    /// The webhooks of the Pusher apps that have them.
+    pub(super) pusher_hooks: PusherHooks,
 }
 
 impl Shared {
@@ -41,6 +44,7 @@ impl Shared {
         node: String,
     ) -> Self {
         Self {
+            pusher_hooks: PusherHooks::start(&config.pusher),
             interest: Interest::new(broker.clone()),
             broker,
             fanout,

@@ -18,6 +18,8 @@ pub struct PusherApp {
     pub secret: String,
     /// Whether clients may send `client-` events (on private and presence channels only).
     pub client_events: bool,
+    /// Where the app's webhooks go (Pusher's format, signed with the secret); none without.
+    pub webhook: Option<http::Uri>,
 }
 
 impl PusherApp {
@@ -28,6 +30,7 @@ impl PusherApp {
             key: key.into(),
             secret: secret.into(),
             client_events: false,
+            webhook: None,
         }
     }
 
@@ -35,6 +38,13 @@ impl PusherApp {
     #[must_use]
     pub fn with_client_events(mut self, on: bool) -> Self {
         self.client_events = on;
+        self
+    }
+
+    /// The same app, with its webhooks posted to `url`.
+    #[must_use]
+    pub fn with_webhook(mut self, url: http::Uri) -> Self {
+        self.webhook = Some(url);
         self
     }
 }
@@ -46,6 +56,7 @@ impl fmt::Debug for PusherApp {
             .field("id", &self.id)
             .field("key", &self.key)
             .field("client_events", &self.client_events)
+            .field("webhook", &self.webhook)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +129,11 @@ impl PusherApps {
     /// The app whose id is `id`.
     pub fn by_id(&self, id: &str) -> Option<&PusherApp> {
         self.by_id.get(id).map(Arc::as_ref)
+    }
+
+    /// Every app, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &PusherApp> {
+        self.by_id.values().map(Arc::as_ref)
     }
 
     /// Whether no app is configured.

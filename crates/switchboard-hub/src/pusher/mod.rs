@@ -18,6 +18,24 @@ pub mod signature;
 /// that only Pusher sessions (and the server side) reach them.
 pub const HUB_PREFIX: &str = "pusher:";
 
+/// The hub channel of app `app_id`'s channel `name`.
+pub fn hub_channel(app_id: &str, name: &str) -> String {
+    format!("{HUB_PREFIX}{app_id}:{name}")
+}
+
+/// The Pusher channel name of a hub channel, `None` when it is not one.
+pub fn pusher_name(channel: &str) -> Option<&str> {
+    let rest = channel.strip_prefix(HUB_PREFIX)?;
+    rest.split_once(':').map(|(_, name)| name)
+}
+
+/// The hub user of app `app_id`'s user `user_id`: a Pusher connection is this user once a
+/// presence channel names it, so that the server side can end a Pusher user's connections
+/// (the hub's `disconnect` by user) without reaching another app's user of the same id.
+pub fn hub_user(app_id: &str, user_id: &str) -> String {
+    format!("{HUB_PREFIX}{app_id}:{user_id}")
+}
+
 pub use apps::{AppError, PusherApp, PusherApps};
 pub use frames::{ChannelKind, ClientFrame, FrameError, PusherCode};
 pub use signature::{AuthError, RequestAuthError, SignedRequest};

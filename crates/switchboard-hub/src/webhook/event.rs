@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::EventKind;
+use super::{EventKind, Format};
 
 /// `{"type":"member_added","channel":"room","user":"ann","conn":"..","node":"..","time":ms}`;
 /// `user` and `conn` only for presence events.
@@ -43,14 +43,18 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The request body: `{"events":[...]}`.
-pub(super) fn body(events: &[Event]) -> Vec<u8> {
+/// The request body: `{"events":[...]}`, and in Pusher's format `{"time_ms":...,
+/// "events":[...]}` with the time it is made.
+pub(super) fn body<E: Serialize>(events: &[E], format: &Format) -> Vec<u8> {
     #[derive(Serialize)]
-    struct Body<'a> {
-        events: &'a [Event],
+    struct Body<'a, E> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        time_ms: Option<u64>,
+        events: &'a [E],
     }
+    let time_ms = matches!(format, Format::Pusher(_)).then(now_ms);
     // Strings and numbers only: serializing cannot fail.
-    serde_json::to_vec(&Body { events }).unwrap_or_default()
+    serde_json::to_vec(&Body { time_ms, events }).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -68,7 +72,7 @@ mod tests {
             ..Event::new(EventKind::ChannelOccupied, "room", "ab12")
         };
         assert_eq!(
-            String::from_utf8(body(&[occupied, added])).unwrap(),
+            String::from_utf8(body(&[occupied, added], &Format::Switchboard)).unwrap(),
             r#"{"events":[{"type":"channel_occupied","channel":"room","node":"ab12","time":5},{"type":"member_added","channel":"room","user":"ann","conn":"ab121","node":"ab12","time":7}]}"#
         );
     }

@@ -8,6 +8,9 @@
 //! backend never slows a session or the fan-out. One task per hub ([`sender`]) drains the
 //! queue in batches, signs each body and retries it with backoff.
 //!
+//! The same machinery posts the webhooks of Pusher apps, in Pusher's format ([`Format`]),
+//! with the events the Pusher sessions queue (see `hub/pusher_hooks.rs`).
+//!
 //! ## Occupied and vacated in a cluster
 //!
 //! They are per node: a channel is occupied on a node from its first subscriber there to its
@@ -26,9 +29,11 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::pusher::PusherApp;
+
 pub use metrics::WebhookMetrics;
 pub(crate) use observer::Observed;
-pub(crate) use sender::start;
+pub(crate) use sender::{Queue, start};
 
 /// Where and how the hub posts its events.
 #[derive(Clone, Debug)]
@@ -54,6 +59,19 @@ pub struct WebhookConfig {
     pub backoff: Duration,
     /// The longest wait between two attempts (default 10s).
     pub max_backoff: Duration,
+    /// How bodies are framed and signed: the hub's way, or a Pusher app's.
+    pub(crate) format: Format,
+}
+
+/// How a webhook request's body is framed and signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The hub's: `{"events":[...]}`, with `X-Switchboard-Timestamp` and
+    /// `X-Switchboard-Signature` (see `sender.rs`).
+    Switchboard,
+    /// Pusher's, for this app: `{"time_ms":..., "events":[...]}`, with `X-Pusher-Key` and
+    /// `X-Pusher-Signature`, the hex HMAC-SHA256 of the body with the app's secret.
+    Pusher(Box<PusherApp>),
 }
 
 impl WebhookConfig {
@@ -69,6 +87,15 @@ impl WebhookConfig {
             retry_for: Duration::from_secs(60),
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            format: Format::Switchboard,
+        }
+    }
+
+    /// The webhooks of Pusher app `app` to `url`, in Pusher's format, with the default limits.
+    pub(crate) fn pusher(url: Uri, app: &PusherApp) -> Self {
+        Self {
+            format: Format::Pusher(Box::new(app.clone())),
+            ..Self::new(url, app.secret.clone())
         }
     }
 }

@@ -7,6 +7,10 @@
 //! `X-Switchboard-Signature` is `sha256=` and the hex HMAC-SHA256, keyed with the secret, of
 //! the timestamp, a `.` and the exact body. A backend that refuses old timestamps refuses a
 //! replayed request. Each attempt is signed afresh, with its own timestamp.
+//!
+//! A Pusher app's webhooks ([`Format::Pusher`]) are signed as Pusher signs them:
+//! `X-Pusher-Key` is the app's key and `X-Pusher-Signature` the hex HMAC-SHA256 of the body
+//! with its secret.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,9 +25,12 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use serde::Serialize;
+
 use super::event::{self, Event};
-use super::{EventKind, WebhookConfig, WebhookMetrics};
+use super::{EventKind, Format, WebhookConfig, WebhookMetrics};
 use crate::http_post::{Backend, json_post};
+use crate::pusher::signature::webhook_signature;
 
 /// The most of a webhook answer read (its body means nothing to the hub).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -35,20 +42,20 @@ pub(crate) const TIMESTAMP: &str = "x-switchboard-timestamp";
 
 /// Where the hub puts events, without waiting.
 #[derive(Debug)]
-pub(crate) struct Queue {
-    tx: mpsc::Sender<Event>,
+pub(crate) struct Queue<E = Event> {
+    tx: mpsc::Sender<E>,
     events: HashSet<EventKind>,
     metrics: Arc<WebhookMetrics>,
 }
 
-impl Queue {
+impl<E> Queue<E> {
     /// Whether the backend is sent events of this kind.
-    pub(super) fn wants(&self, kind: EventKind) -> bool {
+    pub(crate) fn wants(&self, kind: EventKind) -> bool {
         self.events.contains(&kind)
     }
 
     /// Queues `event`; when the queue is full it is dropped and counted.
-    pub(super) fn push(&self, event: Event) {
+    pub(crate) fn push(&self, event: E) {
         if self.tx.try_send(event).is_err() {
             self.metrics.dropped_full.fetch_add(1, Ordering::Relaxed);
         }
@@ -57,7 +64,10 @@ impl Queue {
 
 /// Starts the task that posts what the queue receives; it ends once the queue is dropped and
 /// drained.
-pub(crate) fn start(config: WebhookConfig) -> (Queue, Arc<WebhookMetrics>) {
+pub(crate) fn start<E>(config: WebhookConfig) -> (Queue<E>, Arc<WebhookMetrics>)
+where
+    E: Serialize + Send + Sync + 'static,
+{
     let metrics = Arc::new(WebhookMetrics::default());
     let (tx, rx) = mpsc::channel(config.queue.max(1));
     let queue = Queue {
@@ -70,7 +80,11 @@ pub(crate) fn start(config: WebhookConfig) -> (Queue, Arc<WebhookMetrics>) {
 }
 
 /// Everything queued when the sender is free, at most `max_batch` per request.
-async fn run(mut rx: mpsc::Receiver<Event>, config: WebhookConfig, metrics: Arc<WebhookMetrics>) {
+async fn run<E: Serialize>(
+    mut rx: mpsc::Receiver<E>,
+    config: WebhookConfig,
+    metrics: Arc<WebhookMetrics>,
+) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
     let backend = Backend::default();
@@ -81,13 +95,13 @@ async fn run(mut rx: mpsc::Receiver<Event>, config: WebhookConfig, metrics: Arc<
 }
 
 /// Posts one batch until the backend accepts it or `retry_for` runs out.
-async fn deliver(
+async fn deliver<E: Serialize>(
     backend: &Backend,
     config: &WebhookConfig,
     metrics: &WebhookMetrics,
-    events: &[Event],
+    events: &[E],
 ) {
-    let body = Bytes::from(event::body(events));
+    let body = Bytes::from(event::body(events, &config.format));
     let count = events.len() as u64;
     let give_up = Instant::now() + config.retry_for;
     let mut backoff = config.backoff;
@@ -126,7 +140,10 @@ fn jitter(backoff: Duration) -> Duration {
 
 /// One POST; `Err` says why it failed.
 async fn attempt(backend: &Backend, config: &WebhookConfig, body: Bytes) -> Result<(), String> {
-    let request = signed(&config.url, &config.secret, event::now_ms() / 1000, body)?;
+    let request = match &config.format {
+        Format::Switchboard => signed(&config.url, &config.secret, event::now_ms() / 1000, body),
+        Format::Pusher(app) => pusher_signed(&config.url, app, body),
+    }?;
     let (status, _) = backend.send(request, MAX_ANSWER).await?;
     if status.is_success() {
         Ok(())
@@ -145,6 +162,19 @@ fn signed(
     json_post(url)
         .header(TIMESTAMP, timestamp)
         .header(SIGNATURE, signature(secret, timestamp, &body))
+        .body(Full::new(body))
+        .map_err(|e| format!("bad request: {e}"))
+}
+
+/// The request of one attempt of a Pusher app's webhook, signed as Pusher signs them.
+fn pusher_signed(
+    url: &Uri,
+    app: &crate::pusher::PusherApp,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
+    json_post(url)
+        .header("x-pusher-key", &app.key)
+        .header("x-pusher-signature", webhook_signature(app, &body))
         .body(Full::new(body))
         .map_err(|e| format!("bad request: {e}"))
 }

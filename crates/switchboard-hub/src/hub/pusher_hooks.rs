@@ -1,0 +1,176 @@
+//! Pusher's webhooks, for the apps with a webhook URL (see
+//! [`PusherApp::webhook`](crate::pusher::PusherApp::webhook)): what the Pusher sessions of
+//! this node tell each app's backend, queued without waiting and posted in Pusher's format by
+//! the hub's webhook sender (batched, signed with the app's secret, retried).
+//!
+//! - `channel_occupied` and `channel_vacated`: a channel's first subscription on this node
+//!   and its last, counted here; with several nodes each node tells its own, as the hub's
+//!   own webhooks do;
+//! - `member_added` and `member_removed`: a presence channel's user, once across nodes: the
+//!   session reads the channel's presence after its join (or leave) and tells when its
+//!   connection is the user's first (or the user has none left);
+//! - `client_event`: a client event, with its sender's socket id (and user on a presence
+//!   channel).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::pusher::PusherApps;
+use crate::webhook::{self, EventKind, Queue, WebhookConfig};
+
+/// One event, as Pusher's webhooks write it.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Hook {
+    name: &'static str,
+    channel: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+/// The webhook queues of the apps that have one, and this node's subscriptions to their
+/// channels.
+#[derive(Debug, Default)]
+pub(super) struct PusherHooks {
+    queues: HashMap<String, Queue<Hook>>,
+    /// Subscriptions on this node by hub channel, for the apps with webhooks.
+    occupancy: Mutex<HashMap<String, usize>>,
+}
+
+impl PusherHooks {
+    /// Starts a sender for each app of `apps` with a webhook URL.
+    pub(super) fn start(apps: &PusherApps) -> Self {
+        let queues = apps
+            .iter()
+            .filter_map(|app| {
+                let url = app.webhook.clone()?;
+                let (queue, _metrics) = webhook::start(WebhookConfig::pusher(url, app));
+                Some((app.id.clone(), queue))
+            })
+            .collect();
+        Self {
+            queues,
+            occupancy: Mutex::default(),
+        }
+    }
+
+    /// Whether app `app_id` has webhooks.
+    pub(super) fn wants(&self, app_id: &str) -> bool {
+        self.queues.contains_key(app_id)
+    }
+
+    fn push(&self, app_id: &str, hook: Hook) {
+        if let Some(queue) = self.queues.get(app_id) {
+            queue.push(hook);
+        }
+    }
+
+    /// Counts a subscription to app `app_id`'s channel `name` on this node, or its end
+    /// (`joined` false); the first is `channel_occupied`, the end of the last
+    /// `channel_vacated`.
+    pub(super) fn occupancy(&self, app_id: &str, name: &str, joined: bool) {
+        if !self.wants(app_id) {
+            return;
+        }
+        let key = crate::pusher::hub_channel(app_id, name);
+        let changed = {
+            // Every change leaves the map consistent: a poisoned lock is still usable.
+            let mut counts = self.occupancy.lock().unwrap_or_else(|e| e.into_inner());
+            let count = counts.entry(key.clone()).or_default();
+            let before = *count;
+            *count = if joined {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            let after = *count;
+            if after == 0 {
+                counts.remove(&key);
+            }
+            match (before, after) {
+                (0, 1) => Some(EventKind::ChannelOccupied),
+                (1, 0) => Some(EventKind::ChannelVacated),
+                _ => None,
+            }
+        };
+        if let Some(kind) = changed {
+            let hook = Hook {
+                name: kind.name(),
+                channel: name.to_owned(),
+                ..Hook::default()
+            };
+            self.push(app_id, hook);
+        }
+    }
+
+    /// `member_added` (or `member_removed`) of `user_id` on presence channel `name`.
+    pub(super) fn member(&self, app_id: &str, name: &str, user_id: &str, added: bool) {
+        let kind = if added {
+            EventKind::MemberAdded
+        } else {
+            EventKind::MemberRemoved
+        };
+        let hook = Hook {
+            name: kind.name(),
+            channel: name.to_owned(),
+            user_id: Some(user_id.to_owned()),
+            ..Hook::default()
+        };
+        self.push(app_id, hook);
+    }
+
+    /// `client_event` of `event` with `data` on channel `name`, from `socket_id` (and
+    /// `user_id` on a presence channel). Its data is a string, as Pusher's is: a string sent
+    /// as is, other JSON as its text.
+    pub(super) fn client_event(
+        &self,
+        app_id: &str,
+        name: &str,
+        event: &str,
+        data: &RawValue,
+        socket_id: &str,
+        user_id: Option<&str>,
+    ) {
+        if !self.wants(app_id) {
+            return;
+        }
+        let data =
+            serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_owned());
+        let hook = Hook {
+            name: "client_event",
+            channel: name.to_owned(),
+            event: Some(event.to_owned()),
+            data: Some(data),
+            socket_id: Some(socket_id.to_owned()),
+            user_id: user_id.map(str::to_owned),
+        };
+        self.push(app_id, hook);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_serialize_as_pushers_events() {
+        let hook = Hook {
+            name: "member_added",
+            channel: "presence-a".into(),
+            user_id: Some("ann".into()),
+            ..Hook::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&hook).unwrap(),
+            r#"{"name":"member_added","channel":"presence-a","user_id":"ann"}"#
+        );
+    }
+}
