@@ -1,8 +1,9 @@
-//! The loop: one task per thread that owns every WebSocket of the thread's [`EventLoop`]
-//! (`super::EventLoop`) in pages of slots, learns which sockets are ready from its own `epoll`
-//! (mio), and polls only those. Its `epoll` descriptor is itself registered with tokio's
-//! reactor, so the loop sleeps with the runtime and wakes when any of its sockets has an event;
-//! deadlines and the server's shutdown reach a connection through its [`wake`](super::wake)r.
+//! The loop: one task per thread that owns every WebSocket its
+//! [`EventLoop`](super::EventLoop) took on the thread, in pages of slots, learns which sockets
+//! are ready from its own `epoll` (mio), and polls only those. Its `epoll` descriptor is itself
+//! registered with tokio's reactor, so the loop sleeps with the runtime and wakes when any of
+//! its sockets has an event; deadlines and the server's shutdown reach a connection through
+//! its waker (`wake.rs`).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,8 +30,8 @@ pub(super) struct Arrival {
     pub(super) request: Request<()>,
 }
 
-/// Runs a thread's loop until the runtime ends, or until every [`EventLoop`](super::EventLoop)
-/// handle is gone and the last connection is over.
+/// Runs a thread's loop until the runtime ends (or, once nothing can send it arrivals, until its
+/// last connection is over).
 pub(super) async fn run<H: Handler>(handler: Arc<H>, arrivals: mpsc::UnboundedReceiver<Arrival>) {
     let mut state = match Loop::new(handler, arrivals) {
         Ok(state) => state,
