@@ -53,6 +53,39 @@ impl Snapshot {
     }
 }
 
+/// The heap per connection of a server, for the idle-memory examples: made when no connection
+/// is open, then asked with the connections open now and again.
+#[derive(Debug)]
+pub struct PerConnection {
+    base: Snapshot,
+    last: usize,
+}
+
+impl PerConnection {
+    /// Counts from here: the heap held with no connection open.
+    pub fn start() -> Self {
+        Self {
+            base: snapshot(),
+            last: 0,
+        }
+    }
+
+    /// The live heap above the start per connection, as a line, when `open` changed since the
+    /// last call (and is not 0).
+    pub fn report(&mut self, open: usize) -> Option<String> {
+        let changed = open != std::mem::replace(&mut self.last, open);
+        if !changed || open == 0 {
+            return None;
+        }
+        let held = snapshot().since(&self.base);
+        Some(format!(
+            "{open} connections: {:.0} bytes in {:.2} blocks per connection",
+            held.live_bytes as f64 / open as f64,
+            held.live_blocks as f64 / open as f64
+        ))
+    }
+}
+
 /// The counters now.
 pub fn snapshot() -> Snapshot {
     Snapshot {

@@ -30,22 +30,12 @@ async fn main() -> std::io::Result<()> {
     println!("hub on ws://{}/ws", server.local_addr()?);
     let watched = hub.clone();
     tokio::spawn(async move {
-        let base = alloc_count::snapshot();
-        let mut last = 0;
+        let mut heap = alloc_count::PerConnection::start();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let open = watched.connections();
-            if open == last || open == 0 {
-                last = open;
-                continue;
+            if let Some(line) = heap.report(watched.connections()) {
+                println!("{line}");
             }
-            last = open;
-            let held = alloc_count::snapshot().since(&base);
-            println!(
-                "{open} connections: {:.0} bytes in {:.2} blocks per connection",
-                held.live_bytes as f64 / open as f64,
-                held.live_blocks as f64 / open as f64
-            );
         }
     });
     server

@@ -32,22 +32,12 @@ async fn main() -> std::io::Result<()> {
     println!("echo server on ws://{}", server.local_addr()?);
     let metrics = server.metrics().clone();
     tokio::spawn(async move {
-        let base = alloc_count::snapshot();
-        let mut last = 0;
+        let mut heap = alloc_count::PerConnection::start();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let open = metrics.connections_open();
-            if open == last || open == 0 {
-                last = open;
-                continue;
+            if let Some(line) = heap.report(metrics.connections_open() as usize) {
+                println!("{line}");
             }
-            last = open;
-            let held = alloc_count::snapshot().since(&base);
-            println!(
-                "{open} connections: {:.0} bytes in {:.2} blocks per connection",
-                held.live_bytes as f64 / open as f64,
-                held.live_blocks as f64 / open as f64
-            );
         }
     });
     // The same loop as `switchboard serve --mode echo` (switchboard_hub::echo), as a future

@@ -41,6 +41,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
         handler: &H,
         cx: &mut Context<'_>,
     ) -> Poll<Ending> {
+        if self.ws.is_cancelled() {
+            // Past the server's grace period; a task would have been aborted.
+            return Poll::Ready(None);
+        }
         loop {
             match self.ws.poll_recv(cx) {
                 Poll::Ready(Some(Ok(message))) if message.is_data() => {

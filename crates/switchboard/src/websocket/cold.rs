@@ -70,6 +70,12 @@ impl<S> WebSocket<S> {
         }
     }
 
+    /// Whether the server gave up on its connections at the end of its grace period: a task
+    /// is aborted then, a connection without one (in an event loop) asks.
+    pub(crate) fn is_cancelled(&mut self) -> bool {
+        link(&mut self.cold).is_some_and(|link| link.is_cancelled())
+    }
+
     pub(crate) fn hold(&mut self, ticket: AddressTicket) {
         self.extras_mut().address = Some(ticket);
     }

@@ -247,12 +247,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            if let Some(link) = link(&mut self.cold)
-                && link.is_cancelled()
-            {
-                // A task would have been aborted; a connection without one ends here.
-                return Poll::Ready(self.finish(None));
-            }
             if !self.conn.is_closing()
                 && let Some(link) = link(&mut self.cold)
                 && let Some(farewell) = link.poll_shutdown(cx)
