@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::hub_and_addr;
 use switchboard::{MaybeTlsStream, Message, WebSocket};
-use switchboard_hub::pusher::signature::{channel_auth, sign};
+use switchboard_hub::pusher::signature::{channel_auth, sign, user_auth};
 use switchboard_hub::pusher::{PusherApp, PusherApps};
 use switchboard_hub::{Hub, HubConfig, MessageRate, PusherApi};
 
@@ -96,6 +96,16 @@ impl Pusher {
         }
         self.send(json!({"event": "pusher:subscribe", "data": data}))
             .await;
+        self.next().await
+    }
+
+    /// Signs in with `user_data`, signed by the app, and returns the answer.
+    async fn signin(&mut self, user_data: &str) -> Value {
+        let auth = user_auth(&app(), &self.socket_id, user_data);
+        self.send(
+            json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+        )
+        .await;
         self.next().await
     }
 
@@ -686,6 +696,207 @@ async fn terminating_a_users_connections_closes_each_of_them() {
     assert_eq!(removed["event"], "pusher_internal:member_removed");
     assert!(b.sync().await.is_empty(), "bob stays");
     assert!(other.sync().await.is_empty(), "another app's ann stays");
+}
+
+#[tokio::test]
+async fn bad_frames_get_pushers_errors_and_the_connection_stays() {
+    let mut config = HubConfig::default();
+    config.max_data_size = 1 << 20;
+    let (_hub, addr) = start_with(config).await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    a.subscribe("lobby", None).await;
+    a.subscribe("private-room", None).await;
+    let over = "x".repeat(10 * 1024);
+    let frames = [
+        ("not json".to_owned(), "invalid frame"),
+        ("[1,2]".to_owned(), "invalid frame"),
+        (r#"{"data":{}}"#.to_owned(), "invalid frame"),
+        (
+            r#"{"event":"pusher:nope","data":{}}"#.to_owned(),
+            "pusher:nope",
+        ),
+        (
+            r#"{"event":"pusher:subscribe","data":{}}"#.to_owned(),
+            "no channel",
+        ),
+        (
+            r#"{"event":"pusher:subscribe","data":5}"#.to_owned(),
+            "data must be an object",
+        ),
+        (
+            r#"{"event":"pusher:subscribe","data":{"channel":"a b"}}"#.to_owned(),
+            "invalid channel",
+        ),
+        (
+            r#"{"event":"pusher:signin","data":{"auth":"app-key:00"}}"#.to_owned(),
+            "no user_data",
+        ),
+        (
+            r#"{"event":"client-x","channel":"lobby","data":{}}"#.to_owned(),
+            "private and presence",
+        ),
+        (
+            json!({"event": "client-x", "channel": "private-room", "data": over}).to_string(),
+            "Payload too large",
+        ),
+    ];
+    for (frame, why) in frames {
+        a.ws.send(Message::text(frame.clone())).await.unwrap();
+        let error = a.next().await;
+        assert_eq!(error["event"], "pusher:error", "{frame}: {error}");
+        let message = error["data"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{frame}: {message}");
+        assert!(
+            a.sync().await.is_empty(),
+            "{frame}: the connection answers pings"
+        );
+    }
+    let typing =
+        json!({"event": "client-typing", "channel": "private-room", "data": "x".repeat(100)});
+    a.send(typing).await;
+    assert!(
+        a.sync().await.is_empty(),
+        "a client event within the limit is taken"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_in_user_gets_what_the_app_sends_it_on_each_of_its_connections() {
+    let (hub, addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let ann_data = r#"{"id":"ann","user_info":{"name":"Ann"}}"#;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    let mut a2 = Pusher::connect(addr, "app-key").await;
+    let mut b = Pusher::connect(addr, "app-key").await;
+
+    // Refused: signed by another secret, for another socket, without an id.
+    let forged = user_auth(
+        &PusherApp::new("1", "app-key", "nope"),
+        &a.socket_id,
+        ann_data,
+    );
+    a.send(json!({"event": "pusher:signin", "data": {"auth": forged, "user_data": ann_data}}))
+        .await;
+    let refused = a.next().await;
+    assert_eq!(refused["event"], "pusher:error");
+    assert_eq!(refused["data"]["code"], 4009);
+    let stolen = user_auth(&app(), &b.socket_id, ann_data);
+    a.send(json!({"event": "pusher:signin", "data": {"auth": stolen, "user_data": ann_data}}))
+        .await;
+    assert_eq!(a.next().await["data"]["code"], 4009);
+    assert_eq!(a.signin(r#"{"user_info":{}}"#).await["data"]["code"], 4009);
+    assert!(a.sync().await.is_empty(), "the connection stays");
+    let user_channel = json!({"event": "pusher:subscribe", "data": {"auth": "", "channel": "#server-to-user-ann"}});
+    a.send(user_channel.clone()).await;
+    assert_eq!(
+        a.next().await["data"]["status"],
+        403,
+        "not before signing in"
+    );
+
+    let ok = a.signin(ann_data).await;
+    assert_eq!(
+        ok,
+        json!({"event": "pusher:signin_success", "data": {"user_data": ann_data}})
+    );
+    assert_eq!(
+        a2.signin(r#"{"id":"ann"}"#).await["event"],
+        "pusher:signin_success"
+    );
+    assert_eq!(
+        b.signin(r#"{"id":"bob"}"#).await["event"],
+        "pusher:signin_success"
+    );
+    assert_eq!(
+        b.signin(ann_data).await["data"]["code"],
+        4009,
+        "bob stays bob"
+    );
+    // pusher-js subscribes to its user's channel after signing in.
+    a.send(user_channel.clone()).await;
+    assert_eq!(
+        a.next().await,
+        json!({"event": "pusher_internal:subscription_succeeded", "channel": "#server-to-user-ann", "data": "{}"})
+    );
+    b.send(user_channel).await;
+    assert_eq!(b.next().await["event"], "pusher:subscription_error");
+
+    // sendToUser: the Node library triggers to the user's channel.
+    let body = json!({"name": "notice", "data": "{\"n\":1}", "channels": ["#server-to-user-ann"]});
+    let (code, _) = call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+    assert_eq!(code, 200);
+    let notice = json!({"event": "notice", "channel": "#server-to-user-ann", "data": "{\"n\":1}"});
+    assert_eq!(a.next().await, notice);
+    assert_eq!(a2.next().await, notice);
+    assert!(b.sync().await.is_empty(), "bob gets nothing of ann's");
+    // A client cannot send to a user.
+    a.send(json!({"event": "client-x", "channel": "#server-to-user-bob", "data": {}}))
+        .await;
+    assert_eq!(a.next().await["event"], "pusher:error");
+    assert!(b.sync().await.is_empty());
+
+    // A signed-in user's connections are its user's for terminate_connections.
+    let (code, _) = call(
+        &api,
+        "POST",
+        "/apps/1/users/ann/terminate_connections",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(a.next().await, json!({"closed": 4009}));
+    assert_eq!(a2.next().await, json!({"closed": 4009}));
+    assert!(b.sync().await.is_empty(), "bob stays");
+}
+
+#[tokio::test]
+async fn a_cache_channel_sends_its_last_event_from_the_app_to_new_subscribers() {
+    let (hub, addr) = start().await;
+    let api = PusherApi::new(hub).unwrap();
+    let trigger = async |channel: &str, name: &str, data: &str| {
+        let body = json!({"name": name, "data": data, "channel": channel});
+        let (code, _) = call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+        assert_eq!(code, 200);
+    };
+    let mut a = Pusher::connect(addr, "app-key").await;
+    assert_eq!(
+        a.subscribe("cache-scores", None).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(
+        a.next().await,
+        json!({"event": "pusher:cache_miss", "channel": "cache-scores", "data": {}})
+    );
+    trigger("cache-scores", "score", "1-0").await;
+    trigger("cache-scores", "score", "{\"home\": 2}").await;
+    let live = a.sync().await;
+    assert_eq!(live.len(), 2);
+
+    let mut b = Pusher::connect(addr, "app-key").await;
+    b.subscribe("cache-scores", None).await;
+    let cached = b.sync().await;
+    assert_eq!(cached, [live[1].clone()], "the last event, as it was sent");
+
+    // Client events are not cached; a private cache channel is signed as a private one.
+    a.subscribe("private-cache-room", None).await;
+    assert_eq!(a.next().await["event"], "pusher:cache_miss");
+    trigger("private-cache-room", "state", "\"open\"").await;
+    a.send(json!({"event": "client-x", "channel": "private-cache-room", "data": {}}))
+        .await;
+    assert_eq!(a.sync().await.len(), 1, "the app's event");
+    let mut c = Pusher::connect(addr, "app-key").await;
+    c.subscribe("private-cache-room", None).await;
+    assert_eq!(
+        c.sync().await,
+        [json!({"event": "state", "channel": "private-cache-room", "data": "\"open\""})]
+    );
+    let members = r#"{"user_id":"ann"}"#;
+    c.subscribe("presence-cache-lobby", Some(members)).await;
+    assert_eq!(c.next().await["event"], "pusher:cache_miss");
+    // A channel that is not a cache channel sends no miss.
+    c.subscribe("scores", None).await;
+    assert!(c.sync().await.is_empty());
 }
 
 /// An HTTP receiver on loopback for an app's webhooks: each request's events, after its

@@ -209,15 +209,16 @@ impl Fanout {
         }
     }
 
-    /// Ends a pending subscription: sends `subscribed`, then the held events after `offset`,
-    /// and makes the subscriber live, all under the lock so no event slips in between. A
-    /// Pusher subscriber on a presence channel is given its `roster` first, which the held
-    /// joins and leaves then update.
+    /// Ends a pending subscription: sends `replies` (the reply to the subscribe, and for a
+    /// Pusher cache channel its last event), then the held events after `offset`, and makes
+    /// the subscriber live, all under the lock so no event slips in between. A Pusher
+    /// subscriber on a presence channel is given its `roster` first, which the held joins and
+    /// leaves then update.
     pub(super) fn activate(
         &self,
         channel: &str,
         id: u64,
-        subscribed: String,
+        replies: Vec<String>,
         offset: u64,
         roster: Option<Roster>,
     ) {
@@ -233,10 +234,10 @@ impl Fanout {
         if let (Some(tap), Some(roster)) = (&mut subscriber.tap, roster) {
             tap.set_roster(roster);
         }
-        let mut ok = self.send(
-            subscriber,
-            &EncodedFrame::text(&Utf8Bytes::from(subscribed)),
-        );
+        let mut ok = true;
+        for reply in replies {
+            ok = ok && self.send(subscriber, &EncodedFrame::text(&Utf8Bytes::from(reply)));
+        }
         let mut sent = 0;
         for event in held {
             if !ok {

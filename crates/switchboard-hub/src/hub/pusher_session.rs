@@ -11,6 +11,13 @@
 //! The socket id is `NODE.N`, the node's number and the connection's count, the same two
 //! that make its hub connection id: unique across nodes, as Pusher's are.
 //!
+//! A sign-in (`pusher:signin`, the app's signature of `SOCKET_ID::user::USER_DATA`) makes the
+//! connection its user's: it is subscribed to the user's `#server-to-user-ID` channel, which
+//! `sendToUser` triggers to, and is that user's for `terminate_connections`. A cache channel's
+//! new subscriber is sent the channel's last event from the app (within Pusher's 30 minutes)
+//! right after `subscription_succeeded`, or `pusher:cache_miss`: the hub's history of the
+//! channel holds it, so every node sends the same one.
+//!
 //! Liveness: the client pings when the server has been silent for the `activity_timeout`
 //! announced, and is answered `pusher:pong`; a client silent as long is sent `pusher:ping`
 //! and closed with 4201 when nothing comes back within [`PONG_TIMEOUT`].
@@ -18,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Request;
 use serde_json::value::RawValue;
@@ -28,15 +35,17 @@ use tokio::time::Instant;
 use super::fanout::Events;
 use super::kick::{Kick, KickReason};
 use super::limits::{RateGuard, Verdict};
-use super::pusher_wire::{Envelope, Roster, Tap, hub_channel};
+use super::pusher_wire::{Envelope, Roster, Tap, event_text, from_the_app, hub_channel};
 use super::registry::{Command, Profile};
 use super::session::{address, close_reason};
 use super::shared::Shared;
-use crate::broker::ClientInfo;
+use crate::broker::{BrokerError, ClientInfo, HistoryRange};
 use crate::protocol::{ErrorCode, RequestError};
-use crate::pusher::frames::{self, ChannelKind, ClientFrame, PROTOCOL, PusherCode};
-use crate::pusher::signature::check_channel_auth;
-use crate::pusher::{FrameError, PusherApp};
+use crate::pusher::PusherApp;
+use crate::pusher::frames::{
+    self, ChannelKind, ClientFrame, MAX_EVENT_DATA, MAX_USER_ID, PROTOCOL, PusherCode,
+};
+use crate::pusher::signature::{check_channel_auth, check_user_auth};
 
 /// How long a silent connection waits before a `pusher:ping`, announced in
 /// `connection_established` (Pusher's 120 s).
@@ -48,8 +57,9 @@ pub(super) const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Client events one connection may send a second (Pusher's limit).
 const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 
-/// The longest `user_id` of a presence member, in bytes (Pusher's limit).
-const MAX_USER_ID: usize = 128;
+/// How long a cache channel's last event is sent to new subscribers (Pusher's "up to 30
+/// minutes").
+const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// The oldest protocol version served: 5 to 7 share every frame this session knows.
 const OLDEST_PROTOCOL: u32 = 5;
@@ -168,9 +178,11 @@ struct Session<'h> {
     sender: Sender,
     kick: Arc<Kick>,
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
-    /// Whether a presence member has named its user in the registry (see
+    /// Whether a presence member or a sign-in has named its user in the registry (see
     /// [`hub_user`](crate::pusher::hub_user)).
     named: bool,
+    /// The user it signed in as, whose server-to-user channel it is on.
+    user: Option<String>,
     /// Its channels by Pusher name; a presence channel's with the member it joined as.
     channels: HashMap<String, Option<ClientInfo>>,
     client_events: TokenBucket,
@@ -213,6 +225,7 @@ impl<'h> Session<'h> {
             sender,
             kick: Arc::new(Kick::default()),
             named: false,
+            user: None,
             channels: HashMap::new(),
             client_events: TokenBucket::new(
                 f64::from(CLIENT_EVENTS_PER_SECOND),
@@ -273,6 +286,11 @@ impl<'h> Session<'h> {
         self.hub.registry.deregister(&self.info.conn);
         for (name, member) in std::mem::take(&mut self.channels) {
             self.leave(&name, member).await;
+        }
+        if let Some(user) = self.user.take() {
+            let channel = hub_channel(&self.app.id, &frames::server_to_user(&user));
+            self.hub.fanout.remove(&channel, self.id);
+            self.hub.interest.detach(&channel).await;
         }
         self.hub.connections.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conn = %self.info.conn, "Pusher client gone");
@@ -337,11 +355,7 @@ impl<'h> Session<'h> {
                     self.leave(&channel, member).await;
                 }
             }
-            Ok(ClientFrame::Signin { .. }) => {
-                let e = FrameError::UnknownEvent("pusher:signin".to_owned());
-                self.error(None, &format!("{e}: user sign-in is not served yet"))
-                    .await;
-            }
+            Ok(ClientFrame::Signin { auth, user_data }) => self.signin(&auth, &user_data).await,
             Ok(ClientFrame::ClientEvent {
                 event,
                 channel,
@@ -358,6 +372,9 @@ impl<'h> Session<'h> {
         auth: Option<String>,
         channel_data: Option<String>,
     ) {
+        if frames::is_server_to_user(&name) {
+            return self.subscribe_user_channel(&name).await;
+        }
         if self.channels.contains_key(&name) {
             return;
         }
@@ -414,11 +431,26 @@ impl<'h> Session<'h> {
             },
         };
         let members = roster.as_ref().map(Roster::members);
-        let succeeded = frames::subscription_succeeded(&name, members.as_ref());
+        let mut replies = vec![frames::subscription_succeeded(&name, members.as_ref())];
+        // Every event held while subscribing is newer than the reply, but on a cache channel
+        // those up to its last event, which stands for them.
+        let mut covered = 0;
+        if frames::is_cache(&name) {
+            match self.cached(&name, &channel).await {
+                Ok(Some((offset, event))) => {
+                    covered = offset;
+                    replies.push(event);
+                }
+                Ok(None) => replies.push(frames::cache_miss(&name)),
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "cache channel's history unread");
+                    replies.push(frames::cache_miss(&name));
+                }
+            }
+        }
         hub.pusher_hooks.occupancy(&self.app.id, &name, true);
         self.channels.insert(name.clone(), member.clone());
-        // Pusher has no history: every event held while subscribing is newer than the reply.
-        hub.fanout.activate(&channel, id, succeeded, 0, roster);
+        hub.fanout.activate(&channel, id, replies, covered, roster);
         if let Some(me) = &member
             && !self.named
         {
@@ -434,6 +466,97 @@ impl<'h> Session<'h> {
                 Err(e) => tracing::warn!(%channel, error = %e, "presence join failed"),
             }
         }
+    }
+
+    /// The text and offset of the last event the app published to cache channel `name` (hub
+    /// channel `channel`) within [`CACHE_TTL`], from the channel's history; client events
+    /// are passed over, as Pusher does not cache them.
+    async fn cached(
+        &self,
+        name: &str,
+        channel: &str,
+    ) -> Result<Option<(u64, String)>, BrokerError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let ttl = CACHE_TTL.as_millis();
+        // The newest publication is the app's but after client events: then up to
+        // `max_replay` are read to find it.
+        let mut limit = 1;
+        loop {
+            let range = HistoryRange::Latest(limit);
+            let history = self.hub.broker.history(channel, range).await?;
+            for publication in history.publications.iter().rev() {
+                if now.saturating_sub(u128::from(publication.time)) > ttl {
+                    return Ok(None);
+                }
+                if from_the_app(publication) {
+                    let text = event_text(name, publication);
+                    return Ok(text.map(|text| (publication.offset, text)));
+                }
+            }
+            let max = self.hub.config.max_replay;
+            if history.publications.len() < limit || limit >= max {
+                return Ok(None);
+            }
+            limit = max;
+        }
+    }
+
+    /// Signs the connection in as the user `user_data` names, when the app signed it: the
+    /// user's server-to-user channel subscribed, `signin_success`, and the connection its
+    /// user's for the server side. A refusal is `pusher:error` 4009, and the connection stays.
+    async fn signin(&mut self, auth: &str, user_data: &str) {
+        let refused = PusherCode::Unauthorized;
+        if let Err(e) = check_user_auth(&self.app, auth, &self.socket_id, user_data) {
+            return self
+                .error(Some(refused), &format!("Invalid signature: {e}"))
+                .await;
+        }
+        let Some(user) = frames::signed_in_user(user_data) else {
+            let message =
+                format!("user_data must be JSON with an id, a string of 1 to {MAX_USER_ID} bytes");
+            return self.error(Some(refused), &message).await;
+        };
+        if let Some(current) = &self.user {
+            if *current == user {
+                return self.send(frames::signin_success(user_data)).await;
+            }
+            let message = format!("already signed in as {current}");
+            return self.error(Some(refused), &message).await;
+        }
+        let (hub, id) = (self.hub, self.id);
+        let channel = hub_channel(&self.app.id, &frames::server_to_user(&user));
+        let events = Events {
+            join_leave: false,
+            tap: Some(Tap::new(&self.socket_id)),
+        };
+        hub.fanout
+            .add_pending(&channel, id, &self.sender, &self.kick, events);
+        if let Err(e) = hub.interest.attach(&channel).await {
+            hub.fanout.remove(&channel, id);
+            return self.error(None, &format!("sign-in failed: {e}")).await;
+        }
+        let succeeded = vec![frames::signin_success(user_data)];
+        hub.fanout.activate(&channel, id, succeeded, 0, None);
+        // A sign-in names the connection's user over a presence member's.
+        self.named = true;
+        let hub_user = crate::pusher::hub_user(&self.app.id, &user);
+        hub.registry.rename(&self.info.conn, &hub_user);
+        self.user = Some(user);
+    }
+
+    /// Answers a subscribe to a server-to-user channel, as pusher-js sends after its sign-in:
+    /// the connection is on its own user's since the sign-in, and never on another's.
+    async fn subscribe_user_channel(&self, name: &str) {
+        let own = self.user.as_deref().map(frames::server_to_user);
+        let reply = if own.as_deref() == Some(name) {
+            frames::subscription_succeeded(name, None)
+        } else {
+            let error = "a server-to-user channel is its signed-in user's only";
+            frames::subscription_error(name, "AuthError", error, 403)
+        };
+        self.send(reply).await;
     }
 
     /// Tells the app's webhooks that `user` was added to presence channel `name` (`added`)
@@ -559,9 +682,11 @@ impl<'h> Session<'h> {
                 .error(Some(PusherCode::ClientEventRateLimit), &message)
                 .await;
         }
-        let (size, limit) = (data.get().len(), self.hub.config.max_data_size);
+        let limit = MAX_EVENT_DATA.min(self.hub.config.max_data_size);
+        let size = data.get().len();
         if size > limit {
-            let message = format!("client event data is {size} bytes, limit is {limit}");
+            let message =
+                format!("Payload too large: client event data is {size} bytes, limit is {limit}");
             return self.error(None, &message).await;
         }
         let envelope = Envelope {

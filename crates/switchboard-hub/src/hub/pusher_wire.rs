@@ -66,18 +66,41 @@ impl PusherEvent {
 /// The frame of a publication on Pusher channel `name`; `None` when its data is not an
 /// [`Envelope`] (nothing is sent).
 pub(super) fn event_frame(name: &str, publication: &Publication) -> Option<PusherEvent> {
-    let envelope: Envelope<'_> = match serde_json::from_str(publication.data.get()) {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            tracing::debug!(channel = name, error = %e, "not a Pusher event; skipped");
-            return None;
-        }
-    };
+    let envelope = envelope_of(name, publication)?;
     let text = frames::event(name, envelope.event, envelope.data, envelope.user_id);
     Some(PusherEvent {
         frame: EncodedFrame::text(&Utf8Bytes::from(text)),
         socket_id: envelope.socket_id.map(str::to_owned),
     })
+}
+
+/// The text of a publication's frame on Pusher channel `name`, as its subscribers were sent
+/// it; `None` when its data is not an [`Envelope`].
+pub(super) fn event_text(name: &str, publication: &Publication) -> Option<String> {
+    let envelope = envelope_of(name, publication)?;
+    Some(frames::event(
+        name,
+        envelope.event,
+        envelope.data,
+        envelope.user_id,
+    ))
+}
+
+fn envelope_of<'p>(name: &str, publication: &'p Publication) -> Option<Envelope<'p>> {
+    match serde_json::from_str(publication.data.get()) {
+        Ok(envelope) => Some(envelope),
+        Err(e) => {
+            tracing::debug!(channel = name, error = %e, "not a Pusher event; skipped");
+            None
+        }
+    }
+}
+
+/// Whether a publication is the app's (the HTTP API's or the server API's), not a client
+/// event: only the app's events are a cache channel's last event, as in Pusher. The server
+/// publishes as no connection.
+pub(super) fn from_the_app(publication: &Publication) -> bool {
+    publication.from.conn.is_empty()
 }
 
 /// `member_added` for `client`'s user on Pusher channel `name`.

@@ -4,8 +4,9 @@
 //!
 //! Every frame is `{"event": NAME, "channel": CHANNEL?, "data": DATA}`. The server sends the
 //! `data` of its own `pusher:`/`pusher_internal:` events as a JSON string holding JSON (a
-//! protocol quirk the clients decode), except `pusher:error`, `pusher:pong` and
-//! `pusher:subscription_error`, whose data is an object. An event's data goes out as it was
+//! protocol quirk the clients decode), except `pusher:error`, `pusher:pong`,
+//! `pusher:subscription_error`, `pusher:signin_success` and `pusher:cache_miss`, whose data is
+//! an object. An event's data goes out as it was
 //! given: the string an app triggered, or the value a client event carried.
 
 use serde::Deserialize;
@@ -20,6 +21,16 @@ pub const MAX_CHANNEL: usize = 164;
 
 /// The longest event name Pusher allows, in bytes.
 pub const MAX_EVENT_NAME: usize = 200;
+
+/// The largest data of one event, in bytes (Pusher's 10 KB), a client's or an app's.
+pub const MAX_EVENT_DATA: usize = 10 * 1024;
+
+/// The longest user id, of a presence member or a signed-in user, in bytes (Pusher's limit).
+pub const MAX_USER_ID: usize = 128;
+
+/// The prefix of a user's server-to-user channel: `#server-to-user-USER_ID` carries the events
+/// an app sends to that user (`sendToUser`) to each connection signed in as it.
+pub const SERVER_TO_USER: &str = "#server-to-user-";
 
 /// Pusher's close and error codes (its "Error codes" documentation): 4000–4099 mean "do not
 /// reconnect", 4100–4199 "reconnect after a while", 4200–4299 "reconnect now".
@@ -127,6 +138,36 @@ pub fn is_cache(channel: &str) -> bool {
     ]
     .iter()
     .any(|prefix| channel.starts_with(prefix))
+}
+
+/// The server-to-user channel of `user_id`.
+pub fn server_to_user(user_id: &str) -> String {
+    format!("{SERVER_TO_USER}{user_id}")
+}
+
+/// Whether `name` is a server-to-user channel, of a user id [`valid_user_id`] allows.
+pub fn is_server_to_user(name: &str) -> bool {
+    name.strip_prefix(SERVER_TO_USER).is_some_and(valid_user_id)
+}
+
+/// Whether `id` is a user id: 1 to [`MAX_USER_ID`] bytes without whitespace or control
+/// characters.
+pub fn valid_user_id(id: &str) -> bool {
+    let allowed = |c: char| !c.is_whitespace() && !c.is_control();
+    !id.is_empty() && id.len() <= MAX_USER_ID && id.chars().all(allowed)
+}
+
+/// The user a sign-in's `user_data` names: its `id`, a string [`valid_user_id`] allows (as
+/// pusher-js and the server libraries require); `None` when it names none.
+pub fn signed_in_user(user_data: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct UserData {
+        id: Value,
+    }
+    match serde_json::from_str::<UserData>(user_data).ok()?.id {
+        Value::String(id) if valid_user_id(&id) => Some(id),
+        _ => None,
+    }
 }
 
 /// Whether `name` is a channel name Pusher allows: 1 to [`MAX_CHANNEL`] bytes of letters,
@@ -265,7 +306,9 @@ impl ClientFrame {
                 event,
                 what: "no channel",
             })?;
-            if valid_channel(&channel) {
+            // A server-to-user channel is subscribed to by name once signed in (pusher-js
+            // does), never published to by a client: client events refuse it by kind.
+            if valid_channel(&channel) || is_server_to_user(&channel) {
                 Ok(channel)
             } else {
                 Err(FrameError::Channel(channel))
@@ -486,6 +529,34 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_names_its_user_by_a_string_id() {
+        assert_eq!(
+            signed_in_user(r#"{"id":"ann","user_info":{"n":1},"watchlist":["bob"]}"#),
+            Some("ann".to_owned())
+        );
+        for bad in [
+            r#"{"id":7}"#,
+            r#"{"id":""}"#,
+            r#"{"user_id":"ann"}"#,
+            r#"{"id":"a b"}"#,
+            "ann",
+            "[]",
+        ] {
+            assert_eq!(signed_in_user(bad), None, "{bad}");
+        }
+        assert_eq!(
+            signed_in_user(&format!(r#"{{"id":"{}"}}"#, "a".repeat(129))),
+            None
+        );
+        let subscribe =
+            r##"{"event":"pusher:subscribe","data":{"auth":"","channel":"#server-to-user-ann"}}"##;
+        assert!(matches!(
+            ClientFrame::parse(subscribe),
+            Ok(ClientFrame::Subscribe { channel, .. }) if channel == "#server-to-user-ann"
+        ));
+    }
+
+    #[test]
     fn malformed_frames_are_refused_with_a_reason() {
         let refused = |text| ClientFrame::parse(text).unwrap_err();
         assert_eq!(refused("not json"), FrameError::NotAFrame);
@@ -541,6 +612,8 @@ mod tests {
         assert!(valid_channel("private-a_b-c=d@e,f.g;h"));
         assert!(!valid_channel("") && !valid_channel("a:b") && !valid_channel("é"));
         assert!(valid_channel(&"a".repeat(164)) && !valid_channel(&"a".repeat(165)));
+        assert!(is_server_to_user("#server-to-user-ann") && !is_server_to_user("#server-to-user-"));
+        assert!(!is_server_to_user("#server-to-user-a b") && !valid_channel("#server-to-user-ann"));
         assert!(valid_socket_id("1234.5678"));
         assert!(!valid_socket_id("1234") && !valid_socket_id(".1") && !valid_socket_id("1.a"));
     }
@@ -585,6 +658,14 @@ mod tests {
         );
         assert_eq!(parsed(&error(None, "x"))["data"]["code"], Value::Null);
         assert_eq!(parsed(&pong()), json!({"event": "pusher:pong", "data": {}}));
+        assert_eq!(
+            parsed(&signin_success(r#"{"id":"ann"}"#)),
+            json!({"event": "pusher:signin_success", "data": {"user_data": r#"{"id":"ann"}"#}})
+        );
+        assert_eq!(
+            parsed(&cache_miss("cache-a")),
+            json!({"event": "pusher:cache_miss", "channel": "cache-a", "data": {}})
+        );
         let refused = parsed(&subscription_error("private-a", "AuthError", "bad", 401));
         assert_eq!(refused["data"]["status"], 401);
     }

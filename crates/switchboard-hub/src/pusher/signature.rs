@@ -305,6 +305,21 @@ mod tests {
     }
 
     #[test]
+    fn user_auth_matches_the_node_librarys_authenticate_user() {
+        // `authenticateUser("1234.1234", {id: "ann", user_info: {name: "Ann"}})` of the
+        // Node `pusher` library 5.3.4, with the app of Pusher's examples.
+        let data = r#"{"id":"ann","user_info":{"name":"Ann"}}"#;
+        let auth = "278d425bdf160c739803:\
+                    58839d16c16e15d91775a31c0325b65ae06815be1c0551bdb6c92565e741293f";
+        assert_eq!(user_auth(&app(), "1234.1234", data), auth);
+        assert_eq!(check_user_auth(&app(), auth, "1234.1234", data), Ok(()));
+        assert!(matches!(
+            check_user_auth(&app(), auth, "1234.1235", data),
+            Err(AuthError::WrongSignature(_))
+        ));
+    }
+
+    #[test]
     fn user_auth_signs_socket_and_user_data() {
         let data = r#"{"id":"ann"}"#;
         let auth = user_auth(&app(), "1.1", data);

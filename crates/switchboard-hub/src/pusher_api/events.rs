@@ -17,7 +17,7 @@ pub(super) const MAX_BATCH: usize = 10;
 
 /// The largest data of one event, in bytes (Pusher's 10 KB); the hub's
 /// [`max_data_size`](crate::HubConfig::max_data_size) applies too, when smaller.
-pub(super) const MAX_EVENT_DATA: usize = 10 * 1024;
+pub(super) use crate::pusher::frames::MAX_EVENT_DATA;
 
 /// One event to trigger.
 #[derive(Debug, PartialEq, Eq)]

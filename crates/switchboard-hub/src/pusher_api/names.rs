@@ -7,9 +7,13 @@ use crate::pusher::ChannelKind;
 /// The longest channel or event name (Pusher's limit).
 pub(super) const MAX_NAME: usize = 200;
 
-/// Checks a channel name: 1 to 200 of `A-Z a-z 0-9 _ - = @ , . ;`.
+/// Checks a channel name: 1 to 200 of `A-Z a-z 0-9 _ - = @ , . ;`, or a user's
+/// `#server-to-user-USER_ID` (what `sendToUser` triggers to).
 pub(super) fn check_channel(name: &str) -> Result<(), Refusal> {
     let fine = |c: char| c.is_ascii_alphanumeric() || "_-=@,.;".contains(c);
+    if crate::pusher::frames::is_server_to_user(name) {
+        return Ok(());
+    }
     if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(fine) {
         let reason =
             format!("invalid channel name {name:?}: 1 to {MAX_NAME} of A-Z, a-z, 0-9 and _-=@,.;");
@@ -85,7 +89,16 @@ mod tests {
         ] {
             assert!(check_channel(good).is_ok(), "{good}");
         }
-        for bad in ["", "a b", "a*", "a:b", "é", &"c".repeat(201)] {
+        assert!(check_channel("#server-to-user-ann").is_ok());
+        for bad in [
+            "",
+            "a b",
+            "a*",
+            "a:b",
+            "é",
+            &"c".repeat(201),
+            "#server-to-user-",
+        ] {
             assert!(check_channel(bad).is_err(), "{bad}");
         }
     }

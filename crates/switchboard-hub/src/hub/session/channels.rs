@@ -102,7 +102,7 @@ impl<'h> Session<'h> {
         };
         self.subscriptions.insert(channel.clone());
         let offset = history.position.offset;
-        fanout.activate(&channel, self.id, reply.to_json(), offset, None);
+        fanout.activate(&channel, self.id, vec![reply.to_json()], offset, None);
         if let Err(e) = self.hub.broker.join(&channel, self.info.clone()).await {
             tracing::warn!(%channel, error = %e, "presence join failed");
         }
