@@ -1,11 +1,12 @@
 // pusher-js 8 (Node) against `switchboard serve --pusher-app`: public, private and presence
-// channels, client events, unsubscribing, and an unknown app key. Private and presence
-// channels are authorized by an HTTP endpoint of this test that signs with the `pusher`
-// server library's authorizeChannel, as an app's backend does. Events reach the public
-// channel through the hub's own server API (`POST /api/publish`, data {event, data}), and
-// through Pusher's HTTP API (`/apps/ID/...`) as the `pusher` library calls it: trigger,
-// triggerBatch, get, terminateUserConnections; the app's webhooks are checked with the
-// library's webhook().isValid().
+// channels, client events, unsubscribing, an unknown app key, user sign-in, and cache
+// channels. Private and presence channels are authorized, and users signed in, by an HTTP
+// endpoint of this test that signs with the `pusher` server library's authorizeChannel and
+// authenticateUser, as an app's backend does. Events reach the public channel through the
+// hub's own server API (`POST /api/publish`, data {event, data}), and through Pusher's HTTP
+// API (`/apps/ID/...`) as the `pusher` library calls it: trigger, triggerBatch, get,
+// sendToUser, terminateUserConnections; the app's webhooks are checked with the library's
+// webhook().isValid().
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -21,6 +22,7 @@ const API_KEY = 'e2e-api-key';
 const procs = new Processes();
 let port;
 let authUrl;
+let userAuthUrl;
 let authServer;
 /** Every client made, disconnected after the tests. */
 const clients = [];
@@ -60,6 +62,14 @@ before(async () => {
     request.on('data', (chunk) => (body += chunk));
     request.on('end', () => {
       const form = new URLSearchParams(body);
+      if (request.url.startsWith('/user-auth')) {
+        // The app's user authentication endpoint: signs the user this test's client names.
+        const user = { id: form.get('user_id'), user_info: { name: form.get('user_id') } };
+        let auth = signer.authenticateUser(form.get('socket_id'), user);
+        if (form.get('forge') === '1') auth = { ...auth, auth: `${APP.key}:${'0'.repeat(64)}` };
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(auth));
+        return;
+      }
       const channel = form.get('channel_name');
       const presence = channel.startsWith('presence-')
         ? { user_id: form.get('user_id'), user_info: { name: form.get('user_id') } }
@@ -71,6 +81,7 @@ before(async () => {
   });
   await new Promise((resolve) => authServer.listen(0, '127.0.0.1', resolve));
   authUrl = `http://127.0.0.1:${authServer.address().port}/auth`;
+  userAuthUrl = `http://127.0.0.1:${authServer.address().port}/user-auth`;
 });
 
 after(async () => {
@@ -91,6 +102,7 @@ async function connect(key = APP.key, params = {}) {
     enabledTransports: ['ws'],
     disableStats: true,
     channelAuthorization: { endpoint: authUrl, transport: 'ajax', params },
+    userAuthentication: { endpoint: userAuthUrl, transport: 'ajax', params },
   });
   clients.push(client);
   await until(() => client.connection.state === 'connected', `pusher-js to connect:\n${procs.children[0].log}`);
@@ -367,4 +379,70 @@ test('webhooks in Pusher\'s format pass the pusher library\'s isValid()', async 
   const [first] = hookRequests;
   const forged = { headers: first.headers, rawBody: first.rawBody.replace('channel', 'channeI') };
   assert.equal(server.webhook(forged).isValid(), false);
+});
+
+test('signin: pusher.user gets what sendToUser sends, on each of the user\'s connections', async () => {
+  const ann = await connect(APP.key, { user_id: 'ann-user' });
+  const ann2 = await connect(APP.key, { user_id: 'ann-user' });
+  const bob = await connect(APP.key, { user_id: 'bob-user' });
+  const signedIn = (client) =>
+    new Promise((resolve) => client.bind('pusher:signin_success', (data) => resolve(JSON.parse(data.user_data))));
+  const signins = [ann, ann2, bob].map(signedIn);
+  for (const client of [ann, ann2, bob]) client.signin();
+  const [annData] = await within(Promise.all(signins), 'signin_success');
+  assert.deepEqual(annData, { id: 'ann-user', user_info: { name: 'ann-user' } });
+  await within(ann.user.signinDonePromise, 'signin done');
+  assert.equal(ann.user.user_data.id, 'ann-user');
+  // pusher-js subscribes to its user's channel after signing in.
+  await until(() => ann.user.serverToUserChannel?.subscribed && ann2.user.serverToUserChannel?.subscribed, 'the user channel subscribed');
+  await until(() => bob.user.serverToUserChannel?.subscribed, 'bob\'s user channel subscribed');
+  const got = (client, event) => new Promise((resolve) => client.user.bind(event, resolve));
+  const first = got(ann, 'notice');
+  const second = got(ann2, 'notice');
+  let bobGot = 0;
+  bob.user.bind('notice', () => bobGot++);
+  const response = await server.sendToUser('ann-user', 'notice', { n: 1 });
+  assert.equal(response.status, 200);
+  assert.deepEqual(await within(first, 'notice on ann'), { n: 1 });
+  assert.deepEqual(await within(second, 'notice on ann\'s second connection'), { n: 1 });
+  // Once bob has his own, ann's would have come before it.
+  const mine = got(bob, 'mine');
+  await server.sendToUser('bob-user', 'mine', {});
+  await within(mine, 'bob\'s own');
+  assert.equal(bobGot, 0);
+
+  // terminateUserConnections reaches a signed-in user without a presence channel.
+  await server.terminateUserConnections('ann-user');
+  await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann.connection.state), 'ann to be cut off');
+  await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann2.connection.state), 'ann2 to be cut off');
+  assert.equal(bob.connection.state, 'connected');
+});
+
+test('signin with a forged signature gets pusher:error 4009 and the connection stays', async () => {
+  const forger = await connect(APP.key, { user_id: 'eve', forge: '1' });
+  const error = new Promise((resolve) => forger.connection.bind('error', resolve));
+  forger.signin();
+  const refused = await within(error, 'pusher:error');
+  assert.equal(refused.data?.code, 4009, JSON.stringify(refused));
+  assert.equal(forger.user.user_data, null);
+  // Still connected: a channel subscribes.
+  await within(subscribe(forger, 'after-forgery'), 'subscribe after a refused signin');
+  assert.equal(forger.connection.state, 'connected');
+});
+
+test('a cache channel sends its last event on subscribe, and pusher:cache_miss when empty', async () => {
+  const first = await connect();
+  const empty = first.subscribe('cache-empty');
+  const missed = new Promise((resolve) => empty.bind('pusher:cache_miss', () => resolve(true)));
+  assert.ok(await within(missed, 'pusher:cache_miss'));
+
+  await server.trigger('cache-location', 'moved', { at: 1 });
+  await server.trigger('cache-location', 'moved', { at: 2 });
+  const late = await connect();
+  const channel = late.subscribe('cache-location');
+  let misses = 0;
+  channel.bind('pusher:cache_miss', () => misses++);
+  const got = next(channel, 'moved');
+  assert.deepEqual((await within(got, 'the cached event')).data, { at: 2 });
+  assert.equal(misses, 0);
 });

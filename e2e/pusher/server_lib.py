@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The Python `pusher` server library against `switchboard serve --pusher-app`: it triggers
 events (one, to several channels, skipping a socket, in a batch) that a Pusher protocol client
-on the server receives, reads channels and presence users, and is refused with a wrong secret
-or an unknown app; and the app's webhooks pass its validate_webhook. (Its terminate_user_connections posts to /users/ID/terminate_connections,
+on the server receives, signs a user in (authenticate_user) and sends to it (send_to_user),
+reads channels and presence users, and is refused with a wrong secret or an unknown app; and
+the app's webhooks pass its validate_webhook. (Its terminate_user_connections posts to /users/ID/terminate_connections,
 without the /apps/ID/ prefix Pusher's API has, so it is not called here; the Node library's
 is, in pusher.test.mjs.) The client is a raw WebSocket client (e2e/pylib), so the
 check needs nothing but the library.
@@ -63,6 +64,14 @@ class Client:
         assert answer["event"] == "pusher_internal:subscription_succeeded", answer
         return answer
 
+    async def signin(self, user):
+        """Signs in as `user` with what the library's authenticate_user signs."""
+        data = server(SECRET).authenticate_user(self.socket_id, user)
+        await self.send({"event": "pusher:signin", "data": data})
+        answer = await self.next()
+        assert answer["event"] == "pusher:signin_success", answer
+        return answer
+
     async def sync(self):
         """The frames that come before the answer to a ping."""
         await self.send({"event": "pusher:ping", "data": {}})
@@ -102,6 +111,13 @@ async def check():
     assert [(await b.next())["event"] for _ in range(2)] == ["one", "two"]
     assert (await a.next())["event"] == "one"
     passed("trigger_batch")
+
+    await a.signin({"id": "cat", "user_info": {"name": "Cat"}})
+    api.send_to_user("cat", "notice", {"n": 2})
+    assert await a.next() == {"event": "notice", "channel": "#server-to-user-cat",
+                              "data": '{"n": 2}'}
+    assert await b.sync() == [], "another connection gets nothing of cat's"
+    passed("authenticate_user signs a sign-in; send_to_user reaches that user")
 
     await a.subscribe("presence-room", user_id="ann")
     await b.subscribe("presence-room", user_id="bob")

@@ -1,9 +1,10 @@
 //! The Pusher protocol on `/app/{key}` over real WebSocket connections: the connection's
-//! socket id, public, private and presence channels, client events, liveness and limits, the
-//! hub's own protocol kept out of Pusher's channels, and presence and client events across
-//! two nodes on one `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the
-//! official server libraries call it, its events received by those connections; and an
-//! app's webhooks in Pusher's format.
+//! socket id, public, private, presence and cache channels, client events, user sign-in,
+//! liveness, limits and bad frames, the hub's own protocol kept out of Pusher's channels, and
+//! presence, client events, sign-in and cache channels across two nodes on one
+//! `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the official server
+//! libraries call it, its events received by those connections; and an app's webhooks in
+//! Pusher's format.
 
 #[path = "support/client.rs"]
 mod client;
@@ -829,6 +830,12 @@ async fn a_signed_in_user_gets_what_the_app_sends_it_on_each_of_its_connections(
     assert_eq!(a.next().await, notice);
     assert_eq!(a2.next().await, notice);
     assert!(b.sync().await.is_empty(), "bob gets nothing of ann's");
+    let (_, listed) = call(&api, "GET", "/apps/1/channels", &[], "").await;
+    assert_eq!(
+        listed,
+        json!({"channels": {}}),
+        "users' channels are not listed"
+    );
     // A client cannot send to a user.
     a.send(json!({"event": "client-x", "channel": "#server-to-user-bob", "data": {}}))
         .await;
@@ -897,6 +904,47 @@ async fn a_cache_channel_sends_its_last_event_from_the_app_to_new_subscribers() 
     // A channel that is not a cache channel sends no miss.
     c.subscribe("scores", None).await;
     assert!(c.sync().await.is_empty());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sign_in_and_cache_channels_span_nodes_on_redis() {
+    use std::sync::Arc;
+    use switchboard_hub::{RedisBroker, RedisConfig};
+
+    let redis = redis_server::Redis::start();
+    let node = async || {
+        let broker = RedisBroker::connect(RedisConfig::new(redis.url()))
+            .await
+            .unwrap();
+        let mut config = HubConfig::default();
+        config.pusher = apps();
+        support::hub_on(Arc::new(broker), config).await
+    };
+    let ((hub1, _addr1), (_hub2, addr2)) = (node().await, node().await);
+    let api = PusherApi::new(hub1).unwrap();
+    let mut ann = Pusher::connect(addr2, "app-key").await;
+    assert_eq!(
+        ann.signin(r#"{"id":"ann"}"#).await["event"],
+        "pusher:signin_success"
+    );
+    let body = json!({"name": "notice", "data": "1", "channel": "#server-to-user-ann"});
+    let (code, _) = call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        ann.next().await["event"],
+        "notice",
+        "sent on one node, to the other's user"
+    );
+
+    let body = json!({"name": "moved", "data": "{\"at\":2}", "channel": "cache-location"});
+    call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;
+    ann.subscribe("cache-location", None).await;
+    assert_eq!(
+        ann.next().await,
+        json!({"event": "moved", "channel": "cache-location", "data": "{\"at\":2}"}),
+        "the last event, triggered on the other node"
+    );
 }
 
 /// An HTTP receiver on loopback for an app's webhooks: each request's events, after its
