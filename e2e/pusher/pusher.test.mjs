@@ -435,6 +435,12 @@ test('a cache channel sends its last event on subscribe, and pusher:cache_miss w
   const empty = first.subscribe('cache-empty');
   const missed = new Promise((resolve) => empty.bind('pusher:cache_miss', () => resolve(true)));
   assert.ok(await within(missed, 'pusher:cache_miss'));
+  // The backend is told too, so that it can trigger a first event.
+  const told = () =>
+    hookRequests.some((request) =>
+      server.webhook(request).getEvents().some((event) => event.name === 'cache_miss' && event.channel === 'cache-empty'),
+    );
+  await until(told, 'the cache_miss webhook');
 
   await server.trigger('cache-location', 'moved', { at: 1 });
   await server.trigger('cache-location', 'moved', { at: 2 });

@@ -947,6 +947,43 @@ async fn sign_in_and_cache_channels_span_nodes_on_redis() {
     );
 }
 
+#[tokio::test]
+async fn a_cache_miss_is_told_to_the_apps_webhooks() {
+    let (url, mut hooks) = hook_receiver().await;
+    let mut config = HubConfig::default();
+    let hooked = app().with_webhook(url.parse().unwrap());
+    config.pusher = PusherApps::new(vec![hooked]).unwrap();
+    let (hub, addr) = hub_and_addr(config).await;
+    let mut a = Pusher::connect(addr, "app-key").await;
+    a.subscribe("cache-scores", None).await;
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        let hook = tokio::time::timeout(STEP, hooks.recv()).await.unwrap();
+        told.push(hook.unwrap());
+    }
+    assert!(
+        told.contains(&json!({"name": "cache_miss", "channel": "cache-scores"})),
+        "{told:?}"
+    );
+    // With an event to start from, no miss: only the occupancy of the next channel is told.
+    let event = RawValue::from_string(r#"{"event":"score","data":"1"}"#.into()).unwrap();
+    hub.publish("pusher:1:cache-goals", event, None)
+        .await
+        .unwrap();
+    a.subscribe("cache-goals", None).await;
+    a.subscribe("news", None).await;
+    let mut rest = Vec::new();
+    while rest.len() < 2 {
+        let hook = tokio::time::timeout(STEP, hooks.recv()).await.unwrap();
+        rest.push(hook.unwrap()["channel"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        rest,
+        ["cache-goals", "news"],
+        "channel_occupied of each, no cache_miss"
+    );
+}
+
 /// An HTTP receiver on loopback for an app's webhooks: each request's events, after its
 /// `X-Pusher-Key` and `X-Pusher-Signature` (the HMAC of the body with the app's secret) are
 /// checked, and `time_ms` is there.

@@ -10,7 +10,9 @@
 //!   session reads the channel's presence after its join (or leave) and tells when its
 //!   connection is the user's first (or the user has none left);
 //! - `client_event`: a client event, with its sender's socket id (and user on a presence
-//!   channel).
+//!   channel);
+//! - `cache_miss`: a cache channel's subscriber found no event to start from, so that the
+//!   backend can trigger one; once per such subscription (Pusher tells it once for several).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -122,6 +124,16 @@ impl PusherHooks {
             name: kind.name(),
             channel: name.to_owned(),
             user_id: Some(user_id.to_owned()),
+            ..Hook::default()
+        };
+        self.push(app_id, hook);
+    }
+
+    /// `cache_miss` of cache channel `name`.
+    pub(super) fn cache_miss(&self, app_id: &str, name: &str) {
+        let hook = Hook {
+            name: "cache_miss",
+            channel: name.to_owned(),
             ..Hook::default()
         };
         self.push(app_id, hook);

@@ -441,7 +441,10 @@ impl<'h> Session<'h> {
                     covered = offset;
                     replies.push(event);
                 }
-                Ok(None) => replies.push(frames::cache_miss(&name)),
+                Ok(None) => {
+                    replies.push(frames::cache_miss(&name));
+                    hub.pusher_hooks.cache_miss(&self.app.id, &name);
+                }
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "cache channel's history unread");
                     replies.push(frames::cache_miss(&name));
