@@ -65,6 +65,7 @@ before(async () => {
       if (request.url.startsWith('/user-auth')) {
         // The app's user authentication endpoint: signs the user this test's client names.
         const user = { id: form.get('user_id'), user_info: { name: form.get('user_id') } };
+        if (form.get('watchlist')) user.watchlist = form.get('watchlist').split(',');
         let auth = signer.authenticateUser(form.get('socket_id'), user);
         if (form.get('forge') === '1') auth = { ...auth, auth: `${APP.key}:${'0'.repeat(64)}` };
         response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(auth));
@@ -416,6 +417,22 @@ test('signin: pusher.user gets what sendToUser sends, on each of the user\'s con
   await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann.connection.state), 'ann to be cut off');
   await until(() => ['failed', 'disconnected', 'unavailable'].includes(ann2.connection.state), 'ann2 to be cut off');
   assert.equal(bob.connection.state, 'connected');
+});
+
+test('a watchlist is told when its users come online and go offline', async () => {
+  const watcher = await connect(APP.key, { user_id: 'wat', watchlist: 'dan,eli' });
+  const events = [];
+  for (const name of ['online', 'offline']) watcher.user.watchlist.bind(name, (event) => events.push(event));
+  watcher.signin();
+  const told = (name, user) => events.some((e) => e.name === name && e.user_ids.includes(user));
+  await until(() => told('offline', 'dan') && told('offline', 'eli'), `the first state: ${JSON.stringify(events)}`);
+  assert.deepEqual(events, [{ name: 'offline', user_ids: ['dan', 'eli'] }]);
+  const dan = await connect(APP.key, { user_id: 'dan' });
+  dan.signin();
+  await until(() => told('online', 'dan'), `dan online: ${JSON.stringify(events)}`);
+  dan.disconnect();
+  await until(() => events.length === 3, `dan offline: ${JSON.stringify(events)}`);
+  assert.deepEqual(events[2], { name: 'offline', user_ids: ['dan'] });
 });
 
 test('signin with a forged signature gets pusher:error 4009 and the connection stays', async () => {

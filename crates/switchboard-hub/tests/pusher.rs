@@ -1,10 +1,10 @@
 //! The Pusher protocol on `/app/{key}` over real WebSocket connections: the connection's
-//! socket id, public, private, presence and cache channels, client events, user sign-in,
-//! liveness, limits and bad frames, the hub's own protocol kept out of Pusher's channels, and
-//! presence, client events, sign-in and cache channels across two nodes on one
-//! `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the official server
-//! libraries call it, its events received by those connections; and an app's webhooks in
-//! Pusher's format.
+//! socket id, public, private, presence and cache channels, client events, user sign-in and
+//! watchlists, liveness, limits and bad frames, the hub's own protocol kept out of Pusher's
+//! channels, and presence, client events, sign-in, watchlists and cache channels across two
+//! nodes on one `redis-server`; and Pusher's HTTP API ([`PusherApi`]) called as the official
+//! server libraries call it, its events received by those connections; and an app's webhooks
+//! in Pusher's format.
 
 #[path = "support/client.rs"]
 mod client;
@@ -858,6 +858,63 @@ async fn a_signed_in_user_gets_what_the_app_sends_it_on_each_of_its_connections(
 }
 
 #[tokio::test]
+async fn a_watchlist_is_told_when_its_users_come_online_and_go_offline() {
+    let (hub, addr) = start().await;
+    let mut bob = Pusher::connect(addr, "app-key").await;
+    bob.signin(r#"{"id":"bob"}"#).await;
+    let mut ann = Pusher::connect(addr, "app-key").await;
+    let ok = ann
+        .signin(r#"{"id":"ann","watchlist":["bob","cat"]}"#)
+        .await;
+    assert_eq!(ok["event"], "pusher:signin_success");
+    let first = ann.next().await;
+    assert_eq!(first["event"], "pusher_internal:watchlist_events");
+    assert_eq!(
+        data_of(&first),
+        json!({"events": [{"name": "online", "user_ids": ["bob"]}, {"name": "offline", "user_ids": ["cat"]}]})
+    );
+    let cat = r#"{"id":"cat"}"#;
+    let mut cat1 = Pusher::connect(addr, "app-key").await;
+    cat1.signin(cat).await;
+    let online = json!({"events": [{"name": "online", "user_ids": ["cat"]}]});
+    assert_eq!(data_of(&ann.next().await), online);
+    let mut cat2 = Pusher::connect(addr, "app-key").await;
+    cat2.signin(cat).await;
+    assert!(ann.sync().await.is_empty(), "cat is online already");
+
+    // One of cat's connections leaves: cat stays online.
+    drop(cat1);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while hub.presence("pusher:1:#online-cat").await.unwrap().len() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "cat1's leave");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ann.sync().await.is_empty(),
+        "no offline while cat has a connection"
+    );
+    drop(cat2);
+    let offline = json!({"events": [{"name": "offline", "user_ids": ["cat"]}]});
+    assert_eq!(data_of(&ann.next().await), offline);
+    assert!(bob.sync().await.is_empty(), "bob watches nobody");
+    let api = PusherApi::new(hub).unwrap();
+    let (_, listed) = call(&api, "GET", "/apps/1/channels", &[], "").await;
+    assert_eq!(
+        listed,
+        json!({"channels": {}}),
+        "users' channels are not listed"
+    );
+
+    // A watchlist over Pusher's 100 users is refused.
+    let many: Vec<String> = (0..=100).map(|i| format!("u{i}")).collect();
+    let mut eve = Pusher::connect(addr, "app-key").await;
+    let refused = eve
+        .signin(&json!({"id": "eve", "watchlist": many}).to_string())
+        .await;
+    assert_eq!(refused["data"]["code"], 4009);
+}
+
+#[tokio::test]
 async fn a_cache_channel_sends_its_last_event_from_the_app_to_new_subscribers() {
     let (hub, addr) = start().await;
     let api = PusherApi::new(hub).unwrap();
@@ -908,7 +965,7 @@ async fn a_cache_channel_sends_its_last_event_from_the_app_to_new_subscribers() 
 
 #[cfg(feature = "redis")]
 #[tokio::test]
-async fn sign_in_and_cache_channels_span_nodes_on_redis() {
+async fn sign_in_watchlists_and_cache_channels_span_nodes_on_redis() {
     use std::sync::Arc;
     use switchboard_hub::{RedisBroker, RedisConfig};
 
@@ -921,12 +978,22 @@ async fn sign_in_and_cache_channels_span_nodes_on_redis() {
         config.pusher = apps();
         support::hub_on(Arc::new(broker), config).await
     };
-    let ((hub1, _addr1), (_hub2, addr2)) = (node().await, node().await);
+    let ((hub1, addr1), (_hub2, addr2)) = (node().await, node().await);
     let api = PusherApi::new(hub1).unwrap();
     let mut ann = Pusher::connect(addr2, "app-key").await;
+    let signin = ann.signin(r#"{"id":"ann","watchlist":["bob"]}"#).await;
+    assert_eq!(signin["event"], "pusher:signin_success");
     assert_eq!(
-        ann.signin(r#"{"id":"ann"}"#).await["event"],
-        "pusher:signin_success"
+        ann.next().await["event"],
+        "pusher_internal:watchlist_events"
+    );
+    let mut bob = Pusher::connect(addr1, "app-key").await;
+    bob.signin(r#"{"id":"bob"}"#).await;
+    let online = json!({"events": [{"name": "online", "user_ids": ["bob"]}]});
+    assert_eq!(
+        data_of(&ann.next().await),
+        online,
+        "bob signed in on the other node"
     );
     let body = json!({"name": "notice", "data": "1", "channel": "#server-to-user-ann"});
     let (code, _) = call(&api, "POST", "/apps/1/events", &[], &body.to_string()).await;

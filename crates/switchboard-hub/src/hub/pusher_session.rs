@@ -13,7 +13,10 @@
 //!
 //! A sign-in (`pusher:signin`, the app's signature of `SOCKET_ID::user::USER_DATA`) makes the
 //! connection its user's: it is subscribed to the user's `#server-to-user-ID` channel, which
-//! `sendToUser` triggers to, and is that user's for `terminate_connections`. A cache channel's
+//! `sendToUser` triggers to, and is that user's for `terminate_connections`. It is in the
+//! presence of the user's online channel, and on the online channels of the users its
+//! watchlist names, so that it is told when they come online and go offline (the fan-out's
+//! [`Roster`] counts their connections, as on a presence channel). A cache channel's
 //! new subscriber is sent the channel's last event from the app (within Pusher's 30 minutes)
 //! right after `subscription_succeeded`, or `pusher:cache_miss`: the hub's history of the
 //! channel holds it, so every node sends the same one.
@@ -43,7 +46,8 @@ use crate::broker::{BrokerError, ClientInfo, HistoryRange};
 use crate::protocol::{ErrorCode, RequestError};
 use crate::pusher::PusherApp;
 use crate::pusher::frames::{
-    self, ChannelKind, ClientFrame, MAX_EVENT_DATA, MAX_USER_ID, PROTOCOL, PusherCode,
+    self, ChannelKind, ClientFrame, MAX_EVENT_DATA, MAX_USER_ID, MAX_WATCHLIST, PROTOCOL,
+    PusherCode,
 };
 use crate::pusher::signature::{check_channel_auth, check_user_auth};
 
@@ -183,6 +187,8 @@ struct Session<'h> {
     named: bool,
     /// The user it signed in as, whose server-to-user channel it is on.
     user: Option<String>,
+    /// The online channels of the users its watchlist names (hub channels).
+    watching: Vec<String>,
     /// Its channels by Pusher name; a presence channel's with the member it joined as.
     channels: HashMap<String, Option<ClientInfo>>,
     client_events: TokenBucket,
@@ -226,6 +232,7 @@ impl<'h> Session<'h> {
             kick: Arc::new(Kick::default()),
             named: false,
             user: None,
+            watching: Vec::new(),
             channels: HashMap::new(),
             client_events: TokenBucket::new(
                 f64::from(CLIENT_EVENTS_PER_SECOND),
@@ -289,6 +296,19 @@ impl<'h> Session<'h> {
         }
         if let Some(user) = self.user.take() {
             let channel = hub_channel(&self.app.id, &frames::server_to_user(&user));
+            self.hub.fanout.remove(&channel, self.id);
+            self.hub.interest.detach(&channel).await;
+            let online = hub_channel(&self.app.id, &frames::online_channel(&user));
+            if let Err(e) = self
+                .hub
+                .broker
+                .leave(&online, self.online_member(&user))
+                .await
+            {
+                tracing::warn!(channel = %online, error = %e, "presence leave failed");
+            }
+        }
+        for channel in std::mem::take(&mut self.watching) {
             self.hub.fanout.remove(&channel, self.id);
             self.hub.interest.detach(&channel).await;
         }
@@ -516,11 +536,14 @@ impl<'h> Session<'h> {
                 .error(Some(refused), &format!("Invalid signature: {e}"))
                 .await;
         }
-        let Some(user) = frames::signed_in_user(user_data) else {
-            let message =
-                format!("user_data must be JSON with an id, a string of 1 to {MAX_USER_ID} bytes");
+        let Some(signed_in) = frames::signed_in_user(user_data) else {
+            let message = format!(
+                "user_data must be JSON with an id, a string of 1 to {MAX_USER_ID} bytes, and \
+                 an optional watchlist of at most {MAX_WATCHLIST} such ids"
+            );
             return self.error(Some(refused), &message).await;
         };
+        let user = signed_in.id;
         if let Some(current) = &self.user {
             if *current == user {
                 return self.send(frames::signin_success(user_data)).await;
@@ -546,7 +569,64 @@ impl<'h> Session<'h> {
         self.named = true;
         let hub_user = crate::pusher::hub_user(&self.app.id, &user);
         hub.registry.rename(&self.info.conn, &hub_user);
+        let online = hub_channel(&self.app.id, &frames::online_channel(&user));
+        if let Err(e) = hub.broker.join(&online, self.online_member(&user)).await {
+            tracing::warn!(channel = %online, error = %e, "presence join failed");
+        }
         self.user = Some(user);
+        self.watch(&signed_in.watchlist).await;
+    }
+
+    /// This connection in its user's online channel.
+    fn online_member(&self, user: &str) -> ClientInfo {
+        ClientInfo {
+            user: user.to_owned(),
+            conn: self.info.conn.clone(),
+            authenticated: true,
+            info: None,
+        }
+    }
+
+    /// Subscribes to the online channels of `users`: a first `watchlist_events` with those
+    /// online and those offline, read from the channels' presence, then each change.
+    async fn watch(&mut self, users: &[String]) {
+        let (hub, id) = (self.hub, self.id);
+        let mut watched = Vec::with_capacity(users.len());
+        for user in users {
+            let channel = hub_channel(&self.app.id, &frames::online_channel(user));
+            let events = Events {
+                join_leave: true,
+                tap: Some(Tap::new(&self.socket_id)),
+            };
+            hub.fanout
+                .add_pending(&channel, id, &self.sender, &self.kick, events);
+            if let Err(e) = hub.interest.attach(&channel).await {
+                hub.fanout.remove(&channel, id);
+                tracing::warn!(%channel, error = %e, "watchlist channel unavailable");
+                continue;
+            }
+            let roster = match hub.broker.presence(&channel).await {
+                Ok(clients) => Roster::of(&clients),
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "watchlist presence unread");
+                    Roster::default()
+                }
+            };
+            let online = !roster.members().members.is_empty();
+            self.watching.push(channel.clone());
+            watched.push((channel, user.as_str(), online, roster));
+        }
+        let of = |online: bool| -> Vec<&str> {
+            let users = watched.iter().filter(|w| w.2 == online);
+            users.map(|w| w.1).collect()
+        };
+        let first = frames::watchlist_events(&of(true), &of(false));
+        // The first state goes out ahead of every change held meanwhile.
+        let mut replies = vec![first];
+        for (channel, _, _, roster) in watched {
+            hub.fanout
+                .activate(&channel, id, std::mem::take(&mut replies), 0, Some(roster));
+        }
     }
 
     /// Answers a subscribe to a server-to-user channel, as pusher-js sends after its sign-in:

@@ -12,7 +12,9 @@
 //! does for the hub's own; each subscriber's [`Tap`] only says whether it is skipped.
 //! Presence is per user, not per connection: a member is added on its user's first
 //! connection to the channel and removed after the last, which each subscriber's
-//! [`Roster`] tracks from the broker's joins and leaves.
+//! [`Roster`] tracks from the broker's joins and leaves. A watchlist is the same on each
+//! watched user's online channel, whose presence is the user's signed-in connections: its
+//! first and last are the watchlist's `online` and `offline`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,8 +105,13 @@ pub(super) fn from_the_app(publication: &Publication) -> bool {
     publication.from.conn.is_empty()
 }
 
-/// `member_added` for `client`'s user on Pusher channel `name`.
+/// `member_added` for `client`'s user on Pusher channel `name`; on a user's online channel
+/// (see [`ONLINE`](frames::ONLINE)), the watchlist event that the user is `online`.
 pub(super) fn member_added(name: &str, client: &ClientInfo) -> EncodedFrame {
+    if name.starts_with(frames::ONLINE) {
+        let online = frames::watchlist_events(&[&client.user], &[]);
+        return EncodedFrame::text(&Utf8Bytes::from(online));
+    }
     let info = user_info(client);
     EncodedFrame::text(&Utf8Bytes::from(frames::member_added(
         name,
@@ -113,8 +120,13 @@ pub(super) fn member_added(name: &str, client: &ClientInfo) -> EncodedFrame {
     )))
 }
 
-/// `member_removed` for `client`'s user on Pusher channel `name`.
+/// `member_removed` for `client`'s user on Pusher channel `name`; on a user's online channel,
+/// the watchlist event that the user is `offline`.
 pub(super) fn member_removed(name: &str, client: &ClientInfo) -> EncodedFrame {
+    if name.starts_with(frames::ONLINE) {
+        let offline = frames::watchlist_events(&[], &[&client.user]);
+        return EncodedFrame::text(&Utf8Bytes::from(offline));
+    }
     EncodedFrame::text(&Utf8Bytes::from(frames::member_removed(name, &client.user)))
 }
 

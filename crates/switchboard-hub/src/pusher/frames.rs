@@ -32,6 +32,14 @@ pub const MAX_USER_ID: usize = 128;
 /// an app sends to that user (`sendToUser`) to each connection signed in as it.
 pub const SERVER_TO_USER: &str = "#server-to-user-";
 
+/// The prefix of the hub channels whose presence is a user's signed-in connections:
+/// `#online-USER_ID`. A watchlist is subscribed to them; no client can name one, as `#` is no
+/// channel name Pusher allows.
+pub const ONLINE: &str = "#online-";
+
+/// The most user ids a sign-in's watchlist may name (Pusher's limit).
+pub const MAX_WATCHLIST: usize = 100;
+
 /// Pusher's close and error codes (its "Error codes" documentation): 4000–4099 mean "do not
 /// reconnect", 4100–4199 "reconnect after a while", 4200–4299 "reconnect now".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,17 +165,42 @@ pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_USER_ID && id.chars().all(allowed)
 }
 
+/// The channel whose presence is `user_id`'s signed-in connections (see [`ONLINE`]).
+pub fn online_channel(user_id: &str) -> String {
+    format!("{ONLINE}{user_id}")
+}
+
+/// What a sign-in's `user_data` says of its user.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignedIn {
+    /// Its `id`.
+    pub id: String,
+    /// The users whose coming online and going offline it is told, each once.
+    pub watchlist: Vec<String>,
+}
+
 /// The user a sign-in's `user_data` names: its `id`, a string [`valid_user_id`] allows (as
-/// pusher-js and the server libraries require); `None` when it names none.
-pub fn signed_in_user(user_data: &str) -> Option<String> {
+/// pusher-js and the server libraries require), and its `watchlist` of at most
+/// [`MAX_WATCHLIST`] such ids; `None` when it names none or the watchlist is not that.
+pub fn signed_in_user(user_data: &str) -> Option<SignedIn> {
     #[derive(Deserialize)]
     struct UserData {
         id: Value,
+        #[serde(default)]
+        watchlist: Option<Vec<String>>,
     }
-    match serde_json::from_str::<UserData>(user_data).ok()?.id {
-        Value::String(id) if valid_user_id(&id) => Some(id),
-        _ => None,
+    let data = serde_json::from_str::<UserData>(user_data).ok()?;
+    let id = match data.id {
+        Value::String(id) if valid_user_id(&id) => id,
+        _ => return None,
+    };
+    let mut watchlist = data.watchlist.unwrap_or_default();
+    if watchlist.len() > MAX_WATCHLIST || !watchlist.iter().all(|id| valid_user_id(id)) {
+        return None;
     }
+    let mut seen = std::collections::HashSet::new();
+    watchlist.retain(|id| seen.insert(id.clone()));
+    Some(SignedIn { id, watchlist })
 }
 
 /// Whether `name` is a channel name Pusher allows: 1 to [`MAX_CHANNEL`] bytes of letters,
@@ -455,6 +488,22 @@ pub fn signin_success(user_data: &str) -> String {
     )
 }
 
+/// `pusher_internal:watchlist_events`: which watched users are `online` and which `offline`
+/// (each list left out when empty).
+pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
+    let events: Vec<Value> = [("online", online), ("offline", offline)]
+        .into_iter()
+        .filter(|(_, users)| !users.is_empty())
+        .map(|(name, users)| json!({ "name": name, "user_ids": users }))
+        .collect();
+    let data = json!({ "events": events });
+    frame(
+        "pusher_internal:watchlist_events",
+        None,
+        &json!(data.to_string()),
+    )
+}
+
 /// `pusher:cache_miss`: a cache channel with no event yet.
 pub fn cache_miss(channel: &str) -> String {
     frame("pusher:cache_miss", Some(channel), &json!({}))
@@ -531,10 +580,24 @@ mod tests {
     #[test]
     fn a_sign_in_names_its_user_by_a_string_id() {
         assert_eq!(
-            signed_in_user(r#"{"id":"ann","user_info":{"n":1},"watchlist":["bob"]}"#),
-            Some("ann".to_owned())
+            signed_in_user(r#"{"id":"ann","user_info":{"n":1},"watchlist":["bob","cy","bob"]}"#),
+            Some(SignedIn {
+                id: "ann".to_owned(),
+                watchlist: vec!["bob".to_owned(), "cy".to_owned()]
+            })
         );
+        assert!(
+            signed_in_user(r#"{"id":"ann"}"#)
+                .unwrap()
+                .watchlist
+                .is_empty()
+        );
+        let many: Vec<String> = (0..=MAX_WATCHLIST).map(|i| i.to_string()).collect();
+        let over = json!({ "id": "ann", "watchlist": many }).to_string();
         for bad in [
+            over.as_str(),
+            r#"{"id":"ann","watchlist":[7]}"#,
+            r#"{"id":"ann","watchlist":"bob"}"#,
             r#"{"id":7}"#,
             r#"{"id":""}"#,
             r#"{"user_id":"ann"}"#,
@@ -661,6 +724,12 @@ mod tests {
         assert_eq!(
             parsed(&signin_success(r#"{"id":"ann"}"#)),
             json!({"event": "pusher:signin_success", "data": {"user_data": r#"{"id":"ann"}"#}})
+        );
+        let watched = parsed(&watchlist_events(&["bob"], &[]));
+        assert_eq!(watched["event"], "pusher_internal:watchlist_events");
+        assert_eq!(
+            parsed(watched["data"].as_str().unwrap()),
+            json!({"events": [{"name": "online", "user_ids": ["bob"]}]})
         );
         assert_eq!(
             parsed(&cache_miss("cache-a")),

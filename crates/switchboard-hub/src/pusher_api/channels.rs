@@ -8,12 +8,12 @@ use serde_json::{Map, Value, json};
 use super::names::Info;
 use super::refusal::Refusal;
 use crate::hub::Hub;
-use crate::pusher::frames::is_server_to_user;
 use crate::pusher::{ChannelKind, hub_channel, pusher_name};
 
 /// The occupied channels of app `app_id` whose names start with `prefix` (every channel
-/// name is checked, so it holds no `*`), with their subscriptions on every node; users'
-/// server-to-user channels are not listed, as in Pusher.
+/// name is checked, so it holds no `*`), with their subscriptions on every node; the
+/// server's own channels of users (`#server-to-user-`, `#online-`: no client channel starts
+/// with `#`) are not listed, as in Pusher.
 pub(super) async fn occupied(
     hub: &Hub,
     app_id: &str,
@@ -23,7 +23,7 @@ pub(super) async fn occupied(
     let list = hub.channels(Some(&pattern)).await?;
     let occupied = (list.channels.into_iter())
         .filter(|c| c.subscribers > 0)
-        .filter(|c| pusher_name(&c.channel).is_some_and(|name| !is_server_to_user(name)));
+        .filter(|c| pusher_name(&c.channel).is_some_and(|name| !name.starts_with('#')));
     let named = occupied.filter_map(|c| Some((pusher_name(&c.channel)?.to_owned(), c.subscribers)));
     Ok(named.collect())
 }
