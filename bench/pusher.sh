@@ -11,7 +11,8 @@
 #           on presence-* (authorized locally with the `pusher` library's authorizeChannel, as
 #           an app's auth endpoint does, a user per client), and events posted by the
 #           `pusher` library's `trigger` (POST /apps/ID/events)
-#   native  as many clients of the project's JS client (clients/js) on one hub channel, each
+#   native  as many clients of the project's JS client (clients/js; over the `ws` package,
+#           without permessage-deflate, which pusher-js does not offer) on one hub channel, each
 #           a user and a member of its presence (sent its joins and leaves), and events posted
 #           to POST /api/publish
 #
@@ -22,21 +23,25 @@
 # the server's CPU per delivery depends on its rate. Per run, over the measured window
 # (DURATION after WARMUP): deliveries per second counted by the clients, and the server's CPU
 # (utime + stime from /proc/PID/stat) per delivery; then the medians, the ratios pusher ÷
-# native and the verdict on the target: a Pusher delivery costs at most 1.3× the server CPU
-# of a native one. It says when the load generator or the server saturated its cores.
+# native and the verdict on the target, taken at the equal rate: a Pusher delivery costs at
+# most 1.3× the server CPU of a native one. It says when the load generator or the server
+# saturated its cores.
 #
 #   bench/pusher.sh [--rounds N] [--duration S] [--connections N] [--procs N] [--size BYTES]
 #   ROUNDS=3 DURATION=5 CONNECTIONS=500 PROCS=2 SIZE=64 CONCURRENCY=8 WINDOW=16 bench/pusher.sh
 #
-# BIN names a `switchboard` binary (to compare two commits); without it, the release build is
-# made here. Installs the Node packages when missing: e2e/pusher's (pusher-js, pusher), as
-# e2e/pusher/run.sh does, and bench/peers/node's (`ws`, the native clients' WebSocket), as
-# bench/run.sh does. As bench/run.sh does, before each run it waits (up to QUIET_WAIT
-# seconds, default 60) for the machine to be quiet, and a run during which other programs
-# used more than MAX_OTHER_LOAD of a core (default 0.15) is repeated up to RETRIES times
-# (default 3), keeping the least disturbed. Raw output per run: bench/results/pusher-TIME/.
-# Not a test: numbers depend on the machine and on what else runs on it. Needs Linux
-# (taskset, /proc) and Node 20 or later.
+# KINDS=pusher (or native) runs one kind, at full speed only: to profile the server on one
+# wire (`perf record -p PID`, the server's PID printed first). BIN names a `switchboard`
+# binary (to compare two commits); without it, the release build is made here. Installs the
+# Node packages when missing: e2e/pusher's (pusher-js, pusher), as e2e/pusher/run.sh does,
+# and bench/peers/node's (`ws`, the native clients' WebSocket), as bench/run.sh does.
+#
+# As bench/run.sh does: server and load generator run at nice NICE (default -10 when run as
+# root, else 0); before each run it waits (up to QUIET_WAIT seconds, default 60) for the
+# machine to be quiet, and a run during which other programs used more than MAX_OTHER_LOAD of
+# a core (default 0.15) is repeated up to RETRIES times (default 3), keeping the least
+# disturbed. Raw output per run: bench/results/pusher-TIME/. Not a test: numbers depend on
+# the machine and on what else runs on it. Needs Linux (taskset, /proc) and Node 20 or later.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 . e2e/lib.sh
@@ -45,6 +50,7 @@ rounds=${ROUNDS:-3} duration=${DURATION:-5} warmup=${WARMUP:-1} connections=${CO
 procs=${PROCS:-2} size=${SIZE:-64} concurrency=${CONCURRENCY:-8} window=${WINDOW:-16}
 equal_share=${EQUAL_SHARE:-0.8} server_cpu=${SERVER_CPU:-0} load_cpus=${LOAD_CPUS:-1}
 max_other=${MAX_OTHER_LOAD:-0.15} retries=${RETRIES:-3} quiet_wait=${QUIET_WAIT:-60}
+if [ "$(id -u)" -eq 0 ]; then nice=${NICE:--10}; else nice=${NICE:-0}; fi
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -79,8 +85,8 @@ mkdir -p "$out"
 app=1:bench-key:bench-secret-$RANDOM$RANDOM
 api_key=bench-$RANDOM$RANDOM
 port=$(free_port)
-# taskset execs the server: its PID is the server's own (what /proc is read for).
-start "$out/server.log" taskset -c "$server_cpu" \
+# nice and taskset exec the server: its PID is the server's own (what /proc is read for).
+start "$out/server.log" nice -n "$nice" taskset -c "$server_cpu" \
   env RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --pusher-app "$app" --api-key "$api_key"
 server_pid=$started
 wait_port "$port" "$server_pid"
@@ -92,14 +98,15 @@ load_cores=$(taskset -c "$load_cpus" nproc)
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores;" \
     "server on CPU $server_cpu, load generator on CPU $load_cpus"
   echo "node: $(node --version); rounds: $rounds, duration: ${duration}s, warm-up: ${warmup}s;" \
-    "$connections subscribers in $procs processes, size: $size, concurrency: $concurrency, window: $window"
+    "$connections subscribers in $procs processes, size: $size, concurrency: $concurrency, window: $window, nice: $nice"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/conditions.txt"
+echo "server PID: $server_pid"
 cat "$out/conditions.txt"
 
 # Bounded: every run ends by itself; the timeout is for a run that hangs.
 limit=$(((quiet_wait + ${warmup%.*} + ${duration%.*} + 75) * retries * rounds * 4 + 60))
-taskset -c "$load_cpus" timeout "$limit" node bench/pusher/coordinator.mjs \
+nice -n "$nice" taskset -c "$load_cpus" timeout "$limit" node bench/pusher/coordinator.mjs \
   --port "$port" --server-pid "$server_pid" --api-key "$api_key" --app "$app" --out "$out" \
   --connections "$connections" --procs "$procs" --size "$size" --window "$window" \
   --concurrency "$concurrency" --duration "$duration" --warmup "$warmup" --rounds "$rounds" \

@@ -15,7 +15,7 @@
 // Phase 1 runs both kinds at full speed, interleaved for ROUNDS rounds. The server's CPU per
 // delivery depends on its rate (fewer deliveries per wake-up when it idles), so phase 2
 // runs both, interleaved again, at the same fixed rate: EQUAL_SHARE of the slower kind's
-// median rate of phase 1. Before each run it waits up to QUIET_WAIT seconds for the machine
+// median rate of phase 1; the verdict is taken there. Before each run it waits up to QUIET_WAIT seconds for the machine
 // to be quiet, and repeats a run during which others used more than MAX_OTHER cores, up to
 // RETRIES times, keeping the least disturbed. Writes each kept run's JSON to OUT and prints
 // the medians, the ratios pusher ÷ native and the verdict on the target (CPU per delivery at
@@ -278,7 +278,8 @@ function line(r) {
   );
 }
 
-const KINDS = ['pusher', 'native'];
+// KINDS=pusher (or native) runs one kind, at full speed only: to profile the server on one wire.
+const KINDS = (process.env.KINDS ?? 'pusher,native').split(',');
 const results = [];
 /** Cores the machine used over one second (everything, ours included). */
 async function busyCores() {
@@ -326,6 +327,7 @@ const slowest = Math.min(
   ...KINDS.map((k) => median(results.filter((r) => r.kind === k).map((r) => r.published / r.window_s))),
 );
 const equalRate = Math.max(1, Math.floor(slowest * opts['equal-share']));
+if (KINDS.length < 2) process.exit(0); // no ratio to take
 console.log(`==> equal rate: ${equalRate} publishes/s for both (${opts.rounds} rounds)`);
 await phase('equal', () => equalRate);
 
@@ -374,15 +376,19 @@ for (const name of ['full', 'equal']) {
 }
 const full = summary.phases.full.ratio;
 const equal = summary.phases.equal.ratio;
-const met = full <= opts.target && equal <= opts.target;
+// The verdict is taken at the equal rate: at full speed each kind runs as fast as its clients
+// take events, and the server's CPU per delivery falls as its rate rises (more frames per
+// wake-up and per write), so that ratio mixes the clients' speed into the server's cost.
+const met = equal <= opts.target;
+summary.met = met;
 console.log(
   `\nmedians of ${opts.rounds} rounds (min–max); ${opts.connections} subscribers in ${opts.procs} processes, ` +
     `${opts.size}-byte padding, ${opts.concurrency} requests in flight, window ${opts.window}\n`,
 );
 console.log(table.join('\n'));
 console.log(
-  `\ntarget: pusher CPU per delivery ≤ ${opts.target}× native: ${met ? 'met' : 'NOT met'}` +
-    ` (${full.toFixed(2)}× at full speed, ${equal.toFixed(2)}× at ${equalRate} publishes/s)`,
+  `\ntarget: pusher CPU per delivery ≤ ${opts.target}× native at the same rate: ${met ? 'met' : 'NOT met'}` +
+    ` (${equal.toFixed(2)}× at ${equalRate} publishes/s; at full speed, each at its own rate, ${full.toFixed(2)}×)`,
 );
 for (const n of notes) console.log(`note: ${n}`);
 fs.writeFileSync(path.join(opts.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
