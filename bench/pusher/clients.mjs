@@ -40,11 +40,15 @@ function deliver(i, data) {
   if (typeof seq === 'number' && seq > last[i]) last[i] = seq;
 }
 
+/** Signs subscriptions locally, as an app's auth endpoint does with authorizeChannel. */
+let signer;
+
 function pusherClient(i) {
-  const PusherServer = require('pusher');
   const Pusher = require('pusher-js');
-  // Signs locally, as an app's auth endpoint does with authorizeChannel.
-  const signer = new PusherServer({ ...app, useTLS: false, host: '127.0.0.1', port: String(port) });
+  if (!signer) {
+    const PusherServer = require('pusher');
+    signer = new PusherServer({ ...app, useTLS: false, host: '127.0.0.1', port: String(port) });
+  }
   const user = `u${first + i}`;
   const client = new Pusher(app.key, {
     cluster: 'mt1',
