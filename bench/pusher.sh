@@ -95,6 +95,7 @@ load_cores=$(taskset -c "$load_cpus" nproc)
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (with local changes)')"
+  echo "binary: $bin${BIN:+ (given; the commit above is that of the scripts)}"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores;" \
     "server on CPU $server_cpu, load generator on CPU $load_cpus"
   echo "node: $(node --version); rounds: $rounds, duration: ${duration}s, warm-up: ${warmup}s;" \

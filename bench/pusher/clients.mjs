@@ -1,6 +1,7 @@
 // bench/pusher/clients.mjs: one load-generator process of bench/pusher.sh, forked by
 // coordinator.mjs: COUNT subscribers of one channel, pusher-js clients on a presence channel
-// or the project's JS client (clients/js, on the `ws` package) on a hub channel, which count what they receive.
+// or the project's JS client (clients/js, on the `ws` package) on a hub channel, which count
+// what they receive.
 //
 // Every publication carries `seq`, the publisher's sequence number. The process sends its
 // parent, every REPORT_MS and once all are subscribed: `count` (events received) and `low`
@@ -14,8 +15,8 @@ import { createRequire } from 'node:module';
 import Switchboard from '../../clients/js/switchboard.js';
 
 const require = createRequire(new URL('../../e2e/pusher/package.json', import.meta.url));
-// The `ws` package of bench/peers/node: Node's own WebSocket (undici) costs the load generator
-// several times what pusher-js's costs per message, which would make it the limit.
+// The `ws` package of bench/peers/node: Node 20's own WebSocket (behind a flag) cost the load
+// generator several times more per message, which would make the native clients the limit.
 const ws = createRequire(new URL('../peers/node/package.json', import.meta.url))('ws');
 /** `ws` without permessage-deflate, which it offers by default and pusher-js does not. */
 class WebSocket extends ws.WebSocket {
