@@ -1,6 +1,6 @@
 // pusher-js 8 (Node) against `switchboard serve --pusher-app`: public, private and presence
-// channels, client events, unsubscribing, an unknown app key, user sign-in, and cache
-// channels. Private and presence channels are authorized, and users signed in, by an HTTP
+// channels, client events, unsubscribing, an unknown app key, user sign-in and watchlists,
+// cache channels, and reconnection across a restart. Private and presence channels are authorized, and users signed in, by an HTTP
 // endpoint of this test that signs with the `pusher` server library's authorizeChannel and
 // authenticateUser, as an app's backend does. Events reach the public channel through the
 // hub's own server API (`POST /api/publish`, data {event, data}), and through Pusher's HTTP
@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import PusherServer from 'pusher';
 import Pusher from 'pusher-js';
 
-import { Processes, STEP, serve, until } from '../../clients/js/test/support.mjs';
+import { Processes, STEP, binary, freePort, serve, until, waitPort } from '../../clients/js/test/support.mjs';
 
 const APP = { appId: '1', key: 'app-key', secret: 'app-secret' };
 const API_KEY = 'e2e-api-key';
@@ -93,12 +93,15 @@ after(async () => {
   await procs.stopAll();
 });
 
-/** A pusher-js client of app `key`, connected; `params` go to the auth endpoint. */
-async function connect(key = APP.key, params = {}) {
+/**
+ * A pusher-js client of app `key`, connected (to `wsPort`, default the shared serve); `params`
+ * go to the auth endpoint.
+ */
+async function connect(key = APP.key, params = {}, wsPort = port) {
   const client = new Pusher(key, {
     cluster: 'mt1',
     wsHost: '127.0.0.1',
-    wsPort: port,
+    wsPort,
     forceTLS: false,
     enabledTransports: ['ws'],
     disableStats: true,
@@ -468,4 +471,42 @@ test('a cache channel sends its last event on subscribe, and pusher:cache_miss w
   const got = next(channel, 'moved');
   assert.deepEqual((await within(got, 'the cached event')).data, { at: 2 });
   assert.equal(misses, 0);
+});
+
+test('pusher-js reconnects when serve restarts, resubscribes and gets new events', async () => {
+  // A serve of its own on a port chosen here, to start again on the same port.
+  const own = new Processes();
+  const wsPort = await freePort();
+  const args = ['serve', '--listen', `127.0.0.1:${wsPort}`, '--pusher-app', `${APP.appId}:${APP.key}:${APP.secret}`];
+  const start = async () => waitPort(wsPort, own.start(binary, args, { logName: 'serve' }));
+  try {
+    await start();
+    const restarted = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: String(wsPort) });
+    const client = await connect(APP.key, {}, wsPort);
+    const news = await within(subscribe(client, 'news'), 'subscribe news');
+    const orders = await within(subscribe(client, 'private-orders'), 'subscribe private-orders');
+    const before = client.connection.socket_id;
+    // Counted from here: each channel must be subscribed again on the new server.
+    let resubscribed = 0;
+    for (const channel of [news, orders]) channel.bind('pusher:subscription_succeeded', () => resubscribed++);
+
+    // Down for as short a time as a restart takes: pusher-js tries again at once, and after
+    // a refused try only after its own backoff, in seconds.
+    await own.stopAll();
+    await start();
+    await until(
+      () => client.connection.state === 'connected' && client.connection.socket_id !== before,
+      `pusher-js to reconnect (state ${client.connection.state})`,
+      4 * STEP,
+    );
+    await until(() => resubscribed === 2, 'both channels subscribed again (the private one authorized again)');
+    const gotNews = next(news, 'after');
+    const gotOrders = next(orders, 'after');
+    await restarted.trigger(['news', 'private-orders'], 'after', { n: 2 });
+    assert.deepEqual((await within(gotNews, 'news after the restart')).data, { n: 2 });
+    assert.deepEqual((await within(gotOrders, 'private-orders after the restart')).data, { n: 2 });
+    client.disconnect();
+  } finally {
+    await own.stopAll();
+  }
 });

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # e2e/pusher/run.sh: pusher-js (Node) and the `pusher` server library against
-# `switchboard serve --pusher-app` (pusher.test.mjs), then the Python `pusher` server library
-# (server_lib.py). Builds nothing: uses the release binary. Installs what is missing (node,
-# npm, the npm packages, the Python library), idempotently.
+# `switchboard serve --pusher-app` (pusher.test.mjs); pusher-js and Laravel Echo in Debian's
+# Chromium (browser.test.mjs); then the Python `pusher` server library (server_lib.py).
+# Builds nothing: uses the release binary. Installs what is missing (node, npm, chromium, the
+# npm packages, the Python library), idempotently.
 #
 #   run.sh [BINARY]   default: $SWITCHBOARD_BIN, else target/release/switchboard
+#   CHROMIUM          the browser (default /usr/bin/chromium)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 root=$(cd ../.. && pwd)
@@ -14,16 +16,20 @@ if ! [ -x "$SWITCHBOARD_BIN" ]; then
   exit 1
 fi
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+pkgs=()
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || pkgs+=(chromium)
+if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi
 # Reinstall only when the lock file changed since the last install (a copy marks it).
 if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; then
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
-node --test --test-timeout=120000 pusher.test.mjs
+node --test --test-timeout=120000 pusher.test.mjs browser.test.mjs
 
 # The Python library, pinned; pip as root and, on a system Python, past its externally
 # managed marker.

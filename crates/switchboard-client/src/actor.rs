@@ -19,6 +19,8 @@ use crate::token;
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Whether the hub sends the channel's joins and leaves.
+    pub(crate) join_leave: bool,
     /// The last publication delivered (or the stream's position when subscribing), once the
     /// hub confirmed the subscription.
     pub(crate) position: Option<Position>,
@@ -205,11 +207,12 @@ impl Actor {
         match command {
             Command::Subscribe {
                 channel,
+                join_leave,
                 events,
                 done,
             } => {
                 // The next connection subscribes it.
-                self.follow(channel, events, done);
+                self.follow(channel, join_leave, events, done);
             }
             Command::Unsubscribe { channel, done } => {
                 // The next connection does not subscribe it.
@@ -228,6 +231,7 @@ impl Actor {
     pub(crate) fn follow(
         &mut self,
         channel: String,
+        join_leave: bool,
         events: mpsc::UnboundedSender<Event>,
         done: oneshot::Sender<Result<(), ClientError>>,
     ) -> bool {
@@ -238,6 +242,7 @@ impl Actor {
         let deadline = Instant::now() + self.options.request_timeout;
         let state = Channel {
             events,
+            join_leave,
             position: None,
             waiting: Some((done, deadline)),
         };

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::actor::Actor;
 use crate::command::{Ask, Command};
 use crate::event::{ClientError, ClientInfo, Event, History, State};
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, SubscribeOptions};
 
 /// A client of the hub that reconnects by itself. Cheap to clone; the connection ends when
 /// [`close`](Self::close) is called, or when every clone and every [`Subscription`] is
@@ -72,10 +72,26 @@ impl HubClient {
     /// [`ClientError::AlreadySubscribed`], [`ClientError::Timeout`],
     /// [`ClientError::Closed`].
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, ClientError> {
+        self.subscribe_with(channel, SubscribeOptions::default())
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe), made as `options` say (for example without the
+    /// channel's joins and leaves).
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub async fn subscribe_with(
+        &self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, ClientError> {
         let (events, receiver) = mpsc::unbounded_channel();
         let (done, answer) = oneshot::channel();
         self.send(Command::Subscribe {
             channel: channel.to_owned(),
+            join_leave: options.join_leave,
             events,
             done,
         })?;

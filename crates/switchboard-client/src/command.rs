@@ -10,6 +10,7 @@ use crate::event::{ClientError, ClientInfo, Event, History};
 pub(crate) enum Command {
     Subscribe {
         channel: String,
+        join_leave: bool,
         events: mpsc::UnboundedSender<Event>,
         done: oneshot::Sender<Result<(), ClientError>>,
     },

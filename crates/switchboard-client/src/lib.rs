@@ -47,4 +47,4 @@ mod wire;
 
 pub use client::{HubClient, Subscription};
 pub use event::{ClientError, ClientInfo, Event, History, Position, Publication, State};
-pub use options::{ClientOptions, TokenSource};
+pub use options::{ClientOptions, SubscribeOptions, TokenSource};

@@ -133,3 +133,36 @@ impl ClientOptions {
         self
     }
 }
+
+/// How one subscription is made: `SubscribeOptions::default()` then the setters, for
+/// [`HubClient::subscribe_with`](crate::HubClient::subscribe_with).
+///
+/// ```
+/// use switchboard_client::SubscribeOptions;
+///
+/// // A feed's many readers need its messages, not each other's comings and goings.
+/// let options = SubscribeOptions::default().join_leave(false);
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    pub(crate) join_leave: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self { join_leave: true }
+    }
+}
+
+impl SubscribeOptions {
+    /// Whether the channel's [`Event::Join`](crate::Event::Join) and
+    /// [`Event::Leave`](crate::Event::Leave) are sent (default `true`). Declined, the
+    /// connection still counts in the channel's presence; across reconnects the choice
+    /// holds.
+    #[must_use]
+    pub fn join_leave(mut self, join_leave: bool) -> Self {
+        self.join_leave = join_leave;
+        self
+    }
+}

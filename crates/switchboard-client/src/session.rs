@@ -282,13 +282,13 @@ impl Actor {
 
     /// Subscribes every channel again (from its position) and sends what waited.
     fn resume(&mut self, link: &mut Link) -> Result<(), End> {
-        let channels: Vec<(String, Option<Position>)> = self
+        let channels: Vec<(String, Option<Position>, bool)> = self
             .channels
             .iter()
-            .map(|(channel, state)| (channel.clone(), state.position.clone()))
+            .map(|(channel, state)| (channel.clone(), state.position.clone(), state.join_leave))
             .collect();
-        for (channel, since) in channels {
-            self.subscribe(link, &channel, since.as_ref())?;
+        for (channel, since, join_leave) in channels {
+            self.subscribe(link, &channel, since.as_ref(), join_leave)?;
         }
         while let Some(Queued { ask, deadline }) = self.queue.pop_front() {
             self.ask(link, ask, deadline)?;
@@ -301,11 +301,12 @@ impl Actor {
         match command {
             Command::Subscribe {
                 channel,
+                join_leave,
                 events,
                 done,
             } => {
-                if self.follow(channel.clone(), events, done) {
-                    self.subscribe(link, &channel, None)?;
+                if self.follow(channel.clone(), join_leave, events, done) {
+                    self.subscribe(link, &channel, None, join_leave)?;
                 }
             }
             Command::Unsubscribe { channel, done } => {
@@ -326,17 +327,26 @@ impl Actor {
         Ok(())
     }
 
-    /// Asks the hub to subscribe the connection to `channel`, from `since` when it resumes.
+    /// Asks the hub to subscribe the connection to `channel`, from `since` when it resumes,
+    /// declining its joins and leaves unless `join_leave`.
     fn subscribe(
         &mut self,
         link: &mut Link,
         channel: &str,
         since: Option<&Position>,
+        join_leave: bool,
     ) -> Result<(), End> {
         let id = self.id();
         link.pending
             .insert(id, Pending::Subscribe(channel.to_owned()));
-        send(link, &Request::Subscribe { channel, since, id })
+        let join_leave = (!join_leave).then_some(false);
+        let request = Request::Subscribe {
+            channel,
+            since,
+            join_leave,
+            id,
+        };
+        send(link, &request)
     }
 
     /// Asks the hub to unsubscribe the connection from `channel`; `done` learns when it has.

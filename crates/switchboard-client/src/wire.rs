@@ -13,6 +13,9 @@ pub(crate) enum Request<'a> {
         channel: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         since: Option<&'a Position>,
+        /// `Some(false)` declines the channel's joins and leaves; absent, the hub sends them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        join_leave: Option<bool>,
         id: u64,
     },
     Unsubscribe {

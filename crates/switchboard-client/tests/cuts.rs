@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard::Server;
-use switchboard_client::{ClientOptions, Event, HubClient, Subscription};
+use switchboard_client::{ClientOptions, Event, HubClient, State, SubscribeOptions, Subscription};
 use switchboard_hub::{
     Broker, HistoryConfig, Hub, HubConfig, LocalBroker, RedisBroker, RedisConfig,
 };
@@ -333,4 +333,60 @@ async fn every_acknowledged_message_arrives_once_in_order_through_cuts_on_two_no
     }
     let proxies = [Chaos::start(hubs[0].1).await, Chaos::start(hubs[1].1).await];
     run(&hubs[0].0, &proxies).await;
+}
+
+/// The next event of `subscription` that is not a [`Event::Recovered`], within [`SETTLE`].
+async fn next_but_recovered(subscription: &mut Subscription) -> Event {
+    tokio::time::timeout(SETTLE, async {
+        loop {
+            match subscription.next().await.expect("the subscription goes on") {
+                Event::Recovered { .. } => {}
+                event => return event,
+            }
+        }
+    })
+    .await
+    .expect("an event in time")
+}
+
+#[tokio::test]
+async fn a_subscription_declining_joins_and_leaves_still_declines_them_after_a_reconnect() {
+    let (_hub, addr) = hub(Arc::new(LocalBroker::new(history()))).await;
+    let chaos = Chaos::start(addr).await;
+    let quiet = SubscribeOptions::default().join_leave(false);
+    let ann = HubClient::connect(&format!("ws://{}/ws", chaos.addr), options("ann"))
+        .await
+        .unwrap();
+    let mut feed = ann.subscribe_with(CHANNEL, quiet).await.unwrap();
+    let bob = HubClient::connect(&format!("ws://{addr}/ws"), options("bob"))
+        .await
+        .unwrap();
+    let mut state = ann.state();
+    for round in 1..=2_u64 {
+        // Bob comes and goes before each message: ann's first event must be the message.
+        let visit = bob.subscribe(CHANNEL).await.unwrap();
+        visit.unsubscribe().await.unwrap();
+        bob.publish(CHANNEL, &json!(round)).await.unwrap();
+        match next_but_recovered(&mut feed).await {
+            Event::Message(message) => assert_eq!(message.offset, round),
+            other => panic!("round {round}: a join or leave was sent: {other:?}"),
+        }
+        if round == 2 {
+            break;
+        }
+        assert!(chaos.cut(Cut::Fin), "ann's connection is live");
+        // Lost, then connected again.
+        tokio::time::timeout(SETTLE, async {
+            while matches!(*state.borrow_and_update(), State::Connected(_)) {
+                state.changed().await.unwrap();
+            }
+            while !matches!(*state.borrow_and_update(), State::Connected(_)) {
+                state.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("ann reconnects");
+    }
+    ann.close();
+    bob.close();
 }

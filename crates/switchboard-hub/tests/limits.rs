@@ -1,11 +1,12 @@
 //! The limits on what one client may do, as a client sees them: its message rate, its channels,
-//! and the hint a restarting hub gives it before closing.
+//! and the hint a restarting hub gives it before closing (a Pusher client, the Close alone).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::{CloseCode, Message, Server};
+use switchboard_hub::pusher::{PusherApp, PusherApps};
 use switchboard_hub::{Hub, HubConfig, LocalBroker, MessageRate, RESTART_REASON, restart_hint};
 use tokio::sync::oneshot;
 
@@ -122,7 +123,9 @@ async fn a_subscribe_past_the_limit_is_refused_and_counted() {
 
 #[tokio::test]
 async fn a_restarting_hub_tells_each_client_when_to_come_back_then_closes_with_1012() {
-    let hub = Hub::new(Arc::new(LocalBroker::default()), HubConfig::default())
+    let mut config = HubConfig::default();
+    config.pusher = PusherApps::new(vec![PusherApp::new("1", "app-key", "app-secret")]).unwrap();
+    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
         .await
         .unwrap();
     let floor = Duration::from_millis(2000);
@@ -139,7 +142,13 @@ async fn a_restarting_hub_tells_each_client_when_to_come_back_then_closes_with_1
     let task = tokio::spawn(server.serve_with_shutdown(
         move |ws, request| {
             let hub = serving.clone();
-            async move { hub.serve(ws, &request).await }
+            async move {
+                if request.uri().path().starts_with("/app/") {
+                    hub.serve_pusher(ws, &request).await;
+                } else {
+                    hub.serve(ws, &request).await;
+                }
+            }
         },
         async {
             let _ = stopped.await;
@@ -149,7 +158,15 @@ async fn a_restarting_hub_tells_each_client_when_to_come_back_then_closes_with_1
     for n in 0..20 {
         clients.push(join(addr, &format!("c{n}")).await);
     }
+    let (mut pusher, _) = switchboard::connect(&format!("ws://{addr}/app/app-key?protocol=7"))
+        .await
+        .unwrap();
+    let established = frame(&mut pusher).await;
+    assert_eq!(established["event"], "pusher:connection_established");
     stop.send(()).unwrap();
+    // A Pusher client gets the Close alone: the hint is not a Pusher frame, and pusher-js
+    // throws on a frame without an event.
+    assert_eq!(frame(&mut pusher).await, json!({"closed": 1012}));
     let mut waits = Vec::new();
     for ws in &mut clients {
         let hint = frame(ws).await;

@@ -224,3 +224,48 @@ async fn shutting_down_sends_the_message_and_close_code_the_server_chose() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_that_skips_the_shutdown_message_gets_the_close_frame_alone() {
+    let server = Server::builder()
+        .shutdown_close(CloseCode::SERVICE_RESTART, "restarting")
+        .shutdown_message(|| Some(Message::text("come back in 2 s")))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(
+        |mut ws, _| async move {
+            // A protocol of its own, whose peers the server's message would confuse.
+            ws.skip_shutdown_message();
+            if ws.send(Message::text("ready")).await.is_err() {
+                return;
+            }
+            // Split, as a session that sends from elsewhere is: its receiving half closes.
+            let (_sender, mut receiver) = ws.split();
+            while let Some(Ok(_)) = receiver.recv().await {}
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let (mut ws, _) = switchboard::connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("ready"));
+    stop.send(()).unwrap();
+    let close = timeout(Duration::from_secs(5), ws.recv()).await.unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::SERVICE_RESTART);
+            assert_eq!(frame.reason, "restarting");
+        }
+        other => panic!("expected the Close frame alone, got {other:?}"),
+    }
+    timeout(Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

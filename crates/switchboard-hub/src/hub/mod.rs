@@ -217,12 +217,15 @@ impl Hub {
     /// data `{"event": EVENT, "data": DATA}`, and list, as any other channel.
     pub fn serve_pusher<'a, S>(
         &'a self,
-        ws: WebSocket<S>,
+        mut ws: WebSocket<S>,
         request: &'a Request<()>,
     ) -> impl Future<Output = ()> + Send + 'a
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // The server's shutdown message (the hub's `disconnect` hint) is not a Pusher frame:
+        // pusher-js would throw on it. The Close frame alone has pusher-js come back.
+        ws.skip_shutdown_message();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
         pusher_session::serve(&self.shared, sender, receiver, request)
     }

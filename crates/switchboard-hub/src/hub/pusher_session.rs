@@ -773,10 +773,10 @@ impl<'h> Session<'h> {
             return self.error(None, &message).await;
         }
         let envelope = Envelope {
-            event,
+            event: event.into(),
             data,
-            socket_id: Some(&self.socket_id),
-            user_id: member.as_ref().map(|m| m.user.as_str()),
+            socket_id: Some(self.socket_id.as_str().into()),
+            user_id: member.as_ref().map(|m| m.user.as_str().into()),
         };
         let envelope_data = envelope.to_raw();
         let channel = hub_channel(&self.app.id, name);

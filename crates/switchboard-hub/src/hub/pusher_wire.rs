@@ -16,6 +16,7 @@
 //! watched user's online channel, whose presence is the user's signed-in connections: its
 //! first and last are the watchlist's `online` and `offline`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -27,21 +28,22 @@ use crate::broker::{ClientInfo, Publication};
 use crate::pusher::frames::{self, Members};
 pub(super) use crate::pusher::{hub_channel, pusher_name};
 
-/// A publication's data on a Pusher channel.
+/// A publication's data on a Pusher channel. The strings are `Cow`s: borrowed from the JSON
+/// unless it escapes something, as a Laravel event's name does (`App\Events\OrderShipped`).
 #[derive(Debug, Deserialize, Serialize)]
 pub(super) struct Envelope<'a> {
     /// The event's name.
     #[serde(borrow)]
-    pub(super) event: &'a str,
+    pub(super) event: Cow<'a, str>,
     /// Its data, sent on as given.
     #[serde(borrow)]
     pub(super) data: &'a RawValue,
     /// The connection it is not sent to.
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
-    pub(super) socket_id: Option<&'a str>,
+    pub(super) socket_id: Option<Cow<'a, str>>,
     /// A client event's sender on a presence channel, which its frame names.
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
-    pub(super) user_id: Option<&'a str>,
+    pub(super) user_id: Option<Cow<'a, str>>,
 }
 
 impl Envelope<'_> {
@@ -69,10 +71,15 @@ impl PusherEvent {
 /// [`Envelope`] (nothing is sent).
 pub(super) fn event_frame(name: &str, publication: &Publication) -> Option<PusherEvent> {
     let envelope = envelope_of(name, publication)?;
-    let text = frames::event(name, envelope.event, envelope.data, envelope.user_id);
+    let text = frames::event(
+        name,
+        &envelope.event,
+        envelope.data,
+        envelope.user_id.as_deref(),
+    );
     Some(PusherEvent {
         frame: EncodedFrame::text(&Utf8Bytes::from(text)),
-        socket_id: envelope.socket_id.map(str::to_owned),
+        socket_id: envelope.socket_id.map(Cow::into_owned),
     })
 }
 
@@ -82,9 +89,9 @@ pub(super) fn event_text(name: &str, publication: &Publication) -> Option<String
     let envelope = envelope_of(name, publication)?;
     Some(frames::event(
         name,
-        envelope.event,
+        &envelope.event,
         envelope.data,
-        envelope.user_id,
+        envelope.user_id.as_deref(),
     ))
 }
 
@@ -280,10 +287,10 @@ mod tests {
     fn an_envelope_becomes_an_event_frame_except_for_its_sender() {
         let data = RawValue::from_string(r#"{"x":1}"#.to_owned()).unwrap();
         let envelope = Envelope {
-            event: "client-typing",
+            event: "client-typing".into(),
             data: &data,
-            socket_id: Some("1.2"),
-            user_id: Some("ann"),
+            socket_id: Some("1.2".into()),
+            user_id: Some("ann".into()),
         };
         let event = event_frame("presence-r", &publication(envelope.to_raw().get())).unwrap();
         assert!(!Tap::new("1.2").wants(&event));
@@ -296,6 +303,26 @@ mod tests {
         );
         assert!(event_frame("a", &publication(r#"{"no":"event"}"#)).is_none());
         assert!(event_frame("a", &publication("[1]")).is_none());
+    }
+
+    #[test]
+    fn names_the_json_escapes_go_through() {
+        // Laravel names an event by its class unless it says otherwise.
+        let data = RawValue::from_string("{}".to_owned()).unwrap();
+        let envelope = Envelope {
+            event: r"App\Events\OrderShipped".into(),
+            data: &data,
+            socket_id: None,
+            user_id: Some(r#"ann "the" \ one"#.into()),
+        };
+        let raw = envelope.to_raw();
+        let read: Envelope<'_> = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(read.event, r"App\Events\OrderShipped");
+        let event = event_frame("orders", &publication(raw.get())).unwrap();
+        let text = String::from_utf8(event.frame.as_bytes()[2..].to_vec()).unwrap();
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["event"], r"App\Events\OrderShipped");
+        assert_eq!(frame["user_id"], r#"ann "the" \ one"#);
     }
 
     #[test]

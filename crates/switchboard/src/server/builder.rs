@@ -218,7 +218,8 @@ impl ServerBuilder {
 
     /// A message sent to every WebSocket just before the shutdown's Close frame, made per
     /// connection (so that it can carry a hint of its own, such as a randomized time to wait
-    /// before reconnecting); `None` from `message` sends nothing.
+    /// before reconnecting); `None` from `message` sends nothing, and so does a connection
+    /// that called [`WebSocket::skip_shutdown_message`](crate::WebSocket::skip_shutdown_message).
     pub fn shutdown_message<F>(mut self, message: F) -> Self
     where
         F: Fn() -> Option<Message> + Send + Sync + 'static,

@@ -55,6 +55,9 @@ pub(super) struct Extras {
     /// The connection's count under a server's limit per address, when a trusted proxy
     /// forwarded it (a direct client's is its [`Link`]'s).
     pub(super) address: Option<AddressTicket>,
+    /// Shutting down sends no [`shutdown_message`](crate::ServerBuilder::shutdown_message),
+    /// only the Close frame.
+    pub(super) no_shutdown_message: bool,
 }
 
 impl<S> WebSocket<S> {

@@ -90,6 +90,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.cold.as_ref()?.extras.as_ref()?.deflate.as_ref()
     }
 
+    /// Sends this connection no [`shutdown_message`](crate::ServerBuilder::shutdown_message)
+    /// when its server shuts down, only the Close frame: for a connection that speaks a
+    /// protocol of its own, in which the server's message means nothing or harm.
+    pub fn skip_shutdown_message(&mut self) {
+        self.extras_mut().no_shutdown_message = true;
+    }
+
     pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
         if protocol.is_some() {
             self.extras_mut().protocol = protocol;
@@ -251,7 +258,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 && let Some(link) = link(&mut self.cold)
                 && let Some(farewell) = link.poll_shutdown(cx)
             {
-                if let Some(message) = farewell.message.as_ref().and_then(|make| make()) {
+                let skip = (self.cold.as_ref())
+                    .and_then(|cold| cold.extras.as_ref())
+                    .is_some_and(|extras| extras.no_shutdown_message);
+                if let Some(message) = farewell
+                    .message
+                    .as_ref()
+                    .filter(|_| !skip)
+                    .and_then(|make| make())
+                {
                     let _ = self.feed(message);
                 }
                 let _ = self.start_close(farewell.code, &farewell.reason);
