@@ -3,12 +3,21 @@
 //! this node tell each app's backend, queued without waiting and posted in Pusher's format by
 //! the hub's webhook sender (batched, signed with the app's secret, retried).
 //!
-//! - `channel_occupied` and `channel_vacated`: a channel's first subscription on this node
-//!   and its last, counted here; with several nodes each node tells its own, as the hub's
-//!   own webhooks do;
+//! - `channel_occupied` and `channel_vacated`: a channel's first subscription in the
+//!   deployment and the end of its last. Each node counts its own; the node whose count
+//!   goes from 0 to 1 (or back to 0) asks the other nodes for theirs (the channel listing of
+//!   the server API, through the broker) and tells only when they have none. A node tells
+//!   `channel_vacated` after its subscription left the node's interest, so that two last
+//!   subscribers leaving on two nodes at once cannot both see the other still there: the
+//!   hook may then come twice, never not at all. Two first subscribers arriving on two nodes
+//!   within one round trip through the broker may each see the other and neither tell
+//!   `channel_occupied`. When a node dies, its subscriptions end without a hook;
 //! - `member_added` and `member_removed`: a presence channel's user, once across nodes: the
 //!   session reads the channel's presence after its join (or leave) and tells when its
-//!   connection is the user's first (or the user has none left);
+//!   connection is the user's first (or the user has none left). The same race holds: two
+//!   first connections of one user joining on two nodes at once may each see the other.
+//!   A member whose node dies leaves the presence after the broker's node timeout (and
+//!   `member_removed` reaches the clients), with no webhook;
 //! - `client_event`: a client event, with its sender's socket id (and user on a presence
 //!   channel).
 
@@ -18,6 +27,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::broker::Broker;
+use crate::nodes::NodeCommand;
 use crate::pusher::PusherApps;
 use crate::webhook::{self, EventKind, Queue, WebhookConfig};
 
@@ -74,40 +85,68 @@ impl PusherHooks {
     }
 
     /// Counts a subscription to app `app_id`'s channel `name` on this node, or its end
-    /// (`joined` false); the first is `channel_occupied`, the end of the last
-    /// `channel_vacated`.
-    pub(super) fn occupancy(&self, app_id: &str, name: &str, joined: bool) {
+    /// (`joined` false). When that is the node's first subscription to the channel (or the
+    /// end of its last), and the other nodes sharing `broker` have none, it is the
+    /// deployment's: `channel_occupied` (or `channel_vacated`).
+    pub(super) async fn occupancy(
+        &self,
+        broker: &dyn Broker,
+        app_id: &str,
+        name: &str,
+        joined: bool,
+    ) {
         if !self.wants(app_id) {
             return;
         }
-        let key = crate::pusher::hub_channel(app_id, name);
-        let changed = {
-            // Every change leaves the map consistent: a poisoned lock is still usable.
-            let mut counts = self.occupancy.lock().unwrap_or_else(|e| e.into_inner());
-            let count = counts.entry(key.clone()).or_default();
-            let before = *count;
-            *count = if joined {
-                before + 1
-            } else {
-                before.saturating_sub(1)
-            };
-            let after = *count;
-            if after == 0 {
-                counts.remove(&key);
-            }
-            match (before, after) {
-                (0, 1) => Some(EventKind::ChannelOccupied),
-                (1, 0) => Some(EventKind::ChannelVacated),
-                _ => None,
-            }
+        let channel = crate::pusher::hub_channel(app_id, name);
+        let Some(kind) = self.count(&channel, joined) else {
+            return;
         };
-        if let Some(kind) = changed {
-            let hook = Hook {
-                name: kind.name(),
-                channel: name.to_owned(),
-                ..Hook::default()
-            };
-            self.push(app_id, hook);
+        let asked = NodeCommand::Channels {
+            pattern: Some(channel.clone()),
+        };
+        match broker.ask_nodes(&asked).await {
+            Ok(replies) => {
+                let elsewhere: usize = (replies.replies.iter())
+                    .flat_map(|reply| &reply.channels)
+                    .filter(|listed| listed.channel == channel)
+                    .map(|listed| listed.subscribers)
+                    .sum();
+                if elsewhere > 0 {
+                    return;
+                }
+            }
+            // Told rather than lost: the hook may come twice.
+            Err(e) => tracing::warn!(%channel, error = %e, "other nodes not asked for a webhook"),
+        }
+        let hook = Hook {
+            name: kind.name(),
+            channel: name.to_owned(),
+            ..Hook::default()
+        };
+        self.push(app_id, hook);
+    }
+
+    /// Counts a subscription to hub channel `channel` on this node, or its end; the change
+    /// of the node's occupancy it makes, if any.
+    fn count(&self, channel: &str, joined: bool) -> Option<EventKind> {
+        // Every change leaves the map consistent: a poisoned lock is still usable.
+        let mut counts = self.occupancy.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(channel.to_owned()).or_default();
+        let before = *count;
+        *count = if joined {
+            before + 1
+        } else {
+            before.saturating_sub(1)
+        };
+        let after = *count;
+        if after == 0 {
+            counts.remove(channel);
+        }
+        match (before, after) {
+            (0, 1) => Some(EventKind::ChannelOccupied),
+            (1, 0) => Some(EventKind::ChannelVacated),
+            _ => None,
         }
     }
 

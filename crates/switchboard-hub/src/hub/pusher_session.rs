@@ -415,10 +415,13 @@ impl<'h> Session<'h> {
         };
         let members = roster.as_ref().map(Roster::members);
         let succeeded = frames::subscription_succeeded(&name, members.as_ref());
-        hub.pusher_hooks.occupancy(&self.app.id, &name, true);
         self.channels.insert(name.clone(), member.clone());
         // Pusher has no history: every event held while subscribing is newer than the reply.
         hub.fanout.activate(&channel, id, succeeded, 0, roster);
+        let hooks = &hub.pusher_hooks;
+        hooks
+            .occupancy(&*hub.broker, &self.app.id, &name, true)
+            .await;
         if let Some(me) = &member
             && !self.named
         {
@@ -531,8 +534,12 @@ impl<'h> Session<'h> {
                 Err(e) => tracing::warn!(%channel, error = %e, "presence leave failed"),
             }
         }
-        self.hub.pusher_hooks.occupancy(&self.app.id, name, false);
+        // After the detach, as `PusherHooks::occupancy` needs.
         self.hub.interest.detach(&channel).await;
+        let hooks = &self.hub.pusher_hooks;
+        hooks
+            .occupancy(&*self.hub.broker, &self.app.id, name, false)
+            .await;
     }
 
     /// Publishes a client event to the channel's other subscribers, when the app allows them
