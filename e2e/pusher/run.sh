@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # e2e/pusher/run.sh: pusher-js (Node) and the `pusher` server library against
 # `switchboard serve --pusher-app` (pusher.test.mjs), then the Python `pusher` server library
-# (server_lib.py). Builds nothing: uses the release binary. Installs what is missing (node,
-# npm, the npm packages, the Python library), idempotently.
+# (server_lib.py), each against one node and then against three nodes sharing a redis-server
+# (`serve --broker redis://...`; needs redis-server). Builds nothing: uses the release
+# binary. Installs what is missing (node, npm, the npm packages, the Python library),
+# idempotently.
 #
 #   run.sh [BINARY]   default: $SWITCHBOARD_BIN, else target/release/switchboard
 set -euo pipefail
@@ -18,12 +20,17 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+if ! command -v redis-server >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+fi
 # Reinstall only when the lock file changed since the last install (a copy marks it).
 if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; then
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
 node --test --test-timeout=120000 pusher.test.mjs
+PUSHER_CLUSTER=1 node --test --test-timeout=120000 pusher.test.mjs
 
 # The Python library, pinned; pip as root and, on a system Python, past its externally
 # managed marker.
@@ -32,4 +39,5 @@ if ! python3 -c 'import pusher' 2>/dev/null; then
   pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
   "${pip[@]}" "$PY_PUSHER" 2>/dev/null || "${pip[@]}" --break-system-packages "$PY_PUSHER"
 fi
-exec python3 server_lib.py "$SWITCHBOARD_BIN"
+python3 server_lib.py "$SWITCHBOARD_BIN"
+exec python3 server_lib.py "$SWITCHBOARD_BIN" --cluster

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use switchboard_hub::pusher::PusherApps;
+use switchboard_hub::pusher::signature::channel_auth;
 use switchboard_hub::{Hub, HubConfig, PusherApi, RedisBroker, RedisConfig};
 
 /// A node on `redis` serving `apps`, and its HTTP API.
@@ -301,12 +302,23 @@ fn marks(seen: &[Value]) -> usize {
 struct Markers(Vec<Pusher>);
 
 impl Markers {
+    /// Markers on `addrs`, subscribed all at once: the first subscribers of a channel on
+    /// several nodes.
     async fn on(addrs: &[SocketAddr]) -> Self {
         let mut markers = Vec::new();
         for addr in addrs {
-            let mut marker = Pusher::connect(*addr, "app-key").await;
-            marker.subscribe("private-mark", None).await;
-            markers.push(marker);
+            markers.push(Pusher::connect(*addr, "app-key").await);
+        }
+        for marker in &mut markers {
+            let auth = channel_auth(&app(), &marker.socket_id, "private-mark", None);
+            let data = json!({"channel": "private-mark", "auth": auth});
+            marker
+                .send(json!({"event": "pusher:subscribe", "data": data}))
+                .await;
+        }
+        for marker in &mut markers {
+            let ok = marker.next().await;
+            assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
         }
         Self(markers)
     }
@@ -351,6 +363,11 @@ async fn webhooks_tell_occupancy_and_members_once_for_the_deployment() {
         .await;
     until_present(&hub_a, "presence-room", 3).await;
     markers.mark(&mut hooks, &mut seen).await;
+    let marks_occupied = (seen.iter())
+        .filter(|hook| hook["name"] == "channel_occupied" && hook["channel"] == "private-mark")
+        .count();
+    // At once on three nodes: told, perhaps more than once, never not at all.
+    assert!(marks_occupied >= 1, "{seen:?}");
     assert_eq!(count(&seen, "channel_occupied", None), 1, "{seen:?}");
     assert_eq!(count(&seen, "member_added", Some("ann")), 1, "{seen:?}");
     assert_eq!(count(&seen, "member_added", Some("bob")), 1, "{seen:?}");
@@ -373,4 +390,22 @@ async fn webhooks_tell_occupancy_and_members_once_for_the_deployment() {
     markers.mark(&mut hooks, &mut seen).await;
     assert_eq!(count(&seen, "member_removed", Some("ann")), 1, "{seen:?}");
     assert_eq!(count(&seen, "channel_vacated", None), 1, "{seen:?}");
+
+    // Ann on two nodes again, both connections ended at once: one member_removed.
+    let mut ann_a = Pusher::connect(addr_a, "app-key").await;
+    let mut ann_b = Pusher::connect(addr_b, "app-key").await;
+    let mut bob_c = Pusher::connect(addr_c, "app-key").await;
+    ann_a.subscribe("presence-room", ann).await;
+    ann_b.subscribe("presence-room", ann).await;
+    bob_c
+        .subscribe("presence-room", Some(r#"{"user_id":"bob"}"#))
+        .await;
+    until_present(&hub_a, "presence-room", 3).await;
+    let api = PusherApi::new(hub_a.clone()).unwrap();
+    let path = "/apps/1/users/ann/terminate_connections";
+    assert_eq!(call(&api, "POST", path, &[], "").await.0, 200);
+    until_present(&hub_a, "presence-room", 1).await;
+    markers.mark(&mut hooks, &mut seen).await;
+    assert_eq!(count(&seen, "member_added", Some("ann")), 2, "{seen:?}");
+    assert_eq!(count(&seen, "member_removed", Some("ann")), 2, "{seen:?}");
 }

@@ -6,18 +6,18 @@
 //! - `channel_occupied` and `channel_vacated`: a channel's first subscription in the
 //!   deployment and the end of its last. Each node counts its own; the node whose count
 //!   goes from 0 to 1 (or back to 0) asks the other nodes for theirs (the channel listing of
-//!   the server API, through the broker) and tells only when they have none. A node tells
-//!   `channel_vacated` after its subscription left the node's interest, so that two last
-//!   subscribers leaving on two nodes at once cannot both see the other still there: the
-//!   hook may then come twice, never not at all. Two first subscribers arriving on two nodes
-//!   within one round trip through the broker may each see the other and neither tell
-//!   `channel_occupied`. When a node dies, its subscriptions end without a hook;
+//!   the server API, through the broker) and tells only when they have none. The session
+//!   counts a subscription before the node's interest shows it to the others, and its end
+//!   after the interest dropped it: of two nodes whose first subscribers arrive at once (or
+//!   whose last ones leave at once), at least one sees the other without any, so the hook
+//!   may come twice, never not at all. When a node dies, its subscriptions end without
+//!   `channel_vacated`;
 //! - `member_added` and `member_removed`: a presence channel's user, once across nodes: the
-//!   session reads the channel's presence after its join (or leave) and tells when its
-//!   connection is the user's first (or the user has none left). The same race holds: two
-//!   first connections of one user joining on two nodes at once may each see the other.
-//!   A member whose node dies leaves the presence after the broker's node timeout (and
-//!   `member_removed` reaches the clients), with no webhook;
+//!   broker says, with the join (or leave), whether the connection is its user's first on
+//!   the channel (or was its last), on any node ([`Broker::join_user`]), and the session
+//!   that joined or left tells. A member whose node dies leaves the presence after the
+//!   broker's node timeout; when that was its user's last connection on the channel, the
+//!   node whose broker swept it tells ([`BrokerEvents::user_swept`](crate::BrokerEvents::user_swept));
 //! - `client_event`: a client event, with its sender's socket id (and user on a presence
 //!   channel).
 
@@ -87,7 +87,9 @@ impl PusherHooks {
     /// Counts a subscription to app `app_id`'s channel `name` on this node, or its end
     /// (`joined` false). When that is the node's first subscription to the channel (or the
     /// end of its last), and the other nodes sharing `broker` have none, it is the
-    /// deployment's: `channel_occupied` (or `channel_vacated`).
+    /// deployment's: `channel_occupied` (or `channel_vacated`). A subscription is counted
+    /// before the node's interest has it, its end after the interest dropped it (see the
+    /// module's docs).
     pub(super) async fn occupancy(
         &self,
         broker: &dyn Broker,
@@ -150,7 +152,8 @@ impl PusherHooks {
         }
     }
 
-    /// `member_added` (or `member_removed`) of `user_id` on presence channel `name`.
+    /// `member_added` (or `member_removed`) of `user_id` on presence channel `name`, when
+    /// app `app_id` has webhooks.
     pub(super) fn member(&self, app_id: &str, name: &str, user_id: &str, added: bool) {
         let kind = if added {
             EventKind::MemberAdded
@@ -164,6 +167,15 @@ impl PusherHooks {
             ..Hook::default()
         };
         self.push(app_id, hook);
+    }
+
+    /// `member_removed` of `user_id` on hub channel `channel`, when it is a Pusher presence
+    /// channel: its last connection there was on a node that died (see
+    /// [`BrokerEvents::user_swept`](crate::BrokerEvents::user_swept)).
+    pub(super) fn swept(&self, channel: &str, user_id: &str) {
+        if let Some((app_id, name)) = presence_channel(channel) {
+            self.member(app_id, name, user_id, false);
+        }
     }
 
     /// `client_event` of `event` with `data` on channel `name`, from `socket_id` (and
@@ -195,9 +207,33 @@ impl PusherHooks {
     }
 }
 
+/// The app id and name of hub channel `channel`, when it is a Pusher presence channel.
+fn presence_channel(channel: &str) -> Option<(&str, &str)> {
+    let rest = channel.strip_prefix(crate::pusher::HUB_PREFIX)?;
+    let (app_id, name) = rest.split_once(':')?;
+    let presence = crate::pusher::ChannelKind::of(name) == crate::pusher::ChannelKind::Presence;
+    presence.then_some((app_id, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swept_user_is_removed_from_pusher_presence_channels_only() {
+        assert_eq!(
+            presence_channel("pusher:1:presence-room"),
+            Some(("1", "presence-room"))
+        );
+        for other in [
+            "pusher:1:private-x",
+            "pusher:1:news",
+            "presence-room",
+            "pusher:1",
+        ] {
+            assert_eq!(presence_channel(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn hooks_serialize_as_pushers_events() {
