@@ -17,7 +17,8 @@
 //!   the channel (or was its last), on any node ([`Broker::join_user`]), and the session
 //!   that joined or left tells. A member whose node dies leaves the presence after the
 //!   broker's node timeout; when that was its user's last connection on the channel, the
-//!   node whose broker swept it tells ([`BrokerEvents::user_swept`](crate::BrokerEvents::user_swept));
+//!   node whose broker swept it tells
+//!   ([`BrokerEvents::user_swept`](crate::BrokerEvents::user_swept));
 //! - `client_event`: a client event, with its sender's socket id (and user on a presence
 //!   channel).
 
