@@ -19,7 +19,8 @@
 #   16 interop: deflate with ws and Chromium   17 browser: the chat page and the admin
 #      dashboard in Chromium
 #   18 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   19 Pusher: pusher-js, the Node and Python pusher server libraries against --pusher-app
+#   19 Pusher: pusher-js, the Node and Python pusher server libraries against --pusher-app,
+#      on one node and on 3 nodes on Redis
 #   20 hostile clients                         21 cluster on Redis (one Redis, then 2 shards)
 #   22 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
@@ -190,9 +191,10 @@ e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
-# pusher-js in Node, the pusher server libraries of Node and Python, against --pusher-app
-# (installs the npm packages and the Python library when missing)
-e2e_step "Pusher: pusher-js and the Node and Python server libraries against --pusher-app" e2e/pusher/run.sh
+# pusher-js in Node, the pusher server libraries of Node and Python, against --pusher-app on
+# one node, then on 3 nodes on Redis (installs the npm packages and the Python library when
+# missing)
+e2e_step "Pusher: pusher-js and the Node and Python server libraries (1 node, 3 on Redis)" e2e/pusher/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
 # loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each
