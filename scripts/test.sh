@@ -20,7 +20,7 @@
 #      dashboard in Chromium
 #   18 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
 #   19 Pusher: pusher-js (Node, Chromium), Laravel Echo (Chromium), the Node and Python pusher
-#      server libraries against --pusher-app
+#      server libraries against --pusher-app, on one node and on 3 nodes on Redis
 #   20 hostile clients                         21 cluster on Redis (one Redis, then 2 shards)
 #   22 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
@@ -192,9 +192,9 @@ e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
 # pusher-js in Node and Chromium, Laravel Echo in Chromium, the pusher server libraries of Node
-# and Python, against --pusher-app (installs chromium, the npm packages and the Python library
-# when missing)
-e2e_step "Pusher: pusher-js, Laravel Echo and the Node and Python server libraries against --pusher-app" e2e/pusher/run.sh
+# and Python, against --pusher-app on one node, then on 3 nodes on Redis (installs chromium,
+# redis-server, the npm packages and the Python library when missing)
+e2e_step "Pusher: pusher-js, Laravel Echo, the Node and Python server libraries (1 node, 3 on Redis)" e2e/pusher/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
 # loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each

@@ -1,12 +1,17 @@
 // pusher-js 8 (Node) against `switchboard serve --pusher-app`: public, private and presence
 // channels, client events, unsubscribing, an unknown app key, user sign-in and watchlists,
-// cache channels, and reconnection across a restart. Private and presence channels are authorized, and users signed in, by an HTTP
-// endpoint of this test that signs with the `pusher` server library's authorizeChannel and
-// authenticateUser, as an app's backend does. Events reach the public channel through the
-// hub's own server API (`POST /api/publish`, data {event, data}), and through Pusher's HTTP
-// API (`/apps/ID/...`) as the `pusher` library calls it: trigger, triggerBatch, get,
-// sendToUser, terminateUserConnections; the app's webhooks are checked with the library's
-// webhook().isValid().
+// cache channels, and reconnection across a restart. Private and presence channels are
+// authorized, and users signed in, by an HTTP endpoint of this test that signs with the
+// `pusher` server library's authorizeChannel and authenticateUser, as an app's backend does.
+// Events reach the public channel through the hub's own server API (`POST /api/publish`, data
+// {event, data}), and through Pusher's HTTP API (`/apps/ID/...`) as the `pusher` library calls
+// it: trigger, triggerBatch, get, sendToUser, terminateUserConnections; the app's webhooks are
+// checked with the library's webhook().isValid().
+//
+// With PUSHER_CLUSTER=1 the same tests run against three nodes sharing a redis-server of
+// their own (`serve --broker redis://...`): the `pusher` library calls node A, and the
+// pusher-js clients connect to nodes B and C in turn, so that two clients of a test are on
+// two nodes, neither of them the one the library calls.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -14,13 +19,17 @@ import { after, before, test } from 'node:test';
 import PusherServer from 'pusher';
 import Pusher from 'pusher-js';
 
-import { Processes, STEP, binary, freePort, serve, until, waitPort } from '../../clients/js/test/support.mjs';
+import { Processes, STEP, binary, freePort, redis, serve, until, waitPort } from '../../clients/js/test/support.mjs';
 
 const APP = { appId: '1', key: 'app-key', secret: 'app-secret' };
 const API_KEY = 'e2e-api-key';
 
+const CLUSTER = process.env.PUSHER_CLUSTER === '1';
 const procs = new Processes();
+/** The node the libraries' HTTP calls go to. */
 let port;
+/** The nodes pusher-js clients connect to, in turn. */
+let wsPorts;
 let authUrl;
 let userAuthUrl;
 let authServer;
@@ -45,7 +54,7 @@ before(async () => {
     });
   });
   await new Promise((resolve) => hookServer.listen(0, '127.0.0.1', resolve));
-  port = await serve(procs, [
+  const args = [
     '--pusher-app',
     `${APP.appId}:${APP.key}:${APP.secret}`,
     '--pusher-client-events',
@@ -53,7 +62,16 @@ before(async () => {
     `${APP.appId}=http://127.0.0.1:${hookServer.address().port}/hooks`,
     '--api-key',
     API_KEY,
-  ]);
+  ];
+  if (CLUSTER) {
+    const broker = ['--broker', `redis://127.0.0.1:${await redis(procs)}`];
+    const nodes = [];
+    for (let i = 0; i < 3; i++) nodes.push(await serve(procs, [...args, ...broker]));
+    [port, ...wsPorts] = nodes;
+  } else {
+    port = await serve(procs, args);
+    wsPorts = [port];
+  }
   server = new PusherServer({ ...APP, useTLS: false, host: '127.0.0.1', port: String(port) });
   // The app's auth endpoint: form fields socket_id and channel_name, and the user_id this
   // test's client sends along for presence.
@@ -93,11 +111,14 @@ after(async () => {
   await procs.stopAll();
 });
 
+/** The logs of the servers, for a failure's message. */
+const logs = () => procs.children.map((child) => `--- ${child.logName}:\n${child.log}`).join('\n');
+
 /**
- * A pusher-js client of app `key`, connected (to `wsPort`, default the shared serve); `params`
- * go to the auth endpoint.
+ * A pusher-js client of app `key`, connected; `params` go to the auth endpoint. Clients
+ * connect to `wsPort`, by default to the nodes of `wsPorts` in turn.
  */
-async function connect(key = APP.key, params = {}, wsPort = port) {
+async function connect(key = APP.key, params = {}, wsPort = wsPorts[clients.length % wsPorts.length]) {
   const client = new Pusher(key, {
     cluster: 'mt1',
     wsHost: '127.0.0.1',
@@ -109,7 +130,7 @@ async function connect(key = APP.key, params = {}, wsPort = port) {
     userAuthentication: { endpoint: userAuthUrl, transport: 'ajax', params },
   });
   clients.push(client);
-  await until(() => client.connection.state === 'connected', `pusher-js to connect:\n${procs.children[0].log}`);
+  await until(() => client.connection.state === 'connected', `pusher-js to connect:\n${logs()}`);
   return client;
 }
 
@@ -335,6 +356,39 @@ test('terminateUserConnections closes that user\'s connections only', async () =
   assert.equal(bob.connection.state, 'connected');
 });
 
+test('a user connected twice (on two nodes in a cluster) is one member until both are terminated', async () => {
+  const watcher = await connect(APP.key, { user_id: 'watcher-two' });
+  const watched = await within(subscribe(watcher, 'presence-two'), 'watcher subscribes');
+  const seen = [];
+  for (const event of ['pusher:member_added', 'pusher:member_removed', 'client-mark']) {
+    watched.bind(event, (data) => seen.push({ event, id: data?.id }));
+  }
+  // Consecutive clients are on different nodes.
+  const ann1 = await connect(APP.key, { user_id: 'ann-two' });
+  const ann2 = await connect(APP.key, { user_id: 'ann-two' });
+  await within(subscribe(ann1, 'presence-two'), 'ann subscribes');
+  const room2 = await within(subscribe(ann2, 'presence-two'), 'ann subscribes again');
+  assert.equal(room2.members.count, 2);
+  assert.deepEqual(room2.members.get('watcher-two').info, { name: 'watcher-two' });
+  // Her second join reaches the watcher before her client event, which comes after it.
+  room2.trigger('client-mark', {});
+  await until(() => seen.some((e) => e.event === 'client-mark'), 'client-mark');
+  assert.deepEqual(seen.filter((e) => e.event === 'pusher:member_added'), [{ event: 'pusher:member_added', id: 'ann-two' }]);
+  const users = await (await server.get({ path: '/channels/presence-two/users' })).json();
+  assert.deepEqual(users.users.map((u) => u.id).sort(), ['ann-two', 'watcher-two']);
+  const info = { info: 'user_count,subscription_count' };
+  const one = await (await server.get({ path: '/channels/presence-two', params: info })).json();
+  assert.deepEqual(one, { occupied: true, user_count: 2, subscription_count: 3 });
+
+  const response = await server.terminateUserConnections('ann-two');
+  assert.equal(response.status, 200);
+  const cut = (client) => ['failed', 'disconnected', 'unavailable'].includes(client.connection.state);
+  await until(() => cut(ann1) && cut(ann2), 'both of ann\'s connections to be cut off');
+  await until(() => seen.some((e) => e.event === 'pusher:member_removed'), 'member_removed');
+  assert.deepEqual(seen.filter((e) => e.event === 'pusher:member_removed'), [{ event: 'pusher:member_removed', id: 'ann-two' }]);
+  assert.equal(watcher.connection.state, 'connected');
+});
+
 test('a request signed with the wrong secret is refused with 401', async () => {
   const forger = new PusherServer({ ...APP, secret: 'not-the-secret', useTLS: false, host: '127.0.0.1', port: String(port) });
   const refused = await forger.trigger('orders', 'created', {}).then(
@@ -371,9 +425,12 @@ test('webhooks in Pusher\'s format pass the pusher library\'s isValid()', async 
     });
   const has = (wanted) => events().some((event) => Object.entries(wanted).every(([k, v]) => event[k] === v));
   await until(() => has({ name: 'member_removed', user_id: 'bob-hook' }), `member_removed: ${JSON.stringify(events())}`);
-  assert.ok(has({ name: 'channel_occupied' }));
-  assert.ok(has({ name: 'member_added', user_id: 'ann-hook' }));
-  assert.ok(has({ name: 'member_added', user_id: 'bob-hook' }));
+  // Once each, however many nodes the clients are on.
+  const count = (wanted) => events().filter((event) => Object.entries(wanted).every(([k, v]) => event[k] === v)).length;
+  assert.equal(count({ name: 'channel_occupied' }), 1, JSON.stringify(events()));
+  assert.equal(count({ name: 'member_added', user_id: 'ann-hook' }), 1);
+  assert.equal(count({ name: 'member_added', user_id: 'bob-hook' }), 1);
+  assert.equal(count({ name: 'member_removed', user_id: 'bob-hook' }), 1);
   const clientEvent = events().find((event) => event.name === 'client_event');
   assert.equal(clientEvent.event, 'client-typing');
   assert.deepEqual(JSON.parse(clientEvent.data), { text: 'hi' });

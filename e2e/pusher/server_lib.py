@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """The Python `pusher` server library against `switchboard serve --pusher-app`: it triggers
-events (one, to several channels, skipping a socket, in a batch) that a Pusher protocol client
-on the server receives, signs a user in (authenticate_user) and sends to it (send_to_user),
-reads channels and presence users, and is refused with a wrong secret or an unknown app; and
-the app's webhooks pass its validate_webhook. (Its terminate_user_connections posts to /users/ID/terminate_connections,
-without the /apps/ID/ prefix Pusher's API has, so it is not called here; the Node library's
-is, in pusher.test.mjs.) The client is a raw WebSocket client (e2e/pylib), so the
-check needs nothing but the library.
+events (one, to several channels, skipping a socket, in a batch) that Pusher protocol clients
+on the server receive, signs a user in (authenticate_user) and sends to it (send_to_user),
+reads channels and presence users, ends a user's connections (terminate_user_connections,
+which this library posts to /users/ID/terminate_connections, without the /apps/ID prefix),
+and is refused with a wrong secret or an unknown app; and the app's webhooks pass its
+validate_webhook. The clients are raw WebSocket clients (e2e/pylib), so the check needs
+nothing but the library.
 
-Usage: server_lib.py BINARY
+With --cluster, the same checks run against three nodes sharing a redis-server of their own
+(`serve --broker redis://...`): the library calls node A, client a is on node B and client b
+on node C, and a user's second connection is on the node of the other; then node B is killed
+with SIGKILL, and its presence member is removed after the broker's node timeout.
+
+Usage: server_lib.py BINARY [--cluster]
 """
 import asyncio, http.server, json, os, sys, tempfile, threading
 
@@ -22,6 +27,9 @@ from wsclient import frame, open_ws, read_frame  # noqa: E402
 APP_ID, KEY, SECRET = "1", "app-key", "app-secret"
 STEP = 5  # seconds any wait for a frame may take
 PASSED = []
+LOGS = []  # the servers' logs, shown on a failure
+NODES = {}  # the nodes' processes by port: node A first
+NODE_TIMEOUT = 10  # seconds: the broker's, after which a dead node's members leave
 
 
 def passed(what):
@@ -45,10 +53,10 @@ class Client:
         self.writer.write(frame(0x1, json.dumps(value).encode()))
         await self.writer.drain()
 
-    async def next(self):
+    async def next(self, seconds=STEP):
         """The next text frame as JSON, or {"closed": code}."""
         while True:
-            opcode, payload = await asyncio.wait_for(read_frame(self.reader), STEP)
+            opcode, payload = await asyncio.wait_for(read_frame(self.reader), seconds)
             if opcode == 0x1:
                 return json.loads(payload)
             if opcode == 0x8:
@@ -88,7 +96,7 @@ def server(secret, app_id=APP_ID):
 
 async def check():
     api = server(SECRET)
-    a, b = await Client.connect(PORT), await Client.connect(PORT)
+    a, b = await Client.connect(WS_PORTS[0]), await Client.connect(WS_PORTS[-1])
     for client in (a, b):
         await client.subscribe("news")
     await b.subscribe("private-b")
@@ -134,6 +142,25 @@ async def check():
     passed("channels_info, channel_info, users_info")
     await check_webhooks()
 
+    # Ann again, on b's node: one user with two connections, on two nodes in a cluster.
+    await b.sync()  # past ann's member_added, when b's subscription came before her join
+    a2 = await Client.connect(WS_PORTS[-1])
+    await a2.subscribe("presence-room", user_id="ann")
+    assert api.channel_info("presence-room", ["user_count"]) == {"occupied": True, "user_count": 2}
+    assert await b.sync() == [], "no member_added for ann's second connection"
+    api.terminate_user_connections("ann")
+    assert await a.next() == {"closed": 4009}
+    assert await a2.next() == {"closed": 4009}
+    removed = await b.next()
+    assert removed["event"] == "pusher_internal:member_removed", removed
+    assert json.loads(removed["data"]) == {"user_id": "ann"}
+    assert await b.sync() == [], "one member_removed, b stays"
+    passed("terminate_user_connections closed both of ann's connections")
+    await check_webhooks(("member_added", "ann"), ("member_removed", "ann"),
+                         what="ann added and removed once for her two connections")
+    if len(NODES) > 1:
+        await check_node_death(api, b)
+
     for refused_by, expected in ((server("not-the-secret"), pusher.errors.PusherBadAuth),
                                  (server(SECRET, app_id="99"), pusher.errors.PusherBadStatus)):
         try:
@@ -142,6 +169,27 @@ async def check():
             passed(f"refused: {type(e).__name__}: {str(e).strip()}")
         else:
             raise AssertionError("a request the server must refuse was answered")
+
+
+async def check_node_death(api, watcher):
+    """A member on node B, which dies: the watcher on node C is told it left, after the
+    broker's node timeout, and the users listed by node A no longer have it."""
+    dana = await Client.connect(WS_PORTS[0])
+    await dana.subscribe("presence-room", user_id="dana")
+    added = await watcher.next()
+    assert added["event"] == "pusher_internal:member_added", added
+    # Its webhook posted before the node dies: one queued there would die with it.
+    await check_webhooks(("member_added", "dana"), what="dana added")
+    NODES[WS_PORTS[0]].kill()  # SIGKILL, by PID: no goodbye to Redis
+    NODES[WS_PORTS[0]].wait()
+    removed = await watcher.next(NODE_TIMEOUT + STEP)
+    assert removed["event"] == "pusher_internal:member_removed", removed
+    assert json.loads(removed["data"]) == {"user_id": "dana"}
+    users = [u["id"] for u in api.users_info("presence-room")["users"]]
+    assert users == ["bob"], users
+    passed("a member of a node killed with SIGKILL was removed after the node timeout")
+    await check_webhooks(("member_removed", "dana"),
+                         what="its member_removed webhook, sent once by a node still up")
 
 
 HOOKS = []  # the events of every webhook request that validate_webhook accepted
@@ -162,37 +210,59 @@ class HookHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def check_webhooks():
+async def check_webhooks(*wanted, what="webhooks validated by validate_webhook"):
+    """Waits until each (name, user_id) of `wanted` was told on presence-room, once."""
+    wanted = wanted or (("channel_occupied", None), ("member_added", "ann"),
+                        ("member_added", "bob"))
     for _ in range(STEP * 20):
-        names = {(e["name"], e.get("user_id")) for e in HOOKS if e["channel"] == "presence-room"}
-        if {("channel_occupied", None), ("member_added", "ann"), ("member_added", "bob")} <= names:
-            return passed("webhooks validated by validate_webhook")
+        told = [(e["name"], e.get("user_id")) for e in HOOKS if e["channel"] == "presence-room"]
+        if set(wanted) <= set(told):
+            twice = [hook for hook in wanted if told.count(hook) != 1]
+            assert not twice, f"told more than once: {twice} in {HOOKS}"
+            return passed(what)
         await asyncio.sleep(0.05)
     raise AssertionError(f"webhooks missing: {HOOKS}")
 
 
+def start(procs, tmp, name, cmd, port):
+    """Starts `cmd`, which listens on `port`, and waits until it does."""
+    log = os.path.join(tmp, f"{name}.log")
+    LOGS.append(log)
+    proc = procs.start(cmd, log)
+    if not wait_port(port, proc):
+        sys.exit(f"{name} did not listen:\n" + open(log).read())
+    return proc
+
+
 def main():
-    global PORT
-    binary = sys.argv[1]
-    PORT = free_port()
+    global PORT, WS_PORTS
+    binary, cluster = sys.argv[1], "--cluster" in sys.argv[2:]
     hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HookHandler)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{hooks.server_address[1]}/hooks"
+    serve = [binary, "serve", "--pusher-app", f"{APP_ID}:{KEY}:{SECRET}",
+             "--pusher-webhook", f"{APP_ID}={hook_url}"]
     with Processes() as procs, tempfile.TemporaryDirectory() as tmp:
-        log = os.path.join(tmp, "serve.log")
-        proc = procs.start([binary, "serve", "--listen", f"127.0.0.1:{PORT}",
-                            "--pusher-app", f"{APP_ID}:{KEY}:{SECRET}",
-                            "--pusher-webhook", f"{APP_ID}={hook_url}"], log)
-        if not wait_port(PORT, proc):
-            sys.exit("serve did not listen:\n" + open(log).read())
+        if cluster:
+            port = free_port()
+            start(procs, tmp, "redis", ["redis-server", "--bind", "127.0.0.1", "--save", "",
+                                        "--appendonly", "no", "--port", str(port)], port)
+            serve += ["--broker", f"redis://127.0.0.1:{port}"]
+        for name in ("node-a", "node-b", "node-c")[:3 if cluster else 1]:
+            port = free_port()
+            NODES[port] = start(procs, tmp, name, serve + ["--listen", f"127.0.0.1:{port}"], port)
+        nodes = list(NODES)
+        PORT, WS_PORTS = nodes[0], nodes[1:] or nodes
         try:
             asyncio.run(check())
         except BaseException:
-            print(open(log).read(), file=sys.stderr)
+            for log in LOGS:
+                print(f"--- {log}:\n" + open(log).read(), file=sys.stderr)
             raise
         finally:
             hooks.shutdown()
-    print(f"server_lib.py: {len(PASSED)} passed, 0 failed")
+    mode = "3 nodes on redis" if cluster else "1 node"
+    print(f"server_lib.py ({mode}): {len(PASSED)} passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -131,10 +131,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             // Pusher's HTTP API, for the official server libraries of the apps served.
             if let Some(api) = PusherApi::new(hub.clone()) {
-                builder = builder.api_route("/apps/*", move |request| {
+                // `/users/`: where the Python library posts terminate_connections.
+                for path in ["/apps/*", "/users/*"] {
                     let api = api.clone();
-                    async move { api.handle(request).await }
-                });
+                    builder = builder.api_route(path, move |request| {
+                        let api = api.clone();
+                        async move { api.handle(request).await }
+                    });
+                }
             }
             Service::Hub(hub, admin)
         }

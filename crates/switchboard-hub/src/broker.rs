@@ -167,6 +167,14 @@ pub trait BrokerEvents: Send + Sync + 'static {
     /// continue from the channel's current position; subscribers from before must recover
     /// (the hub closes their connections so that they subscribe again with `since`).
     fn stream_lost(&self, channel: &str);
+    /// The broker removed `client` from the channel's presence because its node stopped
+    /// answering, and it was the last of its user's connections there. Told once, to the one
+    /// node that removed it, so that what a user's departure owes beyond the channel's
+    /// subscribers (a webhook) is done once; the channel's nodes get the
+    /// [`leave`](Self::leave) as for any other. The default does nothing.
+    fn user_swept(&self, channel: &str, client: &ClientInfo) {
+        let _ = (channel, client);
+    }
     /// Another node asks this one to run `command` on its connections (see
     /// [`Broker::ask_nodes`]); the broker sends it what the future answers.
     fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply>;
@@ -261,6 +269,53 @@ pub trait Broker: Send + Sync + 'static {
     ///
     /// When the backing service cannot be reached.
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Adds `client` to the channel's presence as [`join`](Self::join) does, and says whether
+    /// it is the first of its user's connections present on the channel, on any node. The
+    /// default joins, then reads the presence: of two connections of one user joining at
+    /// once, both may see the other. A broker that decides it with the join (both brokers
+    /// here do) says it of exactly one of them.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn join_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            let user = client.user.clone();
+            self.join(&channel, client).await?;
+            let present = self.presence(&channel).await?;
+            Ok(present.iter().filter(|c| c.user == user).count() == 1)
+        })
+    }
+
+    /// Removes `client` from the channel's presence as [`leave`](Self::leave) does, and says
+    /// whether it was the last of its user's connections present on the channel, on any
+    /// node (false when it was not present). The default leaves, then reads the presence, as
+    /// [`join_user`](Self::join_user)'s does.
+    ///
+    /// # Errors
+    ///
+    /// When the backing service cannot be reached.
+    fn leave_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            let user = client.user.clone();
+            let present = self.presence(&channel).await?;
+            let was = present.iter().any(|c| c.conn == client.conn);
+            self.leave(&channel, client).await?;
+            let present = self.presence(&channel).await?;
+            Ok(was && !present.iter().any(|c| c.user == user))
+        })
+    }
 
     /// The clients present on the channel, on every node.
     ///

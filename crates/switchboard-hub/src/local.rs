@@ -289,24 +289,47 @@ impl Broker for LocalBroker {
     }
 
     fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _, events| {
-            if let Some(events) = events {
-                events.join(channel, &client);
-            }
-            stream.presence.insert(client.conn.clone(), client);
-        });
-        ready(Ok(()))
+        let joined = self.join_user(channel, client);
+        Box::pin(async move { joined.await.map(|_| ()) })
     }
 
     fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.with_stream(channel, |stream, _, events| {
-            if stream.presence.remove(&client.conn).is_some()
-                && let Some(events) = events
-            {
+        let left = self.leave_user(channel, client);
+        Box::pin(async move { left.await.map(|_| ()) })
+    }
+
+    fn join_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        let first = self.with_stream(channel, |stream, _, events| {
+            if let Some(events) = events {
+                events.join(channel, &client);
+            }
+            let fresh = !stream.presence.contains_key(&client.conn);
+            let known = stream.presence.values().any(|c| c.user == client.user);
+            stream.presence.insert(client.conn.clone(), client);
+            fresh && !known
+        });
+        ready(Ok(first))
+    }
+
+    fn leave_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
+        let last = self.with_stream(channel, |stream, _, events| {
+            if stream.presence.remove(&client.conn).is_none() {
+                return false;
+            }
+            if let Some(events) = events {
                 events.leave(channel, &client);
             }
+            !stream.presence.values().any(|c| c.user == client.user)
         });
-        ready(Ok(()))
+        ready(Ok(last))
     }
 
     fn presence(&self, channel: &str) -> BoxFuture<'_, Result<Vec<ClientInfo>, BrokerError>> {
@@ -454,6 +477,25 @@ mod tests {
         broker.unsubscribe("c").await.unwrap();
         publish_n(&broker, "c", 1).await;
         assert_eq!(delivered.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_users_first_join_and_last_leave_are_told() {
+        let broker = LocalBroker::default();
+        let mut again = client("ann");
+        again.conn = "c-ann-2".into();
+        assert!(broker.join_user("c", client("ann")).await.unwrap());
+        assert!(
+            !broker.join_user("c", client("ann")).await.unwrap(),
+            "a repeat"
+        );
+        assert!(!broker.join_user("c", again.clone()).await.unwrap());
+        assert!(!broker.leave_user("c", client("ann")).await.unwrap());
+        assert!(
+            !broker.leave_user("c", client("ann")).await.unwrap(),
+            "a repeat"
+        );
+        assert!(broker.leave_user("c", again).await.unwrap(), "ann's last");
     }
 
     #[tokio::test]

@@ -347,6 +347,68 @@ async fn presence_spans_nodes_and_a_silent_node_leaves_after_its_timeout() {
 }
 
 #[tokio::test]
+async fn a_users_first_join_and_last_leave_are_told_once_across_nodes() {
+    let redis = Redis::start();
+    let mut fast = config(&redis);
+    fast.node_timeout = Duration::from_millis(900);
+    let (a, _) = node(fast.clone()).await;
+    let (b, seen_b) = node(fast).await;
+    let ann = |conn: &str| ClientInfo {
+        user: "ann".into(),
+        ..client(conn)
+    };
+    let told = |x: Result<bool, BrokerError>, y: Result<bool, BrokerError>| {
+        usize::from(x.unwrap()) + usize::from(y.unwrap())
+    };
+    let (x, y) = tokio::join!(
+        a.join_user("room", ann("a1")),
+        b.join_user("room", ann("b1"))
+    );
+    assert_eq!(told(x, y), 1, "one of two joins at once is ann's first");
+    assert!(!a.join_user("room", ann("a1")).await.unwrap(), "a repeat");
+    let (x, y) = tokio::join!(
+        a.leave_user("room", ann("a1")),
+        b.leave_user("room", ann("b1"))
+    );
+    assert_eq!(told(x, y), 1, "one of two leaves at once is ann's last");
+    assert!(!b.leave_user("room", ann("b1")).await.unwrap(), "a repeat");
+
+    // A node that dies: its entries are counted out when swept, and the node that swept
+    // them is told of the users that had no other.
+    b.subscribe("room").await.unwrap();
+    assert!(a.join_user("room", ann("a2")).await.unwrap());
+    assert!(!b.join_user("room", ann("b2")).await.unwrap());
+    b.leave("room", ann("b2")).await.unwrap();
+    a.join("other", client("bob-a")).await.unwrap();
+    b.join("other", client("bob-b")).await.unwrap();
+    let bob = |conn: &str| ClientInfo {
+        user: "bob".into(),
+        ..client(conn)
+    };
+    a.join("other", bob("a3")).await.unwrap();
+    b.join("other", bob("b3")).await.unwrap();
+    drop(a);
+    let (ann_swept, bob_a_swept) = (
+        Event::Swept("room".into(), "a2".into()),
+        Event::Swept("other".into(), "bob-a".into()),
+    );
+    seen_b
+        .until("the sweep of node a", |e| {
+            e.contains(&ann_swept)
+                && e.contains(&bob_a_swept)
+                && e.contains(&Event::Leave("room".into(), "a2".into()))
+        })
+        .await;
+    assert!(
+        !seen_b
+            .events()
+            .contains(&Event::Swept("other".into(), "a3".into())),
+        "bob has a connection on node b"
+    );
+    assert!(b.join_user("room", ann("b3")).await.unwrap(), "first again");
+}
+
+#[tokio::test]
 async fn presence_changes_lost_to_an_outage_are_made_good_when_redis_is_back() {
     let dir = std::env::temp_dir().join(format!("switchboard-redis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -382,7 +382,10 @@ async fn presence_crosses_nodes_and_a_gone_nodes_clients_are_swept_on_every_mast
         a.subscribe(channel).await.unwrap();
     }
     for channel in &channels {
-        b.join(channel, client("c1")).await.unwrap();
+        assert!(
+            b.join_user(channel, client("c1")).await.unwrap(),
+            "c1's user's first"
+        );
         b.join(channel, client("c2")).await.unwrap();
     }
     seen_a
@@ -398,7 +401,7 @@ async fn presence_crosses_nodes_and_a_gone_nodes_clients_are_swept_on_every_mast
             [client("c1"), client("c2")]
         );
     }
-    b.leave(&channels[0], client("c1")).await.unwrap();
+    assert!(b.leave_user(&channels[0], client("c1")).await.unwrap());
     seen_a
         .until("the leave", |e| {
             e.contains(&Event::Leave(channels[0].clone(), "c1".into()))
@@ -406,13 +409,15 @@ async fn presence_crosses_nodes_and_a_gone_nodes_clients_are_swept_on_every_mast
         .await;
     assert_eq!(a.presence(&channels[0]).await.unwrap(), [client("c2")]);
 
-    // Node B stops without a word: node A sweeps its clients off every master.
+    // Node B stops without a word: node A sweeps its clients off every master, and is told
+    // of each user it swept off a channel.
     drop(b);
     seen_a
         .until("the sweep of node B's clients", |e| {
-            channels
-                .iter()
-                .all(|c| e.contains(&Event::Leave(c.clone(), "c2".into())))
+            channels.iter().all(|c| {
+                e.contains(&Event::Leave(c.clone(), "c2".into()))
+                    && e.contains(&Event::Swept(c.clone(), "c2".into()))
+            })
         })
         .await;
     for channel in &channels {

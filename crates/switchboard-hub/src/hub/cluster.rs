@@ -44,6 +44,12 @@ impl BrokerEvents for Events {
         self.fanout.stream_lost(channel);
     }
 
+    fn user_swept(&self, channel: &str, client: &ClientInfo) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.pusher_hooks.swept(channel, &client.user);
+        }
+    }
+
     fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
         let shared = self.shared.clone();
         Box::pin(async move {

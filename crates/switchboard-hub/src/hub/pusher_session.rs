@@ -417,6 +417,9 @@ impl<'h> Session<'h> {
         }
         let channel = hub_channel(&self.app.id, &name);
         let (hub, id) = (self.hub, self.id);
+        // Counted before the node's interest shows it, as `PusherHooks::occupancy` needs.
+        let (hooks, app_id) = (&hub.pusher_hooks, self.app.id.as_str());
+        hooks.occupancy(&*hub.broker, app_id, &name, true).await;
         let tap = Tap::new(&self.socket_id);
         hub.fanout.add_pending(
             &channel,
@@ -430,6 +433,7 @@ impl<'h> Session<'h> {
         );
         if let Err(e) = hub.interest.attach(&channel).await {
             hub.fanout.remove(&channel, id);
+            hooks.occupancy(&*hub.broker, app_id, &name, false).await;
             let refused = frames::subscription_error(&name, "Unavailable", &e.to_string(), 503);
             return self.send(refused).await;
         }
@@ -444,6 +448,7 @@ impl<'h> Session<'h> {
                 Err(e) => {
                     hub.fanout.remove(&channel, id);
                     hub.interest.detach(&channel).await;
+                    hooks.occupancy(&*hub.broker, app_id, &name, false).await;
                     let error = e.to_string();
                     let refused = frames::subscription_error(&name, "Unavailable", &error, 503);
                     return self.send(refused).await;
@@ -471,7 +476,6 @@ impl<'h> Session<'h> {
                 }
             }
         }
-        hub.pusher_hooks.occupancy(&self.app.id, &name, true);
         self.channels.insert(name.clone(), member.clone());
         hub.fanout.activate(&channel, id, replies, covered, roster);
         if let Some(me) = &member
@@ -484,8 +488,10 @@ impl<'h> Session<'h> {
         }
         if let Some(me) = member {
             let user = me.user.clone();
-            match hub.broker.join(&channel, me).await {
-                Ok(()) => self.member_hook(&name, &user, true).await,
+            // Its user's first connection on the channel, on any node: `member_added`.
+            match hub.broker.join_user(&channel, me).await {
+                Ok(true) => hub.pusher_hooks.member(&self.app.id, &name, &user, true),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(%channel, error = %e, "presence join failed"),
             }
         }
@@ -642,27 +648,6 @@ impl<'h> Session<'h> {
         self.send(reply).await;
     }
 
-    /// Tells the app's webhooks that `user` was added to presence channel `name` (`added`)
-    /// when this connection is its first there, or removed when it has none left: the
-    /// channel's presence, read across nodes after the join or leave, says which.
-    async fn member_hook(&self, name: &str, user: &str, added: bool) {
-        let hooks = &self.hub.pusher_hooks;
-        if !hooks.wants(&self.app.id) {
-            return;
-        }
-        let channel = hub_channel(&self.app.id, name);
-        let clients = match self.hub.broker.presence(&channel).await {
-            Ok(clients) => clients,
-            Err(e) => {
-                return tracing::warn!(%channel, error = %e, "presence read for a webhook failed");
-            }
-        };
-        let conns = clients.iter().filter(|c| c.user == user).count();
-        if (added && conns == 1) || (!added && conns == 0) {
-            hooks.member(&self.app.id, name, user, added);
-        }
-    }
-
     /// Checks the auth a private or presence channel needs; for a presence channel, the
     /// member it signs. `Err` is a `subscription_error`'s type, error and status.
     fn authorize(
@@ -732,13 +717,19 @@ impl<'h> Session<'h> {
         self.hub.fanout.remove(&channel, self.id);
         if let Some(member) = member {
             let user = member.user.clone();
-            match self.hub.broker.leave(&channel, member).await {
-                Ok(()) => self.member_hook(name, &user, false).await,
+            let hooks = &self.hub.pusher_hooks;
+            match self.hub.broker.leave_user(&channel, member).await {
+                Ok(true) => hooks.member(&self.app.id, name, &user, false),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(%channel, error = %e, "presence leave failed"),
             }
         }
-        self.hub.pusher_hooks.occupancy(&self.app.id, name, false);
+        // After the detach, as `PusherHooks::occupancy` needs.
         self.hub.interest.detach(&channel).await;
+        let hooks = &self.hub.pusher_hooks;
+        hooks
+            .occupancy(&*self.hub.broker, &self.app.id, name, false)
+            .await;
     }
 
     /// Publishes a client event to the channel's other subscribers, when the app allows them

@@ -8,7 +8,9 @@
 //! - `GET channels`, `GET channels/{name}`, `GET channels/{name}/users`: from the hub's
 //!   channel lists and presence, across nodes;
 //! - `POST users/{user_id}/terminate_connections`: the hub's `disconnect` of the user a
-//!   Pusher connection's presence member names (see [`hub_user`](crate::pusher::hub_user)).
+//!   Pusher connection's presence member names (see [`hub_user`](crate::pusher::hub_user)),
+//!   on every node; also served as `/users/{user_id}/terminate_connections`, with no
+//!   `/apps/{app_id}` prefix, the app named by `auth_key`, where the Python library posts it.
 //!
 //! Every request is signed with the app's secret ([`SignedRequest`]); a refusal is a status
 //! and a plain text reason, as Pusher answers (`refusal.rs`).
@@ -49,7 +51,8 @@ impl PusherApi {
         (!hub.pusher_apps().is_empty()).then_some(Self { hub })
     }
 
-    /// The answer to one request under `/apps/`: 200 with JSON, or the refusal's status
+    /// The answer to one request under `/apps/` (or to `/users/{user_id}/terminate_connections`,
+    /// see the module's docs): 200 with JSON, or the refusal's status
     /// with a plain text reason (401 for a signature, 400 for a body or parameter, 404 for
     /// an unknown app, 413 for data over the limit).
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
@@ -73,13 +76,28 @@ impl PusherApi {
         let path = request.uri().path();
         let Route { app_id, endpoint } = route(request.method(), path)?;
         let apps = self.hub.pusher_apps();
+        let query = request.uri().query().unwrap_or("");
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let app_id = match app_id {
+            Some(id) => id,
+            None => {
+                let key = param("auth_key").unwrap_or_default();
+                let app = apps
+                    .by_key(&key)
+                    .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "unknown auth_key"))?;
+                app.id.as_str()
+            }
+        };
         if apps.by_id(app_id).is_none() {
             return Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 format!("unknown app id {app_id}"),
             ));
         }
-        let query = request.uri().query().unwrap_or("");
         let signed = SignedRequest {
             method: request.method().as_str(),
             path,
@@ -92,11 +110,6 @@ impl PusherApi {
         signed
             .check(apps, app_id, now)
             .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-        let param = |name: &str| {
-            form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
         let hub = &self.hub;
         match endpoint {
             Endpoint::Events => {

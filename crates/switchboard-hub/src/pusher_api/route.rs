@@ -1,4 +1,6 @@
-//! The endpoints under `/apps/{app_id}/`, from a request's method and path.
+//! The endpoints under `/apps/{app_id}/`, from a request's method and path; and
+//! `/users/{user_id}/terminate_connections` without the prefix, where the Python `pusher`
+//! library (3.x) posts it, its app named by the request's `auth_key`.
 
 use http::{Method, StatusCode};
 
@@ -24,7 +26,8 @@ pub(super) enum Endpoint<'a> {
 /// A request's app id and endpoint.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Route<'a> {
-    pub(super) app_id: &'a str,
+    /// `None` for a path without `/apps/{app_id}`: the app is the one its `auth_key` names.
+    pub(super) app_id: Option<&'a str>,
     pub(super) endpoint: Endpoint<'a>,
 }
 
@@ -35,6 +38,19 @@ pub(super) struct Route<'a> {
 /// 404 for a path that is no endpoint, 405 for another method than the endpoint's.
 pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Refusal> {
     let not_found = || Refusal::new(StatusCode::NOT_FOUND, format!("no endpoint {path}"));
+    if let Some(rest) = path.strip_prefix("/users/") {
+        return match rest.split('/').collect::<Vec<_>>()[..] {
+            [user, "terminate_connections"] if !user.is_empty() => {
+                let endpoint = Endpoint::Terminate(user);
+                check_method(method, &Method::POST, path)?;
+                Ok(Route {
+                    app_id: None,
+                    endpoint,
+                })
+            }
+            _ => Err(not_found()),
+        };
+    }
     let rest = path.strip_prefix("/apps/").ok_or_else(not_found)?;
     let parts: Vec<&str> = rest.split('/').collect();
     let (endpoint, wanted) = match parts[..] {
@@ -48,15 +64,23 @@ pub(super) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Ref
         }
         _ => return Err(not_found()),
     };
-    if *method != wanted {
-        let reason = format!("{path} takes {wanted}");
-        return Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, reason));
-    }
+    check_method(method, &wanted, path)?;
     let app_id = parts[0];
     if app_id.is_empty() {
         return Err(not_found());
     }
-    Ok(Route { app_id, endpoint })
+    Ok(Route {
+        app_id: Some(app_id),
+        endpoint,
+    })
+}
+
+fn check_method(method: &Method, wanted: &Method, path: &str) -> Result<(), Refusal> {
+    if method == wanted {
+        return Ok(());
+    }
+    let reason = format!("{path} takes {wanted}");
+    Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, reason))
 }
 
 #[cfg(test)]
@@ -69,7 +93,7 @@ mod tests {
         assert_eq!(
             ok(Method::POST, "/apps/7/events"),
             Route {
-                app_id: "7",
+                app_id: Some("7"),
                 endpoint: Endpoint::Events
             }
         );
@@ -93,6 +117,14 @@ mod tests {
             ok(Method::POST, "/apps/7/users/ann/terminate_connections").endpoint,
             Endpoint::Terminate("ann")
         );
+        assert_eq!(
+            ok(Method::POST, "/users/ann/terminate_connections"),
+            Route {
+                app_id: None,
+                endpoint: Endpoint::Terminate("ann")
+            },
+            "where the Python library posts it"
+        );
     }
 
     #[test]
@@ -106,12 +138,18 @@ mod tests {
             status(Method::POST, "/apps/7/channels"),
             StatusCode::METHOD_NOT_ALLOWED
         );
+        assert_eq!(
+            status(Method::GET, "/users/ann/terminate_connections"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         for path in [
             "/apps/7",
             "/apps//events",
             "/apps/7/channels/",
             "/apps/7/x",
             "/api/x",
+            "/users/ann",
+            "/users//terminate_connections",
         ] {
             assert_eq!(status(Method::POST, path), StatusCode::NOT_FOUND, "{path}");
         }

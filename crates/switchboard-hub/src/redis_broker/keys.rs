@@ -7,6 +7,8 @@
 //! P:meta:CH       hash    epoch, offset (the latest one given)
 //! P:history:CH    stream  entry id 0-OFFSET, fields t (ms, Redis clock) and b (body)
 //! P:presence:CH   hash    connection id -> "NODE CLIENT_JSON"
+//! P:users:CH      hash    user -> its entries in P:presence:CH (a user's first connection
+//!                         and its last, decided with the join or leave)
 //! P:node:NODE     set     "CONN CH" for every presence entry the node made
 //! P:nodes         zset    node -> when it counts as gone (ms, Redis clock)
 //! P:channel:CH    Pub/Sub "m EPOCH OFFSET TIME BODY" | "b EPOCH FIRST TIME LEN,LEN,.. BODIES"
@@ -88,12 +90,17 @@ impl Keys {
         format!("{}presence:{}", self.prefix, self.name(channel))
     }
 
-    /// The hash tag of the node keys (empty when not on a cluster).
+    /// How many presence entries each user has on `channel`.
+    pub(super) fn users(&self, channel: &str) -> String {
+        format!("{}users:{}", self.prefix, self.name(channel))
+    }
+
     /// Whether the keys are a Redis Cluster's (hash-tagged).
     pub(super) fn on_cluster(&self) -> bool {
         self.node_tag.is_some()
     }
 
+    /// The hash tag of the node keys (empty when not on a cluster).
     pub(super) fn node_tag(&self) -> &str {
         self.node_tag.as_deref().unwrap_or_default()
     }
@@ -111,11 +118,15 @@ impl Keys {
     /// The connection id and channel of a node set's member.
     pub(super) fn of_member(&self, member: &str) -> Option<(String, String)> {
         let (conn, name) = member.split_once(' ')?;
-        let channel = match self.node_tag {
-            Some(_) => slots::untag(name)?,
-            None => name.to_owned(),
-        };
-        Some((conn.to_owned(), channel))
+        Some((conn.to_owned(), self.channel_named(name)?))
+    }
+
+    /// The channel that keys name `name` (see [`name`](Self::name)).
+    pub(super) fn channel_named(&self, name: &str) -> Option<String> {
+        match self.node_tag {
+            Some(_) => slots::untag(name),
+            None => Some(name.to_owned()),
+        }
     }
 
     pub(super) fn nodes(&self) -> String {

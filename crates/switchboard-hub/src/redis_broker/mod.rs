@@ -17,7 +17,10 @@
 //!   deadline in Redis and sweeps the nodes whose deadline passed, removing their clients and
 //!   announcing each leave: a crashed node's clients disappear after
 //!   [`RedisConfig::node_timeout`]. After Redis lost its data, or a join or leave failed
-//!   during an outage, a node makes Redis's entries match its clients again. Join and leave
+//!   during an outage, a node makes Redis's entries match its clients again. Each channel
+//!   counts its users' entries in the same scripts, so a join (or leave) knows atomically
+//!   whether it is its user's first connection on the channel (or its last) across nodes
+//!   ([`Broker::join_user`]). Join and leave
 //!   events are not kept: a node whose Pub/Sub connection was down misses those of that
 //!   time (a `presence` query is always current).
 //! - **Commands between nodes** (the server API's disconnect, subscribe, info...) go over one
@@ -319,12 +322,30 @@ impl Broker for RedisBroker {
     }
 
     fn join(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let joined = self.join_user(channel, client);
+        Box::pin(async move { joined.await.map(|_| ()) })
+    }
+
+    fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let left = self.leave_user(channel, client);
+        Box::pin(async move { left.await.map(|_| ()) })
+    }
+
+    fn join_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
         let shard = self.shard(channel);
         let channel = channel.to_owned();
         Box::pin(async move { shard.presence.join(&channel, &client).await })
     }
 
-    fn leave(&self, channel: &str, client: ClientInfo) -> BoxFuture<'_, Result<(), BrokerError>> {
+    fn leave_user(
+        &self,
+        channel: &str,
+        client: ClientInfo,
+    ) -> BoxFuture<'_, Result<bool, BrokerError>> {
         let shard = self.shard(channel);
         let channel = channel.to_owned();
         Box::pin(async move { shard.presence.leave(&channel, &client).await })

@@ -123,26 +123,45 @@ return out
 // another slot than the channel's (on the same master), which a script may touch only
 // undeclared, with the allow-cross-slot-keys flag.
 
-/// KEYS: presence. ARGV: connection id, node, client JSON, Pub/Sub channel, node set member,
-/// node set. Announces the join when the entry is new; returns 1 then, else 0.
+/// Lua helpers of the scripts that remove presence entries: a channel's users hash counts
+/// each user's entries, so that a join or leave says, in the same step, whether it was the
+/// user's first connection or its last.
+const USER_HELPERS: &str = r"
+-- Counts a removed entry of CLIENT (its JSON) out of USERS; 2 when it was its user's last.
+local function gone(users, client)
+  local ok, c = pcall(cjson.decode, client)
+  if not ok or type(c) ~= 'table' or type(c.user) ~= 'string' then return 1 end
+  if redis.call('HINCRBY', users, c.user, -1) > 0 then return 1 end
+  redis.call('HDEL', users, c.user)
+  return 2
+end
+";
+
+/// KEYS: presence, users. ARGV: connection id, node, client JSON, Pub/Sub channel, node set
+/// member, node set, user. Announces the join when the entry is new; returns 2 then when it
+/// is the user's first entry, 1 when not, and 0 for an entry that was there.
 const JOIN: &str = r"
 local fresh = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 redis.call('SADD', ARGV[6], ARGV[5])
-if fresh == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[3]) end
-return fresh
+if fresh == 0 then return 0 end
+redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[3])
+if redis.call('HINCRBY', KEYS[2], ARGV[7], 1) == 1 then return 2 end
+return 1
 ";
 
-/// KEYS: presence. ARGV: connection id, Pub/Sub channel, node set member, node set.
-/// Announces the leave (with the client as stored) when there was an entry; returns 1 then,
-/// else 0.
+/// KEYS: presence, users. ARGV: connection id, Pub/Sub channel, node set member, node set.
+/// Announces the leave (with the client as stored) when there was an entry; returns 2 then
+/// when it was the user's last entry, 1 when not, and 0 when there was none.
 const LEAVE: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SREM', ARGV[4], ARGV[3])
 if not v then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local sp = string.find(v, ' ', 1, true)
-if sp then redis.call('PUBLISH', ARGV[2], 'l' .. string.sub(v, sp + 1)) end
-return 1
+if not sp then return 1 end
+local client = string.sub(v, sp + 1)
+redis.call('PUBLISH', ARGV[2], 'l' .. client)
+return gone(KEYS[2], client)
 ";
 
 /// KEYS: presence. ARGV: nodes. The client JSON of every entry whose node has not timed out.
@@ -169,11 +188,14 @@ return out
 
 /// KEYS: nodes. ARGV: node, timeout (ms), key prefix (with its colon), the hash tag of node
 /// keys (empty when not on a cluster). Marks the node alive
-/// for the timeout, then removes up to 16 timed-out nodes: their presence entries go, with a
-/// leave announced for each. Returns 1 when the node was not registered (new, or swept).
+/// for the timeout, then removes up to 16 timed-out nodes: their presence entries go, counted
+/// out of their channels' users, with a leave announced for each. Returns "1" when the node
+/// was not registered (new, or swept), else "0"; then the channel (as keys name it) and client
+/// JSON of each entry removed that was its user's last on the channel.
 const HEARTBEAT: &str = r"
 local now = now_ms()
 local fresh = redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[2])), ARGV[1])
+local out = {tostring(fresh)}
 local p = ARGV[3]
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 16)) do
   local set = p .. 'node:' .. ARGV[4] .. node
@@ -185,14 +207,19 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LI
       local v = redis.call('HGET', pres, conn)
       if v and string.sub(v, 1, #node + 1) == node .. ' ' then
         redis.call('HDEL', pres, conn)
-        redis.call('PUBLISH', p .. 'channel:' .. channel, 'l' .. string.sub(v, #node + 2))
+        local client = string.sub(v, #node + 2)
+        redis.call('PUBLISH', p .. 'channel:' .. channel, 'l' .. client)
+        if gone(p .. 'users:' .. channel, client) == 2 then
+          out[#out + 1] = channel
+          out[#out + 1] = client
+        end
       end
     end
   end
   redis.call('DEL', set)
   redis.call('ZREM', KEYS[1], node)
 end
-return fresh
+return out
 ";
 
 /// The scripts, loaded by hash (EVALSHA; reloaded by the client after a Redis restart).
@@ -228,9 +255,9 @@ impl Scripts {
             publish: script(STREAM_HELPERS, PUBLISH, false),
             history: script(STREAM_HELPERS, HISTORY, false),
             join: script("", JOIN, true),
-            leave: script("", LEAVE, true),
+            leave: script(USER_HELPERS, LEAVE, true),
             presence: script(STREAM_HELPERS, PRESENCE, true),
-            heartbeat: script(STREAM_HELPERS, HEARTBEAT, true),
+            heartbeat: script(&format!("{STREAM_HELPERS}{USER_HELPERS}"), HEARTBEAT, true),
         }
     }
 }

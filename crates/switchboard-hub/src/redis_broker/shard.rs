@@ -91,10 +91,10 @@ impl Shard {
         let Some(commands) = pending else {
             return Err(unavailable("the broker was already started"));
         };
-        let follower = Follower::connect(self.shared.clone(), control, events).await?;
+        let follower = Follower::connect(self.shared.clone(), control, events.clone()).await?;
         Ok([
             tokio::spawn(follower.run(commands)),
-            tokio::spawn(self.presence.clone().beat()),
+            tokio::spawn(self.presence.clone().beat(events)),
         ])
     }
 

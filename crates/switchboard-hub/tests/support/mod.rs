@@ -8,6 +8,7 @@ use switchboard_hub::{Broker, Hub, HubConfig, LocalBroker};
 
 /// A hub with `config` on a local broker, served on a free loopback port: its protocol on
 /// every path, and Pusher's on `/app/{key}`.
+#[allow(dead_code)] // for the tests of one node
 pub(crate) async fn hub_and_addr(config: HubConfig) -> (Hub, SocketAddr) {
     hub_on(Arc::new(LocalBroker::default()), config).await
 }

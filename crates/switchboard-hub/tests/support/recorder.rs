@@ -17,6 +17,8 @@ pub(crate) enum Event {
     Join(String, String),
     Leave(String, String),
     Lost(String),
+    /// A user's last connection on a channel, swept with its dead node.
+    Swept(String, String),
     Command(NodeCommand),
 }
 
@@ -96,6 +98,9 @@ impl BrokerEvents for Recorder {
     }
     fn stream_lost(&self, channel: &str) {
         self.push(Event::Lost(channel.into()));
+    }
+    fn user_swept(&self, channel: &str, client: &ClientInfo) {
+        self.push(Event::Swept(channel.into(), client.conn.clone()));
     }
     fn command(&self, command: NodeCommand) -> BoxFuture<'static, NodeReply> {
         self.push(Event::Command(command));
