@@ -120,10 +120,13 @@ async def check():
     assert (await a.next())["event"] == "one"
     passed("trigger_batch")
 
-    await a.signin({"id": "cat", "user_info": {"name": "Cat"}})
+    # Cat signs in on a connection of her own: a signed-in connection is its user's, which
+    # terminate_user_connections of ann (below) must not reach.
+    cat = await Client.connect(WS_PORTS[0])
+    await cat.signin({"id": "cat", "user_info": {"name": "Cat"}})
     api.send_to_user("cat", "notice", {"n": 2})
-    assert await a.next() == {"event": "notice", "channel": "#server-to-user-cat",
-                              "data": '{"n": 2}'}
+    assert await cat.next() == {"event": "notice", "channel": "#server-to-user-cat",
+                                "data": '{"n": 2}'}
     assert await b.sync() == [], "another connection gets nothing of cat's"
     passed("authenticate_user signs a sign-in; send_to_user reaches that user")
 
@@ -155,6 +158,7 @@ async def check():
     assert removed["event"] == "pusher_internal:member_removed", removed
     assert json.loads(removed["data"]) == {"user_id": "ann"}
     assert await b.sync() == [], "one member_removed, b stays"
+    assert await cat.sync() == [], "another user's connection stays"
     passed("terminate_user_connections closed both of ann's connections")
     await check_webhooks(("member_added", "ann"), ("member_removed", "ann"),
                          what="ann added and removed once for her two connections")
