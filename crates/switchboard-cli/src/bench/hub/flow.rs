@@ -75,6 +75,17 @@ impl Shared {
         Ok(())
     }
 
+    /// As [`room`](Self::room), without waiting: `false` when publication `seq` must wait.
+    pub(crate) fn try_room(&self, p: usize, seq: u64) -> bool {
+        let slots = &self.slots[p];
+        let slot = &slots[(seq % slots.len() as u64) as usize];
+        if slot.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        slot.store(self.subscribers, Ordering::Release);
+        true
+    }
+
     /// Whether every publication sent has reached every subscriber.
     pub(super) fn all_delivered(&self) -> bool {
         self.slots
