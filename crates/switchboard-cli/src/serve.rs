@@ -67,18 +67,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ("ws", "http")
     };
     let mut builder = builder(&options, tls);
-    let alpn = builder.alpn_protocols();
-    if builder.serves_h2c() {
-        tracing::info!("offering http/1.1 and h2c (HTTP/2 with prior knowledge, no TLS)");
-    } else if alpn.is_empty() {
-        tracing::info!("offering http/1.1 (no TLS: no HTTP/2; --h2c for prior knowledge)");
-    } else {
-        let alpn = alpn.join(", ");
-        tracing::info!("offering {alpn} (TLS ALPN)");
-        if options.h2c == Some(true) {
-            tracing::warn!("h2c is for clear text: with TLS, HTTP/2 is agreed through ALPN");
-        }
-    }
     let service = match mode {
         Mode::Hub => {
             let hub = hub(&options, builder.metrics()).await?;
@@ -145,6 +133,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Mode::Echo => Service::Echo,
         Mode::Broadcast => Service::Broadcast(switchboard_hub::Broadcast::new()),
     };
+    // Said once the configuration has passed its checks: a refused one says only why.
+    let alpn = builder.alpn_protocols();
+    if builder.serves_h2c() {
+        tracing::info!("offering http/1.1 and h2c (HTTP/2 with prior knowledge, no TLS)");
+    } else if alpn.is_empty() {
+        tracing::info!("offering http/1.1 (no TLS: no HTTP/2; --h2c for prior knowledge)");
+    } else {
+        let alpn = alpn.join(", ");
+        tracing::info!("offering {alpn} (TLS ALPN)");
+        if options.h2c == Some(true) {
+            tracing::warn!("h2c is for clear text: with TLS, HTTP/2 is agreed through ALPN");
+        }
+    }
     let threads = options.threads.unwrap_or(0);
     match service {
         Service::Hub(hub, admin) => {
