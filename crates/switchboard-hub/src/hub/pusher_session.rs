@@ -19,7 +19,9 @@
 //! [`Roster`] counts their connections, as on a presence channel). A cache channel's
 //! new subscriber is sent the channel's last event from the app (within Pusher's 30 minutes)
 //! right after `subscription_succeeded`, or `pusher:cache_miss`: the hub's history of the
-//! channel holds it, so every node sends the same one.
+//! channel holds it, so every node sends the same one. The sign-in and watchlist are in
+//! `users.rs`, the cache channels' last event in `cache.rs`, client events in
+//! `client_events.rs`.
 //!
 //! Liveness: the client pings when the server has been silent for the `activity_timeout`
 //! announced, and is answered `pusher:pong`; a client silent as long is sent `pusher:ping`
@@ -28,7 +30,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::Request;
 use serde_json::value::RawValue;
@@ -38,18 +40,21 @@ use tokio::time::Instant;
 use super::fanout::Events;
 use super::kick::{Kick, KickReason};
 use super::limits::{RateGuard, Verdict};
-use super::pusher_wire::{Envelope, Roster, Tap, event_text, from_the_app, hub_channel};
+use super::pusher_wire::{Roster, Tap, hub_channel};
 use super::registry::{Command, Profile};
 use super::session::{address, close_reason};
 use super::shared::Shared;
-use crate::broker::{BrokerError, ClientInfo, HistoryRange};
+use crate::broker::ClientInfo;
 use crate::protocol::{ErrorCode, RequestError};
 use crate::pusher::PusherApp;
-use crate::pusher::frames::{
-    self, ChannelKind, ClientFrame, MAX_EVENT_DATA, MAX_USER_ID, MAX_WATCHLIST, PROTOCOL,
-    PusherCode,
-};
-use crate::pusher::signature::{check_channel_auth, check_user_auth};
+use crate::pusher::frames::{ClientFrame, PROTOCOL, PusherCode};
+use crate::pusher::names::{self, ChannelKind, MAX_USER_ID};
+use crate::pusher::replies;
+use crate::pusher::signature::check_channel_auth;
+
+mod cache;
+mod client_events;
+mod users;
 
 /// How long a silent connection waits before a `pusher:ping`, announced in
 /// `connection_established` (Pusher's 120 s).
@@ -60,10 +65,6 @@ pub(super) const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Client events one connection may send a second (Pusher's limit).
 const CLIENT_EVENTS_PER_SECOND: u32 = 10;
-
-/// How long a cache channel's last event is sent to new subscribers (Pusher's "up to 30
-/// minutes").
-const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// The oldest protocol version served: 5 to 7 share every frame this session knows.
 const OLDEST_PROTOCOL: u32 = 5;
@@ -119,7 +120,7 @@ pub(super) async fn serve(
                     break Exit::PongTimeout;
                 }
                 session.pinged = Some(Instant::now());
-                session.send(frames::ping()).await;
+                session.send(replies::ping()).await;
             }
         }
     };
@@ -150,7 +151,7 @@ fn check_protocol(query: &str) -> Result<(), (PusherCode, String)> {
 /// Sends a `pusher:error` with `code` and closes with it, as Pusher ends a connection.
 async fn refuse(sender: &Sender, code: PusherCode, message: &str) {
     let _ = sender
-        .send(Message::text(frames::error(Some(code), message)))
+        .send(Message::text(replies::error(Some(code), message)))
         .await;
     let _ = sender.close(CloseCode::from(code.code()), close_reason(message));
 }
@@ -245,7 +246,7 @@ impl<'h> Session<'h> {
         hub.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, socket_id = %session.socket_id, app = %session.app.id, "Pusher client connected");
         let established =
-            frames::connection_established(&session.socket_id, ACTIVITY_TIMEOUT.as_secs());
+            replies::connection_established(&session.socket_id, ACTIVITY_TIMEOUT.as_secs());
         session.send(established).await;
         session
     }
@@ -295,10 +296,10 @@ impl<'h> Session<'h> {
             self.leave(&name, member).await;
         }
         if let Some(user) = self.user.take() {
-            let channel = hub_channel(&self.app.id, &frames::server_to_user(&user));
+            let channel = hub_channel(&self.app.id, &names::server_to_user(&user));
             self.hub.fanout.remove(&channel, self.id);
             self.hub.interest.detach(&channel).await;
-            let online = hub_channel(&self.app.id, &frames::online_channel(&user));
+            let online = hub_channel(&self.app.id, &names::online_channel(&user));
             if let Err(e) = self
                 .hub
                 .broker
@@ -316,7 +317,7 @@ impl<'h> Session<'h> {
         tracing::debug!(conn = %self.info.conn, "Pusher client gone");
         if let Some((code, message)) = close {
             // Past a full queue: a laggard is told too.
-            let error = Message::text(frames::error(Some(code), message));
+            let error = Message::text(replies::error(Some(code), message));
             let _ = self
                 .sender
                 .close_with(error, CloseCode::from(code.code()), message);
@@ -357,13 +358,13 @@ impl<'h> Session<'h> {
 
     async fn error(&self, code: Option<PusherCode>, message: &str) {
         tracing::debug!(conn = %self.info.conn, message, "Pusher frame refused");
-        self.send(frames::error(code, message)).await;
+        self.send(replies::error(code, message)).await;
     }
 
     async fn handle(&mut self, text: &str) {
         match ClientFrame::parse(text) {
             Err(e) => self.error(None, &e.to_string()).await,
-            Ok(ClientFrame::Ping) => self.send(frames::pong()).await,
+            Ok(ClientFrame::Ping) => self.send(replies::pong()).await,
             Ok(ClientFrame::Pong) => {}
             Ok(ClientFrame::Subscribe {
                 channel,
@@ -392,7 +393,7 @@ impl<'h> Session<'h> {
         auth: Option<String>,
         channel_data: Option<String>,
     ) {
-        if frames::is_server_to_user(&name) {
+        if names::is_server_to_user(&name) {
             return self.subscribe_user_channel(&name).await;
         }
         if self.channels.contains_key(&name) {
@@ -402,7 +403,7 @@ impl<'h> Session<'h> {
             Ok(member) => member,
             Err((kind, error, status)) => {
                 tracing::debug!(conn = %self.info.conn, channel = %name, %error, "subscription refused");
-                let refused = frames::subscription_error(&name, kind, &error, status);
+                let refused = replies::subscription_error(&name, kind, &error, status);
                 return self.send(refused).await;
             }
         };
@@ -412,7 +413,7 @@ impl<'h> Session<'h> {
                 "a connection may subscribe to at most {} channels",
                 self.hub.config.max_subscriptions
             );
-            let refused = frames::subscription_error(&name, "LimitReached", &error, 429);
+            let refused = replies::subscription_error(&name, "LimitReached", &error, 429);
             return self.send(refused).await;
         }
         let channel = hub_channel(&self.app.id, &name);
@@ -434,7 +435,7 @@ impl<'h> Session<'h> {
         if let Err(e) = hub.interest.attach(&channel).await {
             hub.fanout.remove(&channel, id);
             hooks.occupancy(&*hub.broker, app_id, &name, false).await;
-            let refused = frames::subscription_error(&name, "Unavailable", &e.to_string(), 503);
+            let refused = replies::subscription_error(&name, "Unavailable", &e.to_string(), 503);
             return self.send(refused).await;
         }
         let roster = match &member {
@@ -450,29 +451,29 @@ impl<'h> Session<'h> {
                     hub.interest.detach(&channel).await;
                     hooks.occupancy(&*hub.broker, app_id, &name, false).await;
                     let error = e.to_string();
-                    let refused = frames::subscription_error(&name, "Unavailable", &error, 503);
+                    let refused = replies::subscription_error(&name, "Unavailable", &error, 503);
                     return self.send(refused).await;
                 }
             },
         };
         let members = roster.as_ref().map(Roster::members);
-        let mut replies = vec![frames::subscription_succeeded(&name, members.as_ref())];
+        let mut replies = vec![replies::subscription_succeeded(&name, members.as_ref())];
         // Every event held while subscribing is newer than the reply, but on a cache channel
         // those up to its last event, which stands for them.
         let mut covered = 0;
-        if frames::is_cache(&name) {
+        if names::is_cache(&name) {
             match self.cached(&name, &channel).await {
                 Ok(Some((offset, event))) => {
                     covered = offset;
                     replies.push(event);
                 }
                 Ok(None) => {
-                    replies.push(frames::cache_miss(&name));
+                    replies.push(replies::cache_miss(&name));
                     hub.pusher_hooks.cache_miss(&self.app.id, &name);
                 }
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "cache channel's history unread");
-                    replies.push(frames::cache_miss(&name));
+                    replies.push(replies::cache_miss(&name));
                 }
             }
         }
@@ -495,157 +496,6 @@ impl<'h> Session<'h> {
                 Err(e) => tracing::warn!(%channel, error = %e, "presence join failed"),
             }
         }
-    }
-
-    /// The text and offset of the last event the app published to cache channel `name` (hub
-    /// channel `channel`) within [`CACHE_TTL`], from the channel's history; client events
-    /// are passed over, as Pusher does not cache them.
-    async fn cached(
-        &self,
-        name: &str,
-        channel: &str,
-    ) -> Result<Option<(u64, String)>, BrokerError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis());
-        let ttl = CACHE_TTL.as_millis();
-        // The newest publication is the app's but after client events: then up to
-        // `max_replay` are read to find it.
-        let mut limit = 1;
-        loop {
-            let range = HistoryRange::Latest(limit);
-            let history = self.hub.broker.history(channel, range).await?;
-            for publication in history.publications.iter().rev() {
-                if now.saturating_sub(u128::from(publication.time)) > ttl {
-                    return Ok(None);
-                }
-                if from_the_app(publication) {
-                    let text = event_text(name, publication);
-                    return Ok(text.map(|text| (publication.offset, text)));
-                }
-            }
-            let max = self.hub.config.max_replay;
-            if history.publications.len() < limit || limit >= max {
-                return Ok(None);
-            }
-            limit = max;
-        }
-    }
-
-    /// Signs the connection in as the user `user_data` names, when the app signed it: the
-    /// user's server-to-user channel subscribed, `signin_success`, and the connection its
-    /// user's for the server side. A refusal is `pusher:error` 4009, and the connection stays.
-    async fn signin(&mut self, auth: &str, user_data: &str) {
-        let refused = PusherCode::Unauthorized;
-        if let Err(e) = check_user_auth(&self.app, auth, &self.socket_id, user_data) {
-            return self
-                .error(Some(refused), &format!("Invalid signature: {e}"))
-                .await;
-        }
-        let Some(signed_in) = frames::signed_in_user(user_data) else {
-            let message = format!(
-                "user_data must be JSON with an id, a string of 1 to {MAX_USER_ID} bytes, and \
-                 an optional watchlist of at most {MAX_WATCHLIST} such ids"
-            );
-            return self.error(Some(refused), &message).await;
-        };
-        let user = signed_in.id;
-        if let Some(current) = &self.user {
-            if *current == user {
-                return self.send(frames::signin_success(user_data)).await;
-            }
-            let message = format!("already signed in as {current}");
-            return self.error(Some(refused), &message).await;
-        }
-        let (hub, id) = (self.hub, self.id);
-        let channel = hub_channel(&self.app.id, &frames::server_to_user(&user));
-        let events = Events {
-            join_leave: false,
-            tap: Some(Tap::new(&self.socket_id)),
-        };
-        hub.fanout
-            .add_pending(&channel, id, &self.sender, &self.kick, events);
-        if let Err(e) = hub.interest.attach(&channel).await {
-            hub.fanout.remove(&channel, id);
-            return self.error(None, &format!("sign-in failed: {e}")).await;
-        }
-        let succeeded = vec![frames::signin_success(user_data)];
-        hub.fanout.activate(&channel, id, succeeded, 0, None);
-        // A sign-in names the connection's user over a presence member's.
-        self.named = true;
-        let hub_user = crate::pusher::hub_user(&self.app.id, &user);
-        hub.registry.rename(&self.info.conn, &hub_user);
-        let online = hub_channel(&self.app.id, &frames::online_channel(&user));
-        if let Err(e) = hub.broker.join(&online, self.online_member(&user)).await {
-            tracing::warn!(channel = %online, error = %e, "presence join failed");
-        }
-        self.user = Some(user);
-        self.watch(&signed_in.watchlist).await;
-    }
-
-    /// This connection in its user's online channel.
-    fn online_member(&self, user: &str) -> ClientInfo {
-        ClientInfo {
-            user: user.to_owned(),
-            conn: self.info.conn.clone(),
-            authenticated: true,
-            info: None,
-        }
-    }
-
-    /// Subscribes to the online channels of `users`: a first `watchlist_events` with those
-    /// online and those offline, read from the channels' presence, then each change.
-    async fn watch(&mut self, users: &[String]) {
-        let (hub, id) = (self.hub, self.id);
-        let mut watched = Vec::with_capacity(users.len());
-        for user in users {
-            let channel = hub_channel(&self.app.id, &frames::online_channel(user));
-            let events = Events {
-                join_leave: true,
-                tap: Some(Tap::new(&self.socket_id)),
-            };
-            hub.fanout
-                .add_pending(&channel, id, &self.sender, &self.kick, events);
-            if let Err(e) = hub.interest.attach(&channel).await {
-                hub.fanout.remove(&channel, id);
-                tracing::warn!(%channel, error = %e, "watchlist channel unavailable");
-                continue;
-            }
-            let roster = match hub.broker.presence(&channel).await {
-                Ok(clients) => Roster::of(&clients),
-                Err(e) => {
-                    tracing::warn!(%channel, error = %e, "watchlist presence unread");
-                    Roster::default()
-                }
-            };
-            let online = !roster.members().members.is_empty();
-            self.watching.push(channel.clone());
-            watched.push((channel, user.as_str(), online, roster));
-        }
-        let of = |online: bool| -> Vec<&str> {
-            let users = watched.iter().filter(|w| w.2 == online);
-            users.map(|w| w.1).collect()
-        };
-        let first = frames::watchlist_events(&of(true), &of(false));
-        // The first state goes out ahead of every change held meanwhile.
-        let mut replies = vec![first];
-        for (channel, _, _, roster) in watched {
-            hub.fanout
-                .activate(&channel, id, std::mem::take(&mut replies), 0, Some(roster));
-        }
-    }
-
-    /// Answers a subscribe to a server-to-user channel, as pusher-js sends after its sign-in:
-    /// the connection is on its own user's since the sign-in, and never on another's.
-    async fn subscribe_user_channel(&self, name: &str) {
-        let own = self.user.as_deref().map(frames::server_to_user);
-        let reply = if own.as_deref() == Some(name) {
-            frames::subscription_succeeded(name, None)
-        } else {
-            let error = "a server-to-user channel is its signed-in user's only";
-            frames::subscription_error(name, "AuthError", error, 403)
-        };
-        self.send(reply).await;
     }
 
     /// Checks the auth a private or presence channel needs; for a presence channel, the
@@ -730,64 +580,6 @@ impl<'h> Session<'h> {
         hooks
             .occupancy(&*self.hub.broker, &self.app.id, name, false)
             .await;
-    }
-
-    /// Publishes a client event to the channel's other subscribers, when the app allows them
-    /// and the channel takes them.
-    async fn client_event(&mut self, event: &str, name: &str, data: &RawValue) {
-        if !self.app.client_events {
-            let message = "client events are not enabled for this app";
-            return self.error(None, message).await;
-        }
-        if !ChannelKind::of(name).takes_client_events() {
-            let message = "client events are only for private and presence channels";
-            return self.error(None, message).await;
-        }
-        let Some(member) = self.channels.get(name) else {
-            let message = format!("client event on {name}, which this connection is not on");
-            return self.error(None, &message).await;
-        };
-        let member = member.clone();
-        if !self.client_events.try_take() {
-            let message = format!(
-                "Client event rejected - only {CLIENT_EVENTS_PER_SECOND} per second allowed"
-            );
-            return self
-                .error(Some(PusherCode::ClientEventRateLimit), &message)
-                .await;
-        }
-        let limit = MAX_EVENT_DATA.min(self.hub.config.max_data_size);
-        let size = data.get().len();
-        if size > limit {
-            let message =
-                format!("Payload too large: client event data is {size} bytes, limit is {limit}");
-            return self.error(None, &message).await;
-        }
-        let envelope = Envelope {
-            event: event.into(),
-            data,
-            socket_id: Some(self.socket_id.as_str().into()),
-            user_id: member.as_ref().map(|m| m.user.as_str().into()),
-        };
-        let envelope_data = envelope.to_raw();
-        let channel = hub_channel(&self.app.id, name);
-        let user_id = member.as_ref().map(|m| m.user.clone());
-        let from = member.unwrap_or_else(|| self.info.clone());
-        let published = self.hub.broker.publish(&channel, from, envelope_data).await;
-        match published {
-            Ok(_) => self.hub.pusher_hooks.client_event(
-                &self.app.id,
-                name,
-                event,
-                data,
-                &self.socket_id,
-                user_id.as_deref(),
-            ),
-            Err(e) => {
-                self.error(None, &format!("client event not sent: {e}"))
-                    .await;
-            }
-        }
     }
 }
 

@@ -25,7 +25,8 @@ use serde_json::value::RawValue;
 use switchboard::{EncodedFrame, Utf8Bytes};
 
 use crate::broker::{ClientInfo, Publication};
-use crate::pusher::frames::{self, Members};
+use crate::pusher::names;
+use crate::pusher::replies::{self, Members};
 pub(super) use crate::pusher::{hub_channel, pusher_name};
 
 /// A publication's data on a Pusher channel. The strings are `Cow`s: borrowed from the JSON
@@ -71,7 +72,7 @@ impl PusherEvent {
 /// [`Envelope`] (nothing is sent).
 pub(super) fn event_frame(name: &str, publication: &Publication) -> Option<PusherEvent> {
     let envelope = envelope_of(name, publication)?;
-    let text = frames::event(
+    let text = replies::event(
         name,
         &envelope.event,
         envelope.data,
@@ -87,7 +88,7 @@ pub(super) fn event_frame(name: &str, publication: &Publication) -> Option<Pushe
 /// it; `None` when its data is not an [`Envelope`].
 pub(super) fn event_text(name: &str, publication: &Publication) -> Option<String> {
     let envelope = envelope_of(name, publication)?;
-    Some(frames::event(
+    Some(replies::event(
         name,
         &envelope.event,
         envelope.data,
@@ -113,14 +114,14 @@ pub(super) fn from_the_app(publication: &Publication) -> bool {
 }
 
 /// `member_added` for `client`'s user on Pusher channel `name`; on a user's online channel
-/// (see [`ONLINE`](frames::ONLINE)), the watchlist event that the user is `online`.
+/// (see [`ONLINE`](names::ONLINE)), the watchlist event that the user is `online`.
 pub(super) fn member_added(name: &str, client: &ClientInfo) -> EncodedFrame {
-    if name.starts_with(frames::ONLINE) {
-        let online = frames::watchlist_events(&[&client.user], &[]);
+    if name.starts_with(names::ONLINE) {
+        let online = replies::watchlist_events(&[&client.user], &[]);
         return EncodedFrame::text(&Utf8Bytes::from(online));
     }
     let info = user_info(client);
-    EncodedFrame::text(&Utf8Bytes::from(frames::member_added(
+    EncodedFrame::text(&Utf8Bytes::from(replies::member_added(
         name,
         &client.user,
         &info,
@@ -130,11 +131,14 @@ pub(super) fn member_added(name: &str, client: &ClientInfo) -> EncodedFrame {
 /// `member_removed` for `client`'s user on Pusher channel `name`; on a user's online channel,
 /// the watchlist event that the user is `offline`.
 pub(super) fn member_removed(name: &str, client: &ClientInfo) -> EncodedFrame {
-    if name.starts_with(frames::ONLINE) {
-        let offline = frames::watchlist_events(&[], &[&client.user]);
+    if name.starts_with(names::ONLINE) {
+        let offline = replies::watchlist_events(&[], &[&client.user]);
         return EncodedFrame::text(&Utf8Bytes::from(offline));
     }
-    EncodedFrame::text(&Utf8Bytes::from(frames::member_removed(name, &client.user)))
+    EncodedFrame::text(&Utf8Bytes::from(replies::member_removed(
+        name,
+        &client.user,
+    )))
 }
 
 fn user_info(client: &ClientInfo) -> Value {

@@ -1,44 +1,22 @@
-//! The frames of Pusher Channels protocol 7: what a client sends ([`ClientFrame`], parsed
-//! and checked here) and what the server sends (the functions below, each returning the JSON
-//! text of one frame).
+//! What a Pusher Channels protocol 7 client sends: [`ClientFrame`], parsed and checked, or
+//! a [`FrameError`] with Pusher's code; and [`PusherCode`], the protocol's close and error
+//! codes.
 //!
-//! Every frame is `{"event": NAME, "channel": CHANNEL?, "data": DATA}`. The server sends the
-//! `data` of its own `pusher:`/`pusher_internal:` events as a JSON string holding JSON (a
-//! protocol quirk the clients decode), except `pusher:error`, `pusher:pong`,
-//! `pusher:subscription_error`, `pusher:signin_success` and `pusher:cache_miss`, whose data is
-//! an object. An event's data goes out as it was
-//! given: the string an app triggered, or the value a client event carried.
+//! Every frame is `{"event": NAME, "channel": CHANNEL?, "data": DATA}`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+
+use super::names::{is_server_to_user, valid_channel};
 
 /// The protocol version served (`?protocol=7` in the client's URL).
 pub const PROTOCOL: u32 = 7;
-
-/// The longest channel name Pusher allows, in bytes.
-pub const MAX_CHANNEL: usize = 164;
 
 /// The longest event name Pusher allows, in bytes.
 pub const MAX_EVENT_NAME: usize = 200;
 
 /// The largest data of one event, in bytes (Pusher's 10 KB), a client's or an app's.
 pub const MAX_EVENT_DATA: usize = 10 * 1024;
-
-/// The longest user id, of a presence member or a signed-in user, in bytes (Pusher's limit).
-pub const MAX_USER_ID: usize = 128;
-
-/// The prefix of a user's server-to-user channel: `#server-to-user-USER_ID` carries the events
-/// an app sends to that user (`sendToUser`) to each connection signed in as it.
-pub const SERVER_TO_USER: &str = "#server-to-user-";
-
-/// The prefix of the hub channels whose presence is a user's signed-in connections:
-/// `#online-USER_ID`. A watchlist is subscribed to them; no client can name one, as `#` is no
-/// channel name Pusher allows.
-pub const ONLINE: &str = "#online-";
-
-/// The most user ids a sign-in's watchlist may name (Pusher's limit).
-pub const MAX_WATCHLIST: usize = 100;
 
 /// Pusher's close and error codes (its "Error codes" documentation): 4000–4099 mean "do not
 /// reconnect", 4100–4199 "reconnect after a while", 4200–4299 "reconnect now".
@@ -95,126 +73,6 @@ impl PusherCode {
             Self::ClientEventRateLimit => 4301,
         }
     }
-}
-
-/// What kind of channel a name is, by its prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelKind {
-    /// No prefix: anyone may subscribe.
-    Public,
-    /// `private-` (and `private-cache-`): a signed auth is needed.
-    Private,
-    /// `private-encrypted-` (and `private-encrypted-cache-`): private, and its payloads are
-    /// end-to-end encrypted by the clients, passed through untouched.
-    Encrypted,
-    /// `presence-` (and `presence-cache-`): private, with members.
-    Presence,
-}
-
-impl ChannelKind {
-    /// The kind of `channel`.
-    pub fn of(channel: &str) -> Self {
-        if channel.starts_with("private-encrypted-") {
-            Self::Encrypted
-        } else if channel.starts_with("private-") {
-            Self::Private
-        } else if channel.starts_with("presence-") {
-            Self::Presence
-        } else {
-            Self::Public
-        }
-    }
-
-    /// Whether subscribing needs a signed auth.
-    pub fn needs_auth(self) -> bool {
-        self != Self::Public
-    }
-
-    /// Whether clients may send `client-` events on it.
-    pub fn takes_client_events(self) -> bool {
-        matches!(self, Self::Private | Self::Presence)
-    }
-}
-
-/// Whether `channel` is a `cache-` channel (its last event is kept and sent on subscribe).
-pub fn is_cache(channel: &str) -> bool {
-    [
-        "cache-",
-        "private-cache-",
-        "private-encrypted-cache-",
-        "presence-cache-",
-    ]
-    .iter()
-    .any(|prefix| channel.starts_with(prefix))
-}
-
-/// The server-to-user channel of `user_id`.
-pub fn server_to_user(user_id: &str) -> String {
-    format!("{SERVER_TO_USER}{user_id}")
-}
-
-/// Whether `name` is a server-to-user channel, of a user id [`valid_user_id`] allows.
-pub fn is_server_to_user(name: &str) -> bool {
-    name.strip_prefix(SERVER_TO_USER).is_some_and(valid_user_id)
-}
-
-/// Whether `id` is a user id: 1 to [`MAX_USER_ID`] bytes without whitespace or control
-/// characters.
-pub fn valid_user_id(id: &str) -> bool {
-    let allowed = |c: char| !c.is_whitespace() && !c.is_control();
-    !id.is_empty() && id.len() <= MAX_USER_ID && id.chars().all(allowed)
-}
-
-/// The channel whose presence is `user_id`'s signed-in connections (see [`ONLINE`]).
-pub fn online_channel(user_id: &str) -> String {
-    format!("{ONLINE}{user_id}")
-}
-
-/// What a sign-in's `user_data` says of its user.
-#[derive(Debug, PartialEq, Eq)]
-pub struct SignedIn {
-    /// Its `id`.
-    pub id: String,
-    /// The users whose coming online and going offline it is told, each once.
-    pub watchlist: Vec<String>,
-}
-
-/// The user a sign-in's `user_data` names: its `id`, a string [`valid_user_id`] allows (as
-/// pusher-js and the server libraries require), and its `watchlist` of at most
-/// [`MAX_WATCHLIST`] such ids; `None` when it names none or the watchlist is not that.
-pub fn signed_in_user(user_data: &str) -> Option<SignedIn> {
-    #[derive(Deserialize)]
-    struct UserData {
-        id: Value,
-        #[serde(default)]
-        watchlist: Option<Vec<String>>,
-    }
-    let data = serde_json::from_str::<UserData>(user_data).ok()?;
-    let id = match data.id {
-        Value::String(id) if valid_user_id(&id) => id,
-        _ => return None,
-    };
-    let mut watchlist = data.watchlist.unwrap_or_default();
-    if watchlist.len() > MAX_WATCHLIST || !watchlist.iter().all(|id| valid_user_id(id)) {
-        return None;
-    }
-    let mut seen = std::collections::HashSet::new();
-    watchlist.retain(|id| seen.insert(id.clone()));
-    Some(SignedIn { id, watchlist })
-}
-
-/// Whether `name` is a channel name Pusher allows: 1 to [`MAX_CHANNEL`] bytes of letters,
-/// digits and `_ - = @ , . ;`.
-pub fn valid_channel(name: &str) -> bool {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_-=@,.;".contains(c);
-    !name.is_empty() && name.len() <= MAX_CHANNEL && name.chars().all(allowed)
-}
-
-/// Whether `id` is a socket id: two runs of digits joined by a dot, as `1234.5678`.
-pub fn valid_socket_id(id: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    id.split_once('.')
-        .is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
 /// A frame a client sent, checked.
@@ -395,146 +253,12 @@ fn null() -> Box<RawValue> {
     RawValue::from_string("null".to_owned()).expect("null is JSON")
 }
 
-fn frame(event: &str, channel: Option<&str>, data: &Value) -> String {
-    let mut frame = json!({ "event": event, "data": data });
-    if let Some(channel) = channel {
-        frame["channel"] = json!(channel);
-    }
-    frame.to_string()
-}
-
-/// `pusher:connection_established`, the first frame of every connection.
-pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
-    let data = json!({ "socket_id": socket_id, "activity_timeout": activity_timeout_secs });
-    frame(
-        "pusher:connection_established",
-        None,
-        &json!(data.to_string()),
-    )
-}
-
-/// `pusher:error`, with Pusher's code when there is one.
-pub fn error(code: Option<PusherCode>, message: &str) -> String {
-    let data = json!({ "code": code.map(PusherCode::code), "message": message });
-    frame("pusher:error", None, &data)
-}
-
-/// `pusher:ping`, the server's keepalive.
-pub fn ping() -> String {
-    frame("pusher:ping", None, &json!({}))
-}
-
-/// `pusher:pong`, the answer to a client's ping.
-pub fn pong() -> String {
-    frame("pusher:pong", None, &json!({}))
-}
-
-/// A presence channel's members as `subscription_succeeded` lists them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Members {
-    /// Each member once: its `user_id` and `user_info` (null for none).
-    pub members: Vec<(String, Value)>,
-}
-
-/// `pusher_internal:subscription_succeeded`; for a presence channel, with its members.
-pub fn subscription_succeeded(channel: &str, members: Option<&Members>) -> String {
-    let data = match members {
-        None => json!({}),
-        Some(members) => {
-            let ids: Vec<&str> = members.members.iter().map(|(id, _)| id.as_str()).collect();
-            let hash: serde_json::Map<String, Value> = members.members.iter().cloned().collect();
-            json!({ "presence": { "ids": ids, "hash": hash, "count": ids.len() } })
-        }
-    };
-    frame(
-        "pusher_internal:subscription_succeeded",
-        Some(channel),
-        &json!(data.to_string()),
-    )
-}
-
-/// `pusher:subscription_error`: why a subscription was refused, with an HTTP-like status.
-pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> String {
-    let data = json!({ "type": kind, "error": error, "status": status });
-    frame("pusher:subscription_error", Some(channel), &data)
-}
-
-/// `pusher_internal:member_added`.
-pub fn member_added(channel: &str, user_id: &str, user_info: &Value) -> String {
-    let data = json!({ "user_id": user_id, "user_info": user_info });
-    frame(
-        "pusher_internal:member_added",
-        Some(channel),
-        &json!(data.to_string()),
-    )
-}
-
-/// `pusher_internal:member_removed`.
-pub fn member_removed(channel: &str, user_id: &str) -> String {
-    let data = json!({ "user_id": user_id });
-    frame(
-        "pusher_internal:member_removed",
-        Some(channel),
-        &json!(data.to_string()),
-    )
-}
-
-/// `pusher:signin_success`, with the signed user data.
-pub fn signin_success(user_data: &str) -> String {
-    frame(
-        "pusher:signin_success",
-        None,
-        &json!({ "user_data": user_data }),
-    )
-}
-
-/// `pusher_internal:watchlist_events`: which watched users are `online` and which `offline`
-/// (each list left out when empty).
-pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
-    let events: Vec<Value> = [("online", online), ("offline", offline)]
-        .into_iter()
-        .filter(|(_, users)| !users.is_empty())
-        .map(|(name, users)| json!({ "name": name, "user_ids": users }))
-        .collect();
-    let data = json!({ "events": events });
-    frame(
-        "pusher_internal:watchlist_events",
-        None,
-        &json!(data.to_string()),
-    )
-}
-
-/// `pusher:cache_miss`: a cache channel with no event yet.
-pub fn cache_miss(channel: &str) -> String {
-    frame("pusher:cache_miss", Some(channel), &json!({}))
-}
-
-/// An app's or a client's event on a channel; a client event on a presence channel names its
-/// sender's `user_id`.
-pub fn event(channel: &str, event: &str, data: &RawValue, user_id: Option<&str>) -> String {
-    // By hand: `data` goes out byte for byte as given (an encrypted payload must not change).
-    let mut out = String::with_capacity(data.get().len() + channel.len() + event.len() + 48);
-    out.push_str("{\"event\":");
-    out.push_str(&json!(event).to_string());
-    out.push_str(",\"channel\":");
-    out.push_str(&json!(channel).to_string());
-    out.push_str(",\"data\":");
-    out.push_str(data.get());
-    if let Some(user_id) = user_id {
-        out.push_str(",\"user_id\":");
-        out.push_str(&json!(user_id).to_string());
-    }
-    out.push('}');
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::json;
 
-    fn parsed(text: &str) -> Value {
-        serde_json::from_str(text).unwrap()
-    }
+    use super::super::names::{MAX_WATCHLIST, SignedIn, signed_in_user};
+    use super::*;
 
     #[test]
     fn pusher_js_frames_parse() {
@@ -658,98 +382,5 @@ mod tests {
             refused(r#"{"event":"client-x","data":{}}"#),
             FrameError::Field { .. }
         ));
-    }
-
-    #[test]
-    fn channel_names_and_kinds() {
-        assert_eq!(ChannelKind::of("news"), ChannelKind::Public);
-        assert_eq!(ChannelKind::of("private-a"), ChannelKind::Private);
-        assert_eq!(
-            ChannelKind::of("private-encrypted-a"),
-            ChannelKind::Encrypted
-        );
-        assert_eq!(ChannelKind::of("presence-a"), ChannelKind::Presence);
-        assert!(!ChannelKind::Public.needs_auth() && ChannelKind::Encrypted.needs_auth());
-        assert!(!ChannelKind::Encrypted.takes_client_events());
-        assert!(is_cache("cache-a") && is_cache("presence-cache-a") && !is_cache("a-cache-"));
-        assert!(valid_channel("private-a_b-c=d@e,f.g;h"));
-        assert!(!valid_channel("") && !valid_channel("a:b") && !valid_channel("é"));
-        assert!(valid_channel(&"a".repeat(164)) && !valid_channel(&"a".repeat(165)));
-        assert!(is_server_to_user("#server-to-user-ann") && !is_server_to_user("#server-to-user-"));
-        assert!(!is_server_to_user("#server-to-user-a b") && !valid_channel("#server-to-user-ann"));
-        assert!(valid_socket_id("1234.5678"));
-        assert!(!valid_socket_id("1234") && !valid_socket_id(".1") && !valid_socket_id("1.a"));
-    }
-
-    #[test]
-    fn server_frames_are_what_the_clients_decode() {
-        let established = parsed(&connection_established("1.2", 120));
-        assert_eq!(established["event"], "pusher:connection_established");
-        // A string holding JSON.
-        let data = parsed(established["data"].as_str().unwrap());
-        assert_eq!(data, json!({"socket_id": "1.2", "activity_timeout": 120}));
-
-        let members = Members {
-            members: vec![
-                ("1".into(), json!({"name": "Ann"})),
-                ("2".into(), Value::Null),
-            ],
-        };
-        let ok = parsed(&subscription_succeeded("presence-r", Some(&members)));
-        assert_eq!(ok["channel"], "presence-r");
-        let data = parsed(ok["data"].as_str().unwrap());
-        assert_eq!(
-            data,
-            json!({"presence": {"ids": ["1", "2"], "hash": {"1": {"name": "Ann"}, "2": null}, "count": 2}})
-        );
-        assert_eq!(parsed(&subscription_succeeded("a", None))["data"], "{}");
-
-        let added = parsed(&member_added("presence-r", "3", &json!({"n": 1})));
-        assert_eq!(
-            parsed(added["data"].as_str().unwrap()),
-            json!({"user_id": "3", "user_info": {"n": 1}})
-        );
-        let removed = parsed(&member_removed("presence-r", "3"));
-        assert_eq!(
-            parsed(removed["data"].as_str().unwrap()),
-            json!({"user_id": "3"})
-        );
-
-        assert_eq!(
-            parsed(&error(Some(PusherCode::AppNotFound), "no app")),
-            json!({"event": "pusher:error", "data": {"code": 4001, "message": "no app"}})
-        );
-        assert_eq!(parsed(&error(None, "x"))["data"]["code"], Value::Null);
-        assert_eq!(parsed(&pong()), json!({"event": "pusher:pong", "data": {}}));
-        assert_eq!(
-            parsed(&signin_success(r#"{"id":"ann"}"#)),
-            json!({"event": "pusher:signin_success", "data": {"user_data": r#"{"id":"ann"}"#}})
-        );
-        let watched = parsed(&watchlist_events(&["bob"], &[]));
-        assert_eq!(watched["event"], "pusher_internal:watchlist_events");
-        assert_eq!(
-            parsed(watched["data"].as_str().unwrap()),
-            json!({"events": [{"name": "online", "user_ids": ["bob"]}]})
-        );
-        assert_eq!(
-            parsed(&cache_miss("cache-a")),
-            json!({"event": "pusher:cache_miss", "channel": "cache-a", "data": {}})
-        );
-        let refused = parsed(&subscription_error("private-a", "AuthError", "bad", 401));
-        assert_eq!(refused["data"]["status"], 401);
-    }
-
-    #[test]
-    fn an_event_keeps_its_data_byte_for_byte() {
-        let data = RawValue::from_string(r#""{\"a\": 1}""#.to_owned()).unwrap();
-        let text = event("news", "update", &data, None);
-        assert_eq!(
-            text,
-            r#"{"event":"update","channel":"news","data":"{\"a\": 1}"}"#
-        );
-        let object = RawValue::from_string(r#"{ "x" : [1,2] }"#.to_owned()).unwrap();
-        let text = event("presence-r", "client-t", &object, Some("u\"1"));
-        assert!(text.contains(r#""data":{ "x" : [1,2] }"#), "{text}");
-        assert_eq!(parsed(&text)["user_id"], "u\"1");
     }
 }

@@ -4,13 +4,17 @@
 //! - [`apps`]: the apps a server hosts, by key and by id;
 //! - [`signature`]: Pusher's HMAC signatures (channel auth, sign-in, server API requests,
 //!   webhooks), checked in constant time;
-//! - [`frames`]: the client's frames parsed and checked, the server's frames written.
+//! - [`names`]: channel names and kinds, socket ids, user ids, a sign-in's user data;
+//! - [`frames`]: the client's frames parsed and checked, and Pusher's codes;
+//! - [`replies`]: the server's frames written.
 //!
 //! The protocol's parts are plain functions over text, with no I/O: the session that serves
 //! `/app/{key}` and the HTTP API under `/apps/{id}/` are built on them.
 
 pub mod apps;
 pub mod frames;
+pub mod names;
+pub mod replies;
 pub mod signature;
 
 /// The prefix of the hub channels that carry Pusher channels: app `ID`'s channel `NAME` is
@@ -37,5 +41,6 @@ pub fn hub_user(app_id: &str, user_id: &str) -> String {
 }
 
 pub use apps::{AppError, PusherApp, PusherApps};
-pub use frames::{ChannelKind, ClientFrame, FrameError, PusherCode};
+pub use frames::{ClientFrame, FrameError, PusherCode};
+pub use names::ChannelKind;
 pub use signature::{AuthError, RequestAuthError, SignedRequest};

@@ -11,7 +11,7 @@ pub(super) const MAX_NAME: usize = 200;
 /// `#server-to-user-USER_ID` (what `sendToUser` triggers to).
 pub(super) fn check_channel(name: &str) -> Result<(), Refusal> {
     let fine = |c: char| c.is_ascii_alphanumeric() || "_-=@,.;".contains(c);
-    if crate::pusher::frames::is_server_to_user(name) {
+    if crate::pusher::names::is_server_to_user(name) {
         return Ok(());
     }
     if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(fine) {
