@@ -2,8 +2,10 @@
 //! per thread with `--threads`) and the drain; the hub it runs is built in `serve/hub.rs`,
 //! the server's settings and TLS in `serve/server.rs`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,21 +152,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match service {
         Service::Hub(hub, admin) => {
             let pusher = hub.serves_pusher();
-            let handler = move |ws, request: Request<()>| {
-                let hub = hub.clone();
-                let admin = admin.clone();
-                async move {
-                    match admin {
+            // The hub's futures are returned as they are, boxed: an `async` block around them
+            // would keep room for the socket and the request in every idle client's task.
+            let handler =
+                move |ws, request: Request<()>| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                    match &admin {
                         Some(admin) if request.uri().path() == admin::LIVE => {
-                            admin.live(ws, &request).await;
+                            let admin = admin.clone();
+                            Box::pin(async move { admin.live(ws, &request).await })
                         }
                         _ if request.uri().path().starts_with("/app/") => {
-                            hub.serve_pusher(ws, &request).await;
+                            Box::pin(hub.serve_pusher(ws, request))
                         }
-                        _ => hub.serve(ws, &request).await,
+                        _ => Box::pin(hub.serve(ws, request)),
                     }
-                }
-            };
+                };
             serve(builder, listen, threads, handler, |addr| {
                 tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
                 if pusher {

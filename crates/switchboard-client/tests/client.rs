@@ -23,10 +23,7 @@ async fn hub(config: HubConfig) -> SocketAddr {
         .unwrap();
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = hub.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
+    tokio::spawn(server.serve(move |ws, request| hub.serve(ws, request)));
     addr
 }
 

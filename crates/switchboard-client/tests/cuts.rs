@@ -114,10 +114,7 @@ async fn hub(broker: Arc<dyn Broker>) -> (Hub, SocketAddr) {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
+    tokio::spawn(server.serve(move |ws, request| serving.serve(ws, request)));
     (hub, addr)
 }
 

@@ -39,9 +39,6 @@ async fn main() -> std::io::Result<()> {
         }
     });
     server
-        .serve(move |ws, request| {
-            let hub = hub.clone();
-            async move { hub.serve(ws, &request).await }
-        })
+        .serve(move |ws, request| hub.serve(ws, request))
         .await
 }

@@ -39,10 +39,7 @@ async fn start_on(broker: Arc<dyn Broker>, config: HubConfig) -> TestServer {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
-    let task = tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
+    let task = tokio::spawn(server.serve(move |ws, request| serving.serve(ws, request)));
     TestServer { addr, hub, task }
 }
 
@@ -852,7 +849,7 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
         let (mut ws, request) = switchboard::accept(server_io).await.unwrap();
         // A server's default policy, which closes a full queue by itself.
         ws.set_send_queue(1 << 20, switchboard::Backpressure::Disconnect);
-        hub.serve(ws, &request).await;
+        hub.serve(ws, request).await;
     });
     let uri: http::Uri = "ws://localhost/ws?name=slow".parse().unwrap();
     let (ws, _) = switchboard::client_handshake(&uri, client_io, &Default::default())

@@ -144,9 +144,9 @@ async fn a_restarting_hub_tells_each_client_when_to_come_back_then_closes_with_1
             let hub = serving.clone();
             async move {
                 if request.uri().path().starts_with("/app/") {
-                    hub.serve_pusher(ws, &request).await;
+                    hub.serve_pusher(ws, request).await;
                 } else {
-                    hub.serve(ws, &request).await;
+                    hub.serve(ws, request).await;
                 }
             }
         },

@@ -296,7 +296,7 @@ async fn a_silent_client_is_pinged_then_closed_with_4201() {
         .uri("/app/app-key?protocol=7")
         .body(())
         .unwrap();
-    let serving = tokio::spawn(async move { hub.serve_pusher(server, &request).await });
+    let serving = tokio::spawn(async move { hub.serve_pusher(server, request).await });
     async fn next(client: &mut WebSocket<tokio::io::DuplexStream>) -> Value {
         match client.recv().await {
             Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 use super::Hub;
 use super::fanout::Fanout;
-use super::registry::{Command, Whom};
+use super::mailbox::Command;
+use super::registry::Whom;
 use super::shared::Shared;
 use crate::broker::{BoxFuture, BrokerEvents, ClientInfo, Publication};
 use crate::nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReply};

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use switchboard::{EncodedFrame, Histogram, Sender, TrySendError, Utf8Bytes};
 
-use super::kick::{Kick, KickReason};
+use super::mailbox::{KickReason, Mailbox};
 use super::pusher_wire::{self, PusherEvent, Roster, Tap};
 use crate::broker::{ClientInfo, Publication};
 use crate::protocol::Reply;
@@ -41,7 +41,8 @@ struct Subscriber {
     /// history read that made the reply can outrun the Pub/Sub message), and it is not sent
     /// again.
     covered: u64,
-    kick: Arc<Kick>,
+    /// Where the fan-out kicks it.
+    mailbox: Arc<Mailbox>,
     /// `Some` for a Pusher session's subscription: it is sent Pusher's frames.
     tap: Option<Tap>,
     /// Whether it is sent the channel's joins and leaves.
@@ -181,14 +182,14 @@ impl Fanout {
         channel: &str,
         id: u64,
         sender: &Sender,
-        kick: &Arc<Kick>,
+        mailbox: &Arc<Mailbox>,
         events: Events,
     ) {
         let subscriber = Subscriber {
             sender: sender.clone(),
             pending: Some(Vec::new()),
             covered: 0,
-            kick: kick.clone(),
+            mailbox: mailbox.clone(),
             tap: events.tap,
             join_leave: events.join_leave,
         };
@@ -279,7 +280,7 @@ impl Fanout {
 
     fn lag(&self, subscriber: &Subscriber) {
         self.lagged.fetch_add(1, Ordering::Relaxed);
-        subscriber.kick.kick(KickReason::Lagging);
+        subscriber.mailbox.kick(KickReason::Lagging);
     }
 
     /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
@@ -360,7 +361,7 @@ impl Fanout {
         // Pending subscribers go too: their reply may predate the loss.
         let subscribers = self.lock().remove(channel);
         for subscriber in subscribers.into_iter().flat_map(HashMap::into_values) {
-            subscriber.kick.kick(KickReason::StreamLost);
+            subscriber.mailbox.kick(KickReason::StreamLost);
         }
     }
 }

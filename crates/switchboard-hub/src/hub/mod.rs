@@ -7,7 +7,8 @@
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
 //! `recovery.rs` decides what a client that subscribes again with `since` is given;
-//! `kick.rs` is how the fan-out ends a connection it can no longer serve; `limits.rs` bounds
+//! `mailbox.rs` is how the server side's commands reach a session and how the fan-out ends a
+//! connection it can no longer serve; `limits.rs` bounds
 //! what one client may do (messages a second, channels) and makes the retry hints of the
 //! closes that ask clients to come back later; `heartbeat.rs` sends
 //! every connection a sign of life at a fixed interval. `cluster.rs` is what
@@ -22,8 +23,8 @@ mod fanout;
 mod heartbeat;
 mod identity;
 mod interest;
-mod kick;
 mod limits;
+mod mailbox;
 mod pusher_hooks;
 mod pusher_session;
 mod pusher_wire;
@@ -64,12 +65,7 @@ use crate::webhook::{self, Observed, WebhookMetrics};
 ///
 /// let hub = Hub::new(Arc::new(LocalBroker::default()), HubConfig::default()).await?;
 /// let server = switchboard::Server::builder().bind("127.0.0.1:8080").await?;
-/// server
-///     .serve(move |ws, request| {
-///         let hub = hub.clone();
-///         async move { hub.serve(ws, &request).await }
-///     })
-///     .await?;
+/// server.serve(move |ws, request| hub.serve(ws, request)).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -181,20 +177,26 @@ impl Hub {
     ///
     /// A token that does not verify gets an `unauthorized` error and a close with 1008; so
     /// does a connection whose token expires while it is open.
-    pub fn serve<'a, S>(
-        &'a self,
+    ///
+    /// The future holds no borrow, so a server's handler can return it as it is; the request
+    /// is dropped once the client is served, and an idle client's future is small (an
+    /// `async` block around it would keep room for the socket and the request).
+    pub fn serve<S>(
+        &self,
         ws: WebSocket<S>,
-        request: &'a Request<()>,
-    ) -> impl Future<Output = ()> + Send + 'a
+        request: Request<()>,
+    ) -> impl Future<Output = ()> + Send + use<S>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Split here, not in an `async fn`: its future would keep room for the socket (twice)
-        // for the connection's whole life, though the socket's own task owns it. A full queue
-        // only refuses the message: the hub closes a laggard itself, after its retry hint.
+        // for the connection's whole life, though the socket's own task owns it; the request
+        // goes in a box for the same reason. A full queue only refuses the message: the hub
+        // closes a laggard itself, after its retry hint.
         let compression = ws.deflate().is_some();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
-        session::serve(&self.shared, sender, receiver, request, compression)
+        let request = Box::new(request);
+        session::serve(self.shared.clone(), sender, receiver, request, compression)
     }
 
     /// Whether any Pusher app is configured (see [`HubConfig::pusher`]).
@@ -215,11 +217,13 @@ impl Hub {
     /// A Pusher app's channel `NAME` is the hub channel `pusher:{app_id}:NAME` (see
     /// [`HUB_PREFIX`](crate::pusher::HUB_PREFIX)), which the server side can publish to with
     /// data `{"event": EVENT, "data": DATA}`, and list, as any other channel.
-    pub fn serve_pusher<'a, S>(
-        &'a self,
+    ///
+    /// The future holds no borrow, as [`serve`](Self::serve)'s.
+    pub fn serve_pusher<S>(
+        &self,
         mut ws: WebSocket<S>,
-        request: &'a Request<()>,
-    ) -> impl Future<Output = ()> + Send + 'a
+        request: Request<()>,
+    ) -> impl Future<Output = ()> + Send + use<S>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -227,6 +231,7 @@ impl Hub {
         // pusher-js would throw on it. The Close frame alone has pusher-js come back.
         ws.skip_shutdown_message();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
-        pusher_session::serve(&self.shared, sender, receiver, request)
+        let request = Box::new(request);
+        pusher_session::serve(self.shared.clone(), sender, receiver, request)
     }
 }

@@ -38,10 +38,10 @@ use switchboard::{CloseCode, Message, Receiver, Sender, TokenBucket};
 use tokio::time::Instant;
 
 use super::fanout::Events;
-use super::kick::{Kick, KickReason};
 use super::limits::{RateGuard, Verdict};
+use super::mailbox::{Command, KickReason, Mail, Mailbox};
 use super::pusher_wire::{Roster, Tap, hub_channel};
-use super::registry::{Command, Profile};
+use super::registry::Profile;
 use super::session::{address, close_reason};
 use super::shared::Shared;
 use crate::broker::ClientInfo;
@@ -70,23 +70,22 @@ const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 const OLDEST_PROTOCOL: u32 = 5;
 
 /// Serves the Pusher client of `request` (its path `/app/{key}`) until it leaves.
+///
+/// An idle connection's task is this future, so what is large and passing runs boxed: the
+/// opening (which drops the request), each request's handling, each send from here, the end.
 pub(super) async fn serve(
-    hub: &Shared,
+    hub: Arc<Shared>,
     sender: Sender,
     mut receiver: Receiver,
-    request: &Request<()>,
+    request: Box<Request<()>>,
 ) {
-    let key = request.uri().path().strip_prefix("/app/").unwrap_or("");
-    let Some(app) = hub.config.pusher.by_key(key) else {
-        let message = format!("App key {key} does not exist");
-        return refuse(&sender, PusherCode::AppNotFound, &message).await;
+    let hub = &*hub;
+    let Some(mut session) = Box::pin(open(hub, sender, request)).await else {
+        return;
     };
-    if let Err((code, message)) = check_protocol(request.uri().query().unwrap_or("")) {
-        return refuse(&sender, code, &message).await;
-    }
-    let mut session = Session::start(hub, sender, app.clone(), request).await;
+    let mut timer = Box::pin(tokio::time::sleep_until(session.deadline()));
     let exit = loop {
-        let deadline = session.deadline();
+        timer.as_mut().reset(session.deadline());
         tokio::select! {
             message = receiver.recv() => {
                 session.heard();
@@ -99,32 +98,51 @@ pub(super) async fn serve(
                     (_, Verdict::Refuse) => {
                         hub.limits.rate_limited();
                         let message = "too many messages a second; this one was dropped";
-                        session.error(None, message).await;
+                        Box::pin(session.error(None, message)).await;
                     }
-                    (Some(Ok(Message::Text(text))), Verdict::Allow) => session.handle(&text).await,
+                    (Some(Ok(Message::Text(text))), Verdict::Allow) => Box::pin(session.handle(&text)).await,
                     (Some(Ok(Message::Binary(_))), Verdict::Allow) => {
-                        session.error(None, "binary frames are not part of the protocol").await;
+                        let message = "binary frames are not part of the protocol";
+                        Box::pin(session.error(None, message)).await;
                     }
                     (Some(Ok(Message::Close(_)) | Err(_)) | None, _) => break Exit::Left,
                     (Some(Ok(_)), _) => {}
                 }
             }
-            Some(command) = session.commands.recv() => {
-                if let Some(exit) = session.obey(command).await {
-                    break exit;
+            mail = session.mailbox.next() => match mail {
+                Mail::Command(command) => {
+                    if let Some(exit) = Box::pin(session.obey(command)).await {
+                        break exit;
+                    }
                 }
-            }
-            () = session.kick.kicked() => break Exit::Kicked,
-            () = tokio::time::sleep_until(deadline) => {
+                Mail::Kicked => break Exit::Kicked,
+            },
+            () = &mut timer => {
                 if session.pinged.is_some() {
                     break Exit::PongTimeout;
                 }
                 session.pinged = Some(Instant::now());
-                session.send(replies::ping()).await;
+                Box::pin(session.send(replies::ping())).await;
             }
         }
     };
-    session.end(exit).await;
+    Box::pin(session.end(exit)).await;
+}
+
+/// Starts the session of the app `request`'s path names; `None` for an unknown app or an
+/// unsupported protocol version, which the client has been told.
+async fn open(hub: &Shared, sender: Sender, request: Box<Request<()>>) -> Option<Session<'_>> {
+    let key = request.uri().path().strip_prefix("/app/").unwrap_or("");
+    let Some(app) = hub.config.pusher.by_key(key) else {
+        let message = format!("App key {key} does not exist");
+        refuse(&sender, PusherCode::AppNotFound, &message).await;
+        return None;
+    };
+    if let Err((code, message)) = check_protocol(request.uri().query().unwrap_or("")) {
+        refuse(&sender, code, &message).await;
+        return None;
+    }
+    Some(Session::start(hub, sender, app, *request).await)
 }
 
 /// Checks the `protocol` query parameter pusher-js and the other clients send.
@@ -161,7 +179,7 @@ async fn refuse(sender: &Sender, code: PusherCode, message: &str) {
 enum Exit {
     /// The client closed, or its connection failed.
     Left,
-    /// The hub kicked it (see [`Kick`]).
+    /// The hub kicked it (see [`Mailbox::kick`]).
     Kicked,
     /// The server side disconnected it, with this code and reason.
     Disconnected(CloseCode, String),
@@ -174,15 +192,15 @@ enum Exit {
 /// One Pusher connection's state, owned by its task.
 struct Session<'h> {
     hub: &'h Shared,
-    app: PusherApp,
+    app: &'h PusherApp,
     /// The connection's key in the fan-out.
     id: u64,
     socket_id: String,
     /// Who it is to the hub: no user until a presence channel names one.
     info: ClientInfo,
     sender: Sender,
-    kick: Arc<Kick>,
-    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// What the server side asks of this connection, and the fan-out's kick.
+    mailbox: Arc<Mailbox>,
     /// Whether a presence member or a sign-in has named its user in the registry (see
     /// [`hub_user`](crate::pusher::hub_user)).
     named: bool,
@@ -203,10 +221,15 @@ struct Session<'h> {
 
 impl<'h> Session<'h> {
     /// Counts the connection and tells the client its socket id.
-    async fn start(hub: &'h Shared, sender: Sender, app: PusherApp, request: &Request<()>) -> Self {
+    async fn start(
+        hub: &'h Shared,
+        sender: Sender,
+        app: &'h PusherApp,
+        request: Request<()>,
+    ) -> Self {
         let (conn, socket_id) = hub.connection_ids();
         let profile = Profile {
-            address: address(request),
+            address: address(&request),
             user_agent: request
                 .headers()
                 .get(http::header::USER_AGENT)
@@ -225,12 +248,11 @@ impl<'h> Session<'h> {
         let session = Self {
             hub,
             id: sender.id(),
-            commands: hub.registry.register(&info.conn, &info.user, profile),
+            mailbox: hub.registry.register(&info.conn, &info.user, profile),
             app,
             socket_id,
             info,
             sender,
-            kick: Arc::new(Kick::default()),
             named: false,
             user: None,
             watching: Vec::new(),
@@ -273,7 +295,7 @@ impl<'h> Session<'h> {
     async fn end(mut self, exit: Exit) {
         let close = match exit {
             Exit::Left => None,
-            Exit::Kicked => Some(match self.kick.reason() {
+            Exit::Kicked => Some(match self.mailbox.kick_reason() {
                 Some(KickReason::StreamLost) => (PusherCode::ReconnectNow, "Reconnect now"),
                 Some(KickReason::Lagging) | None => (
                     PusherCode::OverCapacity,
@@ -292,6 +314,7 @@ impl<'h> Session<'h> {
             }
         };
         self.hub.registry.deregister(&self.info.conn);
+        self.mailbox.close();
         for (name, member) in std::mem::take(&mut self.channels) {
             self.leave(&name, member).await;
         }
@@ -426,7 +449,7 @@ impl<'h> Session<'h> {
             &channel,
             id,
             &self.sender,
-            &self.kick,
+            &self.mailbox,
             Events {
                 join_leave: true,
                 tap: Some(tap),
@@ -516,7 +539,7 @@ impl<'h> Session<'h> {
             return Err(("AuthError", error, 401));
         };
         let data = channel_data.filter(|_| kind == ChannelKind::Presence);
-        if let Err(e) = check_channel_auth(&self.app, auth, &self.socket_id, name, data) {
+        if let Err(e) = check_channel_auth(self.app, auth, &self.socket_id, name, data) {
             let error = format!("Invalid signature: {e}");
             return Err(("AuthError", error, 401));
         }

@@ -1,35 +1,15 @@
 //! This node's connections by user and by connection id, what is known of each from its
 //! handshake (for an operator's list), and what the server side may ask of each: subscribe it
 //! to a channel, unsubscribe it, list its channels, end it. Sessions register when they start
-//! and leave when they end; the commands reach them through their own queue, in order.
+//! and leave when they end; the commands reach them through their mailbox (`mailbox.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use switchboard::{CloseCode, Sender};
-use tokio::sync::{mpsc, oneshot};
+use switchboard::Sender;
 
-use crate::protocol::RequestError;
-
-/// What the server side asks of one connection.
-#[derive(Debug)]
-pub(super) enum Command {
-    /// Subscribe it to `channel` as if it had asked; `done` gets the outcome.
-    Subscribe {
-        channel: String,
-        done: oneshot::Sender<Result<(), RequestError>>,
-    },
-    /// Unsubscribe it from `channel`; `done` learns whether it was subscribed.
-    Unsubscribe {
-        channel: String,
-        done: oneshot::Sender<bool>,
-    },
-    /// Close it with this code and reason.
-    Disconnect { code: CloseCode, reason: String },
-    /// Tell `done` the channels it subscribes to.
-    Subscriptions { done: oneshot::Sender<Vec<String>> },
-}
+use super::mailbox::Mailbox;
 
 /// What a connection's handshake said of it, kept for listing.
 #[derive(Debug)]
@@ -53,11 +33,8 @@ pub(super) struct Listed {
     pub(super) compression: bool,
     pub(super) since: SystemTime,
     pub(super) send_queue: usize,
-    pub(super) mailbox: Mailbox,
+    pub(super) mailbox: Arc<Mailbox>,
 }
-
-/// Where commands for one connection go.
-pub(super) type Mailbox = mpsc::UnboundedSender<Command>;
 
 /// Which connections to address.
 #[derive(Clone, Copy, Debug)]
@@ -83,7 +60,7 @@ struct Maps {
 #[derive(Debug)]
 struct Entry {
     user: String,
-    mailbox: Mailbox,
+    mailbox: Arc<Mailbox>,
     profile: Profile,
 }
 
@@ -93,17 +70,12 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a connection; the receiver is where its commands arrive.
-    pub(super) fn register(
-        &self,
-        conn: &str,
-        user: &str,
-        profile: Profile,
-    ) -> mpsc::UnboundedReceiver<Command> {
-        let (mailbox, commands) = mpsc::unbounded_channel();
+    /// Registers a connection; its mailbox is where its commands arrive.
+    pub(super) fn register(&self, conn: &str, user: &str, profile: Profile) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::default());
         let entry = Entry {
             user: user.to_owned(),
-            mailbox,
+            mailbox: mailbox.clone(),
             profile,
         };
         let mut maps = self.lock();
@@ -112,7 +84,7 @@ impl Registry {
             .entry(user.to_owned())
             .or_default()
             .push(conn.to_owned());
-        commands
+        mailbox
     }
 
     /// Forgets a connection.
@@ -149,7 +121,7 @@ impl Registry {
     }
 
     /// The mailboxes of the connections `whom` names.
-    pub(super) fn mailboxes(&self, whom: Whom<'_>) -> Vec<Mailbox> {
+    pub(super) fn mailboxes(&self, whom: Whom<'_>) -> Vec<Arc<Mailbox>> {
         let maps = self.lock();
         match whom {
             Whom::Conn(conn) => maps

@@ -2,6 +2,7 @@
 //! of its subscriptions however it leaves.
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -9,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use http::Request;
 use serde_json::value::RawValue;
 use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver, Sender};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::heartbeat;
 use super::identity::Identity;
-use super::kick::Kick;
 use super::limits::{RateGuard, Verdict, retry_hint};
-use super::registry::{Command, Profile};
+use super::mailbox::{Command, Mail, Mailbox};
+use super::registry::Profile;
 use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
 use crate::broker::{BrokerError, ClientInfo, HistoryRange};
@@ -38,13 +39,74 @@ const ENVELOPE: usize = 4096;
 
 /// Serves the client of `request` until it leaves; `compression` says whether
 /// permessage-deflate was agreed.
+///
+/// An idle connection's task is this future, so what is large and passing lives in boxes
+/// made while it runs: the opening (the request, the connect hook, the first joins), each
+/// request's handling, and the end. The request is dropped once the session has started.
 pub(super) async fn serve(
-    hub: &Shared,
+    hub: Arc<Shared>,
     sender: Sender,
     mut receiver: Receiver,
-    request: &Request<()>,
+    request: Box<Request<()>>,
     compression: bool,
 ) {
+    let hub = &*hub;
+    let Some((mut session, expiry)) = Box::pin(open(hub, sender, request, compression)).await
+    else {
+        return;
+    };
+    let mut expiry = expiry.map(|at| Box::pin(tokio::time::sleep_until(at)));
+    // Requests are answered until the client leaves, the hub kicks it or its token expires.
+    let exit = loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Ok(Message::Text(text))) => match session.check_rate() {
+                    Verdict::Allow => Box::pin(session.handle(&text)).await,
+                    Verdict::Refuse => {
+                        Box::pin(session.refuse_over_rate(request_id(&text))).await;
+                    }
+                    Verdict::Close => break Exit::OverRate,
+                },
+                Some(Ok(Message::Binary(_))) => match session.check_rate() {
+                    Verdict::Allow => {
+                        let reason = "binary frames are not part of the protocol; send JSON text";
+                        let e = RequestError::new(None, ErrorCode::Unsupported, reason);
+                        Box::pin(session.send(String::from(&e))).await;
+                    }
+                    Verdict::Refuse => Box::pin(session.refuse_over_rate(None)).await,
+                    Verdict::Close => break Exit::OverRate,
+                },
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
+                Some(Ok(_)) => {}
+            },
+            mail = session.mailbox.next() => match mail {
+                Mail::Command(command) => {
+                    if let Some(exit) = Box::pin(session.obey(command)).await {
+                        break exit;
+                    }
+                }
+                Mail::Kicked => break Exit::Kicked,
+            },
+            reply = answered(session.in_flight.get()), if !session.in_flight.get().is_empty() => {
+                if let Some(reply) = reply {
+                    Box::pin(session.send(reply)).await;
+                }
+            }
+            () = expired(&mut expiry) => break Exit::Expired,
+        }
+    };
+    Box::pin(session.end(exit)).await;
+}
+
+/// Says who the client of `request` is and starts its session, with the connect hook's
+/// channels joined, and when its token expires; `None` for a client the hub will not serve,
+/// which has been told why.
+async fn open(
+    hub: &Shared,
+    sender: Sender,
+    request: Box<Request<()>>,
+    compression: bool,
+) -> Option<(Session<'_>, Option<Instant>)> {
     let query = request.uri().query().unwrap_or("");
     let mut granted = None;
     if let Some(hooks) = &hub.config.hooks {
@@ -57,7 +119,8 @@ pub(super) async fn serve(
                 let code = Some(CloseCode::from(refusal.code))
                     .filter(|code| code.is_allowed_on_wire())
                     .unwrap_or(CloseCode::POLICY_VIOLATION);
-                return refuse_with(&sender, code, &refusal.reason).await;
+                refuse_with(&sender, code, &refusal.reason).await;
+                return None;
             }
         }
     }
@@ -77,12 +140,15 @@ pub(super) async fn serve(
         }
         None => match Identity::of(query, hub.config.jwt.as_ref(), SystemTime::now()) {
             Ok(identity) => (identity, None, Vec::new()),
-            Err(reason) => return refuse(&sender, &reason).await,
+            Err(reason) => {
+                refuse(&sender, &reason).await;
+                return None;
+            }
         },
     };
     let expiry = identity.expires_in.map(|d| Instant::now() + d);
     let profile = Profile {
-        address: address(request),
+        address: address(&request),
         user_agent: request
             .headers()
             .get(http::header::USER_AGENT)
@@ -92,6 +158,7 @@ pub(super) async fn serve(
         since: SystemTime::now(),
         sender: sender.clone(),
     };
+    drop(request);
     let mut session = Session::start(hub, sender, identity, info, profile).await;
     for channel in channels {
         // The connect hook's channels are the application's own choice: no rules, no hook.
@@ -99,42 +166,7 @@ pub(super) async fn serve(
             session.send(String::from(&e)).await;
         }
     }
-    // Requests are answered until the client leaves, the hub kicks it or its token expires.
-    let exit = loop {
-        tokio::select! {
-            message = receiver.recv() => match message {
-                Some(Ok(Message::Text(text))) => match session.check_rate() {
-                    Verdict::Allow => session.handle(&text).await,
-                    Verdict::Refuse => session.refuse_over_rate(request_id(&text)).await,
-                    Verdict::Close => break Exit::OverRate,
-                },
-                Some(Ok(Message::Binary(_))) => match session.check_rate() {
-                    Verdict::Allow => {
-                        let reason = "binary frames are not part of the protocol; send JSON text";
-                        let e = RequestError::new(None, ErrorCode::Unsupported, reason);
-                        session.send(String::from(&e)).await;
-                    }
-                    Verdict::Refuse => session.refuse_over_rate(None).await,
-                    Verdict::Close => break Exit::OverRate,
-                },
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
-                Some(Ok(_)) => {}
-            },
-            Some(command) = session.commands.recv() => {
-                if let Some(exit) = session.obey(command).await {
-                    break exit;
-                }
-            }
-            reply = answered(session.in_flight.get()), if !session.in_flight.get().is_empty() => {
-                if let Some(reply) = reply {
-                    session.send(reply).await;
-                }
-            }
-            () = session.kick.kicked() => break Exit::Kicked,
-            () = sleep_until(expiry) => break Exit::Expired,
-        }
-    };
-    session.end(exit).await;
+    Some((session, expiry))
 }
 
 /// The client's address: the one trusted proxies forwarded, else the peer's.
@@ -178,7 +210,7 @@ pub(super) fn close_reason(reason: &str) -> &str {
 enum Exit {
     /// The client closed, or its connection failed.
     Left,
-    /// The hub kicked it (see [`Kick`]).
+    /// The hub kicked it (see [`Mailbox::kick`]).
     Kicked,
     /// Its token expired.
     Expired,
@@ -195,10 +227,8 @@ struct Session<'h> {
     id: u64,
     info: ClientInfo,
     sender: Sender,
-    /// Set by the fan-out when the connection must end.
-    kick: Arc<Kick>,
-    /// What the server side asks of this connection (see `registry.rs`).
-    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// What the server side asks of this connection, and the fan-out's kick.
+    mailbox: Arc<Mailbox>,
     subscriptions: HashSet<String>,
     /// Publishes handed to the broker, oldest first. The broker keeps the order they were
     /// handed over in, and they are answered in that order too, before any later reply.
@@ -225,10 +255,9 @@ impl<'h> Session<'h> {
         let session = Self {
             hub,
             id: sender.id(),
-            commands: hub.registry.register(&info.conn, &info.user, profile),
+            mailbox: hub.registry.register(&info.conn, &info.user, profile),
             info,
             sender,
-            kick: Arc::new(Kick::default()),
             subscriptions: HashSet::new(),
             in_flight: Queue::default(),
             rate: hub.config.message_rate.map(RateGuard::new),
@@ -265,7 +294,7 @@ impl<'h> Session<'h> {
                 ))
             }
             Exit::Kicked => {
-                let (code, reason) = self.kick.close_frame();
+                let (code, reason) = self.mailbox.close_frame();
                 // The subscribers of a lost channel, or the laggards of a burst, come back
                 // spread over a second rather than at once. The hint goes past a full queue,
                 // and the Close right after it.
@@ -295,6 +324,7 @@ impl<'h> Session<'h> {
             });
         }
         self.hub.registry.deregister(&self.info.conn);
+        self.mailbox.close();
         self.hub.beats.remove(&self.sender);
         for channel in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel).await;
@@ -467,9 +497,10 @@ fn unavailable(id: Option<RequestId>, e: &BrokerError) -> RequestError {
     RequestError::new(id, ErrorCode::Unavailable, e.to_string())
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+/// Completes when the token's expiry, if any, has come.
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.await,
         None => std::future::pending().await,
     }
 }

@@ -23,9 +23,9 @@ pub(crate) async fn hub_on(broker: Arc<dyn Broker>, config: HubConfig) -> (Hub, 
         let hub = serving.clone();
         async move {
             if request.uri().path().starts_with("/app/") {
-                hub.serve_pusher(ws, &request).await;
+                hub.serve_pusher(ws, request).await;
             } else {
-                hub.serve(ws, &request).await;
+                hub.serve(ws, request).await;
             }
         }
     }));

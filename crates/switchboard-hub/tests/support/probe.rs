@@ -67,9 +67,6 @@ pub(crate) async fn hub_with_healthz(broker: impl Broker + 'static) -> (Hub, Soc
         .unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| {
-        let hub = serving.clone();
-        async move { hub.serve(ws, &request).await }
-    }));
+    tokio::spawn(server.serve(move |ws, request| serving.serve(ws, request)));
     (hub, addr)
 }

@@ -16,7 +16,7 @@ impl Session<'_> {
     /// user's for the server side. A refusal is `pusher:error` 4009, and the connection stays.
     pub(super) async fn signin(&mut self, auth: &str, user_data: &str) {
         let refused = PusherCode::Unauthorized;
-        if let Err(e) = check_user_auth(&self.app, auth, &self.socket_id, user_data) {
+        if let Err(e) = check_user_auth(self.app, auth, &self.socket_id, user_data) {
             return self
                 .error(Some(refused), &format!("Invalid signature: {e}"))
                 .await;
@@ -43,7 +43,7 @@ impl Session<'_> {
             tap: Some(Tap::new(&self.socket_id)),
         };
         hub.fanout
-            .add_pending(&channel, id, &self.sender, &self.kick, events);
+            .add_pending(&channel, id, &self.sender, &self.mailbox, events);
         if let Err(e) = hub.interest.attach(&channel).await {
             hub.fanout.remove(&channel, id);
             return self.error(None, &format!("sign-in failed: {e}")).await;
@@ -84,7 +84,7 @@ impl Session<'_> {
                 tap: Some(Tap::new(&self.socket_id)),
             };
             hub.fanout
-                .add_pending(&channel, id, &self.sender, &self.kick, events);
+                .add_pending(&channel, id, &self.sender, &self.mailbox, events);
             if let Err(e) = hub.interest.attach(&channel).await {
                 hub.fanout.remove(&channel, id);
                 tracing::warn!(%channel, error = %e, "watchlist channel unavailable");

@@ -68,7 +68,7 @@ impl<'h> Session<'h> {
             join_leave,
             tap: None,
         };
-        fanout.add_pending(&channel, self.id, &self.sender, &self.kick, events);
+        fanout.add_pending(&channel, self.id, &self.sender, &self.mailbox, events);
         if let Err(e) = self.hub.interest.attach(&channel).await {
             fanout.remove(&channel, self.id);
             return Err(unavailable(id, &e));
