@@ -43,8 +43,9 @@ struct Subscriber {
     covered: u64,
     /// Where the fan-out kicks it.
     mailbox: Arc<Mailbox>,
-    /// `Some` for a Pusher session's subscription: it is sent Pusher's frames.
-    tap: Option<Tap>,
+    /// `Some` for a Pusher session's subscription: it is sent Pusher's frames. Boxed, since
+    /// every subscriber's entry has room for it and most have none.
+    tap: Option<Box<Tap>>,
     /// Whether it is sent the channel's joins and leaves.
     join_leave: bool,
 }
@@ -190,7 +191,7 @@ impl Fanout {
             pending: Some(Vec::new()),
             covered: 0,
             mailbox: mailbox.clone(),
-            tap: events.tap,
+            tap: events.tap.map(Box::new),
             join_leave: events.join_leave,
         };
         self.lock()
@@ -251,7 +252,7 @@ impl Fanout {
                 Held::Leave(client) => Event::Leave(client),
             };
             let frames = &mut Frames::new(channel, event);
-            let Some(frame) = frames.for_subscriber(subscriber.tap.as_mut()) else {
+            let Some(frame) = frames.for_subscriber(subscriber.tap.as_deref_mut()) else {
                 continue;
             };
             ok = self.send(subscriber, frame);
@@ -307,7 +308,7 @@ impl Fanout {
                 false
             }
             None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,
-            None => match frames.for_subscriber(subscriber.tap.as_mut()) {
+            None => match frames.for_subscriber(subscriber.tap.as_deref_mut()) {
                 Some(frame) => {
                     let ok = self.send(subscriber, frame);
                     sent += u64::from(ok);
