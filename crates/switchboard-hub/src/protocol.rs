@@ -45,6 +45,8 @@
 //! strictly increasing `offset` order, each once, and the `subscribed` reply comes before them;
 //! `data` is forwarded as the exact JSON text the publisher sent.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -92,10 +94,12 @@ pub(crate) enum Request {
     },
 }
 
-/// Every field any op takes; which are required depends on the op.
+/// Every field any op takes; which are required depends on the op. The op is read in place
+/// from the frame, not copied (unless it has escapes).
 #[derive(Deserialize)]
-struct Incoming {
-    op: Option<String>,
+struct Incoming<'a> {
+    #[serde(borrow)]
+    op: Option<Cow<'a, str>>,
     id: Option<RequestId>,
     channel: Option<String>,
     data: Option<Box<RawValue>>,
@@ -206,7 +210,7 @@ pub(crate) fn request_id(text: &str) -> Option<RequestId> {
 
 /// Parses one text frame into a request.
 pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
-    let incoming: Incoming = match serde_json::from_str(text) {
+    let incoming: Incoming<'_> = match serde_json::from_str(text) {
         Ok(incoming) => incoming,
         Err(e) if e.is_data() => {
             // Valid JSON of the wrong shape: the id may still be readable.
@@ -239,7 +243,7 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
         return Err(RequestError::new(id, ErrorCode::BadRequest, "missing op"));
     };
     let known = ["subscribe", "unsubscribe", "publish", "presence", "history"];
-    if !known.contains(&op.as_str()) {
+    if !known.contains(&&*op) {
         let reason = format!("unknown op {op:?}; known: {}", known.join(", "));
         return Err(RequestError::new(id, ErrorCode::UnknownOp, reason));
     }
@@ -253,7 +257,7 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
     if let Err(reason) = check_client_channel(&channel) {
         return Err(RequestError::new(id, ErrorCode::InvalidChannel, reason));
     }
-    Ok(match op.as_str() {
+    Ok(match &*op {
         "subscribe" => Request::Subscribe {
             id,
             channel,
@@ -470,6 +474,9 @@ mod tests {
                 offset: 41
             })
         );
+        // An op with an escape cannot be read in place, and is read all the same.
+        let r = parse_request(r#"{"op":"pub\u006cish","channel":"room","data":1}"#);
+        assert!(matches!(r, Ok(Request::Publish { .. })), "{r:?}");
         let r = parse_request(r#"{"op":"subscribe","channel":"room","join_leave":false}"#);
         assert!(
             matches!(
