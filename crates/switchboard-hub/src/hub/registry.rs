@@ -82,7 +82,7 @@ impl Registry {
         maps.conns.insert(conn.to_owned(), entry);
         maps.users
             .entry(user.to_owned())
-            .or_default()
+            .or_insert_with(one_conn)
             .push(conn.to_owned());
         mailbox
     }
@@ -116,7 +116,7 @@ impl Registry {
         }
         maps.users
             .entry(user.to_owned())
-            .or_default()
+            .or_insert_with(one_conn)
             .push(conn.to_owned());
     }
 
@@ -167,6 +167,12 @@ impl Registry {
         listed.truncate(limit);
         listed
     }
+}
+
+/// Room for a user's connections on this node: most users have one, and a `Vec` grown from
+/// empty makes room for four.
+fn one_conn() -> Vec<String> {
+    Vec::with_capacity(1)
 }
 
 #[cfg(test)]
