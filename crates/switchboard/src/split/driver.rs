@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use proto::CloseCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::shared::{Command, Item, RECEIVE_QUEUE, Shared};
+use super::shared::{Command, Item, RECEIVE_QUEUE, Shared, wake};
 use crate::websocket::WebSocket;
 
 /// Owns the socket of a split connection; see the module docs.
@@ -55,7 +55,9 @@ impl<S> Driver<S> {
         let mut received = shared.received();
         received.ended = true;
         received.driver = Default::default();
-        received.receiver.release();
+        let receiver = received.receiver.release();
+        drop(received);
+        wake(receiver);
     }
 }
 
@@ -144,7 +146,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
         received.queue.push(item);
         self.room = RECEIVE_QUEUE.saturating_sub(received.queue.len());
-        received.receiver.unpark();
+        let receiver = received.receiver.unpark();
+        drop(received);
+        wake(receiver);
     }
 
     /// Once the senders are gone: whether the receiver is too, else waits for it to go.

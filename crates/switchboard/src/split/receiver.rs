@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use proto::Message;
 
-use super::shared::{Item, Shared};
+use super::shared::{Item, Shared, wake};
 use crate::error::Error;
 
 /// The receiving half of a split [`WebSocket`](crate::WebSocket).
@@ -44,7 +44,9 @@ impl Receiver {
         let mut received = self.shared.received();
         if let Some(item) = received.queue.pop() {
             // The driver may be waiting for this room.
-            received.driver.unpark();
+            let driver = received.driver.unpark();
+            drop(received);
+            wake(driver);
             return Poll::Ready(Some(item));
         }
         if received.ended {
@@ -70,8 +72,9 @@ impl Drop for Receiver {
         let unread = received.queue.take();
         received.receiver = Default::default();
         // The driver may wait for room, or for this half to go to close the connection.
-        received.driver.unpark();
+        let driver = received.driver.unpark();
         drop(received);
+        wake(driver);
         drop(unread);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use proto::{CloseCode, EncodedFrame, Message};
 
-use super::shared::{Command, Shared};
+use super::shared::{Command, Shared, wake};
 use crate::backpressure::Backpressure;
 use crate::error::Error;
 
@@ -46,7 +46,8 @@ impl Drop for Sender {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The driver reads the count under this lock before it waits: it sees 0 or is
             // woken here.
-            self.shared.commands().driver.unpark();
+            let driver = self.shared.commands().driver.unpark();
+            wake(driver);
         }
     }
 }
@@ -191,7 +192,9 @@ impl Sender {
             return Err(());
         }
         commands.queue.push(command);
-        commands.driver.unpark();
+        let driver = commands.driver.unpark();
+        drop(commands);
+        wake(driver);
         Ok(())
     }
 

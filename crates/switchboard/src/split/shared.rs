@@ -131,19 +131,30 @@ impl Parked {
         self.waiting = true;
     }
 
-    /// Wakes the task if it waits.
-    pub(super) fn unpark(&mut self) {
-        if std::mem::take(&mut self.waiting)
-            && let Some(waker) = &self.waker
-        {
-            waker.wake_by_ref();
+    /// The waker of the task if it waits, for the caller to wake once it has let go of the
+    /// lock: a waker may run code (an executor's) that takes the same lock.
+    #[must_use = "wake the waker, after the lock is released"]
+    pub(super) fn unpark(&mut self) -> Option<Waker> {
+        if std::mem::take(&mut self.waiting) {
+            self.waker.clone()
+        } else {
+            None
         }
     }
 
-    /// Wakes the task if it waits, and forgets it: nothing will wake it here again.
-    pub(super) fn release(&mut self) {
-        self.unpark();
+    /// As [`unpark`](Self::unpark), and forgets the task: nothing will wake it here again.
+    #[must_use = "wake the waker, after the lock is released"]
+    pub(super) fn release(&mut self) -> Option<Waker> {
+        let waker = self.unpark();
         self.waker = None;
+        waker
+    }
+}
+
+/// Wakes a task that [`Parked::unpark`] returned.
+pub(super) fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
