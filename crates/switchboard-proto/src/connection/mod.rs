@@ -46,8 +46,6 @@ mod transmit;
 pub use encoded::EncodedFrame;
 use incoming::{InFrame, Partial};
 use mask_key::MaskRng;
-#[cfg(test)]
-pub(crate) use transmit::RETAINED_OUTPUT;
 use transmit::TransmitQueue;
 
 /// Which side of the connection this endpoint is.

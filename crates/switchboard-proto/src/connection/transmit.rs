@@ -1,16 +1,26 @@
 //! The bytes queued for the peer, in order: whole buffers (shared frames, large payloads), and
 //! after them the frames encoded since, which leave as one buffer.
 //!
-//! Invariant: once everything is written, at most [`RETAINED_OUTPUT`] bytes of buffer stay.
+//! Invariant: once everything is written, the connection keeps no output buffer. The emptied
+//! buffer, if at most [`RETAINED_OUTPUT`] bytes, becomes its thread's spare, which the next
+//! connection on the thread to encode a frame takes: an idle connection holds no buffer, and
+//! echoing small messages allocates none per reply.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// The most output buffer a connection keeps once everything is written: enough for a batch of
-/// small frames, so that echoing them allocates nothing, while idle connections stay small.
-pub(crate) const RETAINED_OUTPUT: usize = 512;
+/// The largest emptied output buffer kept as a thread's spare: enough for a batch of small
+/// frames.
+const RETAINED_OUTPUT: usize = 512;
+
+thread_local! {
+    /// An empty output buffer, given up by a connection that wrote everything, for the next
+    /// one on this thread that encodes a frame.
+    static SPARE: Cell<BytesMut> = Cell::new(BytesMut::new());
+}
 
 #[derive(Debug, Default)]
 pub(super) struct TransmitQueue {
@@ -33,6 +43,10 @@ struct Queued {
 impl TransmitQueue {
     /// Where frames are encoded, after everything queued.
     pub(super) fn encode_buf(&mut self) -> &mut BytesMut {
+        if self.pending.capacity() == 0 {
+            // `try_with`: a connection may be driven while its thread ends.
+            self.pending = SPARE.try_with(Cell::take).unwrap_or_default();
+        }
         &mut self.pending
     }
 
@@ -98,12 +112,12 @@ impl TransmitQueue {
         assert!(n <= self.pending.len(), "advanced past the queued bytes");
         if n < self.pending.len() {
             self.pending.advance(n);
-        } else if self.pending.capacity() > RETAINED_OUTPUT {
-            // All written: a connection keeps a small buffer for its next frames, not the
-            // largest batch it ever sent.
-            self.pending = BytesMut::new();
         } else {
-            self.pending.clear();
+            let mut emptied = std::mem::take(&mut self.pending);
+            if (1..=RETAINED_OUTPUT).contains(&emptied.capacity()) {
+                emptied.clear();
+                let _ = SPARE.try_with(|spare| spare.set(emptied));
+            }
         }
     }
 
