@@ -244,16 +244,29 @@ impl Remote {
 pub(crate) struct Link {
     member: Member,
     /// Counts not yet added to the group's metrics.
-    pub(crate) tally: Tally,
+    tally: Tally,
     /// The code of the first Close frame, sent or received.
     close_code: Option<CloseCode>,
     /// Names the connection in the log lines of its opening and closing. 32 bits fit beside
     /// `close_code`, in bytes the struct has anyway (see `footprint.rs`); they wrap after four
     /// billion connections, which is no harm to a log reader pairing two nearby lines.
     id: u32,
-    /// The waker and the deadline last given to the slot.
+    /// The waker and the deadline last given to the slot ([`NO_DEADLINE`] for none: an
+    /// `Option` would take 8 bytes more).
     waker: Option<Waker>,
-    armed: Option<u64>,
+    armed: u64,
+}
+
+/// No deadline armed; never a deadline (see [`Wakeups::deadline_ms`]).
+const NO_DEADLINE: u64 = u64::MAX;
+
+/// Which count of a [`Tally`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    MessagesIn,
+    MessagesOut,
+    BytesIn,
+    BytesOut,
 }
 
 impl std::fmt::Debug for Link {
@@ -284,7 +297,7 @@ impl Link {
             close_code: None,
             id,
             waker: None,
-            armed: None,
+            armed: NO_DEADLINE,
         }
     }
 
@@ -322,20 +335,20 @@ impl Link {
         if wakeups.is_due(at) {
             return true;
         }
-        self.watch(cx.waker(), Some(at));
+        self.watch(cx.waker(), at);
         false
     }
 
-    fn watch(&mut self, waker: &Waker, deadline: Option<u64>) {
+    /// Gives the slot `waker` and `deadline` ([`NO_DEADLINE`] for none), if either changed.
+    fn watch(&mut self, waker: &Waker, deadline: u64) {
         let same_waker = self.waker.as_ref().is_some_and(|w| w.will_wake(waker));
         if same_waker && deadline == self.armed {
             return;
         }
         let new_waker = (!same_waker).then_some(waker);
         let group = &self.member.group;
-        group
-            .wakeups
-            .register(self.member.slot, new_waker, deadline);
+        let at = (deadline != NO_DEADLINE).then_some(deadline);
+        group.wakeups.register(self.member.slot, new_waker, at);
         if let Some(waker) = new_waker {
             self.waker = Some(waker.clone());
         }
@@ -360,11 +373,35 @@ impl Link {
 
     pub(crate) fn note_received(&mut self, message: &Message) {
         match message {
-            Message::Text(_) | Message::Binary(_) => self.tally.messages_in += 1,
+            Message::Text(_) | Message::Binary(_) => self.count(Count::MessagesIn, 1),
             Message::Close(frame) => {
                 self.note_close(frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code));
             }
             Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+
+    /// Adds `n` to a count, first adding the tally to the group's metrics whenever the count
+    /// would overflow.
+    pub(crate) fn count(&mut self, which: Count, n: usize) {
+        let mut n = n as u64;
+        loop {
+            let tally = &mut self.tally;
+            let counter = match which {
+                Count::MessagesIn => &mut tally.messages_in,
+                Count::MessagesOut => &mut tally.messages_out,
+                Count::BytesIn => &mut tally.bytes_in,
+                Count::BytesOut => &mut tally.bytes_out,
+            };
+            let room = u64::from(u32::MAX - *counter);
+            if n <= room {
+                // Fits: at most `room`, itself a u32.
+                *counter += n as u32;
+                return;
+            }
+            *counter = u32::MAX;
+            n -= room;
+            self.flush();
         }
     }
 
@@ -388,5 +425,39 @@ impl Drop for Link {
         let code = self.close_code.unwrap_or(CloseCode::ABNORMAL);
         self.member.group.metrics.connection_closed(code.0);
         tracing::debug!(conn = self.id, code = code.0, "connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(metrics: &Metrics) -> Link {
+        let group = Arc::new(Group::new(
+            &proto::Config::default(),
+            1,
+            SendQueue::SERVER,
+            metrics.clone(),
+            Farewell::default(),
+        ));
+        let member = group.admit().expect("room for one");
+        Link::new(member, &Remote::of(([127, 0, 0, 1], 1).into(), None))
+    }
+
+    #[test]
+    fn counts_past_32_bits_reach_the_metrics_whole() {
+        let metrics = Metrics::new();
+        let mut link = link(&metrics);
+        let big = 3 * u64::from(u32::MAX) + 7;
+        for _ in 0..2 {
+            link.count(Count::BytesIn, (u32::MAX - 1) as usize);
+        }
+        link.count(Count::BytesIn, (u32::MAX as usize) + 9);
+        link.count(Count::BytesOut, usize::try_from(big).unwrap());
+        link.count(Count::MessagesOut, 1);
+        link.flush();
+        assert_eq!(metrics.bytes_received(), big);
+        assert_eq!(metrics.bytes_sent(), big);
+        assert_eq!(metrics.messages_sent(), 1);
     }
 }

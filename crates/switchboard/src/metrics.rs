@@ -126,13 +126,15 @@ impl std::fmt::Debug for Extensions {
     }
 }
 
-/// A connection's counts, added to [`Metrics`] in one go.
+/// A connection's counts, added to [`Metrics`] in one go. 32 bits each, as they count only
+/// since the last time they were added (whenever the connection waits for input) and every
+/// connection holds one; [`Link`](crate::link::Link) adds them early when one would overflow.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    pub(crate) messages_in: u64,
-    pub(crate) messages_out: u64,
-    pub(crate) bytes_in: u64,
-    pub(crate) bytes_out: u64,
+    pub(crate) messages_in: u32,
+    pub(crate) messages_out: u32,
+    pub(crate) bytes_in: u32,
+    pub(crate) bytes_out: u32,
 }
 
 impl Metrics {
@@ -387,7 +389,7 @@ impl Metrics {
             (&i.bytes_out, &mut tally.bytes_out),
         ] {
             if *value > 0 {
-                counter.fetch_add(std::mem::take(value), Ordering::Relaxed);
+                counter.fetch_add(u64::from(std::mem::take(value)), Ordering::Relaxed);
             }
         }
     }

@@ -44,9 +44,17 @@ pub(crate) struct Slot {
     detached: bool,
 }
 
+/// Slots per page of the slab.
+const PAGE: usize = 256;
+
 #[derive(Debug, Default)]
 struct Slots {
-    slots: Vec<Slot>,
+    /// The slab, in pages of [`PAGE`] slots that never move: grown by doubling, a vector of
+    /// slots would hold a slot and a half per connection, and the allocator would keep the
+    /// pages of the copies it outgrew.
+    pages: Vec<Box<[Slot]>>,
+    /// Slots ever used: the next new one.
+    len: usize,
     free: Vec<u32>,
     /// The sweeper waits for a deadline to be set.
     parked: bool,
@@ -54,11 +62,39 @@ struct Slots {
     closed: bool,
 }
 
-/// The slot `id` names, unless it was freed (and perhaps reused) since.
-fn owned(slots: &mut [Slot], id: SlotId) -> Option<&mut Slot> {
-    slots
-        .get_mut(id.index as usize)
-        .filter(|slot| slot.occupied && slot.generation == id.generation)
+impl Slots {
+    fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.pages.get_mut(index / PAGE)?.get_mut(index % PAGE)
+    }
+
+    /// A slot never used before; its index.
+    fn grow(&mut self) -> usize {
+        if self.len == self.pages.len() * PAGE {
+            self.pages
+                .push((0..PAGE).map(|_| Slot::default()).collect());
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.pages
+            .iter()
+            .flat_map(|page| page.iter())
+            .take(self.len)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        (self.pages.iter_mut())
+            .flat_map(|page| page.iter_mut())
+            .take(self.len)
+    }
+
+    /// The slot `id` names, unless it was freed (and perhaps reused) since.
+    fn owned(&mut self, id: SlotId) -> Option<&mut Slot> {
+        self.get_mut(id.index as usize)
+            .filter(|slot| slot.occupied && slot.generation == id.generation)
+    }
 }
 
 /// The connections of one server, as the server reaches them; see the module docs.
@@ -102,13 +138,12 @@ impl Wakeups {
         let mut slots = self.lock();
         let index = match slots.free.pop() {
             Some(index) => index,
-            None => {
-                slots.slots.push(Slot::default());
-                // A server's connections are bounded far below u32::MAX.
-                u32::try_from(slots.slots.len() - 1).unwrap_or(u32::MAX)
-            }
+            // A server's connections are bounded far below u32::MAX.
+            None => u32::try_from(slots.grow()).unwrap_or(u32::MAX),
         };
-        let slot = &mut slots.slots[index as usize];
+        let Some(slot) = slots.get_mut(index as usize) else {
+            unreachable!("a slot's index is below the slots made");
+        };
         slot.occupied = true;
         slot.deadline = NEVER;
         SlotId {
@@ -121,7 +156,7 @@ impl Wakeups {
     pub(crate) fn remove(&self, id: SlotId) {
         let mut slots = self.lock();
         let slots = &mut *slots;
-        let Some(slot) = owned(&mut slots.slots, id) else {
+        let Some(slot) = slots.owned(id) else {
             return;
         };
         *slot = Slot {
@@ -134,7 +169,7 @@ impl Wakeups {
     /// Gives the slot the handle that cancels its connection's task; nothing if the task has
     /// already ended.
     pub(crate) fn set_abort(&self, id: SlotId, abort: AbortHandle) {
-        if let Some(slot) = owned(&mut self.lock().slots, id)
+        if let Some(slot) = self.lock().owned(id)
             && !slot.detached
         {
             slot.abort = Some(abort);
@@ -144,7 +179,7 @@ impl Wakeups {
     /// The slot's connection left its task (for an event loop): the handle is dropped, so that
     /// the task's memory is freed, and cancelling wakes the connection instead.
     pub(crate) fn detach(&self, id: SlotId) {
-        if let Some(slot) = owned(&mut self.lock().slots, id) {
+        if let Some(slot) = self.lock().owned(id) {
             slot.abort = None;
             slot.detached = true;
         }
@@ -156,7 +191,7 @@ impl Wakeups {
     pub(crate) fn register(&self, id: SlotId, waker: Option<&Waker>, deadline: Option<u64>) {
         let mut slots = self.lock();
         let slots = &mut *slots;
-        let Some(slot) = owned(&mut slots.slots, id) else {
+        let Some(slot) = slots.owned(id) else {
             return;
         };
         if let Some(waker) = waker {
@@ -197,7 +232,7 @@ impl Wakeups {
 
     /// Wakes every connection (the server is shutting down).
     pub(crate) fn wake_all(&self) {
-        for slot in &self.lock().slots {
+        for slot in self.lock().iter() {
             if let Some(waker) = &slot.waker {
                 waker.wake_by_ref();
             }
@@ -207,7 +242,7 @@ impl Wakeups {
     /// Cancels every connection's task, and wakes every connection that has none, to learn
     /// that it is cancelled.
     pub(crate) fn abort_all(&self) {
-        for slot in &self.lock().slots {
+        for slot in self.lock().iter() {
             if let Some(abort) = &slot.abort {
                 abort.abort();
             }
@@ -236,14 +271,14 @@ impl Wakeups {
             let parked = {
                 let mut slots = self.lock();
                 let slots = &mut *slots;
-                if slots.closed && slots.free.len() == slots.slots.len() {
+                if slots.closed && slots.free.len() == slots.len {
                     return;
                 }
                 let elapsed = self.epoch.elapsed().as_millis();
                 let now = u64::try_from(elapsed).unwrap_or(NEVER - 1);
                 self.now_ms.store(now, Ordering::Release);
                 let mut armed = false;
-                for slot in &mut slots.slots {
+                for slot in slots.iter_mut() {
                     if slot.deadline <= now {
                         slot.deadline = NEVER;
                         if let Some(waker) = &slot.waker {
@@ -315,6 +350,21 @@ mod tests {
         wakeups.register(second, Some(&waker), None);
         wakeups.wake_all();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn slots_past_the_first_page_are_reached_and_reused() {
+        let wakeups = Wakeups::new(&shortest(Duration::from_secs(1)));
+        let ids: Vec<SlotId> = (0..PAGE + 2).map(|_| wakeups.insert()).collect();
+        assert_eq!(ids[PAGE + 1].index as usize, PAGE + 1);
+        let (count, waker) = waker();
+        wakeups.register(ids[PAGE + 1], Some(&waker), None);
+        wakeups.register(ids[3], Some(&waker), None);
+        wakeups.wake_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        wakeups.remove(ids[PAGE]);
+        assert_eq!(wakeups.insert().index as usize, PAGE);
+        assert_eq!(wakeups.lock().pages.len(), 2, "a freed slot is reused");
     }
 
     #[test]

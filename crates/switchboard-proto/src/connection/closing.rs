@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Connection, State};
+use super::{CLOSED_BY_PEER, Connection, State};
 use crate::close::{CloseCode, CloseFrame};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::OpCode;
@@ -40,7 +40,7 @@ impl Connection {
     /// it. The peer sends nothing after its Close (RFC 6455 §5.5.1), so a server need not read
     /// to the end before closing the transport.
     pub fn is_closed_by_peer(&self) -> bool {
-        self.closed_by_peer
+        self.flag(CLOSED_BY_PEER)
     }
 
     /// Sends our Close (from [`send`](Self::send)) and waits for the peer's.
@@ -70,7 +70,7 @@ impl Connection {
             // response. [...] typically echos the status code it received."
             let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
             self.write_close(reply.as_ref());
-            self.closed_by_peer = true;
+            self.set_flag(CLOSED_BY_PEER, true);
         }
         self.state = State::Closed;
         self.input.clear();
@@ -93,7 +93,7 @@ impl Connection {
         }
         self.state = State::Closed;
         self.stop_reading();
-        if let Some(d) = &mut self.deflate {
+        if let Some(d) = self.rare.as_mut().and_then(|rare| rare.deflate.as_mut()) {
             d.inflater.abandon();
         }
     }
@@ -102,7 +102,7 @@ impl Connection {
     pub(super) fn stop_reading(&mut self) {
         self.input.clear();
         self.frame = None;
-        self.partial = None;
+        self.end_partial();
     }
 
     fn write_close(&mut self, frame: Option<&CloseFrame>) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Connection, State};
+use super::{ABANDONED, Connection, State, TIMED_OUT};
 use crate::error::ProtocolError;
 use crate::frame::OpCode;
 use crate::timer::Due;
@@ -21,7 +21,7 @@ impl Connection {
     ///
     /// [`Config::idle_timeout`]: crate::Config::idle_timeout
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.abandoned {
+        if self.is_abandoned() {
             return None;
         }
         self.timers
@@ -47,7 +47,7 @@ impl Connection {
     /// [`Config::pong_timeout`]: crate::Config::pong_timeout
     /// [`Config::close_timeout`]: crate::Config::close_timeout
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.abandoned {
+        if self.is_abandoned() {
             return;
         }
         let due = self.timers.on_timeout(
@@ -62,10 +62,10 @@ impl Connection {
             Due::Ping => self.write_frame(OpCode::Ping, Bytes::new()),
             Due::PongOverdue => {
                 self.fail(&ProtocolError::KeepaliveTimeout);
-                self.timed_out = true;
+                self.set_flag(TIMED_OUT, true);
             }
             Due::CloseOverdue => {
-                self.abandoned = true;
+                self.set_flag(ABANDONED, true);
                 self.state = State::Closed;
                 self.stop_reading();
                 self.transmit.clear();
@@ -78,6 +78,6 @@ impl Connection {
     ///
     /// [`Config::close_timeout`]: crate::Config::close_timeout
     pub fn is_abandoned(&self) -> bool {
-        self.abandoned
+        self.flag(ABANDONED)
     }
 }

@@ -16,8 +16,6 @@ pub(super) struct InFrame {
     pub(super) opcode: OpCode,
     pub(super) fin: bool,
     pub(super) rsv1: bool,
-    /// Whether the payload is text to validate.
-    pub(super) text: bool,
 }
 
 impl InFrame {

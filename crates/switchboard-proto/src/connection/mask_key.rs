@@ -13,6 +13,11 @@ enum KeySource {
 }
 
 impl MaskRng {
+    /// Whether no key was drawn yet (a server's never is).
+    pub(super) fn is_unused(&self) -> bool {
+        self.0.is_none()
+    }
+
     pub(super) fn next_key(&mut self, seed: Option<u64>) -> [u8; 4] {
         let source = self.0.get_or_insert_with(|| {
             Box::new(match seed {

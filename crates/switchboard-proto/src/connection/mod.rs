@@ -46,8 +46,6 @@ mod transmit;
 pub use encoded::EncodedFrame;
 use incoming::{InFrame, Partial};
 use mask_key::MaskRng;
-#[cfg(test)]
-pub(crate) use transmit::RETAINED_OUTPUT;
 use transmit::TransmitQueue;
 
 /// Which side of the connection this endpoint is.
@@ -113,22 +111,41 @@ pub struct Connection {
     /// Shared: a server's connections have one configuration.
     config: Arc<Config>,
     state: State,
+    /// [`TIMED_OUT`], [`ABANDONED`], [`CLOSED_BY_PEER`]: bits of one byte, as the engine's
+    /// state is most of an idle connection's memory.
+    flags: u8,
     input: BytesMut,
     frame: Option<InFrame>,
-    /// Boxed: most connections never receive a fragmented or compressed message.
-    partial: Option<Box<Partial>>,
     utf8: Utf8Validator,
     transmit: TransmitQueue,
-    rng: MaskRng,
+    /// What few connections use, boxed when first needed; see [`Rare`].
+    rare: Option<Box<Rare>>,
+    timers: Timers,
+}
+
+/// A keepalive failure, reported by the next `poll_message`.
+const TIMED_OUT: u8 = 1;
+/// The closing handshake was given up on after the close timeout.
+const ABANDONED: u8 = 2;
+/// The peer's Close came first: ours answered it.
+const CLOSED_BY_PEER: u8 = 4;
+
+/// The parts of a connection that most never use: a server without permessage-deflate that
+/// receives no fragmented message never makes it. Freed again once none of it is in use.
+#[derive(Debug, Default)]
+struct Rare {
+    /// The fragmented or compressed message being received.
+    partial: Option<Partial>,
     /// `None` unless permessage-deflate was negotiated: the uncompressed path pays nothing.
     deflate: Option<Box<PerMessageDeflate>>,
-    timers: Timers,
-    /// A keepalive failure, reported by the next `poll_message`.
-    timed_out: bool,
-    /// The closing handshake was given up on after the close timeout.
-    abandoned: bool,
-    /// The peer's Close came first: ours answered it.
-    closed_by_peer: bool,
+    /// A client's masking keys.
+    rng: MaskRng,
+}
+
+impl Rare {
+    fn is_unused(&self) -> bool {
+        self.partial.is_none() && self.deflate.is_none() && self.rng.is_unused()
+    }
 }
 
 impl Connection {
@@ -140,17 +157,47 @@ impl Connection {
             role,
             config,
             state: State::Open,
+            flags: 0,
             input: BytesMut::new(),
             frame: None,
-            partial: None,
             utf8: Utf8Validator::new(),
             transmit: TransmitQueue::default(),
-            rng: MaskRng::default(),
-            deflate: None,
+            rare: None,
             timers: Timers::default(),
-            timed_out: false,
-            abandoned: false,
-            closed_by_peer: false,
+        }
+    }
+
+    fn flag(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    fn partial(&self) -> Option<&Partial> {
+        self.rare.as_ref()?.partial.as_ref()
+    }
+
+    fn deflate(&self) -> Option<&PerMessageDeflate> {
+        self.rare.as_ref()?.deflate.as_deref()
+    }
+
+    /// Ends the message being reassembled, and frees what is no longer used.
+    fn end_partial(&mut self) {
+        if let Some(rare) = &mut self.rare {
+            rare.partial = None;
+            if rare.is_unused() {
+                self.rare = None;
+            }
         }
     }
 
@@ -190,7 +237,7 @@ impl Connection {
                 params.server_no_context_takeover,
             ),
         };
-        self.deflate = Some(Box::new(PerMessageDeflate {
+        self.rare_mut().deflate = Some(Box::new(PerMessageDeflate {
             deflater: Deflater::new(config.level, own_bits, config.threshold, own_reset),
             inflater: Inflater::new(peer_bits, peer_reset),
         }));
@@ -198,14 +245,13 @@ impl Connection {
 
     /// Whether permessage-deflate is on.
     pub fn is_deflate_enabled(&self) -> bool {
-        self.deflate.is_some()
+        self.deflate().is_some()
     }
 
     /// Whether zlib state is held right now (for memory accounting: with context takeover a
     /// compressor or decompressor stays once used; without, none is held between messages).
     pub fn holds_deflate_state(&self) -> bool {
-        self.deflate
-            .as_ref()
+        self.deflate()
             .is_some_and(|d| d.deflater.holds_state() || d.inflater.holds_state())
     }
 

@@ -67,7 +67,7 @@ impl Connection {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        match &mut self.deflate {
+        match self.rare.as_mut().and_then(|rare| rare.deflate.as_mut()) {
             Some(d) if d.deflater.wants(frame.payload().len()) => {
                 let (level, bits) = (d.deflater.level(), d.deflater.bits());
                 let shared = d
@@ -130,7 +130,7 @@ impl Connection {
     /// Queues a text or binary message, compressed when permessage-deflate is on and the
     /// message reaches the threshold.
     pub(super) fn write_data(&mut self, opcode: OpCode, payload: Bytes) {
-        match &mut self.deflate {
+        match self.rare.as_mut().and_then(|rare| rare.deflate.as_mut()) {
             Some(d) if d.deflater.wants(payload.len()) => {
                 let compressed = d.deflater.compress(&payload);
                 self.write_frame_rsv1(opcode, compressed, true);
@@ -148,7 +148,8 @@ impl Connection {
         header.rsv1 = rsv1;
         match self.role {
             Role::Client => {
-                let key = self.rng.next_key(self.config.rng_seed);
+                let seed = self.config.rng_seed;
+                let key = self.rare_mut().rng.next_key(seed);
                 header.mask = Some(key);
                 let out = self.transmit.encode_buf();
                 header.encode(out);

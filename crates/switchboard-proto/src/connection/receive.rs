@@ -9,7 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::incoming::{InFrame, Partial};
-use super::{Connection, Role, State};
+use super::{Connection, Rare, Role, State, TIMED_OUT};
 use crate::deflate::InflateError;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode};
@@ -90,7 +90,8 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit), then close the transport. The error is returned
     /// once; `None` follows.
     pub fn poll_message(&mut self) -> Option<Result<Message, ProtocolError>> {
-        if std::mem::take(&mut self.timed_out) {
+        if self.flag(TIMED_OUT) {
+            self.set_flag(TIMED_OUT, false);
             return Some(Err(ProtocolError::KeepaliveTimeout));
         }
         if self.state == State::Closed {
@@ -113,7 +114,7 @@ impl Connection {
                     let Some((header, len)) = FrameHeader::decode(&self.input)? else {
                         return Ok(None);
                     };
-                    let text = self.check_header(&header)?;
+                    self.check_header(&header)?;
                     if header.opcode == OpCode::Text {
                         self.utf8.reset();
                     }
@@ -125,19 +126,19 @@ impl Connection {
                         opcode: header.opcode,
                         fin: header.fin,
                         rsv1: header.rsv1,
-                        text,
                     }
                 }
             };
             // Fits: check_header bounded it by max_frame_size, a usize.
             let len = frame.len as usize;
+            let text = self.is_text(&frame);
             let available = self.input.len().min(len);
             if available > frame.processed {
                 let fresh = &mut self.input[frame.processed..available];
                 if let Some(key) = frame.mask {
                     apply_mask(fresh, key, frame.processed);
                 }
-                if frame.text {
+                if text {
                     self.utf8
                         .feed(fresh)
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -149,7 +150,7 @@ impl Connection {
                 return Ok(None);
             }
             let payload = self.input.split_to(len).freeze();
-            if let Some(message) = self.handle_frame(frame.header(), frame.text, payload)? {
+            if let Some(message) = self.handle_frame(frame.header(), text, payload)? {
                 return Ok(Some(message));
             }
         }
@@ -157,9 +158,22 @@ impl Connection {
         Ok(None)
     }
 
-    /// Checks what the connection's state says about a new frame header; returns whether its
-    /// payload is text.
-    fn check_header(&self, header: &FrameHeader) -> Result<bool, ProtocolError> {
+    /// Whether the payload of `frame` is text to validate as it arrives: a text frame's, or a
+    /// continuation's of a text message; not a compressed one's, whose inflated bytes are
+    /// validated instead. Worked out from the header and the message in progress, which do
+    /// not change while the frame arrives, rather than kept in [`InFrame`].
+    fn is_text(&self, frame: &InFrame) -> bool {
+        match frame.opcode {
+            OpCode::Text => !frame.rsv1,
+            OpCode::Continuation => self
+                .partial()
+                .is_some_and(|partial| partial.text && !partial.compressed),
+            _ => false,
+        }
+    }
+
+    /// Checks what the connection's state says about a new frame header.
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         // RFC 6455 §5.2: "If a nonzero value is received and none of the negotiated extensions
         // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail the
         // WebSocket Connection_."
@@ -169,7 +183,7 @@ impl Connection {
         // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
         // frames and non-first fragments of a data message."
         if header.rsv1
-            && (self.deflate.is_none() || !matches!(header.opcode, OpCode::Text | OpCode::Binary))
+            && (self.deflate().is_none() || !matches!(header.opcode, OpCode::Text | OpCode::Binary))
         {
             return Err(ProtocolError::ReservedBits);
         }
@@ -195,7 +209,7 @@ impl Connection {
                 Ok(())
             }
         };
-        match (header.opcode, &self.partial) {
+        match (header.opcode, self.partial()) {
             // RFC 6455 §5.4: a fragmented message is a first frame with FIN clear, then
             // continuation frames; control frames may be interleaved, nothing else.
             (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation),
@@ -207,18 +221,14 @@ impl Connection {
                 }
                 // A compressed message is limited by its inflated size, as it inflates.
                 if partial.compressed {
-                    return Ok(false);
+                    return Ok(());
                 }
-                too_large(partial.data.len())?;
-                Ok(partial.text)
+                too_large(partial.data.len())
             }
             (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation),
-            (OpCode::Text | OpCode::Binary, None) if header.rsv1 => Ok(false),
-            (OpCode::Text | OpCode::Binary, None) => {
-                too_large(0)?;
-                Ok(header.opcode == OpCode::Text)
-            }
-            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => Ok(false),
+            (OpCode::Text | OpCode::Binary, None) if header.rsv1 => Ok(()),
+            (OpCode::Text | OpCode::Binary, None) => too_large(0),
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => Ok(()),
         }
     }
 
@@ -230,13 +240,13 @@ impl Connection {
     ) -> Result<Option<Message>, ProtocolError> {
         let message = match header.opcode {
             OpCode::Text | OpCode::Binary if header.rsv1 => {
-                self.partial = Some(Box::new(Partial {
+                self.rare_mut().partial = Some(Partial {
                     text: header.opcode == OpCode::Text,
                     compressed: true,
                     data: BytesMut::new(),
                     inflated: Vec::new(),
                     fragments: 1,
-                }));
+                });
                 self.utf8.reset();
                 return self.inflate(&payload, header.fin);
             }
@@ -244,18 +254,19 @@ impl Connection {
             OpCode::Text | OpCode::Binary => {
                 let mut data = BytesMut::with_capacity(payload.len());
                 data.extend_from_slice(&payload);
-                self.partial = Some(Box::new(Partial {
+                self.rare_mut().partial = Some(Partial {
                     text,
                     compressed: false,
                     data,
                     inflated: Vec::new(),
                     fragments: 1,
-                }));
+                });
                 return Ok(None);
             }
             OpCode::Continuation => {
                 // check_header refused a continuation without a partial message.
-                let Some(partial) = &mut self.partial else {
+                let Some(partial) = self.rare.as_mut().and_then(|rare| rare.partial.as_mut())
+                else {
                     return Ok(None);
                 };
                 if partial.compressed {
@@ -268,7 +279,7 @@ impl Connection {
                     return Ok(None);
                 }
                 let data = std::mem::take(&mut partial.data).freeze();
-                self.partial = None;
+                self.end_partial();
                 self.complete(text, data)?
             }
             OpCode::Ping => {
@@ -288,7 +299,12 @@ impl Connection {
 
     /// Inflates the next frame of a compressed message; returns the message after its last.
     fn inflate(&mut self, payload: &[u8], fin: bool) -> Result<Option<Message>, ProtocolError> {
-        let (Some(partial), Some(d)) = (&mut self.partial, &mut self.deflate) else {
+        let Some(Rare {
+            partial: Some(partial),
+            deflate: Some(d),
+            ..
+        }) = self.rare.as_deref_mut()
+        else {
             return Ok(None); // check_header allows RSV1 only with deflate on
         };
         let before = partial.inflated.len();
@@ -315,7 +331,7 @@ impl Connection {
         }
         let text = partial.text;
         let data = Bytes::from(std::mem::take(&mut partial.inflated));
-        self.partial = None;
+        self.end_partial();
         self.complete(text, data).map(Some)
     }
 

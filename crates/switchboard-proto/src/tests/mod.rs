@@ -348,7 +348,7 @@ proptest! {
 }
 
 #[test]
-fn an_idle_connection_keeps_a_small_output_buffer() {
+fn an_idle_connection_keeps_no_output_buffer() {
     let mut server = Connection::new(Role::Server, Config::default());
     for _ in 0..8 {
         server
@@ -364,7 +364,20 @@ fn an_idle_connection_keeps_a_small_output_buffer() {
     server.advance_transmit(queued);
     assert_eq!(server.buffered_amount(), 0);
     assert_eq!(server.transmit_slices(&mut [std::io::IoSlice::new(&[])]), 0);
-    assert!(server.pending_capacity() <= super::connection::RETAINED_OUTPUT);
+    assert_eq!(server.pending_capacity(), 0);
+}
+
+#[test]
+fn an_emptied_output_buffer_serves_the_next_connection_on_the_thread() {
+    let mut first = Connection::new(Role::Server, Config::default());
+    first.send(Message::text("hello")).unwrap();
+    let capacity = first.pending_capacity();
+    first.advance_transmit(first.buffered_amount());
+    assert_eq!(first.pending_capacity(), 0);
+    // A reply on another connection (or the same one) takes it instead of allocating.
+    let mut second = Connection::new(Role::Server, Config::default());
+    second.send(Message::text("hi")).unwrap();
+    assert_eq!(second.pending_capacity(), capacity);
 }
 
 #[test]

@@ -18,19 +18,14 @@ pub(super) type Ending = Option<Result<Message, Error>>;
 
 #[derive(Debug)]
 pub(crate) struct Driven<S, St> {
+    /// Its `waited` flag: output had to wait for the peer since the handler last heard of it.
     pub(super) ws: WebSocket<S>,
     pub(super) state: St,
-    /// Output had to wait for the peer since the handler last heard of it.
-    waited: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
     pub(super) fn new(ws: WebSocket<S>, state: St) -> Self {
-        Self {
-            ws,
-            state,
-            waited: false,
-        }
+        Self { ws, state }
     }
 
     /// Hands the handler every message that has arrived, writes what it queued in reply (all
@@ -59,10 +54,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
             }
             // Waiting for input: whatever could be written has been.
             if self.ws.buffered_amount() > 0 {
-                self.waited = true;
+                self.ws.waited = true;
                 return Poll::Pending;
             }
-            if !std::mem::take(&mut self.waited) {
+            if !std::mem::take(&mut self.ws.waited) {
                 return Poll::Pending;
             }
             handler.drain(&mut self.state, &mut Socket::new(&mut self.ws));

@@ -24,10 +24,7 @@ pub(crate) struct Cold {
     pub(super) link: Option<Link>,
     /// How the connection ended, reported once the transport is finished with.
     pub(super) ending: Option<Box<Ending>>,
-    /// Fires at the engine's next deadline (keepalive, close timeout); made on first use, and
-    /// never on a server's connections (see `Link::poll_deadline`).
-    pub(super) timer: Option<Pin<Box<Sleep>>>,
-    /// What the handshake agreed and settings few connections change.
+    /// What the handshake agreed, settings few connections change, and a client's timer.
     pub(super) extras: Option<Box<Extras>>,
 }
 
@@ -58,6 +55,9 @@ pub(super) struct Extras {
     /// Shutting down sends no [`shutdown_message`](crate::ServerBuilder::shutdown_message),
     /// only the Close frame.
     pub(super) no_shutdown_message: bool,
+    /// Fires at the engine's next deadline (keepalive, close timeout); made on first use, and
+    /// never on a server's connections (see `Link::poll_deadline`).
+    pub(super) timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> WebSocket<S> {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::backpressure::{Backpressure, SendQueue};
 use crate::error::Error;
+use crate::link::Count;
 use cold::{Cold, Ending, link};
 
 /// Output that may wait for a slow peer before reading pauses.
@@ -47,6 +48,10 @@ pub struct WebSocket<S> {
     done: bool,
     /// Set once a server has shut down its sending side after the closing handshake.
     shut_down: bool,
+    /// For an event loop's driver (`event_loop/driver.rs`): output had to wait for the peer
+    /// since the handler last heard of it. Here, in bytes the struct has anyway, rather than
+    /// beside it, where it would make every connection of a loop 8 bytes larger.
+    pub(crate) waited: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -65,6 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             cold: None,
             done: false,
             shut_down: false,
+            waited: false,
         }
     }
 
@@ -170,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.conn.send(message)?;
         if let Some(link) = link(&mut self.cold) {
             if data {
-                link.tally.messages_out += 1;
+                link.count(Count::MessagesOut, 1);
             }
             if let Some(code) = close {
                 link.note_close(code);
@@ -188,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn feed_encoded(&mut self, frame: &EncodedFrame) -> Result<(), Error> {
         self.conn.send_encoded(frame)?;
         if let Some(link) = link(&mut self.cold) {
-            link.tally.messages_out += 1;
+            link.count(Count::MessagesOut, 1);
         }
         Ok(())
     }
@@ -372,7 +378,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn finish(&mut self, io_error: Option<io::Error>) -> Option<Result<Message, Error>> {
         self.done = true;
         let ending = self.cold.as_deref_mut().and_then(|cold| {
-            cold.timer = None;
+            if let Some(extras) = &mut cold.extras {
+                extras.timer = None;
+            }
             cold.ending.take()
         });
         match ending.map(|ending| *ending) {
@@ -397,7 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(());
         }
         let deadline = Instant::from_std(deadline);
-        let timer = &mut self.cold_mut().timer;
+        let timer = &mut self.extras_mut().timer;
         let timer = match timer {
             Some(timer) => {
                 if timer.deadline() != deadline {
@@ -440,6 +448,7 @@ impl<S> WebSocket<S> {
             cold,
             done,
             shut_down,
+            waited: _,
         } = self;
         let parts = Parts {
             conn,
@@ -463,6 +472,7 @@ impl<S> WebSocket<S> {
             cold,
             done,
             shut_down,
+            waited: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::WebSocket;
 use super::cold::link;
+use crate::link::Count;
 
 /// How much free space a read asks for.
 const READ_CHUNK: usize = 16 * 1024;
@@ -68,7 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.conn.commit_read(*n);
         }
         if let (Some(link), Poll::Ready(Ok(n))) = (link(&mut self.cold), &result) {
-            link.tally.bytes_in += *n as u64;
+            link.count(Count::BytesIn, *n);
             if *n > 0 {
                 // The keepalive counts silence from here, not from its check after it.
                 self.conn.input_at(link.clock());
@@ -94,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             if let Some(link) = link(&mut self.cold) {
-                link.tally.bytes_out += n as u64;
+                link.count(Count::BytesOut, n);
             }
             self.conn.advance_transmit(n);
         }
