@@ -126,8 +126,17 @@ fn drop_waker(_: *const ()) {}
 mod tests {
     use super::*;
 
+    /// Held by each test here: a waker of a loop gone wakes whichever loop takes its number
+    /// next, which would be the other test's.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     #[test]
     fn a_waker_queues_its_token_on_its_own_loop() {
+        let _alone = one_at_a_time();
         let first = LoopId::new().unwrap();
         let second = LoopId::new().unwrap();
         let mut tokens = Vec::new();
@@ -146,6 +155,7 @@ mod tests {
 
     #[test]
     fn a_waker_of_a_loop_gone_does_nothing() {
+        let _alone = one_at_a_time();
         let gone = LoopId::new().unwrap();
         let waker = gone.waker(3);
         drop(gone);
