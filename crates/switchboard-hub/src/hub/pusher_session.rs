@@ -44,7 +44,7 @@ use super::pusher_wire::{Roster, Tap, hub_channel};
 use super::registry::Profile;
 use super::session::{address, close_reason};
 use super::shared::Shared;
-use crate::broker::ClientInfo;
+use crate::broker::{BrokerError, ClientInfo};
 use crate::protocol::{ErrorCode, RequestError};
 use crate::pusher::PusherApp;
 use crate::pusher::frames::{ClientFrame, PROTOCOL, PusherCode};
@@ -273,6 +273,24 @@ impl<'h> Session<'h> {
         session
     }
 
+    /// Adds this connection to the fan-out of hub channel `channel`, pending, with Pusher's
+    /// frames (and the channel's joins and leaves when `join_leave`), and has the node follow
+    /// the channel; on failure the connection is taken out again.
+    async fn follow(&self, channel: &str, join_leave: bool) -> Result<(), BrokerError> {
+        let (hub, id) = (self.hub, self.id);
+        let events = Events {
+            join_leave,
+            tap: Some(Tap::new(&self.socket_id)),
+        };
+        hub.fanout
+            .add_pending(channel, id, &self.sender, &self.mailbox, events);
+        let followed = hub.interest.attach(channel).await;
+        if followed.is_err() {
+            hub.fanout.remove(channel, id);
+        }
+        followed
+    }
+
     /// When the connection is next due a ping, or its end for not answering one.
     fn deadline(&self) -> Instant {
         match self.pinged {
@@ -444,19 +462,7 @@ impl<'h> Session<'h> {
         // Counted before the node's interest shows it, as `PusherHooks::occupancy` needs.
         let (hooks, app_id) = (&hub.pusher_hooks, self.app.id.as_str());
         hooks.occupancy(&*hub.broker, app_id, &name, true).await;
-        let tap = Tap::new(&self.socket_id);
-        hub.fanout.add_pending(
-            &channel,
-            id,
-            &self.sender,
-            &self.mailbox,
-            Events {
-                join_leave: true,
-                tap: Some(tap),
-            },
-        );
-        if let Err(e) = hub.interest.attach(&channel).await {
-            hub.fanout.remove(&channel, id);
+        if let Err(e) = self.follow(&channel, true).await {
             hooks.occupancy(&*hub.broker, app_id, &name, false).await;
             let refused = replies::subscription_error(&name, "Unavailable", &e.to_string(), 503);
             return self.send(refused).await;

@@ -3,8 +3,7 @@
 
 use super::Session;
 use crate::broker::ClientInfo;
-use crate::hub::fanout::Events;
-use crate::hub::pusher_wire::{Roster, Tap, hub_channel};
+use crate::hub::pusher_wire::{Roster, hub_channel};
 use crate::pusher::PusherCode;
 use crate::pusher::names::{self, MAX_USER_ID, MAX_WATCHLIST};
 use crate::pusher::replies;
@@ -38,14 +37,7 @@ impl Session<'_> {
         }
         let (hub, id) = (self.hub, self.id);
         let channel = hub_channel(&self.app.id, &names::server_to_user(&user));
-        let events = Events {
-            join_leave: false,
-            tap: Some(Tap::new(&self.socket_id)),
-        };
-        hub.fanout
-            .add_pending(&channel, id, &self.sender, &self.mailbox, events);
-        if let Err(e) = hub.interest.attach(&channel).await {
-            hub.fanout.remove(&channel, id);
+        if let Err(e) = self.follow(&channel, false).await {
             return self.error(None, &format!("sign-in failed: {e}")).await;
         }
         let succeeded = vec![replies::signin_success(user_data)];
@@ -79,14 +71,7 @@ impl Session<'_> {
         let mut watched = Vec::with_capacity(users.len());
         for user in users {
             let channel = hub_channel(&self.app.id, &names::online_channel(user));
-            let events = Events {
-                join_leave: true,
-                tap: Some(Tap::new(&self.socket_id)),
-            };
-            hub.fanout
-                .add_pending(&channel, id, &self.sender, &self.mailbox, events);
-            if let Err(e) = hub.interest.attach(&channel).await {
-                hub.fanout.remove(&channel, id);
+            if let Err(e) = self.follow(&channel, true).await {
                 tracing::warn!(%channel, error = %e, "watchlist channel unavailable");
                 continue;
             }
