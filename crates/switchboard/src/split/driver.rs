@@ -43,7 +43,6 @@ impl<S> Driver<S> {
         let shared = &self.shared;
         shared.ended.store(true, Ordering::Release);
         let mut commands = shared.commands();
-        commands.ended = true;
         commands.driver = Default::default();
         let dropped = commands.queue.take();
         drop(commands);
@@ -53,7 +52,6 @@ impl<S> Driver<S> {
         shared.outgoing.buffered.store(0, Ordering::Release);
         shared.outgoing.room.notify_waiters();
         let mut received = shared.received();
-        received.ended = true;
         received.driver = Default::default();
         let receiver = received.receiver.release();
         drop(received);
@@ -141,7 +139,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut received = self.shared.received();
         if received.receiver_gone {
             self.receiver_gone = true;
-            drop(received);
             return;
         }
         received.queue.push(item);

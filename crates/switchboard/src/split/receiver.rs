@@ -49,7 +49,7 @@ impl Receiver {
             wake(driver);
             return Poll::Ready(Some(item));
         }
-        if received.ended {
+        if self.shared.has_ended() {
             return Poll::Ready(None);
         }
         received.receiver.park(cx);

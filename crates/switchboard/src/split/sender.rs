@@ -160,7 +160,7 @@ impl Sender {
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.ended.load(Ordering::Acquire)
+        self.shared.has_ended()
     }
 
     async fn wait_for_room(&self, cost: usize) -> Result<(), Error> {
@@ -182,7 +182,7 @@ impl Sender {
     /// connection has ended.
     fn push(&self, command: Command) -> Result<(), ()> {
         let mut commands = self.shared.commands();
-        if commands.ended {
+        if self.shared.has_ended() {
             drop(commands);
             let cost = command.cost();
             self.shared

@@ -50,7 +50,9 @@ pub(super) struct Shared {
     pub(super) received: Mutex<Received>,
     /// Senders alive: the driver stops waiting for commands when the last one is dropped.
     pub(super) senders: AtomicUsize,
-    /// The driver has ended (read without the lock by `Sender::is_closed`).
+    /// The driver has ended: nothing more is queued, and the receiver gets `None` once its
+    /// queue is empty. Set before the driver's last look at each queue, under its lock, so a
+    /// side that reads it under a queue's lock sees it in time.
     pub(super) ended: AtomicBool,
 }
 
@@ -61,18 +63,20 @@ impl Shared {
             commands: Mutex::new(Commands {
                 queue: Queue::new(),
                 driver: Parked::default(),
-                ended: false,
             }),
             received: Mutex::new(Received {
                 queue: Queue::new(),
                 receiver: Parked::default(),
                 driver: Parked::default(),
                 receiver_gone: false,
-                ended: false,
             }),
             senders: AtomicUsize::new(1),
             ended: AtomicBool::new(false),
         }
+    }
+
+    pub(super) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     pub(super) fn commands(&self) -> MutexGuard<'_, Commands> {
@@ -96,8 +100,6 @@ pub(super) struct Commands {
     pub(super) queue: Queue<Command>,
     /// The driver, waiting for a command or for the last sender to go.
     pub(super) driver: Parked,
-    /// The driver has ended: nothing more is queued.
-    pub(super) ended: bool,
 }
 
 /// Messages from the driver to the receiver, at most [`RECEIVE_QUEUE`].
@@ -110,8 +112,6 @@ pub(super) struct Received {
     pub(super) driver: Parked,
     /// The receiver was dropped: the driver reads and drops what comes.
     pub(super) receiver_gone: bool,
-    /// The driver has ended: the receiver gets `None` once the queue is empty.
-    pub(super) ended: bool,
 }
 
 /// A task waiting on the other side of a queue. The waker is kept between waits, so that a
