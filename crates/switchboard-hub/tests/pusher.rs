@@ -15,6 +15,9 @@ mod pusher_support;
 use pusher_support::{Pusher, STEP, api_request, app, apps, call, data_of, hook_receiver, now};
 
 #[cfg(feature = "redis")]
+#[path = "support/ports.rs"]
+mod ports;
+
 #[path = "support/redis_server.rs"]
 mod redis_server;
 

@@ -11,6 +11,9 @@ mod support;
 mod pusher_support;
 use pusher_support::{Pusher, STEP, app, apps, call, data_of, hook_receiver};
 
+#[path = "support/ports.rs"]
+mod ports;
+
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use redis_server::Redis;

@@ -24,6 +24,9 @@ use probe::{all_at_once, healthz, hub_with_healthz};
 mod recorder;
 use recorder::{Event, Recorder, client, data};
 
+#[path = "support/ports.rs"]
+mod ports;
+
 #[path = "support/redis_server.rs"]
 mod redis_server;
 use redis_server::Redis;

@@ -6,7 +6,6 @@
 //! and publishes it never got are reported as a lost stream.
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,10 @@ use switchboard_hub::{
 
 #[path = "support/client.rs"]
 mod client;
+
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 #[path = "support/probe.rs"]
 mod probe;
@@ -33,13 +36,6 @@ use temp::TempDir;
 
 /// Every wait in these tests is bounded by this.
 const STEP: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A `redis-server` in cluster mode, killed (by PID) when dropped.
 struct Member {

@@ -4,7 +4,6 @@
 //! server and never the password.
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,10 @@ use switchboard_hub::{
     Publication, RedisBroker, RedisConfig,
 };
 use tokio::sync::Notify;
+
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 #[path = "support/probe.rs"]
 #[allow(dead_code)] // The burst helper is for the other Redis tests.
@@ -108,13 +111,6 @@ impl Pki {
         .map(str::to_owned)
         .to_vec()
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A `redis-server` of this test's own, killed (by PID) when dropped.

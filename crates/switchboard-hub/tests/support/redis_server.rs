@@ -1,6 +1,5 @@
 //! A `redis-server` of a test's own on a free loopback port, stopped by PID.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,10 +21,7 @@ impl Redis {
 
     /// With `dir`, a `SAVE` keeps the data for the next `run`.
     pub(crate) fn start_in(dir: Option<std::path::PathBuf>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::ports::free_port();
         let mut redis = Self {
             port,
             dir,
