@@ -9,11 +9,6 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// See the `jemalloc` feature: a server's memory is mostly many small blocks per connection.
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 mod admin;
 mod bench;
 mod client_proxy;
@@ -21,6 +16,7 @@ mod config;
 mod connect;
 mod handshake_args;
 mod hub_mode;
+mod memory;
 #[cfg(feature = "otel")]
 mod otel;
 mod port_lock;

@@ -221,6 +221,7 @@ where
     H: Fn(WebSocket<MaybeTlsStream>, Request<()>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    crate::memory::give_back_when_quiet();
     if threads <= 1 {
         let server = builder
             .bind(listen)

@@ -39,7 +39,7 @@ mod echo;
 mod hub;
 mod open;
 mod payload;
-mod probe;
+pub(crate) mod probe;
 mod progress;
 mod report;
 mod stats;

@@ -74,6 +74,11 @@ impl Serve {
         Self { child, lines }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a log line containing `needle`.
     pub fn line(&self, needle: &str) -> String {
         self.line_with(|line| line.contains(needle))
