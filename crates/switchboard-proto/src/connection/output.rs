@@ -127,6 +127,11 @@ impl Connection {
         self.transmit.pending_capacity()
     }
 
+    #[cfg(test)]
+    pub(crate) fn has_queue(&self) -> bool {
+        self.transmit.has_queue()
+    }
+
     /// Queues a text or binary message, compressed when permessage-deflate is on and the
     /// message reaches the threshold.
     pub(super) fn write_data(&mut self, opcode: OpCode, payload: Bytes) {

@@ -1,7 +1,8 @@
 //! The bytes queued for the peer, in order: whole buffers (shared frames, large payloads), and
 //! after them the frames encoded since, which leave as one buffer.
 //!
-//! Invariant: once everything is written, the connection keeps no output buffer. The emptied
+//! Invariant: once everything is written, the connection keeps no output buffer and no queue
+//! of whole buffers. The emptied
 //! buffer, if at most [`RETAINED_OUTPUT`] bytes, becomes its thread's spare, which the next
 //! connection on the thread to encode a frame takes: an idle connection holds no buffer, and
 //! echoing small messages allocates none per reply.
@@ -24,9 +25,9 @@ thread_local! {
 
 #[derive(Debug, Default)]
 pub(super) struct TransmitQueue {
-    /// Made on first use and kept, as a `VecDeque` keeps its buffer: only shared frames and
-    /// large payloads go there, so most connections (an idle one, an echo of small messages)
-    /// carry one empty pointer instead of the queue.
+    /// Made when a whole buffer is queued and freed once it is written: only shared frames and
+    /// large payloads go there, so most connections (an idle one, an echo of small messages,
+    /// a subscriber between publications) carry one empty pointer instead of the queue.
     queued: Option<Box<Queued>>,
     /// Frames encoded after the last entry of `queued`; leaves as one buffer.
     pending: BytesMut,
@@ -68,6 +69,9 @@ impl TransmitQueue {
             && let Some(bytes) = queued.buffers.pop_front()
         {
             queued.len -= bytes.len();
+            if queued.buffers.is_empty() {
+                self.queued = None;
+            }
             return Some(bytes);
         }
         if self.pending.is_empty() {
@@ -108,6 +112,7 @@ impl TransmitQueue {
                 queued.len -= front.len();
                 queued.buffers.pop_front();
             }
+            self.queued = None;
         }
         assert!(n <= self.pending.len(), "advanced past the queued bytes");
         if n < self.pending.len() {
@@ -128,11 +133,13 @@ impl TransmitQueue {
 
     /// Discards everything queued.
     pub(super) fn clear(&mut self) {
-        if let Some(queued) = &mut self.queued {
-            queued.buffers.clear();
-            queued.len = 0;
-        }
+        self.queued = None;
         self.pending.clear();
+    }
+
+    #[cfg(test)]
+    pub(super) fn has_queue(&self) -> bool {
+        self.queued.is_some()
     }
 
     #[cfg(test)]
