@@ -3,11 +3,14 @@
 //! a connection needs (pings, the closing handshake, deadlines, the server's shutdown, counts),
 //! so a connection behaves on the loop exactly as in a task; this adds the callbacks.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use proto::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::mail::Address;
+use super::wake::Woken;
 use super::{Handler, Socket};
 use crate::error::Error;
 use crate::websocket::WebSocket;
@@ -30,11 +33,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
 
     /// Hands the handler every message that has arrived, writes what it queued in reply (all
     /// of it after the last message of a read: corked), and returns the ending once the
-    /// connection is over.
+    /// connection is over. Its callbacks' [`Socket`]s give `Remote`s to `address` at `mailbox`.
     pub(super) fn poll<H: Handler<State = St>>(
         &mut self,
         handler: &H,
         cx: &mut Context<'_>,
+        mailbox: &Arc<Woken>,
+        address: Address,
     ) -> Poll<Ending> {
         if self.ws.is_cancelled() {
             // Past the server's grace period; a task would have been aborted.
@@ -43,7 +48,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
         loop {
             match self.ws.poll_recv(cx) {
                 Poll::Ready(Some(Ok(message))) if message.is_data() => {
-                    handler.message(&mut self.state, &mut Socket::new(&mut self.ws), message);
+                    handler.message(
+                        &mut self.state,
+                        &mut Socket::new(&mut self.ws, mailbox, address),
+                        message,
+                    );
                     continue;
                 }
                 // Pings and pongs are answered and counted by the engine.
@@ -60,7 +69,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, St> Driven<S, St> {
             if !std::mem::take(&mut self.ws.waited) {
                 return Poll::Pending;
             }
-            handler.drain(&mut self.state, &mut Socket::new(&mut self.ws));
+            handler.drain(
+                &mut self.state,
+                &mut Socket::new(&mut self.ws, mailbox, address),
+            );
         }
     }
 }

@@ -17,18 +17,34 @@
 //! engine's driver's, as in a task. A WebSocket the loop cannot take (TLS, HTTP/2) runs the same
 //! handler in a task of its own.
 //!
+//! A callback sends to its own connection through its [`Socket`]; anything else (another
+//! connection's callback, another thread, a task) sends through a [`Remote`], got from
+//! [`Socket::remote`]. A `Remote` posts mail to its loop's mailbox (one per loop, shared by its
+//! connections: the same lock as the loop's wakers) and wakes the loop; the loop, each turn,
+//! takes the mail, feeds each item to its connection (if the connection has not ended: an
+//! address is a token and its slot's generation), then polls each connection that got mail
+//! once, so that what was mailed to it in a turn leaves in one write. A connection in a task of
+//! its own has a mailbox of its own, taken each time its task is polled. [`Recipients`] groups
+//! `Remote`s by loop, so that one frame for many connections takes each loop's lock once.
+//!
 //! - `driver.rs`: one connection and its handler's state, polled;
-//! - `pages.rs`: the connections by token;
+//! - `mail.rs`: what a `Remote` posts, and how it is fed to a connection;
+//! - `pages.rs`: the connections by token, with their generations;
+//! - `remote.rs`: [`Remote`] and [`Recipients`];
 //! - `run.rs`: the loop;
 //! - `stream.rs`: a socket of the loop as the driver sees it;
-//! - `wake.rs`: wakers that name a connection without an allocation;
+//! - `wake.rs`: wakers that name a connection without an allocation, and the mailbox;
 //! - this file: the public face.
 
 pub(crate) mod driver;
+mod mail;
 mod pages;
+mod remote;
 mod run;
 pub(crate) mod stream;
 mod wake;
+
+pub use remote::{Recipients, Remote};
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,8 +63,10 @@ use crate::error::Error;
 use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 use driver::Driven;
+use mail::Address;
 use run::Arrival;
 use stream::LoopStream;
+use wake::Woken;
 
 /// What an application does with the WebSockets of an [`EventLoop`], uWebSockets-style: a
 /// callback per event, and a state per connection.
@@ -82,6 +100,8 @@ pub trait Handler: Send + Sync + 'static {
 /// A connection, as its handler's callbacks see it.
 pub struct Socket<'a> {
     ws: &'a mut dyn Outlet,
+    mailbox: &'a Arc<Woken>,
+    address: Address,
 }
 
 impl std::fmt::Debug for Socket<'_> {
@@ -93,8 +113,22 @@ impl std::fmt::Debug for Socket<'_> {
 }
 
 impl<'a> Socket<'a> {
-    fn new<S: AsyncRead + AsyncWrite + Unpin>(ws: &'a mut WebSocket<S>) -> Self {
-        Self { ws }
+    fn new<S: AsyncRead + AsyncWrite + Unpin>(
+        ws: &'a mut WebSocket<S>,
+        mailbox: &'a Arc<Woken>,
+        address: Address,
+    ) -> Self {
+        Self {
+            ws,
+            mailbox,
+            address,
+        }
+    }
+
+    /// A handle that sends to this connection from anywhere, for as long as it lasts; see
+    /// [`Remote`]. No allocation: it shares its loop's mailbox.
+    pub fn remote(&self) -> Remote {
+        Remote::new(self.mailbox.clone(), self.address)
     }
 
     /// Queues a message; it is written after the current read's messages are handled.
@@ -294,9 +328,34 @@ async fn in_task<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     request: Request<()>,
 ) {
-    let state = handler.open(&mut Socket::new(&mut ws), &request);
+    // A mailbox of its own, for its one connection, refusing mail once the task ends
+    // (also when it is dropped unfinished).
+    let mailbox = Arc::new(Woken::default());
+    let _closing = Closing(mailbox.clone());
+    let address = Address {
+        token: 0,
+        generation: 0,
+    };
+    let state = handler.open(&mut Socket::new(&mut ws, &mailbox, address), &request);
     drop(request);
     let mut driven = Driven::new(ws, state);
-    let ending = std::future::poll_fn(|cx| driven.poll(&*handler, cx)).await;
+    let (mut tokens, mut mail) = (Vec::new(), Vec::new());
+    let ending = std::future::poll_fn(|cx| {
+        mailbox.take(&mut tokens, &mut mail, cx.waker());
+        for item in mail.drain(..) {
+            item.open(|_, letter| letter.feed(&mut driven.ws));
+        }
+        driven.poll(&*handler, cx, &mailbox, address)
+    })
+    .await;
     handler.close(driven.state, ending);
+}
+
+/// Closes a task's mailbox when the task ends.
+struct Closing(Arc<Woken>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }

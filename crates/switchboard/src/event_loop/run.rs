@@ -3,7 +3,8 @@
 //! are ready from its own `epoll` (mio), and polls only those. Its `epoll` descriptor is itself
 //! registered with tokio's reactor, so the loop sleeps with the runtime and wakes when any of
 //! its sockets has an event; deadlines and the server's shutdown reach a connection through
-//! its waker (`wake.rs`).
+//! its waker (`wake.rs`). Mail from `Remote`s comes through the same mailbox as the wakers'
+//! tokens, and is fed to its connections before they are polled.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,6 +16,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::driver::Driven;
+use super::mail::{Address, Mail};
 use super::pages::Pages;
 use super::stream::LoopStream;
 use super::wake::{LoopId, MAX_TOKENS};
@@ -54,6 +56,8 @@ struct Loop<H: Handler> {
     id: LoopId,
     /// Tokens woken, taken from `id` each turn.
     woken: Vec<u32>,
+    /// Mail posted by `Remote`s, taken from `id` each turn.
+    mail: Vec<Mail>,
 }
 
 impl<H: Handler> Loop<H> {
@@ -73,6 +77,7 @@ impl<H: Handler> Loop<H> {
             closed: false,
             id,
             woken: Vec::new(),
+            mail: Vec::new(),
         })
     }
 
@@ -86,7 +91,15 @@ impl<H: Handler> Loop<H> {
                 }
             }
             let mut woken = std::mem::take(&mut self.woken);
-            self.id.woken().take(&mut woken, cx.waker());
+            let mut mail = std::mem::take(&mut self.mail);
+            self.id.woken().take(&mut woken, &mut mail, cx.waker());
+            if !mail.is_empty() {
+                self.deliver(&mut mail, &mut woken);
+                // Each connection once, however much it got: its mail leaves in one write.
+                woken.sort_unstable();
+                woken.dedup();
+            }
+            self.mail = mail;
             for &token in &woken {
                 self.drive(token as usize);
             }
@@ -153,20 +166,50 @@ impl<H: Handler> Loop<H> {
             tracing::warn!(error = %e, "cannot register a connection with the event loop");
             return;
         }
-        let state = self.handler.open(&mut Socket::new(&mut ws), &request);
+        let address = Address {
+            token: token as u32,
+            generation: self.connections.generation(token),
+        };
+        let state = self.handler.open(
+            &mut Socket::new(&mut ws, self.id.woken(), address),
+            &request,
+        );
         self.connections.insert(Driven::new(ws, state));
         // Its first frames may have come with the handshake.
         self.drive(token);
     }
 
+    /// Feeds each item of `mail` to the connections it is for that are still there, and adds
+    /// their tokens to `woken`.
+    fn deliver(&mut self, mail: &mut Vec<Mail>, woken: &mut Vec<u32>) {
+        for item in mail.drain(..) {
+            item.open(|to, letter| {
+                // A slot's generation changes when its connection ends: mail for an earlier
+                // connection of the token is not for this one.
+                if self.connections.generation(to.token as usize) != to.generation {
+                    return;
+                }
+                if let Some(connection) = self.connections.get_mut(to.token as usize) {
+                    letter.feed(&mut connection.ws);
+                    woken.push(to.token);
+                }
+            });
+        }
+    }
+
     /// Polls connection `token`, and ends it when it is over.
     fn drive(&mut self, token: usize) {
+        let address = Address {
+            token: token as u32,
+            generation: self.connections.generation(token),
+        };
         let Some(connection) = self.connections.get_mut(token) else {
             return;
         };
         let waker = self.id.waker(token);
         let mut cx = Context::from_waker(&waker);
-        if let Poll::Ready(ending) = connection.poll(&*self.handler, &mut cx)
+        if let Poll::Ready(ending) =
+            connection.poll(&*self.handler, &mut cx, self.id.woken(), address)
             && let Some(connection) = self.connections.remove(token)
         {
             // Closing the socket takes it out of `epoll`.

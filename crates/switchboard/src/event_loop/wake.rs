@@ -7,9 +7,14 @@
 //! word, never dereferenced. Waking it queues the token on that loop and wakes the loop's task.
 //! A waker that outlives its connection (or its loop) wakes whoever holds the token now, which
 //! polls, finds nothing to do, and waits again.
+//!
+//! The same [`Woken`] is the loop's mailbox: [`Remote`](super::Remote)s post [`Mail`] there,
+//! under the same lock, and the loop takes the tokens and the mail together.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{RawWaker, RawWakerVTable, Waker};
+
+use super::mail::Mail;
 
 /// The bits of the packed word that number the loop; the rest is the token.
 const LOOP_BITS: u32 = if usize::BITS >= 64 { 16 } else { 8 };
@@ -20,7 +25,8 @@ pub(crate) const MAX_TOKENS: usize = 1 << if TOKEN_BITS > 32 { 32 } else { TOKEN
 /// The loops alive, by number; a loop's number is freed when it ends.
 static LOOPS: Mutex<Vec<Option<Arc<Woken>>>> = Mutex::new(Vec::new());
 
-/// What wakers have asked of one loop since it last looked.
+/// What wakers and [`Remote`](super::Remote)s have asked of one loop (or of one connection in
+/// a task of its own) since it last looked.
 #[derive(Debug, Default)]
 pub(crate) struct Woken {
     inner: Mutex<WokenInner>,
@@ -29,13 +35,19 @@ pub(crate) struct Woken {
 #[derive(Debug, Default)]
 struct WokenInner {
     tokens: Vec<u32>,
-    /// The loop's task, woken once per batch of tokens.
+    mail: Vec<Mail>,
+    /// The loop's task, woken once per batch of tokens and mail.
     task: Option<Waker>,
+    /// Whoever took from here has ended: nothing more is kept.
+    closed: bool,
 }
 
 impl Woken {
     fn push(&self, token: u32) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.closed {
+            return;
+        }
         inner.tokens.push(token);
         if let Some(task) = inner.task.take() {
             drop(inner);
@@ -43,16 +55,44 @@ impl Woken {
         }
     }
 
-    /// Moves the tokens woken so far into `into` (emptied first), and registers `task` to be
-    /// woken by the next.
-    pub(crate) fn take(&self, into: &mut Vec<u32>, task: &Waker) {
-        into.clear();
+    /// Queues `mail` and wakes the loop; `false` once the loop has ended.
+    pub(super) fn post(&self, mail: Mail) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::swap(&mut inner.tokens, into);
+        if inner.closed {
+            return false;
+        }
+        inner.mail.push(mail);
+        if let Some(task) = inner.task.take() {
+            drop(inner);
+            task.wake();
+        }
+        true
+    }
+
+    /// Moves the tokens woken and the mail posted so far into `tokens` and `mail` (emptied
+    /// first), and registers `task` to be woken by the next.
+    pub(crate) fn take(&self, tokens: &mut Vec<u32>, mail: &mut Vec<Mail>, task: &Waker) {
+        tokens.clear();
+        mail.clear();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut inner.tokens, tokens);
+        std::mem::swap(&mut inner.mail, mail);
         match &inner.task {
             Some(registered) if registered.will_wake(task) => {}
             _ => inner.task = Some(task.clone()),
         }
+    }
+
+    /// The taker has ended: later mail is refused, and what is queued is dropped (it may hold
+    /// frames a publisher shares).
+    pub(super) fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.closed = true;
+        let mail = std::mem::take(&mut inner.mail);
+        let task = inner.task.take();
+        inner.tokens = Vec::new();
+        drop(inner);
+        drop((mail, task));
     }
 }
 
@@ -80,7 +120,7 @@ impl LoopId {
         Some(Self { number, woken })
     }
 
-    pub(crate) fn woken(&self) -> &Woken {
+    pub(crate) fn woken(&self) -> &Arc<Woken> {
         &self.woken
     }
 
@@ -96,6 +136,7 @@ impl LoopId {
 
 impl Drop for LoopId {
     fn drop(&mut self) {
+        self.woken.close();
         let mut loops = LOOPS.lock().unwrap_or_else(PoisonError::into_inner);
         loops[self.number] = None;
     }
@@ -140,6 +181,7 @@ mod tests {
         let first = LoopId::new().unwrap();
         let second = LoopId::new().unwrap();
         let mut tokens = Vec::new();
+        let mut mail = Vec::new();
         first.waker(7).wake_by_ref();
         let waker = second.waker(9);
         #[allow(clippy::redundant_clone)]
@@ -147,9 +189,9 @@ mod tests {
         drop(waker);
         clone.wake();
         first.waker(MAX_TOKENS - 1).wake();
-        first.woken().take(&mut tokens, Waker::noop());
+        first.woken().take(&mut tokens, &mut mail, Waker::noop());
         assert_eq!(tokens, [7, (MAX_TOKENS - 1) as u32]);
-        second.woken().take(&mut tokens, Waker::noop());
+        second.woken().take(&mut tokens, &mut mail, Waker::noop());
         assert_eq!(tokens, [9]);
     }
 

@@ -1,0 +1,74 @@
+//! [`Mail`]: what a [`Remote`](super::Remote) asks of a connection, queued in its loop's mailbox
+//! (`wake.rs`'s `Woken`) until the loop takes it, and fed to the connection with the same
+//! engine calls a [`Socket`](super::Socket) makes.
+//!
+//! Mail names its connection by [`Address`]: the token of its slot and the slot's generation,
+//! which changes when the slot is freed, so that mail for a connection that has ended is dropped
+//! rather than delivered to the next connection of its token.
+
+use std::sync::Arc;
+
+use proto::{CloseCode, EncodedFrame, Message};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::websocket::WebSocket;
+
+/// One connection of a mailbox: its slot's token and the slot's generation.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(super) struct Address {
+    pub(super) token: u32,
+    pub(super) generation: u32,
+}
+
+/// An item of mail.
+#[derive(Debug)]
+pub(super) enum Mail {
+    Message(Address, Message),
+    Frame(Address, EncodedFrame),
+    Close(Address, CloseCode, Box<str>),
+    /// One frame for many connections of the mailbox, all but `except`: a publication takes
+    /// the mailbox's lock once, and the list is shared with the publisher, not copied.
+    Frames {
+        to: Arc<Vec<Address>>,
+        except: Option<Address>,
+        frame: EncodedFrame,
+    },
+}
+
+/// What one connection is sent.
+pub(super) enum Letter<'a> {
+    Message(Message),
+    Frame(&'a EncodedFrame),
+    Close(CloseCode, &'a str),
+}
+
+impl Mail {
+    /// Calls `deliver` with each connection the mail is for and what it is sent, in order.
+    pub(super) fn open(self, mut deliver: impl FnMut(Address, Letter<'_>)) {
+        match self {
+            Self::Message(to, message) => deliver(to, Letter::Message(message)),
+            Self::Frame(to, frame) => deliver(to, Letter::Frame(&frame)),
+            Self::Close(to, code, reason) => deliver(to, Letter::Close(code, &reason)),
+            Self::Frames { to, except, frame } => {
+                for &to in to.iter().filter(|&&to| Some(to) != except) {
+                    deliver(to, Letter::Frame(&frame));
+                }
+            }
+        }
+    }
+}
+
+impl Letter<'_> {
+    /// Queues the letter on `ws` as its [`Socket`](super::Socket) would; a connection closing
+    /// takes no more, and the letter is dropped.
+    pub(super) fn feed<S: AsyncRead + AsyncWrite + Unpin>(self, ws: &mut WebSocket<S>) {
+        let fed = match self {
+            Self::Message(message) => ws.feed(message),
+            Self::Frame(frame) => ws.feed_encoded(frame),
+            Self::Close(code, reason) => ws.start_close(code, reason),
+        };
+        if let Err(e) = fed {
+            tracing::trace!(error = %e, "mail dropped");
+        }
+    }
+}
