@@ -172,7 +172,6 @@ measure() {  # measure ROUND WORKLOAD SERVER
   local round=$1 w=$2 s=$3 args mode file best= best_other= attempt other
   read -r mode args <<<"$(workload_args "$w")"
   [ "$s" = raw ] && [ "$w" = e ] && return 0  # the raw echo only echoes
-  [ "$s" = switchboard-loop ] && [ "$w" = e ] && return 0  # the event loop serves echo only
   file=$out/r$round-$w-$s.json
   for attempt in $(seq "$retries"); do
     wait_quiet

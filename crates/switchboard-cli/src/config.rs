@@ -92,8 +92,8 @@ pub(crate) struct ServeOptions {
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Serve the WebSockets of plain TCP connections from one event loop per thread, with
-    /// callbacks and no task per connection (echo mode); TLS and HTTP/2 ones stay in tasks
-    /// [default: false]
+    /// callbacks and no task per connection (echo and broadcast modes); TLS and HTTP/2 ones
+    /// stay in tasks [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) event_loop: Option<bool>,
     /// Most connections at once; more get 503 [default: 25000]
@@ -501,9 +501,10 @@ impl ServeOptions {
             );
         }
         anyhow::ensure!(
-            self.event_loop != Some(true) || self.mode == Some(Mode::Echo),
-            "--event-loop serves the echo mode only (--mode echo); the hub and broadcast \
-             modes run a task per connection"
+            self.event_loop != Some(true)
+                || matches!(self.mode, Some(Mode::Echo | Mode::Broadcast)),
+            "--event-loop serves the echo and broadcast modes only (--mode echo or --mode \
+             broadcast); the hub runs a task per connection"
         );
         Ok(())
     }

@@ -192,6 +192,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             })
             .await?;
         }
+        Service::Broadcast(_) if options.event_loop.unwrap_or(false) => {
+            // One group for the loops of every thread.
+            let group = EventLoop::new(switchboard_hub::BroadcastHandler::new());
+            let handler = move |ws, request| group.serve(ws, request);
+            serve(builder, listen, threads, handler, |addr| {
+                tracing::info!(
+                    mode = "broadcast",
+                    "listening on {scheme}://{addr} (event loop)"
+                );
+            })
+            .await?;
+        }
         Service::Broadcast(group) => {
             let handler = move |ws, _| {
                 let group = group.clone();

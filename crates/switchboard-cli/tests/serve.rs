@@ -107,36 +107,92 @@ async fn thread_per_core_serves_every_mode_and_drains() {
     }
 }
 
-/// `--event-loop`: echo connections served by callbacks from a loop per thread drain on
-/// SIGTERM as tasks do, alone and thread per core.
+/// `--event-loop`: echo and broadcast connections served by callbacks from a loop per thread
+/// drain on SIGTERM as tasks do, alone and thread per core.
 #[tokio::test]
-async fn echo_on_the_event_loop_serves_and_drains() {
-    sigterm_drains("echo", &["--event-loop"]).await;
-    sigterm_drains("echo", &["--event-loop", "--threads", "2"]).await;
+async fn the_event_loop_serves_and_drains() {
+    for mode in ["echo", "broadcast"] {
+        sigterm_drains(mode, &["--event-loop"]).await;
+        sigterm_drains(mode, &["--event-loop", "--threads", "2"]).await;
+    }
 }
+
+/// `--mode broadcast --event-loop`: what a client sends reaches every other client, and not
+/// the sender.
+#[tokio::test]
+async fn a_broadcast_on_the_event_loop_reaches_the_others_not_the_sender() {
+    for threads in ["0", "2"] {
+        let serve = Serve::start(&["--mode", "broadcast", "--event-loop", "--threads", threads]);
+        let url = serve.url();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (ws, _) = switchboard::connect(&url).await.unwrap();
+            clients.push(ws);
+        }
+        // A client joins the group shortly after its handshake: repeat until both hear.
+        let (first, rest) = clients.split_at_mut(1);
+        for ws in rest {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                assert!(tries <= 50, "broadcast never arrived");
+                first[0].send(Message::text("hello")).await.unwrap();
+                match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
+                    Err(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // Skips the greetings that are still on their way.
+        async fn next(ws: &mut Client) -> Message {
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(5), ws.recv())
+                    .await
+                    .expect("a message within 5 s");
+                match message {
+                    Some(Ok(Message::Text(t))) if t.as_str() == "hello" => {}
+                    Some(Ok(m)) => return m,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        clients[1]
+            .send(Message::binary(&b"from 1"[..]))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut clients[0]).await, Message::binary(&b"from 1"[..]));
+        assert_eq!(next(&mut clients[2]).await, Message::binary(&b"from 1"[..]));
+        // Sent after "from 1" was delivered: had the sender been sent "from 1", it would come
+        // first.
+        clients[2].send(Message::text("from 2")).await.unwrap();
+        assert_eq!(next(&mut clients[1]).await, Message::text("from 2"));
+        assert_eq!(next(&mut clients[0]).await, Message::text("from 2"));
+    }
+}
+
+type Client = switchboard::WebSocket<switchboard::MaybeTlsStream>;
 
 /// `--event-loop` in a mode it does not serve is refused, not ignored.
 #[test]
-fn the_event_loop_outside_echo_mode_is_refused_with_why() {
-    for mode in ["hub", "broadcast"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "serve",
-                "--mode",
-                mode,
-                "--event-loop",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{mode}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("--event-loop serves the echo mode only"),
-            "{mode}: {stderr}"
-        );
-    }
+fn the_event_loop_in_hub_mode_is_refused_with_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--mode",
+            "hub",
+            "--event-loop",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--event-loop serves the echo and broadcast modes only"),
+        "{stderr}"
+    );
 }
 
 /// A second `serve --threads` on a port one serves does not share it silently: it exits

@@ -56,7 +56,7 @@ pub use nodes::{ChannelInfo, ConnectionInfo, NodeCommand, NodeInfo, NodeReplies,
 pub use protocol::ErrorCode;
 pub use proxy::{HttpProxy, OnFailure, ProxyEndpoint, ProxyMetrics, ProxyUrlError};
 pub use pusher_api::PusherApi;
-pub use raw::{Broadcast, Echo, EchoHandler, echo};
+pub use raw::{Broadcast, BroadcastHandler, Echo, EchoHandler, echo};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisConnectOptions};
 pub use request_id::{MAX_REQUEST_ID, REQUEST_ID_HEADER};

@@ -1,12 +1,15 @@
 //! Raw modes, as in the classic examples: [`echo`] sends every message back, [`Broadcast`]
-//! sends every message to every other client. No protocol on top of WebSocket messages.
+//! sends every message to every other client; [`EchoHandler`] and [`BroadcastHandler`] do the
+//! same from an [`EventLoop`](switchboard::event_loop::EventLoop). No protocol on top of
+//! WebSocket messages.
 
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 
-use switchboard::event_loop::{Handler, Socket};
+use switchboard::event_loop::{Handler, Recipients, Remote, Socket};
 use switchboard::http::Request;
-use switchboard::{Message, Topics, WebSocket};
+use switchboard::{EncodedFrame, Error, Message, Topics, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Output that may pile up for a peer that does not read before `echo` waits for it.
@@ -102,6 +105,62 @@ impl Broadcast {
     /// How many clients are connected.
     pub fn clients(&self) -> usize {
         self.everyone.subscriber_count(ALL)
+    }
+}
+
+/// [`Broadcast`] as an [`EventLoop`](switchboard::event_loop::EventLoop)'s handler: every text
+/// and binary message of a client goes to every other connected client, encoded once.
+///
+/// The clients are [`Recipients`] shared by the loops of every thread (clones share them), so
+/// one message takes each loop's mailbox lock once, whatever the number of clients there.
+#[derive(Clone, Debug, Default)]
+pub struct BroadcastHandler {
+    everyone: Arc<RwLock<Recipients>>,
+}
+
+impl BroadcastHandler {
+    /// A broadcast group with no clients yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many clients are connected.
+    pub fn clients(&self) -> usize {
+        self.everyone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl Handler for BroadcastHandler {
+    /// The client's own address among the recipients.
+    type State = Remote;
+
+    fn open(&self, socket: &mut Socket<'_>, _: &Request<()>) -> Remote {
+        let me = socket.remote();
+        self.everyone
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(&me);
+        me
+    }
+
+    fn message(&self, me: &mut Remote, _: &mut Socket<'_>, message: Message) {
+        let Some(frame) = EncodedFrame::from_message(&message) else {
+            return;
+        };
+        self.everyone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send_encoded(&frame, Some(me));
+    }
+
+    fn close(&self, me: Remote, _: Option<Result<Message, Error>>) {
+        self.everyone
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&me);
     }
 }
 
