@@ -24,6 +24,45 @@ use crate::error::Error;
 /// as [`Socket::send`](super::Socket::send) would (the same limits, and nothing once the
 /// connection is closing). Mail for a connection that has ended is dropped, even when another
 /// connection has taken its place in the loop.
+///
+/// # Examples
+///
+/// A chat in pairs: each message goes to the connection that opened before.
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// use switchboard::event_loop::{Handler, Remote, Socket};
+/// use switchboard::{Message, http::Request};
+///
+/// #[derive(Default)]
+/// struct Pairs {
+///     waiting: Mutex<Option<Remote>>,
+/// }
+///
+/// impl Handler for Pairs {
+///     /// The peer, once there is one.
+///     type State = Option<Remote>;
+///
+///     fn open(&self, socket: &mut Socket<'_>, _: &Request<()>) -> Option<Remote> {
+///         let mut waiting = self.waiting.lock().unwrap();
+///         match waiting.take() {
+///             Some(peer) => Some(peer),
+///             None => {
+///                 *waiting = Some(socket.remote());
+///                 None
+///             }
+///         }
+///     }
+///
+///     fn message(&self, peer: &mut Option<Remote>, _: &mut Socket<'_>, message: Message) {
+///         if let Some(peer) = peer {
+///             // Queued for the peer's loop; `Err` once that loop has ended.
+///             let _ = peer.send(message);
+///         }
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Remote {
     mailbox: Arc<Woken>,

@@ -196,6 +196,19 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_gone_refuses_mail() {
+        let _alone = one_at_a_time();
+        let gone = LoopId::new().unwrap();
+        let mailbox = gone.woken().clone();
+        drop(gone);
+        let to = super::super::mail::Address {
+            token: 0,
+            generation: 0,
+        };
+        assert!(!mailbox.post(Mail::Message(to, proto::Message::text("late"))));
+    }
+
+    #[test]
     fn a_waker_of_a_loop_gone_does_nothing() {
         let _alone = one_at_a_time();
         let gone = LoopId::new().unwrap();
