@@ -14,6 +14,9 @@ pub enum Backpressure {
     Disconnect,
 }
 
+/// A frame header is at most 14 bytes: what a queued message costs beyond its payload.
+pub(crate) const FRAME_OVERHEAD: usize = 14;
+
 /// A connection's send queue limit and policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SendQueue {

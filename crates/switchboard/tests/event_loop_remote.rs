@@ -9,7 +9,9 @@ use std::time::Duration;
 use switchboard::event_loop::{EventLoop, Handler, Remote, Socket};
 use switchboard::http::Request;
 use switchboard::tls::{ClientTls, ServerTls};
-use switchboard::{CloseCode, ConnectOptions, Error, Message, Server, ServerBuilder};
+use switchboard::{
+    Backpressure, CloseCode, ConnectOptions, Error, Message, Metrics, Server, ServerBuilder,
+};
 use tokio::time::timeout;
 
 type Client = switchboard::WebSocket<switchboard::MaybeTlsStream>;
@@ -76,13 +78,14 @@ impl Handler for Relay {
     }
 }
 
-async fn start(builder: ServerBuilder) -> (SocketAddr, Registry) {
+async fn start(builder: ServerBuilder) -> (SocketAddr, Registry, Metrics) {
     let server = builder.bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
+    let metrics = server.metrics().clone();
     let registry = Registry::default();
     let relay = EventLoop::new(Relay(registry.clone()));
     tokio::spawn(server.serve(move |ws, request| relay.serve(ws, request)));
-    (addr, registry)
+    (addr, registry, metrics)
 }
 
 async fn connect(addr: SocketAddr, path: &str) -> Client {
@@ -101,7 +104,7 @@ async fn next_text(ws: &mut Client) -> String {
 
 #[tokio::test]
 async fn mail_from_another_connections_callback_arrives_in_order() {
-    let (addr, registry) = start(Server::builder()).await;
+    let (addr, registry, _) = start(Server::builder()).await;
     let mut a = connect(addr, "/a").await;
     let mut b = connect(addr, "/b").await;
     registry.remote("/b").await;
@@ -119,7 +122,7 @@ async fn mail_from_another_connections_callback_arrives_in_order() {
 
 #[tokio::test]
 async fn mail_from_a_task_and_from_another_thread_arrives_in_order() {
-    let (addr, registry) = start(Server::builder()).await;
+    let (addr, registry, _) = start(Server::builder()).await;
     let mut b = connect(addr, "/b").await;
     let remote = registry.remote("/b").await;
     let from_task = remote.clone();
@@ -144,7 +147,7 @@ async fn mail_from_a_task_and_from_another_thread_arrives_in_order() {
 
 #[tokio::test]
 async fn mail_for_a_closed_connection_never_reaches_the_next_of_its_token() {
-    let (addr, registry) = start(Server::builder()).await;
+    let (addr, registry, _) = start(Server::builder()).await;
     let mut a = connect(addr, "/a").await;
     let for_a = registry.remote("/a").await;
     a.close(CloseCode::NORMAL, "").await.unwrap();
@@ -161,7 +164,7 @@ async fn mail_for_a_closed_connection_never_reaches_the_next_of_its_token() {
 
 #[tokio::test]
 async fn a_remote_starts_the_closing_handshake() {
-    let (addr, registry) = start(Server::builder()).await;
+    let (addr, registry, _) = start(Server::builder()).await;
     let mut a = connect(addr, "/a").await;
     let remote = registry.remote("/a").await;
     assert!(matches!(
@@ -180,11 +183,50 @@ async fn a_remote_starts_the_closing_handshake() {
     registry.closed("/a").await;
 }
 
+/// A burst of 200 messages of 64 KiB, posted together, meets a 64 KiB send queue in one turn
+/// of the loop: the first fits the empty queue, the next is over the limit.
+async fn burst_over_the_send_queue(policy: Backpressure) -> (Client, Remote, Metrics) {
+    let builder = Server::builder()
+        .max_send_queue(64 << 10)
+        .backpressure(policy);
+    let (addr, registry, metrics) = start(builder).await;
+    let mut a = connect(addr, "/a").await;
+    let remote = registry.remote("/a").await;
+    for _ in 0..200 {
+        remote.send(Message::binary(vec![7u8; 64 << 10])).unwrap();
+    }
+    let first = timeout(Duration::from_secs(5), a.recv()).await.unwrap();
+    assert_eq!(
+        first.unwrap().unwrap(),
+        Message::binary(vec![7u8; 64 << 10])
+    );
+    (a, remote, metrics)
+}
+
+#[tokio::test]
+async fn mail_over_the_send_queue_limit_closes_with_1013_by_default() {
+    let (mut a, _remote, metrics) = burst_over_the_send_queue(Backpressure::Disconnect).await;
+    let close = timeout(Duration::from_secs(5), a.recv()).await.unwrap();
+    assert!(
+        matches!(&close, Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::TRY_AGAIN_LATER),
+        "{close:?}"
+    );
+    assert_eq!(metrics.backpressure_disconnects(), 1);
+}
+
+#[tokio::test]
+async fn mail_over_the_send_queue_limit_is_dropped_under_the_drop_policy() {
+    let (mut a, remote, metrics) = burst_over_the_send_queue(Backpressure::Drop).await;
+    assert_eq!(metrics.backpressure_drops(), 199);
+    remote.send(Message::text("after")).unwrap();
+    assert_eq!(next_text(&mut a).await, "after");
+}
+
 #[tokio::test]
 async fn a_remote_reaches_a_tls_connection_in_its_task_until_it_ends() {
     let tls = ServerTls::self_signed(["localhost"]).unwrap();
     let ca = tls.self_signed_pem().unwrap().to_owned();
-    let (addr, registry) = start(Server::builder().tls(tls)).await;
+    let (addr, registry, _) = start(Server::builder().tls(tls)).await;
     let options = ConnectOptions {
         tls: Some(ClientTls::from_ca_pem(ca.as_bytes()).unwrap()),
         ..ConnectOptions::default()

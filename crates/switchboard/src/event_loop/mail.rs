@@ -11,6 +11,7 @@ use std::sync::Arc;
 use proto::{CloseCode, EncodedFrame, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::backpressure::{Backpressure, FRAME_OVERHEAD};
 use crate::websocket::WebSocket;
 
 /// One connection of a mailbox: its slot's token and the slot's generation.
@@ -60,8 +61,19 @@ impl Mail {
 
 impl Letter<'_> {
     /// Queues the letter on `ws` as its [`Socket`](super::Socket) would; a connection closing
-    /// takes no more, and the letter is dropped.
+    /// takes no more, and the letter is dropped. A message for a connection whose output is
+    /// over its send queue limit meets the server's backpressure policy, as one a split
+    /// [`Sender`](crate::Sender) tries to send: a sender elsewhere cannot see the connection
+    /// fall behind.
     pub(super) fn feed<S: AsyncRead + AsyncWrite + Unpin>(self, ws: &mut WebSocket<S>) {
+        let cost = match &self {
+            Self::Message(message) => message.len() + FRAME_OVERHEAD,
+            Self::Frame(frame) => frame.as_bytes().len(),
+            Self::Close(..) => 0,
+        };
+        if cost > 0 && !has_room(ws, cost) {
+            return;
+        }
         let fed = match self {
             Self::Message(message) => ws.feed(message),
             Self::Frame(frame) => ws.feed_encoded(frame),
@@ -71,4 +83,32 @@ impl Letter<'_> {
             tracing::trace!(error = %e, "mail dropped");
         }
     }
+}
+
+/// Whether `cost` more bytes fit the connection's send queue (a message larger than the limit
+/// fits an empty one). If not, applies the policy: the message is dropped, or the connection
+/// is closed with 1013.
+fn has_room<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, cost: usize) -> bool {
+    let queue = ws.send_queue();
+    let queued = ws.buffered_amount();
+    if queued == 0 || queued + cost <= queue.limit {
+        return true;
+    }
+    match queue.policy {
+        Backpressure::Drop => {
+            if let Some(metrics) = ws.metrics() {
+                metrics.backpressure_drop();
+            }
+        }
+        Backpressure::Disconnect if !ws.is_closing() => {
+            if let Some(metrics) = ws.metrics() {
+                metrics.backpressure_disconnect();
+            }
+            tracing::debug!(queued, "send queue full: closing with 1013");
+            let reason = "send queue full: reading too slowly";
+            let _ = ws.start_close(CloseCode::TRY_AGAIN_LATER, reason);
+        }
+        Backpressure::Disconnect => {}
+    }
+    false
 }

@@ -25,6 +25,12 @@ use crate::error::Error;
 /// connection is closing). Mail for a connection that has ended is dropped, even when another
 /// connection has taken its place in the loop.
 ///
+/// A sender elsewhere cannot see its connection fall behind, so mail meets the server's send
+/// queue, as [`Sender::try_send`](crate::Sender::try_send) does: a message for a connection
+/// whose unwritten output is over [`max_send_queue`](crate::ServerBuilder::max_send_queue) is
+/// dropped or closes the connection with 1013, by the server's
+/// [`backpressure`](crate::ServerBuilder::backpressure) policy.
+///
 /// # Examples
 ///
 /// A chat in pairs: each message goes to the connection that opened before.

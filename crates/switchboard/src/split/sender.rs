@@ -8,11 +8,8 @@ use std::sync::atomic::Ordering;
 use proto::{CloseCode, EncodedFrame, Message};
 
 use super::shared::{Command, Shared, wake};
-use crate::backpressure::Backpressure;
+use crate::backpressure::{Backpressure, FRAME_OVERHEAD};
 use crate::error::Error;
-
-/// A frame header is at most 14 bytes: what a queued message costs beyond its payload.
-const FRAME_OVERHEAD: usize = 14;
 
 /// The sending half of a split [`WebSocket`](crate::WebSocket). Cheap to clone; every clone
 /// feeds the same connection, in the order the sends happen.
