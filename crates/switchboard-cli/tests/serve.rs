@@ -490,6 +490,14 @@ async fn json_logs_are_one_object_a_line_with_the_fields_as_keys() {
     let (mut ann, _) = switchboard::connect(&format!("{url}?name=ann"))
         .await
         .unwrap();
+    // Registered once greeted: the server side can address her from then on.
+    let Message::Text(greeting) = ann.recv().await.unwrap().unwrap() else {
+        panic!("the hub speaks text")
+    };
+    assert!(
+        greeting.as_str().contains(r#""type":"connected""#),
+        "{greeting}"
+    );
     let (mut second, _) = switchboard::connect(&url).await.unwrap();
     let refused = switchboard::connect(&url).await.unwrap_err();
     assert!(refused.to_string().contains("429"), "{refused}");
