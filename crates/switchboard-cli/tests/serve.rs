@@ -37,22 +37,7 @@ async fn sigterm_drains(mode: &str, extra: &[&str]) {
             Message::text("hello")
         );
     } else {
-        clients[0].send(Message::text("hello")).await.unwrap();
-        // A client is subscribed shortly after its handshake: repeat until each one hears.
-        let (first, rest) = clients.split_at_mut(1);
-        for ws in rest {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                assert!(tries <= 50, "broadcast never arrived");
-                first[0].send(Message::text("hello")).await.unwrap();
-                match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
-                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
-                    Ok(Some(Ok(_))) | Err(_) => {}
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        until_the_others_hear(&mut clients).await;
     }
     serve.terminate();
     for mut ws in clients {
@@ -129,21 +114,7 @@ async fn a_broadcast_on_the_event_loop_reaches_the_others_not_the_sender() {
             let (ws, _) = switchboard::connect(&url).await.unwrap();
             clients.push(ws);
         }
-        // A client joins the group shortly after its handshake: repeat until both hear.
-        let (first, rest) = clients.split_at_mut(1);
-        for ws in rest {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                assert!(tries <= 50, "broadcast never arrived");
-                first[0].send(Message::text("hello")).await.unwrap();
-                match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
-                    Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
-                    Err(_) => {}
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        until_the_others_hear(&mut clients).await;
         // Skips the greetings that are still on their way.
         async fn next(ws: &mut Client) -> Message {
             loop {
@@ -172,6 +143,25 @@ async fn a_broadcast_on_the_event_loop_reaches_the_others_not_the_sender() {
 }
 
 type Client = switchboard::WebSocket<switchboard::MaybeTlsStream>;
+
+/// The first client says "hello" until every other one has heard it: a client joins a
+/// broadcast group shortly after its handshake, so one message may reach no one.
+async fn until_the_others_hear(clients: &mut [Client]) {
+    let (first, rest) = clients.split_at_mut(1);
+    for ws in rest {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries <= 50, "broadcast never arrived");
+            first[0].send(Message::text("hello")).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), ws.recv()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "hello" => break,
+                Err(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
 
 /// `--event-loop` in a mode it does not serve is refused, not ignored.
 #[test]
