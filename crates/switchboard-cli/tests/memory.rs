@@ -69,7 +69,7 @@ fn the_memory_of_a_burst_of_connections_goes_back_once_the_server_is_quiet() {
     holding.store(false, Ordering::Relaxed);
     watcher.join().unwrap();
     let grown = peak.load(Ordering::Relaxed) - before;
-    assert!(grown > 2000, "3,000 connections took only {grown} KiB");
+    assert!(grown > 1000, "3,000 connections took only {grown} KiB");
 
     // jemalloc alone would keep the freed pages until allocation resumes.
     let deadline = Instant::now() + QUIET_LIMIT;
