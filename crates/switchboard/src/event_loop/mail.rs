@@ -11,7 +11,7 @@ use std::sync::Arc;
 use proto::{CloseCode, EncodedFrame, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::backpressure::{Backpressure, FRAME_OVERHEAD};
+use crate::backpressure::{FRAME_OVERHEAD, TOO_SLOW};
 use crate::websocket::WebSocket;
 
 /// One connection of a mailbox: its slot's token and the slot's generation.
@@ -94,21 +94,9 @@ fn has_room<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, cost: usiz
     if queued == 0 || queued + cost <= queue.limit {
         return true;
     }
-    match queue.policy {
-        Backpressure::Drop => {
-            if let Some(metrics) = ws.metrics() {
-                metrics.backpressure_drop();
-            }
-        }
-        Backpressure::Disconnect if !ws.is_closing() => {
-            if let Some(metrics) = ws.metrics() {
-                metrics.backpressure_disconnect();
-            }
-            tracing::debug!(queued, "send queue full: closing with 1013");
-            let reason = "send queue full: reading too slowly";
-            let _ = ws.start_close(CloseCode::TRY_AGAIN_LATER, reason);
-        }
-        Backpressure::Disconnect => {}
+    if queue.overflow(ws.metrics(), || ws.is_closing()) {
+        tracing::debug!(queued, "send queue full: closing with 1013");
+        let _ = ws.start_close(CloseCode::TRY_AGAIN_LATER, TOO_SLOW);
     }
     false
 }

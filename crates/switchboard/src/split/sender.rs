@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use proto::{CloseCode, EncodedFrame, Message};
 
 use super::shared::{Command, Shared, wake};
-use crate::backpressure::{Backpressure, FRAME_OVERHEAD};
+use crate::backpressure::{FRAME_OVERHEAD, TOO_SLOW};
 use crate::error::Error;
 
 /// The sending half of a split [`WebSocket`](crate::WebSocket). Cheap to clone; every clone
@@ -101,8 +101,9 @@ impl Sender {
     ///
     /// [`TrySendError::Closed`] when the connection has ended; [`TrySendError::Full`] when its
     /// send queue is full (a slow reader): the message is not queued, and the connection's
-    /// [`Backpressure`] policy applies (counted in the server's metrics): with
-    /// [`Backpressure::Disconnect`] the connection is closed with 1013.
+    /// [`Backpressure`](crate::Backpressure) policy applies (counted in the server's
+    /// metrics): with [`Backpressure::Disconnect`](crate::Backpressure::Disconnect) the
+    /// connection is closed with 1013.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
         let message = message.into();
         let cost = message.len() + FRAME_OVERHEAD;
@@ -203,26 +204,15 @@ impl Sender {
         if outgoing.reserve(command.cost()) {
             return self.push(command).map_err(|()| TrySendError::Closed);
         }
-        match outgoing.queue.policy {
-            Backpressure::Drop => {
-                if let Some(metrics) = &outgoing.metrics {
-                    metrics.backpressure_drop();
-                }
-            }
-            Backpressure::Disconnect => {
-                if !outgoing.overflowed.swap(true, Ordering::AcqRel) {
-                    if let Some(metrics) = &outgoing.metrics {
-                        metrics.backpressure_disconnect();
-                    }
-                    tracing::debug!(
-                        id = self.id,
-                        queued = outgoing.total(),
-                        "send queue full: closing with 1013"
-                    );
-                    let reason = "send queue full: reading too slowly".to_owned();
-                    let _ = self.push(Command::Close(CloseCode::TRY_AGAIN_LATER, reason));
-                }
-            }
+        let closing = || outgoing.overflowed.swap(true, Ordering::AcqRel);
+        if outgoing.queue.overflow(outgoing.metrics.as_ref(), closing) {
+            tracing::debug!(
+                id = self.id,
+                queued = outgoing.total(),
+                "send queue full: closing with 1013"
+            );
+            let reason = TOO_SLOW.to_owned();
+            let _ = self.push(Command::Close(CloseCode::TRY_AGAIN_LATER, reason));
         }
         Err(TrySendError::Full)
     }
