@@ -10,7 +10,8 @@
 #    2 install Autobahn (wstest)                3 install node, npm, chromium (interop)
 #    4 cargo fmt --check     5 cargo clippy (also with the otel feature)
 #    6 no import circles (scripts/import-circles.py)
-#    7 cargo test (also the otel feature's export)       8 cargo doc
+#    7 cargo test (also the otel feature's export, and the hub's tests with its clients
+#      on the event loop)                      8 cargo doc
 #    9 cargo build --release (bins, examples)  10 bench smoke (e2e/bench-smoke.sh)
 #   11 Autobahn, switchboard as server         12 the same on the event loop (--event-loop)
 #   13 Autobahn, switchboard as client
@@ -129,7 +130,13 @@ clippy_all() {
     cargo clippy -p switchboard-cli --features otel --all-targets -- -D warnings
 }
 tests_all() {
-  cargo test --workspace && cargo test -p switchboard-cli --features otel --test otel
+  cargo test --workspace && cargo test -p switchboard-cli --features otel --test otel &&
+    hub_tests_on_the_event_loop
+}
+# the hub's integration tests again, each client served from the event loop
+# (Hub::serve_on_event_loop; tests/support/serving.rs reads the variable)
+hub_tests_on_the_event_loop() {
+  SWITCHBOARD_TEST_EVENT_LOOP=1 cargo test -p switchboard-hub --features redis --tests
 }
 
 install_autobahn() {
@@ -173,7 +180,7 @@ e2e_step "install node, npm, chromium (interop)" install_interop
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings (and the otel feature)" clippy_all
 step "no import circles between files of a crate" python3 scripts/import-circles.py
-step "cargo test (and the otel feature's export)" tests_all
+step "cargo test (the otel feature's export, the hub on the event loop)" tests_all
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # release binary + examples for e2e (autobahn_client of crate switchboard, storm of
 # switchboard-client)

@@ -73,7 +73,8 @@ pub struct ConnectionInfo {
     pub user_agent: Option<String>,
     /// The channels it subscribes to; `None` when its session did not answer in time.
     pub subscriptions: Option<Vec<String>>,
-    /// Bytes waiting in its send queue.
+    /// Bytes waiting in its send queue; 0 for a connection served on an event loop, whose
+    /// queue only its loop sees.
     pub send_queue: usize,
     /// Whether permessage-deflate was agreed.
     pub compression: bool,

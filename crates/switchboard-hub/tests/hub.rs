@@ -1,6 +1,9 @@
 //! The hub over real WebSocket connections: delivery, recovery across disconnects (no gap, no
 //! duplicate), presence, errors for bad input, tokens and channel rules.
 
+#[path = "support/serving.rs"]
+mod serving;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -39,7 +42,8 @@ async fn start_on(broker: Arc<dyn Broker>, config: HubConfig) -> TestServer {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
-    let task = tokio::spawn(server.serve(move |ws, request| serving.serve(ws, request)));
+    let task =
+        tokio::spawn(server.serve(move |ws, request| serving::serve(serving.clone(), ws, request)));
     TestServer { addr, hub, task }
 }
 

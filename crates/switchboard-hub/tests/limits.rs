@@ -146,7 +146,7 @@ async fn a_restarting_hub_tells_each_client_when_to_come_back_then_closes_with_1
                 if request.uri().path().starts_with("/app/") {
                     hub.serve_pusher(ws, request).await;
                 } else {
-                    hub.serve(ws, request).await;
+                    support::serving::serve(hub, ws, request).await;
                 }
             }
         },

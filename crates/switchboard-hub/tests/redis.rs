@@ -18,6 +18,8 @@ mod client;
 
 #[path = "support/probe.rs"]
 mod probe;
+#[path = "support/serving.rs"]
+mod serving;
 use probe::{all_at_once, healthz, hub_with_healthz};
 
 #[path = "support/recorder.rs"]

@@ -24,6 +24,8 @@ use ports::free_port;
 
 #[path = "support/probe.rs"]
 mod probe;
+#[path = "support/serving.rs"]
+mod serving;
 use probe::{all_at_once, healthz, hub_with_healthz};
 
 #[path = "support/recorder.rs"]

@@ -28,6 +28,8 @@ use ports::free_port;
 #[allow(dead_code)] // The burst helper is for the other Redis tests.
 mod probe;
 use probe::healthz;
+#[path = "support/serving.rs"]
+mod serving;
 
 #[path = "support/temp.rs"]
 mod temp;

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use switchboard::{EncodedFrame, Histogram, Sender, TrySendError, Utf8Bytes};
+use switchboard::{EncodedFrame, Histogram, TrySendError, Utf8Bytes};
 
 use super::mailbox::{KickReason, Mailbox};
+use super::outbox::Outbox;
 use super::pusher_wire::{self, PusherEvent, Roster, Tap};
 use crate::broker::{ClientInfo, Publication};
 use crate::protocol::Reply;
@@ -33,7 +34,7 @@ pub(super) struct Fanout {
 
 #[derive(Debug)]
 struct Subscriber {
-    sender: Sender,
+    sender: Outbox,
     /// `Some` while the subscription is pending: events held until `subscribed` is sent.
     pending: Option<Vec<Held>>,
     /// The offset its `subscribed` reply covers: publications up to it were in the reply or
@@ -182,7 +183,7 @@ impl Fanout {
         &self,
         channel: &str,
         id: u64,
-        sender: &Sender,
+        sender: &Outbox,
         mailbox: &Arc<Mailbox>,
         events: Events,
     ) {
@@ -269,7 +270,7 @@ impl Fanout {
 
     /// Queues `frame` for a live subscriber; on a full queue flags it as lagging.
     fn send(&self, subscriber: &Subscriber, frame: &EncodedFrame) -> bool {
-        match subscriber.sender.try_send_encoded(frame.clone()) {
+        match subscriber.sender.try_send_encoded(frame) {
             Ok(()) => true,
             Err(TrySendError::Full) => {
                 self.lag(subscriber);

@@ -3,14 +3,16 @@
 //! protocol pings (a browser page) can tell a dead network from a quiet channel.
 //!
 //! One task per hub ticks; each tick encodes the frame once and queues it on every
-//! connection's [`Sender`] without waiting, as the fan-out does. A connection costs an entry
+//! connection's [`Outbox`] without waiting, as the fan-out does. A connection costs an entry
 //! in a map, no timer of its own.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use switchboard::{EncodedFrame, Sender, Utf8Bytes};
+use switchboard::{EncodedFrame, Utf8Bytes};
+
+use super::outbox::Outbox;
 
 /// The heartbeat frame's text.
 pub(super) const FRAME: &str = r#"{"type":"heartbeat"}"#;
@@ -18,21 +20,21 @@ pub(super) const FRAME: &str = r#"{"type":"heartbeat"}"#;
 /// The connections that get the heartbeat: those past their `connected` frame.
 #[derive(Debug, Default)]
 pub(super) struct Beats {
-    senders: Mutex<HashMap<u64, Sender>>,
+    senders: Mutex<HashMap<u64, Outbox>>,
 }
 
 impl Beats {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Sender>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Outbox>> {
         // Every operation leaves the map consistent, so a poisoned lock is still usable.
         self.senders.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds a connection, once its `connected` frame is queued (so that it comes first).
-    pub(super) fn add(&self, sender: &Sender) {
+    pub(super) fn add(&self, sender: &Outbox) {
         self.lock().insert(sender.id(), sender.clone());
     }
 
-    pub(super) fn remove(&self, sender: &Sender) {
+    pub(super) fn remove(&self, sender: &Outbox) {
         self.lock().remove(&sender.id());
     }
 
@@ -40,12 +42,12 @@ impl Beats {
     fn beat(&self) -> usize {
         let frame = EncodedFrame::text(&Utf8Bytes::from_static(FRAME));
         // Clones out of the lock, so that connecting and leaving do not wait for the writes.
-        let senders: Vec<Sender> = self.lock().values().cloned().collect();
+        let senders: Vec<Outbox> = self.lock().values().cloned().collect();
         // A full queue skips this beat: the client is being sent frames, which are signs
         // of life as good as a heartbeat; if it never reads them it is kicked as lagging.
         senders
             .iter()
-            .filter(|sender| sender.try_send_encoded(frame.clone()).is_ok())
+            .filter(|sender| sender.try_send_encoded(&frame).is_ok())
             .count()
     }
 }

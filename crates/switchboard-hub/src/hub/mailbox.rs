@@ -1,10 +1,12 @@
 //! What the rest of the hub asks of one session: the server side's commands, in the order they
 //! were sent (`registry.rs` hands the mailbox out), and the fan-out's kick, which ends the
 //! connection of the hub's own accord. Most connections never get either, so the mailbox is one
-//! small block and its queue allocates on the first command.
+//! small block and its queue allocates on the first command. A session with no task waiting on
+//! its mailbox (one on an event loop, between events) gives it a waker to start one.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 
 use switchboard::CloseCode;
 use tokio::sync::{Notify, oneshot};
@@ -61,6 +63,8 @@ struct Queue {
     commands: VecDeque<Command>,
     /// The session is over: commands are refused.
     closed: bool,
+    /// Woken with `notify`, for a session that does not wait on it (see [`Mailbox::wake_also`]).
+    waker: Option<Waker>,
 }
 
 impl Mailbox {
@@ -76,15 +80,34 @@ impl Mailbox {
             return Err(command);
         }
         queue.commands.push_back(command);
+        let waker = queue.waker.clone();
         drop(queue);
-        self.notify.notify_one();
+        self.wake(waker);
         Ok(())
     }
 
     /// Tells the session to end its connection; the first reason wins.
     pub(super) fn kick(&self, reason: KickReason) {
         let _ = self.kicked.set(reason);
+        let waker = self.queue().waker.clone();
+        self.wake(waker);
+    }
+
+    /// Wakes the session, out of the queue's lock: `waker` may take the session's own.
+    fn wake(&self, waker: Option<Waker>) {
         self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Has `waker` woken too whenever a command or the kick arrives, until the mailbox
+    /// closes: for a session that takes its mail with [`try_next`](Self::try_next).
+    pub(super) fn wake_also(&self, waker: Waker) {
+        let mut queue = self.queue();
+        if !queue.closed {
+            queue.waker = Some(waker);
+        }
     }
 
     /// Why the connection was kicked, once it was.
@@ -97,25 +120,36 @@ impl Mailbox {
     /// Cancel safe: a command is taken out only when this returns it.
     pub(super) async fn next(&self) -> Mail {
         loop {
-            if self.kicked.get().is_some() {
-                return Mail::Kicked;
-            }
-            if let Some(command) = self.queue().commands.pop_front() {
-                return Mail::Command(command);
+            if let Some(mail) = self.try_next() {
+                return mail;
             }
             self.notify.notified().await;
         }
     }
 
+    /// The next command, or the kick, if there is one now.
+    pub(super) fn try_next(&self) -> Option<Mail> {
+        if self.kicked.get().is_some() {
+            return Some(Mail::Kicked);
+        }
+        self.queue().commands.pop_front().map(Mail::Command)
+    }
+
+    /// Whether [`try_next`](Self::try_next) would give something.
+    pub(super) fn has_mail(&self) -> bool {
+        self.kicked.get().is_some() || !self.queue().commands.is_empty()
+    }
+
     /// The session is over: commands queued and sent later are dropped, so that whoever waits
-    /// on their answer learns it, and the queue's memory goes.
+    /// on their answer learns it, and the queue's memory goes, with the waker (which may hold
+    /// the session).
     pub(super) fn close(&self) {
-        let commands = {
+        let (commands, waker) = {
             let mut queue = self.queue();
             queue.closed = true;
-            std::mem::take(&mut queue.commands)
+            (std::mem::take(&mut queue.commands), queue.waker.take())
         };
-        drop(commands);
+        drop((commands, waker));
     }
 
     /// The Close frame that tells a kicked client why, and what to do.
@@ -174,6 +208,34 @@ mod tests {
         };
         mailbox.send(disconnect).unwrap();
         assert!(waiting.await.unwrap());
+    }
+
+    /// Counts its wake-ups.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_session_without_a_waiting_task_is_woken_for_each_command_and_the_kick() {
+        let mailbox = Mailbox::default();
+        let counting = std::sync::Arc::new(Counting(0.into()));
+        mailbox.wake_also(Waker::from(counting.clone()));
+        let (done, _) = oneshot::channel();
+        mailbox.send(Command::Subscriptions { done }).unwrap();
+        assert!(mailbox.has_mail());
+        assert!(matches!(mailbox.try_next(), Some(Mail::Command(_))));
+        assert!(!mailbox.has_mail());
+        assert!(mailbox.try_next().is_none());
+        mailbox.kick(KickReason::Lagging);
+        assert!(matches!(mailbox.try_next(), Some(Mail::Kicked)));
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // Closing lets go of the waker, which may hold the session that holds the mailbox.
+        mailbox.close();
+        assert_eq!(std::sync::Arc::strong_count(&counting), 1);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! clients, over a [`Broker`].
 //!
 //! Each connection is served by one task that handles its requests in order (`session.rs`,
-//! after `identity.rs` has said who the client is). Channel events come from the broker
+//! after `identity.rs` has said who the client is), or, from an event loop, by a task started
+//! when it has work and parked between (`session/on_loop.rs`); either sends through an
+//! `Outbox` (`outbox.rs`). Channel events come from the broker
 //! through the fan-out (`fanout.rs`), which encodes each event once and queues the same frame
 //! for every subscriber of the node, without waiting. `interest.rs` counts the node's
 //! subscribers per channel, so that the broker delivers only the channels someone follows;
@@ -25,6 +27,7 @@ mod identity;
 mod interest;
 mod limits;
 mod mailbox;
+mod outbox;
 mod pusher_hooks;
 mod pusher_session;
 mod pusher_wire;
@@ -38,17 +41,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::Request;
-use switchboard::{Backpressure, WebSocket};
+use switchboard::event_loop::{EventLoop, Serving};
+use switchboard::{Backpressure, MaybeTlsStream, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use cluster::Events;
 pub use config::{DEFAULT_HEARTBEAT, HubConfig};
 use fanout::Fanout;
 pub use limits::{MessageRate, RESTART_REASON, restart_hint};
+use outbox::Outbox;
 pub use server_api::{
     ChannelList, ClientList, ClusterInfo, DEFAULT_HISTORY_LIMIT, HubError, MAX_IDEMPOTENCY_KEY,
     Target,
 };
+use session::HubHandler;
 use shared::Shared;
 
 use crate::broker::{Broker, BrokerError};
@@ -98,6 +104,9 @@ use crate::webhook::{self, Observed, WebhookMetrics};
 pub struct Hub {
     shared: Arc<Shared>,
     webhooks: Option<Arc<WebhookMetrics>>,
+    /// The event loops of [`serve_on_event_loop`](Self::serve_on_event_loop), started on
+    /// first use.
+    loops: EventLoop<HubHandler>,
 }
 
 impl Hub {
@@ -126,7 +135,12 @@ impl Hub {
         if let Some(every) = shared.config.heartbeat.filter(|every| !every.is_zero()) {
             heartbeat::start(Arc::downgrade(&shared.beats), every);
         }
-        Ok(Self { shared, webhooks })
+        let loops = EventLoop::new(HubHandler::new(shared.clone()));
+        Ok(Self {
+            shared,
+            webhooks,
+            loops,
+        })
     }
 
     /// What became of the webhook events, when [`HubConfig::webhooks`] is set.
@@ -195,8 +209,33 @@ impl Hub {
         // closes a laggard itself, after its retry hint.
         let compression = ws.deflate().is_some();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
+        let sender = Outbox::Task(sender);
         let request = Box::new(request);
         session::serve(self.shared.clone(), sender, receiver, request, compression)
+    }
+
+    /// Serves one client as [`serve`](Self::serve) does, from the event loop of this thread
+    /// (see [`switchboard::event_loop`]): no task per connection, and none per session while
+    /// its client is idle. A session's work (its opening, each request, the server side's
+    /// commands) runs in a task started for it and ended when it is done. The future returned
+    /// completes at once for a plain TCP connection, which moves into the loop; a TLS or
+    /// HTTP/2 one is served by the future itself.
+    ///
+    /// The protocol, limits and recovery are [`serve`](Self::serve)'s. Two things differ, as
+    /// a loop connection's send queue is its loop's: a client whose send queue is full is
+    /// closed by the engine with 1013 ("send queue full: reading too slowly"; see
+    /// [`Backpressure::Disconnect`]) rather than after a `disconnect` hint, and
+    /// [`ConnectionInfo::send_queue`](crate::ConnectionInfo::send_queue) reads 0. A client
+    /// that sends more than a MiB of requests faster than the hub answers them is closed with
+    /// 1013, since a loop cannot stop reading one connection.
+    pub fn serve_on_event_loop(
+        &self,
+        mut ws: WebSocket<MaybeTlsStream>,
+        request: Request<()>,
+    ) -> Serving {
+        // A message dropped from a subscriber's queue would leave a gap nobody sees.
+        ws.set_backpressure(Backpressure::Disconnect);
+        self.loops.serve(ws, request)
     }
 
     /// Whether any Pusher app is configured (see [`HubConfig::pusher`]).
@@ -231,6 +270,7 @@ impl Hub {
         // pusher-js would throw on it. The Close frame alone has pusher-js come back.
         ws.skip_shutdown_message();
         let (sender, receiver) = ws.split_with(Backpressure::Drop);
+        let sender = Outbox::Task(sender);
         let request = Box::new(request);
         pusher_session::serve(self.shared.clone(), sender, receiver, request)
     }

@@ -34,12 +34,13 @@ use std::time::{Duration, SystemTime};
 
 use http::Request;
 use serde_json::value::RawValue;
-use switchboard::{CloseCode, Message, Receiver, Sender, TokenBucket};
+use switchboard::{CloseCode, Message, Receiver, TokenBucket};
 use tokio::time::Instant;
 
 use super::fanout::Events;
 use super::limits::{RateGuard, Verdict};
 use super::mailbox::{Command, KickReason, Mail, Mailbox};
+use super::outbox::Outbox;
 use super::pusher_wire::{Roster, Tap, hub_channel};
 use super::registry::Profile;
 use super::session::{address, close_reason};
@@ -75,7 +76,7 @@ const OLDEST_PROTOCOL: u32 = 5;
 /// opening (which drops the request), each request's handling, each send from here, the end.
 pub(super) async fn serve(
     hub: Arc<Shared>,
-    sender: Sender,
+    sender: Outbox,
     mut receiver: Receiver,
     request: Box<Request<()>>,
 ) {
@@ -131,7 +132,7 @@ pub(super) async fn serve(
 
 /// Starts the session of the app `request`'s path names; `None` for an unknown app or an
 /// unsupported protocol version, which the client has been told.
-async fn open(hub: &Shared, sender: Sender, request: Box<Request<()>>) -> Option<Session<'_>> {
+async fn open(hub: &Shared, sender: Outbox, request: Box<Request<()>>) -> Option<Session<'_>> {
     let key = request.uri().path().strip_prefix("/app/").unwrap_or("");
     let Some(app) = hub.config.pusher.by_key(key) else {
         let message = format!("App key {key} does not exist");
@@ -167,7 +168,7 @@ fn check_protocol(query: &str) -> Result<(), (PusherCode, String)> {
 }
 
 /// Sends a `pusher:error` with `code` and closes with it, as Pusher ends a connection.
-async fn refuse(sender: &Sender, code: PusherCode, message: &str) {
+async fn refuse(sender: &Outbox, code: PusherCode, message: &str) {
     let _ = sender
         .send(Message::text(replies::error(Some(code), message)))
         .await;
@@ -198,7 +199,7 @@ struct Session<'h> {
     socket_id: String,
     /// Who it is to the hub: no user until a presence channel names one.
     info: ClientInfo,
-    sender: Sender,
+    sender: Outbox,
     /// What the server side asks of this connection, and the fan-out's kick.
     mailbox: Arc<Mailbox>,
     /// Whether a presence member or a sign-in has named its user in the registry (see
@@ -223,7 +224,7 @@ impl<'h> Session<'h> {
     /// Counts the connection and tells the client its socket id.
     async fn start(
         hub: &'h Shared,
-        sender: Sender,
+        sender: Outbox,
         app: &'h PusherApp,
         request: Request<()>,
     ) -> Self {
@@ -327,7 +328,7 @@ impl<'h> Session<'h> {
                 Some((PusherCode::OverCapacity, "message rate exceeded"))
             }
             Exit::Disconnected(code, reason) => {
-                let _ = self.sender.close(code, reason);
+                let _ = self.sender.close(code, &reason);
                 None
             }
         };

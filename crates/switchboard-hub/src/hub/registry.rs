@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use switchboard::Sender;
-
 use super::mailbox::Mailbox;
+use super::outbox::Outbox;
 
 /// What a connection's handshake said of it, kept for listing.
 #[derive(Debug)]
@@ -21,7 +20,7 @@ pub(super) struct Profile {
     pub(super) compression: bool,
     pub(super) since: SystemTime,
     /// Its sending half, for the bytes waiting in its send queue.
-    pub(super) sender: Sender,
+    pub(super) sender: Outbox,
 }
 
 /// One connection, as [`Registry::matching`] lists it.
@@ -186,6 +185,7 @@ mod tests {
         let (io, _peer) = tokio::io::duplex(64);
         let ws = WebSocket::from_raw(io, Role::Server, Config::default(), Default::default());
         let (sender, _receiver) = ws.split();
+        let sender = Outbox::Task(sender);
         Profile {
             address: Some("127.0.0.1:1".to_owned()),
             user_agent: Some(agent.to_owned()),

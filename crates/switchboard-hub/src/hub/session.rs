@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use http::Request;
 use serde_json::value::RawValue;
-use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver, Sender};
+use switchboard::{ClientAddr, CloseCode, Message, PeerAddr, Receiver};
 use tokio::time::{Instant, Sleep};
 
 use super::heartbeat;
 use super::identity::Identity;
 use super::limits::{RateGuard, Verdict, retry_hint};
 use super::mailbox::{Command, Mail, Mailbox};
+use super::outbox::Outbox;
 use super::registry::Profile;
 use super::server_api::DEFAULT_HISTORY_LIMIT;
 use super::shared::Shared;
@@ -27,8 +28,10 @@ use crate::protocol::{
 use crate::rules::Access;
 
 mod channels;
+mod on_loop;
 mod publish;
 
+pub(super) use self::on_loop::HubHandler;
 use self::publish::{Queue, answered};
 
 /// How widely the clients the hub closes of its own accord spread their return.
@@ -45,7 +48,7 @@ const ENVELOPE: usize = 4096;
 /// request's handling, and the end. The request is dropped once the session has started.
 pub(super) async fn serve(
     hub: Arc<Shared>,
-    sender: Sender,
+    sender: Outbox,
     mut receiver: Receiver,
     request: Box<Request<()>>,
     compression: bool,
@@ -60,33 +63,18 @@ pub(super) async fn serve(
     let exit = loop {
         tokio::select! {
             message = receiver.recv() => match message {
-                Some(Ok(Message::Text(text))) => match session.check_rate() {
-                    Verdict::Allow => Box::pin(session.handle(&text)).await,
-                    Verdict::Refuse => {
-                        Box::pin(session.refuse_over_rate(request_id(&text))).await;
-                    }
-                    Verdict::Close => break Exit::OverRate,
-                },
-                Some(Ok(Message::Binary(_))) => match session.check_rate() {
-                    Verdict::Allow => {
-                        let reason = "binary frames are not part of the protocol; send JSON text";
-                        let e = RequestError::new(None, ErrorCode::Unsupported, reason);
-                        Box::pin(session.send(String::from(&e))).await;
-                    }
-                    Verdict::Refuse => Box::pin(session.refuse_over_rate(None)).await,
-                    Verdict::Close => break Exit::OverRate,
-                },
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break Exit::Left,
-                Some(Ok(_)) => {}
-            },
-            mail = session.mailbox.next() => match mail {
-                Mail::Command(command) => {
-                    if let Some(exit) = Box::pin(session.obey(command)).await {
+                Some(Ok(message)) => {
+                    if let Some(exit) = session.hear(message).await {
                         break exit;
                     }
                 }
-                Mail::Kicked => break Exit::Kicked,
+                Some(Err(_)) | None => break Exit::Left,
             },
+            mail = session.mailbox.next() => {
+                if let Some(exit) = session.read(mail).await {
+                    break exit;
+                }
+            }
             reply = answered(session.in_flight.get()), if !session.in_flight.get().is_empty() => {
                 if let Some(reply) = reply {
                     Box::pin(session.send(reply)).await;
@@ -103,7 +91,7 @@ pub(super) async fn serve(
 /// which has been told why.
 async fn open(
     hub: &Shared,
-    sender: Sender,
+    sender: Outbox,
     request: Box<Request<()>>,
     compression: bool,
 ) -> Option<(Session<'_>, Option<Instant>)> {
@@ -181,7 +169,7 @@ pub(super) fn address(request: &Request<()>) -> Option<String> {
 }
 
 /// Sends an `unauthorized` error and closes with 1008: for a client the hub will not serve.
-async fn refuse(sender: &Sender, reason: &str) {
+async fn refuse(sender: &Outbox, reason: &str) {
     let code = ErrorCode::Unauthorized;
     let e = RequestError::new(None, code, reason);
     let _ = sender.send(Message::text(String::from(&e))).await;
@@ -190,7 +178,7 @@ async fn refuse(sender: &Sender, reason: &str) {
 
 /// Sends an `unauthorized` error with `reason` and closes with `code` and `reason`: for a
 /// client the connect hook refused.
-async fn refuse_with(sender: &Sender, code: CloseCode, reason: &str) {
+async fn refuse_with(sender: &Outbox, code: CloseCode, reason: &str) {
     let e = RequestError::new(None, ErrorCode::Unauthorized, reason);
     let _ = sender.send(Message::text(String::from(&e))).await;
     let _ = sender.close(code, close_reason(reason));
@@ -220,13 +208,14 @@ enum Exit {
     OverRate,
 }
 
-/// One connection's state, owned by its task.
+/// One connection's state, owned by its task (or, on an event loop, by the task that runs it
+/// while there is work, and parked between).
 struct Session<'h> {
     hub: &'h Shared,
     /// The connection's key in the fan-out.
     id: u64,
     info: ClientInfo,
-    sender: Sender,
+    sender: Outbox,
     /// What the server side asks of this connection, and the fan-out's kick.
     mailbox: Arc<Mailbox>,
     subscriptions: HashSet<String>,
@@ -237,11 +226,23 @@ struct Session<'h> {
     rate: Option<RateGuard>,
 }
 
+/// A [`Session`] between events, with no publish in flight: what a connection on an event
+/// loop keeps while its client is idle.
+#[derive(Debug)]
+struct Parked {
+    id: u64,
+    info: ClientInfo,
+    sender: Outbox,
+    mailbox: Arc<Mailbox>,
+    subscriptions: HashSet<String>,
+    rate: Option<RateGuard>,
+}
+
 impl<'h> Session<'h> {
     /// Counts the connection and tells the client who it is.
     async fn start(
         hub: &'h Shared,
-        sender: Sender,
+        sender: Outbox,
         identity: Identity,
         info: Option<Box<RawValue>>,
         profile: Profile,
@@ -334,7 +335,7 @@ impl<'h> Session<'h> {
         if let Some((code, reason, true)) = close {
             // The Close queues behind what the client has yet to read: a client that reads
             // again gets a gap-free prefix, then the close.
-            let _ = self.sender.close(code, reason);
+            let _ = self.sender.close(code, &reason);
         }
     }
 
@@ -369,6 +370,64 @@ impl<'h> Session<'h> {
             }
         }
         None
+    }
+
+    /// Handles a message of the client; `Some` when the session must end.
+    async fn hear(&mut self, message: Message) -> Option<Exit> {
+        match message {
+            Message::Text(text) => match self.check_rate() {
+                Verdict::Allow => Box::pin(self.handle(&text)).await,
+                Verdict::Refuse => Box::pin(self.refuse_over_rate(request_id(&text))).await,
+                Verdict::Close => return Some(Exit::OverRate),
+            },
+            Message::Binary(_) => match self.check_rate() {
+                Verdict::Allow => {
+                    let reason = "binary frames are not part of the protocol; send JSON text";
+                    let e = RequestError::new(None, ErrorCode::Unsupported, reason);
+                    Box::pin(self.send(String::from(&e))).await;
+                }
+                Verdict::Refuse => Box::pin(self.refuse_over_rate(None)).await,
+                Verdict::Close => return Some(Exit::OverRate),
+            },
+            Message::Close(_) => return Some(Exit::Left),
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+        None
+    }
+
+    /// Handles what the mailbox gave; `Some` when the session must end.
+    async fn read(&mut self, mail: Mail) -> Option<Exit> {
+        match mail {
+            Mail::Command(command) => Box::pin(self.obey(command)).await,
+            Mail::Kicked => Some(Exit::Kicked),
+        }
+    }
+
+    /// The session between events, with nothing in flight.
+    fn park(mut self) -> Parked {
+        debug_assert!(self.in_flight.get().is_empty());
+        Parked {
+            id: self.id,
+            info: self.info,
+            sender: self.sender,
+            mailbox: self.mailbox,
+            subscriptions: self.subscriptions,
+            rate: self.rate,
+        }
+    }
+
+    /// A parked session, going on.
+    fn resume(hub: &'h Shared, parked: Parked) -> Self {
+        Self {
+            hub,
+            id: parked.id,
+            info: parked.info,
+            sender: parked.sender,
+            mailbox: parked.mailbox,
+            subscriptions: parked.subscriptions,
+            in_flight: Queue::default(),
+            rate: parked.rate,
+        }
     }
 
     fn check_rate(&mut self) -> Verdict {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use switchboard::Server;
 use switchboard_hub::{Broker, Hub, HubConfig, LocalBroker};
 
+pub(crate) mod serving;
+
 /// A hub with `config` on a local broker, served on a free loopback port: its protocol on
 /// every path, and Pusher's on `/app/{key}`.
 #[allow(dead_code)] // for the tests of one node
@@ -25,7 +27,7 @@ pub(crate) async fn hub_on(broker: Arc<dyn Broker>, config: HubConfig) -> (Hub, 
             if request.uri().path().starts_with("/app/") {
                 hub.serve_pusher(ws, request).await;
             } else {
-                hub.serve(ws, request).await;
+                serving::serve(hub, ws, request).await;
             }
         }
     }));

@@ -67,6 +67,8 @@ pub(crate) async fn hub_with_healthz(broker: impl Broker + 'static) -> (Hub, Soc
         .unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
-    tokio::spawn(server.serve(move |ws, request| serving.serve(ws, request)));
+    tokio::spawn(
+        server.serve(move |ws, request| crate::serving::serve(serving.clone(), ws, request)),
+    );
     (hub, addr)
 }

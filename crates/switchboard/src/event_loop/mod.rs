@@ -55,6 +55,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::Request;
+use proto::deflate::DeflateParams;
 use proto::{CloseCode, EncodedFrame, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -168,6 +169,12 @@ impl<'a> Socket<'a> {
     pub fn protocol(&self) -> Option<&str> {
         self.ws.protocol()
     }
+
+    /// The permessage-deflate parameters agreed in the handshake; `None` when messages are
+    /// not compressed.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.ws.deflate()
+    }
 }
 
 /// What a [`Socket`] does, whatever the WebSocket's transport.
@@ -177,6 +184,7 @@ trait Outlet {
     fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error>;
     fn buffered_amount(&self) -> usize;
     fn protocol(&self) -> Option<&str>;
+    fn deflate(&self) -> Option<&DeflateParams>;
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Outlet for WebSocket<S> {
@@ -194,6 +202,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Outlet for WebSocket<S> {
     }
     fn protocol(&self) -> Option<&str> {
         Self::protocol(self)
+    }
+    fn deflate(&self) -> Option<&DeflateParams> {
+        Self::deflate(self)
     }
 }
 

@@ -82,6 +82,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.extras_mut().send_queue = Some(SendQueue { limit, policy });
     }
 
+    /// Sets what happens to a message that does not fit the send queue (see
+    /// [`set_send_queue`](Self::set_send_queue)), keeping the queue's limit: for the
+    /// connections of an [`EventLoop`](crate::event_loop::EventLoop), whose mail from a
+    /// [`Remote`](crate::event_loop::Remote) meets the policy when it arrives.
+    pub fn set_backpressure(&mut self, policy: Backpressure) {
+        let limit = self.send_queue().limit;
+        self.set_send_queue(limit, policy);
+    }
+
     /// Turns on permessage-deflate with the parameters agreed in the handshake, for callers
     /// that did the handshake themselves (see [`from_raw`](Self::from_raw)); `config` gives
     /// the compression level and threshold. Call it before any message is sent or received.
