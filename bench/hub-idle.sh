@@ -12,7 +12,10 @@
 #
 # Prints one line per measure; the raw output goes to bench/results/hub-idle-TIME/.
 #
-#   bench/hub-idle.sh [--count N] [--hold S]     # COUNT=5000 HOLD=4 bench/hub-idle.sh
+#   bench/hub-idle.sh [--count N] [--hold S] [--event-loop]   # COUNT=5000 HOLD=4 bench/hub-idle.sh
+#
+# --event-loop serves the hub from the event loop (`serve --event-loop`,
+# `Hub::serve_on_event_loop`) in both measures.
 #
 # HOLD (default 4) is how long the connections stay open and idle before the reading. Not a
 # test: numbers depend on the machine and on the allocator. Needs Linux (taskset, /proc) and
@@ -21,11 +24,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
 . e2e/lib.sh
 
-count=${COUNT:-10000} hold=${HOLD:-4}
+count=${COUNT:-10000} hold=${HOLD:-4} looped=()
 while [ $# -gt 0 ]; do
   case $1 in
     --count) count=$2; shift 2 ;;
     --hold) hold=$2; shift 2 ;;
+    --event-loop) looped=(--event-loop); shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -64,7 +68,7 @@ load() {
 
 # rss
 port=$(free_port)
-start "$work/serve.log" taskset -c 0 "$bin" serve --listen "127.0.0.1:$port"
+start "$work/serve.log" taskset -c 0 "$bin" serve --listen "127.0.0.1:$port" ${looped[@]+"${looped[@]}"}
 server=$started
 wait_port "$port" "$server"
 load "$port" 1 1 "$work/warm.log"
@@ -79,12 +83,12 @@ sleep "$hold"
 after=$(rss_kib "$server")
 stop "$loader"
 stop "$server"
-echo "$count idle subscribed hub connections, serve: VmRSS $before KiB before, $after KiB with them:" \
+echo "$count idle subscribed hub connections${looped[@]+ on the event loop}, serve: VmRSS $before KiB before, $after KiB with them:" \
   "$(python3 -c "print(f'{($after - $before) / $count:.2f}')") KiB per connection" | tee "$results/rss.txt"
 
 # heap
 port=$(free_port)
-start "$results/hub-memory.log" taskset -c 0 target/release/examples/hub_memory "127.0.0.1:$port"
+start "$results/hub-memory.log" taskset -c 0 target/release/examples/hub_memory "127.0.0.1:$port" ${looped[@]+"${looped[@]}"}
 server=$started
 wait_port "$port" "$server"
 load "$port" "$count" "$((hold + 10))" "$results/heap-bench.log"

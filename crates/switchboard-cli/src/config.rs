@@ -92,8 +92,9 @@ pub(crate) struct ServeOptions {
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Serve the WebSockets of plain TCP connections from one event loop per thread, with
-    /// callbacks and no task per connection (echo and broadcast modes); TLS and HTTP/2 ones
-    /// stay in tasks [default: false]
+    /// callbacks and no task per connection (in hub mode, the hub's protocol: a session has a
+    /// task only while it has work); TLS and HTTP/2 ones, and Pusher's, stay in tasks
+    /// [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) event_loop: Option<bool>,
     /// Most connections at once; more get 503 [default: 25000]
@@ -500,12 +501,6 @@ impl ServeOptions {
                 "--{name} 0 would refuse every message: give at least 1"
             );
         }
-        anyhow::ensure!(
-            self.event_loop != Some(true)
-                || matches!(self.mode, Some(Mode::Echo | Mode::Broadcast)),
-            "--event-loop serves the echo and broadcast modes only (--mode echo or --mode \
-             broadcast); the hub runs a task per connection"
-        );
         Ok(())
     }
 

@@ -152,6 +152,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     match service {
         Service::Hub(hub, admin) => {
             let pusher = hub.serves_pusher();
+            let on_loop = options.event_loop.unwrap_or(false);
             // The hub's futures are returned as they are, boxed: an `async` block around them
             // would keep room for the socket and the request in every idle client's task.
             let handler =
@@ -164,11 +165,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         _ if request.uri().path().starts_with("/app/") => {
                             Box::pin(hub.serve_pusher(ws, request))
                         }
+                        _ if on_loop => Box::pin(hub.serve_on_event_loop(ws, request)),
                         _ => Box::pin(hub.serve(ws, request)),
                     }
                 };
             serve(builder, listen, threads, handler, |addr| {
-                tracing::info!("chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws");
+                let looped = if on_loop { " (event loop)" } else { "" };
+                tracing::info!(
+                    "chat on {http}://{addr}/, hub protocol on {scheme}://{addr}/ws{looped}"
+                );
                 if pusher {
                     tracing::info!(
                         "Pusher protocol on {scheme}://{addr}/app/KEY, its HTTP API on {http}://{addr}/apps/ID/"

@@ -92,11 +92,11 @@ async fn thread_per_core_serves_every_mode_and_drains() {
     }
 }
 
-/// `--event-loop`: echo and broadcast connections served by callbacks from a loop per thread
-/// drain on SIGTERM as tasks do, alone and thread per core.
+/// `--event-loop`: connections served by callbacks from a loop per thread drain on SIGTERM as
+/// tasks do (the hub's with its restart hint), alone and thread per core.
 #[tokio::test]
 async fn the_event_loop_serves_and_drains() {
-    for mode in ["echo", "broadcast"] {
+    for mode in ["hub", "echo", "broadcast"] {
         sigterm_drains(mode, &["--event-loop"]).await;
         sigterm_drains(mode, &["--event-loop", "--threads", "2"]).await;
     }
@@ -163,26 +163,54 @@ async fn until_the_others_hear(clients: &mut [Client]) {
     }
 }
 
-/// `--event-loop` in a mode it does not serve is refused, not ignored.
-#[test]
-fn the_event_loop_in_hub_mode_is_refused_with_why() {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "serve",
-            "--mode",
-            "hub",
-            "--event-loop",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--event-loop serves the echo and broadcast modes only"),
-        "{stderr}"
-    );
+/// `--mode hub --event-loop`: the hub's protocol from the loops; a publication reaches every
+/// subscriber, across the loops of 2 threads too, and the publisher has its ack.
+#[tokio::test]
+async fn the_hub_on_the_event_loop_delivers_to_every_subscriber() {
+    /// The next frame, as JSON, past the joins of the clients that subscribe later.
+    async fn next(ws: &mut Client) -> serde_json::Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), ws.recv())
+                .await
+                .expect("a frame within 5 s");
+            let Some(Ok(Message::Text(text))) = message else {
+                panic!("{message:?}");
+            };
+            let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] != "join" {
+                return frame;
+            }
+        }
+    }
+    for threads in ["0", "2"] {
+        let serve = Serve::start(&["--mode", "hub", "--event-loop", "--threads", threads]);
+        let base = serve.url();
+        let mut clients = Vec::new();
+        for name in ["ann", "bob", "cy"] {
+            let url = format!("{base}?name={name}");
+            let (mut ws, _) = switchboard::connect(&url).await.unwrap();
+            assert_eq!(next(&mut ws).await["type"], "connected");
+            let subscribe = r#"{"op":"subscribe","channel":"lobby","id":1}"#;
+            ws.send(Message::text(subscribe)).await.unwrap();
+            let subscribed = next(&mut ws).await;
+            assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+            clients.push(ws);
+        }
+        let publish = r#"{"op":"publish","channel":"lobby","data":"hi","id":2}"#;
+        clients[1].send(Message::text(publish)).await.unwrap();
+        for (i, ws) in clients.iter_mut().enumerate() {
+            let mut frames = vec![next(ws).await];
+            if i == 1 {
+                // The ack and the message, in either order.
+                frames.push(next(ws).await);
+                assert!(frames.iter().any(|f| f["type"] == "ack" && f["id"] == 2));
+            }
+            let message = frames.iter().find(|f| f["type"] == "message");
+            let message = message.unwrap_or_else(|| panic!("{frames:?}"));
+            assert_eq!(message["data"], "hi", "{message}");
+            assert_eq!(message["channel"], "lobby");
+        }
+    }
 }
 
 /// A second `serve --threads` on a port one serves does not share it silently: it exits

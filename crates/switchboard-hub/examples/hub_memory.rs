@@ -5,6 +5,9 @@
 //! switchboard bench ws://127.0.0.1:9001/ws --mode hub -c 10000 --rate 1 --duration 10
 //! ```
 //!
+//! With `--event-loop` after the address, the hub serves from the event loop
+//! (`Hub::serve_on_event_loop`).
+//!
 //! Every second the connections open change, it prints the live heap (bytes and blocks) above
 //! what it held with no connection, divided by the connections open.
 
@@ -22,6 +25,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let on_loop = std::env::args().nth(2).as_deref() == Some("--event-loop");
     let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(Default::default()));
     let hub = Hub::new(broker, HubConfig::default())
         .await
@@ -38,7 +42,13 @@ async fn main() -> std::io::Result<()> {
             }
         }
     });
-    server
-        .serve(move |ws, request| hub.serve(ws, request))
-        .await
+    if on_loop {
+        server
+            .serve(move |ws, request| hub.serve_on_event_loop(ws, request))
+            .await
+    } else {
+        server
+            .serve(move |ws, request| hub.serve(ws, request))
+            .await
+    }
 }
