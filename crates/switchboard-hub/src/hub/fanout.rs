@@ -2,7 +2,8 @@
 //! event is encoded once per wire (the hub's protocol, or Pusher's for the Pusher sessions'
 //! channels, see `pusher_wire.rs`), and the same frame is queued for every live subscriber
 //! without waiting; events for a pending subscriber are held until its `subscribed` reply
-//! leaves.
+//! leaves. The live subscribers of event-loop sessions are sent as a group: one mail item per
+//! loop and frame (`Recipients`), not one per subscriber.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use switchboard::event_loop::{Recipients, Remote};
 use switchboard::{EncodedFrame, Histogram, TrySendError, Utf8Bytes};
 
 use super::mailbox::{KickReason, Mailbox};
@@ -24,12 +26,88 @@ const MAX_PENDING: usize = 4096;
 /// Delivers channel events from the broker to this node's subscribers.
 #[derive(Debug, Default)]
 pub(super) struct Fanout {
-    channels: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
+    channels: Mutex<HashMap<String, Channel>>,
     lagged: AtomicU64,
     /// Frames queued for subscribers.
     deliveries: AtomicU64,
     /// From a publication's time to its fan-out here, in microseconds.
     delivery: Histogram,
+}
+
+/// One channel's subscribers on this node.
+#[derive(Debug, Default)]
+struct Channel {
+    /// Those sent one by one: the pending, those of a task or of a Pusher session, and those
+    /// of a loop until they are grouped.
+    one_by_one: HashMap<u64, Subscriber>,
+    /// Live subscribers of loop sessions, sent each frame as a group. A loop subscriber
+    /// joins them with the first publication past its `covered`, so that the group is sent
+    /// every publication it is given.
+    grouped: HashMap<u64, Grouped>,
+    /// The grouped that are sent joins and leaves too, and those that are not.
+    everything: Recipients,
+    publications_only: Recipients,
+}
+
+/// A grouped subscriber: where it is, and where it is kicked.
+#[derive(Debug)]
+struct Grouped {
+    remote: Remote,
+    mailbox: Arc<Mailbox>,
+    join_leave: bool,
+}
+
+impl Channel {
+    fn is_empty(&self) -> bool {
+        self.one_by_one.is_empty() && self.grouped.is_empty()
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.one_by_one.remove(&id).is_some() {
+            return;
+        }
+        if let Some(grouped) = self.grouped.remove(&id) {
+            self.group(grouped.join_leave).remove(&grouped.remote);
+        }
+    }
+
+    /// Moves a live subscriber of a loop session from one by one into its group.
+    fn join_group(&mut self, id: u64) {
+        let loop_session = |s: &Subscriber| matches!(s.sender, Outbox::Loop { .. });
+        if !self.one_by_one.get(&id).is_some_and(loop_session) {
+            return;
+        }
+        let Some(Subscriber {
+            sender: Outbox::Loop { remote, .. },
+            mailbox,
+            join_leave,
+            ..
+        }) = self.one_by_one.remove(&id)
+        else {
+            return;
+        };
+        self.group(join_leave).insert(&remote);
+        let grouped = Grouped {
+            remote,
+            mailbox,
+            join_leave,
+        };
+        self.grouped.insert(id, grouped);
+    }
+
+    fn group(&mut self, join_leave: bool) -> &mut Recipients {
+        if join_leave {
+            &mut self.everything
+        } else {
+            &mut self.publications_only
+        }
+    }
+
+    /// Every subscriber's mailbox, for a kick.
+    fn mailboxes(self) -> impl Iterator<Item = Arc<Mailbox>> {
+        let one_by_one = self.one_by_one.into_values().map(|s| s.mailbox);
+        one_by_one.chain(self.grouped.into_values().map(|g| g.mailbox))
+    }
 }
 
 #[derive(Debug)]
@@ -140,7 +218,7 @@ impl<'a> Frames<'a> {
 }
 
 impl Fanout {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Subscriber>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
         // Every operation leaves the maps consistent, so a poisoned lock is still usable.
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -198,6 +276,7 @@ impl Fanout {
         self.lock()
             .entry(channel.to_owned())
             .or_default()
+            .one_by_one
             .insert(id, subscriber);
     }
 
@@ -205,7 +284,7 @@ impl Fanout {
     pub(super) fn remove(&self, channel: &str, id: u64) {
         let mut channels = self.lock();
         if let Some(subscribers) = channels.get_mut(channel) {
-            subscribers.remove(&id);
+            subscribers.remove(id);
             if subscribers.is_empty() {
                 channels.remove(channel);
             }
@@ -229,7 +308,7 @@ impl Fanout {
         let Some(subscribers) = channels.get_mut(channel) else {
             return;
         };
-        let Some(subscriber) = subscribers.get_mut(&id) else {
+        let Some(subscriber) = subscribers.one_by_one.get_mut(&id) else {
             return; // dropped for lagging meanwhile
         };
         let held = subscriber.pending.take().unwrap_or_default();
@@ -261,7 +340,7 @@ impl Fanout {
         }
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
         if !ok {
-            subscribers.remove(&id);
+            subscribers.remove(id);
             if subscribers.is_empty() {
                 channels.remove(channel);
             }
@@ -298,7 +377,24 @@ impl Fanout {
         };
         let mut frames = Frames::new(channel, event);
         let mut sent = 0;
-        subscribers.retain(|_, subscriber| match &mut subscriber.pending {
+        let Channel {
+            one_by_one,
+            grouped,
+            everything,
+            publications_only,
+        } = subscribers;
+        if !grouped.is_empty()
+            && let Some(frame) = frames.for_subscriber(None)
+        {
+            everything.send_encoded(frame, None);
+            sent += everything.len() as u64;
+            if offset.is_some() {
+                publications_only.send_encoded(frame, None);
+                sent += publications_only.len() as u64;
+            }
+        }
+        let mut joining = Vec::new();
+        one_by_one.retain(|&id, subscriber| match &mut subscriber.pending {
             _ if offset.is_none() && !subscriber.join_leave => true,
             Some(pending) if pending.len() < MAX_PENDING => {
                 pending.push(event.held());
@@ -313,11 +409,20 @@ impl Fanout {
                 Some(frame) => {
                     let ok = self.send(subscriber, frame);
                     sent += u64::from(ok);
+                    // A loop session's, past `covered`: it is sent every publication from
+                    // now on.
+                    let loop_session = matches!(subscriber.sender, Outbox::Loop { .. });
+                    if ok && loop_session && offset.is_some() && subscriber.tap.is_none() {
+                        joining.push(id);
+                    }
                     ok
                 }
                 None => true,
             },
         });
+        for id in joining {
+            subscribers.join_group(id);
+        }
         // One add per event, not per subscriber: the fan-out's hot loop stays free of atomics.
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
         if subscribers.is_empty() {
@@ -362,8 +467,8 @@ impl Fanout {
     pub(super) fn stream_lost(&self, channel: &str) {
         // Pending subscribers go too: their reply may predate the loss.
         let subscribers = self.lock().remove(channel);
-        for subscriber in subscribers.into_iter().flat_map(HashMap::into_values) {
-            subscriber.mailbox.kick(KickReason::StreamLost);
+        for mailbox in subscribers.into_iter().flat_map(Channel::mailboxes) {
+            mailbox.kick(KickReason::StreamLost);
         }
     }
 }
