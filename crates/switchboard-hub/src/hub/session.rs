@@ -1,7 +1,6 @@
 //! One connection's session: who the client is, its requests answered in order, and the end
 //! of its subscriptions however it leaves.
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,9 +29,11 @@ use crate::rules::Access;
 mod channels;
 mod on_loop;
 mod publish;
+mod subscriptions;
 
 pub(super) use self::on_loop::HubHandler;
 use self::publish::{Queue, answered};
+use self::subscriptions::Subscriptions;
 
 /// How widely the clients the hub closes of its own accord spread their return.
 const KICK_SPREAD: Duration = Duration::from_secs(1);
@@ -218,12 +219,12 @@ struct Session<'h> {
     sender: Outbox,
     /// What the server side asks of this connection, and the fan-out's kick.
     mailbox: Arc<Mailbox>,
-    subscriptions: HashSet<String>,
+    subscriptions: Subscriptions,
     /// Publishes handed to the broker, oldest first. The broker keeps the order they were
     /// handed over in, and they are answered in that order too, before any later reply.
     in_flight: Queue<'h>,
-    /// The message rate limit, when the hub has one.
-    rate: Option<RateGuard>,
+    /// The message rate limit, when the hub has one (boxed: most have none).
+    rate: Option<Box<RateGuard>>,
 }
 
 /// A [`Session`] between events, with no publish in flight: what a connection on an event
@@ -234,8 +235,8 @@ struct Parked {
     info: ClientInfo,
     sender: Outbox,
     mailbox: Arc<Mailbox>,
-    subscriptions: HashSet<String>,
-    rate: Option<RateGuard>,
+    subscriptions: Subscriptions,
+    rate: Option<Box<RateGuard>>,
 }
 
 impl<'h> Session<'h> {
@@ -259,9 +260,12 @@ impl<'h> Session<'h> {
             mailbox: hub.registry.register(&info.conn, &info.user, profile),
             info,
             sender,
-            subscriptions: HashSet::new(),
+            subscriptions: Subscriptions::default(),
             in_flight: Queue::default(),
-            rate: hub.config.message_rate.map(RateGuard::new),
+            rate: hub
+                .config
+                .message_rate
+                .map(|rate| Box::new(RateGuard::new(rate))),
         };
         hub.connections.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = %session.info.conn, user = %session.info.user, "client connected");
@@ -327,7 +331,7 @@ impl<'h> Session<'h> {
         self.hub.registry.deregister(&self.info.conn);
         self.mailbox.close();
         self.hub.beats.remove(&self.sender);
-        for channel in std::mem::take(&mut self.subscriptions) {
+        for channel in self.subscriptions.take() {
             self.leave(&channel).await;
         }
         self.hub.connections.fetch_sub(1, Ordering::Relaxed);
@@ -364,9 +368,7 @@ impl<'h> Session<'h> {
             }
             Command::Disconnect { code, reason } => return Some(Exit::Disconnected(code, reason)),
             Command::Subscriptions { done } => {
-                let mut channels: Vec<String> = self.subscriptions.iter().cloned().collect();
-                channels.sort();
-                let _ = done.send(channels);
+                let _ = done.send(self.subscriptions.sorted());
             }
         }
         None
@@ -431,7 +433,9 @@ impl<'h> Session<'h> {
     }
 
     fn check_rate(&mut self) -> Verdict {
-        self.rate.as_mut().map_or(Verdict::Allow, RateGuard::check)
+        self.rate
+            .as_mut()
+            .map_or(Verdict::Allow, |rate| rate.check())
     }
 
     /// Answers a message over the rate, which is dropped.
