@@ -9,18 +9,33 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use switchboard::{CloseCode, MaybeTlsStream, Message, Server, WebSocket};
-use switchboard_hub::{BoxFuture, ClientInfo, Hooks, Hub, HubConfig, LocalBroker, PublishDecision};
+use switchboard::{CloseCode, MaybeTlsStream, Message, Server, ServerBuilder, WebSocket};
+use switchboard_hub::{
+    BoxFuture, ClientInfo, HistoryConfig, Hooks, Hub, HubConfig, LocalBroker, PublishDecision,
+};
 use tokio::sync::Semaphore;
 
 const STEP: Duration = Duration::from_secs(5);
 
 /// A hub with `config` served on a free loopback port, from the loop or in tasks.
 async fn serve(config: HubConfig, on_loop: bool) -> (Hub, SocketAddr) {
-    let hub = Hub::new(Arc::new(LocalBroker::default()), config)
-        .await
-        .unwrap();
-    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    serve_on(
+        Server::builder(),
+        Arc::new(LocalBroker::default()),
+        config,
+        on_loop,
+    )
+    .await
+}
+
+async fn serve_on(
+    builder: ServerBuilder,
+    broker: Arc<LocalBroker>,
+    config: HubConfig,
+    on_loop: bool,
+) -> (Hub, SocketAddr) {
+    let hub = Hub::new(broker, config).await.unwrap();
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     let serving = hub.clone();
     tokio::spawn(server.serve(move |ws, request| {
@@ -194,4 +209,70 @@ async fn a_client_sending_over_a_mib_while_its_session_is_busy_is_closed_with_10
         assert_eq!(ack["type"], "ack", "{ack}");
         assert_eq!(ack["id"], id);
     }
+}
+
+/// A subscriber that stops reading is ended as in a task: a gap-free prefix, the retry hint
+/// past its full queue, then 1013, and the hub counts it as lagging.
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_gets_the_retry_hint_and_1013() {
+    const TOTAL: u64 = 10_000;
+    let history = HistoryConfig {
+        size: TOTAL as usize,
+        ttl: None,
+    };
+    let builder = Server::builder().max_send_queue(64 << 10);
+    let broker = Arc::new(LocalBroker::new(history));
+    let (hub, addr) = serve_on(builder, broker, HubConfig::default(), true).await;
+    let mut slow = connect(addr, "slow").await;
+    send(
+        &mut slow,
+        json!({"op": "subscribe", "channel": "firehose", "id": 1}),
+    )
+    .await;
+    assert_eq!(next(&mut slow).await["type"], "subscribed");
+
+    // Past what the kernel's socket buffers hold on loopback, and the 64 KiB queue.
+    let mut writer = connect(addr, "writer").await;
+    let payload = "x".repeat(4000);
+    for i in 1..=TOTAL {
+        let request = json!({"op": "publish", "channel": "firehose", "data": payload, "id": i});
+        send(&mut writer, request).await;
+        if i % 100 == 0 {
+            // Acks in order: the publications so far were fanned out.
+            while next(&mut writer).await["id"] != i {}
+            if hub.lagged() > 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(hub.lagged(), 1);
+
+    let mut last = 0;
+    let mut hint = Value::Null;
+    let close = loop {
+        match tokio::time::timeout(STEP, slow.recv()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(hint, Value::Null, "{frame} after the hint");
+                match frame["type"].as_str() {
+                    Some("message") => {
+                        assert_eq!(frame["offset"], last + 1);
+                        last += 1;
+                    }
+                    Some("disconnect") => hint = frame,
+                    _ => {}
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::TRY_AGAIN_LATER);
+    assert_eq!(close.reason.as_str(), "too slow");
+    assert_eq!(hint["code"], 1013, "{hint}");
+    assert!(
+        hint["retry_after_ms"].as_u64().is_some_and(|ms| ms < 1000),
+        "{hint}"
+    );
+    assert!(last > 0, "received {last}");
 }

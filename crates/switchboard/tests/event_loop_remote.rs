@@ -21,6 +21,8 @@ type Client = switchboard::WebSocket<switchboard::MaybeTlsStream>;
 struct Registry {
     remotes: Arc<Mutex<HashMap<String, Remote>>>,
     closed: Arc<Mutex<Vec<String>>>,
+    /// Mail dropped for want of room, as `Handler::dropped` heard.
+    dropped: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Registry {
@@ -71,6 +73,12 @@ impl Handler for Relay {
             .unwrap()
             .send(Message::text(body.to_owned()))
             .unwrap();
+    }
+
+    fn dropped(&self, _: &mut String, _: &mut Socket<'_>) {
+        self.0
+            .dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn close(&self, path: String, _: Option<Result<Message, Error>>) {
@@ -185,7 +193,7 @@ async fn a_remote_starts_the_closing_handshake() {
 
 /// A burst of 200 messages of 64 KiB, posted together, meets a 64 KiB send queue in one turn
 /// of the loop: the first fits the empty queue, the next is over the limit.
-async fn burst_over_the_send_queue(policy: Backpressure) -> (Client, Remote, Metrics) {
+async fn burst_over_the_send_queue(policy: Backpressure) -> (Client, Remote, Metrics, Registry) {
     let builder = Server::builder()
         .max_send_queue(64 << 10)
         .backpressure(policy);
@@ -200,24 +208,34 @@ async fn burst_over_the_send_queue(policy: Backpressure) -> (Client, Remote, Met
         first.unwrap().unwrap(),
         Message::binary(vec![7u8; 64 << 10])
     );
-    (a, remote, metrics)
+    (a, remote, metrics, registry)
 }
 
 #[tokio::test]
 async fn mail_over_the_send_queue_limit_closes_with_1013_by_default() {
-    let (mut a, _remote, metrics) = burst_over_the_send_queue(Backpressure::Disconnect).await;
+    let (mut a, _remote, metrics, registry) =
+        burst_over_the_send_queue(Backpressure::Disconnect).await;
     let close = timeout(Duration::from_secs(5), a.recv()).await.unwrap();
     assert!(
         matches!(&close, Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::TRY_AGAIN_LATER),
         "{close:?}"
     );
     assert_eq!(metrics.backpressure_disconnects(), 1);
+    assert_eq!(
+        registry.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[tokio::test]
 async fn mail_over_the_send_queue_limit_is_dropped_under_the_drop_policy() {
-    let (mut a, remote, metrics) = burst_over_the_send_queue(Backpressure::Drop).await;
+    let (mut a, remote, metrics, registry) = burst_over_the_send_queue(Backpressure::Drop).await;
     assert_eq!(metrics.backpressure_drops(), 199);
+    // The handler heard of each.
+    assert_eq!(
+        registry.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        199
+    );
     remote.send(Message::text("after")).unwrap();
     assert_eq!(next_text(&mut a).await, "after");
 }

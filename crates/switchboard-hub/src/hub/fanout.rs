@@ -352,16 +352,17 @@ impl Fanout {
         match subscriber.sender.try_send_encoded(frame) {
             Ok(()) => true,
             Err(TrySendError::Full) => {
-                self.lag(subscriber);
+                self.lag(&subscriber.mailbox);
                 false
             }
             Err(_) => false,
         }
     }
 
-    fn lag(&self, subscriber: &Subscriber) {
+    /// Counts a subscriber whose queue was full, and has its session end it.
+    pub(super) fn lag(&self, mailbox: &Mailbox) {
         self.lagged.fetch_add(1, Ordering::Relaxed);
-        subscriber.mailbox.kick(KickReason::Lagging);
+        mailbox.kick(KickReason::Lagging);
     }
 
     /// Sends an event to the channel's live subscribers and holds it for pending ones. Lagging
@@ -401,7 +402,7 @@ impl Fanout {
                 true
             }
             Some(_) => {
-                self.lag(subscriber);
+                self.lag(&subscriber.mailbox);
                 false
             }
             None if offset.is_some_and(|offset| offset <= subscriber.covered) => true,

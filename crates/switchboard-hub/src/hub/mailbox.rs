@@ -41,6 +41,19 @@ pub(super) enum KickReason {
     StreamLost,
 }
 
+impl KickReason {
+    /// The Close frame that tells a client kicked for this reason why, and what to do.
+    pub(super) fn close_frame(self) -> (CloseCode, &'static str) {
+        match self {
+            Self::StreamLost => (
+                CloseCode::SERVICE_RESTART,
+                "channel stream lost; subscribe again with since",
+            ),
+            Self::Lagging => (CloseCode::TRY_AGAIN_LATER, "too slow"),
+        }
+    }
+}
+
 /// What a session takes out of its mailbox.
 #[derive(Debug)]
 pub(super) enum Mail {
@@ -154,13 +167,10 @@ impl Mailbox {
 
     /// The Close frame that tells a kicked client why, and what to do.
     pub(super) fn close_frame(&self) -> (CloseCode, &'static str) {
-        match self.kicked.get() {
-            Some(KickReason::StreamLost) => (
-                CloseCode::SERVICE_RESTART,
-                "channel stream lost; subscribe again with since",
-            ),
-            Some(KickReason::Lagging) | None => (CloseCode::TRY_AGAIN_LATER, "too slow"),
-        }
+        self.kicked
+            .get()
+            .map_or(KickReason::Lagging, |&reason| reason)
+            .close_frame()
     }
 }
 

@@ -221,20 +221,19 @@ impl Hub {
     /// completes at once for a plain TCP connection, which moves into the loop; a TLS or
     /// HTTP/2 one is served by the future itself.
     ///
-    /// The protocol, limits and recovery are [`serve`](Self::serve)'s. Two things differ, as
-    /// a loop connection's send queue is its loop's: a client whose send queue is full is
-    /// closed by the engine with 1013 ("send queue full: reading too slowly"; see
-    /// [`Backpressure::Disconnect`]) rather than after a `disconnect` hint, and
-    /// [`ConnectionInfo::send_queue`](crate::ConnectionInfo::send_queue) reads 0. A client
-    /// that sends more than a MiB of requests faster than the hub answers them is closed with
-    /// 1013, since a loop cannot stop reading one connection.
+    /// The protocol, limits, recovery and the end of laggards are [`serve`](Self::serve)'s.
+    /// Two things differ: [`ConnectionInfo::send_queue`](crate::ConnectionInfo::send_queue)
+    /// reads 0, as a loop connection's queue is its loop's to see, and a client that sends
+    /// more than a MiB of requests faster than the hub answers them is closed with 1013,
+    /// since a loop cannot stop reading one connection.
     pub fn serve_on_event_loop(
         &self,
         mut ws: WebSocket<MaybeTlsStream>,
         request: Request<()>,
     ) -> Serving {
-        // A message dropped from a subscriber's queue would leave a gap nobody sees.
-        ws.set_backpressure(Backpressure::Disconnect);
+        // A message that does not fit a subscriber's queue is dropped and its session told:
+        // it ends the connection after a retry hint, as for a task's.
+        ws.set_backpressure(Backpressure::Drop);
         self.loops.serve(ws, request)
     }
 

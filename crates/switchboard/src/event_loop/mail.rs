@@ -64,15 +64,17 @@ impl Letter<'_> {
     /// takes no more, and the letter is dropped. A message for a connection whose output is
     /// over its send queue limit meets the server's backpressure policy, as one a split
     /// [`Sender`](crate::Sender) tries to send: a sender elsewhere cannot see the connection
-    /// fall behind.
-    pub(super) fn feed<S: AsyncRead + AsyncWrite + Unpin>(self, ws: &mut WebSocket<S>) {
+    /// fall behind. `true` when the letter was dropped for want of room and the connection
+    /// stays open (the policy is [`Backpressure::Drop`](crate::Backpressure::Drop)): its
+    /// handler is told ([`Handler::dropped`](super::Handler::dropped)).
+    pub(super) fn feed<S: AsyncRead + AsyncWrite + Unpin>(self, ws: &mut WebSocket<S>) -> bool {
         let cost = match &self {
             Self::Message(message) => message.len() + FRAME_OVERHEAD,
             Self::Frame(frame) => frame.as_bytes().len(),
             Self::Close(..) => 0,
         };
         if cost > 0 && !has_room(ws, cost) {
-            return;
+            return !ws.is_closing();
         }
         let fed = match self {
             Self::Message(message) => ws.feed(message),
@@ -82,6 +84,7 @@ impl Letter<'_> {
         if let Err(e) = fed {
             tracing::trace!(error = %e, "mail dropped");
         }
+        false
     }
 }
 

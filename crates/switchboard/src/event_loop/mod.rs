@@ -85,6 +85,15 @@ pub trait Handler: Send + Sync + 'static {
     /// A text or binary message arrived (pings and pongs are answered by the engine).
     fn message(&self, state: &mut Self::State, socket: &mut Socket<'_>, message: Message);
 
+    /// Mail from a [`Remote`] did not fit the connection's send queue and was dropped, under
+    /// the [`Backpressure::Drop`](crate::Backpressure::Drop) policy (under
+    /// [`Disconnect`](crate::Backpressure::Disconnect) the connection is closed with 1013
+    /// instead). The handler may tell the peer and close it: what `socket` sends goes past
+    /// the limit. Not called once the connection is closing.
+    fn dropped(&self, state: &mut Self::State, socket: &mut Socket<'_>) {
+        let _ = (state, socket);
+    }
+
     /// Output that had to wait for a slow peer has all been written: a publisher that paused
     /// may go on.
     fn drain(&self, state: &mut Self::State, socket: &mut Socket<'_>) {
@@ -354,7 +363,12 @@ async fn in_task<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     let ending = std::future::poll_fn(|cx| {
         mailbox.take(&mut tokens, &mut mail, cx.waker());
         for item in mail.drain(..) {
-            item.open(|_, letter| letter.feed(&mut driven.ws));
+            item.open(|_, letter| {
+                if letter.feed(&mut driven.ws) {
+                    let socket = &mut Socket::new(&mut driven.ws, &mailbox, address);
+                    handler.dropped(&mut driven.state, socket);
+                }
+            });
         }
         driven.poll(&*handler, cx, &mailbox, address)
     })

@@ -190,7 +190,10 @@ impl<H: Handler> Loop<H> {
                     return;
                 }
                 if let Some(connection) = self.connections.get_mut(to.token as usize) {
-                    letter.feed(&mut connection.ws);
+                    if letter.feed(&mut connection.ws) {
+                        let socket = &mut Socket::new(&mut connection.ws, self.id.woken(), to);
+                        self.handler.dropped(&mut connection.state, socket);
+                    }
                     woken.push(to.token);
                 }
             });

@@ -8,8 +8,9 @@
 //! connection costs its loop slot and the seat.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Wake, Waker};
+use std::time::Duration;
 
 use http::Request;
 use switchboard::event_loop::{Handler, Socket};
@@ -19,7 +20,9 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::{Exit, Outbox, Parked, Session, answered, open};
+use super::{Exit, KICK_SPREAD, Outbox, Parked, Session, answered, open};
+use crate::hub::limits::retry_hint;
+use crate::hub::mailbox::{KickReason, Mailbox};
 use crate::hub::shared::Shared;
 
 /// Bytes of messages a seat holds while its session is busy (a burst of subscribes waiting
@@ -53,6 +56,7 @@ impl Handler for HubHandler {
                 ..Waiting::default()
             }),
             notify: Notify::new(),
+            mailbox: OnceLock::new(),
         });
         let opening = Opening {
             sender: Outbox::of_loop(socket.remote()),
@@ -66,6 +70,18 @@ impl Handler for HubHandler {
     fn message(&self, seat: &mut Arc<Seat>, socket: &mut Socket<'_>, message: Message) {
         if !seat.hear(message) {
             let _ = socket.close(CloseCode::TRY_AGAIN_LATER, TOO_FAST);
+        }
+    }
+
+    /// A subscriber too slow for its send queue, as the fan-out ends one in a task: the hint
+    /// to come back within a second goes past the full queue, the Close after it, and the
+    /// session ends as kicked.
+    fn dropped(&self, seat: &mut Arc<Seat>, socket: &mut Socket<'_>) {
+        let (code, reason) = KickReason::Lagging.close_frame();
+        let _ = socket.send(retry_hint(code, reason, Duration::ZERO, KICK_SPREAD));
+        let _ = socket.close(code, reason);
+        if let Some(mailbox) = seat.mailbox.get() {
+            self.hub.fanout.lag(mailbox);
         }
     }
 
@@ -84,6 +100,8 @@ pub(crate) struct Seat {
     waiting: Mutex<Waiting>,
     /// Wakes a running task that waits on publishes in flight.
     notify: Notify,
+    /// The session's mailbox, once it is open: where a laggard is kicked.
+    mailbox: OnceLock<Arc<Mailbox>>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +231,7 @@ async fn work(seat: Arc<Seat>, opening: Option<Opening>) {
                 seat.expire_at(at);
             }
             session.mailbox.wake_also(Waker::from(seat.clone()));
+            let _ = seat.mailbox.set(session.mailbox.clone());
             session
         }
         None => match seat.lock().parked.take() {
