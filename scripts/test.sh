@@ -26,20 +26,22 @@
 #   22 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
 #   23 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   24 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   25 backend: proxies, webhooks, server API  26 10,000 connections
-#   27 soak                                    28 fuzz smoke
+#   24 the same with the hub on the event loop
+#   25 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   26 the same with the hub on the event loop
+#   27 backend: proxies, webhooks, server API  28 10,000 connections
+#   29 soak                                    30 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
 #                tests, the Pusher test, the hostile clients, the cluster, the network
 #                faults, the storm, the abuse limits, the backend, the 10,000 connections,
 #                the soak
-#                (steps 2, 3, 11-27)
+#                (steps 2, 3, 11-29)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 28; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 30; default 5; 0 skips it)
 #   CUTS         cuts per run of the JS client's cut test (step 18; default 200)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
@@ -208,8 +210,11 @@ e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster
 e2e_step "network faults in namespaces (loss, silence, redis cut)" netfault
 # a Python backend app as the proxies and webhook target; the server API on 1 node and 3
 e2e_step "reconnect storm: 2,000 clients across a restart" python3 e2e/storm/storm.py
+e2e_step "reconnect storm with the hub on the event loop" python3 e2e/storm/storm.py --event-loop
 e2e_step "abuse: flood, connection flood, subscription spam" \
   python3 e2e/storm/abuse.py --seconds 3
+e2e_step "abuse with the hub on the event loop" \
+  python3 e2e/storm/abuse.py --seconds 3 --event-loop
 e2e_step "backend: proxies, webhooks, server API" python3 e2e/backend/backend.py
 e2e_step "10,000 connections on one server" e2e/scale/connections.sh 10000
 e2e_step "soak: hub pub/sub with churn (${SOAK_SECONDS:-60}s)" \

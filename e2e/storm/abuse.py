@@ -13,7 +13,9 @@ refused with too_many_subscriptions) and the well-behaved client served througho
 error. --no-limits runs the same attacks against a server without them, to show what they buy
 (nothing is asserted then).
 
-  e2e/storm/abuse.py [--seconds 5] [--no-limits] [--json FILE]
+  e2e/storm/abuse.py [--seconds 5] [--no-limits] [--event-loop] [--json FILE]
+
+--event-loop serves the hub from the event loop (serve --event-loop).
 """
 import argparse, asyncio, json, multiprocessing, os, statistics, sys, tempfile, threading, time
 
@@ -243,11 +245,12 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--no-limits", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--event-loop", action="store_true")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/switchboard"))
     args = parser.parse_args()
     logdir = tempfile.mkdtemp(prefix="switchboard-abuse-")
     port = free_port()
-    flags = [] if args.no_limits else LIMITS
+    flags = ([] if args.no_limits else LIMITS) + (["--event-loop"] if args.event_loop else [])
     with Processes() as procs:
         server = procs.start([args.binary, "serve", "--listen", f"127.0.0.1:{port}", *flags],
                              os.path.join(logdir, "serve.log"))

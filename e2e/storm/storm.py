@@ -12,10 +12,11 @@ handshakes node A refused, how the recoveries spread over time, and how many of 
 recovery reads were answered by one read of the same channel made at the same time.
 
   e2e/storm/storm.py [--clients 2000] [--channels 100] [--rate 200] [--no-admission]
-                     [--json FILE]
+                     [--event-loop] [--json FILE]
 
 --no-admission runs node A without the storm defences (no bound on handshakes under way, and
 no restart hint: clients come back on their own backoff), to show what they buy.
+--event-loop has both nodes serve the hub from the event loop (serve --event-loop).
 
 Needs the release builds: `switchboard` and the `storm` example. Every process is stopped by
 PID; every wait is bounded.
@@ -107,6 +108,8 @@ def main():
     parser.add_argument("--no-admission", action="store_true")
     parser.add_argument("--down", type=float, default=2.0, help="seconds node A stays down")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--event-loop", action="store_true",
+                        help="both nodes serve the hub from the event loop (serve --event-loop)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/switchboard"))
     parser.add_argument("--storm", default=os.path.join(ROOT, "target/release/examples/storm"))
     args = parser.parse_args()
@@ -120,6 +123,8 @@ def main():
     # History must hold what is published while node A is down and its clients come back.
     common = ["--broker", f"redis://127.0.0.1:{redis_port}", "--history-size", "1000",
               "--max-connections", str(args.clients + 1000)]
+    if args.event_loop:
+        common.append("--event-loop")
     node_a = common + (["--max-handshakes", "1000000", "--restart-spread", "0s"]
                        if args.no_admission else [])
     with Processes() as procs:
