@@ -20,29 +20,30 @@
 #   16 interop: deflate with ws and Chromium   17 browser: the chat page and the admin
 #      dashboard in Chromium
 #   18 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   19 Pusher: pusher-js (Node, Chromium), Laravel Echo (Chromium), the Node and Python pusher
+#   19 the same, 100 cuts, with the hub on the event loop (serve --event-loop)
+#   20 Pusher: pusher-js (Node, Chromium), Laravel Echo (Chromium), the Node and Python pusher
 #      server libraries against --pusher-app, on one node and on 3 nodes on Redis
-#   20 hostile clients                         21 cluster on Redis (one Redis, then 2 shards)
-#   22 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#   21 hostile clients                         22 cluster on Redis (one Redis, then 2 shards)
+#   23 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
-#   23 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   24 the same with the hub on the event loop
-#   25 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   26 the same with the hub on the event loop
-#   27 backend: proxies, webhooks, server API  28 10,000 connections
-#   29 soak                                    30 fuzz smoke
+#   24 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   25 the same with the hub on the event loop
+#   26 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   27 the same with the hub on the event loop
+#   28 backend: proxies, webhooks, server API  29 10,000 connections
+#   30 soak                                    31 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
 #                tests, the Pusher test, the hostile clients, the cluster, the network
 #                faults, the storm, the abuse limits, the backend, the 10,000 connections,
 #                the soak
-#                (steps 2, 3, 11-29)
+#                (steps 2, 3, 11-30)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 30; default 5; 0 skips it)
-#   CUTS         cuts per run of the JS client's cut test (step 18; default 200)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 31; default 5; 0 skips it)
+#   CUTS         cuts per run of the JS client's cut test (step 18; default 200; 100 in 19)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # repo root
@@ -200,6 +201,8 @@ e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
+e2e_step "JS client with the hub on the event loop" \
+  env SERVE_FLAGS=--event-loop CUTS=100 clients/js/test/run.sh
 # pusher-js in Node and Chromium, Laravel Echo in Chromium, the pusher server libraries of Node
 # and Python, against --pusher-app on one node, then on 3 nodes on Redis (installs chromium,
 # redis-server, the npm packages and the Python library when missing)

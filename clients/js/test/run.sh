@@ -6,6 +6,7 @@
 #
 #   run.sh [BINARY]   default: $SWITCHBOARD_BIN, else target/release/switchboard
 #   CUTS, CUT_SECONDS  see cut.test.mjs
+#   SERVE_FLAGS        flags for every `switchboard serve` of the tests (e.g. --event-loop)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 root=$(cd ../../.. && pwd)

@@ -62,9 +62,12 @@ async function stop(child) {
   clearTimeout(timer);
 }
 
+/** Flags every `serve` of the tests gets, from SERVE_FLAGS (e.g. `--event-loop`). */
+const serveFlags = (process.env.SERVE_FLAGS || '').split(/\s+/).filter(Boolean);
+
 /** `switchboard serve` on a free port; resolves with its port once it listens. */
 export async function serve(procs, args = []) {
-  const child = procs.start(binary, ['serve', '--listen', '127.0.0.1:0', ...args], { logName: 'serve' });
+  const child = procs.start(binary, ['serve', '--listen', '127.0.0.1:0', ...args, ...serveFlags], { logName: 'serve' });
   let port;
   await until(() => {
     if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}):\n${child.log}`);
