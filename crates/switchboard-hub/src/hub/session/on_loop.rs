@@ -113,6 +113,8 @@ struct Waiting {
     parked: Option<Box<Parked>>,
     /// A task opens or runs the session.
     running: bool,
+    /// The session was refused or has ended: what the client sends is dropped.
+    over: bool,
     /// The connection is over: the session ends after the messages before.
     left: bool,
     /// The client's token has expired.
@@ -144,6 +146,9 @@ impl Seat {
     /// Queues a message of the client for the session; `false` when too much waits already.
     fn hear(self: &Arc<Self>, message: Message) -> bool {
         let mut waiting = self.lock();
+        if waiting.over {
+            return true;
+        }
         if waiting.bytes + message.len() > MAX_WAITING && !waiting.messages.is_empty() {
             return false;
         }
@@ -224,7 +229,11 @@ async fn work(seat: Arc<Seat>, opening: Option<Opening>) {
             let Some((session, expiry)) = Box::pin(open(hub, sender, request, compression)).await
             else {
                 // Refused, and closed: nothing to park.
-                seat.lock().running = false;
+                let mut waiting = seat.lock();
+                waiting.running = false;
+                waiting.over = true;
+                waiting.messages = VecDeque::new();
+                waiting.bytes = 0;
                 return;
             };
             if let Some(at) = expiry {
@@ -282,6 +291,7 @@ async fn work(seat: Arc<Seat>, opening: Option<Opening>) {
     Box::pin(session.end(exit)).await;
     let mut waiting = seat.lock();
     waiting.running = false;
+    waiting.over = true;
     waiting.messages = VecDeque::new();
     waiting.bytes = 0;
     if let Some(timer) = waiting.expiry.take() {
