@@ -32,6 +32,9 @@ pub(crate) struct Deployment {
     pub(crate) channels: usize,
     /// Publications a subscriber got twice (each also an error).
     pub(crate) duplicates: u64,
+    /// Deliveries whose frame a subscriber parsed in full, as it was not in the shape the hub
+    /// writes: the load generator's cost per delivery is higher the more there are.
+    pub(crate) parsed_in_full: u64,
     /// CPU time of the `--cpu-pid` processes over the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cpu_s: Option<f64>,

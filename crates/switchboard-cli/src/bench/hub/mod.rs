@@ -24,7 +24,8 @@
 //! delivery.
 //!
 //! Here the run, its subscribers and WebSocket publishers; in [`flow`] the clock and the flow
-//! control every task shares; in [`api`] the server API publisher.
+//! control every task shares; in [`api`] the server API publisher; in [`frame`] what a
+//! subscriber reads of a frame, without a JSON parse for a `message` in the hub's shape.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ use super::window::{GRACE, Window};
 
 mod api;
 mod flow;
+mod frame;
 
 /// How long subscribing every subscriber may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +61,8 @@ struct Tally {
     deliveries: u64,
     missed: u64,
     duplicates: u64,
+    /// Deliveries whose frame [`frame::read`] parsed in full rather than scanned.
+    parsed_in_full: u64,
 }
 
 pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -186,6 +190,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                 tally.deliveries += t.deliveries;
                 tally.missed += t.missed;
                 tally.duplicates += t.duplicates;
+                tally.parsed_in_full += t.parsed_in_full;
             }
             Ok(Some(Err(e))) => shared.error(format!("subscriber task: {e}")),
             Ok(None) => break,
@@ -206,6 +211,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         publishers,
         channels: hub.channel.len(),
         duplicates: tally.duplicates,
+        parsed_in_full: tally.parsed_in_full,
         cpu_s: deployment_s,
         cpu_us_per_delivery: deployment_s
             .filter(|_| tally.deliveries > 0)
@@ -244,29 +250,6 @@ fn deployment_cpu(pids: &[u32]) -> Option<f64> {
     pids.iter()
         .map(|pid| cpu_seconds(&pid.to_string()).ok())
         .sum()
-}
-
-/// What a subscriber reads of a frame.
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(borrow, default)]
-    channel: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    offset: u64,
-    #[serde(borrow, default)]
-    data: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    message: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// What a publication of this run carries.
-#[derive(Deserialize)]
-struct Stamped {
-    p: usize,
-    s: u64,
-    t: u64,
 }
 
 /// How a delivery broke the hub's promise.
@@ -315,6 +298,7 @@ async fn subscribe<S: Transport>(
     let mut last: HashMap<String, u64> = HashMap::new();
     let mut due: Vec<u64> = vec![0; shared.slots.len()];
     let mut latencies = LatencyBatch::default();
+    let mut clock = None;
     let failed = loop {
         let received = tokio::select! {
             received = ws.recv() => received,
@@ -339,15 +323,15 @@ async fn subscribe<S: Transport>(
                 break true;
             }
         };
-        let frame: Frame<'_> = match serde_json::from_str(&text) {
+        let frame = match frame::read(&text) {
             Ok(frame) => frame,
             Err(e) => {
                 shared.error(format!("not a frame of the hub's protocol ({e})"));
                 break true;
             }
         };
-        let channel = frame.channel.as_deref().unwrap_or_default();
-        match frame.kind {
+        let channel = &*frame.channel;
+        match &*frame.kind {
             "subscribed" => {
                 last.insert(channel.to_owned(), frame.offset);
                 if last.len() == channels.len() {
@@ -375,12 +359,9 @@ async fn subscribe<S: Transport>(
                     }
                 }
                 shared.progress.fetch_add(1, Ordering::Relaxed);
+                tally.parsed_in_full += u64::from(!frame.scanned);
                 // Another program's publication on the channel is not this run's.
-                let Some(data) = frame
-                    .data
-                    .and_then(|d| serde_json::from_str::<Stamped>(d.get()).ok())
-                    .filter(|data| data.p < due.len())
-                else {
+                let Some(data) = frame.stamp.filter(|data| data.p < due.len()) else {
                     continue;
                 };
                 let expected = due[data.p];
@@ -401,7 +382,11 @@ async fn subscribe<S: Transport>(
                 }
                 shared.delivered(data.p, expected, data.s);
                 due[data.p] = data.s + 1;
-                let Some(clock) = *started.borrow_and_update() else {
+                // Read once set: a watch's borrow takes its lock, for every delivery.
+                if clock.is_none() {
+                    clock = *started.borrow_and_update();
+                }
+                let Some(clock) = clock else {
                     continue;
                 };
                 if clock.counts(data.t) {
