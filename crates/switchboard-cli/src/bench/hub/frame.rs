@@ -3,12 +3,13 @@
 //!
 //! The load generator reads every delivery of the run on one core, so what it spends per
 //! frame caps what it can measure. A `message` frame in the shape the hub writes it (its
-//! members in `switchboard_hub::protocol`'s order, no whitespace, no escapes in what is read)
-//! is read by [`read`] in one pass over its bytes, skipping the members it does not need
-//! (`time`, `from`) without parsing them. Any other frame, or a `message` the scan is unsure
-//! of (an escape, a duplicate member, a number that is not a plain `u64`), is parsed in full
-//! by serde_json: both ways give the same values for valid JSON. The scan does not validate
-//! what it skips: the hub's frames are serde_json's output.
+//! members in `switchboard_hub::protocol`'s order, no whitespace, no escapes in what is read,
+//! an object as data) is read by [`read`] in one pass over its bytes, skipping what it does
+//! not need (`time`, `from`, the data's other members) without parsing it. Any other frame, or
+//! a `message` the scan is unsure of (another order, an escape, a duplicate, a number that is
+//! not a plain `u64`), is parsed in full by serde_json: both ways give the same values for
+//! valid JSON. The scan does not validate what it skips: the hub's frames are serde_json's
+//! output.
 
 use std::borrow::Cow;
 
@@ -75,39 +76,26 @@ struct Full<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-/// A `message` frame read without parsing what it does not need; `None` when `text` is not
-/// one in the hub's shape.
+/// A `message` frame in the hub's shape, read without parsing what it does not need; `None`
+/// when `text` is not one.
 fn scan(text: &str) -> Option<Frame<'_>> {
-    let (mut kind, mut channel, mut offset, mut data) = (None, None, None, None);
-    for member in Members::of(text)? {
-        let (key, value) = member?;
-        let slot = match key {
-            "type" => &mut kind,
-            "channel" => &mut channel,
-            "offset" => &mut offset,
-            "data" => &mut data,
-            // An error's reason: the full parse reads it.
-            "message" => return None,
-            _ => continue,
-        };
-        if slot.replace(value).is_some() {
-            return None; // a duplicate: which one serde keeps is its business
-        }
-    }
-    let (Some(Value::Str("message")), Some(Value::Str(channel))) = (kind, channel) else {
+    // The members in the order serde writes `Reply::Message` (`switchboard_hub::protocol`):
+    // the envelope, then the publication's.
+    let rest = text.strip_prefix(r#"{"type":"message","channel":""#)?;
+    let (channel, rest) = plain_string(rest)?;
+    let (offset, rest) = number(rest.strip_prefix(r#","offset":"#)?)?;
+    let (_time, rest) = number(rest.strip_prefix(r#","time":"#)?)?;
+    let rest = rest.strip_prefix(r#","from":"#)?;
+    if !rest.starts_with('{') {
         return None;
-    };
-    let offset = match offset {
-        Some(Value::Num(n)) => n,
-        None => 0,
-        Some(_) => return None,
-    };
-    let stamp = match data {
-        Some(Value::Object(data)) => stamp(data)?,
-        // serde reads a struct from an array too (`[p,s,t]`): the full parse decides.
-        Some(Value::Other) => return None,
-        Some(Value::Str(_) | Value::Num(_)) | None => None,
-    };
+    }
+    let from = skip_nested(rest.as_bytes(), 0)?;
+    // `data` is the last member: the rest up to the closing brace is its value.
+    let data = rest[from..]
+        .strip_prefix(r#","data":"#)?
+        .strip_suffix('}')?;
+    // Other data (a string, an array serde would read as a stamp too) goes to the full parse.
+    let stamp = stamp(data.starts_with('{').then_some(data)?)?;
     Some(Frame {
         kind: Cow::Borrowed("message"),
         channel: Cow::Borrowed(channel),
@@ -118,9 +106,42 @@ fn scan(text: &str) -> Option<Frame<'_>> {
     })
 }
 
+/// The string that `text` starts with, after its opening quote, when it has no escape and no
+/// control character; and what follows its closing quote.
+fn plain_string(text: &str) -> Option<(&str, &str)> {
+    let end = text
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (text.as_bytes()[end] == b'"').then(|| (&text[..end], &text[end + 1..]))
+}
+
+/// The `u64` that `text` starts with, as JSON writes it (no sign, fraction, exponent or leading
+/// zero), and what follows it.
+fn number(text: &str) -> Option<(u64, &str)> {
+    let bytes = text.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    if end == 0
+        || (end > 1 && bytes[0] == b'0')
+        || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let mut n = 0u64;
+    for &digit in &bytes[..end] {
+        n = n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+    }
+    Some((n, &text[end..]))
+}
+
 /// The stamp in a publication's data (`Some(None)`: none there, as the full parse would find
 /// none); `None` when the scan cannot tell.
 fn stamp(data: &str) -> Option<Option<Stamped>> {
+    if let Some(stamp) = own(data) {
+        return Some(Some(stamp));
+    }
     let (mut p, mut s, mut t) = (None, None, None);
     for member in Members::of(data)? {
         let (key, value) = member?;
@@ -134,35 +155,41 @@ fn stamp(data: &str) -> Option<Option<Stamped>> {
             return None;
         }
     }
-    let number = |v: Option<Value<'_>>| match v {
-        Some(Value::Num(n)) => Some(Some(n)),
-        // Missing or of another type: no stamp, as the full parse would say.
-        Some(Value::Str(_) | Value::Object(_)) | None => Some(None),
-        Some(Value::Other) => None,
-    };
-    let (p, s, t) = (number(p)?, number(s)?, number(t)?);
-    Some(match (p.and_then(|p| usize::try_from(p).ok()), s, t) {
-        (Some(p), Some(s), Some(t)) => Some(Stamped { p, s, t }),
+    // Missing or not a `u64`: no stamp, as the full parse would say.
+    Some(match (p, s, t) {
+        (Some(Value::Num(p)), Some(Value::Num(s)), Some(Value::Num(t))) => {
+            usize::try_from(p).ok().map(|p| Stamped { p, s, t })
+        }
         _ => None,
+    })
+}
+
+/// The stamp of data exactly as this run's publishers write it ([`data`](super::flow::data),
+/// its keys in serde_json's order): four members, read in order.
+fn own(data: &str) -> Option<Stamped> {
+    let (p, rest) = number(data.strip_prefix(r#"{"p":"#)?)?;
+    let (_pad, rest) = plain_string(rest.strip_prefix(r#","pad":""#)?)?;
+    let (s, rest) = number(rest.strip_prefix(r#","s":"#)?)?;
+    let (t, rest) = number(rest.strip_prefix(r#","t":"#)?)?;
+    (rest == "}").then_some(Stamped {
+        p: usize::try_from(p).ok()?,
+        s,
+        t,
     })
 }
 
 /// A member's value, as far as the scan reads it.
 #[derive(Clone, Copy, Debug)]
-enum Value<'a> {
-    /// A string without escapes: its text.
-    Str(&'a str),
+enum Value {
     /// A number that is a `u64`.
     Num(u64),
-    /// An object: its JSON text, braces included.
-    Object(&'a str),
-    /// An array or literal, skipped.
+    /// A string, object, array or literal, skipped.
     Other,
 }
 
 /// The members of a JSON object without whitespace, in order. An item is `None` where the
-/// scan gives up: an escape in a key or a read string, a number that is not a plain `u64`, or
-/// text that is not such an object. Arrays and literals are skipped, not checked.
+/// scan gives up: an escape in a key or a string value, a number that is not a plain `u64`, or
+/// text that is not such an object. Nested objects and arrays are skipped, not checked.
 struct Members<'a> {
     text: &'a str,
     at: usize,
@@ -178,7 +205,7 @@ impl<'a> Members<'a> {
         })
     }
 
-    fn member(&mut self) -> Option<(&'a str, Value<'a>)> {
+    fn member(&mut self) -> Option<(&'a str, Value)> {
         let bytes = self.text.as_bytes();
         let key = self.string()?;
         if bytes.get(self.at) != Some(&b':') {
@@ -187,25 +214,16 @@ impl<'a> Members<'a> {
         self.at += 1;
         let start = self.at;
         let value = match *bytes.get(start)? {
-            b'"' => Value::Str(self.string()?),
+            b'"' => {
+                self.string()?;
+                Value::Other
+            }
             b'0'..=b'9' => {
-                let end = start
-                    + bytes[start..]
-                        .iter()
-                        .position(|b| !b.is_ascii_digit())
-                        .unwrap_or(bytes.len() - start);
-                let digits = &self.text[start..end];
-                if digits.len() > 1 && digits.starts_with('0') {
-                    return None;
-                }
-                self.at = end;
-                Value::Num(digits.parse().ok()?)
+                let (n, rest) = number(&self.text[start..])?;
+                self.at = self.text.len() - rest.len();
+                Value::Num(n)
             }
-            b'{' => {
-                self.at = skip_nested(bytes, start)?;
-                Value::Object(&self.text[start..self.at])
-            }
-            b'[' => {
+            b'{' | b'[' => {
                 self.at = skip_nested(bytes, start)?;
                 Value::Other
             }
@@ -232,25 +250,14 @@ impl<'a> Members<'a> {
     /// The string at `at` (its opening quote), when it has no escape and no control
     /// character; moves past its closing quote.
     fn string(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        if bytes.get(self.at) != Some(&b'"') {
-            return None;
-        }
-        let start = self.at + 1;
-        let len = bytes[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let end = start + len;
-        if bytes[end] != b'"' {
-            return None;
-        }
-        self.at = end + 1;
-        Some(&self.text[start..end])
+        let (string, rest) = plain_string(self.text[self.at..].strip_prefix('"')?)?;
+        self.at = self.text.len() - rest.len();
+        Some(string)
     }
 }
 
 impl<'a> Iterator for Members<'a> {
-    type Item = Option<(&'a str, Value<'a>)>;
+    type Item = Option<(&'a str, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -330,13 +337,18 @@ mod tests {
             t: 567_890,
         };
         assert_eq!(full.stamp, Some(stamp));
+        assert_eq!(
+            own(&stamped),
+            Some(stamp),
+            "{stamped}: not in the order read first"
+        );
         let frame = read(&text).unwrap();
         assert!(frame.scanned);
         assert_eq!((&*frame.channel, frame.offset), ("bench", 99));
     }
 
     #[test]
-    fn data_that_is_no_stamp_is_read_as_none_either_way() {
+    fn the_scan_and_the_full_parse_agree_whatever_the_data_and_sender() {
         let stamp = Some(Stamped { p: 1, s: 2, t: 3 });
         for (data, expected) in [
             (r#"{"t":3,"s":2,"p":1}"#, stamp),
@@ -347,8 +359,7 @@ mod tests {
             (r#"{"hello":"world"}"#, None),
             (r#"{"p":1,"s":2}"#, None),
             (r#"{"p":"1","s":2,"t":3}"#, None),
-            (r#""text""#, None),
-            ("42", None),
+            (r#"{"p":[1],"s":{"t":3},"t":null}"#, None),
             ("{}", None),
         ] {
             let text = hub_frame("c", 1, data);
@@ -356,6 +367,14 @@ mod tests {
             assert_eq!(scanned.as_ref(), Some(&full), "{data}");
             assert_eq!(full.stamp, expected, "{data}");
         }
+        // A sender with more to say (a verified user, the connect hook's info) is skipped too.
+        let text = hub_frame("c", 1, r#"{"p":1,"s":2,"t":3}"#).replace(
+            r#""conn":"53f808581"}"#,
+            r#""conn":"53f808581","authenticated":true,"info":{"data":{"p":9},"x":"\"}"}}"#,
+        );
+        let (scanned, full) = both(&text);
+        assert_eq!(scanned.as_ref(), Some(&full));
+        assert_eq!(full.stamp, stamp);
     }
 
     #[test]
@@ -371,8 +390,15 @@ mod tests {
             hub_frame("c", 1, r#"{"p":0,"s":-1,"t":2}"#),
             hub_frame("c", 1, r#"{"p":0,"s":1.5,"t":2}"#),
             hub_frame("c", 1, stamped).replace(r#""channel":"#, r#""channel": "#),
-            // Data that serde may read as a stamp in another way: an array.
+            // Members in another order; data that is no object (serde may read an array as a
+            // stamp); an escape in the data's strings.
+            hub_frame("c", 1, stamped).replace(
+                r#""offset":1,"time":1796623086113"#,
+                r#""time":1796623086113,"offset":1"#,
+            ),
             hub_frame("c", 1, "[0,1,2]"),
+            hub_frame("c", 1, r#""text""#),
+            hub_frame("c", 1, r#"{"p":0,"s":1,"t":2,"q":"\""}"#),
         ] {
             assert!(scan(&text).is_none(), "{text}");
         }

@@ -293,9 +293,10 @@ async fn subscribe<S: Transport>(
             return tally;
         }
     }
-    // The last offset seen, by channel, from the `subscribed` reply on; and per publisher the
-    // sequence number due next.
-    let mut last: HashMap<String, u64> = HashMap::new();
+    // The last offset seen, by channel, from the `subscribed` reply on (a list: a run has a
+    // few channels, which compare faster than they hash); and per publisher the sequence
+    // number due next.
+    let mut last: Vec<(String, u64)> = Vec::with_capacity(channels.len());
     let mut due: Vec<u64> = vec![0; shared.slots.len()];
     let mut latencies = LatencyBatch::default();
     let mut clock = None;
@@ -333,13 +334,16 @@ async fn subscribe<S: Transport>(
         let channel = &*frame.channel;
         match &*frame.kind {
             "subscribed" => {
-                last.insert(channel.to_owned(), frame.offset);
+                match last.iter_mut().find(|(c, _)| c == channel) {
+                    Some((_, seen)) => *seen = frame.offset,
+                    None => last.push((channel.to_owned(), frame.offset)),
+                }
                 if last.len() == channels.len() {
                     shared.ready.fetch_add(1, Ordering::Relaxed);
                 }
             }
             "message" => {
-                let Some(seen) = last.get_mut(channel) else {
+                let Some((_, seen)) = last.iter_mut().find(|(c, _)| c == channel) else {
                     shared.error(format!(
                         "a message on {channel} before its subscribed reply"
                     ));
