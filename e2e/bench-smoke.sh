@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e/bench-smoke.sh: a seconds-long run of every `switchboard bench` mode against
-# `switchboard serve`, checking that each counted something and saw no error. (The full
-# comparison with the peers is bench/run.sh; it is not part of the tests.)
+# `switchboard serve`, checking that each counted something and saw no error; then
+# bench/hub-fanout.sh's smoke run (--quick), on 2 CPUs or more. (The full comparison with the
+# peers is bench/run.sh; it is not part of the tests.)
 #
 #   e2e/bench-smoke.sh [PATH_TO_SWITCHBOARD]   default: target/release/switchboard
 set -euo pipefail
@@ -46,3 +47,10 @@ serve hub
 path=/ws check "hub, 2 publishers, 20 subscribers, offsets checked" --mode hub -c 20 --publishers 2 -m 4 -d 1s --warmup 200ms
 serve echo --tls-self-signed
 scheme=wss check "echo over wss://, self-signed" -c 4 -m 4 -d 1s --warmup 200ms -k
+stop "$server"
+# The fan-out comparison's script end to end (a second per mode): it fails on any error.
+if [ "$(nproc)" -ge 2 ]; then
+  fanout=$(BIN=$bin bench/hub-fanout.sh --quick 2>&1) ||
+    { echo "FAILED: bench/hub-fanout.sh --quick" >&2; echo "$fanout" >&2; exit 1; }
+  echo "ok: bench/hub-fanout.sh --quick: $(grep -o 'hub ÷ Topics: [0-9.]*×' <<<"$fanout")"
+fi
