@@ -147,7 +147,7 @@ r = json.load(open(sys.argv[1]))
 c, name = r["cpu"], {"broadcast": "Topics", "hub": "hub"}[sys.argv[2]]
 w = c["window_s"]
 print(f"{name:>6}, round {sys.argv[3]}: {r['msgs_per_sec'] / 1e3:,.0f}k deliveries/s,"
-      f" server {c['server_us_per_msg']:.2f} µs per delivery; core use: server"
+      f" server {(c.get('server_us_per_msg') or float('nan')):.2f} µs per delivery; core use: server"
       f" {c['server_s'] / w:.2f}, load generator {c['load_s'] / w:.2f}, others"
       f" {c['other_s'] / w:.2f}")
 EOF
@@ -168,7 +168,7 @@ for mode, name in (("broadcast", "Topics"), ("hub", "hub")):
             print(f"{name}: {r['errors']} errors, {r.get('missed')} missed: {r['error_samples']}")
     cols = {
         "deliveries/s": [r["msgs_per_sec"] for r in runs],
-        "server µs/delivery": [r["cpu"]["server_us_per_msg"] for r in runs],
+        "server µs/delivery": [r["cpu"].get("server_us_per_msg") or float("nan") for r in runs],
         "server core": [r["cpu"]["server_s"] / r["cpu"]["window_s"] for r in runs],
         "load core": [r["cpu"]["load_s"] / r["cpu"]["window_s"] for r in runs],
         "others' core": [r["cpu"]["other_s"] / r["cpu"]["window_s"] for r in runs],
