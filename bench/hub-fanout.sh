@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench/hub-fanout.sh: one publisher to CONNECTIONS subscribers (default 10,000) through the hub
-# (`serve --mode hub`, one channel), beside `Topics` broadcast (`serve --mode broadcast`, row (e)
-# of bench/REPORT.md in tasks): the hub's deliveries/s and server CPU per delivery against
-# `Topics`' (target: the hub delivers at least 0.8× as many).
+# (`serve --mode hub`, one channel), in tasks and on the event loop (`--event-loop`), beside
+# `Topics` broadcast (`serve --mode broadcast`, row (e) of bench/REPORT.md in tasks): the hub's
+# deliveries/s and server CPU per delivery against `Topics`' (target: the hub delivers at least
+# 0.8× as many).
 #
-# ROUNDS interleaved rounds (default 3), each a run of `Topics` then one of the hub: a fresh
+# ROUNDS interleaved rounds (default 3), each a run of `Topics`, one of the hub in tasks and one
+# of the hub on the event loop: a fresh
 # `switchboard serve` pinned to CPU 0 and `switchboard bench --mode broadcast|hub -c
 # CONNECTIONS --publishers 1 --size 16 -m 8` pinned to CPU 1, measured over DURATION seconds
 # (default 5) after a 2 s warm-up, the load generator reading the server's CPU time from /proc.
@@ -117,17 +119,20 @@ run() {
 
 # once MODE RUN: one run against a fresh server; its report in $out/MODE-RUN.json.
 once() {
-  local mode=$1 round=$2 port path=/ server
-  [ "$mode" = hub ] && path=/ws
+  local mode=$1 round=$2 port path=/ server serving=(--mode "$1") bench=$1
+  case $mode in
+    hub) path=/ws ;;
+    hub-loop) path=/ws serving=(--mode hub --event-loop) bench=hub ;;
+  esac
   port=$(free_port)
   # nice and taskset exec the server: its PID is the server's own (what /proc is read for).
   start "$out/serve-$mode-$round.log" nice -n "$nice" taskset -c 0 \
-    env RUST_LOG=warn "$bin" serve --mode "$mode" --listen "127.0.0.1:$port"
+    env RUST_LOG=warn "$bin" serve "${serving[@]}" --listen "127.0.0.1:$port"
   server=$started
   wait_port "$port" "$server"
   # Bounded: a run ends by itself; the timeout is for one that hangs.
   if ! nice -n "$nice" taskset -c 1 timeout "$((duration + 120))" "$bin" bench \
-    "ws://127.0.0.1:$port$path" --mode "$mode" -c "$connections" --publishers 1 --size 16 -m 8 \
+    "ws://127.0.0.1:$port$path" --mode "$bench" -c "$connections" --publishers 1 --size 16 -m 8 \
     --duration "$duration" --connect-concurrency 128 --server-pid "$server" --json \
     >"$out/$mode-$round.json" 2>"$out/bench-$mode-$round.log"; then
     echo "$mode, round $round: the bench failed:" >&2
@@ -139,14 +144,14 @@ once() {
 }
 
 for round in $(seq 1 "$rounds"); do
-  for mode in broadcast hub; do
+  for mode in broadcast hub hub-loop; do
     run "$mode" "$round"
     python3 - "$out/$mode-$round.json" "$mode" "$round" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-c, name = r["cpu"], {"broadcast": "Topics", "hub": "hub"}[sys.argv[2]]
+c, name = r["cpu"], {"broadcast": "Topics", "hub": "hub", "hub-loop": "hub on the loop"}[sys.argv[2]]
 w = c["window_s"]
-print(f"{name:>6}, round {sys.argv[3]}: {r['msgs_per_sec'] / 1e3:,.0f}k deliveries/s,"
+print(f"{name:>15}, round {sys.argv[3]}: {r['msgs_per_sec'] / 1e3:,.0f}k deliveries/s,"
       f" server {(c.get('server_us_per_msg') or float('nan')):.2f} µs per delivery; core use: server"
       f" {c['server_s'] / w:.2f}, load generator {c['load_s'] / w:.2f}, others"
       f" {c['other_s'] / w:.2f}")
@@ -160,7 +165,7 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 failed = False
 sides = {}
-for mode, name in (("broadcast", "Topics"), ("hub", "hub")):
+for mode, name in (("broadcast", "Topics"), ("hub", "hub"), ("hub-loop", "hub on the loop")):
     runs = [json.load(open(f"{out}/{mode}-{r}.json")) for r in range(1, rounds + 1)]
     for r in runs:
         if r["errors"] or r.get("missed"):
@@ -184,16 +189,18 @@ for name, s in sides.items():
     near = max(sc[0], lc[0])
     limit = ("neither (no core near full)" if near < 0.85
              else "the server" if sc[0] >= lc[0] else "the load generator")
-    print(f"  {name:>6}: {d[0] / 1e3:,.0f}k deliveries/s ({d[1] / 1e3:,.0f}k–{d[2] / 1e3:,.0f}k),"
+    print(f"  {name:>15}: {d[0] / 1e3:,.0f}k deliveries/s ({d[1] / 1e3:,.0f}k–{d[2] / 1e3:,.0f}k),"
           f" server {us[0]:.2f} µs per delivery ({us[1]:.2f}–{us[2]:.2f})")
-    print(f"          core use: server {sc[0]:.2f} ({sc[1]:.2f}–{sc[2]:.2f}), load generator"
+    print(f"                   core use: server {sc[0]:.2f} ({sc[1]:.2f}–{sc[2]:.2f}), load generator"
           f" {lc[0]:.2f} ({lc[1]:.2f}–{lc[2]:.2f}), others {oc[0]:.2f}; load generator"
           f" {lu[0]:.2f} µs per delivery; limited by {limit}")
-hub, topics = sides["hub"], sides["Topics"]
-ratio = hub["deliveries/s"][0] / topics["deliveries/s"][0]
-cpu = hub["server µs/delivery"][0] / topics["server µs/delivery"][0]
-print(f"hub ÷ Topics: {ratio:.2f}× the deliveries/s (target ≥ 0.8: {'met' if ratio >= 0.8 else 'not met'}),"
-      f" {cpu:.2f}× the server CPU per delivery")
+topics = sides["Topics"]
+for name in ("hub", "hub on the loop"):
+    hub = sides[name]
+    ratio = hub["deliveries/s"][0] / topics["deliveries/s"][0]
+    cpu = hub["server µs/delivery"][0] / topics["server µs/delivery"][0]
+    print(f"{name} ÷ Topics: {ratio:.2f}× the deliveries/s (target ≥ 0.8:"
+          f" {'met' if ratio >= 0.8 else 'not met'}), {cpu:.2f}× the server CPU per delivery")
 sys.exit(1 if failed else 0)
 EOF
 echo "raw output: $out"
