@@ -59,7 +59,13 @@ impl Snapshot {
 pub struct PerConnection {
     base: Snapshot,
     last: usize,
+    /// Calls since `last` changed.
+    steady: u32,
 }
+
+/// Calls with the same connections open after which the line is given once more: the first
+/// line of a count is taken while the last connections still set up.
+const SETTLED: u32 = 3;
 
 impl PerConnection {
     /// Counts from here: the heap held with no connection open.
@@ -67,14 +73,16 @@ impl PerConnection {
         Self {
             base: snapshot(),
             last: 0,
+            steady: 0,
         }
     }
 
     /// The live heap above the start per connection, as a line, when `open` changed since the
-    /// last call (and is not 0).
+    /// last call, and once more when it has not for a few calls (and is not 0).
     pub fn report(&mut self, open: usize) -> Option<String> {
         let changed = open != std::mem::replace(&mut self.last, open);
-        if !changed || open == 0 {
+        self.steady = if changed { 0 } else { self.steady + 1 };
+        if open == 0 || !(changed || self.steady == SETTLED) {
             return None;
         }
         let held = snapshot().since(&self.base);

@@ -8,7 +8,8 @@
 //! With `--event-loop` after the address, the hub serves from the event loop
 //! (`Hub::serve_on_event_loop`).
 //!
-//! Every second the connections open change, it prints the live heap (bytes and blocks) above
+//! Every second the connections open change, and once more 3 s after the last change, it prints
+//! the live heap (bytes and blocks) above
 //! what it held with no connection, divided by the connections open.
 
 use std::sync::Arc;

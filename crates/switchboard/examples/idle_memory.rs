@@ -7,7 +7,8 @@
 //!
 //! With `event-loop`, the connections are served from an [`EventLoop`] instead of a task each.
 //!
-//! Every second the connections open change, it prints the live heap (bytes and blocks) above
+//! Every second the connections open change, and once more 3 s after the last change, it prints
+//! the live heap (bytes and blocks) above
 //! what it held with no connection, divided by the connections open: what RSS per connection
 //! is made of, beside the kernel's socket buffers (not in RSS) and the allocator's overhead.
 

@@ -64,10 +64,19 @@ impl Channel {
 
     fn remove(&mut self, id: u64) {
         if self.one_by_one.remove(&id).is_some() {
+            self.fit();
             return;
         }
         if let Some(grouped) = self.grouped.remove(&id) {
             self.group(grouped.join_leave).remove(&grouped.remote);
+        }
+    }
+
+    /// Gives back the room of the subscribers that left one by one (for a group, as a whole
+    /// channel's do once they are live): a map keeps the room of its largest size.
+    fn fit(&mut self) {
+        if self.one_by_one.len() * 4 < self.one_by_one.capacity() {
+            self.one_by_one.shrink_to_fit();
         }
     }
 
@@ -421,8 +430,11 @@ impl Fanout {
                 None => true,
             },
         });
-        for id in joining {
-            subscribers.join_group(id);
+        if !joining.is_empty() {
+            for id in joining {
+                subscribers.join_group(id);
+            }
+            subscribers.fit();
         }
         // One add per event, not per subscriber: the fan-out's hot loop stays free of atomics.
         self.deliveries.fetch_add(sent, Ordering::Relaxed);
