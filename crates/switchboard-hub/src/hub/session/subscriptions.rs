@@ -13,9 +13,14 @@ impl Subscriptions {
 
     /// Adds `channel` unless it is there.
     pub(super) fn insert(&mut self, channel: String) {
-        if !self.contains(&channel) {
-            self.0.push(channel);
+        if self.contains(&channel) {
+            return;
         }
+        if self.0.is_empty() {
+            // Most clients have one channel: room for four would be 72 bytes of nothing.
+            self.0.reserve_exact(1);
+        }
+        self.0.push(channel);
     }
 
     /// Takes `channel` out; `false` if it was not there.
@@ -64,6 +69,13 @@ mod tests {
         assert!(!subscriptions.remove("b"));
         assert_eq!(subscriptions.take(), ["a"]);
         assert_eq!(subscriptions.len(), 0);
+    }
+
+    #[test]
+    fn one_channel_takes_room_for_one() {
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.insert("a".into());
+        assert_eq!(subscriptions.0.capacity(), 1);
     }
 
     #[test]
