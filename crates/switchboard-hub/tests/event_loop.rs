@@ -1,7 +1,10 @@
-//! What serving from the event loop (`Hub::serve_on_event_loop`) changes for a client: an
-//! idle one holds no task, and one that sends more than its session can hold while busy is
-//! closed with 1013. The rest of the hub's tests run on the loop too (see
-//! `support/serving.rs`).
+//! What serving from the event loop (`Hub::serve_on_event_loop`) changes for a client, and
+//! what it must not: an idle one holds no task, one that sends more than its session can hold
+//! while busy is closed with 1013, and one too slow for its send queue is ended as in a task.
+//! The rest of the hub's tests run on the loop too (see `support/serving.rs`).
+
+#[path = "support/laggard.rs"]
+mod laggard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -247,26 +250,8 @@ async fn a_subscriber_that_stops_reading_gets_the_retry_hint_and_1013() {
     }
     assert_eq!(hub.lagged(), 1);
 
-    let mut last = 0;
-    let mut hint = Value::Null;
-    let close = loop {
-        match tokio::time::timeout(STEP, slow.recv()).await.unwrap() {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(hint, Value::Null, "{frame} after the hint");
-                match frame["type"].as_str() {
-                    Some("message") => {
-                        assert_eq!(frame["offset"], last + 1);
-                        last += 1;
-                    }
-                    Some("disconnect") => hint = frame,
-                    _ => {}
-                }
-            }
-            Some(Ok(Message::Close(frame))) => break frame.unwrap(),
-            other => panic!("{other:?}"),
-        }
-    };
+    let (last, hint, close) = laggard::read_to_the_close(&mut slow).await;
+    let close = close.unwrap();
     assert_eq!(close.code, CloseCode::TRY_AGAIN_LATER);
     assert_eq!(close.reason.as_str(), "too slow");
     assert_eq!(hint["code"], 1013, "{hint}");

@@ -1,6 +1,8 @@
 //! The hub over real WebSocket connections: delivery, recovery across disconnects (no gap, no
 //! duplicate), presence, errors for bad input, tokens and channel rules.
 
+#[path = "support/laggard.rs"]
+mod laggard;
 #[path = "support/serving.rs"]
 mod serving;
 
@@ -881,26 +883,8 @@ async fn a_subscriber_that_stops_reading_is_closed_without_a_gap_and_recovers() 
 
     // Now read what the slow client was sent: a gap-free prefix, then the retry hint (past
     // the full queue), then the close.
-    let mut last = 0;
-    let mut hint = Value::Null;
-    let code = loop {
-        match tokio::time::timeout(STEP, slow.ws.recv()).await.unwrap() {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(hint, Value::Null, "{frame} after the hint");
-                match frame["type"].as_str() {
-                    Some("message") => {
-                        assert_eq!(frame["offset"], last + 1);
-                        last += 1;
-                    }
-                    Some("disconnect") => hint = frame,
-                    _ => {}
-                }
-            }
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code.0),
-            other => panic!("{other:?}"),
-        }
-    };
+    let (last, hint, close) = laggard::read_to_the_close(&mut slow.ws).await;
+    let code = close.map(|f| f.code.0);
     assert_eq!(code, Some(1013));
     assert_eq!(hint["code"], 1013, "{hint}");
     assert!(
