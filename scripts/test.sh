@@ -20,7 +20,8 @@
 #   16 interop: deflate with ws and Chromium   17 browser: the chat page and the admin
 #      dashboard in Chromium
 #   18 JS client: bad input, tokens, 200 cuts on one node and on 2 nodes on Redis
-#   19 the same, 100 cuts, with the hub on the event loop (serve --event-loop)
+#   19 the same (100 cuts) and the chat page in Chromium, with the hub on the event loop
+#      (serve --event-loop)
 #   20 Pusher: pusher-js (Node, Chromium), Laravel Echo (Chromium), the Node and Python pusher
 #      server libraries against --pusher-app, on one node and on 3 nodes on Redis
 #   21 hostile clients                         22 cluster on Redis (one Redis, then 2 shards)
@@ -142,6 +143,12 @@ hub_tests_on_the_event_loop() {
   SWITCHBOARD_TEST_EVENT_LOOP=1 cargo test -p switchboard-hub --features redis --tests
 }
 
+# the JS client's tests (100 cuts) and the chat page in Chromium, against serve --event-loop
+js_on_the_event_loop() {
+  SERVE_FLAGS=--event-loop CUTS=100 clients/js/test/run.sh &&
+    SERVE_FLAGS=--event-loop e2e/browser/run.sh chat.test.mjs
+}
+
 install_autobahn() {
   if "$wstest_home/bin/wstest" --help >/dev/null 2>&1; then
     echo "wstest already installed: $wstest_home/bin/wstest"
@@ -201,8 +208,7 @@ e2e_step "interop: deflate with ws and Chromium" e2e/interop/run.sh
 e2e_step "browser: chat page and admin dashboard in Chromium" e2e/browser/run.sh
 # clients/js against the release binary (installs its npm packages when missing)
 e2e_step "JS client: bad input, tokens, cuts (1 node, 2 on Redis)" clients/js/test/run.sh
-e2e_step "JS client with the hub on the event loop" \
-  env SERVE_FLAGS=--event-loop CUTS=100 clients/js/test/run.sh
+e2e_step "JS client and chat page with the hub on the event loop" js_on_the_event_loop
 # pusher-js in Node and Chromium, Laravel Echo in Chromium, the pusher server libraries of Node
 # and Python, against --pusher-app on one node, then on 3 nodes on Redis (installs chromium,
 # redis-server, the npm packages and the Python library when missing)

@@ -101,7 +101,9 @@ async function startProxy(port) {
 }
 
 before(async () => {
-  server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', ...SERVE], {
+  // SERVE_FLAGS: more flags for the server, e.g. `--event-loop`.
+  const flags = (process.env.SERVE_FLAGS || '').split(/\s+/).filter(Boolean);
+  server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', ...SERVE, ...flags], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });

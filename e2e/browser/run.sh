@@ -5,8 +5,10 @@
 # Installs what it needs (chromium, the npm packages) when missing; expects
 # target/release/switchboard to be built (scripts/test.sh does) and redis-server installed.
 #
+#   run.sh [TEST.mjs..]    these tests only (default: all four)
 #   UPDATE_SCREENSHOTS=1   write docs/chat.png, docs/chat-phone.png, docs/admin.png and
 #                          docs/admin-phone.png (else target/e2e/)
+#   SERVE_FLAGS            more flags for the chat test's server (e.g. --event-loop)
 #   CHROMIUM, SWITCHBOARD_BIN   see chat.test.mjs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -24,4 +26,6 @@ if ! cmp -s package-lock.json node_modules/.installed-from-lock 2>/dev/null; the
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.installed-from-lock
 fi
-exec node --test --test-timeout=180000 chat.test.mjs h2.test.mjs admin.test.mjs admin-cluster.test.mjs
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=(chat.test.mjs h2.test.mjs admin.test.mjs admin-cluster.test.mjs)
+exec node --test --test-timeout=180000 "${tests[@]}"
