@@ -202,6 +202,37 @@ mod tests {
         assert!(err.contains("rules"), "{err}");
     }
 
+    /// A key the example shows commented out must be one the server takes when a reader
+    /// uncomments it (keys are kebab-case; unknown ones are refused).
+    #[test]
+    fn every_setting_the_example_shows_commented_out_is_taken() {
+        let example = include_str!("../../../../docs/serve.example.toml");
+        // Up to the Pusher apps' table, whose keys belong to it.
+        let top = &example[..example.find("\n# [[pusher.apps]]").unwrap()];
+        let mut tried = 0;
+        for line in top.lines() {
+            let Some(setting) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let setting = setting.split("  #").next().unwrap().trim();
+            let Some((key, _)) = setting.split_once(" = ") else {
+                continue;
+            };
+            if !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_')
+            {
+                continue;
+            }
+            let file = format!("{setting}\n{example}");
+            if let Err(e) = ServeOptions::from_toml(&file) {
+                panic!("`{setting}`, uncommented: {e:#}");
+            }
+            tried += 1;
+        }
+        assert!(tried >= 20, "{tried} settings");
+    }
+
     #[test]
     fn the_example_file_is_valid_and_matches_the_defaults() {
         let options =
