@@ -24,26 +24,27 @@
 #      (serve --event-loop)
 #   20 Pusher: pusher-js (Node, Chromium), Laravel Echo (Chromium), the Node and Python pusher
 #      server libraries against --pusher-app, on one node and on 3 nodes on Redis
-#   21 hostile clients                         22 cluster on Redis (one Redis, then 2 shards)
-#   23 network faults in namespaces (loss, delay and reordering, a silent client, a node
+#   21 hostile clients                         22 the same against the event loop
+#   23 cluster on Redis (one Redis, then 2 shards)
+#   24 network faults in namespaces (loss, delay and reordering, a silent client, a node
 #      cut off from Redis; installs nftables and iptables)
-#   24 reconnect storm: 2,000 hub clients recover across a restart under publish load
-#   25 the same with the hub on the event loop
-#   26 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
-#   27 the same with the hub on the event loop
-#   28 backend: proxies, webhooks, server API  29 10,000 connections
-#   30 soak                                    31 fuzz smoke
+#   25 reconnect storm: 2,000 hub clients recover across a restart under publish load
+#   26 the same with the hub on the event loop
+#   27 abuse: a flooder, a connection flood, subscription spam, each stopped at its limit
+#   28 the same with the hub on the event loop
+#   29 backend: proxies, webhooks, server API  30 10,000 connections
+#   31 soak                                    32 fuzz smoke
 #
 #   SKIP_E2E=1   quick local run: skip the Autobahn install and conformance runs, the
 #                interop e2e with Node's ws and Chromium, the browser test, the JS client's
 #                tests, the Pusher test, the hostile clients, the cluster, the network
 #                faults, the storm, the abuse limits, the backend, the 10,000 connections,
 #                the soak
-#                (steps 2, 3, 11-30)
+#                (steps 2, 3, 11-31)
 #   AUTOBAHN_*   passed on to e2e/autobahn/run.sh (see its header), e.g.
 #                AUTOBAHN_CASES='1.*,2.*' for a short conformance run
 #   WSTEST_HOME  where Autobahn's wstest lives (default /opt/wstest)
-#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 31; default 5; 0 skips it)
+#   FUZZ_SECONDS seconds per fuzz target in the smoke run (step 32; default 5; 0 skips it)
 #   CUTS         cuts per run of the JS client's cut test (step 18; default 200; 100 in 19)
 #   SOAK_SECONDS length of the hub soak run (default 60)
 set -euo pipefail
@@ -214,6 +215,7 @@ e2e_step "JS client and chat page with the hub on the event loop" js_on_the_even
 # redis-server, the npm packages and the Python library when missing)
 e2e_step "Pusher: pusher-js, Laravel Echo, the Node and Python server libraries (1 node, 3 on Redis)" e2e/pusher/run.sh
 e2e_step "hostile clients against switchboard serve" python3 e2e/hostile/hostile.py
+e2e_step "hostile clients against the event loop" python3 e2e/hostile/hostile.py --event-loop
 e2e_step "cluster: nodes sharing channels via Redis" python3 e2e/cluster/cluster.py
 # loss with delay, a silent client, a node cut off from Redis: ~20 s of fault each
 e2e_step "network faults in namespaces (loss, silence, redis cut)" netfault
