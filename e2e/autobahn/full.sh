@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# e2e/autobahn/full.sh [server|client|both|server-h2|client-h2|h2|all]
+# e2e/autobahn/full.sh [server|server-loop|client|both|server-h2|client-h2|h2|all]
 #
 # The complete Autobahn|Testsuite, every case of sections 1-7, 9, 10, 12 and 13 (517),
 # against switchboard as server and as client, with permessage-deflate; over HTTP/2 with
-# server-h2 and client-h2 (through examples/h2_bridge, as `run.sh server-h2|client-h2`).
-# both = server client, h2 = server-h2 client-h2, all = the four. Sections 12 and
+# server-h2 and client-h2 (through examples/h2_bridge, as `run.sh server-h2|client-h2`);
+# server-loop is the server with its connections on the event loop (`serve --event-loop`).
+# both = server client, h2 = server-h2 client-h2, all = the five. Sections 12 and
 # 13 send 1000 messages per case in lock-step: about 17 minutes per side, which is why
 # scripts/test.sh runs only the subset of run.sh. Run this before a release, or after a
 # change to compression, and commit the summary it writes.
@@ -18,10 +19,10 @@ set -euo pipefail
 
 sides=${1:-both}
 case $sides in
-  server | client | server-h2 | client-h2) ;;
+  server | server-loop | client | server-h2 | client-h2) ;;
   both) sides="server client" ;;
   h2) sides="server-h2 client-h2" ;;
-  all) sides="server client server-h2 client-h2" ;;
+  all) sides="server server-loop client server-h2 client-h2" ;;
   *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac
 
@@ -41,9 +42,10 @@ for side in $sides; do
   outdir=$target/autobahn/full-$side
   log=$logs/$side.log
   serve_pid=
-  if [ "$side" = server ]; then
+  if [ "$side" = server ] || [ "$side" = server-loop ]; then
     port=$(free_port)
     server_cmd="$(printf '%q' "$target/release/switchboard") serve --mode echo --listen 127.0.0.1:$port"
+    [ "$side" = server ] || server_cmd+=" --event-loop"
     start "$log" "$here/autobahn-run" server "ws://127.0.0.1:$port" -o "$outdir" --timeout 3600 \
       --start "$server_cmd"
   elif [ "$side" = server-h2 ]; then
@@ -86,7 +88,7 @@ done
 python3 - "$here/FULL-RESULTS.md" "$logs" <<'EOF'
 import os, re, sys
 path, logs = sys.argv[1], sys.argv[2]
-order = ["server", "client", "server-h2", "client-h2"]
+order = ["server", "server-loop", "client", "server-h2", "client-h2"]
 sections = {}
 if os.path.exists(path):
     text = open(path, encoding="utf-8").read()
@@ -105,7 +107,8 @@ sides run the same over HTTP/2 (RFC 8441) through `examples/h2_bridge.rs`, which
 bytes after each end's handshake as they are: `server-h2` is Autobahn's client to the bridge
 over HTTP/1.1, then one HTTP/2 connection to `serve --tls-self-signed`; `client-h2` is
 `autobahn_client --http2`, every case a stream of one HTTP/2 connection to the bridge, then
-HTTP/1.1 to Autobahn's server. Passed = OK, NON-STRICT or INFORMATIONAL.
+HTTP/1.1 to Autobahn's server. `server-loop` is the server with `--event-loop`: its
+connections served by callbacks from the event loop. Passed = OK, NON-STRICT or INFORMATIONAL.
 """
 body = "\n".join(sections[s] for s in order if s in sections)
 open(path, "w", encoding="utf-8").write(head + "\n" + body)
