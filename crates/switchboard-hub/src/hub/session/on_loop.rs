@@ -86,8 +86,9 @@ impl Handler for HubHandler {
     }
 
     fn close(&self, seat: Arc<Seat>, _: Option<Result<Message, Error>>) {
-        seat.lock().left = true;
-        seat.poke();
+        let mut waiting = seat.lock();
+        waiting.left = true;
+        seat.poke(waiting);
     }
 }
 
@@ -154,15 +155,13 @@ impl Seat {
         }
         waiting.bytes += message.len();
         waiting.messages.push_back(message);
-        drop(waiting);
-        self.poke();
+        self.poke(waiting);
         true
     }
 
-    /// Has the session's task see what arrived: starts one for a parked session, or wakes
-    /// the one running.
-    fn poke(self: &Arc<Self>) {
-        let mut waiting = self.lock();
+    /// Has the session's task see what arrived (put in `waiting`, the seat's state, locked
+    /// once per event): starts one for a parked session, or wakes the one running.
+    fn poke(self: &Arc<Self>, mut waiting: MutexGuard<'_, Waiting>) {
         if waiting.running {
             drop(waiting);
             self.notify.notify_one();
@@ -196,8 +195,9 @@ impl Seat {
         let timer = self.runtime.spawn(async move {
             tokio::time::sleep_until(at).await;
             if let Some(seat) = Weak::upgrade(&seat) {
-                seat.lock().expired = true;
-                seat.poke();
+                let mut waiting = seat.lock();
+                waiting.expired = true;
+                seat.poke(waiting);
             }
         });
         self.lock().expiry = Some(timer.abort_handle());
@@ -207,11 +207,11 @@ impl Seat {
 /// The mailbox's wake-up: the server side's command or the fan-out's kick.
 impl Wake for Seat {
     fn wake(self: Arc<Self>) {
-        self.poke();
+        self.poke(self.lock());
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.poke();
+        self.poke(self.lock());
     }
 }
 
